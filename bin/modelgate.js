@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// The `modelgate` command. The TypeScript sources are compiled to dist/ by `npm run build`,
+// which `npm ci` runs through the `prepare` script, so a fresh clone needs no extra step.
+"use strict";
+const path = require("node:path");
+let main;
+try {
+  main = require(path.join(__dirname, "..", "dist", "src", "cli", "main.js")).main;
+} catch (err) {
+  if (err && err.code === "MODULE_NOT_FOUND") {
+    process.stderr.write("modelgate: not built yet; run `npm ci` (or `npm run build`) first\n");
+    process.exit(2);
+  }
+  throw err;
+}
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

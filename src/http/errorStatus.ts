@@ -1,0 +1,51 @@
+import type { ErrorCode } from "../errors";
+
+/** The one table from error code to HTTP status. Record<> makes a new code a type error here. */
+export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  // trust
+  malformed_signature: 400,
+  untrusted_source: 403,
+  bad_signature: 403,
+  key_revoked: 403,
+  key_expired: 403,
+  name_not_allowed: 403,
+  threshold_not_met: 403,
+  digest_mismatch: 422,
+  wrong_predicate_type: 422,
+  invalid_allowlist: 500,
+  invalid_key: 500,
+  // inspection (surface as unsafe_artifact / malformed_artifact normally; direct use is 422)
+  malformed_pickle: 422,
+  dangerous_global: 422,
+  unknown_global: 422,
+  unresolved_global: 422,
+  extension_opcode: 422,
+  limit_exceeded: 422,
+  unknown_format: 422,
+  unsupported_format: 422,
+  malformed_container: 422,
+  embedded_code: 422,
+  polyglot: 422,
+  extension_mismatch: 422,
+  opaque_member: 422,
+  bad_persistent_id: 422,
+  // request
+  bad_request: 400,
+  unsupported_media_type: 415,
+  too_large: 413,
+  unsafe_artifact: 422,
+  malformed_artifact: 422,
+  not_found: 404,
+  range_not_satisfiable: 416,
+  unauthenticated: 401,
+  forbidden: 403,
+  rate_limited: 429,
+  insufficient_storage: 507,
+  unavailable: 503,
+  internal: 500,
+  // local
+  invalid_config: 500,
+  io_error: 500,
+  usage: 400,
+  integrity_error: 500,
+};

@@ -1,0 +1,15 @@
+import type { ContentPolicy } from "./policy";
+import type { InspectionReport } from "./report";
+
+/**
+ * The seam between the gateway and content inspection: given a file on disk (the upload's temp
+ * file, or a file named on the CLI) and the policy of the source that signed it, return a report.
+ * The formats module provides the real implementation (src/formats/inspectFile.ts).
+ */
+export interface InspectOptions {
+  policy: ContentPolicy;
+  /** The artifact's name as published, for reporting its extension (never for detection). */
+  fileName?: string;
+}
+
+export type Inspector = (path: string, options: InspectOptions) => Promise<InspectionReport>;

@@ -1,0 +1,28 @@
+import { z } from "zod";
+
+/**
+ * A source's content policy, as it appears under `pickle` in allowlist.json and as the CLI's
+ * `--allow-global` builds it. The pickle issue's built-in safe set and hard floor live in
+ * src/pickle/; this is only what an operator may add on top, per source.
+ */
+export const ContentPolicySchema = z
+  .strictObject({
+    /** Extra allowed imports: exact "module.name" or a module prefix pattern "sklearn.*". */
+    allowGlobals: z.array(z.string().min(1).max(256)).max(1000).default([]),
+    /** TorchScript archives (code/, constants.pkl) carry executable code: off unless named. */
+    allowTorchScript: z.boolean().default(false),
+    /** MLflow code/, python_model.pkl, custom loader modules: off unless named. */
+    allowEmbeddedCode: z.boolean().default(false),
+    /** Archive members of unknown binary content: off unless named. */
+    allowOpaqueMembers: z.boolean().default(false),
+  })
+  .describe("per-source content policy");
+
+export type ContentPolicy = z.infer<typeof ContentPolicySchema>;
+
+export const DEFAULT_CONTENT_POLICY: Readonly<ContentPolicy> = Object.freeze({
+  allowGlobals: [],
+  allowTorchScript: false,
+  allowEmbeddedCode: false,
+  allowOpaqueMembers: false,
+});

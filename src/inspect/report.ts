@@ -1,0 +1,111 @@
+import type { InspectionErrorCode } from "../errors";
+
+/**
+ * The inspection report: one tree per artifact, shared by the pickle analyzer, the container
+ * parsers, `modelgate scan --json`, the upload response, its 422 error details and the stored
+ * metadata. Keep it plain JSON.
+ */
+
+/**
+ * How bad a finding is. `innocuous` findings are information (a data member, an extension
+ * reported); every other severity rejects the artifact:
+ * - `suspicious`: not proven safe (an import no policy names);
+ * - `dangerous`: known to run code (hard-floor import, TorchScript, EXT opcodes);
+ * - `malformed`: the bytes could not be read the one way every loader reads them.
+ */
+export type Severity = "innocuous" | "suspicious" | "dangerous" | "malformed";
+
+export type FindingCode = InspectionErrorCode | "data_member" | "info";
+
+export interface Finding {
+  code: FindingCode;
+  severity: Severity;
+  message: string;
+  /** Where: e.g. "archive/data.pkl#pickle[0]"; the node path of the report tree. */
+  location?: string;
+  /** Byte offset inside the stream or member the location names. */
+  offset?: number;
+  /** For import findings: the resolved "module.name". */
+  global?: string;
+}
+
+/** Safety level of an import the pickle would perform. */
+export type ImportSafety = "innocuous" | "unknown" | "dangerous";
+
+export interface ImportRecord {
+  module: string;
+  name: string;
+  safety: ImportSafety;
+  /** Opcode that performed it: GLOBAL, STACK_GLOBAL, INST, EXT1... */
+  opcode: string;
+  location?: string;
+  offset: number;
+}
+
+export interface InspectionNode {
+  /** What this node is: "file", "zip-entry", "tar-entry", "pickle", "npy", "tensor-data"... */
+  kind: string;
+  /** Path of this node inside the artifact, e.g. "model/data.pkl". "" for the artifact itself. */
+  path: string;
+  /** Detected format of this node's content, when it has one. */
+  format?: string;
+  findings: Finding[];
+  imports?: ImportRecord[];
+  details?: Record<string, unknown>;
+  children: InspectionNode[];
+}
+
+export type Verdict = "accept" | "reject";
+
+export interface InspectionReport {
+  verdict: Verdict;
+  /** Top-level detected format: "pickle", "pytorch-zip", "joblib", "npy", "safetensors"... */
+  format: string;
+  /** The file name's extension as given (reported, never trusted). */
+  extension?: string;
+  root: InspectionNode;
+  /** Every finding of the tree, flattened, for callers that need no tree. */
+  findings: Finding[];
+  /** Every import of every pickle stream in the tree, flattened. */
+  imports: ImportRecord[];
+  /** True when the artifact holds no pickle stream at all (e.g. safetensors, plain npy). */
+  pickleFree: boolean;
+}
+
+export function rejects(finding: Finding): boolean {
+  return finding.severity !== "innocuous";
+}
+
+/** Flatten findings and imports of a tree and decide the verdict: any rejecting finding rejects. */
+export function summarize(root: InspectionNode, format: string, extension?: string): InspectionReport {
+  const findings: Finding[] = [];
+  const imports: ImportRecord[] = [];
+  let sawPickle = false;
+  const walk = (node: InspectionNode): void => {
+    if (node.kind === "pickle") sawPickle = true;
+    findings.push(...node.findings);
+    if (node.imports) imports.push(...node.imports);
+    for (const child of node.children) walk(child);
+  };
+  walk(root);
+  const report: InspectionReport = {
+    verdict: findings.some(rejects) ? "reject" : "accept",
+    format,
+    root,
+    findings,
+    imports,
+    pickleFree: !sawPickle,
+  };
+  if (extension !== undefined) report.extension = extension;
+  return report;
+}
+
+/**
+ * Which API error a rejected report maps to: `unsafe_artifact` when any finding is a policy
+ * problem (suspicious or dangerous), else `malformed_artifact` for purely structural ones.
+ */
+export function rejectionCode(report: InspectionReport): "unsafe_artifact" | "malformed_artifact" | undefined {
+  if (report.verdict === "accept") return undefined;
+  const policy = report.findings.some((f) => f.severity === "suspicious" || f.severity === "dangerous");
+  return policy ? "unsafe_artifact" : "malformed_artifact";
+}

@@ -1,0 +1,102 @@
+/**
+ * Every bound modelgate puts on hostile input, in one place, each with the threat it stops.
+ * Parsers take a limits object (defaulting to these) so tests can hit each bound exactly:
+ * one test at the limit, one just past it. Reaching a limit is `limit_exceeded`: reject.
+ */
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+// ---- trust ----------------------------------------------------------------------------------
+
+/** A DSSE envelope is a few KB; a cap stops JSON bombs and memory exhaustion in the parser. */
+export const MAX_ENVELOPE_BYTES = 256 * KiB;
+/** Signatures per envelope: bounds verification work an attacker can make us do (CWE-400). */
+export const MAX_SIGNATURES_PER_ENVELOPE = 32;
+/** allowlist.json is operator-written but may be edited by tools: bound its size anyway. */
+export const MAX_ALLOWLIST_BYTES = 4 * MiB;
+
+// ---- HTTP / upload --------------------------------------------------------------------------
+
+/** Default cap on an uploaded artifact, enforced while bytes arrive (env MODELGATE_MAX_UPLOAD_BYTES). */
+export const DEFAULT_MAX_UPLOAD_BYTES = 20 * GiB;
+/** Multipart: an upload has `signature`, `artifact`, `name`; anything more is abuse. */
+export const MAX_MULTIPART_PARTS = 8;
+export const MAX_MULTIPART_FIELDS = 4;
+/** Largest non-file field (the envelope as a field, the name). */
+export const MAX_MULTIPART_FIELD_BYTES = MAX_ENVELOPE_BYTES;
+export const MAX_MULTIPART_FIELD_NAME_BYTES = 100;
+/** Artifact names are short identifiers, not payloads. */
+export const MAX_ARTIFACT_NAME_LENGTH = 512;
+/** Listing page size: bounds work per request. */
+export const MAX_LIST_LIMIT = 1000;
+
+// ---- pickle analyzer ------------------------------------------------------------------------
+
+export interface PickleLimits {
+  /** Opcodes in one stream: stops CPU exhaustion by endless tiny opcodes. */
+  maxOpsPerStream: number;
+  /** Memo entries alive at once: stops memory exhaustion through PUT/MEMOIZE floods. */
+  maxMemoEntries: number;
+  /** Symbolic stack depth: stops memory exhaustion and deep recursion in value rendering. */
+  maxStackDepth: number;
+  /** MARK nesting: same threat as the stack, through marks. */
+  maxMarkDepth: number;
+  /** Sum of decoded string/bytes argument lengths kept as values: stops memory exhaustion. */
+  maxDecodedStringBytes: number;
+  /** Pickles concatenated in one sequence (bytes after STOP): stops endless tiny pickles. */
+  maxStreamsPerSequence: number;
+  /** Wall-clock budget for one analysis, in ms: a last line against pathological inputs. */
+  timeBudgetMs: number;
+  /** Largest single argument we copy out of the input (strings, bytes); longer ones are skipped by length, never allocated. */
+  maxRetainedArgumentBytes: number;
+}
+
+export const DEFAULT_PICKLE_LIMITS: Readonly<PickleLimits> = Object.freeze({
+  maxOpsPerStream: 50_000_000,
+  maxMemoEntries: 1_000_000,
+  maxStackDepth: 100_000,
+  maxMarkDepth: 10_000,
+  maxDecodedStringBytes: 256 * MiB,
+  maxStreamsPerSequence: 1_000,
+  timeBudgetMs: 10 * 60 * 1000,
+  maxRetainedArgumentBytes: 64 * KiB,
+});
+
+// ---- containers -----------------------------------------------------------------------------
+
+export interface ContainerLimits {
+  /** Zip/tar entries per archive: stops central-directory floods (CWE-400). */
+  maxEntries: number;
+  /** Uncompressed bytes of one entry: zip bomb (CWE-409). */
+  maxEntryUncompressedBytes: number;
+  /** Uncompressed bytes of all entries of one artifact together: zip bomb (CWE-409). */
+  maxTotalUncompressedBytes: number;
+  /** Uncompressed/compressed ratio of one compressed entry or stream: zip bomb (CWE-409). */
+  maxCompressionRatio: number;
+  /** Archives inside archives: stops recursive zip quines and deep nesting. */
+  maxNestingDepth: number;
+  /** safetensors JSON header: the format itself caps it at 100 MB; we are stricter. */
+  maxSafetensorsHeaderBytes: number;
+  /** .npy header (v1 is at most 64 KiB; v2/v3 could claim 4 GiB). */
+  maxNpyHeaderBytes: number;
+  /** MLmodel / YAML / JSON members parsed in memory. */
+  maxTextMemberBytes: number;
+  /** Entry name length: stops absurd names and memory waste. */
+  maxEntryNameBytes: number;
+}
+
+export const DEFAULT_CONTAINER_LIMITS: Readonly<ContainerLimits> = Object.freeze({
+  maxEntries: 65_536,
+  maxEntryUncompressedBytes: 64 * GiB,
+  maxTotalUncompressedBytes: 256 * GiB,
+  maxCompressionRatio: 1_000,
+  maxNestingDepth: 3,
+  maxSafetensorsHeaderBytes: 16 * MiB,
+  maxNpyHeaderBytes: 64 * KiB,
+  maxTextMemberBytes: 4 * MiB,
+  maxEntryNameBytes: 4 * KiB,
+});
+
+export const UNITS = { KiB, MiB, GiB } as const;
