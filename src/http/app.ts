@@ -16,6 +16,6 @@ export function createApp(deps: AppDeps): Express {
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
   });
-  deps;
+  deps.logger.debug("app created");
   return app;
 }
