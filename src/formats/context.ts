@@ -2,6 +2,7 @@ import type { ByteSource } from "../bytes/source";
 import type { ContainerLimits, PickleLimits } from "../limits";
 import type { ContentPolicy } from "../inspect/policy";
 import type { InspectionNode } from "../inspect/report";
+import type { ArchiveContents } from "./archive";
 
 /**
  * What every container inspector receives. Inspectors are async (decompression streams are),
@@ -22,6 +23,11 @@ export interface FormatContext {
    * archives). `path` is the member's path in the report tree.
    */
   inspectMember(source: ByteSource, path: string, ctx: FormatContext): Promise<InspectionNode>;
+  /**
+   * Classify an opened archive's layout (PyTorch, npz, MLflow, TorchScript, generic) and inspect it:
+   * the zip and tar readers both end here. Fills and returns `archive.node`.
+   */
+  inspectArchive(archive: ArchiveContents, path: string, ctx: FormatContext): Promise<InspectionNode>;
 }
 
 export type FormatInspector = (source: ByteSource, path: string, ctx: FormatContext) => Promise<InspectionNode>;
