@@ -1,0 +1,359 @@
+import { randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream, promises as fsp } from "node:fs";
+import * as path from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { z } from "zod";
+import { GatewayError } from "../errors";
+import { assertHexDigest, HashCounter } from "./hashing";
+import type {
+  ArtifactRecord,
+  ArtifactStore,
+  ByteRange,
+  ListPage,
+  ListQuery,
+  OpenedBlob,
+  PromoteInput,
+  PromoteResult,
+  StagedBlob,
+} from "./types";
+
+/**
+ * The embedded filesystem backend. Layout under the data directory:
+ *
+ *   blobs/sha256/<first 2 hex>/<hex>        the artifact bytes
+ *   blobs/sha256/<first 2 hex>/<hex>.json   its metadata record
+ *   tmp/                                    staged uploads and temp records (same filesystem)
+ *   quarantine/<hex>.<time>/                blobs that failed re-verification, with a reason
+ *
+ * Every write is temp file -> fsync -> rename -> fsync of the directory, the record only after
+ * the blob, so a crash leaves either nothing or a complete artifact (a blob without a record is
+ * not served and is completed by the next identical upload). tmp/ is emptied at start.
+ */
+
+const RECORD_SUFFIX = ".json";
+/** Records are small (envelopes are capped); anything bigger was not written by us. */
+const MAX_RECORD_BYTES = 64 * 1024 * 1024;
+
+const RecordSchema = z.object({
+  digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  size: z.number().int().nonnegative(),
+  name: z.string(),
+  format: z.string(),
+  createdAt: z.string(),
+  signatures: z.array(
+    z.object({ source: z.string(), keyIds: z.array(z.string()), envelope: z.string(), addedAt: z.string() }),
+  ),
+  inspection: z.looseObject({ verdict: z.string(), format: z.string() }),
+});
+
+interface IndexEntry {
+  hex: string;
+  createdAt: string;
+  name: string;
+  sources: Set<string>;
+}
+
+const CursorSchema = z.tuple([z.string(), z.string().regex(/^[0-9a-f]{64}$/)]);
+
+function encodeCursor(entry: IndexEntry): string {
+  return Buffer.from(JSON.stringify([entry.createdAt, entry.hex])).toString("base64url");
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  try {
+    return CursorSchema.parse(JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")));
+  } catch {
+    throw new GatewayError("bad_request", "cursor is not one this server issued");
+  }
+}
+
+/** Newest first; ties broken by digest so pagination is total. */
+function compareEntries(a: { createdAt: string; hex: string }, b: { createdAt: string; hex: string }): number {
+  if (a.createdAt !== b.createdAt) return a.createdAt < b.createdAt ? 1 : -1;
+  if (a.hex === b.hex) return 0;
+  return a.hex < b.hex ? 1 : -1;
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === "ENOENT";
+}
+
+async function fsyncPath(p: string, flags = "r"): Promise<void> {
+  const handle = await fsp.open(p, flags);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export class FsArtifactStore implements ArtifactStore {
+  private readonly blobRoot: string;
+  private readonly tmpDir: string;
+  private readonly quarantineDir: string;
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private index: Map<string, IndexEntry> | undefined;
+
+  constructor(readonly dataDir: string) {
+    this.blobRoot = path.join(dataDir, "blobs", "sha256");
+    this.tmpDir = path.join(dataDir, "tmp");
+    this.quarantineDir = path.join(dataDir, "quarantine");
+  }
+
+  async init(): Promise<void> {
+    await fsp.mkdir(this.blobRoot, { recursive: true });
+    await fsp.mkdir(this.quarantineDir, { recursive: true });
+    // Leftovers of writes interrupted by a crash: never promoted, so never visible. Remove them.
+    await fsp.rm(this.tmpDir, { recursive: true, force: true });
+    await fsp.mkdir(this.tmpDir, { recursive: true });
+    this.index = await this.buildIndex();
+  }
+
+  tempPath(): string {
+    return path.join(this.tmpDir, `${Date.now().toString(36)}-${randomBytes(8).toString("hex")}.part`);
+  }
+
+  async stage(input: Readable, options: { maxBytes?: number } = {}): Promise<StagedBlob> {
+    const tempPath = this.tempPath();
+    const counter = new HashCounter(options.maxBytes);
+    try {
+      await pipeline(input, counter, createWriteStream(tempPath, { flags: "wx" }));
+    } catch (err) {
+      await this.discard(tempPath);
+      throw err;
+    }
+    return { path: tempPath, digestHex: counter.digestHex, size: counter.size };
+  }
+
+  async put(input: Readable, options: { maxBytes?: number } = {}): Promise<{ digestHex: string; size: number }> {
+    const staged = await this.stage(input, options);
+    await this.withLock(staged.digestHex, async () => {
+      await this.moveBlobIntoPlace(staged);
+    });
+    return { digestHex: staged.digestHex, size: staged.size };
+  }
+
+  promote(input: PromoteInput): Promise<PromoteResult> {
+    const { staged } = input;
+    assertHexDigest(staged.digestHex);
+    // Serialize per digest: two identical uploads end with one blob and one merged record.
+    return this.withLock(staged.digestHex, async () => {
+      const created = await this.moveBlobIntoPlace(staged);
+      const existing = await this.readRecord(staged.digestHex);
+      if (existing === undefined) {
+        // New blob, or a blob whose record write was interrupted: the record completes it.
+        await this.writeRecord(input.record);
+        return { created, record: input.record };
+      }
+      const sig = input.signature;
+      const known = existing.signatures.some((s) => s.envelope === sig.envelope);
+      if (known) return { created, record: existing };
+      const merged: ArtifactRecord = { ...existing, signatures: [...existing.signatures, sig] };
+      await this.writeRecord(merged);
+      return { created, record: merged };
+    });
+  }
+
+  async openRead(digestHex: string, range?: ByteRange): Promise<OpenedBlob | undefined> {
+    assertHexDigest(digestHex);
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(this.blobPath(digestHex), "r");
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+    // Size from the descriptor we read from: a concurrent quarantine (rename) cannot change it.
+    let size: number;
+    try {
+      size = (await handle.stat()).size;
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    const stream = createReadStream("", {
+      fd: handle,
+      autoClose: true,
+      ...(range ? { start: range.start, end: range.end } : {}),
+      highWaterMark: 1024 * 1024,
+    });
+    return { stream, size };
+  }
+
+  async stat(digestHex: string): Promise<{ size: number } | undefined> {
+    assertHexDigest(digestHex);
+    try {
+      const st = await fsp.stat(this.blobPath(digestHex));
+      return { size: st.size };
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async readRecord(digestHex: string): Promise<ArtifactRecord | undefined> {
+    assertHexDigest(digestHex);
+    const recordPath = this.blobPath(digestHex) + RECORD_SUFFIX;
+    let text: string;
+    try {
+      const st = await fsp.stat(recordPath);
+      if (st.size > MAX_RECORD_BYTES) throw new GatewayError("integrity_error", `record of ${digestHex} is implausibly large`);
+      text = await fsp.readFile(recordPath, "utf8");
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new GatewayError("integrity_error", `record of ${digestHex} is not valid JSON`, undefined, { cause: err });
+    }
+    const result = RecordSchema.safeParse(parsed);
+    if (!result.success || result.data.digest !== `sha256:${digestHex}`) {
+      throw new GatewayError("integrity_error", `record of ${digestHex} does not match the record schema or its digest`);
+    }
+    return parsed as ArtifactRecord;
+  }
+
+  async writeRecord(record: ArtifactRecord): Promise<void> {
+    const hex = record.digest.replace(/^sha256:/, "");
+    assertHexDigest(hex);
+    const finalPath = this.blobPath(hex) + RECORD_SUFFIX;
+    const tempPath = this.tempPath();
+    try {
+      const handle = await fsp.open(tempPath, "wx");
+      try {
+        await handle.writeFile(JSON.stringify(record, null, 2));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await fsp.mkdir(path.dirname(finalPath), { recursive: true });
+      await fsp.rename(tempPath, finalPath);
+    } catch (err) {
+      await this.discard(tempPath);
+      throw err;
+    }
+    await fsyncPath(path.dirname(finalPath));
+    this.indexRecord(record);
+  }
+
+  async list(query: ListQuery): Promise<ListPage> {
+    const index = this.index ?? (this.index = await this.buildIndex());
+    const after = query.cursor !== undefined ? decodeCursor(query.cursor) : undefined;
+    const matches = [...index.values()]
+      .filter((e) => (query.source === undefined || e.sources.has(query.source)) && (query.name === undefined || e.name === query.name))
+      .filter((e) => after === undefined || compareEntries(e, { createdAt: after[0], hex: after[1] }) > 0)
+      .sort(compareEntries);
+    const page = matches.slice(0, query.limit);
+    const items: ArtifactRecord[] = [];
+    for (const entry of page) {
+      const record = await this.readRecord(entry.hex);
+      if (record !== undefined) items.push(record);
+    }
+    const last = page[page.length - 1];
+    const result: ListPage = { items };
+    if (matches.length > page.length && last !== undefined) result.nextCursor = encodeCursor(last);
+    return result;
+  }
+
+  async quarantine(digestHex: string, reason: string): Promise<void> {
+    assertHexDigest(digestHex);
+    await this.withLock(digestHex, async () => {
+      const target = path.join(this.quarantineDir, `${digestHex}.${Date.now().toString()}`);
+      await fsp.mkdir(target, { recursive: true });
+      const blob = this.blobPath(digestHex);
+      for (const [from, to] of [
+        [blob, path.join(target, "blob")],
+        [blob + RECORD_SUFFIX, path.join(target, "record.json")],
+      ] as const) {
+        try {
+          await fsp.rename(from, to);
+        } catch (err) {
+          if (!isMissing(err)) throw err;
+        }
+      }
+      await fsp.writeFile(path.join(target, "reason.txt"), `${new Date().toISOString()} ${reason}\n`);
+      await fsyncPath(path.dirname(blob));
+      this.index?.delete(digestHex);
+    });
+  }
+
+  async discard(p: string): Promise<void> {
+    await fsp.rm(p, { force: true });
+  }
+
+  async checkWritable(): Promise<void> {
+    const probe = this.tempPath();
+    await fsp.writeFile(probe, "ok", { flag: "wx" });
+    await fsp.rm(probe, { force: true });
+  }
+
+  /** Path of a blob; the record is beside it with RECORD_SUFFIX. */
+  blobPath(digestHex: string): string {
+    return path.join(this.blobRoot, digestHex.slice(0, 2), digestHex);
+  }
+
+  /** fsync the staged file and rename it into place; returns false (and drops the file) when the blob exists. */
+  private async moveBlobIntoPlace(staged: StagedBlob): Promise<boolean> {
+    const finalPath = this.blobPath(staged.digestHex);
+    if ((await this.stat(staged.digestHex)) !== undefined) {
+      await this.discard(staged.path);
+      return false;
+    }
+    try {
+      await fsyncPath(staged.path, "r+");
+      await fsp.mkdir(path.dirname(finalPath), { recursive: true });
+      await fsp.rename(staged.path, finalPath);
+    } catch (err) {
+      await this.discard(staged.path);
+      throw err;
+    }
+    await fsyncPath(path.dirname(finalPath));
+    return true;
+  }
+
+  private withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(key) ?? Promise.resolve();
+    const run = previous.then(fn, fn);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.locks.set(key, settled);
+    void settled.then(() => {
+      if (this.locks.get(key) === settled) this.locks.delete(key);
+    });
+    return run;
+  }
+
+  private indexRecord(record: ArtifactRecord): void {
+    if (this.index === undefined) return;
+    const hex = record.digest.slice("sha256:".length);
+    this.index.set(hex, { hex, createdAt: record.createdAt, name: record.name, sources: new Set(record.signatures.map((s) => s.source)) });
+  }
+
+  private async buildIndex(): Promise<Map<string, IndexEntry>> {
+    const index = new Map<string, IndexEntry>();
+    let prefixes: string[];
+    try {
+      prefixes = await fsp.readdir(this.blobRoot);
+    } catch (err) {
+      if (isMissing(err)) return index;
+      throw err;
+    }
+    for (const prefix of prefixes) {
+      if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+      for (const file of await fsp.readdir(path.join(this.blobRoot, prefix))) {
+        const hex = file.endsWith(RECORD_SUFFIX) ? file.slice(0, -RECORD_SUFFIX.length) : undefined;
+        if (hex === undefined || !/^[0-9a-f]{64}$/.test(hex)) continue;
+        const record = await this.readRecord(hex);
+        if (record === undefined) continue;
+        index.set(hex, { hex, createdAt: record.createdAt, name: record.name, sources: new Set(record.signatures.map((s) => s.source)) });
+      }
+    }
+    return index;
+  }
+}

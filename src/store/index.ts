@@ -1,0 +1,3 @@
+export * from "./types";
+export { FsArtifactStore } from "./fsStore";
+export { HashCounter, sameDigest, assertHexDigest } from "./hashing";

@@ -1,0 +1,106 @@
+import type { Readable } from "node:stream";
+import type { InspectionReport } from "../inspect/report";
+
+/**
+ * The content-addressed store behind the HTTP layer. Streams in and out, addressed by the
+ * lowercase hex sha256 of the bytes, so an object-storage backend can implement the same
+ * interface without touching the routes. Callers validate digests (parseDigest) before calling.
+ */
+
+/** One trusted signature over the artifact, kept verbatim so consumers can verify it themselves. */
+export interface StoredSignature {
+  /** Allowlist source id that vouched for the artifact at upload time. */
+  source: string;
+  /** Key ids whose signatures verified at upload time. */
+  keyIds: string[];
+  /** The DSSE envelope exactly as uploaded (a JSON string). */
+  envelope: string;
+  /** When this signature was added to the record (ISO 8601). */
+  addedAt: string;
+}
+
+/** The metadata record stored beside each blob. Plain JSON. */
+export interface ArtifactRecord {
+  /** "sha256:<hex>" */
+  digest: string;
+  size: number;
+  name: string;
+  format: string;
+  /** First acceptance (ISO 8601). */
+  createdAt: string;
+  signatures: StoredSignature[];
+  inspection: InspectionReport;
+}
+
+/** An inclusive byte range, already validated against the blob size. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface OpenedBlob {
+  stream: Readable;
+  /** Size of the whole blob, read from the open file descriptor. */
+  size: number;
+}
+
+/** A file written into the store's temp area (same filesystem as the blobs), hashed in one pass. */
+export interface StagedBlob {
+  path: string;
+  digestHex: string;
+  size: number;
+}
+
+export interface PromoteInput {
+  staged: StagedBlob;
+  /** Record to write when the blob is new. */
+  record: ArtifactRecord;
+  /** Signature to add to an existing record when the same bytes are already stored. */
+  signature: StoredSignature;
+}
+
+export interface PromoteResult {
+  /** True when this call stored the blob; false when the same bytes were already there. */
+  created: boolean;
+  /** The record as stored after the call. */
+  record: ArtifactRecord;
+}
+
+export interface ListQuery {
+  source?: string | undefined;
+  name?: string | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
+export interface ListPage {
+  items: ArtifactRecord[];
+  /** Opaque cursor for the next (older) page; absent on the last page. */
+  nextCursor?: string;
+}
+
+export interface ArtifactStore {
+  /** Create the layout and remove leftovers of interrupted writes. Call once at start. */
+  init(): Promise<void>;
+  /** A fresh path in the temp area for a caller that streams into it itself (the upload engine). */
+  tempPath(): string;
+  /** Stream into a temp file, hashing and counting; nothing is visible in the store until promote. */
+  stage(input: Readable, options?: { maxBytes?: number }): Promise<StagedBlob>;
+  /** Move a staged file into place (fsync + rename) and write or merge its record, serialized per digest. */
+  promote(input: PromoteInput): Promise<PromoteResult>;
+  /** Convenience for callers without a record policy: stage + store the blob only. */
+  put(input: Readable, options?: { maxBytes?: number }): Promise<{ digestHex: string; size: number }>;
+  /** Open the blob for reading, optionally one byte range. Undefined when absent. */
+  openRead(digestHex: string, range?: ByteRange): Promise<OpenedBlob | undefined>;
+  stat(digestHex: string): Promise<{ size: number } | undefined>;
+  readRecord(digestHex: string): Promise<ArtifactRecord | undefined>;
+  writeRecord(record: ArtifactRecord): Promise<void>;
+  /** Newest first, filtered by source and/or exact name. */
+  list(query: ListQuery): Promise<ListPage>;
+  /** Move blob and record out of the served tree (never delete: evidence). */
+  quarantine(digestHex: string, reason: string): Promise<void>;
+  /** Remove a staged file; never throws for a missing file. */
+  discard(path: string): Promise<void>;
+  /** Resolves when the store can take writes (used by /readyz). */
+  checkWritable(): Promise<void>;
+}

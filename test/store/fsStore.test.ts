@@ -1,0 +1,166 @@
+import { createHash } from "node:crypto";
+import { promises as fsp } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { Readable } from "node:stream";
+import { text } from "node:stream/consumers";
+import { FsArtifactStore } from "../../src/store/fsStore";
+import type { ArtifactRecord, StoredSignature } from "../../src/store/types";
+import { summarize } from "../../src/inspect/report";
+
+const sha = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
+
+function recordFor(bytes: Buffer, name: string, createdAt: string, source = "research", envelope = "env-1"): ArtifactRecord {
+  return {
+    digest: `sha256:${sha(bytes)}`,
+    size: bytes.length,
+    name,
+    format: "safetensors",
+    createdAt,
+    signatures: [sigFor(source, envelope)],
+    inspection: summarize({ kind: "file", path: "", findings: [], children: [] }, "safetensors"),
+  };
+}
+
+function sigFor(source: string, envelope: string): StoredSignature {
+  return { source, keyIds: ["k"], envelope, addedAt: "2026-01-01T00:00:00.000Z" };
+}
+
+async function listTree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) out.push(path.relative(dir, path.join(entry.parentPath, entry.name)));
+  }
+  return out.sort();
+}
+
+describe("FsArtifactStore", () => {
+  let dir: string;
+  let store: FsArtifactStore;
+
+  beforeEach(async () => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), "mg-store-"));
+    store = new FsArtifactStore(dir);
+    await store.init();
+  });
+
+  afterEach(async () => {
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  it("stages, promotes and reads back a blob with its record at the content address", async () => {
+    const bytes = Buffer.from("hello model");
+    const staged = await store.stage(Readable.from([bytes]));
+    expect(staged.digestHex).toBe(sha(bytes));
+    expect(staged.size).toBe(bytes.length);
+    const result = await store.promote({ staged, record: recordFor(bytes, "a/b", "2026-01-01T00:00:00.000Z"), signature: sigFor("research", "env-1") });
+    expect(result.created).toBe(true);
+    const hex = sha(bytes);
+    expect(await listTree(dir)).toEqual([`blobs/sha256/${hex.slice(0, 2)}/${hex}`, `blobs/sha256/${hex.slice(0, 2)}/${hex}.json`]);
+    const opened = await store.openRead(hex);
+    expect(opened?.size).toBe(bytes.length);
+    expect(await text(opened!.stream)).toBe("hello model");
+    const ranged = await store.openRead(hex, { start: 6, end: 10 });
+    expect(await text(ranged!.stream)).toBe("model");
+    expect((await store.readRecord(hex))?.name).toBe("a/b");
+    expect(await store.stat(hex)).toEqual({ size: bytes.length });
+  });
+
+  it("answers undefined for unknown digests and rejects non-hex digests before touching the disk", async () => {
+    const hex = sha("nothing");
+    expect(await store.openRead(hex)).toBeUndefined();
+    expect(await store.stat(hex)).toBeUndefined();
+    expect(await store.readRecord(hex)).toBeUndefined();
+    await expect(store.stat("../../etc/passwd")).rejects.toMatchObject({ code: "bad_request" });
+  });
+
+  it("enforces maxBytes while staging and leaves no temp file", async () => {
+    await expect(store.stage(Readable.from([Buffer.alloc(10), Buffer.alloc(10)]), { maxBytes: 15 })).rejects.toMatchObject({ code: "too_large" });
+    expect(await listTree(dir)).toEqual([]);
+    const ok = await store.stage(Readable.from([Buffer.alloc(15)]), { maxBytes: 15 });
+    expect(ok.size).toBe(15);
+  });
+
+  it("a second promote of the same bytes drops the staged file and merges a new signature once", async () => {
+    const bytes = Buffer.from("same bytes");
+    const hex = sha(bytes);
+    await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z"), signature: sigFor("research", "env-1") });
+    const again = await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "n", "2026-02-01T00:00:00.000Z"), signature: sigFor("serving", "env-2") });
+    expect(again.created).toBe(false);
+    expect(again.record.signatures.map((s) => s.source)).toEqual(["research", "serving"]);
+    expect(again.record.createdAt).toBe("2026-01-01T00:00:00.000Z");
+    const third = await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "n", "2026-03-01T00:00:00.000Z"), signature: sigFor("serving", "env-2") });
+    expect(third.record.signatures).toHaveLength(2);
+    expect((await listTree(dir)).filter((f) => f.startsWith("tmp/"))).toEqual([]);
+    expect((await store.readRecord(hex))?.signatures).toHaveLength(2);
+  });
+
+  it("concurrent promotes of identical bytes end with one blob and one consistent record", async () => {
+    const bytes = Buffer.from("concurrent");
+    const stagedAll = await Promise.all(Array.from({ length: 8 }, () => store.stage(Readable.from([bytes]))));
+    const results = await Promise.all(
+      stagedAll.map((staged, i) => store.promote({ staged, record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z", `s${String(i)}`, `env-${String(i)}`), signature: sigFor(`s${String(i)}`, `env-${String(i)}`) })),
+    );
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    const files = await listTree(dir);
+    expect(files).toHaveLength(2);
+    expect((await store.readRecord(sha(bytes)))?.signatures).toHaveLength(8);
+  });
+
+  it("removes leftover temp files at start and completes a blob whose record write was interrupted", async () => {
+    await fsp.writeFile(path.join(dir, "tmp", "leftover.part"), "partial");
+    const bytes = Buffer.from("orphan blob");
+    await store.put(Readable.from([bytes]));
+    const restarted = new FsArtifactStore(dir);
+    await restarted.init();
+    expect(await fsp.readdir(path.join(dir, "tmp"))).toEqual([]);
+    // blob without record: not listed, not a record
+    expect((await restarted.list({ limit: 10 })).items).toEqual([]);
+    expect(await restarted.readRecord(sha(bytes))).toBeUndefined();
+    const result = await restarted.promote({ staged: await restarted.stage(Readable.from([bytes])), record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z"), signature: sigFor("research", "env-1") });
+    expect(result.created).toBe(false);
+    expect(result.record.name).toBe("n");
+  });
+
+  it("lists newest first with filters and a cursor, and rejects forged cursors", async () => {
+    const items = ["a", "b", "c", "d", "e"].map((s, i) => ({ bytes: Buffer.from(s), createdAt: `2026-01-0${String(i + 1)}T00:00:00.000Z`, source: i % 2 === 0 ? "even" : "odd" }));
+    for (const it of items) {
+      await store.promote({ staged: await store.stage(Readable.from([it.bytes])), record: recordFor(it.bytes, `m/${it.bytes.toString()}`, it.createdAt, it.source), signature: sigFor(it.source, "e") });
+    }
+    const first = await store.list({ limit: 2 });
+    expect(first.items.map((r) => r.name)).toEqual(["m/e", "m/d"]);
+    const second = await store.list({ limit: 2, cursor: first.nextCursor });
+    expect(second.items.map((r) => r.name)).toEqual(["m/c", "m/b"]);
+    const third = await store.list({ limit: 2, cursor: second.nextCursor });
+    expect(third.items.map((r) => r.name)).toEqual(["m/a"]);
+    expect(third.nextCursor).toBeUndefined();
+    expect((await store.list({ limit: 10, source: "odd" })).items.map((r) => r.name)).toEqual(["m/d", "m/b"]);
+    expect((await store.list({ limit: 10, name: "m/c" })).items).toHaveLength(1);
+    // a restarted store rebuilds the same index from the records
+    const restarted = new FsArtifactStore(dir);
+    await restarted.init();
+    expect((await restarted.list({ limit: 10 })).items.map((r) => r.name)).toEqual(["m/e", "m/d", "m/c", "m/b", "m/a"]);
+    await expect(store.list({ limit: 2, cursor: "not-a-cursor" })).rejects.toMatchObject({ code: "bad_request" });
+  });
+
+  it("quarantines blob and record out of the served tree with a reason", async () => {
+    const bytes = Buffer.from("to quarantine");
+    const hex = sha(bytes);
+    await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "q", "2026-01-01T00:00:00.000Z"), signature: sigFor("research", "e") });
+    await store.quarantine(hex, "sha256 mismatch on read");
+    expect(await store.stat(hex)).toBeUndefined();
+    expect(await store.readRecord(hex)).toBeUndefined();
+    expect((await store.list({ limit: 10 })).items).toEqual([]);
+    const files = await listTree(path.join(dir, "quarantine"));
+    expect(files.map((f) => path.basename(f)).sort()).toEqual(["blob", "reason.txt", "record.json"]);
+  });
+
+  it("treats a record that does not match its digest as an integrity error", async () => {
+    const bytes = Buffer.from("x");
+    const hex = sha(bytes);
+    await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "x", "2026-01-01T00:00:00.000Z"), signature: sigFor("research", "e") });
+    await fsp.writeFile(store.blobPath(hex) + ".json", JSON.stringify({ ...recordFor(Buffer.from("y"), "x", "t") }));
+    await expect(store.readRecord(hex)).rejects.toMatchObject({ code: "integrity_error" });
+    await store.checkWritable();
+  });
+});
