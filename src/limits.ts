@@ -32,6 +32,19 @@ export const MAX_ARTIFACT_NAME_LENGTH = 512;
 /** Listing page size: bounds work per request. */
 export const MAX_LIST_LIMIT = 1000;
 
+// ---- operations: tokens, audit, rate limits ------------------------------------------------
+
+/** A presented bearer token longer than this is rejected before hashing: stops header abuse. */
+export const MAX_TOKEN_LENGTH = 256;
+/** The tokens file is read whole at start and by `token create`: bound it anyway. */
+export const MAX_TOKENS_FILE_BYTES = 1 * MiB;
+/** One audit log line; reading the tail and verifying never buffers more than this per line. */
+export const MAX_AUDIT_LINE_BYTES = 1 * MiB;
+/** Entries per GET /v1/audit page: bounds work per request. */
+export const MAX_AUDIT_PAGE = 1000;
+/** Rate-limit buckets kept at once (per token id or IP): stops memory exhaustion by IP rotation. */
+export const MAX_RATE_LIMIT_KEYS = 100_000;
+
 // ---- pickle analyzer ------------------------------------------------------------------------
 
 export interface PickleLimits {
@@ -100,3 +113,18 @@ export const DEFAULT_CONTAINER_LIMITS: Readonly<ContainerLimits> = Object.freeze
 });
 
 export const UNITS = { KiB, MiB, GiB } as const;
+
+// ---- data formats (npy header literal, safetensors JSON, tar) --------------------------------
+
+/** Bracket nesting in an .npy header literal: structured dtypes nest a few levels; stops deep recursion. */
+export const MAX_PY_LITERAL_DEPTH = 32;
+/** Values in an .npy header literal: stops CPU/memory exhaustion by headers of millions of tiny items. */
+export const MAX_PY_LITERAL_NODES = 100_000;
+/** Array dimensions of an .npy shape (numpy 2's NPY_MAXDIMS is 64): a larger shape is not loadable. */
+export const MAX_NPY_DIMS = 64;
+/** Nesting of the safetensors JSON header (its schema needs 3 levels): stops deep recursion. */
+export const MAX_SAFETENSORS_JSON_DEPTH = 8;
+/** A tar pax extended header or GNU long-name block, parsed in memory: stops memory exhaustion. */
+export const MAX_TAR_EXTENDED_HEADER_BYTES = 1024 * 1024;
+/** Trailing zero padding checked after a tar's end-of-archive blocks, read in bounded chunks. */
+export const TAR_TRAILER_CHUNK_BYTES = 64 * 1024;

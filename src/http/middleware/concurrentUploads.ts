@@ -1,0 +1,53 @@
+import type { RequestHandler } from "express";
+import { GatewayError } from "../../errors";
+
+/**
+ * A cap on uploads in flight across all clients: an upload holds a temp file, a hash state and
+ * inspection CPU until it ends, so unbounded concurrency exhausts disk and CPU (CWE-400). Past
+ * the cap the gateway answers 503 `unavailable` with Retry-After: the server is busy, which
+ * is not the client's fault (429 is kept for one client's own rate). The slot is released when
+ * the response finishes or the connection closes, whichever comes first, exactly once.
+ */
+export interface UploadGateOptions {
+  max: number;
+  retryAfterSeconds?: number;
+  onShed?: () => void;
+}
+
+export interface UploadGate {
+  middleware: RequestHandler;
+  readonly inFlight: number;
+}
+
+export function createUploadGate(options: UploadGateOptions): UploadGate {
+  let inFlight = 0;
+  const retryAfter = options.retryAfterSeconds ?? 1;
+  const middleware: RequestHandler = (_req, res, next) => {
+    if (inFlight >= options.max) {
+      res.setHeader("Retry-After", retryAfter.toString());
+      options.onShed?.();
+      next(new GatewayError("unavailable", `too many uploads in progress (limit ${options.max.toString()}); retry shortly`));
+      return;
+    }
+    inFlight += 1;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      inFlight -= 1;
+    };
+    res.once("finish", release);
+    res.once("close", release);
+    next();
+  };
+  return {
+    middleware,
+    get inFlight() {
+      return inFlight;
+    },
+  };
+}
+
+export function concurrentUploads(options: UploadGateOptions): RequestHandler {
+  return createUploadGate(options).middleware;
+}

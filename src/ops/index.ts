@@ -1,0 +1,119 @@
+import { isIP } from "node:net";
+import type { Server } from "node:http";
+import type { Request, RequestHandler, Router } from "express";
+import type { Logger } from "pino";
+import { FileAuditLog, readAuditEntries } from "../audit/fileLog";
+import { readTokensFile, TokenAccessControl, TokenStore } from "../auth/tokens";
+import { OPEN_ACCESS, type AccessControl } from "../auth/types";
+import { GatewayError } from "../errors";
+import { createUploadGate } from "../http/middleware/concurrentUploads";
+import { createRateLimiter } from "../http/middleware/rateLimit";
+import { securityHeaders } from "../http/middleware/securityHeaders";
+import { applyServerTimeouts } from "../http/middleware/timeouts";
+import { auditRouter } from "../http/opsRoutes";
+import { metricsRouter, PromGatewayMetrics } from "../metrics/prom";
+import type { OpsConfig } from "./config";
+
+export { loadOpsConfig, type OpsConfig } from "./config";
+
+/** Everything the wiring (serve / createApp) needs from operations, built from one OpsConfig. */
+export interface Ops {
+  access: AccessControl;
+  audit: FileAuditLog;
+  metrics: PromGatewayMetrics;
+  /** GET /metrics and GET /v1/audit: pass as createApp's extraRouters. */
+  routers: Router[];
+  /** Run before every route, in this order: security headers, rate limit. */
+  middlewares: RequestHandler[];
+  /** Put in front of the upload route only: the concurrent-upload cap (503 when full). */
+  uploadGate: RequestHandler;
+  /** True when the tokens file holds at least one token. */
+  tokensConfigured: boolean;
+  applyServerTimeouts(server: Server): void;
+  /**
+   * Call before listen(): throws `invalid_config` for a non-loopback bind without tokens;
+   * returns the line to log at start (says "open" on loopback without tokens).
+   */
+  startupCheck(host: string): string;
+  /** Flush and close the audit log (after the server stopped). */
+  close(): Promise<void>;
+}
+
+/** Loopback: localhost, 127.0.0.0/8, ::1 and IPv4-mapped 127.x. 0.0.0.0 and :: are not. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  if (h === "localhost") return true;
+  if (isIP(h) === 4) return h.startsWith("127.");
+  if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1" || /^::ffff:127\./.test(h);
+  return false;
+}
+
+/** Health probes are never rate limited: a load balancer polls them from one address. */
+const PROBES = new Set(["/healthz", "/readyz"]);
+
+export async function createOps(config: OpsConfig, logger: Logger): Promise<Ops> {
+  const tokens = config.tokensFile === undefined ? undefined : await readTokensFile(config.tokensFile);
+  const store = new TokenStore(tokens ?? { version: 1, tokens: [] });
+  const audit = await FileAuditLog.open(config.auditLog);
+  if (audit.recovery !== undefined) {
+    logger.warn(
+      { auditLog: config.auditLog, droppedBytes: audit.recovery.droppedBytes, savedTo: audit.recovery.savedTo },
+      "audit log ended with an incomplete (never acknowledged) line; it was cut off and saved aside",
+    );
+  }
+  const metrics = new PromGatewayMetrics({ defaultMetrics: true });
+  const tokensConfigured = store.size > 0;
+  const tokenAccess = tokensConfigured ? new TokenAccessControl(store, { anonymousRead: config.anonymousRead, audit }) : undefined;
+  const access: AccessControl = tokenAccess ?? OPEN_ACCESS;
+
+  const keyOf = (req: Request): string => {
+    const id = tokenAccess?.identify(req);
+    return id !== undefined ? `token:${id}` : `ip:${req.ip ?? "unknown"}`;
+  };
+  const limiter = createRateLimiter({
+    rps: config.rateLimit.rps,
+    burst: config.rateLimit.burst,
+    keyOf,
+    skip: (req) => PROBES.has(req.path),
+    onLimited: () => {
+      metrics.requestRateLimited();
+    },
+  });
+  const gate = createUploadGate({
+    max: config.maxConcurrentUploads,
+    onShed: () => {
+      metrics.uploadShed();
+    },
+  });
+  const metricsGuard = config.metricsAnonymous ? undefined : access.require("metrics");
+
+  return {
+    access,
+    audit,
+    metrics,
+    routers: [
+      metricsRouter(metrics.registry, metricsGuard),
+      auditRouter(access, { read: (since, limit) => readAuditEntries(config.auditLog, since, limit) }),
+    ],
+    middlewares: [securityHeaders({ hstsMaxAgeSeconds: config.hstsMaxAgeSeconds }), limiter.middleware],
+    uploadGate: gate.middleware,
+    tokensConfigured,
+    applyServerTimeouts: (server) => {
+      applyServerTimeouts(server, config.timeouts);
+    },
+    startupCheck: (host) => {
+      if (tokensConfigured) {
+        return `access control on: ${store.size.toString()} token(s) from ${config.tokensFile ?? "?"}; anonymous reads ${config.anonymousRead ? "allowed" : "refused"}`;
+      }
+      if (!isLoopbackHost(host)) {
+        throw new GatewayError(
+          "invalid_config",
+          `refusing to bind ${host} without API tokens: anyone who can reach it could publish. ` +
+            "Create one with `modelgate token create --id <id> --scope publish,read --tokens <file>` and set MODELGATE_TOKENS_FILE, or bind 127.0.0.1",
+        );
+      }
+      return `no API tokens configured: running OPEN (no authentication) on loopback address ${host} only`;
+    },
+    close: () => audit.close(),
+  };
+}
