@@ -1,0 +1,30 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { GatewayError } from "../errors";
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** Hash a file in one streaming pass (files are gigabytes: never read whole). */
+export async function sha256File(file: string): Promise<{ digestHex: string; size: number }> {
+  const hash = createHash("sha256");
+  let size = 0;
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+      const buf = chunk as Buffer;
+      hash.update(buf);
+      size += buf.length;
+    }
+  } catch (err) {
+    throw new GatewayError("io_error", `cannot read ${file}: ${(err as Error).message}`, undefined, { cause: err });
+  }
+  return { digestHex: hash.digest("hex"), size };
+}
+
+/** "sha256:<64 lowercase hex>" or bare 64 lowercase hex -> hex; anything else is `bad_request`. */
+export function parseDigest(text: string): string {
+  const hex = text.startsWith("sha256:") ? text.slice("sha256:".length) : text;
+  if (!SHA256_HEX.test(hex)) {
+    throw new GatewayError("bad_request", "a digest is 'sha256:' followed by 64 lowercase hex characters");
+  }
+  return hex;
+}

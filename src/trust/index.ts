@@ -1,0 +1,27 @@
+/**
+ * The trust layer: allowlist.json, Ed25519 keys, DSSE envelopes with in-toto publish statements,
+ * and the pure verification functions the HTTP layer and the CLI call. Nothing here reads env,
+ * logs or touches the network; time is injected.
+ */
+export { loadAllowlist, parseAllowlist, parseAllowlistFile, readAllowlistJson, AllowlistFileSchema, SOURCE_ID_PATTERN } from "./allowlist";
+export type { Allowlist, AllowlistFile, AllowlistKeyEntry, AllowlistSourceEntry, TrustedKey, TrustedSource } from "./allowlist";
+export { decodeBase64Strict, encodeBase64 } from "./base64";
+export { sha256File, parseDigest } from "./digest";
+export {
+  PUBLISH_PREDICATE_TYPE,
+  DSSE_PAYLOAD_TYPE,
+  STATEMENT_TYPE,
+  PublishPredicateSchema,
+  pae,
+  parseEnvelope,
+  parseStatement,
+  buildPublishStatement,
+  serializeStatement,
+  signEnvelope,
+  addSignature,
+} from "./dsse";
+export type { Envelope, PublishPredicate, Statement } from "./dsse";
+export { matchesNameGlob } from "./glob";
+export { keyIdOf, parsePublicKey, publicKeyToPem, privateKeyToPem, readPrivateKey } from "./keys";
+export { verifyPublish, preflightEnvelope, recheckTrust, isNameAllowed } from "./verify";
+export type { PublishVerification, TrustReason } from "./verify";

@@ -1,0 +1,236 @@
+import { timingSafeEqual } from "node:crypto";
+import nacl from "tweetnacl";
+import { GatewayError, isGatewayError, type ErrorCode, type TrustErrorCode } from "../errors";
+import type { Allowlist, TrustedKey, TrustedSource } from "./allowlist";
+import { decodeBase64Strict } from "./base64";
+import { pae, parseEnvelope, type Statement } from "./dsse";
+import { matchesNameGlob } from "./glob";
+
+/** One reason a source or key did not approve the publish, reported in error details. */
+export interface TrustReason {
+  code: TrustErrorCode;
+  message: string;
+  source?: string;
+  keyId?: string;
+}
+
+export interface PublishVerification {
+  /** The accepting source (the first in allowlist order when several accept). */
+  source: TrustedSource;
+  /** Distinct, valid, usable key ids of that source that signed. */
+  keyIds: string[];
+  statement: Statement;
+  name: string;
+  digestHex: string;
+}
+
+interface TrustDecision {
+  statement: Statement;
+  name: string;
+  accepted: { source: TrustedSource; keyIds: string[] }[];
+}
+
+/**
+ * When several reasons apply, the error carries the most specific one: a revoked or expired key
+ * says more than a missing name pattern, which says more than "not enough signatures", which
+ * says more than "no known key".
+ */
+const SPECIFICITY: readonly TrustErrorCode[] = ["key_revoked", "key_expired", "name_not_allowed", "threshold_not_met", "untrusted_source"];
+
+function mostSpecific(reasons: readonly TrustReason[]): TrustReason | undefined {
+  for (const code of SPECIFICITY) {
+    const r = reasons.find((x) => x.code === code);
+    if (r) return r;
+  }
+  return reasons[0];
+}
+
+/** Validity window: notBefore inclusive, notAfter exclusive ([notBefore, notAfter)). */
+function keyWindowProblem(key: TrustedKey, now: Date): string | undefined {
+  const t = now.getTime();
+  if (key.notBefore && t < key.notBefore.getTime()) return `key ${key.keyId} is not valid before ${key.notBefore.toISOString()}`;
+  if (key.notAfter && t >= key.notAfter.getTime()) return `key ${key.keyId} expired at ${key.notAfter.toISOString()}`;
+  return undefined;
+}
+
+export function isNameAllowed(source: TrustedSource, name: string): boolean {
+  return source.names === undefined || source.names.some((p) => matchesNameGlob(p, name));
+}
+
+function knownSourceIds(allowlist: Allowlist): string {
+  const ids = allowlist.sources.map((s) => s.id);
+  return ids.length === 0 ? "none" : ids.slice(0, 10).join(", ") + (ids.length > 10 ? ", …" : "");
+}
+
+/**
+ * Everything of the verification that does not depend on the artifact's bytes: parse, check
+ * every signature by a known key, and evaluate each source's rules for `name`.
+ */
+function decideTrust(envelopeBytes: Uint8Array | string, allowlist: Allowlist, now: Date, nameOverride: string | undefined): TrustDecision {
+  const { envelope, statement, payload } = parseEnvelope(envelopeBytes);
+  const subjectName = statement.subject[0].name;
+  const name = nameOverride ?? subjectName;
+  if (name !== subjectName) {
+    throw new GatewayError("name_not_allowed", `the signed statement names '${subjectName}', not '${name}'`, {
+      reasons: [{ code: "name_not_allowed", message: "artifact name differs from the statement's subject name" }],
+    });
+  }
+
+  const keysById = new Map<string, { source: TrustedSource; key: TrustedKey }[]>();
+  for (const source of allowlist.sources) {
+    for (const key of source.keys) {
+      const list = keysById.get(key.keyId) ?? [];
+      list.push({ source, key });
+      keysById.set(key.keyId, list);
+    }
+  }
+
+  // Verify each signature naming a known key (ignore unknown key ids). One bad signature by a
+  // known key is an error on its own: it is either corruption or an attempt to forge.
+  const message = pae(envelope.payloadType, payload);
+  const validKeyIds = new Set<string>();
+  for (const [i, s] of envelope.signatures.entries()) {
+    const holders = keysById.get(s.keyid);
+    const first = holders?.[0];
+    if (!first) continue;
+    const sig = decodeBase64Strict(s.sig, `signatures.${String(i)}.sig`);
+    if (!nacl.sign.detached.verify(message, sig, first.key.publicKey)) {
+      throw new GatewayError("bad_signature", `signature ${String(i)} by key ${s.keyid} does not verify`, {
+        reasons: [{ code: "bad_signature", message: "signature does not verify", keyId: s.keyid }],
+      });
+    }
+    validKeyIds.add(s.keyid);
+  }
+  if (validKeyIds.size === 0) {
+    const ids = envelope.signatures.map((s) => s.keyid.slice(0, 16)).join(", ");
+    throw new GatewayError("untrusted_source", `no signature is by a key in the allowlist (key ids ${ids}; known sources: ${knownSourceIds(allowlist)})`, {
+      reasons: [{ code: "untrusted_source", message: "no signature by a known key" }],
+    });
+  }
+
+  const reasons: TrustReason[] = [];
+  const accepted: TrustDecision["accepted"] = [];
+  for (const source of allowlist.sources) {
+    const signers = source.keys.filter((k) => validKeyIds.has(k.keyId));
+    if (signers.length === 0) continue;
+    const usable: string[] = [];
+    for (const key of signers) {
+      if (key.revoked) {
+        reasons.push({ code: "key_revoked", message: `key ${key.keyId} of source '${source.id}' is revoked`, source: source.id, keyId: key.keyId });
+        continue;
+      }
+      const window = keyWindowProblem(key, now);
+      if (window !== undefined) {
+        reasons.push({ code: "key_expired", message: `${window} (source '${source.id}')`, source: source.id, keyId: key.keyId });
+        continue;
+      }
+      usable.push(key.keyId);
+    }
+    if (usable.length === 0) continue; // the key reasons above say why
+    if (usable.length < source.threshold) {
+      reasons.push({
+        code: "threshold_not_met",
+        message: `source '${source.id}' needs ${String(source.threshold)} distinct valid key(s), found ${String(usable.length)}`,
+        source: source.id,
+      });
+      continue;
+    }
+    if (!isNameAllowed(source, name)) {
+      reasons.push({
+        code: "name_not_allowed",
+        message: `source '${source.id}' may not publish '${name}' (allowed: ${(source.names ?? []).join(", ")})`,
+        source: source.id,
+      });
+      continue;
+    }
+    accepted.push({ source, keyIds: usable });
+  }
+  if (accepted.length === 0) {
+    const top = mostSpecific(reasons) ?? { code: "untrusted_source" as const, message: "no source accepts the signatures" };
+    throw new GatewayError(top.code, top.message, { reasons });
+  }
+  return { statement, name, accepted };
+}
+
+function digestBytes(hex: string): Buffer {
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new GatewayError("bad_request", "digest must be 64 lowercase hex characters (sha256)");
+  return Buffer.from(hex, "hex");
+}
+
+/**
+ * Verify a publish: the envelope's signatures against the allowlist (see decideTrust), then the
+ * statement's subject digest against the artifact's (constant-time), and the optional predicate
+ * size. Pure: time is injected. Throws a GatewayError whose details.reasons lists every
+ * rejection per source and key.
+ */
+export function verifyPublish(input: {
+  envelope: Uint8Array | string;
+  digestHex: string;
+  size?: number;
+  name?: string;
+  allowlist: Allowlist;
+  now: Date;
+}): PublishVerification {
+  const decision = decideTrust(input.envelope, input.allowlist, input.now, input.name);
+  const actual = digestBytes(input.digestHex);
+  const signed = Buffer.from(decision.statement.subject[0].digest.sha256, "hex");
+  if (!timingSafeEqual(actual, signed)) {
+    throw new GatewayError("digest_mismatch", `artifact sha256 ${input.digestHex} differs from the signed digest ${decision.statement.subject[0].digest.sha256}`, {
+      reasons: [{ code: "digest_mismatch", message: "artifact digest differs from the statement's subject digest" }],
+    });
+  }
+  const signedSize = decision.statement.predicate.size;
+  if (input.size !== undefined && signedSize !== undefined && signedSize !== input.size) {
+    throw new GatewayError("digest_mismatch", `artifact is ${String(input.size)} bytes, the statement says ${String(signedSize)}`, {
+      reasons: [{ code: "digest_mismatch", message: "artifact size differs from the statement's predicate.size" }],
+    });
+  }
+  const first = decision.accepted[0];
+  if (!first) throw new GatewayError("untrusted_source", "no source accepts the signatures");
+  return { source: first.source, keyIds: first.keyIds, statement: decision.statement, name: decision.name, digestHex: input.digestHex };
+}
+
+/**
+ * The upload path's early check, before the artifact body is stored: everything verifyPublish
+ * checks except the digest (the PAE covers the statement, not the artifact). Throws the same codes.
+ */
+export function preflightEnvelope(
+  envelope: Uint8Array | string,
+  allowlist: Allowlist,
+  now: Date,
+): { subjectName: string; subjectDigestHex: string; sourceIds: string[] } {
+  const decision = decideTrust(envelope, allowlist, now, undefined);
+  return {
+    subjectName: decision.statement.subject[0].name,
+    subjectDigestHex: decision.statement.subject[0].digest.sha256,
+    sourceIds: decision.accepted.map((a) => a.source.id),
+  };
+}
+
+const RECHECK_ORDER: readonly ErrorCode[] = [...SPECIFICITY, "bad_signature", "digest_mismatch", "wrong_predicate_type", "malformed_signature"];
+
+/**
+ * The fetch path: a stored artifact stays servable while ANY of its stored envelopes still
+ * verifies against the current allowlist (keys get revoked, expire, sources are removed).
+ * Otherwise throws the most specific reason (key_revoked, key_expired, …, untrusted_source).
+ */
+export function recheckTrust(input: { envelopes: string[]; digestHex: string; name: string; allowlist: Allowlist; now: Date }): PublishVerification {
+  const failures: GatewayError[] = [];
+  for (const envelope of input.envelopes) {
+    try {
+      return verifyPublish({ envelope, digestHex: input.digestHex, name: input.name, allowlist: input.allowlist, now: input.now });
+    } catch (err) {
+      if (!isGatewayError(err)) throw err;
+      failures.push(err);
+    }
+  }
+  for (const code of RECHECK_ORDER) {
+    const hit = failures.find((f) => f.code === code);
+    if (hit) {
+      throw new GatewayError(hit.code, hit.message, { reasons: failures.map((f) => ({ code: f.code, message: f.message })) });
+    }
+  }
+  const other = failures[0];
+  if (other) throw other;
+  throw new GatewayError("untrusted_source", "the artifact has no stored signature envelope", { reasons: [] });
+}
