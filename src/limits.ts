@@ -112,6 +112,13 @@ export const DEFAULT_CONTAINER_LIMITS: Readonly<ContainerLimits> = Object.freeze
   maxEntryNameBytes: 4 * KiB,
 });
 
+/** Zip EOCD search window: the record (22 bytes) plus the longest comment (65535). */
+export const ZIP_EOCD_SEARCH_BYTES = 65_535 + 22;
+/** Deflated zip members up to this size are inflated in memory; larger ones go to a temp file. */
+export const ZIP_INFLATE_IN_MEMORY_BYTES = 4 * MiB;
+/** Bytes sniffed for text/JSON/YAML data members (beyond this, text is checked in streaming chunks). */
+export const DATA_SNIFF_BYTES = 64 * KiB;
+
 export const UNITS = { KiB, MiB, GiB } as const;
 
 // ---- data formats (npy header literal, safetensors JSON, tar) --------------------------------

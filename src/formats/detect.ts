@@ -1,0 +1,137 @@
+import type { ByteSource } from "../bytes/source";
+
+/**
+ * Detection by content, never by name (CVE-2025-10155: a pickle renamed to a "safe" extension
+ * walked past a scanner that trusted the extension). Every magic number modelgate knows lives
+ * in this one table; the dispatcher (dispatch.ts) maps each detected format to its inspector.
+ *
+ * Detection only looks at a few bytes; it proves nothing. Every format's inspector re-reads and
+ * validates the whole structure, and a file that also carries a zip directory at its end is a
+ * polyglot (see `hasZipTail`).
+ */
+
+/** Formats modelgate inspects. */
+export type InspectedFormat =
+  | "zip"
+  | "tar"
+  | "npy"
+  | "safetensors"
+  | "gzip"
+  | "bz2"
+  | "xz"
+  | "lzma"
+  | "zlib"
+  | "lz4"
+  | "torch-legacy"
+  | "pickle";
+
+/** Formats modelgate recognises but does not inspect: rejected as unsupported_format, by name. */
+export type UnsupportedFormat = "gguf" | "hdf5" | "7z" | "rar" | "onnx";
+
+export type DetectedFormat = InspectedFormat | UnsupportedFormat;
+
+export const UNSUPPORTED_FORMATS: ReadonlySet<string> = new Set<UnsupportedFormat>(["gguf", "hdf5", "7z", "rar", "onnx"]);
+
+export const COMPRESSED_FORMATS: ReadonlySet<string> = new Set<DetectedFormat>(["gzip", "bz2", "xz", "lzma", "zlib", "lz4"]);
+
+/** How many leading bytes detection reads (tar's "ustar" magic sits at 257). */
+export const DETECT_HEAD_BYTES = 512;
+
+export function readHead(source: ByteSource, n = DETECT_HEAD_BYTES): Uint8Array {
+  const head = new Uint8Array(Math.min(n, source.size));
+  const got = source.readAt(head, 0);
+  return head.subarray(0, got);
+}
+
+function startsWith(head: Uint8Array, magic: readonly number[], at = 0): boolean {
+  if (head.length < at + magic.length) return false;
+  for (let i = 0; i < magic.length; i++) if (head[at + i] !== magic[i]) return false;
+  return true;
+}
+
+function ascii(text: string): number[] {
+  return Array.from(text, (c) => c.charCodeAt(0));
+}
+
+/** torch's legacy magic number 0x1950a86a20f9469cfc6c as a protocol-2 LONG1 argument (10 bytes LE). */
+const TORCH_LEGACY_MAGIC = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+
+function u32At(head: Uint8Array, at: number): number {
+  return ((head[at] ?? 0) | ((head[at + 1] ?? 0) << 8) | ((head[at + 2] ?? 0) << 16)) + (head[at + 3] ?? 0) * 0x1000000;
+}
+
+/**
+ * A legacy .lzma ("alone") header as xz-utils and Python's lzma.FORMAT_ALONE write it: the
+ * properties byte (lc/lp/pb), a dictionary size, an 8-byte uncompressed size (or all 0xff).
+ * Checked strictly because 0x5d is also a protocol-1 pickle's EMPTY_LIST.
+ */
+function isLzmaAlone(head: Uint8Array): boolean {
+  if (head.length < 13) return false;
+  const props = head[0] ?? 0xff;
+  if (props >= 9 * 5 * 5) return false;
+  const dict = u32At(head, 1);
+  // xz-utils writes 2^n or 2^n + 2^(n-1) dictionaries, at least 4 KiB.
+  let valid = false;
+  for (let n = 12; n <= 31 && !valid; n++) valid = dict === 2 ** n || dict === 2 ** n + 2 ** (n - 1);
+  if (!valid) return false;
+  const sizeUnknown = head.subarray(5, 13).every((b) => b === 0xff);
+  // A declared size must be a plausible u64 (high byte 0).
+  return sizeUnknown || head[12] === 0;
+}
+
+/**
+ * ONNX has no magic: it is a protobuf ModelProto that starts with ir_version (field 1, varint,
+ * tag 0x08) holding a small number, followed by another ModelProto field tag. A heuristic, used
+ * only to name the format in an unsupported_format rejection.
+ */
+function looksLikeOnnx(head: Uint8Array): boolean {
+  if (head.length < 4 || head[0] !== 0x08) return false;
+  const version = head[1] ?? 0;
+  if (version < 1 || version > 20) return false;
+  // producer_name(2) producer_version(3) domain(4) model_version(5) doc_string(6) graph(7) opset_import(8)
+  return [0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42].includes(head[2] ?? 0);
+}
+
+/**
+ * The format of a source by its magic bytes, or undefined when none matches (the dispatcher then
+ * asks the pickle analyzer whether it is a pickle, then whether it is text).
+ */
+export function detectMagic(head: Uint8Array, size: number): DetectedFormat | undefined {
+  if (startsWith(head, [0x50, 0x4b, 0x03, 0x04]) || startsWith(head, [0x50, 0x4b, 0x05, 0x06])) return "zip";
+  if (startsWith(head, [0x93, ...ascii("NUMPY")])) return "npy";
+  if (startsWith(head, [0x1f, 0x8b, 0x08])) return "gzip";
+  if (startsWith(head, ascii("BZh")) && (head[3] ?? 0) >= 0x31 && (head[3] ?? 0) <= 0x39 && startsWith(head, [0x31, 0x41, 0x59, 0x26, 0x53, 0x59], 4)) {
+    return "bz2";
+  }
+  // An empty bz2 stream ("BZh9" + end-of-stream marker) carries no block.
+  if (startsWith(head, ascii("BZh")) && startsWith(head, [0x17, 0x72, 0x45, 0x38, 0x50, 0x90], 4)) return "bz2";
+  if (startsWith(head, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) return "xz";
+  if (startsWith(head, [0x04, 0x22, 0x4d, 0x18])) return "lz4";
+  if (startsWith(head, [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c])) return "7z";
+  if (startsWith(head, ascii("Rar!\x1a\x07"))) return "rar";
+  if (startsWith(head, ascii("GGUF"))) return "gguf";
+  if (startsWith(head, [0x89, ...ascii("HDF\r\n\x1a\n")])) return "hdf5";
+  if (startsWith(head, ascii("ustar"), 257)) return "tar";
+  if (startsWith(head, [0x80, 0x02, 0x8a, 0x0a, ...TORCH_LEGACY_MAGIC])) return "torch-legacy";
+  // safetensors: u64 LE header length N, then a JSON object starting at byte 8, inside the file.
+  if (head.length >= 9 && head[8] === 0x7b) {
+    const lo = u32At(head, 0);
+    const hi = u32At(head, 4);
+    if (hi === 0 && lo >= 2 && lo <= size - 8) return "safetensors";
+  }
+  // zlib: CMF 0x78 (deflate, 32K window) and a header checksum; "x" is no pickle opcode.
+  if (head.length >= 2 && head[0] === 0x78 && ((0x78 << 8) | (head[1] ?? 0)) % 31 === 0) return "zlib";
+  if (isLzmaAlone(head)) return "lzma";
+  if (looksLikeOnnx(head)) return "onnx";
+  return undefined;
+}
+
+/** HDF5 files may start with a user block of 512, 1024, 2048... bytes; Keras .h5 rarely does. */
+export function hdf5SignatureAt(source: ByteSource): boolean {
+  const sig = [0x89, ...ascii("HDF\r\n\x1a\n")];
+  const buf = new Uint8Array(8);
+  for (let at = 512; at + 8 <= source.size && at <= 1 << 20; at *= 2) {
+    if (source.readAt(buf, at) === 8 && startsWith(buf, sig)) return true;
+  }
+  return false;
+}
