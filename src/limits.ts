@@ -135,3 +135,19 @@ export const MAX_SAFETENSORS_JSON_DEPTH = 8;
 export const MAX_TAR_EXTENDED_HEADER_BYTES = 1024 * 1024;
 /** Trailing zero padding checked after a tar's end-of-archive blocks, read in bounded chunks. */
 export const TAR_TRAILER_CHUNK_BYTES = 64 * 1024;
+
+// ---- decompression layers and joblib (formats: decompress.ts, joblib.ts) ----------------------
+
+/**
+ * Output a compressed stream may produce before maxCompressionRatio applies: a few KB of zlib
+ * or bz2 legitimately expand to a small all-zero array far beyond 1000:1; a bomb needs volume.
+ */
+export const DECOMPRESSION_RATIO_GRACE_BYTES = 1 * MiB;
+/** liblzma decoder memory (dictionary): an lzma/xz header may ask for gigabytes (CWE-789). xz -9 needs 65 MiB. */
+export const MAX_LZMA_DECODER_MEMORY_BYTES = 256 * MiB;
+/** gzip FNAME / FCOMMENT header strings: zero-terminated, so an unterminated one would be scanned to the end. */
+export const MAX_GZIP_HEADER_FIELD_BYTES = 64 * KiB;
+/** joblib object-dtype arrays hold nested pickles that may hold object arrays again: bounds recursion (stack exhaustion). */
+export const MAX_JOBLIB_NESTED_PICKLE_DEPTH = 8;
+/** joblib array wrappers in one file: each costs a report node; stops report floods by tiny arrays. */
+export const MAX_JOBLIB_ARRAYS = 100_000;
