@@ -25,3 +25,5 @@ export { matchesNameGlob } from "./glob";
 export { keyIdOf, parsePublicKey, publicKeyToPem, privateKeyToPem, readPrivateKey } from "./keys";
 export { verifyPublish, preflightEnvelope, recheckTrust, isNameAllowed } from "./verify";
 export type { PublishVerification, TrustReason } from "./verify";
+export { addKeyEntry, formatAllowlistJson, keyIdsBySource, writeFileAtomicSync } from "./edit";
+export type { AddKeyOutcome } from "./edit";

@@ -1,11 +1,41 @@
+import * as path from "node:path";
 import { GatewayError } from "../../errors";
+import { MAX_ARTIFACT_NAME_LENGTH } from "../../limits";
+import { buildPublishStatement, keyIdOf, readPrivateKey, sha256File, signEnvelope, writeFileAtomicSync } from "../../trust";
+import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+import { MAX_KEY_FILE_BYTES, readSmallFile } from "./trust";
 
 export const signCommand: Command = {
   name: "sign",
-  summary: "(not implemented yet)",
-  usage: "usage: modelgate sign",
-  run() {
-    return Promise.reject(new GatewayError("usage", "modelgate sign is not implemented yet"));
+  summary: "sign a model file for publishing (writes a DSSE envelope)",
+  usage: [
+    "usage: modelgate sign <file> --key <keyfile> [--name <name>] [--out <sigfile>]",
+    "",
+    "  --key   PEM PKCS#8 Ed25519 private key (modelgate keygen, openssl genpkey -algorithm ed25519)",
+    "  --name  artifact name in the statement (default: the file's base name)",
+    "  --out   envelope file (default <file>.sig.json); replaced atomically",
+    "",
+    "  The file is hashed while streaming; prints its sha256 digest.",
+  ].join("\n"),
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs(args, { key: { type: "string" }, name: { type: "string" }, out: { type: "string" } });
+    const [fileArg, ...extra] = positionals;
+    if (fileArg === undefined || extra.length > 0) throw new GatewayError("usage", "sign needs exactly one <file>");
+    if (values.key === undefined) throw new GatewayError("usage", "sign needs --key <keyfile>");
+    const file = path.resolve(io.cwd, fileArg);
+    const name = values.name ?? path.basename(file);
+    if (name.length === 0 || name.length > MAX_ARTIFACT_NAME_LENGTH) {
+      throw new GatewayError("usage", `--name must have 1 to ${String(MAX_ARTIFACT_NAME_LENGTH)} characters`);
+    }
+    const { secretKey, publicKey } = readPrivateKey(readSmallFile(path.resolve(io.cwd, values.key), MAX_KEY_FILE_BYTES, "private key").toString("utf8"));
+    const { digestHex, size } = await sha256File(file);
+    const keyId = keyIdOf(publicKey);
+    const envelope = signEnvelope(buildPublishStatement({ name, digestHex, predicate: { size } }), secretKey, keyId);
+    secretKey.fill(0);
+    const out = values.out !== undefined ? path.resolve(io.cwd, values.out) : `${file}.sig.json`;
+    writeFileAtomicSync(out, `${JSON.stringify(envelope, null, 2)}\n`);
+    io.stdout(`sha256:${digestHex}\nsigned '${name}' (${String(size)} bytes) with key ${keyId}; envelope written to ${out}\n`);
+    return 0;
   },
 };
