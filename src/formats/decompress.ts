@@ -165,7 +165,7 @@ function pump(decoder: DecoderStream, source: ByteSource, start: number, end: nu
       } catch {
         // Destroying a failed decoder may itself throw; the first error is the one reported.
       }
-      reject(err instanceof Error ? err : new Error(String(err)));
+      reject(err instanceof Error ? err : Object.assign(new Error(errorMessage(err)), { name: errorName(err) ?? "Error" }));
     };
     decoder.on("data", (chunk: Buffer) => {
       if (settled) return;
@@ -309,8 +309,22 @@ export async function decompressToTempFile(source: ByteSource, compression: Comp
   } catch (err) {
     removeTemp();
     if (isGatewayError(err)) throw err;
-    throw malformed(compression, what, `could not be decompressed (${err instanceof Error ? err.message : String(err)})`, err);
+    if (errorName(err) === "LZMA_MEMLIMIT_ERROR") {
+      throw new GatewayError("limit_exceeded", `${what}: ${compression} stream needs more decoder memory than ${options.lzmaMemoryLimit ?? MAX_LZMA_DECODER_MEMORY_BYTES} bytes (MAX_LZMA_DECODER_MEMORY_BYTES)`, {
+        limit: "MAX_LZMA_DECODER_MEMORY_BYTES",
+      });
+    }
+    throw malformed(compression, what, `could not be decompressed (${errorMessage(err)})`, err);
   }
+}
+
+// Errors made by native addons may come from another realm (instanceof Error fails): read by shape.
+function errorName(err: unknown): string | undefined {
+  return typeof err === "object" && err !== null && "name" in err && typeof err.name === "string" ? err.name : undefined;
+}
+
+function errorMessage(err: unknown): string {
+  return typeof err === "object" && err !== null && "message" in err && typeof err.message === "string" ? err.message : String(err);
 }
 
 async function decodeInto(source: ByteSource, compression: Compression, sink: BoundedSink, what: string, options: DecompressOptions): Promise<void> {
