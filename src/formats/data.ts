@@ -64,7 +64,7 @@ export function classifyData(source: ByteSource, limits: ContainerLimits): DataF
   }
   if (/^(---|%YAML|[\w"'.-][^\n]*:(\s|$))/m.test(trimmed)) {
     try {
-      const doc = parseDocument(text, { schema: "core", customTags: [], uniqueKeys: true, maxAliasCount: 100 });
+      const doc = parseDocument(text, { schema: "core", customTags: [], uniqueKeys: true });
       if (doc.errors.length === 0 && doc.contents !== null && typeof doc.contents === "object" && "items" in doc.contents) return "yaml";
     } catch {
       return "text";
