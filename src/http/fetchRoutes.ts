@@ -1,0 +1,255 @@
+import { createHash } from "node:crypto";
+import { Transform, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { Router, type Request, type Response } from "express";
+import { z } from "zod";
+import type { AuditSink } from "../audit/types";
+import type { AccessControl } from "../auth/types";
+import { GatewayError, isGatewayError, messageOf } from "../errors";
+import { MAX_ARTIFACT_NAME_LENGTH, MAX_LIST_LIMIT } from "../limits";
+import type { GatewayMetrics } from "../metrics/types";
+import { sameDigest } from "../store/hashing";
+import type { ArtifactRecord, ArtifactStore } from "../store/types";
+import { parseDigest, recheckTrust, type PublishVerification } from "../trust";
+import type { AllowlistProvider } from "./allowlistHolder";
+import { HTTP_STATUS } from "./errorStatus";
+import { parseRange } from "./range";
+import { logOf, requestIdOf, tokenIdOf } from "./requestContext";
+
+export interface FetchRouteDeps {
+  store: ArtifactStore;
+  allowlist: AllowlistProvider;
+  audit: AuditSink;
+  metrics: GatewayMetrics;
+  access: AccessControl;
+  now: () => Date;
+}
+
+/**
+ * Re-hashes a full response while it streams and holds back the last chunk until the digest is
+ * known: on a mismatch the stream fails before the final byte, so a client never receives a
+ * complete wrong body (the Content-Length is never satisfied).
+ */
+class VerifyingStream extends Transform {
+  private readonly hash = createHash("sha256");
+  private held: Buffer | undefined;
+  bytes = 0;
+
+  constructor(private readonly expectedHex: string) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    const previous = this.held;
+    this.held = chunk;
+    cb(null, previous);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    const actual = this.hash.digest("hex");
+    if (!sameDigest(actual, this.expectedHex)) {
+      cb(new GatewayError("integrity_error", `stored blob hashes to ${actual}, not ${this.expectedHex}`, { actual }));
+      return;
+    }
+    if (this.held) this.push(this.held);
+    cb();
+  }
+}
+
+const ListQuerySchema = z.strictObject({
+  source: z.string().min(1).max(128).optional(),
+  name: z.string().min(1).max(MAX_ARTIFACT_NAME_LENGTH).optional(),
+  limit: z.coerce.number().int().min(1).max(MAX_LIST_LIMIT).default(50),
+  cursor: z.string().min(1).max(1024).optional(),
+});
+
+function summary(record: ArtifactRecord): Record<string, unknown> {
+  return {
+    digest: record.digest,
+    size: record.size,
+    name: record.name,
+    format: record.format,
+    createdAt: record.createdAt,
+    sources: [...new Set(record.signatures.map((s) => s.source))],
+  };
+}
+
+function digestParam(req: Request): string {
+  const raw: unknown = req.params.digest;
+  return parseDigest(typeof raw === "string" ? raw : "");
+}
+
+function setContentHeaders(res: Response, hex: string): void {
+  const digest = `sha256:${hex}`;
+  res.setHeader("Content-Type", "application/octet-stream");
+  res.setHeader("ETag", `"${digest}"`);
+  res.setHeader("Docker-Content-Digest", digest);
+  // RFC 9530: the digest of the whole representation, as a byte sequence (base64 between colons).
+  res.setHeader("Repr-Digest", `sha-256=:${Buffer.from(hex, "hex").toString("base64")}:`);
+  res.setHeader("Cache-Control", "public, max-age=31536000, immutable");
+  res.setHeader("Accept-Ranges", "bytes");
+}
+
+function etagMatches(header: string | undefined, hex: string): boolean {
+  if (header === undefined) return false;
+  return header.split(",").some((t) => {
+    const tag = t.trim().replace(/^W\//, "");
+    return tag === "*" || tag === `"sha256:${hex}"`;
+  });
+}
+
+/** GET/HEAD /v1/artifacts/<digest>, GET /v1/artifacts/<digest>/metadata, GET /v1/artifacts. */
+export function fetchRouter(deps: FetchRouteDeps): Router {
+  const router = Router();
+  const read = deps.access.require("read");
+
+  /** Audit a refusal before answering; a failed append turns the answer into 503. */
+  const refuse = async (req: Request, res: Response, err: GatewayError, hex: string, record?: ArtifactRecord): Promise<never> => {
+    try {
+      await deps.audit.append({
+        type: "fetch.refused",
+        requestId: requestIdOf(res),
+        ...(tokenIdOf(res) !== undefined ? { tokenId: tokenIdOf(res) } : {}),
+        ...(req.ip !== undefined ? { client: req.ip } : {}),
+        digest: `sha256:${hex}`,
+        ...(record ? { name: record.name } : {}),
+        codes: [err.code],
+      });
+    } catch (auditErr) {
+      deps.metrics.auditWriteFailed();
+      logOf(res).error({ err: messageOf(auditErr) }, "audit append failed for a refused fetch");
+      throw new GatewayError("unavailable", "the audit log cannot be written; try again later");
+    }
+    throw err;
+  };
+
+  const trusted = async (req: Request, res: Response, hex: string): Promise<{ record: ArtifactRecord; verification: PublishVerification }> => {
+    const record = await deps.store.readRecord(hex);
+    if (record === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
+    try {
+      const verification = recheckTrust({
+        envelopes: record.signatures.map((s) => s.envelope),
+        digestHex: hex,
+        name: record.name,
+        allowlist: deps.allowlist.current(),
+        now: deps.now(),
+      });
+      return { record, verification };
+    } catch (err) {
+      if (!isGatewayError(err)) throw err;
+      logOf(res).warn({ digest: `sha256:${hex}`, code: err.code, verdict: "refused" }, "fetch refused: artifact no longer trusted");
+      return refuse(req, res, err, hex, record);
+    }
+  };
+
+  const quarantine = async (res: Response, hex: string, reason: string): Promise<void> => {
+    logOf(res).error({ digest: `sha256:${hex}`, reason }, "stored blob failed verification; quarantined");
+    try {
+      await deps.store.quarantine(hex, reason);
+    } catch (err) {
+      logOf(res).error({ digest: `sha256:${hex}`, err: messageOf(err) }, "quarantine failed");
+    }
+  };
+
+  const serveBlob = async (req: Request, res: Response): Promise<void> => {
+    let status = 500;
+    try {
+      const hex = digestParam(req);
+      const { record } = await trusted(req, res, hex);
+      const stat = await deps.store.stat(hex);
+      if (stat === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
+      if (stat.size !== record.size) {
+        await quarantine(res, hex, `size on disk ${String(stat.size)} differs from the record's ${String(record.size)}`);
+        throw new GatewayError("integrity_error", "the stored artifact is damaged and was quarantined");
+      }
+      setContentHeaders(res, hex);
+      if (etagMatches(req.get("if-none-match"), hex)) {
+        status = 304;
+        res.status(304).end();
+        return;
+      }
+      const range = parseRange(req.get("range"), stat.size);
+      if (range.kind === "unsatisfiable") {
+        res.setHeader("Content-Range", `bytes */${String(stat.size)}`);
+        throw new GatewayError("range_not_satisfiable", `the range is not one satisfiable byte range of ${String(stat.size)} bytes`);
+      }
+      const isRange = range.kind === "range";
+      const length = isRange ? range.end - range.start + 1 : stat.size;
+      status = isRange ? 206 : 200;
+      res.status(status);
+      res.setHeader("Content-Length", String(length));
+      if (isRange) res.setHeader("Content-Range", `bytes ${String(range.start)}-${String(range.end)}/${String(stat.size)}`);
+      if (req.method === "HEAD") {
+        res.end();
+        return;
+      }
+      const opened = await deps.store.openRead(hex, isRange ? { start: range.start, end: range.end } : undefined);
+      if (opened === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
+      if (isRange) {
+        // A part cannot be checked against the whole's digest; clients verify after reassembly.
+        await pipeline(opened.stream, res);
+        deps.metrics.bytesOut(length);
+        return;
+      }
+      const verifier = new VerifyingStream(hex);
+      try {
+        await pipeline(opened.stream, verifier, res);
+        deps.metrics.bytesOut(verifier.bytes);
+      } catch (err) {
+        if (isGatewayError(err) && err.code === "integrity_error") {
+          status = 500;
+          res.destroy();
+          await quarantine(res, hex, err.message);
+          try {
+            await deps.audit.append({ type: "fetch.refused", requestId: requestIdOf(res), digest: `sha256:${hex}`, codes: ["integrity_error"] });
+          } catch {
+            deps.metrics.auditWriteFailed();
+          }
+          return;
+        }
+        throw err;
+      }
+    } catch (err) {
+      status = isGatewayError(err) ? HTTP_STATUS[err.code] : 500;
+      if (res.headersSent) {
+        // The client went away or the disk failed mid-body: nothing more can be said.
+        res.destroy();
+        return;
+      }
+      throw err;
+    } finally {
+      deps.metrics.fetchAnswered(status);
+    }
+  };
+
+  router.get("/v1/artifacts/:digest/metadata", read, async (req, res) => {
+    const hex = digestParam(req);
+    const record = await deps.store.readRecord(hex);
+    if (record === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
+    let trust: Record<string, unknown>;
+    try {
+      const v = recheckTrust({ envelopes: record.signatures.map((s) => s.envelope), digestHex: hex, name: record.name, allowlist: deps.allowlist.current(), now: deps.now() });
+      trust = { status: "trusted", source: v.source.id, keyIds: v.keyIds };
+    } catch (err) {
+      if (!isGatewayError(err)) throw err;
+      trust = { status: "refused", code: err.code };
+    }
+    res.json({ ...record, trust });
+  });
+
+  // express answers HEAD with the GET route; serveBlob sends headers only for HEAD.
+  router.get("/v1/artifacts/:digest", read, serveBlob);
+
+  router.get("/v1/artifacts", read, async (req, res) => {
+    const parsed = ListQuerySchema.safeParse({ ...(req.query as Record<string, unknown>) });
+    if (!parsed.success) {
+      throw new GatewayError("bad_request", `invalid query: ${parsed.error.issues.map((i) => `${i.path.join(".") || "(query)"}: ${i.message}`).join("; ")}`);
+    }
+    const page = await deps.store.list(parsed.data);
+    res.json({ items: page.items.map(summary), ...(page.nextCursor !== undefined ? { nextCursor: page.nextCursor } : {}) });
+  });
+
+  return router;
+}

@@ -1,0 +1,244 @@
+import type { Request, RequestHandler, Response } from "express";
+import multer from "multer";
+import { z } from "zod";
+import type { AuditEvent, AuditSink } from "../audit/types";
+import { GatewayError, messageOf } from "../errors";
+import type { Inspector } from "../inspect/inspector";
+import { rejectionCode, type InspectionReport } from "../inspect/report";
+import {
+  MAX_ARTIFACT_NAME_LENGTH,
+  MAX_DRAIN_BYTES,
+  MAX_MULTIPART_FIELD_BYTES,
+  MAX_MULTIPART_FIELD_NAME_BYTES,
+  MAX_MULTIPART_FIELDS,
+  MAX_MULTIPART_OVERHEAD_BYTES,
+  MAX_MULTIPART_PARTS,
+} from "../limits";
+import type { GatewayMetrics } from "../metrics/types";
+import type { ArtifactRecord, ArtifactStore } from "../store/types";
+import { verifyPublish, type PublishVerification } from "../trust";
+import type { AllowlistProvider } from "./allowlistHolder";
+import { sendError, toUploadError } from "./errorHandler";
+import { logOf, requestIdOf, tokenIdOf } from "./requestContext";
+import { beginUpload, signatureField, UploadStorage, type UploadState } from "./uploadStorage";
+
+export interface UploadRouteDeps {
+  store: ArtifactStore;
+  allowlist: AllowlistProvider;
+  inspect: Inspector;
+  audit: AuditSink;
+  metrics: GatewayMetrics;
+  maxUploadBytes: number;
+  now: () => Date;
+}
+
+/** Text fields of the upload form; unknown fields are refused (zod at the boundary). */
+const FieldsSchema = z.strictObject({
+  signature: z.string().min(1).optional(),
+  name: z.string().min(1).max(MAX_ARTIFACT_NAME_LENGTH).optional(),
+});
+
+function inspectionSummary(report: InspectionReport): NonNullable<AuditEvent["inspection"]> {
+  return { verdict: report.verdict, format: report.format, findings: report.findings.length, imports: report.imports.length };
+}
+
+/** Whatever the route knows about the upload when it is decided, for the audit entry and the log. */
+interface UploadFacts {
+  digestHex?: string;
+  size?: number;
+  name?: string;
+  verification?: PublishVerification;
+  inspection?: InspectionReport;
+}
+
+function declaredLength(req: Request): number | undefined {
+  const header = req.get("content-length");
+  if (header === undefined || !/^\d{1,16}$/.test(header)) return undefined;
+  return Number(header);
+}
+
+/**
+ * POST /v1/artifacts. Checks in the order of issue 3: envelope valid -> trusted source and
+ * signature -> subject digest equals the computed sha256 -> content inspection -> promote.
+ *
+ * Audit ordering (the port requires the decision to be durable before the response): an accepted
+ * upload's entry is appended BEFORE the blob is promoted. If the append fails, the upload is
+ * refused 503 `unavailable` and nothing is promoted. If promotion then fails (disk full), a
+ * second, `upload.rejected` entry records it. A crash between the two leaves an audit entry for
+ * an artifact the store does not hold, never a served artifact without an audit entry.
+ */
+export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
+  const storage = new UploadStorage({ store: deps.store, maxUploadBytes: deps.maxUploadBytes, allowlist: deps.allowlist, now: deps.now });
+  const parseMultipart = multer({
+    storage,
+    limits: {
+      files: 2,
+      parts: MAX_MULTIPART_PARTS,
+      fields: MAX_MULTIPART_FIELDS,
+      fieldSize: MAX_MULTIPART_FIELD_BYTES,
+      fieldNameSize: MAX_MULTIPART_FIELD_NAME_BYTES,
+    },
+    fileFilter: (_req, file, cb) => {
+      if (file.fieldname === "artifact" || file.fieldname === "signature") cb(null, true);
+      else cb(new GatewayError("bad_request", `unexpected file part '${file.fieldname}' (expected 'signature' and 'artifact')`));
+    },
+  }).any();
+
+  const runMultipart = (req: Request, res: Response): Promise<void> =>
+    new Promise((resolve, reject) => {
+      void parseMultipart(req, res, (err?: unknown) => {
+        if (err === undefined || err === null) resolve();
+        else reject(err instanceof Error ? err : new Error(messageOf(err)));
+      });
+    });
+
+  return async (req, res) => {
+    const started = process.hrtime.bigint();
+    const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
+    deps.metrics.uploadsInFlight(1);
+    const state = beginUpload(req);
+    const facts: UploadFacts = {};
+    const outcome = { answered: false };
+
+    const reject = async (err: unknown): Promise<void> => {
+      if (outcome.answered) return;
+      outcome.answered = true;
+      let gerr = toUploadError(err);
+      await discardAll(deps.store, state);
+      const event: AuditEvent = {
+        type: "upload.rejected",
+        requestId: requestIdOf(res),
+        codes: [gerr.code],
+        ...common(req, res, facts),
+      };
+      try {
+        await deps.audit.append(event);
+      } catch (auditErr) {
+        deps.metrics.auditWriteFailed();
+        logOf(res).error({ err: messageOf(auditErr) }, "audit append failed; refusing with 503");
+        gerr = new GatewayError("unavailable", "the audit log cannot be written; try again later");
+      }
+      logOf(res).warn(
+        { digest: facts.digestHex !== undefined ? `sha256:${facts.digestHex}` : undefined, source: facts.verification?.source.id, verdict: "rejected", code: gerr.code },
+        "upload rejected",
+      );
+      deps.metrics.uploadFinished("rejected", gerr.code, seconds());
+      if (!res.headersSent) sendError(res, gerr);
+    };
+
+    try {
+      if (!req.is("multipart/form-data")) {
+        throw new GatewayError("unsupported_media_type", "POST /v1/artifacts takes multipart/form-data with parts 'signature' (first) and 'artifact'");
+      }
+      const length = declaredLength(req);
+      if (length !== undefined && length > deps.maxUploadBytes + MAX_MULTIPART_OVERHEAD_BYTES) {
+        res.setHeader("Connection", "close");
+        throw new GatewayError("too_large", `request body of ${String(length)} bytes exceeds the upload limit of ${String(deps.maxUploadBytes)} bytes`, { maxBytes: deps.maxUploadBytes });
+      }
+      // Refused mid-body with much left to read: answer now and close instead of draining it all.
+      state.onArtifactRejected = async (err) => {
+        if (length !== undefined && length <= MAX_DRAIN_BYTES) return;
+        res.setHeader("Connection", "close");
+        await reject(err);
+      };
+      await runMultipart(req, res);
+      if (outcome.answered) return;
+
+      const fields = FieldsSchema.safeParse({ ...(req.body as Record<string, unknown>) });
+      if (!fields.success) {
+        throw new GatewayError("bad_request", `invalid form fields: ${fields.error.issues.map((i) => `${i.path.join(".") || "(form)"}: ${i.message}`).join("; ")}`);
+      }
+      const envelope = pickEnvelope(state, req);
+      const artifact = state.artifact;
+      if (artifact === undefined) throw new GatewayError("bad_request", "the 'artifact' file part is missing");
+      facts.digestHex = artifact.digestHex;
+      facts.size = artifact.size;
+      facts.name = fields.data.name;
+
+      const now = deps.now();
+      const verification = verifyPublish({ envelope, digestHex: artifact.digestHex, size: artifact.size, name: fields.data.name, allowlist: deps.allowlist.current(), now });
+      facts.verification = verification;
+      facts.name = verification.name;
+
+      const inspectStarted = process.hrtime.bigint();
+      const report = await deps.inspect(artifact.path, { policy: verification.source.pickle, fileName: verification.name });
+      deps.metrics.inspectionSeconds(Number(process.hrtime.bigint() - inspectStarted) / 1e9);
+      facts.inspection = report;
+      const refusal = rejectionCode(report);
+      if (refusal !== undefined) {
+        throw new GatewayError(refusal, `content inspection rejected the artifact (${String(report.findings.filter((f) => f.severity !== "innocuous").length)} finding(s); format ${report.format})`, { inspection: report });
+      }
+
+      const createdAt = now.toISOString();
+      const signature = { source: verification.source.id, keyIds: verification.keyIds, envelope, addedAt: createdAt };
+      const record: ArtifactRecord = {
+        digest: `sha256:${artifact.digestHex}`,
+        size: artifact.size,
+        name: verification.name,
+        format: report.format,
+        createdAt,
+        signatures: [signature],
+        inspection: report,
+      };
+
+      try {
+        await deps.audit.append({ type: "upload.accepted", requestId: requestIdOf(res), ...common(req, res, facts) });
+      } catch (auditErr) {
+        deps.metrics.auditWriteFailed();
+        logOf(res).error({ err: messageOf(auditErr) }, "audit append failed; upload not promoted");
+        throw new GatewayError("unavailable", "the audit log cannot be written; the upload was not stored, try again later");
+      }
+      const result = await deps.store.promote({ staged: artifact, record, signature });
+      state.tempPaths.delete(artifact.path);
+      outcome.answered = true;
+      deps.metrics.bytesIn(artifact.size);
+      deps.metrics.uploadFinished("accepted", "ok", seconds());
+      logOf(res).info({ digest: record.digest, source: verification.source.id, verdict: "accepted", created: result.created, size: artifact.size }, "upload accepted");
+      res.status(result.created ? 201 : 200).json({
+        digest: result.record.digest,
+        size: result.record.size,
+        name: result.record.name,
+        source: verification.source.id,
+        keyIds: verification.keyIds,
+        format: result.record.format,
+        inspection: result.record.inspection,
+        createdAt: result.record.createdAt,
+      });
+    } catch (err) {
+      await reject(err);
+    } finally {
+      await discardAll(deps.store, state);
+      deps.metrics.uploadsInFlight(-1);
+    }
+  };
+}
+
+function pickEnvelope(state: UploadState, req: Request): string {
+  const field = signatureField(req);
+  if (state.signatureFile !== undefined && field !== undefined) throw new GatewayError("bad_request", "the signature was sent twice (field and file)");
+  const envelope = state.signatureFile ?? field;
+  if (typeof envelope !== "string" || envelope === "") throw new GatewayError("bad_request", "the 'signature' part (the DSSE envelope JSON) is missing; send it first");
+  return envelope;
+}
+
+function common(req: Request, res: Response, facts: UploadFacts): Omit<AuditEvent, "type"> {
+  const event: Omit<AuditEvent, "type"> = {};
+  const tokenId = tokenIdOf(res);
+  if (tokenId !== undefined) event.tokenId = tokenId;
+  if (req.ip !== undefined) event.client = req.ip;
+  if (facts.digestHex !== undefined) event.digest = `sha256:${facts.digestHex}`;
+  if (facts.name !== undefined) event.name = facts.name;
+  if (facts.size !== undefined) event.size = facts.size;
+  if (facts.verification) {
+    event.source = facts.verification.source.id;
+    event.keyIds = facts.verification.keyIds;
+  }
+  if (facts.inspection) event.inspection = inspectionSummary(facts.inspection);
+  return event;
+}
+
+async function discardAll(store: ArtifactStore, state: UploadState): Promise<void> {
+  const paths = [...state.tempPaths];
+  state.tempPaths.clear();
+  await Promise.all(paths.map((p) => store.discard(p)));
+}

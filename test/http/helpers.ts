@@ -1,0 +1,147 @@
+import { createHash } from "node:crypto";
+import { promises as fsp } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { Express } from "express";
+import pino from "pino";
+import nacl from "tweetnacl";
+import { MemoryAuditSink, type AuditEvent } from "../../src/audit/types";
+import { loadConfig } from "../../src/config";
+import type { Inspector } from "../../src/inspect/inspector";
+import { summarize, type Severity } from "../../src/inspect/report";
+import { createApp, type AppDeps } from "../../src/http/app";
+import { AllowlistHolder } from "../../src/http/allowlistHolder";
+import { FsArtifactStore } from "../../src/store/fsStore";
+import { buildPublishStatement, keyIdOf, signEnvelope } from "../../src/trust";
+
+export const NOW = new Date("2026-06-01T12:00:00.000Z");
+
+export interface Publisher {
+  secretKey: Uint8Array;
+  publicKey: Uint8Array;
+  keyId: string;
+}
+
+export function makePublisher(): Publisher {
+  const kp = nacl.sign.keyPair();
+  return { secretKey: kp.secretKey, publicKey: kp.publicKey, keyId: keyIdOf(kp.publicKey) };
+}
+
+export const sha256Hex = (b: Buffer | Uint8Array): string => createHash("sha256").update(b).digest("hex");
+
+/** The envelope JSON a publisher would send for these bytes under this name. */
+export function signFor(pub: Publisher, bytes: Buffer, name: string, digestHex = sha256Hex(bytes)): string {
+  return JSON.stringify(signEnvelope(buildPublishStatement({ name, digestHex }), pub.secretKey, pub.keyId));
+}
+
+export interface SourceSpec {
+  id: string;
+  keys: { pub: Publisher; revoked?: boolean; notAfter?: string }[];
+  names?: string[];
+  threshold?: number;
+}
+
+export function allowlistJson(sources: SourceSpec[]): string {
+  return JSON.stringify(
+    {
+      version: 1,
+      sources: sources.map((s) => ({
+        id: s.id,
+        description: `test source ${s.id}`,
+        keys: s.keys.map((k) => ({
+          publicKey: Buffer.from(k.pub.publicKey).toString("base64"),
+          ...(k.revoked !== undefined ? { revoked: k.revoked } : {}),
+          ...(k.notAfter !== undefined ? { notAfter: k.notAfter } : {}),
+        })),
+        ...(s.names ? { names: s.names } : {}),
+        ...(s.threshold !== undefined ? { threshold: s.threshold } : {}),
+      })),
+    },
+    null,
+    2,
+  );
+}
+
+function report(severity: Severity | undefined, format = "safetensors") {
+  const findings = severity === undefined ? [] : [{ code: severity === "malformed" ? ("malformed_container" as const) : ("dangerous_global" as const), severity, message: "test finding" }];
+  return summarize({ kind: "file", path: "", findings, children: [] }, format);
+}
+
+export const acceptingInspector: Inspector = () => Promise.resolve(report(undefined));
+export const dangerousInspector: Inspector = () => Promise.resolve(report("dangerous", "pickle"));
+export const malformedInspector: Inspector = () => Promise.resolve(report("malformed", "unknown"));
+
+/** An audit sink whose appends can be made to fail. */
+export class FlakyAuditSink extends MemoryAuditSink {
+  failing = false;
+  override append(event: AuditEvent): Promise<void> {
+    if (this.failing) return Promise.reject(new Error("disk full"));
+    return super.append(event);
+  }
+}
+
+export interface TestEnv {
+  dir: string;
+  dataDir: string;
+  allowlistPath: string;
+  store: FsArtifactStore;
+  holder: AllowlistHolder;
+  audit: FlakyAuditSink;
+  app: Express;
+  deps: AppDeps;
+  cleanup(): Promise<void>;
+}
+
+export async function makeEnv(options: { sources: SourceSpec[]; inspect?: Inspector; maxUploadBytes?: number; now?: () => Date }): Promise<TestEnv> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "mg-http-"));
+  const dataDir = path.join(dir, "data");
+  const allowlistPath = path.join(dir, "allowlist.json");
+  await fsp.writeFile(allowlistPath, allowlistJson(options.sources));
+  const logger = pino({ level: "silent" });
+  const audit = new FlakyAuditSink();
+  const store = new FsArtifactStore(dataDir);
+  await store.init();
+  const holder = new AllowlistHolder(allowlistPath, { logger, audit });
+  const config = { ...loadConfig({ MODELGATE_DATA_DIR: dataDir, MODELGATE_ALLOWLIST: allowlistPath }) };
+  if (options.maxUploadBytes !== undefined) config.maxUploadBytes = options.maxUploadBytes;
+  const deps: AppDeps = {
+    config,
+    logger,
+    now: options.now ?? (() => NOW),
+    store,
+    allowlist: holder,
+    audit,
+    inspect: options.inspect ?? acceptingInspector,
+  };
+  const app = createApp(deps);
+  return {
+    dir,
+    dataDir,
+    allowlistPath,
+    store,
+    holder,
+    audit,
+    app,
+    deps,
+    cleanup: async () => {
+      holder.close();
+      await fsp.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Every regular file under dir, relative, sorted. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) out.push(path.relative(dir, path.join(entry.parentPath, entry.name)));
+  }
+  return out.sort();
+}
+
+/** A fake safetensors-ish payload; the tests inject the inspector, so only the bytes matter. */
+export function artifactBytes(label: string, size = 4096): Buffer {
+  const buf = Buffer.alloc(size);
+  buf.write(label);
+  return buf;
+}
