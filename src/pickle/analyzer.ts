@@ -1,0 +1,297 @@
+import type { Cursor } from "../bytes/cursor";
+import { GatewayError, isGatewayError, type InspectionErrorCode } from "../errors";
+import type { Finding, ImportRecord, ImportSafety, InspectionNode } from "../inspect/report";
+import { DEFAULT_PICKLE_LIMITS, type PickleLimits } from "../limits";
+import { PickleReader } from "./disassembler";
+import { LimitError, PickleMachine, type MachineEvents } from "./machine";
+import { OP, opcodeName } from "./opcodes";
+import { classifyGlobal, type PicklePolicy } from "./policy";
+import { describeValue, globalName, type SymbolicValue } from "./values";
+
+export interface BuildEvent {
+  /** The object after BUILD, with its state. */
+  target: SymbolicValue;
+  /** Offset just after the BUILD opcode. */
+  offset: number;
+}
+
+export interface AnalyzeOptions {
+  policy: PicklePolicy;
+  limits?: Partial<PickleLimits>;
+  /** Node path for the report, e.g. "archive/data.pkl". */
+  location: string;
+  /** Stop after the first STOP and report `end`; default false = scan the whole sequence to the end of the cursor's range. */
+  single?: boolean;
+  /** Called after each BUILD; may advance the cursor past raw bytes the loader reads there (joblib). */
+  onBuild?: (event: BuildEvent, cursor: Cursor) => void;
+  /** Called for every PERSID/BINPERSID with the decoded id; returns findings to add (torch storage checks). */
+  onPersistentId?: (id: SymbolicValue, offset: number) => Finding[];
+}
+
+export interface PickleAnalysis {
+  /** kind "pickle", with findings, imports, details {protocol, ops, streams, calls, persistentIds}. */
+  node: InspectionNode;
+  /** Offset just after the last opcode read (after the last STOP when the stream is well formed). */
+  end: number;
+  ops: number;
+  streams: number;
+  /** The value STOP returned, for each stream that reached its STOP. */
+  values: SymbolicValue[];
+}
+
+/** Distinct call sites kept in details.calls (the findings already name every rejected one). */
+const MAX_CALL_SITES = 256;
+/** Findings kept per analysis; past it one more finding says how many were left out. */
+const MAX_FINDINGS = 1000;
+
+const INSPECTION_CODES: ReadonlySet<string> = new Set<InspectionErrorCode>([
+  "malformed_pickle",
+  "dangerous_global",
+  "unknown_global",
+  "unresolved_global",
+  "extension_opcode",
+  "limit_exceeded",
+  "unknown_format",
+  "unsupported_format",
+  "malformed_container",
+  "embedded_code",
+  "polyglot",
+  "extension_mismatch",
+  "opaque_member",
+  "bad_persistent_id",
+]);
+
+interface CallSite {
+  opcode: string;
+  callable: string;
+  count: number;
+  offset: number;
+  stream: number;
+}
+
+/**
+ * Analyze the pickle (or sequence of pickles) at the cursor without executing anything: every
+ * import is classified against the policy, every call site recorded, every problem reported.
+ * Never throws for bad input: malformed structure and limits become findings (severity
+ * "malformed"), and the findings gathered before the break stay in the report.
+ */
+export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAnalysis {
+  const limits: PickleLimits = { ...DEFAULT_PICKLE_LIMITS, ...options.limits };
+  const location = options.location;
+  const policy = options.policy;
+  const findings: Finding[] = [];
+  const imports: ImportRecord[] = [];
+  const calls = new Map<string, CallSite>();
+  const seenFindings = new Set<string>();
+  const seenImports = new Set<string>();
+  const classified = new Map<string, ReturnType<typeof classifyGlobal>>();
+  let omittedFindings = 0;
+  let stream = 0;
+  let streamLocation = `${location}#pickle[0]`;
+  let retainedBytes = 0;
+  let persistentIds = 0;
+  let firstProtocol: number | undefined;
+
+  const reader = PickleReader.ofCursor(cursor, limits.maxRetainedArgumentBytes);
+
+  const add = (f: Finding, key?: string): void => {
+    if (key !== undefined) {
+      const k = `${stream.toString()}|${key}`;
+      if (seenFindings.has(k)) return;
+      seenFindings.add(k);
+    }
+    if (findings.length >= MAX_FINDINGS) {
+      omittedFindings++;
+      return;
+    }
+    findings.push(f);
+  };
+
+  const classify = (module: string, name: string): ReturnType<typeof classifyGlobal> => {
+    const key = `${module}\n${name}`;
+    let c = classified.get(key);
+    if (c === undefined) {
+      c = classifyGlobal(module, name, policy);
+      classified.set(key, c);
+    }
+    return c;
+  };
+
+  const record = (module: string, name: string, safety: ImportSafety, opcode: number, offset: number): void => {
+    const key = `${stream.toString()}|${opcode.toString()}|${module}\n${name}`;
+    if (seenImports.has(key)) return;
+    seenImports.add(key);
+    imports.push({ module, name, safety, opcode: opcodeName(opcode), location: streamLocation, offset });
+  };
+
+  const events: MachineEvents = {
+    import(module, name, opcode, offset) {
+      const c = classify(module, name);
+      record(module, name, c.safety, opcode, offset);
+      if (c.code !== undefined) {
+        const global = `${module}.${name}`;
+        add(
+          {
+            code: c.code,
+            severity: c.safety === "dangerous" ? "dangerous" : "suspicious",
+            message: `${opcodeName(opcode)} imports ${global}: ${c.reason}`,
+            location: streamLocation,
+            offset,
+            global,
+          },
+          `${c.code}|${global}`,
+        );
+      }
+    },
+    unresolvedGlobal(module, name, offset) {
+      record(module.kind === "str" ? module.value : "?", name.kind === "str" ? name.value : "?", "dangerous", OP.STACK_GLOBAL, offset);
+      add({
+        code: "unresolved_global",
+        severity: "dangerous",
+        message: `STACK_GLOBAL operands are not string constants (module ${describeValue(module)}, name ${describeValue(name)}): the import cannot be proven`,
+        location: streamLocation,
+        offset,
+      });
+    },
+    extension(code, opcode, offset) {
+      record("copyreg", `_extension_registry[${code.toString()}]`, "dangerous", opcode, offset);
+      add(
+        {
+          code: "extension_opcode",
+          severity: "dangerous",
+          message: `${opcodeName(opcode)} ${code.toString()} imports whatever the copyreg extension registry maps that code to`,
+          location: streamLocation,
+          offset,
+        },
+        `ext|${code.toString()}`,
+      );
+    },
+    call(opcode, callable, offset) {
+      const name = globalName(callable);
+      if (name === undefined && callable.kind !== "unknown") {
+        add(
+          {
+            code: "unresolved_global",
+            severity: "suspicious",
+            message: `${opcodeName(opcode)} calls ${describeValue(callable)}, which is not an import`,
+            location: streamLocation,
+            offset,
+          },
+          `call|${opcode.toString()}|${callable.kind}`,
+        );
+      }
+      const shown = name ?? `<${callable.kind}>`;
+      const key = `${stream.toString()}|${opcode.toString()}|${shown}`;
+      const site = calls.get(key);
+      if (site) site.count++;
+      else if (calls.size < MAX_CALL_SITES) calls.set(key, { opcode: opcodeName(opcode), callable: shown, count: 1, offset, stream });
+    },
+    mutateGlobal(opcode, target, offset) {
+      const global = globalName(target);
+      add(
+        {
+          code: "dangerous_global",
+          severity: "dangerous",
+          message: `${opcodeName(opcode)} modifies the imported object ${global ?? "?"} itself (module state), which no serializer writes`,
+          location: streamLocation,
+          offset,
+          ...(global !== undefined ? { global } : {}),
+        },
+        `mutate|${opcode.toString()}|${global ?? ""}`,
+      );
+    },
+    persistent(id, offset) {
+      persistentIds++;
+      if (options.onPersistentId) {
+        for (const f of options.onPersistentId(id, offset)) add({ ...f, location: f.location ?? streamLocation, offset: f.offset ?? offset });
+      }
+    },
+    build(target, end) {
+      const onBuild = options.onBuild;
+      if (!onBuild) return;
+      cursor.seek(end);
+      onBuild({ target, offset: end }, cursor);
+      const moved = cursor.position;
+      if (moved !== end) {
+        if (reader.frameEnd > end) {
+          throw new GatewayError("malformed_pickle", `raw data read after BUILD inside a FRAME that has ${(reader.frameEnd - end).toString()} bytes left at offset ${end.toString()}`, { offset: end });
+        }
+        reader.seek(moved);
+      }
+    },
+    retained(bytes, offset) {
+      retainedBytes += bytes;
+      if (retainedBytes > limits.maxDecodedStringBytes) {
+        throw new LimitError(`decoded strings exceed ${limits.maxDecodedStringBytes.toString()} bytes (maxDecodedStringBytes)`, offset);
+      }
+    },
+  };
+
+  const deadline = Date.now() + limits.timeBudgetMs;
+  const machine = new PickleMachine(limits, events, deadline);
+  const values: SymbolicValue[] = [];
+  let totalOps = 0;
+  let streams = 0;
+  let end = reader.pos;
+
+  for (;;) {
+    if (streams >= limits.maxStreamsPerSequence) {
+      add({
+        code: "limit_exceeded",
+        severity: "malformed",
+        message: `more than ${limits.maxStreamsPerSequence.toString()} pickles in one sequence (maxStreamsPerSequence) at offset ${reader.pos.toString()}`,
+        location,
+        offset: reader.pos,
+      });
+      break;
+    }
+    stream = streams++;
+    streamLocation = `${location}#pickle[${stream.toString()}]`;
+    const streamStart = reader.pos;
+    machine.reset();
+    try {
+      values.push(machine.run(reader));
+      firstProtocol ??= machine.protocol;
+      totalOps += machine.ops;
+      end = reader.pos;
+    } catch (err) {
+      totalOps += machine.ops;
+      if (!isGatewayError(err)) throw err;
+      const code: InspectionErrorCode = INSPECTION_CODES.has(err.code) ? (err.code as InspectionErrorCode) : "malformed_pickle";
+      const offset = typeof err.details?.offset === "number" ? err.details.offset : reader.offset;
+      const afterStop = stream > 0 && machine.ops <= 1;
+      add({
+        code,
+        severity: "malformed",
+        message: afterStop ? `bytes after STOP at offset ${streamStart.toString()} are not a pickle: ${err.message}` : err.message,
+        location: streamLocation,
+        offset,
+      });
+      end = Math.max(end, Math.min(offset, reader.end));
+      break;
+    }
+    if (options.single === true || reader.pos >= reader.end) break;
+  }
+
+  if (omittedFindings > 0) {
+    findings.push({ code: "info", severity: "innocuous", message: `${omittedFindings.toString()} more findings omitted`, location });
+  }
+  cursor.seek(Math.min(Math.max(end, cursor.start), cursor.end));
+
+  const node: InspectionNode = {
+    kind: "pickle",
+    path: location,
+    format: "pickle",
+    findings,
+    imports,
+    details: {
+      protocol: firstProtocol ?? machine.protocol,
+      ops: totalOps,
+      streams,
+      persistentIds,
+      calls: [...calls.values()],
+    },
+    children: [],
+  };
+  return { node, end, ops: totalOps, streams, values };
+}

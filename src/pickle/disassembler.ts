@@ -1,0 +1,587 @@
+import type { Cursor } from "../bytes/cursor";
+import type { ByteSource } from "../bytes/source";
+import { GatewayError } from "../errors";
+import { HIGHEST_PROTOCOL, OP, opcodeInfo, opcodeName } from "./opcodes";
+
+/**
+ * Pickle disassembler: bytes -> opcodes with decoded arguments, one at a time, without allocating
+ * per opcode on the hot path (the decoded argument lives in the reader's fields until the next
+ * call). It reads positional windows of the ByteSource directly, so a multi-gigabyte pickle costs
+ * one window of memory, and it never allocates for a length it has not checked against the bytes
+ * that remain.
+ *
+ * Framing follows CPython's pure-Python `_Unframer` strictly, which is the stricter of CPython's
+ * two unpicklers: an opcode (with its argument) that crosses the end of the current FRAME, a
+ * FRAME that starts before the previous one ended, a frame longer than the bytes that remain, and
+ * a frame that extends past STOP are all malformed. CPython's C unpickler and pickletools ignore
+ * frame boundaries, and that disagreement is what the FRAME-straddle bypass hides payloads in.
+ */
+
+const WINDOW = 1024 * 1024;
+/** The longest fixed part of an opcode: the opcode byte and an 8-byte argument. */
+const MAX_FIXED = 9;
+
+const utf8Strict = new TextDecoder("utf-8", { fatal: true });
+const utf8Lenient = new TextDecoder("utf-8", { fatal: false });
+
+const INT_RE = /^[+-]?[0-9]+$/;
+const LONG_RE = /^[+-]?[0-9]+L?$/;
+const FLOAT_RE = /^\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\s*$/i;
+
+function malformed(message: string, offset: number): never {
+  throw new GatewayError("malformed_pickle", `${message} at offset ${offset.toString()}`, { offset });
+}
+
+export class PickleReader {
+  private buf: Buffer;
+  private view: DataView;
+  /** Absolute offset of buf[0] and number of valid bytes in buf. */
+  private bufStart = 0;
+  private bufLen = 0;
+  /** Absolute position of the next opcode. */
+  pos: number;
+  readonly end: number;
+  /** Absolute end of the current FRAME, or -1 outside a frame. */
+  frameEnd = -1;
+
+  // ---- the last opcode and its decoded argument --------------------------------------------
+  offset = 0;
+  opcode = 0;
+  /** uint/int arguments, memo indices, PROTO, FRAME length, EXT code; string/bytes argument length. */
+  num = 0;
+  /** LONG/LONG1/LONG4/INT value (INT only when it does not fit a safe integer), undefined when too long to keep. */
+  big: bigint | undefined = undefined;
+  /** True when `num` holds the INT/LONG value, false when `big` does. */
+  small = true;
+  float = 0;
+  /** Decoded text argument (strings; module for GLOBAL/INST); `truncated` when only a prefix was kept. */
+  str = "";
+  /** Second line of GLOBAL/INST (the qualified name). */
+  str2 = "";
+  truncated = false;
+  /** Retained bytes of a bytes argument (undefined when longer than maxRetained). */
+  bytes: Uint8Array | undefined = undefined;
+
+  constructor(
+    private readonly source: ByteSource,
+    start: number,
+    end: number,
+    private readonly maxRetained: number,
+  ) {
+    this.pos = start;
+    this.end = end;
+    this.buf = Buffer.allocUnsafe(Math.max(64, Math.min(WINDOW, Math.max(end - start, maxRetained + MAX_FIXED))));
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+    this.bufStart = start;
+  }
+
+  static ofCursor(cursor: Cursor, maxRetained: number): PickleReader {
+    return new PickleReader(cursor.source, cursor.position, cursor.end, maxRetained);
+  }
+
+  /** Continue reading at an absolute position (after a callback consumed raw bytes). */
+  seek(position: number): void {
+    this.pos = position;
+  }
+
+  /** Load at least `n` bytes starting at absolute `at` into the window (n <= end - at checked by callers). */
+  private load(at: number, n: number): number {
+    if (at >= this.bufStart && at + n <= this.bufStart + this.bufLen) return at - this.bufStart;
+    if (n > this.buf.length) {
+      this.buf = Buffer.allocUnsafe(n);
+      this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+    }
+    const want = Math.min(this.buf.length, this.end - at);
+    const got = this.source.readAt(want === this.buf.length ? this.buf : this.buf.subarray(0, want), at);
+    this.bufStart = at;
+    this.bufLen = got;
+    if (got < n) malformed(`source ended early: needed ${n.toString()} bytes, read ${got.toString()}`, at);
+    return 0;
+  }
+
+  private need(start: number, n: number, what: string): void {
+    if (start + n > this.end) {
+      malformed(`truncated ${what}: needs ${n.toString()} bytes, ${(this.end - start).toString()} remain`, start);
+    }
+  }
+
+  /**
+   * Read the next opcode and decode its argument into the reader's fields; returns the opcode byte.
+   * Throws GatewayError("malformed_pickle") for an unknown opcode, a truncated argument, a length
+   * beyond the end, a text argument that does not decode, or a framing violation.
+   */
+  next(): number {
+    const start = this.pos;
+    if (start >= this.end) malformed("pickle ends without STOP", start);
+    if (this.frameEnd >= 0 && start >= this.frameEnd) this.frameEnd = -1;
+    let i = start - this.bufStart;
+    if (i < 0 || start + MAX_FIXED > this.bufStart + this.bufLen) i = this.load(start, Math.min(MAX_FIXED, this.end - start));
+    const b = this.buf;
+    const op = b[i] as number;
+    this.offset = start;
+    this.opcode = op;
+    switch (op) {
+      case OP.MARK:
+      case OP.STOP:
+      case OP.POP:
+      case OP.POP_MARK:
+      case OP.DUP:
+      case OP.NONE:
+      case OP.BINPERSID:
+      case OP.REDUCE:
+      case OP.APPEND:
+      case OP.BUILD:
+      case OP.DICT:
+      case OP.EMPTY_DICT:
+      case OP.APPENDS:
+      case OP.LIST:
+      case OP.EMPTY_LIST:
+      case OP.OBJ:
+      case OP.SETITEM:
+      case OP.TUPLE:
+      case OP.EMPTY_TUPLE:
+      case OP.SETITEMS:
+      case OP.NEWOBJ:
+      case OP.TUPLE1:
+      case OP.TUPLE2:
+      case OP.TUPLE3:
+      case OP.NEWTRUE:
+      case OP.NEWFALSE:
+      case OP.EMPTY_SET:
+      case OP.ADDITEMS:
+      case OP.FROZENSET:
+      case OP.NEWOBJ_EX:
+      case OP.STACK_GLOBAL:
+      case OP.MEMOIZE:
+      case OP.NEXT_BUFFER:
+      case OP.READONLY_BUFFER:
+        this.pos = start + 1;
+        break;
+      case OP.BININT1:
+      case OP.BINGET:
+      case OP.BINPUT:
+      case OP.EXT1:
+        this.need(start, 2, opcodeName(op));
+        this.num = b[i + 1] as number;
+        this.pos = start + 2;
+        break;
+      case OP.PROTO: {
+        this.need(start, 2, "PROTO");
+        const p = b[i + 1] as number;
+        // CPython: "unsupported pickle protocol" for anything above HIGHEST_PROTOCOL.
+        if (p > HIGHEST_PROTOCOL) malformed(`unsupported pickle protocol ${p.toString()}`, start);
+        this.num = p;
+        this.pos = start + 2;
+        break;
+      }
+      case OP.BININT2:
+      case OP.EXT2:
+        this.need(start, 3, opcodeName(op));
+        this.num = (b[i + 1] as number) | ((b[i + 2] as number) << 8);
+        this.pos = start + 3;
+        break;
+      case OP.BININT:
+      case OP.EXT4:
+        this.need(start, 5, opcodeName(op));
+        this.num = (b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24);
+        this.pos = start + 5;
+        break;
+      case OP.LONG_BINGET:
+      case OP.LONG_BINPUT:
+        this.need(start, 5, opcodeName(op));
+        this.num = ((b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24)) >>> 0;
+        this.pos = start + 5;
+        break;
+      case OP.BINFLOAT:
+        this.need(start, 9, "BINFLOAT");
+        this.float = this.view.getFloat64(i + 1, false);
+        this.pos = start + 9;
+        break;
+      case OP.FRAME: {
+        this.need(start, 9, "FRAME");
+        // A FRAME that starts while the previous frame still has bytes: CPython's _Unframer raises.
+        if (this.frameEnd > start) malformed("FRAME starts before the previous frame ends", start);
+        const len = this.u64(i + 1, start);
+        if (len > this.end - (start + 9)) {
+          malformed(`FRAME declares ${len.toString()} bytes, ${(this.end - start - 9).toString()} remain`, start);
+        }
+        this.num = len;
+        this.pos = start + 9;
+        this.frameEnd = start + 9 + len;
+        return op; // the FRAME opcode itself precedes its frame
+      }
+      case OP.SHORT_BINSTRING:
+      case OP.SHORT_BINBYTES:
+      case OP.SHORT_BINUNICODE:
+        this.need(start, 2, opcodeName(op));
+        this.sized(op, start + 2, b[i + 1] as number);
+        break;
+      case OP.BINSTRING: {
+        this.need(start, 5, "BINSTRING");
+        const n = (b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24);
+        if (n < 0) malformed("BINSTRING has a negative byte count", start);
+        this.sized(op, start + 5, n);
+        break;
+      }
+      case OP.BINBYTES:
+      case OP.BINUNICODE:
+        this.need(start, 5, opcodeName(op));
+        this.sized(op, start + 5, ((b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24)) >>> 0);
+        break;
+      case OP.BINUNICODE8:
+      case OP.BINBYTES8:
+      case OP.BYTEARRAY8:
+        this.need(start, 9, opcodeName(op));
+        this.sized(op, start + 9, this.u64(i + 1, start));
+        break;
+      case OP.LONG1:
+        this.need(start, 2, "LONG1");
+        this.long(start + 2, b[i + 1] as number);
+        break;
+      case OP.LONG4: {
+        this.need(start, 5, "LONG4");
+        const n = (b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24);
+        if (n < 0) malformed("LONG4 has a negative byte count", start);
+        this.long(start + 5, n);
+        break;
+      }
+      case OP.INT:
+      case OP.GET:
+      case OP.PUT:
+        this.decimal(op, start);
+        break;
+      case OP.LONG:
+        this.longText(start);
+        break;
+      case OP.FLOAT: {
+        const text = this.textLine(start + 1, "FLOAT");
+        if (!FLOAT_RE.test(text)) malformed("FLOAT argument is not a float", start);
+        this.float = Number(text.trim().toLowerCase().replace(/^([+-]?)inf(inity)?$/, "$1Infinity").replace(/^[+-]?nan$/, "NaN"));
+        break;
+      }
+      case OP.STRING:
+        this.str = decodeEscapedString(this.textLine(start + 1, "STRING"), start);
+        this.truncated = false;
+        break;
+      case OP.UNICODE:
+        this.unicodeLine(start);
+        break;
+      case OP.PERSID: {
+        const text = this.textLine(start + 1, "PERSID");
+        // The C unpickler decodes the persistent id as strict ASCII.
+        if (!isAscii(text)) malformed("PERSID argument is not ASCII", start);
+        this.str = text;
+        this.truncated = false;
+        break;
+      }
+      case OP.GLOBAL:
+      case OP.INST: {
+        const what = opcodeName(op);
+        const first = this.lineEnd(start + 1, this.maxRetained, what);
+        this.str = this.utf8(start + 1, first - (start + 1), start, what);
+        const second = this.lineEnd(first + 1, this.maxRetained, what);
+        this.str2 = this.utf8(first + 1, second - (first + 1), start, what);
+        this.truncated = false;
+        this.pos = second + 1;
+        break;
+      }
+      default:
+        malformed(`unknown opcode ${opcodeName(op)}`, start);
+    }
+    // An opcode that crosses the end of the current frame: CPython's _Unframer raises
+    // "pickle exhausted before end of frame"; the C unpickler reads on. Malformed either way.
+    if (this.frameEnd > start && this.pos > this.frameEnd) {
+      malformed(`${opcodeName(op)} crosses the end of its FRAME at ${this.frameEnd.toString()}`, start);
+    }
+    return op;
+  }
+
+  private u64(i: number, start: number): number {
+    const b = this.buf;
+    const lo = ((b[i] as number) | ((b[i + 1] as number) << 8) | ((b[i + 2] as number) << 16) | ((b[i + 3] as number) << 24)) >>> 0;
+    const hi = ((b[i + 4] as number) | ((b[i + 5] as number) << 8) | ((b[i + 6] as number) << 16) | ((b[i + 7] as number) << 24)) >>> 0;
+    if (hi > 0x1fffff) malformed("8-byte length exceeds any real file", start);
+    return hi * 0x100000000 + lo;
+  }
+
+  /** A length-prefixed string/bytes argument starting at `at` with `n` bytes. */
+  private sized(op: number, at: number, n: number): void {
+    if (n > this.end - at) {
+      malformed(`${opcodeName(op)} declares ${n.toString()} bytes, ${(this.end - at).toString()} remain`, this.offset);
+    }
+    this.num = n;
+    this.pos = at + n;
+    const keep = n <= this.maxRetained ? n : this.maxRetained;
+    this.truncated = keep < n;
+    const i = this.load(at, keep);
+    const b = this.buf;
+    switch (op) {
+      case OP.SHORT_BINUNICODE:
+      case OP.BINUNICODE:
+      case OP.BINUNICODE8: {
+        let ascii = true;
+        for (let k = i; k < i + keep; k++) {
+          if ((b[k] as number) >= 0x80) {
+            ascii = false;
+            break;
+          }
+        }
+        if (ascii) this.str = b.toString("latin1", i, i + keep);
+        else if (this.truncated) this.str = utf8Lenient.decode(b.subarray(i, i + keep));
+        else {
+          try {
+            this.str = utf8Strict.decode(b.subarray(i, i + keep));
+          } catch {
+            malformed(`${opcodeName(op)} argument is not valid UTF-8`, this.offset);
+          }
+        }
+        break;
+      }
+      case OP.SHORT_BINSTRING:
+      case OP.BINSTRING:
+        // Python 2 str: decoded by the unpickler's `encoding` (ASCII by default, latin1 for numpy).
+        this.str = b.toString("latin1", i, i + keep);
+        break;
+      default:
+        // BINBYTES, SHORT_BINBYTES, BINBYTES8, BYTEARRAY8
+        this.bytes = this.truncated ? undefined : Uint8Array.prototype.slice.call(b, i, i + keep);
+    }
+  }
+
+  /** LONG1/LONG4: n bytes of little-endian two's complement. */
+  private long(at: number, n: number): void {
+    if (n > this.end - at) {
+      malformed(`${opcodeName(this.opcode)} declares ${n.toString()} bytes, ${(this.end - at).toString()} remain`, this.offset);
+    }
+    this.pos = at + n;
+    this.small = false;
+    if (n > 1024) {
+      this.big = undefined;
+      return;
+    }
+    const i = this.load(at, n);
+    const b = this.buf;
+    let v = 0n;
+    for (let k = n - 1; k >= 0; k--) v = (v << 8n) | BigInt(b[i + k] as number);
+    if (n > 0 && ((b[i + n - 1] as number) & 0x80) !== 0) v -= 1n << BigInt(8 * n);
+    this.big = v;
+  }
+
+  /** Absolute position of the `\n` ending the line that starts at `at`; malformed if longer than maxLength or unterminated. */
+  private lineEnd(at: number, maxLength: number, what: string): number {
+    let scan = at;
+    for (;;) {
+      if (scan >= this.end) malformed(`truncated ${what}: no newline before the end`, this.offset);
+      const i = scan >= this.bufStart && scan < this.bufStart + this.bufLen ? scan - this.bufStart : this.load(scan, Math.min(this.end - scan, this.buf.length));
+      const j = this.buf.indexOf(0x0a, i);
+      if (j >= 0 && j < this.bufLen) {
+        const nl = this.bufStart + j;
+        if (nl - at > maxLength) malformed(`${what} argument longer than ${maxLength.toString()} bytes`, this.offset);
+        return nl;
+      }
+      scan = this.bufStart + this.bufLen;
+      if (scan - at > maxLength) malformed(`${what} argument longer than ${maxLength.toString()} bytes`, this.offset);
+    }
+  }
+
+  private utf8(at: number, n: number, start: number, what: string): string {
+    const i = this.load(at, n);
+    try {
+      return utf8Strict.decode(this.buf.subarray(i, i + n));
+    } catch {
+      return malformed(`${what} argument is not valid UTF-8`, start);
+    }
+  }
+
+  /** A protocol 0 text argument whose semantics need the whole line (numbers, escapes), bounded by maxRetained. */
+  private textLine(at: number, what: string): string {
+    const nl = this.lineEnd(at, this.maxRetained, what);
+    const i = this.load(at, nl - at);
+    this.pos = nl + 1;
+    return this.buf.toString("latin1", i, i + (nl - at));
+  }
+
+  private decimal(op: number, start: number): void {
+    const what = opcodeName(op);
+    const text = this.textLine(start + 1, what);
+    if (op === OP.INT && (text === "00" || text === "01")) {
+      // Protocol 0 spells bools as INT 00 / 01.
+      this.small = true;
+      this.num = text === "01" ? 1 : 0;
+      this.str = "bool";
+      return;
+    }
+    this.str = "";
+    if (!INT_RE.test(text)) malformed(`${what} argument is not a decimal integer`, start);
+    if (text.length <= 15) {
+      this.small = true;
+      this.num = Number(text);
+    } else {
+      this.small = false;
+      this.big = BigInt(text);
+      this.num = Number.NaN;
+    }
+    if (op !== OP.INT && !(this.small && this.num >= 0)) malformed(`${what} memo index ${text} is out of range`, start);
+  }
+
+  private longText(start: number): void {
+    const text = this.textLine(start + 1, "LONG");
+    if (!LONG_RE.test(text)) malformed("LONG argument is not a decimal integer", start);
+    this.small = false;
+    this.big = BigInt(text.endsWith("L") ? text.slice(0, -1) : text);
+  }
+
+  /** UNICODE: raw-unicode-escape text; lines can be long (protocol 0 numpy data), keep a prefix. */
+  private unicodeLine(start: number): void {
+    const nl = this.lineEnd(start + 1, Number.MAX_SAFE_INTEGER, "UNICODE");
+    const n = nl - (start + 1);
+    const keep = Math.min(n, this.maxRetained);
+    const i = this.load(start + 1, keep);
+    this.truncated = keep < n;
+    this.str = decodeRawUnicodeEscape(this.buf.toString("latin1", i, i + keep), start, this.truncated);
+    this.num = n;
+    this.pos = nl + 1;
+  }
+}
+
+function isAscii(s: string): boolean {
+  for (let k = 0; k < s.length; k++) if (s.charCodeAt(k) >= 0x80) return false;
+  return true;
+}
+
+/** Python's raw-unicode-escape: only \uXXXX and \UXXXXXXXX are escapes; everything else is latin1. */
+function decodeRawUnicodeEscape(s: string, start: number, truncated: boolean): string {
+  if (!s.includes("\\")) return s;
+  let out = "";
+  for (let k = 0; k < s.length; k++) {
+    const c = s[k] as string;
+    if (c === "\\" && (s[k + 1] === "u" || s[k + 1] === "U")) {
+      // An odd run of backslashes before u/U starts an escape.
+      let run = 0;
+      for (let j = k - 1; j >= 0 && s[j] === "\\"; j--) run++;
+      if (run % 2 === 0) {
+        const width = s[k + 1] === "u" ? 4 : 8;
+        const hex = s.slice(k + 2, k + 2 + width);
+        if (hex.length < width && truncated) return out;
+        if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length < width) malformed("UNICODE argument has a truncated \\u escape", start);
+        const cp = parseInt(hex, 16);
+        if (cp > 0x10ffff) malformed("UNICODE argument escapes a code point above U+10FFFF", start);
+        out += String.fromCodePoint(cp);
+        k += 1 + width;
+        continue;
+      }
+    }
+    out += c;
+  }
+  return out;
+}
+
+const SIMPLE_ESCAPES: Record<string, string> = { "\n": "", "\\": "\\", "'": "'", '"': '"', a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t", v: "\v" };
+
+/** STRING: a Python 2 str repr, quoted, decoded like codecs.escape_decode. Malformed when it does not. */
+function decodeEscapedString(text: string, start: number): string {
+  const q = text[0];
+  if (text.length < 2 || (q !== "'" && q !== '"') || text[text.length - 1] !== q) {
+    malformed("STRING argument is not a quoted string", start);
+  }
+  const body = text.slice(1, -1);
+  if (!body.includes("\\")) return body;
+  let out = "";
+  for (let k = 0; k < body.length; k++) {
+    const c = body[k] as string;
+    if (c !== "\\") {
+      out += c;
+      continue;
+    }
+    const e = body[k + 1];
+    if (e === undefined) malformed("STRING argument ends with a backslash", start);
+    const simple = SIMPLE_ESCAPES[e];
+    if (simple !== undefined) {
+      out += simple;
+      k += 1;
+    } else if (e === "x") {
+      const hex = body.slice(k + 2, k + 4);
+      if (!/^[0-9a-fA-F]{2}$/.test(hex)) malformed("STRING argument has an invalid \\x escape", start);
+      out += String.fromCharCode(parseInt(hex, 16));
+      k += 3;
+    } else if (e >= "0" && e <= "7") {
+      const oct = /^[0-7]{1,3}/.exec(body.slice(k + 1))?.[0] ?? e;
+      out += String.fromCharCode(parseInt(oct, 8) & 0xff);
+      k += oct.length;
+    } else {
+      out += `\\${e}`;
+      k += 1;
+    }
+  }
+  return out;
+}
+
+export type OpArgument = number | bigint | string | boolean | null | readonly [string, string] | { length: number; truncated: boolean; text?: string };
+
+export interface DisassembledOp {
+  offset: number;
+  name: string;
+  arg: OpArgument;
+}
+
+/**
+ * The opcodes of the pickle at the cursor, up to and including the first STOP (or `maxOps`).
+ * For tests, tools and reports; throws GatewayError("malformed_pickle") where the bytes break.
+ * The cursor is left after the last opcode read.
+ */
+export function disassemble(cursor: Cursor, options: { maxOps?: number; maxRetained?: number } = {}): DisassembledOp[] {
+  const reader = PickleReader.ofCursor(cursor, options.maxRetained ?? 64 * 1024);
+  const ops: DisassembledOp[] = [];
+  const maxOps = options.maxOps ?? 1_000_000;
+  try {
+    while (ops.length < maxOps) {
+      const op = reader.next();
+      ops.push({ offset: reader.offset, name: opcodeName(op), arg: argumentOf(reader, op) });
+      if (op === OP.STOP) break;
+    }
+  } finally {
+    cursor.seek(Math.min(reader.pos, cursor.end));
+  }
+  return ops;
+}
+
+function argumentOf(r: PickleReader, op: number): OpArgument {
+  const kind = opcodeInfo(op)?.arg ?? "none";
+  switch (kind) {
+    case "none":
+      return null;
+    case "uint1":
+    case "uint2":
+    case "int4":
+    case "uint4":
+    case "uint8":
+      return r.num;
+    case "float8":
+    case "floatnl":
+      return r.float;
+    case "long1":
+    case "long4":
+    case "decimalnl_long":
+      return r.big ?? null;
+    case "decimalnl_short":
+      if (r.str === "bool") return r.num === 1;
+      return r.small ? r.num : (r.big ?? null);
+    case "stringnl_noescape_pair":
+      return [r.str, r.str2] as const;
+    case "bytes1":
+    case "bytes4":
+    case "bytes8":
+    case "bytearray8":
+      return { length: r.num, truncated: r.truncated };
+    case "string1":
+    case "string4":
+    case "unicodestring1":
+    case "unicodestring4":
+    case "unicodestring8":
+    case "unicodestringnl":
+      return r.truncated ? { length: r.num, truncated: true, text: r.str } : r.str;
+    case "stringnl":
+    case "stringnl_noescape":
+      return r.str;
+  }
+}

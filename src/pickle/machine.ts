@@ -1,0 +1,433 @@
+import { GatewayError } from "../errors";
+import type { PickleLimits } from "../limits";
+import type { PickleReader } from "./disassembler";
+import { OP, opcodeName } from "./opcodes";
+import {
+  BUFFER,
+  EMPTY_TUPLE,
+  FALSE,
+  NONE,
+  TRUE,
+  UNKNOWN,
+  intValue,
+  type SymbolicValue,
+} from "./values";
+
+/**
+ * The symbolic pickle machine: CPython's unpickler with every import and call replaced by a
+ * symbol. It keeps the stack, the marks and the memo exactly as the unpickler does (same
+ * underflow, mark and memo rules, MEMOIZE storing the object on top of the stack), so it knows
+ * for every STACK_GLOBAL which string constants it consumes, wherever they came from.
+ *
+ * Memory stays bounded: containers retain at most MAX_RETAINED_ITEMS items each, and at most
+ * MAX_RETAINED_TOTAL items across a stream; past that they are marked `truncated` (values the
+ * machine drops can only be data: every import and call is reported as it happens).
+ */
+
+/** Items one list/tuple/dict/set keeps: enough for shapes, state dicts and persistent ids. */
+export const MAX_RETAINED_ITEMS = 4096;
+/** Items all containers of one stream keep together (memory bound against many mid-size containers). */
+export const MAX_RETAINED_TOTAL = 4_000_000;
+
+/** What the analyzer hears from the machine. */
+export interface MachineEvents {
+  import(module: string, name: string, opcode: number, offset: number): void;
+  unresolvedGlobal(module: SymbolicValue, name: SymbolicValue, offset: number): void;
+  extension(code: number, opcode: number, offset: number): void;
+  call(opcode: number, callable: SymbolicValue, offset: number): void;
+  /** APPEND/SETITEM/ADDITEMS/BUILD applied directly to an imported object: mutation of module state. */
+  mutateGlobal(opcode: number, target: SymbolicValue, offset: number): void;
+  persistent(id: SymbolicValue, offset: number): void;
+  /** After BUILD; `end` is the offset just after the opcode. */
+  build(target: SymbolicValue, end: number): void;
+  /** Counts bytes of decoded text/bytes kept as values (limit check). */
+  retained(bytes: number, offset: number): void;
+}
+
+export class LimitError extends GatewayError {
+  constructor(message: string, offset: number) {
+    super("limit_exceeded", `${message} at offset ${offset.toString()}`, { offset });
+  }
+}
+
+function malformed(message: string, offset: number): never {
+  throw new GatewayError("malformed_pickle", `${message} at offset ${offset.toString()}`, { offset });
+}
+
+export class PickleMachine {
+  private stack: SymbolicValue[] = [];
+  private marks: number[] = [];
+  /** Stack length at the innermost MARK: items below it belong to an outer frame. */
+  private fence = 0;
+  private memo = new Map<number, SymbolicValue>();
+  private retainedItems = 0;
+  /** Protocol declared by the last PROTO (0 when none): decides the Python 2 name fixes. */
+  protocol = 0;
+  ops = 0;
+
+  constructor(
+    private readonly limits: PickleLimits,
+    private readonly events: MachineEvents,
+    private readonly deadline: number,
+  ) {}
+
+  /**
+   * Run one pickle from the reader's position to its STOP and return the value STOP pops.
+   * Throws GatewayError malformed_pickle / limit_exceeded where the stream breaks.
+   */
+  run(reader: PickleReader): SymbolicValue {
+    const stack = this.stack;
+    const limits = this.limits;
+    const ev = this.events;
+    for (;;) {
+      const op = reader.next();
+      const offset = reader.offset;
+      if (++this.ops > limits.maxOpsPerStream) throw new LimitError(`more than ${limits.maxOpsPerStream.toString()} opcodes in one pickle (maxOpsPerStream)`, offset);
+      if ((this.ops & 0xffff) === 0 && Date.now() > this.deadline) {
+        throw new LimitError(`analysis exceeded its time budget of ${limits.timeBudgetMs.toString()} ms (timeBudgetMs)`, offset);
+      }
+      switch (op) {
+        case OP.MARK:
+          if (this.marks.length >= limits.maxMarkDepth) throw new LimitError(`MARK nesting deeper than ${limits.maxMarkDepth.toString()} (maxMarkDepth)`, offset);
+          this.marks.push(stack.length);
+          this.fence = stack.length;
+          break;
+        case OP.STOP: {
+          const v = this.pop(offset);
+          // A frame that extends past STOP: the C unpickler stops at STOP, Python's _Unframer has
+          // already consumed the whole frame; the next pickle would start at different offsets.
+          if (reader.frameEnd > reader.pos) malformed("FRAME extends past STOP", offset);
+          return v;
+        }
+        case OP.POP:
+          if (stack.length > this.fence) stack.pop();
+          else if (this.marks.length > 0) this.popMarkOnly();
+          else malformed("POP on an empty stack", offset);
+          break;
+        case OP.POP_MARK:
+          this.popMark(offset);
+          break;
+        case OP.DUP:
+          stack.push(this.top(offset));
+          break;
+        case OP.FLOAT:
+        case OP.BINFLOAT:
+          stack.push({ kind: "float", value: reader.float });
+          break;
+        case OP.INT:
+          if (reader.str === "bool") stack.push(reader.num === 1 ? TRUE : FALSE);
+          else stack.push(reader.small ? intValue(reader.num) : { kind: "int", value: reader.big ?? 0n });
+          break;
+        case OP.BININT:
+        case OP.BININT1:
+        case OP.BININT2:
+          stack.push(intValue(reader.num));
+          break;
+        case OP.LONG:
+        case OP.LONG1:
+        case OP.LONG4:
+          stack.push(reader.big === undefined ? UNKNOWN : { kind: "int", value: reader.big });
+          break;
+        case OP.NONE:
+          stack.push(NONE);
+          break;
+        case OP.NEWTRUE:
+          stack.push(TRUE);
+          break;
+        case OP.NEWFALSE:
+          stack.push(FALSE);
+          break;
+        case OP.PERSID: {
+          ev.retained(reader.str.length, offset);
+          const v: SymbolicValue = { kind: "persistent", id: { kind: "str", value: reader.str } };
+          ev.persistent(v.id, offset);
+          stack.push(v);
+          break;
+        }
+        case OP.BINPERSID: {
+          const id = this.pop(offset);
+          ev.persistent(id, offset);
+          stack.push({ kind: "persistent", id });
+          break;
+        }
+        case OP.REDUCE: {
+          const args = this.pop(offset);
+          const callable = this.pop(offset);
+          ev.call(op, callable, offset);
+          stack.push({ kind: "object", callable, args });
+          break;
+        }
+        case OP.STRING:
+        case OP.BINSTRING:
+        case OP.SHORT_BINSTRING:
+        case OP.UNICODE:
+        case OP.BINUNICODE:
+        case OP.SHORT_BINUNICODE:
+        case OP.BINUNICODE8: {
+          ev.retained(reader.str.length, offset);
+          stack.push(reader.truncated ? { kind: "str", value: reader.str, truncated: true } : { kind: "str", value: reader.str });
+          break;
+        }
+        case OP.BINBYTES:
+        case OP.SHORT_BINBYTES:
+        case OP.BINBYTES8:
+        case OP.BYTEARRAY8: {
+          const bytes = reader.bytes;
+          if (!reader.truncated && bytes !== undefined) {
+            ev.retained(bytes.length, offset);
+            stack.push({ kind: "bytes", length: reader.num, value: bytes });
+          } else stack.push({ kind: "bytes", length: reader.num });
+          break;
+        }
+        case OP.APPEND: {
+          const v = this.pop(offset);
+          const list = this.top(offset);
+          if (list.kind === "list") this.retain(list.items, v, list);
+          else if (list.kind === "global") ev.mutateGlobal(op, list, offset);
+          break;
+        }
+        case OP.APPENDS: {
+          const items = this.popMark(offset);
+          const list = this.top(offset);
+          if (list.kind === "list") for (const v of items) this.retain(list.items, v, list);
+          else if (list.kind === "global") ev.mutateGlobal(op, list, offset);
+          break;
+        }
+        case OP.BUILD: {
+          const state = this.pop(offset);
+          const target = this.top(offset);
+          if (target.kind === "object") {
+            target.state = state;
+            ev.call(op, target.callable, offset);
+          } else if (target.kind === "global") ev.mutateGlobal(op, target, offset);
+          ev.build(target, reader.pos);
+          break;
+        }
+        case OP.GLOBAL: {
+          ev.retained(reader.str.length + reader.str2.length, offset);
+          ev.import(reader.str, reader.str2, op, offset);
+          stack.push({ kind: "global", module: reader.str, name: reader.str2 });
+          break;
+        }
+        case OP.STACK_GLOBAL: {
+          const name = this.pop(offset);
+          const module = this.pop(offset);
+          if (module.kind === "str" && name.kind === "str" && module.truncated !== true && name.truncated !== true) {
+            ev.import(module.value, name.value, op, offset);
+            stack.push({ kind: "global", module: module.value, name: name.value });
+          } else {
+            ev.unresolvedGlobal(module, name, offset);
+            stack.push(UNKNOWN);
+          }
+          break;
+        }
+        case OP.INST: {
+          ev.retained(reader.str.length + reader.str2.length, offset);
+          ev.import(reader.str, reader.str2, op, offset);
+          const callable: SymbolicValue = { kind: "global", module: reader.str, name: reader.str2 };
+          const args = this.popMark(offset);
+          ev.call(op, callable, offset);
+          stack.push({ kind: "object", callable, args: this.sequence("tuple", args) });
+          break;
+        }
+        case OP.OBJ: {
+          const items = this.popMark(offset);
+          const callable = items[0];
+          if (callable === undefined) malformed("OBJ without a class after its MARK", offset);
+          ev.call(op, callable, offset);
+          stack.push({ kind: "object", callable, args: this.sequence("tuple", items.slice(1)) });
+          break;
+        }
+        case OP.NEWOBJ: {
+          const args = this.pop(offset);
+          const callable = this.pop(offset);
+          ev.call(op, callable, offset);
+          stack.push({ kind: "object", callable, args });
+          break;
+        }
+        case OP.NEWOBJ_EX: {
+          this.pop(offset); // kwargs
+          const args = this.pop(offset);
+          const callable = this.pop(offset);
+          ev.call(op, callable, offset);
+          stack.push({ kind: "object", callable, args });
+          break;
+        }
+        case OP.EXT1:
+        case OP.EXT2:
+        case OP.EXT4:
+          ev.extension(reader.num, op, offset);
+          stack.push(UNKNOWN);
+          break;
+        case OP.DICT: {
+          const items = this.popMark(offset);
+          if (items.length % 2 !== 0) malformed("odd number of items for DICT", offset);
+          const d: SymbolicValue = { kind: "dict", entries: [] };
+          for (let k = 0; k < items.length; k += 2) this.retainEntry(d, items[k] as SymbolicValue, items[k + 1] as SymbolicValue);
+          stack.push(d);
+          break;
+        }
+        case OP.EMPTY_DICT:
+          stack.push({ kind: "dict", entries: [] });
+          break;
+        case OP.SETITEM: {
+          const v = this.pop(offset);
+          const k = this.pop(offset);
+          const d = this.top(offset);
+          if (d.kind === "dict") this.retainEntry(d, k, v);
+          else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          break;
+        }
+        case OP.SETITEMS: {
+          const items = this.popMark(offset);
+          if (items.length % 2 !== 0) malformed("odd number of items for SETITEMS", offset);
+          const d = this.top(offset);
+          if (d.kind === "dict") for (let k = 0; k < items.length; k += 2) this.retainEntry(d, items[k] as SymbolicValue, items[k + 1] as SymbolicValue);
+          else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          break;
+        }
+        case OP.GET:
+        case OP.BINGET:
+        case OP.LONG_BINGET: {
+          const v = this.memo.get(reader.num);
+          if (v === undefined) malformed(`memo value not found at index ${reader.num.toString()}`, offset);
+          stack.push(v);
+          break;
+        }
+        case OP.PUT:
+        case OP.BINPUT:
+        case OP.LONG_BINPUT:
+          this.memoPut(reader.num, this.top(offset), offset);
+          break;
+        case OP.MEMOIZE:
+          // CPython: memo[len(memo)] = stack[-1] — the object on top, whatever opcode came before.
+          this.memoPut(this.memo.size, this.top(offset), offset);
+          break;
+        case OP.LIST:
+          stack.push(this.sequence("list", this.popMark(offset)));
+          break;
+        case OP.EMPTY_LIST:
+          stack.push({ kind: "list", items: [] });
+          break;
+        case OP.TUPLE:
+          stack.push(this.sequence("tuple", this.popMark(offset)));
+          break;
+        case OP.EMPTY_TUPLE:
+          stack.push(EMPTY_TUPLE);
+          break;
+        case OP.TUPLE1: {
+          const a = this.pop(offset);
+          stack.push({ kind: "tuple", items: [a] });
+          break;
+        }
+        case OP.TUPLE2: {
+          const b = this.pop(offset);
+          const a = this.pop(offset);
+          stack.push({ kind: "tuple", items: [a, b] });
+          break;
+        }
+        case OP.TUPLE3: {
+          const c = this.pop(offset);
+          const b = this.pop(offset);
+          const a = this.pop(offset);
+          stack.push({ kind: "tuple", items: [a, b, c] });
+          break;
+        }
+        case OP.EMPTY_SET:
+          stack.push({ kind: "set", items: [] });
+          break;
+        case OP.ADDITEMS: {
+          const items = this.popMark(offset);
+          const s = this.top(offset);
+          if (s.kind === "set") for (const v of items) this.retain(s.items, v, s);
+          else if (s.kind === "global") ev.mutateGlobal(op, s, offset);
+          break;
+        }
+        case OP.FROZENSET:
+          stack.push(this.sequence("frozenset", this.popMark(offset)));
+          break;
+        case OP.PROTO:
+          this.protocol = reader.num;
+          break;
+        case OP.FRAME:
+          break;
+        case OP.NEXT_BUFFER:
+          stack.push(BUFFER);
+          break;
+        case OP.READONLY_BUFFER:
+          this.top(offset);
+          break;
+        default:
+          malformed(`unhandled opcode ${opcodeName(op)}`, offset);
+      }
+      if (stack.length > limits.maxStackDepth) throw new LimitError(`stack deeper than ${limits.maxStackDepth.toString()} (maxStackDepth)`, offset);
+    }
+  }
+
+  /** Forget the stack, marks and memo: a new pickle of a sequence starts from nothing. */
+  reset(): void {
+    this.stack.length = 0;
+    this.marks.length = 0;
+    this.fence = 0;
+    this.memo.clear();
+    this.retainedItems = 0;
+    this.protocol = 0;
+    this.ops = 0;
+  }
+
+  private pop(offset: number): SymbolicValue {
+    if (this.stack.length <= this.fence) malformed("unpickling stack underflow", offset);
+    return this.stack.pop() as SymbolicValue;
+  }
+
+  private top(offset: number): SymbolicValue {
+    if (this.stack.length <= this.fence) malformed("unpickling stack underflow", offset);
+    return this.stack[this.stack.length - 1] as SymbolicValue;
+  }
+
+  private popMarkOnly(): void {
+    this.marks.pop();
+    this.fence = this.marks.length > 0 ? (this.marks[this.marks.length - 1] as number) : 0;
+  }
+
+  /** Items pushed since the innermost MARK, which is removed. */
+  private popMark(offset: number): SymbolicValue[] {
+    const mark = this.marks.pop();
+    if (mark === undefined) malformed("could not find MARK", offset);
+    this.fence = this.marks.length > 0 ? (this.marks[this.marks.length - 1] as number) : 0;
+    return this.stack.splice(mark);
+  }
+
+  private memoPut(index: number, v: SymbolicValue, offset: number): void {
+    if (!this.memo.has(index) && this.memo.size >= this.limits.maxMemoEntries) {
+      throw new LimitError(`more than ${this.limits.maxMemoEntries.toString()} memo entries (maxMemoEntries)`, offset);
+    }
+    this.memo.set(index, v);
+  }
+
+  private sequence(kind: "tuple" | "list" | "frozenset", items: SymbolicValue[]): SymbolicValue {
+    if (items.length === 0 && kind === "tuple") return EMPTY_TUPLE;
+    const room = Math.min(MAX_RETAINED_ITEMS, MAX_RETAINED_TOTAL - this.retainedItems);
+    if (items.length <= room) {
+      this.retainedItems += items.length;
+      return { kind, items };
+    }
+    const kept = room > 0 ? items.slice(0, room) : [];
+    this.retainedItems += kept.length;
+    return { kind, items: kept, truncated: true };
+  }
+
+  private retain(items: SymbolicValue[], v: SymbolicValue, owner: { truncated?: boolean }): void {
+    if (items.length < MAX_RETAINED_ITEMS && this.retainedItems < MAX_RETAINED_TOTAL) {
+      items.push(v);
+      this.retainedItems++;
+    } else owner.truncated = true;
+  }
+
+  private retainEntry(d: Extract<SymbolicValue, { kind: "dict" }>, k: SymbolicValue, v: SymbolicValue): void {
+    if (d.entries.length < MAX_RETAINED_ITEMS && this.retainedItems < MAX_RETAINED_TOTAL) {
+      d.entries.push([k, v]);
+      this.retainedItems++;
+    } else d.truncated = true;
+  }
+}

@@ -1,0 +1,109 @@
+import { GatewayError } from "../errors";
+import type { ContentPolicy } from "../inspect/policy";
+import type { ImportSafety } from "../inspect/report";
+import { IMPORT_MAPPING, NAME_MAPPING } from "./compatNames";
+import { floorGroupOf } from "./floor";
+import { SAFE_GLOBALS } from "./safeSet";
+
+/**
+ * The pickle import policy. Default verdict: reject. An import is accepted only when its exact
+ * module and qualified name are in the built-in safe set or match an operator pattern, and never
+ * when it falls under the hard floor (floor.ts), whatever the patterns say.
+ *
+ * Patterns (allowlist.json `pickle.allowGlobals`, `--allow-global`):
+ * - "module.name": exactly that import;
+ * - "module.*": any name directly or indirectly inside that module ("sklearn.*" matches
+ *   "sklearn.tree._classes.DecisionTreeClassifier").
+ * A name with a dunder segment ("__globals__", "__class__", "__reduce__") or a dotted name (the
+ * unpickler would traverse attributes: "Foo.bar.__globals__") is never matched by a pattern.
+ */
+export interface PicklePolicy {
+  readonly content: ContentPolicy;
+  readonly exact: ReadonlySet<string>;
+  readonly prefixes: readonly string[];
+}
+
+const IDENT = "[A-Za-z_][A-Za-z0-9_]*";
+const PATTERN_RE = new RegExp(`^${IDENT}(?:\\.${IDENT})*(?:\\.\\*)?$`);
+
+/** Why a pattern is unusable, or undefined when it is a valid pattern. */
+export function invalidGlobalPattern(pattern: string): string | undefined {
+  if (!PATTERN_RE.test(pattern)) return `"${pattern}" is not "module.name" or "module.*"`;
+  if (!pattern.endsWith(".*") && !pattern.includes(".")) return `"${pattern}" names no module: use "${pattern}.*" for a whole module`;
+  if (pattern.split(".").some(isDunder)) return `"${pattern}" has a dunder segment; those are never allowed by a pattern`;
+  return undefined;
+}
+
+/** Build the policy; throws GatewayError("invalid_config") for a malformed pattern. */
+export function makePicklePolicy(content: ContentPolicy, extraAllowGlobals: string[] = []): PicklePolicy {
+  const exact = new Set<string>();
+  const prefixes: string[] = [];
+  for (const p of [...content.allowGlobals, ...extraAllowGlobals]) {
+    const why = invalidGlobalPattern(p);
+    if (why !== undefined) throw new GatewayError("invalid_config", `invalid pickle global pattern: ${why}`, { pattern: p });
+    if (p.endsWith(".*")) prefixes.push(p.slice(0, -2));
+    else exact.add(p);
+  }
+  return { content, exact, prefixes };
+}
+
+function isDunder(segment: string): boolean {
+  return segment.length > 4 && segment.startsWith("__") && segment.endsWith("__");
+}
+
+/** The (module, name) the unpickler really imports under protocols < 3 (fix_imports). */
+export function compatName(module: string, name: string): [string, string] {
+  const pair = NAME_MAPPING.get(`${module} ${name}`);
+  if (pair) return [pair[0], pair[1]];
+  const mapped = IMPORT_MAPPING.get(module);
+  return mapped === undefined ? [module, name] : [mapped, name];
+}
+
+function isAllowed(module: string, name: string, policy: PicklePolicy): boolean {
+  const full = `${module}.${name}`;
+  if (SAFE_GLOBALS.has(full)) return true;
+  // Patterns never match attribute traversal or dunder names.
+  if (name.includes(".") || isDunder(name) || module.split(".").some((s) => s.length === 0)) return false;
+  if (policy.exact.has(full)) return true;
+  for (const prefix of policy.prefixes) {
+    if (module === prefix || module.startsWith(`${prefix}.`)) return true;
+  }
+  return false;
+}
+
+export interface GlobalClassification {
+  safety: ImportSafety;
+  code?: "dangerous_global" | "unknown_global";
+  reason: string;
+}
+
+/**
+ * Classify one import by the exact module and qualified name in the stream. Both the spelling in
+ * the bytes and the name the loader would import after the Python 2 fixes are checked: an import
+ * is dangerous if either is on the floor, and allowed only if both are allowed.
+ */
+export function classifyGlobal(module: string, name: string, policy: PicklePolicy): GlobalClassification {
+  const [m2, n2] = compatName(module, name);
+  const spellings: [string, string][] = [[module, name]];
+  if (m2 !== module || n2 !== name) spellings.push([m2, n2]);
+  for (const [m, n] of spellings) {
+    const group = floorGroupOf(`${m}.${n}`);
+    if (group !== undefined) {
+      return { safety: "dangerous", code: "dangerous_global", reason: `${m}.${n} is on the hard floor (${group})` };
+    }
+  }
+  if (name.includes(".") && name.split(".").some(isDunder)) {
+    return { safety: "dangerous", code: "dangerous_global", reason: `attribute traversal into a dunder attribute: ${module}.${name}` };
+  }
+  if (module.length === 0 || name.length === 0) {
+    return { safety: "unknown", code: "unknown_global", reason: "empty module or name" };
+  }
+  if (isAllowed(module, name, policy) && isAllowed(m2, n2, policy)) {
+    return { safety: "innocuous", reason: SAFE_GLOBALS.has(`${module}.${name}`) ? "in the built-in safe set" : "allowed by the source's policy" };
+  }
+  return {
+    safety: "unknown",
+    code: "unknown_global",
+    reason: `${module}.${name} is not in the safe set or the source's allowGlobals`,
+  };
+}
