@@ -26,7 +26,10 @@ function bytesOf(v: unknown): Uint8Array {
 }
 function latin1(v: unknown): Uint8Array {
   if (v instanceof Uint8Array) return v;
-  return Uint8Array.from([...String(v)].map((c) => c.charCodeAt(0) & 0xff));
+  const s = String(v);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i) & 0xff;
+  return out;
 }
 function longBytes(v: bigint): number[] {
   if (v === 0n) return [];
@@ -47,7 +50,7 @@ export function encodeOp(op: PickleOp): number[] {
   const code = OP[name];
   const info = opcodeInfo(code);
   if (!info) throw new Error(name);
-  const out = [code];
+  const out: number[] = [code];
   switch (info.arg) {
     case "none":
       break;
@@ -72,7 +75,7 @@ export function encodeOp(op: PickleOp): number[] {
     }
     case "long1":
     case "long4": {
-      const bs = longBytes(BigInt(a as bigint));
+      const bs = longBytes(typeof a === "bigint" ? a : BigInt(Number(a)));
       if (info.arg === "long1") out.push(bs.length);
       else out.push(...u32(bs.length));
       out.push(...bs);
