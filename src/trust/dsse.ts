@@ -39,7 +39,7 @@ const StatementHeadSchema = z.strictObject({
   _type: z.literal(STATEMENT_TYPE),
   subject: z.tuple([SubjectSchema]),
   predicateType: z.string().max(1024),
-  predicate: z.unknown(),
+  predicate: z.unknown().optional(),
 });
 
 export interface Statement {

@@ -108,45 +108,53 @@ function decideTrust(envelopeBytes: Uint8Array | string, allowlist: Allowlist, n
     });
   }
 
+  // Every rejection goes into `reasons`; each source also gets one primary reason, and the error
+  // code is the most specific primary: a source whose only signers are revoked says key_revoked,
+  // one that had some usable signers but too few says threshold_not_met.
   const reasons: TrustReason[] = [];
+  const primaries: TrustReason[] = [];
   const accepted: TrustDecision["accepted"] = [];
   for (const source of allowlist.sources) {
     const signers = source.keys.filter((k) => validKeyIds.has(k.keyId));
     if (signers.length === 0) continue;
     const usable: string[] = [];
+    const keyReasons: TrustReason[] = [];
     for (const key of signers) {
       if (key.revoked) {
-        reasons.push({ code: "key_revoked", message: `key ${key.keyId} of source '${source.id}' is revoked`, source: source.id, keyId: key.keyId });
+        keyReasons.push({ code: "key_revoked", message: `key ${key.keyId} of source '${source.id}' is revoked`, source: source.id, keyId: key.keyId });
         continue;
       }
       const window = keyWindowProblem(key, now);
       if (window !== undefined) {
-        reasons.push({ code: "key_expired", message: `${window} (source '${source.id}')`, source: source.id, keyId: key.keyId });
+        keyReasons.push({ code: "key_expired", message: `${window} (source '${source.id}')`, source: source.id, keyId: key.keyId });
         continue;
       }
       usable.push(key.keyId);
     }
-    if (usable.length === 0) continue; // the key reasons above say why
-    if (usable.length < source.threshold) {
-      reasons.push({
+    reasons.push(...keyReasons);
+    let primary: TrustReason | undefined;
+    if (usable.length === 0) {
+      primary = mostSpecific(keyReasons);
+    } else if (usable.length < source.threshold) {
+      primary = {
         code: "threshold_not_met",
         message: `source '${source.id}' needs ${String(source.threshold)} distinct valid key(s), found ${String(usable.length)}`,
         source: source.id,
-      });
-      continue;
-    }
-    if (!isNameAllowed(source, name)) {
-      reasons.push({
+      };
+      reasons.push(primary);
+    } else if (!isNameAllowed(source, name)) {
+      primary = {
         code: "name_not_allowed",
         message: `source '${source.id}' may not publish '${name}' (allowed: ${(source.names ?? []).join(", ")})`,
         source: source.id,
-      });
-      continue;
+      };
+      reasons.push(primary);
     }
-    accepted.push({ source, keyIds: usable });
+    if (primary) primaries.push(primary);
+    else accepted.push({ source, keyIds: usable });
   }
   if (accepted.length === 0) {
-    const top = mostSpecific(reasons) ?? { code: "untrusted_source" as const, message: "no source accepts the signatures" };
+    const top = mostSpecific(primaries) ?? { code: "untrusted_source" as const, message: "no source accepts the signatures" };
     throw new GatewayError(top.code, top.message, { reasons });
   }
   return { statement, name, accepted };

@@ -4,6 +4,7 @@ import {
   addSignature,
   buildPublishStatement,
   keyIdOf,
+  pae,
   signEnvelope,
   type Allowlist,
   type Envelope,
@@ -54,4 +55,25 @@ export function codeOf(fn: () => unknown): string {
     return (err as { code?: string }).code ?? "no-code";
   }
   throw new Error("expected an error");
+}
+
+/** Sign arbitrary payload bytes (or a JSON value) into an envelope, bypassing statement validation. */
+export function rawEnvelope(payload: unknown, keys: TestKey[], payloadType = "application/vnd.in-toto+json"): Envelope {
+  const bytes = payload instanceof Uint8Array ? payload : Buffer.from(JSON.stringify(payload));
+  const msg = pae(payloadType, bytes);
+  return {
+    payloadType,
+    payload: Buffer.from(bytes).toString("base64"),
+    signatures: keys.map((k) => ({ keyid: k.keyId, sig: Buffer.from(nacl.sign.detached(msg, k.secretKey)).toString("base64") })),
+  };
+}
+
+export function statementJson(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    _type: "https://in-toto.io/Statement/v1",
+    subject: [{ name: "examples/model.pt", digest: { sha256: DIGEST } }],
+    predicateType: "https://modelgate.dev/attestation/publish/v1",
+    predicate: {},
+    ...overrides,
+  };
 }

@@ -1,0 +1,237 @@
+import nacl from "tweetnacl";
+import { isGatewayError } from "../../src/errors";
+import { buildPublishStatement, preflightEnvelope, recheckTrust, signEnvelope, verifyPublish, type Allowlist } from "../../src/trust";
+import { allowlistOf, codeOf, DIGEST, NOW, rawEnvelope, signed, source, statementJson, testKey, trusted } from "./helpers";
+
+const a = testKey(1);
+const b = testKey(2);
+const c = testKey(3);
+const stranger = testKey(99);
+
+function verify(envelope: string, allowlist: Allowlist, extra: { digestHex?: string; name?: string; now?: Date; size?: number } = {}) {
+  return verifyPublish({ envelope, digestHex: extra.digestHex ?? DIGEST, allowlist, now: extra.now ?? NOW, ...(extra.name !== undefined ? { name: extra.name } : {}), ...(extra.size !== undefined ? { size: extra.size } : {}) });
+}
+
+function reasonsOf(fn: () => unknown): { code: string; source?: string; keyId?: string }[] {
+  try {
+    fn();
+  } catch (err) {
+    if (isGatewayError(err)) return (err.details?.reasons ?? []) as { code: string }[];
+  }
+  throw new Error("expected a GatewayError");
+}
+
+describe("verifyPublish", () => {
+  const one = allowlistOf(source("research", [trusted(a)], { names: ["examples/**"] }));
+
+  it("accepts and names the source, the keys, the statement", () => {
+    const r = verify(signed([a]), one);
+    expect(r.source.id).toBe("research");
+    expect(r.keyIds).toEqual([a.keyId]);
+    expect(r.name).toBe("examples/model.pt");
+    expect(r.digestHex).toBe(DIGEST);
+    expect(r.statement.subject[0].digest.sha256).toBe(DIGEST);
+  });
+
+  it("malformed_signature for a broken envelope", () => {
+    expect(codeOf(() => verify("{}", one))).toBe("malformed_signature");
+  });
+
+  it("wrong_predicate_type for an attestation of another kind, even validly signed", () => {
+    const env = JSON.stringify(rawEnvelope(statementJson({ predicateType: "https://slsa.dev/provenance/v1" }), [a]));
+    expect(codeOf(() => verify(env, one))).toBe("wrong_predicate_type");
+  });
+
+  it("untrusted_source when no signature is by a known key", () => {
+    expect(codeOf(() => verify(signed([stranger]), one))).toBe("untrusted_source");
+    expect(codeOf(() => verify(signed([a]), allowlistOf()))).toBe("untrusted_source");
+  });
+
+  it("ignores signatures by unknown keys, even invalid ones", () => {
+    const env = JSON.parse(signed([a, stranger])) as { signatures: { keyid: string; sig: string }[] };
+    const bad = { keyid: "unknown-key", sig: Buffer.alloc(64, 1).toString("base64") };
+    expect(verify(JSON.stringify({ ...env, signatures: [bad, ...env.signatures] }), one).keyIds).toEqual([a.keyId]);
+  });
+
+  it("bad_signature when a known key's signature does not verify", () => {
+    const env = JSON.parse(signed([a])) as { signatures: { keyid: string; sig: string }[] };
+    const sig = Buffer.from(env.signatures[0]!.sig, "base64");
+    sig[10] = (sig[10] ?? 0) ^ 1;
+    expect(codeOf(() => verify(JSON.stringify({ ...env, signatures: [{ keyid: a.keyId, sig: sig.toString("base64") }] }), one))).toBe("bad_signature");
+  });
+
+  it("bad_signature when a key id is paired with another key's signature", () => {
+    const env = JSON.parse(signed([b])) as { signatures: { keyid: string; sig: string }[] };
+    expect(codeOf(() => verify(JSON.stringify({ ...env, signatures: [{ keyid: a.keyId, sig: env.signatures[0]!.sig }] }), one))).toBe("bad_signature");
+  });
+
+  it("bad_signature when the payload was changed after signing", () => {
+    const env = JSON.parse(signed([a])) as { payload: string };
+    const other = Buffer.from(JSON.stringify(statementJson({ subject: [{ name: "examples/evil.pt", digest: { sha256: DIGEST } }] }))).toString("base64");
+    expect(codeOf(() => verify(JSON.stringify({ ...env, payload: other }), one))).toBe("bad_signature");
+  });
+
+  it("bad_signature even when another valid signature by a trusted key is present", () => {
+    const env = JSON.parse(signed([a])) as { signatures: { keyid: string; sig: string }[] };
+    const forged = { keyid: a.keyId, sig: Buffer.alloc(64, 3).toString("base64") };
+    expect(codeOf(() => verify(JSON.stringify({ ...env, signatures: [...env.signatures, forged] }), one))).toBe("bad_signature");
+  });
+
+  it("digest_mismatch when the artifact's sha256 differs from the subject's", () => {
+    expect(codeOf(() => verify(signed([a]), one, { digestHex: "b".repeat(64) }))).toBe("digest_mismatch");
+  });
+
+  it("digest_mismatch when the signed predicate.size differs from the artifact size", () => {
+    const env = JSON.stringify(signEnvelope(buildPublishStatement({ name: "examples/model.pt", digestHex: DIGEST, predicate: { size: 10 } }), a.secretKey, a.keyId));
+    expect(verify(env, one, { size: 10 }).source.id).toBe("research");
+    expect(codeOf(() => verify(env, one, { size: 11 }))).toBe("digest_mismatch");
+  });
+
+  it("bad_request for a digest that is not 64 lowercase hex", () => {
+    expect(codeOf(() => verify(signed([a]), one, { digestHex: DIGEST.toUpperCase() }))).toBe("bad_request");
+  });
+
+  it("name_not_allowed outside the source's patterns", () => {
+    expect(codeOf(() => verify(signed([a], "prod/model.pt"), one))).toBe("name_not_allowed");
+  });
+
+  it("any name when the source has no patterns", () => {
+    const any = allowlistOf(source("s", [trusted(a)]));
+    expect(verify(signed([a], "whatever/deep/name"), any).name).toBe("whatever/deep/name");
+  });
+
+  it("name_not_allowed when the requested name differs from the signed subject name", () => {
+    expect(codeOf(() => verify(signed([a], "examples/a.pt"), one, { name: "examples/b.pt" }))).toBe("name_not_allowed");
+    expect(verify(signed([a], "examples/a.pt"), one, { name: "examples/a.pt" }).name).toBe("examples/a.pt");
+  });
+
+  it("key_revoked for a revoked key", () => {
+    const al = allowlistOf(source("s", [trusted(a, { revoked: true })]));
+    expect(codeOf(() => verify(signed([a]), al))).toBe("key_revoked");
+  });
+
+  describe("validity window [notBefore, notAfter)", () => {
+    const notBefore = new Date("2026-01-01T00:00:00.000Z");
+    const notAfter = new Date("2027-01-01T00:00:00.000Z");
+    const al = allowlistOf(source("s", [trusted(a, { notBefore, notAfter })]));
+    const at = (ms: number) => new Date(ms);
+
+    it("rejects one millisecond before notBefore", () => {
+      expect(codeOf(() => verify(signed([a]), al, { now: at(notBefore.getTime() - 1) }))).toBe("key_expired");
+    });
+    it("accepts exactly at notBefore (inclusive)", () => {
+      expect(verify(signed([a]), al, { now: notBefore }).source.id).toBe("s");
+    });
+    it("accepts one millisecond before notAfter", () => {
+      expect(verify(signed([a]), al, { now: at(notAfter.getTime() - 1) }).source.id).toBe("s");
+    });
+    it("rejects exactly at notAfter (exclusive)", () => {
+      expect(codeOf(() => verify(signed([a]), al, { now: notAfter }))).toBe("key_expired");
+    });
+  });
+
+  describe("thresholds", () => {
+    const two = allowlistOf(source("s", [trusted(a), trusted(b), trusted(c)], { threshold: 2 }));
+
+    it("accepts two distinct keys for threshold 2 and lists both", () => {
+      expect(verify(signed([a, b]), two).keyIds.sort()).toEqual([a.keyId, b.keyId].sort());
+    });
+
+    it("threshold_not_met with one key", () => {
+      expect(codeOf(() => verify(signed([a]), two))).toBe("threshold_not_met");
+    });
+
+    it("counts duplicate signatures by one key once", () => {
+      expect(codeOf(() => verify(signed([a, a]), two))).toBe("threshold_not_met");
+      expect(codeOf(() => verify(signed([a, a, a, a]), two))).toBe("threshold_not_met");
+    });
+
+    it("does not count revoked or expired keys", () => {
+      const al = allowlistOf(
+        source("s", [trusted(a), trusted(b, { revoked: true }), trusted(c, { notAfter: new Date(NOW.getTime()) })], { threshold: 2 }),
+      );
+      expect(codeOf(() => verify(signed([a, b]), al))).toBe("threshold_not_met");
+      expect(codeOf(() => verify(signed([a, c]), al))).toBe("threshold_not_met");
+      expect(verify(signed([a, b, c]), allowlistOf(source("s", [trusted(a), trusted(b), trusted(c)], { threshold: 3 }))).keyIds).toHaveLength(3);
+    });
+
+    it("does not count a stranger's signature toward the threshold", () => {
+      expect(codeOf(() => verify(signed([a, stranger]), two))).toBe("threshold_not_met");
+    });
+
+    it("a revoked co-signer does not spoil a threshold met by others", () => {
+      const al = allowlistOf(source("s", [trusted(a), trusted(b, { revoked: true })]));
+      expect(verify(signed([a, b]), al).keyIds).toEqual([a.keyId]);
+    });
+  });
+
+  describe("several sources", () => {
+    it("picks the source that accepts, and the first in allowlist order when several do", () => {
+      const al = allowlistOf(source("prod", [trusted(a)], { names: ["prod/**"] }), source("research", [trusted(a)], { names: ["research/**"] }), source("all", [trusted(a)]));
+      expect(verify(signed([a], "research/x"), al).source.id).toBe("research");
+      expect(verify(signed([a], "prod/x"), al).source.id).toBe("prod");
+      expect(verify(signed([a], "other/x"), al).source.id).toBe("all");
+    });
+
+    it("reports a reason per source and key, and the most specific code", () => {
+      const al = allowlistOf(
+        source("revoking", [trusted(a, { revoked: true })]),
+        source("narrow", [trusted(a)], { names: ["only/**"] }),
+        source("strict", [trusted(a), trusted(b)], { threshold: 2 }),
+      );
+      const fn = () => verify(signed([a], "x/y"), al);
+      expect(codeOf(fn)).toBe("key_revoked");
+      expect(reasonsOf(fn).map((r) => `${r.source ?? ""}:${r.code}`).sort()).toEqual(["narrow:name_not_allowed", "revoking:key_revoked", "strict:threshold_not_met"]);
+    });
+  });
+
+  it("does not depend on key order in the envelope and handles the same key in two sources", () => {
+    const al = allowlistOf(source("s1", [trusted(b)]), source("s2", [trusted(a), trusted(b)], { threshold: 2 }));
+    expect(verify(signed([b, a]), al).source.id).toBe("s1");
+  });
+
+  it("rejects a signature made over the payload without PAE", () => {
+    const payload = Buffer.from(JSON.stringify(statementJson()));
+    const env = { payloadType: "application/vnd.in-toto+json", payload: payload.toString("base64"), signatures: [{ keyid: a.keyId, sig: Buffer.from(nacl.sign.detached(payload, a.secretKey)).toString("base64") }] };
+    expect(codeOf(() => verify(JSON.stringify(env), one))).toBe("bad_signature");
+  });
+});
+
+describe("preflightEnvelope", () => {
+  const al = allowlistOf(source("research", [trusted(a)], { names: ["examples/**"] }), source("ops", [trusted(a)]));
+
+  it("returns subject and accepting sources without an artifact", () => {
+    expect(preflightEnvelope(signed([a]), al, NOW)).toEqual({ subjectName: "examples/model.pt", subjectDigestHex: DIGEST, sourceIds: ["research", "ops"] });
+  });
+
+  it("throws the same codes as verifyPublish", () => {
+    expect(codeOf(() => preflightEnvelope(signed([stranger]), al, NOW))).toBe("untrusted_source");
+    expect(codeOf(() => preflightEnvelope("[]", al, NOW))).toBe("malformed_signature");
+    expect(codeOf(() => preflightEnvelope(signed([a]), allowlistOf(source("s", [trusted(a, { revoked: true })])), NOW))).toBe("key_revoked");
+    expect(codeOf(() => preflightEnvelope(signed([a], "x"), allowlistOf(source("s", [trusted(a)], { names: ["y"] })), NOW))).toBe("name_not_allowed");
+  });
+});
+
+describe("recheckTrust", () => {
+  const name = "examples/model.pt";
+
+  it("accepts when any stored envelope still verifies", () => {
+    const al = allowlistOf(source("old", [trusted(a, { revoked: true })]), source("new", [trusted(b)]));
+    expect(recheckTrust({ envelopes: [signed([a]), signed([b])], digestHex: DIGEST, name, allowlist: al, now: NOW }).source.id).toBe("new");
+  });
+
+  it("key_revoked, key_expired, untrusted_source: the most specific reason", () => {
+    const revoked = allowlistOf(source("s", [trusted(a, { revoked: true })]));
+    const expired = allowlistOf(source("s", [trusted(a, { notAfter: new Date(NOW.getTime() - 1) }), trusted(b, { revoked: true })]));
+    expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe("key_revoked");
+    expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: expired, now: NOW }))).toBe("key_expired");
+    expect(codeOf(() => recheckTrust({ envelopes: [signed([stranger]), signed([a])], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe("key_revoked");
+    expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: allowlistOf(), now: NOW }))).toBe("untrusted_source");
+    expect(codeOf(() => recheckTrust({ envelopes: [], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe("untrusted_source");
+  });
+
+  it("digest_mismatch when the stored bytes no longer match", () => {
+    const al = allowlistOf(source("s", [trusted(a)]));
+    expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: "c".repeat(64), name, allowlist: al, now: NOW }))).toBe("digest_mismatch");
+  });
+});
