@@ -22,7 +22,7 @@ export type InspectedFormat =
   | "lzma"
   | "zlib"
   | "lz4"
-  | "torch-legacy"
+  | "pytorch-legacy"
   | "pickle";
 
 /** Formats modelgate recognises but does not inspect: rejected as unsupported_format, by name. */
@@ -96,7 +96,7 @@ function looksLikeOnnx(head: Uint8Array): boolean {
  * The format of a source by its magic bytes, or undefined when none matches (the dispatcher then
  * asks the pickle analyzer whether it is a pickle, then whether it is text).
  */
-export function detectMagic(head: Uint8Array, size: number): DetectedFormat | undefined {
+export function detectMagic(head: Uint8Array): DetectedFormat | undefined {
   if (startsWith(head, [0x50, 0x4b, 0x03, 0x04]) || startsWith(head, [0x50, 0x4b, 0x05, 0x06])) return "zip";
   if (startsWith(head, [0x93, ...ascii("NUMPY")])) return "npy";
   if (startsWith(head, [0x1f, 0x8b, 0x08])) return "gzip";
@@ -112,12 +112,14 @@ export function detectMagic(head: Uint8Array, size: number): DetectedFormat | un
   if (startsWith(head, ascii("GGUF"))) return "gguf";
   if (startsWith(head, [0x89, ...ascii("HDF\r\n\x1a\n")])) return "hdf5";
   if (startsWith(head, ascii("ustar"), 257)) return "tar";
-  if (startsWith(head, [0x80, 0x02, 0x8a, 0x0a, ...TORCH_LEGACY_MAGIC])) return "torch-legacy";
+  if (startsWith(head, [0x80, 0x02, 0x8a, 0x0a, ...TORCH_LEGACY_MAGIC])) return "pytorch-legacy";
   // safetensors: u64 LE header length N, then a JSON object starting at byte 8, inside the file.
-  if (head.length >= 9 && head[8] === 0x7b) {
+  // The declared length is not compared with the file here: the inspector reports a length past
+  // the end as malformed safetensors rather than unknown content.
+  if (head.length >= 10 && head[8] === 0x7b && [0x22, 0x7d, 0x20, 0x0a].includes(head[9] ?? 0)) {
     const lo = u32At(head, 0);
     const hi = u32At(head, 4);
-    if (hi === 0 && lo >= 2 && lo <= size - 8) return "safetensors";
+    if (hi < 0x200000 && (hi > 0 || lo >= 2)) return "safetensors";
   }
   // zlib: CMF 0x78 (deflate, 32K window) and a header checksum; "x" is no pickle opcode.
   if (head.length >= 2 && head[0] === 0x78 && ((0x78 << 8) | (head[1] ?? 0)) % 31 === 0) return "zlib";

@@ -6,7 +6,7 @@ import { DEFAULT_CONTAINER_LIMITS } from "../../src/limits";
 
 function detect(bytes: Uint8Array | number[] | string): string | undefined {
   const b = typeof bytes === "string" ? Buffer.from(bytes, "latin1") : Uint8Array.from(bytes);
-  return detectMagic(readHead(new BufferSource(b)), b.length);
+  return detectMagic(readHead(new BufferSource(b)));
 }
 
 function pad(bytes: number[], total = 64): number[] {
@@ -27,7 +27,7 @@ describe("detectMagic", () => {
     ["rar", pad(Array.from(Buffer.from("Rar!\x1a\x07\x00", "latin1")))],
     ["gguf", pad(Array.from(Buffer.from("GGUF", "latin1")))],
     ["hdf5", pad([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a])],
-    ["torch-legacy", pad([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e])],
+    ["pytorch-legacy", pad([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e])],
     ["onnx", pad([0x08, 0x07, 0x12, 0x07])],
   ])("recognises %s", (format, bytes) => {
     expect(detect(bytes)).toBe(format);
@@ -39,13 +39,15 @@ describe("detectMagic", () => {
     expect(detect(b)).toBe("tar");
   });
 
-  it("recognises safetensors only when the header length fits the file", () => {
+  it("recognises safetensors by a u64 length and a JSON object, even when the length lies", () => {
     const header = Buffer.from('{"__metadata__":{}}');
     const b = Buffer.alloc(8 + header.length);
     b.writeBigUInt64LE(BigInt(header.length), 0);
     header.copy(b, 8);
     expect(detect(b)).toBe("safetensors");
     b.writeBigUInt64LE(BigInt(header.length + 1), 0);
+    expect(detect(b)).toBe("safetensors");
+    b.writeBigUInt64LE(2n ** 60n, 0);
     expect(detect(b)).toBeUndefined();
   });
 

@@ -1,0 +1,336 @@
+import type { ByteSource } from "../bytes/source";
+import { GatewayError, isGatewayError, type InspectionErrorCode } from "../errors";
+import type { Finding, InspectionNode, Severity } from "../inspect/report";
+import { Cursor } from "../bytes/cursor";
+import { DEFAULT_CONTENT_POLICY } from "../inspect/policy";
+import { analyzePickle, inspectPickleSource, looksLikePickle, makePicklePolicy } from "../pickle";
+import type { ArchiveContents, ArchiveMember } from "./archive";
+import type { FormatContext, FormatInspector } from "./context";
+import { classifyData, dataNode } from "./data";
+import { inspectCompressed } from "./decompress";
+import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, readHead, UNSUPPORTED_FORMATS, type DetectedFormat } from "./detect";
+import { inspectNpy } from "./numpy";
+import { inspectSafetensors } from "./safetensors";
+import { readTar } from "./tar";
+import { inspectLegacyTorch, inspectTorchZip, torchZipLayout } from "./torch";
+import { hasZipTail, readZip } from "./zip";
+
+/**
+ * The dispatcher: sniff by content, pick the inspector, recurse into archives up to the nesting
+ * limit, and turn every GatewayError a parser throws into a finding (the inspection never throws
+ * on hostile input; the report rejects it). `inspectMember` and `inspectArchive` are the two
+ * recursion points of FormatContext.
+ */
+
+/** The severity a structural or policy rejection gets in the report. */
+export function severityOf(code: InspectionErrorCode): Severity {
+  switch (code) {
+    case "dangerous_global":
+    case "extension_opcode":
+    case "embedded_code":
+    case "polyglot":
+      return "dangerous";
+    case "unknown_global":
+    case "unresolved_global":
+    case "opaque_member":
+    case "extension_mismatch":
+      return "suspicious";
+    default:
+      return "malformed";
+  }
+}
+
+const FINDING_ERROR_CODES: ReadonlySet<string> = new Set<InspectionErrorCode>([
+  "malformed_pickle",
+  "dangerous_global",
+  "unknown_global",
+  "unresolved_global",
+  "extension_opcode",
+  "limit_exceeded",
+  "unknown_format",
+  "unsupported_format",
+  "malformed_container",
+  "embedded_code",
+  "polyglot",
+  "extension_mismatch",
+  "opaque_member",
+  "bad_persistent_id",
+]);
+
+/** A finding for a thrown error. Anything that is not an inspection error (a bug, an I/O error mid-way) still rejects: fail closed. */
+export function findingOf(err: unknown, location: string): Finding {
+  if (isGatewayError(err) && FINDING_ERROR_CODES.has(err.code)) {
+    const code = err.code as InspectionErrorCode;
+    const f: Finding = { code, severity: severityOf(code), message: err.message, location };
+    const offset = err.details?.offset;
+    if (typeof offset === "number") f.offset = offset;
+    return f;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: "malformed_container", severity: "malformed", message: `inspection failed: ${message}`, location };
+}
+
+export function errorNode(kind: string, path: string, err: unknown, format?: string): InspectionNode {
+  const node: InspectionNode = { kind, path, findings: [findingOf(err, path)], children: [] };
+  if (format !== undefined) node.format = format;
+  return node;
+}
+
+export function memberPath(archivePath: string, member: string): string {
+  return archivePath === "" ? member : `${archivePath}/${member}`;
+}
+
+/** A child context one archive level deeper (budget, temp dir and recursion points shared). */
+export function deeper(ctx: FormatContext): FormatContext {
+  // Built field by field: a context may be a prototype-chained child (decompress.ts nestedContext).
+  return {
+    policy: ctx.policy,
+    containerLimits: ctx.containerLimits,
+    pickleLimits: ctx.pickleLimits,
+    depth: ctx.depth + 1,
+    tempDir: ctx.tempDir,
+    budget: ctx.budget,
+    inspectMember: (source, path, child) => ctx.inspectMember(source, path, child),
+    inspectArchive: (archive, path, child) => ctx.inspectArchive(archive, path, child),
+  };
+}
+
+/** Raw pickles until the joblib-aware inspector (pickleFile.ts) is wired in. */
+const inspectPickleFile: FormatInspector = (source, path, ctx) =>
+  Promise.resolve(inspectPickleSource(source, path, { policy: ctx.policy, limits: ctx.pickleLimits }));
+
+/** Bounds of the broken-pickle probe (the real inspection reads everything). */
+const PROBE_LIMITS = { maxOpsPerStream: 100_000, timeBudgetMs: 2_000 };
+
+/**
+ * Whether `pickle.load` would start executing this source. A well-formed pickle
+ * (looksLikePickle), or a binary stream opening with PROTO 0-5 (broken or not, the analyzer
+ * reports how), or a stream that is broken later but performs a dangerous import before it
+ * breaks (nullifAI: pickle.load runs the payload, then fails on the garbage). Text that only
+ * happens to parse as an unknown import before failing stays text.
+ */
+export function couldBePickle(source: ByteSource, head: Uint8Array): boolean {
+  if (head.length >= 2 && head[0] === 0x80 && (head[1] ?? 0xff) <= 5) return true;
+  if (looksLikePickle(source)) return true;
+  const cursor = new Cursor(source, { errorCode: "malformed_pickle", what: "pickle probe" });
+  const probe = analyzePickle(cursor, { policy: makePicklePolicy(DEFAULT_CONTENT_POLICY), location: "", single: true, limits: PROBE_LIMITS });
+  return probe.node.findings.some((f) => f.severity === "dangerous");
+}
+
+export type Sniffed = DetectedFormat | "data" | "unknown";
+
+/** What a source is, by content: magic table, then the pickle sniffer, then text. */
+export function sniff(source: ByteSource, ctx: FormatContext): { format: Sniffed; dataFormat?: ReturnType<typeof classifyData> } {
+  const head = readHead(source);
+  const magic = detectMagic(head);
+  if (magic !== undefined) return { format: magic };
+  if (couldBePickle(source, head)) return { format: "pickle" };
+  if (hdf5SignatureAt(source)) return { format: "hdf5" };
+  // A zip whose first local header is not at offset 0: the reader reports the prefix.
+  if (hasZipTail(source)) return { format: "zip" };
+  const dataFormat = classifyData(source, ctx.containerLimits);
+  if (dataFormat !== undefined) return { format: "data", dataFormat };
+  return { format: "unknown" };
+}
+
+const UNSUPPORTED_NAMES: Readonly<Record<string, string>> = {
+  gguf: "GGUF",
+  hdf5: "HDF5 (Keras .h5)",
+  "7z": "7-Zip",
+  rar: "RAR",
+  onnx: "ONNX",
+};
+
+function unsupportedNode(path: string, format: string, what: string): InspectionNode {
+  return {
+    kind: "unsupported",
+    path,
+    format,
+    findings: [
+      {
+        code: "unsupported_format",
+        severity: "malformed",
+        message: `${what} content is recognised but not inspected by modelgate: rejected`,
+        location: path,
+      },
+    ],
+    children: [],
+  };
+}
+
+/** Polyglot check for every non-zip format: a zip directory at the end makes the file two things. */
+function withPolyglotCheck(node: InspectionNode, source: ByteSource, path: string, format: string): InspectionNode {
+  if (hasZipTail(source)) {
+    node.findings.push({
+      code: "polyglot",
+      severity: "dangerous",
+      message: `${format} content that also ends with a zip central directory: a zip reader would see another file`,
+      location: path,
+    });
+  }
+  return node;
+}
+
+async function inspectArchiveSource(source: ByteSource, path: string, ctx: FormatContext, kind: "zip" | "tar"): Promise<InspectionNode> {
+  // Same rule as compressed streams (decompress.ts): depth counts the containers around this one.
+  if (ctx.depth >= ctx.containerLimits.maxNestingDepth) {
+    const err = new GatewayError("limit_exceeded", `${kind} nested deeper than ${ctx.containerLimits.maxNestingDepth} levels (maxNestingDepth)`);
+    return errorNode(kind, path, err, kind);
+  }
+  let archive: ArchiveContents;
+  try {
+    archive = kind === "zip" ? readZip(source, path, ctx, { isPickle: looksLikePickle }) : await readTar(source, path, ctx);
+  } catch (err) {
+    return errorNode(kind, path, err, kind);
+  }
+  if (kind === "tar") {
+    // A tar has no directory at its end, but a zip reader would still find one there.
+    withPolyglotCheck(archive.node, source, path, "tar");
+  }
+  return ctx.inspectArchive(archive, path, ctx);
+}
+
+/**
+ * Inspect one source by content. `top` is the artifact itself: there, text is not a model
+ * (unknown_format) and unknown binary is unknown_format; inside an archive, text is a data member
+ * and unknown binary an opaque member (rejected unless the policy allows opaque members).
+ */
+export async function inspectByContent(source: ByteSource, path: string, ctx: FormatContext, top: boolean): Promise<InspectionNode> {
+  const { format, dataFormat } = sniff(source, ctx);
+  switch (format) {
+    case "zip":
+      return inspectArchiveSource(source, path, ctx, "zip");
+    case "tar":
+      return inspectArchiveSource(source, path, ctx, "tar");
+    case "npy":
+      return withPolyglotCheck(await inspectNpy(source, path, ctx), source, path, "npy");
+    case "safetensors":
+      return withPolyglotCheck(await inspectSafetensors(source, path, ctx), source, path, "safetensors");
+    case "pytorch-legacy":
+      return withPolyglotCheck(await inspectLegacyTorch(source, path, ctx), source, path, "legacy torch");
+    case "pickle":
+      return withPolyglotCheck(await inspectPickleFile(source, path, ctx), source, path, "pickle");
+    case "data":
+      if (top) {
+        return {
+          kind: "data",
+          path,
+          format: dataFormat ?? "text",
+          findings: [{ code: "unknown_format", severity: "malformed", message: `${dataFormat ?? "text"} content is not a model format`, location: path }],
+          children: [],
+        };
+      }
+      return dataNode(path, dataFormat ?? "text", source.size);
+    case "unknown":
+      if (top) {
+        return {
+          kind: "unknown",
+          path,
+          format: "unknown",
+          findings: [{ code: "unknown_format", severity: "malformed", message: "content matches no format modelgate inspects", location: path }],
+          children: [],
+        };
+      }
+      return {
+        kind: "opaque",
+        path,
+        format: "unknown",
+        findings: [
+          ctx.policy.allowOpaqueMembers
+            ? { code: "opaque_member", severity: "innocuous", message: `opaque binary member (${source.size} bytes) allowed by policy`, location: path }
+            : { code: "opaque_member", severity: "suspicious", message: `binary member of unknown content (${source.size} bytes): rejected unless the policy allows opaque members`, location: path },
+        ],
+        children: [],
+      };
+    default:
+      if (COMPRESSED_FORMATS.has(format)) return withPolyglotCheck(await inspectCompressed(source, path, ctx), source, path, format);
+      if (UNSUPPORTED_FORMATS.has(format)) return unsupportedNode(path, format, UNSUPPORTED_NAMES[format] ?? format);
+      return unsupportedNode(path, format, format);
+  }
+}
+
+/** FormatContext.inspectMember: sniff and inspect one member; never throws on hostile bytes. */
+export async function inspectMember(source: ByteSource, path: string, ctx: FormatContext): Promise<InspectionNode> {
+  try {
+    return await inspectByContent(source, path, ctx, false);
+  } catch (err) {
+    return errorNode("member", path, err);
+  }
+}
+
+/** Open a member, inspect it with `inspect`, close it; an open failure (CRC, inflate) is the member's finding. */
+export async function withMember(
+  member: ArchiveMember,
+  path: string,
+  inspect: (source: ByteSource) => Promise<InspectionNode>,
+): Promise<InspectionNode> {
+  let opened;
+  try {
+    opened = await member.open();
+  } catch (err) {
+    return errorNode("member", path, err);
+  }
+  try {
+    return await inspect(opened.source);
+  } catch (err) {
+    return errorNode("member", path, err);
+  } finally {
+    opened.close();
+  }
+}
+
+/** Keras v3 (.keras) and TF SavedModel layouts: recognised, not inspected. */
+function unsupportedLayout(members: readonly ArchiveMember[]): string | undefined {
+  const names = new Set(members.filter((m) => !m.isDirectory).map((m) => m.path));
+  if (names.has("config.json") && (names.has("model.weights.h5") || names.has("metadata.json"))) return "keras";
+  for (const name of names) if (name === "saved_model.pb" || name.endsWith("/saved_model.pb")) return "tensorflow-savedmodel";
+  return undefined;
+}
+
+/** Every non-directory member through ctx.inspectMember, one level deeper. */
+export async function inspectAllMembers(archive: ArchiveContents, path: string, ctx: FormatContext, skip?: ReadonlySet<string>): Promise<void> {
+  const inner = deeper(ctx);
+  for (const member of archive.members) {
+    if (member.isDirectory || skip?.has(member.path) === true) continue;
+    const p = memberPath(path, member.path);
+    archive.node.children.push(await withMember(member, p, (source) => ctx.inspectMember(source, p, inner)));
+  }
+}
+
+/**
+ * FormatContext.inspectArchive: classify the layout of an opened zip or tar and inspect it.
+ * MLflow bundle -> inspectMlflow; PyTorch zip / TorchScript -> inspectTorchZip; all members .npy
+ * -> npz; Keras / SavedModel -> unsupported_format; anything else: every member by content.
+ */
+export async function inspectArchive(archive: ArchiveContents, path: string, ctx: FormatContext): Promise<InspectionNode> {
+  const node = archive.node;
+  try {
+    const unsupported = unsupportedLayout(archive.members);
+    if (unsupported !== undefined) {
+      node.format = unsupported;
+      node.findings.push({
+        code: "unsupported_format",
+        severity: "malformed",
+        message: `${unsupported === "keras" ? "Keras v3" : "TensorFlow SavedModel"} archive is recognised but not inspected by modelgate: rejected`,
+        location: path,
+      });
+      return node;
+    }
+    const torch = torchZipLayout(archive.members);
+    if (torch !== undefined && archive.kind === "zip") return await inspectTorchZip(archive, torch, path, ctx);
+    const files = archive.members.filter((m) => !m.isDirectory);
+    if (archive.kind === "zip" && files.length > 0 && files.every((m) => m.path.endsWith(".npy"))) {
+      // numpy.savez / savez_compressed: every member is sniffed (a member without the npy magic
+      // is returned by np.load as raw bytes, never unpickled; one with it goes to inspectNpy).
+      node.format = "npz";
+      await inspectAllMembers(archive, path, ctx);
+      return node;
+    }
+    node.format = archive.kind;
+    await inspectAllMembers(archive, path, ctx);
+    return node;
+  } catch (err) {
+    node.findings.push(findingOf(err, path));
+    return node;
+  }
+}

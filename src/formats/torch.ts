@@ -1,0 +1,350 @@
+import { Cursor } from "../bytes/cursor";
+import { SliceSource, type ByteSource } from "../bytes/source";
+import type { Finding, InspectionNode } from "../inspect/report";
+import { analyzePickle, inspectPickleSource, makePicklePolicy } from "../pickle";
+import type { SymbolicValue } from "../pickle/values";
+import { describeValue } from "../pickle/values";
+import type { ArchiveContents, ArchiveMember } from "./archive";
+import type { FormatContext } from "./context";
+import { readHead } from "./detect";
+import { couldBePickle, deeper, findingOf, memberPath, withMember } from "./dispatch";
+
+/**
+ * PyTorch checkpoints.
+ *
+ * Zip (torch.save since 1.6, torch/csrc/jit/serialization + caffe2/serialize/inline_container.cc):
+ * `<top>/data.pkl` (the object graph; tensors are persistent ids
+ * `('storage', torch.<T>Storage, key, location, numel)`), `<top>/data/<key>` (raw storage bytes,
+ * never unpickled), `<top>/version`, `<top>/byteorder`, `<top>/.data/...`. Any top folder name is
+ * allowed but every entry must sit under the same one (torch takes the name from the first entry
+ * and ignores the rest: a second folder is a place to hide things). Every `.pkl` entry is scanned,
+ * not only data.pkl. TorchScript archives (`code/`, `constants.pkl`) carry TorchScript source that
+ * runs on load: `embedded_code`, unless the policy allows TorchScript.
+ *
+ * Legacy (`_use_new_zipfile_serialization=False`, torch/serialization.py `_legacy_save`): five
+ * pickles back to back (magic number, protocol version, sys info, the data, the sorted list of
+ * storage keys), then per key in that order: an 8-byte little-endian element count and
+ * count * element_size raw bytes (`storage._write_file`). The raw bytes are skipped by those sizes
+ * and must end exactly at the end of the file.
+ */
+
+/** Element size of every storage type torch.save writes (torch/storage.py, _utils._element_size). */
+export const TORCH_STORAGE_ELEMENT_SIZE: Readonly<Record<string, number>> = Object.freeze({
+  DoubleStorage: 8,
+  FloatStorage: 4,
+  HalfStorage: 2,
+  BFloat16Storage: 2,
+  LongStorage: 8,
+  IntStorage: 4,
+  ShortStorage: 2,
+  CharStorage: 1,
+  ByteStorage: 1,
+  BoolStorage: 1,
+  ComplexDoubleStorage: 16,
+  ComplexFloatStorage: 8,
+  ComplexHalfStorage: 4,
+  QUInt8Storage: 1,
+  QInt8Storage: 1,
+  QInt32Storage: 4,
+  QUInt4x2Storage: 1,
+  QUInt2x4Storage: 1,
+  UntypedStorage: 1,
+  Float8_e5m2Storage: 1,
+  Float8_e4m3fnStorage: 1,
+  Float8_e5m2fnuzStorage: 1,
+  Float8_e4m3fnuzStorage: 1,
+  UInt16Storage: 2,
+  UInt32Storage: 4,
+  UInt64Storage: 8,
+});
+
+/** torch's legacy MAGIC_NUMBER and PROTOCOL_VERSION (torch/serialization.py). */
+export const TORCH_LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+export const TORCH_LEGACY_PROTOCOL = 1001n;
+
+export interface StorageRef {
+  key: string;
+  storageType: string;
+  location: string;
+  numel: bigint;
+  elementSize: number;
+}
+
+/**
+ * Check one persistent id against the shape torch writes. Returns the storage reference, or a
+ * reason it is not one. `legacy` ids carry a sixth field (view metadata: None or a tuple).
+ */
+export function parseStoragePid(id: SymbolicValue, legacy: boolean): StorageRef | string {
+  if (id.kind !== "tuple") return `persistent id ${describeValue(id)} is not a tuple`;
+  const want = legacy ? 6 : 5;
+  if (id.items.length !== want || id.truncated === true) return `persistent id ${describeValue(id)} does not have ${want} fields`;
+  const [tag, type, key, location, numel, view] = id.items;
+  if (tag?.kind !== "str" || tag.value !== "storage") return `persistent id ${describeValue(id)} is not a ('storage', ...) reference`;
+  if (type?.kind !== "global" || type.module !== "torch") return `persistent id storage type ${type ? describeValue(type) : "?"} is not a torch storage class`;
+  const elementSize = TORCH_STORAGE_ELEMENT_SIZE[type.name];
+  if (elementSize === undefined) return `persistent id storage type torch.${type.name} is not a known storage class`;
+  if (key?.kind !== "str" || key.truncated === true || key.value.length === 0 || !/^[A-Za-z0-9_.-]+$/.test(key.value)) {
+    return `persistent id key ${key ? describeValue(key) : "?"} is not a storage key`;
+  }
+  if (location?.kind !== "str" || location.truncated === true || !/^[A-Za-z0-9_:.-]{1,64}$/.test(location.value)) {
+    return `persistent id location ${location ? describeValue(location) : "?"} is not a device name`;
+  }
+  if (numel?.kind !== "int" || numel.value < 0n) return `persistent id size ${numel ? describeValue(numel) : "?"} is not a non-negative int`;
+  if (legacy && view !== undefined && view.kind !== "none" && view.kind !== "tuple") {
+    return `persistent id view metadata ${describeValue(view)} is neither None nor a tuple`;
+  }
+  return { key: key.value, storageType: type.name, location: location.value, numel: numel.value, elementSize };
+}
+
+function pidFinding(message: string, location: string, offset?: number): Finding {
+  const f: Finding = { code: "bad_persistent_id", severity: "malformed", message, location };
+  if (offset !== undefined) f.offset = offset;
+  return f;
+}
+
+// ---- zip layout ------------------------------------------------------------------------------
+
+export interface TorchZipLayout {
+  top: string;
+  torchScript: boolean;
+}
+
+/** A PyTorch zip layout: every entry under one top folder that holds data.pkl. */
+export function torchZipLayout(members: readonly ArchiveMember[]): TorchZipLayout | undefined {
+  const first = members.find((m) => !m.isDirectory);
+  if (!first) return undefined;
+  const slash = first.path.indexOf("/");
+  if (slash <= 0) return undefined;
+  const top = first.path.slice(0, slash);
+  if (!members.some((m) => m.path === `${top}/data.pkl` && !m.isDirectory)) return undefined;
+  const torchScript = members.some((m) => m.path.startsWith(`${top}/code/`) || m.path === `${top}/code` || m.path === `${top}/constants.pkl`);
+  return { top, torchScript };
+}
+
+/**
+ * What torch.jit.load's own unpickler (torch/csrc/jit/serialization/unpickler.cpp) resolves
+ * natively in a TorchScript archive: the list/tensor builders of torch.jit._pickle and the
+ * `__torch__.*` classes compiled from the archive's code/. Python's pickle never reads these
+ * pickles (torch.load hands TorchScript zips to torch.jit.load), so when the policy allows
+ * TorchScript (and so trusts its code) these imports are what TorchScript means, not a finding.
+ */
+const TORCHSCRIPT_BUILDERS: ReadonlySet<string> = new Set([
+  "torch.jit._pickle.build_intlist",
+  "torch.jit._pickle.build_tensorlist",
+  "torch.jit._pickle.build_doublelist",
+  "torch.jit._pickle.build_boollist",
+  "torch.jit._pickle.build_complexlist",
+  "torch.jit._pickle.build_tensor_from_id",
+  "torch.jit._pickle.restore_type_tag",
+]);
+
+function isTorchScriptNative(global: string): boolean {
+  return TORCHSCRIPT_BUILDERS.has(global) || (global.startsWith("__torch__.") && !global.slice("__torch__.".length).split(".").some((s) => s.startsWith("__") && s.endsWith("__")));
+}
+
+/** Under an allowing policy, mark TorchScript-native imports of a pickle node innocuous. */
+export function relaxTorchScriptImports(node: InspectionNode): void {
+  for (const f of node.findings) {
+    if ((f.code === "unknown_global" || f.code === "dangerous_global") && f.global !== undefined && isTorchScriptNative(f.global)) {
+      f.severity = "innocuous";
+      f.message = `${f.message} (TorchScript-native, resolved by torch.jit.load; allowed with TorchScript)`;
+    }
+  }
+  for (const rec of node.imports ?? []) {
+    if (isTorchScriptNative(`${rec.module}.${rec.name}`)) rec.safety = "innocuous";
+  }
+}
+
+/** Scan one pickle of a torch checkpoint, collecting its storage references. */
+function scanTorchPickle(source: ByteSource, path: string, ctx: FormatContext, legacy: boolean, refs: Map<string, StorageRef>, start = 0): { node: InspectionNode; end: number; value: SymbolicValue | undefined } {
+  const location = `${path}#pickle`;
+  const cursor = new Cursor(source, { start, errorCode: "malformed_pickle", what: location });
+  const analysis = analyzePickle(cursor, {
+    policy: makePicklePolicy(ctx.policy),
+    limits: ctx.pickleLimits,
+    location,
+    single: true,
+    onPersistentId: (id: SymbolicValue, offset: number): Finding[] => {
+      const ref = parseStoragePid(id, legacy);
+      if (typeof ref === "string") return [pidFinding(ref, location, offset)];
+      const seen = refs.get(ref.key);
+      if (seen && (seen.storageType !== ref.storageType || seen.numel !== ref.numel)) {
+        return [pidFinding(`storage ${ref.key} is referenced with two different types or sizes`, location, offset)];
+      }
+      refs.set(ref.key, ref);
+      return [];
+    },
+  });
+  return { node: analysis.node, end: analysis.end, value: analysis.values[0] };
+}
+
+/**
+ * Inspect a PyTorch zip checkpoint (or TorchScript archive): every .pkl scanned with storage
+ * reference checks, every referenced data/<key> CRC-checked (opened) and size-checked but never
+ * parsed, every other member sniffed by content.
+ */
+export async function inspectTorchZip(archive: ArchiveContents, layout: TorchZipLayout, path: string, ctx: FormatContext): Promise<InspectionNode> {
+  const node = archive.node;
+  node.format = layout.torchScript ? "torchscript" : "pytorch-zip";
+  const prefix = `${layout.top}/`;
+  const outside = archive.members.filter((m) => !(m.path === layout.top && m.isDirectory) && !m.path.startsWith(prefix));
+  for (const m of outside) {
+    node.findings.push({
+      code: "malformed_container",
+      severity: "malformed",
+      message: `entry ${JSON.stringify(m.path.slice(0, 200))} is outside the checkpoint folder ${JSON.stringify(layout.top)} (torch ignores it)`,
+      location: memberPath(path, m.path),
+    });
+  }
+  if (layout.torchScript) {
+    node.findings.push(
+      ctx.policy.allowTorchScript
+        ? { code: "embedded_code", severity: "innocuous", message: "TorchScript archive (code/, constants.pkl) allowed by the source's policy", location: path }
+        : { code: "embedded_code", severity: "dangerous", message: "TorchScript archive: its code/ runs on torch.jit.load; rejected unless the source's policy allows TorchScript", location: path },
+    );
+  }
+  const inner = deeper(ctx);
+  const refs = new Map<string, StorageRef>();
+  const handled = new Set<string>();
+  // 1. every pickle by name (TorchScript's debug_pkl too), with storage reference checks
+  for (const m of archive.members) {
+    if (m.isDirectory || !(m.path.endsWith(".pkl") || m.path.endsWith(".debug_pkl"))) continue;
+    handled.add(m.path);
+    const p = memberPath(path, m.path);
+    node.children.push(
+      await withMember(m, p, (source) => {
+        const scanned = scanTorchPickle(source, p, inner, false, refs);
+        if (layout.torchScript && ctx.policy.allowTorchScript) relaxTorchScriptImports(scanned.node);
+        const broken = scanned.node.findings.some((f) => f.severity === "malformed");
+        if (!broken && scanned.end !== source.size) {
+          // torch reads one pickle per entry; bytes after its STOP are a place to hide a second one.
+          scanned.node.findings.push({
+            code: "malformed_pickle",
+            severity: "malformed",
+            message: `${source.size - scanned.end} bytes after the pickle's STOP`,
+            location: p,
+            offset: scanned.end,
+          });
+        }
+        return Promise.resolve(scanned.node);
+      }),
+    );
+  }
+  // 2. referenced storages: exist, right size, CRC verified on open; bytes never parsed
+  const byPath = new Map(archive.members.map((m) => [m.path, m]));
+  let tensorBytes = 0;
+  for (const ref of refs.values()) {
+    const dataPath = `${prefix}data/${ref.key}`;
+    const member = byPath.get(dataPath);
+    if (!member || member.isDirectory) {
+      node.findings.push(pidFinding(`storage ${ref.key} has no entry ${dataPath}`, memberPath(path, dataPath)));
+      continue;
+    }
+    handled.add(dataPath);
+    const expected = ref.numel * BigInt(ref.elementSize);
+    if (BigInt(member.size) !== expected) {
+      node.findings.push(
+        pidFinding(`storage ${ref.key} declares ${expected.toString()} bytes (${ref.numel.toString()} x ${ref.elementSize}) but ${dataPath} holds ${member.size}`, memberPath(path, dataPath)),
+      );
+      continue;
+    }
+    try {
+      const opened = await member.open();
+      opened.close();
+      tensorBytes += member.size;
+    } catch (err) {
+      node.findings.push(findingOf(err, memberPath(path, dataPath)));
+    }
+  }
+  // 3. everything else (version, byteorder, code/*.py, unreferenced data) by content
+  for (const m of archive.members) {
+    if (m.isDirectory || handled.has(m.path)) continue;
+    const p = memberPath(path, m.path);
+    node.children.push(await withMember(m, p, (source) => ctx.inspectMember(source, p, inner)));
+  }
+  node.details = { ...node.details, top: layout.top, storages: refs.size, tensorBytes };
+  return node;
+}
+
+// ---- legacy ----------------------------------------------------------------------------------
+
+function legacyFinding(message: string, location: string, offset?: number): Finding {
+  const f: Finding = { code: "malformed_container", severity: "malformed", message: `legacy torch: ${message}`, location };
+  if (offset !== undefined) f.offset = offset;
+  return f;
+}
+
+const LEGACY_PARTS = ["magic number", "protocol version", "sys info", "data", "storage keys"] as const;
+
+/** FormatInspector for a legacy (pre-zip) torch.save file. */
+export function inspectLegacyTorch(source: ByteSource, path: string, ctx: FormatContext): Promise<InspectionNode> {
+  const node: InspectionNode = { kind: "pytorch-legacy", path, format: "pytorch-legacy", findings: [], children: [] };
+  const refs = new Map<string, StorageRef>();
+  let pos = 0;
+  const values: (SymbolicValue | undefined)[] = [];
+  for (const part of LEGACY_PARTS) {
+    const p = `${path}#${part.replace(/ /g, "-")}`;
+    const scanned = scanTorchPickle(source, p, ctx, true, refs, pos);
+    node.children.push(scanned.node);
+    if (scanned.node.findings.some((f) => f.severity === "malformed")) {
+      node.findings.push(legacyFinding(`the ${part} pickle could not be read`, path, pos));
+      return Promise.resolve(node);
+    }
+    values.push(scanned.value);
+    pos = scanned.end;
+  }
+  const [magic, protocol, , , keys] = values;
+  if (magic?.kind !== "int" || magic.value !== TORCH_LEGACY_MAGIC) {
+    node.findings.push(legacyFinding("the first pickle is not torch's magic number", path, 0));
+  }
+  if (protocol?.kind !== "int" || protocol.value !== TORCH_LEGACY_PROTOCOL) {
+    node.findings.push(legacyFinding("the protocol version pickle is not 1001", path));
+  }
+  if (keys?.kind !== "list" || keys.truncated === true) {
+    node.findings.push(legacyFinding(`the storage keys pickle is not a list of keys (${keys ? describeValue(keys) : "missing"})`, path));
+    return Promise.resolve(node);
+  }
+  const cursor = new Cursor(source, { start: pos, errorCode: "malformed_container", what: `${path}#storages` });
+  let total = 0n;
+  try {
+    for (const key of keys.items) {
+      if (key.kind !== "str") {
+        node.findings.push(legacyFinding(`storage key ${describeValue(key)} is not a string`, path, cursor.position));
+        return Promise.resolve(node);
+      }
+      const ref = refs.get(key.value);
+      if (!ref) {
+        node.findings.push(pidFinding(`storage key ${JSON.stringify(key.value.slice(0, 64))} is listed but no persistent id declares it`, path, cursor.position));
+        return Promise.resolve(node);
+      }
+      const at = cursor.position;
+      const numel = cursor.u64leBig(`size of storage ${key.value}`);
+      if (numel !== ref.numel) {
+        node.findings.push(pidFinding(`storage ${key.value} holds ${numel.toString()} elements in the file, ${ref.numel.toString()} in its persistent id`, path, at));
+        return Promise.resolve(node);
+      }
+      const bytes = numel * BigInt(ref.elementSize);
+      if (bytes > BigInt(cursor.remaining)) {
+        node.findings.push(legacyFinding(`storage ${key.value} declares ${bytes.toString()} bytes but ${cursor.remaining} remain`, path, at));
+        return Promise.resolve(node);
+      }
+      cursor.skip(Number(bytes), `storage ${key.value}`);
+      total += bytes;
+    }
+  } catch (err) {
+    node.findings.push(findingOf(err, path));
+    return Promise.resolve(node);
+  }
+  if (!cursor.atEnd) {
+    node.findings.push(legacyFinding(`${cursor.remaining} bytes after the last storage`, path, cursor.position));
+    // Say what they are: a pickle hidden there is reported with its imports.
+    const trailing = new SliceSource(source, cursor.position, cursor.remaining);
+    if (couldBePickle(trailing, readHead(trailing))) {
+      node.children.push(inspectPickleSource(trailing, `${path}#trailing`, { policy: ctx.policy, limits: ctx.pickleLimits }));
+    }
+  }
+  const unlisted = [...refs.keys()].filter((k) => !keys.items.some((v) => v.kind === "str" && v.value === k));
+  if (unlisted.length > 0) node.findings.push(pidFinding(`storages ${unlisted.slice(0, 5).join(", ")} are referenced but not in the keys list`, path));
+  node.details = { storages: keys.items.length, storageBytes: total.toString() };
+  return Promise.resolve(node);
+}
