@@ -155,7 +155,11 @@ export const DECOMPRESSION_RATIO_GRACE_BYTES = 1 * MiB;
 export const MAX_LZMA_DECODER_MEMORY_BYTES = 256 * MiB;
 /** gzip FNAME / FCOMMENT header strings: zero-terminated, so an unterminated one would be scanned to the end. */
 export const MAX_GZIP_HEADER_FIELD_BYTES = 64 * KiB;
-/** joblib object-dtype arrays hold nested pickles that may hold object arrays again: bounds recursion (stack exhaustion). */
-export const MAX_JOBLIB_NESTED_PICKLE_DEPTH = 8;
+/**
+ * Opcodes followed when checking whether bytes joblib skips as array data would run as pickle
+ * opcodes under pickle.load: bounds the walk over a huge array of opcode-like bytes (CPU).
+ * Reaching it is treated as a disagreement (fail closed).
+ */
+export const MAX_JOBLIB_POLYGLOT_SCAN_OPS = 1_000_000;
 /** joblib array wrappers in one file: each costs a report node; stops report floods by tiny arrays. */
 export const MAX_JOBLIB_ARRAYS = 100_000;
