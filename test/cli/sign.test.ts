@@ -1,0 +1,50 @@
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { signCommand } from "../../src/cli/commands/sign";
+import { parseEnvelope, privateKeyToPem } from "../../src/trust";
+import { runCommand } from "../trust/cliRun";
+import { testKey } from "../trust/helpers";
+
+describe("modelgate sign", () => {
+  let dir: string;
+  const k = testKey(7);
+  const bytes = Buffer.alloc(2 * 1024 * 1024 + 3, 0x42);
+  const digest = createHash("sha256").update(bytes).digest("hex");
+
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "mg-sign-"));
+    writeFileSync(path.join(dir, "model.bin"), bytes);
+    writeFileSync(path.join(dir, "signer.key"), privateKeyToPem(k.secretKey), { mode: 0o600 });
+  });
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("writes <file>.sig.json by default, names the file's base name, prints the digest", async () => {
+    const r = await runCommand(signCommand, ["model.bin", "--key", "signer.key"], dir);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split("\n")[0]).toBe(`sha256:${digest}`);
+    const { statement, envelope } = parseEnvelope(readFileSync(path.join(dir, "model.bin.sig.json")));
+    expect(statement.subject[0]).toEqual({ name: "model.bin", digest: { sha256: digest } });
+    expect(statement.predicate.size).toBe(bytes.length);
+    expect(envelope.signatures).toEqual([{ keyid: k.keyId, sig: expect.any(String) }]);
+  });
+
+  it("honours --name and --out", async () => {
+    const r = await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", "team/m.bin", "--out", "custom.json"], dir);
+    expect(r.code).toBe(0);
+    expect(parseEnvelope(readFileSync(path.join(dir, "custom.json"))).statement.subject[0].name).toBe("team/m.bin");
+  });
+
+  it("exit 2 for a missing file, a missing key, a bad key, usage errors", async () => {
+    writeFileSync(path.join(dir, "bad.key"), "nope");
+    expect(await runCommand(signCommand, ["missing.bin", "--key", "signer.key"], dir)).toMatchObject({ code: 2, errorCode: "io_error" });
+    expect(await runCommand(signCommand, ["model.bin", "--key", "missing.key"], dir)).toMatchObject({ code: 2, errorCode: "io_error" });
+    expect(await runCommand(signCommand, ["model.bin", "--key", "bad.key"], dir)).toMatchObject({ code: 2, errorCode: "invalid_key" });
+    expect(await runCommand(signCommand, ["model.bin"], dir)).toMatchObject({ code: 2, errorCode: "usage" });
+    expect(await runCommand(signCommand, ["--key", "signer.key"], dir)).toMatchObject({ code: 2, errorCode: "usage" });
+    expect(await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", ""], dir)).toMatchObject({ code: 2, errorCode: "usage" });
+  });
+});
