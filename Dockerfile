@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# modelgate: multi-stage build. Stage 1 compiles TypeScript with the dev dependencies; stage 2
+# carries only production dependencies, the compiled output, the CLI shim, allowlist.json and
+# keys/, and runs as the unprivileged `node` user. Debian (glibc) base, not Alpine: lzma-native
+# loads its prebuilt linux-x64/arm64 glibc binary.
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: `prepare` would build before the sources are copied; lzma-native ships prebuilds.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY . .
+RUN npm run build
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Production dependencies only. --ignore-scripts: `prepare` runs tsc, a dev dependency.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY bin ./bin
+COPY allowlist.json ./allowlist.json
+COPY keys ./keys
+# The application files stay root-owned and read-only to the service; only /data is writable.
+RUN mkdir -p /data && chown node:node /data
+# Listening on all interfaces is right inside a container only; outside, the default is 127.0.0.1.
+ENV HOST=0.0.0.0 \
+    PORT=8080 \
+    MODELGATE_DATA_DIR=/data \
+    MODELGATE_ALLOWLIST=/app/allowlist.json
+USER node
+VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || '8080') + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["node", "bin/modelgate.js"]
+CMD ["serve"]
