@@ -76,7 +76,9 @@ export interface PickleLimits {
 
 export const DEFAULT_PICKLE_LIMITS: Readonly<PickleLimits> = Object.freeze({
   maxOpsPerStream: 50_000_000,
-  maxMemoEntries: 1_000_000,
+  // CPython memoizes every str/dict/list/object: a 100 MB data pickle has millions of entries.
+  // The machine keeps placeholders for containers past its retention budget (src/pickle/machine.ts).
+  maxMemoEntries: 16_000_000,
   maxStackDepth: 100_000,
   maxMarkDepth: 10_000,
   maxDecodedStringBytes: 256 * MiB,

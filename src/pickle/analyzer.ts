@@ -3,7 +3,7 @@ import { GatewayError, isGatewayError, type InspectionErrorCode } from "../error
 import type { Finding, ImportRecord, ImportSafety, InspectionNode } from "../inspect/report";
 import { DEFAULT_PICKLE_LIMITS, type PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
-import { LimitError, PickleMachine, type MachineEvents } from "./machine";
+import { PickleMachine, type MachineEvents } from "./machine";
 import { OP, opcodeName } from "./opcodes";
 import { classifyGlobal, type PicklePolicy } from "./policy";
 import { describeValue, globalName, type SymbolicValue } from "./values";
@@ -88,7 +88,6 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   let omittedFindings = 0;
   let stream = 0;
   let streamLocation = `${location}#pickle[0]`;
-  let retainedBytes = 0;
   let persistentIds = 0;
   let firstProtocol: number | undefined;
 
@@ -217,12 +216,6 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
           throw new GatewayError("malformed_pickle", `raw data read after BUILD inside a FRAME that has ${(reader.frameEnd - end).toString()} bytes left at offset ${end.toString()}`, { offset: end });
         }
         reader.seek(moved);
-      }
-    },
-    retained(bytes, offset) {
-      retainedBytes += bytes;
-      if (retainedBytes > limits.maxDecodedStringBytes) {
-        throw new LimitError(`decoded strings exceed ${limits.maxDecodedStringBytes.toString()} bytes (maxDecodedStringBytes)`, offset);
       }
     },
   };

@@ -28,6 +28,12 @@ const INT_RE = /^[+-]?[0-9]+$/;
 const LONG_RE = /^[+-]?[0-9]+L?$/;
 const FLOAT_RE = /^\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\s*$/i;
 
+/** Buffer's native latin1 decoder without toString's encoding dispatch (hot path). */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (this: Buffer, start: number, end: number) => string }).latin1Slice;
+function latin1(b: Buffer, start: number, end: number): string {
+  return latin1Slice !== undefined ? latin1Slice.call(b, start, end) : b.toString("latin1", start, end);
+}
+
 function malformed(message: string, offset: number): never {
   throw new GatewayError("malformed_pickle", `${message} at offset ${offset.toString()}`, { offset });
 }
@@ -99,10 +105,8 @@ export class PickleReader {
     return 0;
   }
 
-  private need(start: number, n: number, what: string): void {
-    if (start + n > this.end) {
-      malformed(`truncated ${what}: needs ${n.toString()} bytes, ${(this.end - start).toString()} remain`, start);
-    }
+  private truncatedArg(start: number, n: number): never {
+    malformed(`truncated ${opcodeName(this.opcode)}: needs ${n.toString()} bytes, ${(this.end - start).toString()} remain`, start);
   }
 
   /**
@@ -161,12 +165,12 @@ export class PickleReader {
       case OP.BINGET:
       case OP.BINPUT:
       case OP.EXT1:
-        this.need(start, 2, opcodeName(op));
+        if (start + 2 > this.end) this.truncatedArg(start, 2);
         this.num = b[i + 1] as number;
         this.pos = start + 2;
         break;
       case OP.PROTO: {
-        this.need(start, 2, "PROTO");
+        if (start + 2 > this.end) this.truncatedArg(start, 2);
         const p = b[i + 1] as number;
         // CPython: "unsupported pickle protocol" for anything above HIGHEST_PROTOCOL.
         if (p > HIGHEST_PROTOCOL) malformed(`unsupported pickle protocol ${p.toString()}`, start);
@@ -176,29 +180,29 @@ export class PickleReader {
       }
       case OP.BININT2:
       case OP.EXT2:
-        this.need(start, 3, opcodeName(op));
+        if (start + 3 > this.end) this.truncatedArg(start, 3);
         this.num = (b[i + 1] as number) | ((b[i + 2] as number) << 8);
         this.pos = start + 3;
         break;
       case OP.BININT:
       case OP.EXT4:
-        this.need(start, 5, opcodeName(op));
+        if (start + 5 > this.end) this.truncatedArg(start, 5);
         this.num = (b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24);
         this.pos = start + 5;
         break;
       case OP.LONG_BINGET:
       case OP.LONG_BINPUT:
-        this.need(start, 5, opcodeName(op));
+        if (start + 5 > this.end) this.truncatedArg(start, 5);
         this.num = ((b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24)) >>> 0;
         this.pos = start + 5;
         break;
       case OP.BINFLOAT:
-        this.need(start, 9, "BINFLOAT");
+        if (start + 9 > this.end) this.truncatedArg(start, 9);
         this.float = this.view.getFloat64(i + 1, false);
         this.pos = start + 9;
         break;
       case OP.FRAME: {
-        this.need(start, 9, "FRAME");
+        if (start + 9 > this.end) this.truncatedArg(start, 9);
         // A FRAME that starts while the previous frame still has bytes: CPython's _Unframer raises.
         if (this.frameEnd > start) malformed("FRAME starts before the previous frame ends", start);
         const len = this.u64(i + 1, start);
@@ -213,11 +217,11 @@ export class PickleReader {
       case OP.SHORT_BINSTRING:
       case OP.SHORT_BINBYTES:
       case OP.SHORT_BINUNICODE:
-        this.need(start, 2, opcodeName(op));
+        if (start + 2 > this.end) this.truncatedArg(start, 2);
         this.sized(op, start + 2, b[i + 1] as number);
         break;
       case OP.BINSTRING: {
-        this.need(start, 5, "BINSTRING");
+        if (start + 5 > this.end) this.truncatedArg(start, 5);
         const n = (b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24);
         if (n < 0) malformed("BINSTRING has a negative byte count", start);
         this.sized(op, start + 5, n);
@@ -225,21 +229,21 @@ export class PickleReader {
       }
       case OP.BINBYTES:
       case OP.BINUNICODE:
-        this.need(start, 5, opcodeName(op));
+        if (start + 5 > this.end) this.truncatedArg(start, 5);
         this.sized(op, start + 5, ((b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24)) >>> 0);
         break;
       case OP.BINUNICODE8:
       case OP.BINBYTES8:
       case OP.BYTEARRAY8:
-        this.need(start, 9, opcodeName(op));
+        if (start + 9 > this.end) this.truncatedArg(start, 9);
         this.sized(op, start + 9, this.u64(i + 1, start));
         break;
       case OP.LONG1:
-        this.need(start, 2, "LONG1");
+        if (start + 2 > this.end) this.truncatedArg(start, 2);
         this.long(start + 2, b[i + 1] as number);
         break;
       case OP.LONG4: {
-        this.need(start, 5, "LONG4");
+        if (start + 5 > this.end) this.truncatedArg(start, 5);
         const n = (b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24);
         if (n < 0) malformed("LONG4 has a negative byte count", start);
         this.long(start + 5, n);
@@ -326,7 +330,7 @@ export class PickleReader {
             break;
           }
         }
-        if (ascii) this.str = b.toString("latin1", i, i + keep);
+        if (ascii) this.str = latin1(b, i, i + keep);
         else if (this.truncated) this.str = utf8Lenient.decode(b.subarray(i, i + keep));
         else {
           try {
@@ -340,7 +344,7 @@ export class PickleReader {
       case OP.SHORT_BINSTRING:
       case OP.BINSTRING:
         // Python 2 str: decoded by the unpickler's `encoding` (ASCII by default, latin1 for numpy).
-        this.str = b.toString("latin1", i, i + keep);
+        this.str = latin1(b, i, i + keep);
         break;
       default:
         // BINBYTES, SHORT_BINBYTES, BINBYTES8, BYTEARRAY8
@@ -398,7 +402,7 @@ export class PickleReader {
     const nl = this.lineEnd(at, this.maxRetained, what);
     const i = this.load(at, nl - at);
     this.pos = nl + 1;
-    return this.buf.toString("latin1", i, i + (nl - at));
+    return latin1(this.buf, i, i + (nl - at));
   }
 
   private decimal(op: number, start: number): void {
@@ -438,7 +442,7 @@ export class PickleReader {
     const keep = Math.min(n, this.maxRetained);
     const i = this.load(start + 1, keep);
     this.truncated = keep < n;
-    this.str = decodeRawUnicodeEscape(this.buf.toString("latin1", i, i + keep), start, this.truncated);
+    this.str = decodeRawUnicodeEscape(latin1(this.buf, i, i + keep), start, this.truncated);
     this.num = n;
     this.pos = nl + 1;
   }

@@ -10,6 +10,7 @@ import {
   TRUE,
   UNKNOWN,
   intValue,
+  type DictValue,
   type SymbolicValue,
 } from "./values";
 
@@ -20,14 +21,23 @@ import {
  * for every STACK_GLOBAL which string constants it consumes, wherever they came from.
  *
  * Memory stays bounded: containers retain at most MAX_RETAINED_ITEMS items each, and at most
- * MAX_RETAINED_TOTAL items across a stream; past that they are marked `truncated` (values the
- * machine drops can only be data: every import and call is reported as it happens).
+ * MAX_RETAINED_TOTAL items across a stream; past that they are marked `truncated`, and the memo
+ * keeps a placeholder instead of a container (values the machine drops can only be data: every
+ * import and call is reported as it happens, and strings, which STACK_GLOBAL may consume, are
+ * always kept, bounded by maxDecodedStringBytes).
  */
 
 /** Items one list/tuple/dict/set keeps: enough for shapes, state dicts and persistent ids. */
 export const MAX_RETAINED_ITEMS = 4096;
 /** Items all containers of one stream keep together (memory bound against many mid-size containers). */
-export const MAX_RETAINED_TOTAL = 4_000_000;
+export const MAX_RETAINED_TOTAL = 1_000_000;
+
+/**
+ * Past the retention budget nothing can hold a number any more (containers stop retaining), so
+ * numbers become shared placeholders: no allocation on the hot path of a huge data pickle.
+ */
+const SOME_INT: SymbolicValue = Object.freeze({ kind: "unknown" });
+const SOME_FLOAT: SymbolicValue = SOME_INT;
 
 /** What the analyzer hears from the machine. */
 export interface MachineEvents {
@@ -40,8 +50,6 @@ export interface MachineEvents {
   persistent(id: SymbolicValue, offset: number): void;
   /** After BUILD; `end` is the offset just after the opcode. */
   build(target: SymbolicValue, end: number): void;
-  /** Counts bytes of decoded text/bytes kept as values (limit check). */
-  retained(bytes: number, offset: number): void;
 }
 
 export class LimitError extends GatewayError {
@@ -59,8 +67,12 @@ export class PickleMachine {
   private marks: number[] = [];
   /** Stack length at the innermost MARK: items below it belong to an outer frame. */
   private fence = 0;
-  private memo = new Map<number, SymbolicValue>();
+  /** The memo, indexed like CPython's (dense in practice); memoCount is len(memo). */
+  private memo: (SymbolicValue | undefined)[] = [];
+  private memoCount = 0;
   private retainedItems = 0;
+  /** Decoded string/bytes argument bytes of the whole analysis (maxDecodedStringBytes). */
+  decodedBytes = 0;
   /** Protocol declared by the last PROTO (0 when none): decides the Python 2 name fixes. */
   protocol = 0;
   ops = 0;
@@ -74,15 +86,18 @@ export class PickleMachine {
   /**
    * Run one pickle from the reader's position to its STOP and return the value STOP pops.
    * Throws GatewayError malformed_pickle / limit_exceeded where the stream breaks.
+   * The hot opcodes (what protocols 2 to 5 write for data) are handled inline; the rest in `rare`.
    */
   run(reader: PickleReader): SymbolicValue {
     const stack = this.stack;
     const limits = this.limits;
+    const maxOps = limits.maxOpsPerStream;
+    const maxStack = limits.maxStackDepth;
     const ev = this.events;
     for (;;) {
       const op = reader.next();
       const offset = reader.offset;
-      if (++this.ops > limits.maxOpsPerStream) throw new LimitError(`more than ${limits.maxOpsPerStream.toString()} opcodes in one pickle (maxOpsPerStream)`, offset);
+      if (++this.ops > maxOps) throw new LimitError(`more than ${maxOps.toString()} opcodes in one pickle (maxOpsPerStream)`, offset);
       if ((this.ops & 0xffff) === 0 && Date.now() > this.deadline) {
         throw new LimitError(`analysis exceeded its time budget of ${limits.timeBudgetMs.toString()} ms (timeBudgetMs)`, offset);
       }
@@ -99,34 +114,13 @@ export class PickleMachine {
           if (reader.frameEnd > reader.pos) malformed("FRAME extends past STOP", offset);
           return v;
         }
-        case OP.POP:
-          if (stack.length > this.fence) stack.pop();
-          else if (this.marks.length > 0) this.popMarkOnly();
-          else malformed("POP on an empty stack", offset);
-          break;
-        case OP.POP_MARK:
-          this.popMark(offset);
-          break;
-        case OP.DUP:
-          stack.push(this.top(offset));
-          break;
-        case OP.FLOAT:
-        case OP.BINFLOAT:
-          stack.push({ kind: "float", value: reader.float });
-          break;
-        case OP.INT:
-          if (reader.str === "bool") stack.push(reader.num === 1 ? TRUE : FALSE);
-          else stack.push(reader.small ? intValue(reader.num) : { kind: "int", value: reader.big ?? 0n });
-          break;
         case OP.BININT:
         case OP.BININT1:
         case OP.BININT2:
-          stack.push(intValue(reader.num));
+          stack.push(this.retainedItems < MAX_RETAINED_TOTAL ? intValue(reader.num) : SOME_INT);
           break;
-        case OP.LONG:
-        case OP.LONG1:
-        case OP.LONG4:
-          stack.push(reader.big === undefined ? UNKNOWN : { kind: "int", value: reader.big });
+        case OP.BINFLOAT:
+          stack.push(this.retainedItems < MAX_RETAINED_TOTAL ? { kind: "float", value: reader.float } : SOME_FLOAT);
           break;
         case OP.NONE:
           stack.push(NONE);
@@ -137,46 +131,66 @@ export class PickleMachine {
         case OP.NEWFALSE:
           stack.push(FALSE);
           break;
-        case OP.PERSID: {
-          ev.retained(reader.str.length, offset);
-          const v: SymbolicValue = { kind: "persistent", id: { kind: "str", value: reader.str } };
-          ev.persistent(v.id, offset);
-          stack.push(v);
-          break;
-        }
-        case OP.BINPERSID: {
-          const id = this.pop(offset);
-          ev.persistent(id, offset);
-          stack.push({ kind: "persistent", id });
-          break;
-        }
-        case OP.REDUCE: {
-          const args = this.pop(offset);
-          const callable = this.pop(offset);
-          ev.call(op, callable, offset);
-          stack.push({ kind: "object", callable, args });
-          break;
-        }
-        case OP.STRING:
         case OP.BINSTRING:
         case OP.SHORT_BINSTRING:
-        case OP.UNICODE:
         case OP.BINUNICODE:
         case OP.SHORT_BINUNICODE:
-        case OP.BINUNICODE8: {
-          ev.retained(reader.str.length, offset);
+        case OP.BINUNICODE8:
+          this.decoded(reader.str.length, offset);
           stack.push(reader.truncated ? { kind: "str", value: reader.str, truncated: true } : { kind: "str", value: reader.str });
           break;
-        }
         case OP.BINBYTES:
         case OP.SHORT_BINBYTES:
         case OP.BINBYTES8:
         case OP.BYTEARRAY8: {
           const bytes = reader.bytes;
           if (!reader.truncated && bytes !== undefined) {
-            ev.retained(bytes.length, offset);
+            this.decoded(bytes.length, offset);
             stack.push({ kind: "bytes", length: reader.num, value: bytes });
           } else stack.push({ kind: "bytes", length: reader.num });
+          break;
+        }
+        case OP.BINGET:
+        case OP.LONG_BINGET:
+        case OP.GET: {
+          const v = this.memo[reader.num];
+          if (v === undefined) malformed(`memo value not found at index ${reader.num.toString()}`, offset);
+          stack.push(v);
+          break;
+        }
+        case OP.BINPUT:
+        case OP.LONG_BINPUT:
+        case OP.PUT:
+          this.memoPut(reader.num, this.top(offset), offset);
+          break;
+        case OP.MEMOIZE:
+          // CPython: memo[len(memo)] = stack[-1] — the object on top, whatever opcode came before.
+          this.memoPut(this.memoCount, this.top(offset), offset);
+          break;
+        case OP.EMPTY_DICT:
+          stack.push({ kind: "dict", entries: [], truncated: false });
+          break;
+        case OP.EMPTY_LIST:
+          stack.push({ kind: "list", items: [], truncated: false });
+          break;
+        case OP.EMPTY_TUPLE:
+          stack.push(EMPTY_TUPLE);
+          break;
+        case OP.SETITEM: {
+          const v = this.pop(offset);
+          const k = this.pop(offset);
+          const d = this.top(offset);
+          if (d.kind === "dict") this.retainEntry(d, k, v);
+          else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          break;
+        }
+        case OP.SETITEMS: {
+          const mark = this.popMarkIndex(offset);
+          if ((stack.length - mark) % 2 !== 0) malformed("odd number of items for SETITEMS", offset);
+          const d = this.top(offset);
+          if (d.kind === "dict") for (let k = mark; k < stack.length; k += 2) this.retainEntry(d, stack[k] as SymbolicValue, stack[k + 1] as SymbolicValue);
+          else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          stack.length = mark;
           break;
         }
         case OP.APPEND: {
@@ -187,10 +201,40 @@ export class PickleMachine {
           break;
         }
         case OP.APPENDS: {
-          const items = this.popMark(offset);
+          const mark = this.popMarkIndex(offset);
           const list = this.top(offset);
-          if (list.kind === "list") for (const v of items) this.retain(list.items, v, list);
+          if (list.kind === "list") for (let k = mark; k < stack.length; k++) this.retain(list.items, stack[k] as SymbolicValue, list);
           else if (list.kind === "global") ev.mutateGlobal(op, list, offset);
+          stack.length = mark;
+          break;
+        }
+        case OP.TUPLE:
+          stack.push(this.sequence("tuple", this.popMark(offset)));
+          break;
+        case OP.TUPLE1: {
+          const a = this.pop(offset);
+          stack.push({ kind: "tuple", items: [a], truncated: false });
+          break;
+        }
+        case OP.TUPLE2: {
+          const b = this.pop(offset);
+          const a = this.pop(offset);
+          stack.push({ kind: "tuple", items: [a, b], truncated: false });
+          break;
+        }
+        case OP.TUPLE3: {
+          const c = this.pop(offset);
+          const b = this.pop(offset);
+          const a = this.pop(offset);
+          stack.push({ kind: "tuple", items: [a, b, c], truncated: false });
+          break;
+        }
+        case OP.REDUCE:
+        case OP.NEWOBJ: {
+          const args = this.pop(offset);
+          const callable = this.pop(offset);
+          ev.call(op, callable, offset);
+          stack.push({ kind: "object", callable, args });
           break;
         }
         case OP.BUILD: {
@@ -203,12 +247,11 @@ export class PickleMachine {
           ev.build(target, reader.pos);
           break;
         }
-        case OP.GLOBAL: {
-          ev.retained(reader.str.length + reader.str2.length, offset);
+        case OP.GLOBAL:
+          this.decoded(reader.str.length + reader.str2.length, offset);
           ev.import(reader.str, reader.str2, op, offset);
           stack.push({ kind: "global", module: reader.str, name: reader.str2 });
           break;
-        }
         case OP.STACK_GLOBAL: {
           const name = this.pop(offset);
           const module = this.pop(offset);
@@ -221,146 +264,135 @@ export class PickleMachine {
           }
           break;
         }
-        case OP.INST: {
-          ev.retained(reader.str.length + reader.str2.length, offset);
-          ev.import(reader.str, reader.str2, op, offset);
-          const callable: SymbolicValue = { kind: "global", module: reader.str, name: reader.str2 };
-          const args = this.popMark(offset);
-          ev.call(op, callable, offset);
-          stack.push({ kind: "object", callable, args: this.sequence("tuple", args) });
+        case OP.POP:
+          if (stack.length > this.fence) stack.pop();
+          else if (this.marks.length > 0) this.popMarkIndex(offset);
+          else malformed("POP on an empty stack", offset);
           break;
-        }
-        case OP.OBJ: {
-          const items = this.popMark(offset);
-          const callable = items[0];
-          if (callable === undefined) malformed("OBJ without a class after its MARK", offset);
-          ev.call(op, callable, offset);
-          stack.push({ kind: "object", callable, args: this.sequence("tuple", items.slice(1)) });
-          break;
-        }
-        case OP.NEWOBJ: {
-          const args = this.pop(offset);
-          const callable = this.pop(offset);
-          ev.call(op, callable, offset);
-          stack.push({ kind: "object", callable, args });
-          break;
-        }
-        case OP.NEWOBJ_EX: {
-          this.pop(offset); // kwargs
-          const args = this.pop(offset);
-          const callable = this.pop(offset);
-          ev.call(op, callable, offset);
-          stack.push({ kind: "object", callable, args });
-          break;
-        }
-        case OP.EXT1:
-        case OP.EXT2:
-        case OP.EXT4:
-          ev.extension(reader.num, op, offset);
-          stack.push(UNKNOWN);
-          break;
-        case OP.DICT: {
-          const items = this.popMark(offset);
-          if (items.length % 2 !== 0) malformed("odd number of items for DICT", offset);
-          const d: SymbolicValue = { kind: "dict", entries: [] };
-          for (let k = 0; k < items.length; k += 2) this.retainEntry(d, items[k] as SymbolicValue, items[k + 1] as SymbolicValue);
-          stack.push(d);
-          break;
-        }
-        case OP.EMPTY_DICT:
-          stack.push({ kind: "dict", entries: [] });
-          break;
-        case OP.SETITEM: {
-          const v = this.pop(offset);
-          const k = this.pop(offset);
-          const d = this.top(offset);
-          if (d.kind === "dict") this.retainEntry(d, k, v);
-          else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
-          break;
-        }
-        case OP.SETITEMS: {
-          const items = this.popMark(offset);
-          if (items.length % 2 !== 0) malformed("odd number of items for SETITEMS", offset);
-          const d = this.top(offset);
-          if (d.kind === "dict") for (let k = 0; k < items.length; k += 2) this.retainEntry(d, items[k] as SymbolicValue, items[k + 1] as SymbolicValue);
-          else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
-          break;
-        }
-        case OP.GET:
-        case OP.BINGET:
-        case OP.LONG_BINGET: {
-          const v = this.memo.get(reader.num);
-          if (v === undefined) malformed(`memo value not found at index ${reader.num.toString()}`, offset);
-          stack.push(v);
-          break;
-        }
-        case OP.PUT:
-        case OP.BINPUT:
-        case OP.LONG_BINPUT:
-          this.memoPut(reader.num, this.top(offset), offset);
-          break;
-        case OP.MEMOIZE:
-          // CPython: memo[len(memo)] = stack[-1] — the object on top, whatever opcode came before.
-          this.memoPut(this.memo.size, this.top(offset), offset);
-          break;
-        case OP.LIST:
-          stack.push(this.sequence("list", this.popMark(offset)));
-          break;
-        case OP.EMPTY_LIST:
-          stack.push({ kind: "list", items: [] });
-          break;
-        case OP.TUPLE:
-          stack.push(this.sequence("tuple", this.popMark(offset)));
-          break;
-        case OP.EMPTY_TUPLE:
-          stack.push(EMPTY_TUPLE);
-          break;
-        case OP.TUPLE1: {
-          const a = this.pop(offset);
-          stack.push({ kind: "tuple", items: [a] });
-          break;
-        }
-        case OP.TUPLE2: {
-          const b = this.pop(offset);
-          const a = this.pop(offset);
-          stack.push({ kind: "tuple", items: [a, b] });
-          break;
-        }
-        case OP.TUPLE3: {
-          const c = this.pop(offset);
-          const b = this.pop(offset);
-          const a = this.pop(offset);
-          stack.push({ kind: "tuple", items: [a, b, c] });
-          break;
-        }
-        case OP.EMPTY_SET:
-          stack.push({ kind: "set", items: [] });
-          break;
-        case OP.ADDITEMS: {
-          const items = this.popMark(offset);
-          const s = this.top(offset);
-          if (s.kind === "set") for (const v of items) this.retain(s.items, v, s);
-          else if (s.kind === "global") ev.mutateGlobal(op, s, offset);
-          break;
-        }
-        case OP.FROZENSET:
-          stack.push(this.sequence("frozenset", this.popMark(offset)));
-          break;
-        case OP.PROTO:
-          this.protocol = reader.num;
+        case OP.DUP:
+          stack.push(this.top(offset));
           break;
         case OP.FRAME:
           break;
-        case OP.NEXT_BUFFER:
-          stack.push(BUFFER);
-          break;
-        case OP.READONLY_BUFFER:
-          this.top(offset);
-          break;
         default:
-          malformed(`unhandled opcode ${opcodeName(op)}`, offset);
+          this.rare(op, reader, offset);
       }
-      if (stack.length > limits.maxStackDepth) throw new LimitError(`stack deeper than ${limits.maxStackDepth.toString()} (maxStackDepth)`, offset);
+      if (stack.length > maxStack) throw new LimitError(`stack deeper than ${maxStack.toString()} (maxStackDepth)`, offset);
+    }
+  }
+
+  /** Opcodes that real data pickles rarely use (protocol 0/1 text forms, objects, sets, buffers). */
+  private rare(op: number, reader: PickleReader, offset: number): void {
+    const stack = this.stack;
+    const ev = this.events;
+    switch (op) {
+      case OP.POP_MARK:
+        this.popMark(offset);
+        break;
+      case OP.FLOAT:
+        stack.push({ kind: "float", value: reader.float });
+        break;
+      case OP.INT:
+        if (reader.str === "bool") stack.push(reader.num === 1 ? TRUE : FALSE);
+        else stack.push(reader.small ? intValue(reader.num) : { kind: "int", value: reader.big ?? 0n });
+        break;
+      case OP.LONG:
+      case OP.LONG1:
+      case OP.LONG4:
+        stack.push(reader.big === undefined ? UNKNOWN : { kind: "int", value: reader.big });
+        break;
+      case OP.STRING:
+      case OP.UNICODE:
+        this.decoded(reader.str.length, offset);
+        stack.push(reader.truncated ? { kind: "str", value: reader.str, truncated: true } : { kind: "str", value: reader.str });
+        break;
+      case OP.PERSID: {
+        this.decoded(reader.str.length, offset);
+        const id: SymbolicValue = { kind: "str", value: reader.str };
+        ev.persistent(id, offset);
+        stack.push({ kind: "persistent", id });
+        break;
+      }
+      case OP.BINPERSID: {
+        const id = this.pop(offset);
+        ev.persistent(id, offset);
+        stack.push({ kind: "persistent", id });
+        break;
+      }
+      case OP.INST: {
+        this.decoded(reader.str.length + reader.str2.length, offset);
+        ev.import(reader.str, reader.str2, op, offset);
+        const callable: SymbolicValue = { kind: "global", module: reader.str, name: reader.str2 };
+        const args = this.popMark(offset);
+        ev.call(op, callable, offset);
+        stack.push({ kind: "object", callable, args: this.sequence("tuple", args) });
+        break;
+      }
+      case OP.OBJ: {
+        const items = this.popMark(offset);
+        const callable = items[0];
+        if (callable === undefined) malformed("OBJ without a class after its MARK", offset);
+        ev.call(op, callable, offset);
+        stack.push({ kind: "object", callable, args: this.sequence("tuple", items.slice(1)) });
+        break;
+      }
+      case OP.NEWOBJ_EX: {
+        this.pop(offset); // kwargs
+        const args = this.pop(offset);
+        const callable = this.pop(offset);
+        ev.call(op, callable, offset);
+        stack.push({ kind: "object", callable, args });
+        break;
+      }
+      case OP.EXT1:
+      case OP.EXT2:
+      case OP.EXT4:
+        ev.extension(reader.num, op, offset);
+        stack.push(UNKNOWN);
+        break;
+      case OP.DICT: {
+        const items = this.popMark(offset);
+        if (items.length % 2 !== 0) malformed("odd number of items for DICT", offset);
+        const d: DictValue = { kind: "dict", entries: [], truncated: false };
+        for (let k = 0; k < items.length; k += 2) this.retainEntry(d, items[k] as SymbolicValue, items[k + 1] as SymbolicValue);
+        stack.push(d);
+        break;
+      }
+      case OP.LIST:
+        stack.push(this.sequence("list", this.popMark(offset)));
+        break;
+      case OP.EMPTY_SET:
+        stack.push({ kind: "set", items: [], truncated: false });
+        break;
+      case OP.ADDITEMS: {
+        const mark = this.popMarkIndex(offset);
+        const s = this.top(offset);
+        if (s.kind === "set") for (let k = mark; k < stack.length; k++) this.retain(s.items, stack[k] as SymbolicValue, s);
+        else if (s.kind === "global") ev.mutateGlobal(op, s, offset);
+        stack.length = mark;
+        break;
+      }
+      case OP.FROZENSET:
+        stack.push(this.sequence("frozenset", this.popMark(offset)));
+        break;
+      case OP.PROTO:
+        this.protocol = reader.num;
+        break;
+      case OP.NEXT_BUFFER:
+        stack.push(BUFFER);
+        break;
+      case OP.READONLY_BUFFER:
+        this.top(offset);
+        break;
+      default:
+        malformed(`unhandled opcode ${opcodeName(op)}`, offset);
+    }
+  }
+
+  private decoded(bytes: number, offset: number): void {
+    this.decodedBytes += bytes;
+    if (this.decodedBytes > this.limits.maxDecodedStringBytes) {
+      throw new LimitError(`decoded strings exceed ${this.limits.maxDecodedStringBytes.toString()} bytes (maxDecodedStringBytes)`, offset);
     }
   }
 
@@ -369,7 +401,8 @@ export class PickleMachine {
     this.stack.length = 0;
     this.marks.length = 0;
     this.fence = 0;
-    this.memo.clear();
+    this.memo = [];
+    this.memoCount = 0;
     this.retainedItems = 0;
     this.protocol = 0;
     this.ops = 0;
@@ -385,24 +418,28 @@ export class PickleMachine {
     return this.stack[this.stack.length - 1] as SymbolicValue;
   }
 
-  private popMarkOnly(): void {
-    this.marks.pop();
+  /** Remove the innermost MARK and return the stack index it pointed at (items since it are still on the stack). */
+  private popMarkIndex(offset: number): number {
+    const mark = this.marks.pop();
+    if (mark === undefined) malformed("could not find MARK", offset);
     this.fence = this.marks.length > 0 ? (this.marks[this.marks.length - 1] as number) : 0;
+    return mark;
   }
 
   /** Items pushed since the innermost MARK, which is removed. */
   private popMark(offset: number): SymbolicValue[] {
-    const mark = this.marks.pop();
-    if (mark === undefined) malformed("could not find MARK", offset);
-    this.fence = this.marks.length > 0 ? (this.marks[this.marks.length - 1] as number) : 0;
-    return this.stack.splice(mark);
+    return this.stack.splice(this.popMarkIndex(offset));
   }
 
   private memoPut(index: number, v: SymbolicValue, offset: number): void {
-    if (!this.memo.has(index) && this.memo.size >= this.limits.maxMemoEntries) {
-      throw new LimitError(`more than ${this.limits.maxMemoEntries.toString()} memo entries (maxMemoEntries)`, offset);
+    const memo = this.memo;
+    if (memo[index] === undefined) {
+      if (this.memoCount >= this.limits.maxMemoEntries) {
+        throw new LimitError(`more than ${this.limits.maxMemoEntries.toString()} memo entries (maxMemoEntries)`, offset);
+      }
+      this.memoCount++;
     }
-    this.memo.set(index, v);
+    memo[index] = this.retainedItems < MAX_RETAINED_TOTAL ? v : lightweight(v);
   }
 
   private sequence(kind: "tuple" | "list" | "frozenset", items: SymbolicValue[]): SymbolicValue {
@@ -410,7 +447,7 @@ export class PickleMachine {
     const room = Math.min(MAX_RETAINED_ITEMS, MAX_RETAINED_TOTAL - this.retainedItems);
     if (items.length <= room) {
       this.retainedItems += items.length;
-      return { kind, items };
+      return { kind, items, truncated: false };
     }
     const kept = room > 0 ? items.slice(0, room) : [];
     this.retainedItems += kept.length;
@@ -424,10 +461,29 @@ export class PickleMachine {
     } else owner.truncated = true;
   }
 
-  private retainEntry(d: Extract<SymbolicValue, { kind: "dict" }>, k: SymbolicValue, v: SymbolicValue): void {
+  private retainEntry(d: DictValue, k: SymbolicValue, v: SymbolicValue): void {
     if (d.entries.length < MAX_RETAINED_ITEMS && this.retainedItems < MAX_RETAINED_TOTAL) {
       d.entries.push([k, v]);
       this.retainedItems++;
     } else d.truncated = true;
+  }
+}
+
+/**
+ * What the memo keeps once the retention budget is spent: strings, globals and scalars as they
+ * are (STACK_GLOBAL and calls need them), objects without their arguments, containers as unknown.
+ */
+function lightweight(v: SymbolicValue): SymbolicValue {
+  switch (v.kind) {
+    case "tuple":
+    case "list":
+    case "set":
+    case "frozenset":
+    case "dict":
+      return UNKNOWN;
+    case "object":
+      return v.state === undefined && v.args === UNKNOWN ? v : { kind: "object", callable: v.callable, args: UNKNOWN };
+    default:
+      return v;
   }
 }

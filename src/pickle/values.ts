@@ -34,10 +34,22 @@ export const EMPTY_TUPLE: SymbolicValue = Object.freeze({ kind: "tuple", items: 
 const SMALL_INTS: SymbolicValue[] = [];
 for (let i = 0; i < 256; i++) SMALL_INTS.push(Object.freeze({ kind: "int", value: BigInt(i) }));
 
+/** An int that fits a double: its bigint is made only when someone reads it (BigInt() is slow on the hot path). */
+class NumberInt {
+  readonly kind = "int" as const;
+  constructor(private readonly n: number) {}
+  get value(): bigint {
+    return BigInt(this.n);
+  }
+  toJSON(): { kind: "int"; value: string } {
+    return { kind: "int", value: this.n.toString() };
+  }
+}
+
 /** An int value; small non-negative ints are shared so the hot path does not allocate. */
 export function intValue(n: number): SymbolicValue {
   if (n >= 0 && n < 256) return SMALL_INTS[n] as SymbolicValue;
-  return { kind: "int", value: BigInt(n) };
+  return new NumberInt(n);
 }
 
 /** A short human rendering of a value for messages (bounded length, never raw bytes). */
