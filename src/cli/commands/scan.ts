@@ -1,11 +1,118 @@
-import { GatewayError } from "../../errors";
-import type { Command } from "../command";
+import { resolve } from "node:path";
+import { GatewayError, isGatewayError, messageOf } from "../../errors";
+import type { Inspector } from "../../inspect/inspector";
+import { DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../../inspect/policy";
+import type { Finding, ImportRecord, InspectionReport } from "../../inspect/report";
+import { inspectRawPickleFile } from "../../pickle/inspectRawPickleFile";
+import { invalidGlobalPattern } from "../../pickle/policy";
+import { loadAllowlist } from "../../trust/allowlist";
+import { parseCommandArgs } from "../args";
+import type { CliIo, Command } from "../command";
+import { EXIT_OK, EXIT_REJECTED, EXIT_USAGE } from "../exitCodes";
 
-export const scanCommand: Command = {
-  name: "scan",
-  summary: "(not implemented yet)",
-  usage: "usage: modelgate scan",
-  run() {
-    return Promise.reject(new GatewayError("usage", "modelgate scan is not implemented yet"));
-  },
-};
+const USAGE = `usage: modelgate scan <file>... [--json] [--allow-global <pattern>]... [--policy <allowlist.json> --source <id>]
+
+Inspect model files without loading them and print a verdict per file.
+
+  --json                    print {"files": [{path, verdict, format, findings, imports}]} on stdout
+  --allow-global <pattern>  also allow this pickle import: "module.name" or "module.*" (repeatable);
+                            the hard floor (os, subprocess, builtins.eval, ...) can never be allowed
+  --policy <allowlist.json> use the content policy of a source in this allowlist (with --source)
+  --source <id>             the source whose policy applies
+
+Exit status: 0 every file accepted, 1 any file rejected, 2 usage or I/O error.`;
+
+interface FileResult {
+  path: string;
+  verdict: "accept" | "reject";
+  format: string;
+  findings: Finding[];
+  imports: ImportRecord[];
+}
+
+function policyFrom(values: { policy?: string | undefined; source?: string | undefined; "allow-global"?: string[] | undefined }, io: CliIo): ContentPolicy {
+  if ((values.policy === undefined) !== (values.source === undefined)) {
+    throw new GatewayError("usage", "--policy and --source go together: the allowlist file and the source whose policy applies");
+  }
+  let base: ContentPolicy = DEFAULT_CONTENT_POLICY;
+  if (values.policy !== undefined && values.source !== undefined) {
+    const file = resolve(io.cwd, values.policy);
+    const allowlist = loadAllowlist(file);
+    const source = allowlist.sources.find((s) => s.id === values.source);
+    if (!source) {
+      const known = allowlist.sources.map((s) => s.id).join(", ");
+      throw new GatewayError("usage", `source '${values.source}' is not in ${values.policy} (known sources: ${known.length > 0 ? known : "none"})`);
+    }
+    base = source.pickle;
+  }
+  const extra = values["allow-global"] ?? [];
+  for (const p of extra) {
+    const why = invalidGlobalPattern(p);
+    if (why !== undefined) throw new GatewayError("usage", `--allow-global ${why}`);
+  }
+  return { ...base, allowGlobals: [...base.allowGlobals, ...extra] };
+}
+
+function where(f: Finding): string {
+  const loc = f.location ?? "";
+  if (f.offset === undefined) return loc;
+  return `${loc}@${f.offset.toString()}`;
+}
+
+function humanReport(r: FileResult): string {
+  const lines = [`${r.verdict === "accept" ? "ACCEPT" : "REJECT"} ${r.path} (${r.format})`];
+  for (const f of r.findings) {
+    const at = where(f);
+    lines.push(`  ${f.severity} ${f.code}${at.length > 0 ? ` ${at}` : ""}: ${f.message}`);
+  }
+  const refused = r.imports.filter((i) => i.safety !== "innocuous");
+  if (refused.length > 0) {
+    const names = [...new Set(refused.map((i) => `${i.module}.${i.name}`))];
+    lines.push(`  imports not allowed: ${names.join(", ")}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** `modelgate scan` over an Inspector (the all-formats one in production, raw pickles in this issue). */
+export function makeScanCommand(inspector: Inspector): Command {
+  return {
+    name: "scan",
+    summary: "inspect model files without loading them (exit 1 if any is rejected)",
+    usage: USAGE,
+    async run(args: string[], io: CliIo): Promise<number> {
+      const { values, positionals } = parseCommandArgs(args, {
+        json: { type: "boolean" },
+        "allow-global": { type: "string", multiple: true },
+        policy: { type: "string" },
+        source: { type: "string" },
+      });
+      if (positionals.length === 0) throw new GatewayError("usage", "name at least one file to scan");
+      const policy = policyFrom(values, io);
+      const results: FileResult[] = [];
+      const errors: { path: string; code: string; message: string }[] = [];
+      for (const path of positionals) {
+        const file = resolve(io.cwd, path);
+        let report: InspectionReport;
+        try {
+          report = await inspector(file, { policy, fileName: path });
+        } catch (err) {
+          const code = isGatewayError(err) ? err.code : "io_error";
+          errors.push({ path, code, message: messageOf(err) });
+          if (values.json !== true) io.stderr(`modelgate scan: ${code}: ${path}: ${messageOf(err)}\n`);
+          continue;
+        }
+        const result: FileResult = { path, verdict: report.verdict, format: report.format, findings: report.findings, imports: report.imports };
+        results.push(result);
+        if (values.json !== true) io.stdout(humanReport(result));
+      }
+      if (values.json === true) {
+        const doc = errors.length > 0 ? { files: results, errors } : { files: results };
+        io.stdout(`${JSON.stringify(doc, null, 2)}\n`);
+      }
+      if (errors.length > 0) return EXIT_USAGE;
+      return results.every((r) => r.verdict === "accept") ? EXIT_OK : EXIT_REJECTED;
+    },
+  };
+}
+
+export const scanCommand: Command = makeScanCommand(inspectRawPickleFile);
