@@ -3,13 +3,15 @@ import { GatewayError, isGatewayError, type InspectionErrorCode } from "../error
 import type { Finding, InspectionNode, Severity } from "../inspect/report";
 import { Cursor } from "../bytes/cursor";
 import { DEFAULT_CONTENT_POLICY } from "../inspect/policy";
-import { analyzePickle, inspectPickleSource, looksLikePickle, makePicklePolicy } from "../pickle";
+import { analyzePickle, makePicklePolicy } from "../pickle";
 import type { ArchiveContents, ArchiveMember } from "./archive";
-import type { FormatContext, FormatInspector } from "./context";
+import type { FormatContext } from "./context";
 import { classifyData, dataNode } from "./data";
 import { inspectCompressed } from "./decompress";
 import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, readHead, UNSUPPORTED_FORMATS, type DetectedFormat } from "./detect";
+import { inspectNpz, isNpzLayout } from "./npz";
 import { inspectNpy } from "./numpy";
+import { inspectPickleFile, looksLikePickleFile } from "./pickleFile";
 import { inspectSafetensors } from "./safetensors";
 import { readTar } from "./tar";
 import { inspectLegacyTorch, inspectTorchZip, torchZipLayout } from "./torch";
@@ -95,23 +97,19 @@ export function deeper(ctx: FormatContext): FormatContext {
   };
 }
 
-/** Raw pickles until the joblib-aware inspector (pickleFile.ts) is wired in. */
-const inspectPickleFile: FormatInspector = (source, path, ctx) =>
-  Promise.resolve(inspectPickleSource(source, path, { policy: ctx.policy, limits: ctx.pickleLimits }));
-
 /** Bounds of the broken-pickle probe (the real inspection reads everything). */
 const PROBE_LIMITS = { maxOpsPerStream: 100_000, timeBudgetMs: 2_000 };
 
 /**
  * Whether `pickle.load` would start executing this source. A well-formed pickle
- * (looksLikePickle), or a binary stream opening with PROTO 0-5 (broken or not, the analyzer
+ * (looksLikePickleFile: joblib dumps too), or a binary stream opening with PROTO 0-5 (broken or not, the analyzer
  * reports how), or a stream that is broken later but performs a dangerous import before it
  * breaks (nullifAI: pickle.load runs the payload, then fails on the garbage). Text that only
  * happens to parse as an unknown import before failing stays text.
  */
 export function couldBePickle(source: ByteSource, head: Uint8Array): boolean {
   if (head.length >= 2 && head[0] === 0x80 && (head[1] ?? 0xff) <= 5) return true;
-  if (looksLikePickle(source)) return true;
+  if (looksLikePickleFile(source)) return true;
   const cursor = new Cursor(source, { errorCode: "malformed_pickle", what: "pickle probe" });
   const probe = analyzePickle(cursor, { policy: makePicklePolicy(DEFAULT_CONTENT_POLICY), location: "", single: true, limits: PROBE_LIMITS });
   return probe.node.findings.some((f) => f.severity === "dangerous");
@@ -179,7 +177,7 @@ async function inspectArchiveSource(source: ByteSource, path: string, ctx: Forma
   }
   let archive: ArchiveContents;
   try {
-    archive = kind === "zip" ? readZip(source, path, ctx, { isPickle: looksLikePickle }) : await readTar(source, path, ctx);
+    archive = kind === "zip" ? readZip(source, path, ctx, { isPickle: (prefix) => couldBePickle(prefix, readHead(prefix)) }) : await readTar(source, path, ctx);
   } catch (err) {
     return errorNode(kind, path, err, kind);
   }
@@ -318,14 +316,7 @@ export async function inspectArchive(archive: ArchiveContents, path: string, ctx
     }
     const torch = torchZipLayout(archive.members);
     if (torch !== undefined && archive.kind === "zip") return await inspectTorchZip(archive, torch, path, ctx);
-    const files = archive.members.filter((m) => !m.isDirectory);
-    if (archive.kind === "zip" && files.length > 0 && files.every((m) => m.path.endsWith(".npy"))) {
-      // numpy.savez / savez_compressed: every member is sniffed (a member without the npy magic
-      // is returned by np.load as raw bytes, never unpickled; one with it goes to inspectNpy).
-      node.format = "npz";
-      await inspectAllMembers(archive, path, ctx);
-      return node;
-    }
+    if (isNpzLayout(archive)) return await inspectNpz(archive, path, ctx);
     node.format = archive.kind;
     await inspectAllMembers(archive, path, ctx);
     return node;
