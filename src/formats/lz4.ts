@@ -159,7 +159,10 @@ export function decodeLz4Block(src: Uint8Array, out: Uint8Array, outStart: numbe
     }
     if (literalLength > iend - ip) malformed(`literal run of ${literalLength} bytes overruns the block`, blockOffset + ip);
     if (literalLength > outEnd - op) malformed("literals exceed the declared block maximum size", blockOffset + ip);
-    out.set(src.subarray(ip, ip + literalLength), op);
+    if (literalLength < 32) {
+      // Short runs: a loop beats creating a subarray view.
+      for (let k = 0; k < literalLength; k++) out[op + k] = src[ip + k] as number;
+    } else out.set(src.subarray(ip, ip + literalLength), op);
     ip += literalLength;
     op += literalLength;
     // The last sequence of a block is literals only.
@@ -180,14 +183,14 @@ export function decodeLz4Block(src: Uint8Array, out: Uint8Array, outStart: numbe
     const ref = op - offset;
     if (ref < minRef) malformed(`match offset ${offset} reaches before the decoded data`, blockOffset + ip);
     if (matchLength > outEnd - op) malformed("match exceeds the declared block maximum size", blockOffset + ip);
-    if (offset >= matchLength) {
+    if (offset >= matchLength && matchLength >= 32) {
       out.copyWithin(op, ref, ref + matchLength);
-      op += matchLength;
     } else {
-      // Overlapping match: byte by byte repeats the last `offset` bytes (RLE-like runs).
+      // Short or overlapping matches: byte by byte (an overlapping match repeats the last
+      // `offset` bytes, RLE-like, which copyWithin would not do).
       for (let k = 0; k < matchLength; k++) out[op + k] = out[ref + k] as number;
-      op += matchLength;
     }
+    op += matchLength;
   }
 }
 
