@@ -113,6 +113,10 @@ export class FileAuditLog implements AuditSink {
     }
     try {
       await fs.access(this.file, fsConstants.W_OK);
+      // The path must still name the file we append to: a log moved or deleted under us would
+      // swallow entries into an unlinked inode.
+      const [onDisk, open] = await Promise.all([fs.stat(this.file), this.handle.stat()]);
+      if (onDisk.ino !== open.ino || onDisk.dev !== open.dev) throw new Error("the file was replaced or removed while open");
     } catch (err) {
       throw new GatewayError("unavailable", `the audit log ${this.file} is not writable: ${messageOf(err)}`, undefined, { cause: err });
     }
@@ -284,7 +288,8 @@ export async function verifyAuditLog(file: string, options: VerifyOptions = {}):
   // One line of lookahead tells a swap (reordered) from a gap (deleted entries).
   type Parsed = { n: number; raw: Buffer; entry: AuditEntry | undefined; complete: boolean };
   let held: Parsed | undefined;
-  const fail = (line: number, reason: AuditBreakReason, detail: string): AuditVerifyResult => ({ ok: false, count, line, reason, detail });
+  // `count` of a failure: the entries before the broken line, all of which verified.
+  const fail = (line: number, reason: AuditBreakReason, detail: string): AuditVerifyResult => ({ ok: false, count: line - 1, line, reason, detail });
 
   const check = (cur: Parsed, next: Parsed | undefined): AuditVerifyResult | undefined => {
     if (!cur.complete) return fail(cur.n, "truncated", "the last line is incomplete (no newline)");
