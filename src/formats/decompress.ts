@@ -33,6 +33,8 @@ export type Compression = "zlib" | "gzip" | "bz2" | "xz" | "lzma" | "lz4";
 export const COMPRESSIONS: readonly Compression[] = ["zlib", "gzip", "bz2", "lzma", "xz", "lz4"];
 
 const INPUT_CHUNK_BYTES = 256 * 1024;
+/** zlib output chunks: Node's 16 KiB default costs one write per 16 KiB. */
+const OUTPUT_CHUNK_BYTES = 256 * 1024;
 
 function startsWith(head: Uint8Array, prefix: readonly number[]): boolean {
   if (head.length < prefix.length) return false;
@@ -250,7 +252,7 @@ function parseGzipHeader(source: ByteSource, what: string): GzipHeader {
 
 async function decodeGzip(source: ByteSource, sink: BoundedSink, what: string): Promise<void> {
   const header = parseGzipHeader(source, what);
-  const inflate = createInflateRaw();
+  const inflate = createInflateRaw({ chunkSize: OUTPUT_CHUNK_BYTES });
   let crc = 0;
   const crcSink: ChunkSink = {
     write: (chunk) => {
@@ -330,7 +332,7 @@ function errorMessage(err: unknown): string {
 async function decodeInto(source: ByteSource, compression: Compression, sink: BoundedSink, what: string, options: DecompressOptions): Promise<void> {
   switch (compression) {
     case "zlib": {
-      const inflate = createInflate();
+      const inflate = createInflate({ chunkSize: OUTPUT_CHUNK_BYTES });
       await pump(inflate, source, 0, source.size, sink);
       if (inflate.bytesWritten !== source.size) throw malformed(compression, what, `has ${source.size - inflate.bytesWritten} bytes after its end`);
       return;
