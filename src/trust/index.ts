@@ -22,7 +22,7 @@ export {
 } from "./dsse";
 export type { Envelope, PublishPredicate, Statement } from "./dsse";
 export { matchesNameGlob } from "./glob";
-export { keyIdOf, parsePublicKey, publicKeyToPem, privateKeyToPem, readPrivateKey } from "./keys";
+export { keyIdOf, parsePublicKey, publicKeyToPem, privateKeyToPem, readPrivateKey, verifyEd25519 } from "./keys";
 export { verifyPublish, preflightEnvelope, recheckTrust, isNameAllowed } from "./verify";
 export type { PublishVerification, TrustReason } from "./verify";
 export { addKeyEntry, formatAllowlistJson, keyIdsBySource, writeFileAtomicSync } from "./edit";

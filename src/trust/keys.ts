@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, verify as cryptoVerify, type KeyObject } from "node:crypto";
 import nacl from "tweetnacl";
 import { GatewayError } from "../errors";
 import { decodeBase64Strict } from "./base64";
@@ -122,4 +122,31 @@ export function readPrivateKey(pem: string): { secretKey: Uint8Array; publicKey:
     throw new GatewayError("invalid_key", "private key's public half does not match its seed");
   }
   return { secretKey: pair.secretKey, publicKey: pair.publicKey };
+}
+
+/** The order of the edwards25519 base point (RFC 8032 section 5.1). */
+const ED25519_ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;
+
+function isCanonicalScalar(sig: Uint8Array): boolean {
+  let s = 0n;
+  for (let i = 63; i >= 32; i--) s = (s << 8n) | BigInt(sig[i] ?? 0);
+  return s < ED25519_ORDER;
+}
+
+/**
+ * Verify an Ed25519 signature (RFC 8032; the signatures tweetnacl and OpenSSL make). Verification
+ * goes through node:crypto (OpenSSL), about 50 times faster than tweetnacl's JavaScript, which
+ * matters on the fetch path where stored envelopes are re-checked. A signature whose scalar S
+ * is not reduced (S >= L) is refused explicitly: tweetnacl would accept S + L, a second spelling
+ * of the same signature (malleability).
+ */
+export function verifyEd25519(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  if (signature.length !== nacl.sign.signatureLength || publicKey.length !== ED25519_PUBLIC_KEY_BYTES) return false;
+  if (!isCanonicalScalar(signature)) return false;
+  try {
+    const key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(publicKey).toString("base64url") }, format: "jwk" });
+    return cryptoVerify(null, message, key, signature);
+  } catch {
+    return false;
+  }
 }

@@ -1,10 +1,10 @@
 import { timingSafeEqual } from "node:crypto";
-import nacl from "tweetnacl";
 import { GatewayError, isGatewayError, type ErrorCode, type TrustErrorCode } from "../errors";
 import type { Allowlist, TrustedKey, TrustedSource } from "./allowlist";
 import { decodeBase64Strict } from "./base64";
 import { pae, parseEnvelope, type Statement } from "./dsse";
 import { matchesNameGlob } from "./glob";
+import { verifyEd25519 } from "./keys";
 
 /** One reason a source or key did not approve the publish, reported in error details. */
 export interface TrustReason {
@@ -94,7 +94,7 @@ function decideTrust(envelopeBytes: Uint8Array | string, allowlist: Allowlist, n
     const first = holders?.[0];
     if (!first) continue;
     const sig = decodeBase64Strict(s.sig, `signatures.${String(i)}.sig`);
-    if (!nacl.sign.detached.verify(message, sig, first.key.publicKey)) {
+    if (!verifyEd25519(message, sig, first.key.publicKey)) {
       throw new GatewayError("bad_signature", `signature ${String(i)} by key ${s.keyid} does not verify`, {
         reasons: [{ code: "bad_signature", message: "signature does not verify", keyId: s.keyid }],
       });

@@ -1,6 +1,6 @@
 import { createHash, generateKeyPairSync } from "node:crypto";
 import nacl from "tweetnacl";
-import { keyIdOf, parsePublicKey, privateKeyToPem, publicKeyToPem, readPrivateKey } from "../../src/trust";
+import { keyIdOf, parsePublicKey, privateKeyToPem, publicKeyToPem, readPrivateKey, verifyEd25519 } from "../../src/trust";
 import { codeOf, testKey } from "./helpers";
 
 function ed25519Pems(): { pub: string; priv: string; raw: Uint8Array } {
@@ -85,5 +85,36 @@ describe("private keys", () => {
     expect(codeOf(() => readPrivateKey(rsa))).toBe("invalid_key");
     expect(codeOf(() => readPrivateKey("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))).toBe("invalid_key");
     expect(codeOf(() => readPrivateKey(""))).toBe("invalid_key");
+  });
+});
+
+describe("verifyEd25519", () => {
+  const k = testKey(12);
+  const msg = Buffer.from("DSSEv1 1 a 1 b");
+  const sig = nacl.sign.detached(msg, k.secretKey);
+
+  it("accepts tweetnacl signatures and rejects changed messages, keys and signatures", () => {
+    expect(verifyEd25519(msg, sig, k.publicKey)).toBe(true);
+    expect(verifyEd25519(Buffer.from("DSSEv1 1 a 1 c"), sig, k.publicKey)).toBe(false);
+    expect(verifyEd25519(msg, sig, testKey(13).publicKey)).toBe(false);
+    const flipped = Uint8Array.from(sig);
+    flipped[0] = (flipped[0] ?? 0) ^ 1;
+    expect(verifyEd25519(msg, flipped, k.publicKey)).toBe(false);
+    expect(verifyEd25519(msg, sig.subarray(0, 63), k.publicKey)).toBe(false);
+  });
+
+  it("rejects the malleable twin S + L that tweetnacl itself accepts", () => {
+    const L = 2n ** 252n + 27742317777372353535851937790883648493n;
+    let s = 0n;
+    for (let i = 63; i >= 32; i--) s = (s << 8n) | BigInt(sig[i] ?? 0);
+    let twinS = s + L;
+    const twin = Uint8Array.from(sig);
+    for (let i = 32; i < 64; i++) {
+      twin[i] = Number(twinS & 0xffn);
+      twinS >>= 8n;
+    }
+    expect(twinS).toBe(0n); // S + L still fits in 256 bits
+    expect(nacl.sign.detached.verify(msg, twin, k.publicKey)).toBe(true);
+    expect(verifyEd25519(msg, twin, k.publicKey)).toBe(false);
   });
 });
