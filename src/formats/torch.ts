@@ -274,6 +274,81 @@ function legacyFinding(message: string, location: string, offset?: number): Find
   return f;
 }
 
+/**
+ * The storage keys pickle read on its own, independent of the symbolic machine: torch writes
+ * `pickle.dump(sorted(keys))`, a flat list of str. Only the opcodes a pickler emits for that are
+ * accepted (PROTO, FRAME, EMPTY_LIST, MARK, BINUNICODE/SHORT_BINUNICODE, the memo puts, APPEND(S),
+ * STOP); anything else is not a keys list and rejects the file (fail closed).
+ */
+export function readLegacyKeys(source: ByteSource, start: number, end: number, maxKeys: number): string[] | string {
+  const c = new Cursor(source, { start, end, errorCode: "malformed_container", what: "legacy torch keys" });
+  const keys: string[] = [];
+  let pending: string[] = [];
+  let inMark = false;
+  let haveList = false;
+  const utf8 = new TextDecoder("utf-8", { fatal: true });
+  const str = (n: number): void => {
+    if (!haveList) throw new Error("string before the list");
+    if (n > 4096) throw new Error("storage key longer than 4096 bytes");
+    pending.push(utf8.decode(c.bytes(n, "key")));
+  };
+  try {
+    for (;;) {
+      const op = c.u8("opcode");
+      switch (op) {
+        case 0x80: // PROTO
+          c.u8("protocol");
+          break;
+        case 0x95: // FRAME
+          c.u64le("frame length");
+          break;
+        case 0x5d: // EMPTY_LIST
+          if (haveList) return "two lists in the keys pickle";
+          haveList = true;
+          break;
+        case 0x28: // MARK
+          if (inMark || pending.length > 0) return "nested MARK in the keys pickle";
+          inMark = true;
+          break;
+        case 0x58: // BINUNICODE
+          str(c.u32le("length"));
+          break;
+        case 0x8c: // SHORT_BINUNICODE
+          str(c.u8("length"));
+          break;
+        case 0x71: // BINPUT
+          c.u8("memo index");
+          break;
+        case 0x72: // LONG_BINPUT
+          c.u32le("memo index");
+          break;
+        case 0x94: // MEMOIZE
+          break;
+        case 0x61: // APPEND
+          if (inMark || pending.length !== 1) return "APPEND without exactly one key";
+          keys.push(...pending);
+          pending = [];
+          break;
+        case 0x65: // APPENDS
+          if (!inMark) return "APPENDS without MARK";
+          keys.push(...pending);
+          pending = [];
+          inMark = false;
+          break;
+        case 0x2e: // STOP
+          if (!haveList || inMark || pending.length > 0) return "keys pickle ends with unappended values";
+          if (!c.atEnd) return "keys pickle does not end at its STOP";
+          return keys;
+        default:
+          return `opcode 0x${op.toString(16)} is not part of a list of keys`;
+      }
+      if (keys.length + pending.length > maxKeys) return `more than ${maxKeys} storage keys`;
+    }
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
 const LEGACY_PARTS = ["magic number", "protocol version", "sys info", "data", "storage keys"] as const;
 
 /** FormatInspector for a legacy (pre-zip) torch.save file. */
@@ -281,8 +356,10 @@ export function inspectLegacyTorch(source: ByteSource, path: string, ctx: Format
   const node: InspectionNode = { kind: "pytorch-legacy", path, format: "pytorch-legacy", findings: [], children: [] };
   const refs = new Map<string, StorageRef>();
   let pos = 0;
+  let keysStart = 0;
   const values: (SymbolicValue | undefined)[] = [];
   for (const part of LEGACY_PARTS) {
+    keysStart = pos;
     const p = `${path}#${part.replace(/ /g, "-")}`;
     const scanned = scanTorchPickle(source, p, ctx, true, refs, pos);
     node.children.push(scanned.node);
@@ -293,42 +370,39 @@ export function inspectLegacyTorch(source: ByteSource, path: string, ctx: Format
     values.push(scanned.value);
     pos = scanned.end;
   }
-  const [magic, protocol, , , keys] = values;
+  const [magic, protocol] = values;
   if (magic?.kind !== "int" || magic.value !== TORCH_LEGACY_MAGIC) {
     node.findings.push(legacyFinding("the first pickle is not torch's magic number", path, 0));
   }
   if (protocol?.kind !== "int" || protocol.value !== TORCH_LEGACY_PROTOCOL) {
     node.findings.push(legacyFinding("the protocol version pickle is not 1001", path));
   }
-  if (keys?.kind !== "list" || keys.truncated === true) {
-    node.findings.push(legacyFinding(`the storage keys pickle is not a list of keys (${keys ? describeValue(keys) : "missing"})`, path));
+  const keys = readLegacyKeys(source, keysStart, pos, ctx.containerLimits.maxEntries);
+  if (typeof keys === "string") {
+    node.findings.push(legacyFinding(`the storage keys pickle is not a plain list of keys: ${keys}`, path, keysStart));
     return Promise.resolve(node);
   }
   const cursor = new Cursor(source, { start: pos, errorCode: "malformed_container", what: `${path}#storages` });
   let total = 0n;
   try {
-    for (const key of keys.items) {
-      if (key.kind !== "str") {
-        node.findings.push(legacyFinding(`storage key ${describeValue(key)} is not a string`, path, cursor.position));
-        return Promise.resolve(node);
-      }
-      const ref = refs.get(key.value);
+    for (const keyValue of keys) {
+      const ref = refs.get(keyValue);
       if (!ref) {
-        node.findings.push(pidFinding(`storage key ${JSON.stringify(key.value.slice(0, 64))} is listed but no persistent id declares it`, path, cursor.position));
+        node.findings.push(pidFinding(`storage key ${JSON.stringify(keyValue.slice(0, 64))} is listed but no persistent id declares it`, path, cursor.position));
         return Promise.resolve(node);
       }
       const at = cursor.position;
-      const numel = cursor.u64leBig(`size of storage ${key.value}`);
+      const numel = cursor.u64leBig(`size of storage ${keyValue}`);
       if (numel !== ref.numel) {
-        node.findings.push(pidFinding(`storage ${key.value} holds ${numel.toString()} elements in the file, ${ref.numel.toString()} in its persistent id`, path, at));
+        node.findings.push(pidFinding(`storage ${keyValue} holds ${numel.toString()} elements in the file, ${ref.numel.toString()} in its persistent id`, path, at));
         return Promise.resolve(node);
       }
       const bytes = numel * BigInt(ref.elementSize);
       if (bytes > BigInt(cursor.remaining)) {
-        node.findings.push(legacyFinding(`storage ${key.value} declares ${bytes.toString()} bytes but ${cursor.remaining} remain`, path, at));
+        node.findings.push(legacyFinding(`storage ${keyValue} declares ${bytes.toString()} bytes but ${cursor.remaining} remain`, path, at));
         return Promise.resolve(node);
       }
-      cursor.skip(Number(bytes), `storage ${key.value}`);
+      cursor.skip(Number(bytes), `storage ${keyValue}`);
       total += bytes;
     }
   } catch (err) {
@@ -343,8 +417,10 @@ export function inspectLegacyTorch(source: ByteSource, path: string, ctx: Format
       node.children.push(inspectPickleSource(trailing, `${path}#trailing`, { policy: ctx.policy, limits: ctx.pickleLimits }));
     }
   }
-  const unlisted = [...refs.keys()].filter((k) => !keys.items.some((v) => v.kind === "str" && v.value === k));
+  const listed = new Set(keys);
+  if (listed.size !== keys.length) node.findings.push(legacyFinding("a storage key is listed twice", path));
+  const unlisted = [...refs.keys()].filter((k) => !listed.has(k));
   if (unlisted.length > 0) node.findings.push(pidFinding(`storages ${unlisted.slice(0, 5).join(", ")} are referenced but not in the keys list`, path));
-  node.details = { storages: keys.items.length, storageBytes: total.toString() };
+  node.details = { storages: keys.length, storageBytes: total.toString() };
   return Promise.resolve(node);
 }

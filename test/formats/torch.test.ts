@@ -2,11 +2,12 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inspectFile } from "../../src/formats/inspectFile";
-import { parseStoragePid, torchZipLayout } from "../../src/formats/torch";
+import { parseStoragePid, readLegacyKeys, torchZipLayout } from "../../src/formats/torch";
+import { BufferSource } from "../../src/bytes/source";
 import { ContentPolicySchema, type ContentPolicy } from "../../src/inspect/policy";
 import type { InspectionReport } from "../../src/inspect/report";
 import type { SymbolicValue } from "../../src/pickle/values";
-import { buildLegacyTorch, op, osSystemPickle, stateDictPickle, type TensorSpec } from "./torchBuilder";
+import { buildLegacyTorch, listPickle, op, osSystemPickle, stateDictPickle, type TensorSpec } from "./torchBuilder";
 import { buildZip, type ZipEntrySpec } from "./zipBuilder";
 
 let dir: string;
@@ -148,6 +149,22 @@ describe("PyTorch zip checkpoints", () => {
     const allowed = await inspectBytes(ts, { allowTorchScript: true });
     expect(allowed.verdict).toBe("accept");
     expect(allowed.findings.some((f) => f.code === "embedded_code")).toBe(true);
+  });
+});
+
+describe("readLegacyKeys", () => {
+  const keysOf = (bytes: Uint8Array, max = 100) => readLegacyKeys(new BufferSource(bytes), 0, bytes.length, max);
+  it("reads the flat list torch writes, with APPENDS or APPEND", () => {
+    expect(keysOf(listPickle(["0", "1", "10"]))).toEqual(["0", "1", "10"]);
+    expect(keysOf(Uint8Array.from([...op.proto(2), ...op.emptyList, ...op.str("k"), 0x61, ...op.stop]))).toEqual(["k"]);
+    expect(keysOf(Uint8Array.from([...op.proto(2), ...op.emptyList, ...op.stop]))).toEqual([]);
+  });
+  it("refuses anything that is not a plain list of strings, and more keys than the limit", () => {
+    expect(typeof keysOf(osSystemPickle())).toBe("string");
+    expect(typeof keysOf(Uint8Array.from([...op.proto(2), ...op.emptyList, ...op.mark, ...op.int(1), ...op.appends, ...op.stop]))).toBe("string");
+    expect(typeof keysOf(listPickle(["0", "1"]).subarray(0, 12))).toBe("string");
+    expect(keysOf(listPickle(["0", "1"]), 2)).toEqual(["0", "1"]);
+    expect(typeof keysOf(listPickle(["0", "1", "2"]), 2)).toBe("string");
   });
 });
 
