@@ -187,7 +187,7 @@ export class PickleMachine {
         case OP.SETITEMS: {
           const mark = this.popMarkIndex(offset);
           if ((stack.length - mark) % 2 !== 0) malformed("odd number of items for SETITEMS", offset);
-          const d = this.top(offset);
+          const d = this.belowMark(mark, offset);
           if (d.kind === "dict") for (let k = mark; k < stack.length; k += 2) this.retainEntry(d, stack[k] as SymbolicValue, stack[k + 1] as SymbolicValue);
           else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
           stack.length = mark;
@@ -202,7 +202,7 @@ export class PickleMachine {
         }
         case OP.APPENDS: {
           const mark = this.popMarkIndex(offset);
-          const list = this.top(offset);
+          const list = this.belowMark(mark, offset);
           if (list.kind === "list") for (let k = mark; k < stack.length; k++) this.retain(list.items, stack[k] as SymbolicValue, list);
           else if (list.kind === "global") ev.mutateGlobal(op, list, offset);
           stack.length = mark;
@@ -366,7 +366,7 @@ export class PickleMachine {
         break;
       case OP.ADDITEMS: {
         const mark = this.popMarkIndex(offset);
-        const s = this.top(offset);
+        const s = this.belowMark(mark, offset);
         if (s.kind === "set") for (let k = mark; k < stack.length; k++) this.retain(s.items, stack[k] as SymbolicValue, s);
         else if (s.kind === "global") ev.mutateGlobal(op, s, offset);
         stack.length = mark;
@@ -416,6 +416,12 @@ export class PickleMachine {
   private top(offset: number): SymbolicValue {
     if (this.stack.length <= this.fence) malformed("unpickling stack underflow", offset);
     return this.stack[this.stack.length - 1] as SymbolicValue;
+  }
+
+  /** The object just below a popped mark (the list of APPENDS, the dict of SETITEMS), in the enclosing frame. */
+  private belowMark(mark: number, offset: number): SymbolicValue {
+    if (mark <= this.fence) malformed("unpickling stack underflow", offset);
+    return this.stack[mark - 1] as SymbolicValue;
   }
 
   /** Remove the innermost MARK and return the stack index it pointed at (items since it are still on the stack). */

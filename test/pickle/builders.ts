@@ -1,3 +1,7 @@
+import { Cursor } from "../../src/bytes/cursor";
+import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
+import { analyzePickle, type AnalyzeOptions, type PickleAnalysis } from "../../src/pickle/analyzer";
+import { makePicklePolicy } from "../../src/pickle/policy";
 import { OP, opcodeInfo, type OpName } from "../../src/pickle/opcodes";
 
 /**
@@ -155,4 +159,27 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
 export function callOf(module: string, name: string, arg = "id", via: "GLOBAL" | "STACK_GLOBAL" = "GLOBAL"): PickleOp[] {
   const imp: PickleOp[] = via === "GLOBAL" ? [["GLOBAL", module, name]] : [["SHORT_BINUNICODE", module], ["SHORT_BINUNICODE", name], ["STACK_GLOBAL"]];
   return [...imp, ["SHORT_BINUNICODE", arg], ["TUPLE1"], ["REDUCE"]];
+}
+
+
+/** Analyze bytes under the default policy plus `allow` patterns. */
+export function analyzeBytes(bytes: Uint8Array, opts: Partial<Omit<AnalyzeOptions, "policy">> & { allow?: string[] } = {}): PickleAnalysis {
+  const { allow, ...rest } = opts;
+  return analyzePickle(Cursor.ofBytes(bytes, { errorCode: "malformed_pickle" }), {
+    policy: makePicklePolicy(DEFAULT_CONTENT_POLICY, allow ?? []),
+    location: "t",
+    ...rest,
+  });
+}
+
+export function codesOf(a: PickleAnalysis): string[] {
+  return a.node.findings.map((f) => f.code);
+}
+
+export function verdictOf(a: PickleAnalysis): "accept" | "reject" {
+  return a.node.findings.some((f) => f.severity !== "innocuous") ? "reject" : "accept";
+}
+
+export function analyzeOps(ops: PickleOp[], opts: Parameters<typeof analyzeBytes>[1] = {}): PickleAnalysis {
+  return analyzeBytes(buildPickle(ops), opts);
 }

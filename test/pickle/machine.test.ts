@@ -1,0 +1,320 @@
+import { Cursor } from "../../src/bytes/cursor";
+import { GatewayError } from "../../src/errors";
+import type { SymbolicValue } from "../../src/pickle";
+import { analyzeBytes, analyzeOps, buildPickle, callOf, codesOf, concat, framed, verdictOf, type PickleOp } from "./builders";
+
+function valueOf(ops: PickleOp[]): SymbolicValue | undefined {
+  const a = analyzeOps([...ops, ["STOP"]]);
+  expect(a.node.findings.filter((f) => f.severity === "malformed")).toEqual([]);
+  return a.values[0];
+}
+
+/** Plain JSON-ish view of a value for assertions. */
+function plain(v: SymbolicValue | undefined): unknown {
+  if (v === undefined) return undefined;
+  switch (v.kind) {
+    case "none":
+      return null;
+    case "bool":
+    case "float":
+      return v.value;
+    case "int":
+      return v.value;
+    case "str":
+      return v.value;
+    case "bytes":
+      return { bytes: v.length };
+    case "tuple":
+    case "list":
+    case "set":
+    case "frozenset":
+      return { [v.kind]: v.items.map(plain) };
+    case "dict":
+      return { dict: v.entries.map(([k, x]) => [plain(k), plain(x)]) };
+    case "global":
+      return `${v.module}.${v.name}`;
+    case "object":
+      return { call: plain(v.callable), args: plain(v.args), ...(v.state ? { state: plain(v.state) } : {}) };
+    case "persistent":
+      return { persistent: plain(v.id) };
+    default:
+      return v.kind;
+  }
+}
+
+describe("symbolic machine: values", () => {
+  it("builds containers like the unpickler", () => {
+    expect(
+      plain(
+        valueOf([
+          ["PROTO", 4],
+          ["EMPTY_DICT"],
+          ["MEMOIZE"],
+          ["MARK"],
+          ["SHORT_BINUNICODE", "a"],
+          ["EMPTY_LIST"],
+          ["MARK"],
+          ["BININT1", 1],
+          ["BININT2", 300],
+          ["APPENDS"],
+          ["SHORT_BINUNICODE", "t"],
+          ["NONE"],
+          ["NEWTRUE"],
+          ["BINFLOAT", 0.5],
+          ["TUPLE3"],
+          ["SHORT_BINUNICODE", "s"],
+          ["EMPTY_SET"],
+          ["MARK"],
+          ["BININT", -5],
+          ["ADDITEMS"],
+          ["SHORT_BINUNICODE", "f"],
+          ["MARK"],
+          ["SHORT_BINBYTES", new Uint8Array(3)],
+          ["FROZENSET"],
+          ["SETITEMS"],
+        ]),
+      ),
+    ).toEqual({
+      dict: [
+        ["a", { list: [1n, 300n] }],
+        ["t", { tuple: [null, true, 0.5] }],
+        ["s", { set: [-5n] }],
+        ["f", { frozenset: [{ bytes: 3 }] }],
+      ],
+    });
+  });
+
+  it("protocol 0/1 forms: DICT, LIST, TUPLE, SETITEM, APPEND, INT bools, LONG, text strings", () => {
+    expect(
+      plain(
+        valueOf([
+          ["MARK"],
+          ["STRING", "k"],
+          ["MARK"],
+          ["INT", true],
+          ["LONG", 5n],
+          ["FLOAT", "2.5"],
+          ["UNICODE", "u"],
+          ["LIST"],
+          ["DICT"],
+          ["STRING", "x"],
+          ["MARK"],
+          ["TUPLE"],
+          ["SETITEM"],
+        ]),
+      ),
+    ).toEqual({ dict: [["k", { list: [true, 5n, 2.5, "u"] }], ["x", { tuple: [] }]] });
+  });
+
+  it("MEMOIZE stores the object on top of the stack, not the previous opcode's argument", () => {
+    // FRAME's integer argument precedes MEMOIZE; the memo must hold the string, not the frame length.
+    const v = valueOf([["PROTO", 4], ...framed([["SHORT_BINUNICODE", "x"], ["POP"], ["SHORT_BINUNICODE", "kept"]]), ["MEMOIZE"], ["POP"], ["BINGET", 0]]);
+    expect(plain(v)).toBe("kept");
+  });
+
+  it("MEMOIZE indexes by len(memo), after PUTs at arbitrary indices", () => {
+    const v = valueOf([["PROTO", 4], ["SHORT_BINUNICODE", "a"], ["BINPUT", 7], ["POP"], ["SHORT_BINUNICODE", "b"], ["MEMOIZE"], ["POP"], ["BINGET", 1]]);
+    expect(plain(v)).toBe("b");
+  });
+
+  it("PUT/GET text forms and LONG_BINPUT/LONG_BINGET share one memo", () => {
+    expect(plain(valueOf([["STRING", "v"], ["PUT", 3], ["POP"], ["GET", 3]]))).toBe("v");
+    expect(plain(valueOf([["PROTO", 2], ["SHORT_BINUNICODE", "w"], ["LONG_BINPUT", 100000], ["POP"], ["LONG_BINGET", 100000]]))).toBe("w");
+  });
+
+  it("POP on an empty frame after MARK pops the mark (CPython's load_pop)", () => {
+    expect(plain(valueOf([["NONE"], ["MARK"], ["POP"], ["NEWTRUE"], ["TUPLE2"]]))).toEqual({ tuple: [null, true] });
+  });
+
+  it("POP_MARK discards items back to the mark; DUP duplicates", () => {
+    expect(plain(valueOf([["PROTO", 2], ["NONE"], ["MARK"], ["NEWTRUE"], ["NEWFALSE"], ["POP_MARK"], ["DUP"], ["TUPLE2"]]))).toEqual({ tuple: [null, null] });
+  });
+
+  it("REDUCE, NEWOBJ, NEWOBJ_EX, OBJ, INST and BUILD make objects with state", () => {
+    const ops: PickleOp[] = [
+      ["PROTO", 4],
+      ["MARK"],
+      ["GLOBAL", "collections", "OrderedDict"],
+      ["EMPTY_TUPLE"],
+      ["REDUCE"],
+      ["GLOBAL", "builtins", "set"],
+      ["EMPTY_TUPLE"],
+      ["NEWOBJ"],
+      ["GLOBAL", "builtins", "dict"],
+      ["EMPTY_TUPLE"],
+      ["EMPTY_DICT"],
+      ["NEWOBJ_EX"],
+      ["MARK"],
+      ["GLOBAL", "builtins", "list"],
+      ["BININT1", 1],
+      ["OBJ"],
+      ["MARK"],
+      ["BININT1", 2],
+      ["INST", "builtins", "tuple"],
+      ["EMPTY_DICT"],
+      ["BUILD"],
+      ["LIST"],
+    ];
+    const a = analyzeOps([...ops, ["STOP"]]);
+    expect(a.node.findings).toEqual([]);
+    expect(plain(a.values[0])).toEqual({
+      list: [
+        { call: "collections.OrderedDict", args: { tuple: [] } },
+        { call: "builtins.set", args: { tuple: [] } },
+        { call: "builtins.dict", args: { tuple: [] } },
+        { call: "builtins.list", args: { tuple: [1n] } },
+        { call: "builtins.tuple", args: { tuple: [2n] }, state: { dict: [] } },
+      ],
+    });
+    const calls = a.node.details?.calls as { opcode: string; callable: string }[];
+    expect(calls.map((c) => `${c.opcode} ${c.callable}`)).toEqual([
+      "REDUCE collections.OrderedDict",
+      "NEWOBJ builtins.set",
+      "NEWOBJ_EX builtins.dict",
+      "OBJ builtins.list",
+      "INST builtins.tuple",
+      "BUILD builtins.tuple",
+    ]);
+  });
+
+  it("PERSID and BINPERSID call onPersistentId with the decoded id and keep its findings", () => {
+    const seen: unknown[] = [];
+    const a = analyzeOps(
+      [["PROTO", 2], ["PERSID", "0"], ["SHORT_BINUNICODE", "storage"], ["GLOBAL", "torch", "FloatStorage"], ["BININT1", 4], ["TUPLE3"], ["BINPERSID"], ["TUPLE2"], ["STOP"]],
+      {
+        onPersistentId: (id, offset) => {
+          seen.push([plain(id), offset]);
+          return offset === 2 ? [] : [{ code: "bad_persistent_id", severity: "malformed", message: "test" }];
+        },
+      },
+    );
+    expect(seen).toEqual([
+      ["0", 2],
+      [{ tuple: ["storage", "torch.FloatStorage", 4n] }, 37],
+    ]);
+    expect(a.node.findings).toEqual([expect.objectContaining({ code: "bad_persistent_id", offset: 37, location: "t#pickle[0]" })]);
+    expect(a.node.details?.persistentIds).toBe(2);
+  });
+
+  it("onBuild sees the built object and may skip raw bytes after BUILD (joblib)", () => {
+    const head = buildPickle([["PROTO", 2], ["GLOBAL", "builtins", "object"], ["EMPTY_TUPLE"], ["NEWOBJ"], ["EMPTY_DICT"], ["BUILD"]]);
+    const raw = new Uint8Array([0xff, 0xfe, 0xfd, 0x00]);
+    const bytes = concat(head, raw, buildPickle([["STOP"]]));
+    const a = analyzeBytes(bytes, {
+      onBuild: (event, cursor) => {
+        expect(event.offset).toBe(head.length);
+        expect(event.target.kind).toBe("object");
+        cursor.skip(raw.length);
+      },
+    });
+    expect(a.node.findings).toEqual([]);
+    expect(a.end).toBe(bytes.length);
+  });
+
+  it("a GatewayError thrown by a callback becomes a finding, not an exception", () => {
+    const a = analyzeOps([["PROTO", 2], ["GLOBAL", "builtins", "object"], ["EMPTY_TUPLE"], ["NEWOBJ"], ["EMPTY_DICT"], ["BUILD"], ["STOP"]], {
+      onBuild: () => {
+        throw new GatewayError("malformed_container", "bad wrapper");
+      },
+    });
+    expect(codesOf(a)).toEqual(["malformed_container"]);
+  });
+
+  it("raw bytes skipped by onBuild inside an unfinished FRAME are malformed", () => {
+    const a = analyzeOps([["PROTO", 4], ...framed([["GLOBAL", "builtins", "object"], ["EMPTY_TUPLE"], ["NEWOBJ"], ["EMPTY_DICT"], ["BUILD"], ["NONE"], ["NONE"], ["STOP"]])], {
+      onBuild: (_e, cursor) => {
+        cursor.skip(1);
+      },
+    });
+    expect(codesOf(a)).toEqual(["malformed_pickle"]);
+  });
+
+  it("single: stops after the first STOP and reports where it ended", () => {
+    const first = buildPickle([["PROTO", 2], ["NONE"], ["STOP"]]);
+    const a = analyzeBytes(concat(first, new Uint8Array([1, 2, 3])), { single: true });
+    expect(a.end).toBe(first.length);
+    expect(a.streams).toBe(1);
+    expect(a.node.findings).toEqual([]);
+  });
+
+  it("caps what containers retain and marks them truncated", () => {
+    const ops: PickleOp[] = [["PROTO", 2], ["EMPTY_LIST"]];
+    for (let i = 0; i < 5; i++) {
+      ops.push(["MARK"]);
+      for (let k = 0; k < 1000; k++) ops.push(["NONE"]);
+      ops.push(["APPENDS"]);
+    }
+    const v = analyzeOps([...ops, ["STOP"]]).values[0];
+    expect(v?.kind === "list" && v.items.length).toBe(4096);
+    expect(v?.kind === "list" && v.truncated).toBe(true);
+  });
+});
+
+describe("symbolic machine: malformed structure", () => {
+  it.each<[string, PickleOp[]]>([
+    ["stack underflow", [["PROTO", 2], ["POP"], ["STOP"]]],
+    ["STOP on an empty stack", [["PROTO", 2], ["STOP"]]],
+    ["consuming below the mark", [["NONE"], ["MARK"], ["TUPLE1"], ["STOP"]]],
+    ["APPENDS without a mark", [["EMPTY_LIST"], ["APPENDS"], ["STOP"]]],
+    ["odd SETITEMS", [["EMPTY_DICT"], ["MARK"], ["NONE"], ["SETITEMS"], ["STOP"]]],
+    ["odd DICT", [["MARK"], ["NONE"], ["DICT"], ["STOP"]]],
+    ["OBJ without a class", [["MARK"], ["OBJ"], ["STOP"]]],
+    ["GET of a missing memo key", [["PROTO", 2], ["BINGET", 9], ["STOP"]]],
+    ["PUT on an empty stack", [["PROTO", 2], ["BINPUT", 0], ["STOP"]]],
+    ["MEMOIZE on an empty stack", [["PROTO", 4], ["MEMOIZE"], ["STOP"]]],
+    ["a frame that extends past STOP", [["PROTO", 4], ["FRAME", 3], ["NONE"], ["STOP"], ["NONE"]]],
+  ])("%s is malformed_pickle", (_name, ops) => {
+    const a = analyzeOps(ops);
+    expect(codesOf(a)).toEqual(["malformed_pickle"]);
+    expect(a.node.findings[0]?.severity).toBe("malformed");
+  });
+});
+
+describe("sequences: bytes after STOP", () => {
+  const clean = buildPickle([["PROTO", 2], ["NONE"], ["STOP"]]);
+  const payload = buildPickle([["PROTO", 2], ...callOf("os", "system", "echo x"), ["STOP"]]);
+
+  it("scans every pickle of a sequence and keeps each top value", () => {
+    const a = analyzeBytes(concat(clean, clean, clean));
+    expect(a.streams).toBe(3);
+    expect(a.values).toHaveLength(3);
+    expect(verdictOf(a)).toBe("accept");
+  });
+
+  it("finds a payload in the second pickle", () => {
+    const a = analyzeBytes(concat(clean, payload));
+    expect(a.node.findings).toEqual([expect.objectContaining({ code: "dangerous_global", global: "os.system", location: "t#pickle[1]" })]);
+  });
+
+  it("garbage after STOP is malformed (a trailing newline too)", () => {
+    expect(codesOf(analyzeBytes(concat(clean, new Uint8Array([0xff]))))).toEqual(["malformed_pickle"]);
+    expect(codesOf(analyzeBytes(concat(clean, new Uint8Array([0x0a]))))).toEqual(["malformed_pickle"]);
+  });
+
+  it("a zip appended after STOP (polyglot) is rejected", () => {
+    const zip = new Uint8Array([0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x00, 0x00, 0x08, 0x00]);
+    const a = analyzeBytes(concat(clean, zip));
+    expect(codesOf(a)).toEqual(["malformed_pickle"]);
+    expect(a.node.findings[0]?.offset).toBe(clean.length);
+  });
+
+  it("a payload followed by garbage reports both the import and the break (nullifAI)", () => {
+    const broken = concat(payload.subarray(0, payload.length - 1), new Uint8Array([0xfe, 0x01]));
+    const a = analyzeBytes(broken);
+    expect(codesOf(a)).toEqual(["dangerous_global", "malformed_pickle"]);
+    expect(a.node.imports?.map((i) => `${i.module}.${i.name}`)).toEqual(["os.system"]);
+  });
+
+  it("a payload before a lying frame is still reported", () => {
+    const a = analyzeOps([["PROTO", 4], ...callOf("subprocess", "Popen", "x"), ["FRAME", 999], ["STOP"]]);
+    expect(codesOf(a)).toEqual(["dangerous_global", "malformed_pickle"]);
+  });
+
+  it("analyzes only the cursor's range", () => {
+    const bytes = concat(clean, payload);
+    const a = analyzeBytes(bytes.subarray(0, clean.length));
+    expect(verdictOf(a)).toBe("accept");
+    const c = new Cursor({ size: bytes.length, readAt: (t, p) => (t.set(bytes.subarray(p, p + t.length)), Math.min(t.length, bytes.length - p)) }, { start: clean.length, end: bytes.length });
+    expect(c.position).toBe(clean.length);
+  });
+});
