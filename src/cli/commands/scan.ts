@@ -3,7 +3,7 @@ import { GatewayError, isGatewayError, messageOf } from "../../errors";
 import type { Inspector } from "../../inspect/inspector";
 import { DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../../inspect/policy";
 import type { Finding, ImportRecord, InspectionReport } from "../../inspect/report";
-import { inspectRawPickleFile } from "../../pickle/inspectRawPickleFile";
+import { inspectFile } from "../../formats/inspectFile";
 import { invalidGlobalPattern } from "../../pickle/policy";
 import { loadAllowlist } from "../../trust/allowlist";
 import { parseCommandArgs } from "../args";
@@ -115,4 +115,4 @@ export function makeScanCommand(inspector: Inspector): Command {
   };
 }
 
-export const scanCommand: Command = makeScanCommand(inspectRawPickleFile);
+export const scanCommand: Command = makeScanCommand(inspectFile);
