@@ -1,11 +1,43 @@
+import * as path from "node:path";
+import { verifyAuditLog } from "../../audit/fileLog";
 import { GatewayError } from "../../errors";
+import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+import { EXIT_OK, EXIT_REJECTED } from "../exitCodes";
+
+const USAGE = `usage: modelgate audit verify [<file>] [--head <sha256>]
+
+Check the audit log's hash chain. Prints the entry count and the head hash (exit 0), or the
+first broken, edited, reordered or truncated entry (exit 1). <file> defaults to
+$MODELGATE_AUDIT_LOG, else <$MODELGATE_DATA_DIR or ./data>/audit.log. --head: a head hash
+printed earlier; the log must still contain it (detects entries cut from the end).`;
 
 export const auditCommand: Command = {
   name: "audit",
-  summary: "(not implemented yet)",
-  usage: "usage: modelgate audit",
-  run() {
-    return Promise.reject(new GatewayError("usage", "modelgate audit is not implemented yet"));
+  summary: "verify the audit log's hash chain",
+  usage: USAGE,
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs(args, { head: { type: "string" } });
+    const [action, fileArg, ...extra] = positionals;
+    if (action !== "verify") throw new GatewayError("usage", action === undefined ? "missing action: verify" : `unknown action '${action}'`);
+    if (extra.length > 0) throw new GatewayError("usage", `unexpected arguments: ${extra.join(" ")}`);
+    if (values.head !== undefined && !/^[0-9a-f]{64}$/.test(values.head)) throw new GatewayError("usage", "--head must be 64 lowercase hex characters");
+    const configured = io.env.MODELGATE_AUDIT_LOG;
+    const fallback = path.join(io.env.MODELGATE_DATA_DIR ?? "./data", "audit.log");
+    const file = path.resolve(io.cwd, fileArg ?? (configured !== undefined && configured !== "" ? configured : fallback));
+    let result;
+    try {
+      result = await verifyAuditLog(file, values.head !== undefined ? { expectHead: values.head } : {});
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") throw new GatewayError("io_error", `no audit log at ${file}`);
+      throw err;
+    }
+    if (result.ok) {
+      io.stdout(`ok ${file}: ${result.count.toString()} entries, head ${result.head}\n`);
+      return EXIT_OK;
+    }
+    io.stdout(`BROKEN ${file}: line ${result.line.toString()}: ${result.reason}: ${result.detail} (${result.count.toString()} entries before it verify)\n`);
+    return EXIT_REJECTED;
   },
 };
