@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -282,5 +283,29 @@ describe("inspectCompressed", () => {
   it("reports content without a compression prefix as unknown", async () => {
     const node = await inspectCompressed(new BufferSource(Uint8Array.from([1, 2, 3])), "", formatCtx(() => ({ kind: "x", path: "", findings: [], children: [] })));
     expect(node.findings.map((f) => f.code)).toEqual(["unknown_format"]);
+  });
+});
+
+describe("mutated streams", () => {
+  it.each(KINDS)("%s: every mutation decodes or fails with an inspection code, and leaves no temp file", async (kind) => {
+    const base = compressed(kind);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 3 }),
+        fc.nat(base.length),
+        async (edits, cut) => {
+          const bytes = base.slice(0, Math.max(cut, 1));
+          for (const [at, value] of edits) if (at < bytes.length) bytes[at] = value;
+          const code = await codeOf(
+            decompressToTempFile(new BufferSource(bytes), kind, ctxOf()).then((out) => {
+              out.close();
+            }),
+          );
+          expect([undefined, "malformed_container", "limit_exceeded"]).toContain(code);
+        },
+      ),
+      { numRuns: kind === "bz2" ? 40 : 120 },
+    );
+    expect(readdirSync(tempDir)).toHaveLength(0);
   });
 });
