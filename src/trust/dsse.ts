@@ -29,8 +29,19 @@ export const PublishPredicateSchema = z.strictObject({
 });
 export type PublishPredicate = z.infer<typeof PublishPredicateSchema>;
 
+/**
+ * Artifact names: 1 to MAX_ARTIFACT_NAME_LENGTH characters, no control characters (they would
+ * forge lines in logs and terminals, CWE-117). Everything else is left to the allowlist's globs.
+ */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+
+export function isValidArtifactName(name: string): boolean {
+  return name.length >= 1 && name.length <= MAX_ARTIFACT_NAME_LENGTH && !CONTROL_CHARACTERS.test(name);
+}
+
 const SubjectSchema = z.strictObject({
-  name: z.string().min(1).max(MAX_ARTIFACT_NAME_LENGTH),
+  name: z.string().refine(isValidArtifactName, `1 to ${String(MAX_ARTIFACT_NAME_LENGTH)} characters, no control characters`),
   digest: z.strictObject({ sha256: z.string().regex(HEX_SHA256, "lowercase hex sha256 (64 characters)") }),
 });
 

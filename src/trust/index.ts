@@ -19,6 +19,7 @@ export {
   serializeStatement,
   signEnvelope,
   addSignature,
+  isValidArtifactName,
 } from "./dsse";
 export type { Envelope, PublishPredicate, Statement } from "./dsse";
 export { matchesNameGlob } from "./glob";

@@ -46,5 +46,6 @@ describe("modelgate sign", () => {
     expect(await runCommand(signCommand, ["model.bin"], dir)).toMatchObject({ code: 2, errorCode: "usage" });
     expect(await runCommand(signCommand, ["--key", "signer.key"], dir)).toMatchObject({ code: 2, errorCode: "usage" });
     expect(await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", ""], dir)).toMatchObject({ code: 2, errorCode: "usage" });
+    expect(await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", "a\nb"], dir)).toMatchObject({ code: 2, errorCode: "usage" });
   });
 });

@@ -1,4 +1,4 @@
-import { MAX_ENVELOPE_BYTES, MAX_SIGNATURES_PER_ENVELOPE } from "../../src/limits";
+import { MAX_ARTIFACT_NAME_LENGTH, MAX_ENVELOPE_BYTES, MAX_SIGNATURES_PER_ENVELOPE } from "../../src/limits";
 import { buildPublishStatement, parseEnvelope, PUBLISH_PREDICATE_TYPE, signEnvelope } from "../../src/trust";
 import { codeOf, DIGEST, rawEnvelope, statementJson, testKey } from "./helpers";
 
@@ -64,6 +64,9 @@ describe("parseEnvelope", () => {
     ["short digest", statementJson({ subject: [{ name: "a", digest: { sha256: "ab" } }] })],
     ["extra digest algorithm", statementJson({ subject: [{ name: "a", digest: { sha256: DIGEST, md5: "00" } }] })],
     ["empty name", statementJson({ subject: [{ name: "", digest: { sha256: DIGEST } }] })],
+    ["name with a newline", statementJson({ subject: [{ name: "a\nverdict=accepted", digest: { sha256: DIGEST } }] })],
+    ["name with an escape character", statementJson({ subject: [{ name: "a\u001b[2J", digest: { sha256: DIGEST } }] })],
+    ["name longer than MAX_ARTIFACT_NAME_LENGTH", statementJson({ subject: [{ name: "n".repeat(MAX_ARTIFACT_NAME_LENGTH + 1), digest: { sha256: DIGEST } }] })],
     ["unknown statement field", statementJson({ extra: true })],
     ["unknown predicate field", statementJson({ predicate: { framework: "x", runThis: "rm -rf /" } })],
     ["predicate size not an integer", statementJson({ predicate: { size: 1.5 } })],
@@ -74,6 +77,11 @@ describe("parseEnvelope", () => {
   it("rejects another predicate type as wrong_predicate_type", () => {
     const slsa = statementJson({ predicateType: "https://slsa.dev/provenance/v1", predicate: { buildDefinition: {} } });
     expect(codeOf(() => parseEnvelope(JSON.stringify(rawEnvelope(slsa, [k]))))).toBe("wrong_predicate_type");
+  });
+
+  it("accepts a name of exactly MAX_ARTIFACT_NAME_LENGTH, unicode included", () => {
+    const name = `é${"n".repeat(MAX_ARTIFACT_NAME_LENGTH - 1)}`;
+    expect(parseEnvelope(JSON.stringify(rawEnvelope(statementJson({ subject: [{ name, digest: { sha256: DIGEST } }] }), [k]))).statement.subject[0].name).toBe(name);
   });
 
   it("treats a missing predicate as empty metadata", () => {

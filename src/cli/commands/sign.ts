@@ -1,7 +1,7 @@
 import * as path from "node:path";
 import { GatewayError } from "../../errors";
 import { MAX_ARTIFACT_NAME_LENGTH } from "../../limits";
-import { buildPublishStatement, keyIdOf, readPrivateKey, sha256File, signEnvelope, writeFileAtomicSync } from "../../trust";
+import { buildPublishStatement, isValidArtifactName, keyIdOf, readPrivateKey, sha256File, signEnvelope, writeFileAtomicSync } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
 import { MAX_KEY_FILE_BYTES, readSmallFile } from "./trust";
@@ -25,8 +25,8 @@ export const signCommand: Command = {
     if (values.key === undefined) throw new GatewayError("usage", "sign needs --key <keyfile>");
     const file = path.resolve(io.cwd, fileArg);
     const name = values.name ?? path.basename(file);
-    if (name.length === 0 || name.length > MAX_ARTIFACT_NAME_LENGTH) {
-      throw new GatewayError("usage", `--name must have 1 to ${String(MAX_ARTIFACT_NAME_LENGTH)} characters`);
+    if (!isValidArtifactName(name)) {
+      throw new GatewayError("usage", `--name must have 1 to ${String(MAX_ARTIFACT_NAME_LENGTH)} characters and no control characters`);
     }
     const { secretKey, publicKey } = readPrivateKey(readSmallFile(path.resolve(io.cwd, values.key), MAX_KEY_FILE_BYTES, "private key").toString("utf8"));
     const { digestHex, size } = await sha256File(file);
