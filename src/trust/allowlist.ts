@@ -214,6 +214,7 @@ export function readAllowlistJson(file: string): unknown {
   let text: string;
   try {
     const st = statSync(file);
+    if (!st.isFile()) throw new GatewayError("io_error", `allowlist ${file} is not a regular file`);
     if (st.size > MAX_ALLOWLIST_BYTES) {
       throw new GatewayError("invalid_allowlist", `${file} is ${String(st.size)} bytes, more than the limit of ${String(MAX_ALLOWLIST_BYTES)}`);
     }

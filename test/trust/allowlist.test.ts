@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { isGatewayError } from "../../src/errors";
+import { MAX_ALLOWLIST_BYTES } from "../../src/limits";
 import { loadAllowlist, parseAllowlist, publicKeyToPem } from "../../src/trust";
 import { codeOf, testKey } from "./helpers";
 
@@ -122,5 +123,22 @@ describe("loadAllowlist", () => {
     const file = path.join(dir, "broken.json");
     writeFileSync(file, "{ not json");
     expect(codeOf(() => loadAllowlist(file))).toBe("invalid_allowlist");
+  });
+});
+
+describe("loadAllowlist limits", () => {
+  it("io_error for a directory; invalid_allowlist above MAX_ALLOWLIST_BYTES, accepted at it", () => {
+    const d = mkdtempSync(path.join(tmpdir(), "mg-allowlist-limit-"));
+    try {
+      expect(codeOf(() => loadAllowlist(d))).toBe("io_error");
+      const base = JSON.stringify({ version: 1, sources: [] });
+      const file = path.join(d, "allowlist.json");
+      writeFileSync(file, base + " ".repeat(MAX_ALLOWLIST_BYTES - base.length));
+      expect(loadAllowlist(file).sources).toEqual([]);
+      writeFileSync(file, base + " ".repeat(MAX_ALLOWLIST_BYTES - base.length + 1));
+      expect(codeOf(() => loadAllowlist(file))).toBe("invalid_allowlist");
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

@@ -28,7 +28,8 @@ export function resolveAllowlistPath(flag: string | undefined, io: CliIo): strin
 export function readSmallFile(file: string, maxBytes: number, what: string, tooLarge: ErrorCode = "io_error"): Buffer {
   let fd: number;
   try {
-    fd = openSync(file, constants.O_RDONLY);
+    // O_NONBLOCK: a FIFO given by mistake must not hang the CLI; regular files are unaffected.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw new GatewayError("io_error", `cannot read ${what} ${file}: ${(err as Error).message}`, undefined, { cause: err });
   }
