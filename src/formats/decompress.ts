@@ -364,9 +364,16 @@ const FINDING_CODES: ReadonlySet<string> = new Set<InspectionErrorCode>(["malfor
 
 /** A child context one nesting level deeper that shares everything else (budget included). */
 export function nestedContext(ctx: FormatContext): FormatContext {
-  const child = Object.create(ctx) as FormatContext;
-  child.depth = ctx.depth + 1;
-  return child;
+  return {
+    policy: ctx.policy,
+    containerLimits: ctx.containerLimits,
+    pickleLimits: ctx.pickleLimits,
+    depth: ctx.depth + 1,
+    tempDir: ctx.tempDir,
+    budget: ctx.budget,
+    inspectMember: (source, path, c) => ctx.inspectMember(source, path, c),
+    inspectArchive: (archive, path, c) => ctx.inspectArchive(archive, path, c),
+  };
 }
 
 /**
