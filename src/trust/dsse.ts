@@ -14,8 +14,8 @@ export const DSSE_PAYLOAD_TYPE = "application/vnd.in-toto+json";
 export const STATEMENT_TYPE = "https://in-toto.io/Statement/v1";
 
 const HEX_SHA256 = /^[0-9a-f]{64}$/;
-/** Key ids are at most this long; DSSE allows any string, we bound what we compare. */
-const MAX_KEYID_LENGTH = 256;
+/** DSSE allows any key id string; we accept printable ASCII only (they end up in messages and logs). */
+const KEYID_PATTERN = /^[\x21-\x7e]{1,256}$/;
 const MAX_SIG_BASE64_LENGTH = 128;
 
 /** Optional metadata a publisher may attach; strict: an unknown field is malformed. */
@@ -35,6 +35,11 @@ export type PublishPredicate = z.infer<typeof PublishPredicateSchema>;
  */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+
+/** Untrusted text for an error message: truncated, quoted and escaped (JSON string syntax). */
+export function quoteUntrusted(text: string, max = 200): string {
+  return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
+}
 
 export function isValidArtifactName(name: string): boolean {
   return name.length >= 1 && name.length <= MAX_ARTIFACT_NAME_LENGTH && !CONTROL_CHARACTERS.test(name);
@@ -70,7 +75,7 @@ const EnvelopeSchema = z.strictObject({
   payloadType: z.string().max(256),
   payload: z.string().min(1),
   signatures: z
-    .array(z.strictObject({ keyid: z.string().min(1).max(MAX_KEYID_LENGTH), sig: z.string().min(1).max(MAX_SIG_BASE64_LENGTH) }))
+    .array(z.strictObject({ keyid: z.string().regex(KEYID_PATTERN, "1 to 256 printable ASCII characters"), sig: z.string().min(1).max(MAX_SIG_BASE64_LENGTH) }))
     .min(1)
     .max(MAX_SIGNATURES_PER_ENVELOPE),
 });
@@ -121,7 +126,7 @@ export function parseStatement(json: unknown): Statement {
   if (head.data.predicateType !== PUBLISH_PREDICATE_TYPE) {
     throw new GatewayError(
       "wrong_predicate_type",
-      `statement predicateType is '${head.data.predicateType.slice(0, 200)}', expected '${PUBLISH_PREDICATE_TYPE}'`,
+      `statement predicateType is ${quoteUntrusted(head.data.predicateType)}, expected '${PUBLISH_PREDICATE_TYPE}'`,
     );
   }
   const predicate = PublishPredicateSchema.safeParse(head.data.predicate ?? {});
@@ -147,7 +152,7 @@ export function parseEnvelope(bytes: Uint8Array | string): { envelope: Envelope;
   }
   const envelope = parsed.data;
   if (envelope.payloadType !== DSSE_PAYLOAD_TYPE) {
-    throw new GatewayError("malformed_signature", `envelope payloadType is '${envelope.payloadType}', expected '${DSSE_PAYLOAD_TYPE}'`);
+    throw new GatewayError("malformed_signature", `envelope payloadType is ${quoteUntrusted(envelope.payloadType)}, expected '${DSSE_PAYLOAD_TYPE}'`);
   }
   for (const [i, s] of envelope.signatures.entries()) {
     const sig = decodeBase64Strict(s.sig, `signatures.${String(i)}.sig`);

@@ -2,7 +2,7 @@ import { timingSafeEqual } from "node:crypto";
 import { GatewayError, isGatewayError, type ErrorCode, type TrustErrorCode } from "../errors";
 import type { Allowlist, TrustedKey, TrustedSource } from "./allowlist";
 import { decodeBase64Strict } from "./base64";
-import { pae, parseEnvelope, type Statement } from "./dsse";
+import { pae, parseEnvelope, quoteUntrusted, type Statement } from "./dsse";
 import { matchesNameGlob } from "./glob";
 import { verifyEd25519 } from "./keys";
 
@@ -71,7 +71,7 @@ function decideTrust(envelopeBytes: Uint8Array | string, allowlist: Allowlist, n
   const subjectName = statement.subject[0].name;
   const name = nameOverride ?? subjectName;
   if (name !== subjectName) {
-    throw new GatewayError("name_not_allowed", `the signed statement names '${subjectName}', not '${name}'`, {
+    throw new GatewayError("name_not_allowed", `the signed statement names ${quoteUntrusted(subjectName)}, not ${quoteUntrusted(name)}`, {
       reasons: [{ code: "name_not_allowed", message: "artifact name differs from the statement's subject name" }],
     });
   }
@@ -102,7 +102,7 @@ function decideTrust(envelopeBytes: Uint8Array | string, allowlist: Allowlist, n
     validKeyIds.add(s.keyid);
   }
   if (validKeyIds.size === 0) {
-    const ids = envelope.signatures.map((s) => s.keyid.slice(0, 16)).join(", ");
+    const ids = envelope.signatures.map((s) => s.keyid.slice(0, 16)).join(", "); // printable ASCII (schema)
     throw new GatewayError("untrusted_source", `no signature is by a key in the allowlist (key ids ${ids}; known sources: ${knownSourceIds(allowlist)})`, {
       reasons: [{ code: "untrusted_source", message: "no signature by a known key" }],
     });
@@ -145,7 +145,7 @@ function decideTrust(envelopeBytes: Uint8Array | string, allowlist: Allowlist, n
     } else if (!isNameAllowed(source, name)) {
       primary = {
         code: "name_not_allowed",
-        message: `source '${source.id}' may not publish '${name}' (allowed: ${(source.names ?? []).join(", ")})`,
+        message: `source '${source.id}' may not publish ${quoteUntrusted(name)} (allowed: ${(source.names ?? []).join(", ")})`,
         source: source.id,
       };
       reasons.push(primary);

@@ -89,3 +89,16 @@ describe("parseEnvelope", () => {
     expect(parseEnvelope(JSON.stringify(rawEnvelope(rest, [k]))).statement.predicate).toEqual({});
   });
 });
+
+describe("key ids", () => {
+  it.each([["with a space", "a b"], ["with a newline", "ab\n"], ["non-ASCII", "clé"], ["too long", "k".repeat(257)]])("rejects a keyid %s", (_l, keyid) => {
+    const env = rawEnvelope(statementJson(), [k]);
+    const sig = env.signatures[0]?.sig ?? "";
+    expect(codeOf(() => parseEnvelope(JSON.stringify({ ...env, signatures: [{ keyid, sig }] })))).toBe("malformed_signature");
+  });
+  it("accepts any printable ASCII keyid up to 256 characters", () => {
+    const env = rawEnvelope(statementJson(), [k]);
+    const sig = env.signatures[0]?.sig ?? "";
+    expect(parseEnvelope(JSON.stringify({ ...env, signatures: [{ keyid: "k".repeat(256), sig }] })).envelope.signatures).toHaveLength(1);
+  });
+});
