@@ -394,7 +394,10 @@ function walk(dir: string, out: string[]): void {
   }
 }
 
-/** Built-in seeds plus fixture files that suit the target (each at most maxBytes; larger ones are skipped). */
+/**
+ * Built-in seeds, fixture files that suit the target and the target's saved crashers in
+ * test/fixtures/fuzz-regressions/ (each at most maxBytes; larger files are skipped).
+ */
 export function seedsFor(target: FuzzTarget, maxBytes = 256 * 1024): Uint8Array[] {
   const seeds = [...target.builtinSeeds()];
   const files: string[] = [];
@@ -402,8 +405,14 @@ export function seedsFor(target: FuzzTarget, maxBytes = 256 * 1024): Uint8Array[
   for (const file of files.sort()) {
     const st = statSync(file);
     if (st.size === 0 || st.size > maxBytes || /\.(py|md)$/.test(file) || file.endsWith("manifest.json")) continue;
+    const rel = path.relative(fixtureRoot(), file);
     const data = readFileSync(file);
-    if (target.fixture(path.relative(fixtureRoot(), file), data.subarray(0, 512))) seeds.push(new Uint8Array(data));
+    if (rel.startsWith(`fuzz-regressions${path.sep}`)) {
+      // Saved crashers replay against their own target only.
+      if (path.basename(rel).startsWith(`${target.name}-`) && rel.endsWith(".bin")) seeds.push(new Uint8Array(data));
+      continue;
+    }
+    if (target.fixture(rel, data.subarray(0, 512))) seeds.push(new Uint8Array(data));
   }
   return seeds;
 }
