@@ -164,16 +164,16 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
         await quarantine(res, hex, `size on disk ${String(stat.size)} differs from the record's ${String(record.size)}`);
         throw new GatewayError("integrity_error", "the stored artifact is damaged and was quarantined");
       }
+      const range = parseRange(req.get("range"), stat.size);
+      if (range.kind === "unsatisfiable") {
+        res.setHeader("Content-Range", `bytes */${String(stat.size)}`);
+        throw new GatewayError("range_not_satisfiable", `the range is not one satisfiable byte range of ${String(stat.size)} bytes`);
+      }
       setContentHeaders(res, hex);
       if (etagMatches(req.get("if-none-match"), hex)) {
         status = 304;
         res.status(304).end();
         return;
-      }
-      const range = parseRange(req.get("range"), stat.size);
-      if (range.kind === "unsatisfiable") {
-        res.setHeader("Content-Range", `bytes */${String(stat.size)}`);
-        throw new GatewayError("range_not_satisfiable", `the range is not one satisfiable byte range of ${String(stat.size)} bytes`);
       }
       const isRange = range.kind === "range";
       const length = isRange ? range.end - range.start + 1 : stat.size;

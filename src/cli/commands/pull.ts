@@ -1,11 +1,134 @@
-import { GatewayError } from "../../errors";
+import { createWriteStream, promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { z } from "zod";
+import { GatewayError, isGatewayError, messageOf } from "../../errors";
+import { sameDigest } from "../../store/hashing";
+import { loadAllowlist, parseDigest, recheckTrust, sha256File } from "../../trust";
+import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+import { apiUrl, authHeaders, gatewayUrl, request, serverError } from "./push";
+
+const MetadataSchema = z.object({
+  digest: z.string(),
+  name: z.string(),
+  size: z.number().int().nonnegative(),
+  signatures: z.array(z.object({ envelope: z.string(), source: z.string() })),
+});
+
+/** Partial downloads live next to --out (same filesystem, so the final rename is atomic). */
+function partialPath(out: string, hex: string): string {
+  return path.join(path.dirname(out), `.${path.basename(out)}.${hex.slice(0, 16)}.partial`);
+}
+
+async function sizeOf(p: string): Promise<number> {
+  try {
+    return (await fsp.stat(p)).size;
+  } catch {
+    return 0;
+  }
+}
+
+async function fsyncFile(p: string): Promise<void> {
+  const handle = await fsp.open(p, "r+");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+)$/;
 
 export const pullCommand: Command = {
   name: "pull",
-  summary: "(not implemented yet)",
-  usage: "usage: modelgate pull",
-  run() {
-    return Promise.reject(new GatewayError("usage", "modelgate pull is not implemented yet"));
+  summary: "download an artifact by digest and verify it",
+  usage: [
+    "usage: modelgate pull <digest> --out <path> [--url <url>] [--allowlist <path>]",
+    "",
+    "  <digest>     sha256:<64 hex> (or bare 64 hex)",
+    "  --out        where to put the verified file (written only after verification)",
+    "  --url        gateway base URL (env MODELGATE_URL, default http://127.0.0.1:8080)",
+    "  --allowlist  also verify the stored signature envelopes locally against this allowlist",
+    "",
+    "Downloads to a partial file next to --out, checks the sha256, then renames into place;",
+    "an interrupted download resumes (HTTP Range) when run again. Env MODELGATE_TOKEN: API token.",
+  ].join("\n"),
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs(args, {
+      out: { type: "string" },
+      url: { type: "string" },
+      allowlist: { type: "string" },
+    });
+    const [digestArg, ...extra] = positionals;
+    if (digestArg === undefined || extra.length > 0) throw new GatewayError("usage", "pull takes exactly one <digest>");
+    if (values.out === undefined) throw new GatewayError("usage", "--out <path> is required");
+    let hex: string;
+    try {
+      hex = parseDigest(digestArg);
+    } catch (err) {
+      throw new GatewayError("usage", messageOf(err));
+    }
+    const base = gatewayUrl(values.url, io);
+    const out = path.resolve(io.cwd, values.out);
+    const headers = authHeaders(io);
+    const blobUrl = apiUrl(base, `/v1/artifacts/sha256:${hex}`);
+
+    if (values.allowlist !== undefined) {
+      // Trust is decided locally from the stored envelopes, before any byte is downloaded.
+      const allowlist = loadAllowlist(path.resolve(io.cwd, values.allowlist));
+      const res = await request(apiUrl(base, `/v1/artifacts/sha256:${hex}/metadata`), { headers });
+      if (!res.ok) throw await serverError(res);
+      const meta = MetadataSchema.safeParse(await res.json());
+      if (!meta.success || meta.data.digest !== `sha256:${hex}`) throw new GatewayError("integrity_error", "the server's metadata does not describe the requested digest");
+      const verification = recheckTrust({ envelopes: meta.data.signatures.map((s) => s.envelope), digestHex: hex, name: meta.data.name, allowlist, now: new Date() });
+      io.stderr(`trusted locally: ${meta.data.name} signed by source ${verification.source.id}\n`);
+    }
+
+    const partial = partialPath(out, hex);
+    let have = await sizeOf(partial);
+    const res = await request(blobUrl, { headers: { ...headers, ...(have > 0 ? { Range: `bytes=${String(have)}-` } : {}) } });
+    let append = false;
+    if (res.status === 206) {
+      const m = CONTENT_RANGE.exec(res.headers.get("content-range") ?? "");
+      if (!m || Number(m[1]) !== have) throw new GatewayError("integrity_error", "the server resumed at another offset than asked");
+      append = true;
+      io.stderr(`resuming at byte ${String(have)}\n`);
+    } else if (res.status === 416 && have > 0) {
+      // The partial file already holds every byte (or more): verify it as it is.
+      await res.body?.cancel();
+      append = true;
+    } else if (!res.ok) {
+      throw await serverError(res);
+    } else {
+      have = 0;
+    }
+
+    if (res.status !== 416) {
+      const body = res.body;
+      if (body === null) throw new GatewayError("io_error", "the server sent no body");
+      try {
+        await pipeline(Readable.fromWeb(body as WebReadableStream<Uint8Array>), createWriteStream(partial, { flags: append ? "a" : "w" }));
+      } catch (err) {
+        throw new GatewayError("io_error", `download interrupted after ${String(await sizeOf(partial))} bytes (${messageOf(err)}); run the same command again to resume`);
+      }
+    }
+
+    const { digestHex } = await sha256File(partial);
+    if (!sameDigest(digestHex, hex)) {
+      await fsp.rm(partial, { force: true });
+      throw new GatewayError("integrity_error", `downloaded bytes hash to sha256:${digestHex}, not sha256:${hex}; the partial file was removed`);
+    }
+    try {
+      await fsyncFile(partial);
+      await fsp.rename(partial, out);
+    } catch (err) {
+      if (isGatewayError(err)) throw err;
+      throw new GatewayError("io_error", `cannot move the verified file to ${values.out}: ${messageOf(err)}`);
+    }
+    io.stdout(`sha256:${hex}  ${values.out}\n`);
+    return 0;
   },
 };

@@ -1,11 +1,124 @@
-import { GatewayError } from "../../errors";
-import type { Command } from "../command";
+import { openAsBlob, promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { z } from "zod";
+import { GatewayError, messageOf, type ErrorCode } from "../../errors";
+import { HTTP_STATUS } from "../../http/errorStatus";
+import { MAX_ENVELOPE_BYTES } from "../../limits";
+import { parseCommandArgs } from "../args";
+import type { CliIo, Command } from "../command";
+
+const DEFAULT_URL = "http://127.0.0.1:8080";
+
+/** --url, else env MODELGATE_URL, else the local default; only http(s) URLs. */
+export function gatewayUrl(flag: string | undefined, io: CliIo): URL {
+  const text = flag ?? io.env.MODELGATE_URL ?? DEFAULT_URL;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new GatewayError("usage", `--url must be an http(s) URL, got '${text}'`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new GatewayError("usage", `--url must be http or https, got '${url.protocol}'`);
+  return url;
+}
+
+/** The API path under the base URL (a base with a path prefix, e.g. behind a proxy, is kept). */
+export function apiUrl(base: URL, apiPath: string): URL {
+  const url = new URL(base.toString());
+  url.pathname = `${url.pathname.replace(/\/+$/, "")}${apiPath}`;
+  return url;
+}
+
+/** Bearer token from env MODELGATE_TOKEN (never from a flag: flags end up in shell history). */
+export function authHeaders(io: CliIo): Record<string, string> {
+  const token = io.env.MODELGATE_TOKEN;
+  return token !== undefined && token !== "" ? { Authorization: `Bearer ${token}` } : {};
+}
+
+const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+
+/** Turn a non-2xx answer into the server's own code (unknown codes become `internal`). */
+export async function serverError(res: Response): Promise<GatewayError> {
+  const text = await res.text().catch(() => "");
+  let parsed: z.infer<typeof ErrorBodySchema> | undefined;
+  try {
+    const result = ErrorBodySchema.safeParse(JSON.parse(text));
+    parsed = result.success ? result.data : undefined;
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined) return new GatewayError("internal", `server answered HTTP ${String(res.status)} without an error body`);
+  const known = Object.prototype.hasOwnProperty.call(HTTP_STATUS, parsed.error.code);
+  const code = (known ? parsed.error.code : "internal") as ErrorCode;
+  return new GatewayError(code, `${parsed.error.message} (HTTP ${String(res.status)})`);
+}
+
+export async function request(url: URL, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    const cause = (err as { cause?: unknown }).cause;
+    throw new GatewayError("io_error", `cannot reach ${url.origin}: ${messageOf(cause ?? err)}`);
+  }
+}
+
+const PushResultSchema = z.object({ digest: z.string(), size: z.number(), name: z.string(), source: z.string() });
 
 export const pushCommand: Command = {
   name: "push",
-  summary: "(not implemented yet)",
-  usage: "usage: modelgate push",
-  run() {
-    return Promise.reject(new GatewayError("usage", "modelgate push is not implemented yet"));
+  summary: "upload a signed artifact to a gateway",
+  usage: [
+    "usage: modelgate push <file> --sig <envelope.json> [--name <name>] [--url <url>]",
+    "",
+    "  --sig   the DSSE envelope made by `modelgate sign` (sent first, so an untrusted upload",
+    "          is refused before its body is stored)",
+    "  --name  the artifact name (must equal the signed statement's subject name)",
+    "  --url   gateway base URL (env MODELGATE_URL, default http://127.0.0.1:8080)",
+    "",
+    "Env MODELGATE_TOKEN: API token sent as a Bearer token. Prints the digest on success;",
+    "exits 1 with the server's error code when the upload is refused.",
+  ].join("\n"),
+  async run(args, io) {
+    const { values, positionals } = parseCommandArgs(args, {
+      sig: { type: "string" },
+      name: { type: "string" },
+      url: { type: "string" },
+    });
+    const [file, ...extra] = positionals;
+    if (file === undefined || extra.length > 0) throw new GatewayError("usage", "push takes exactly one <file>");
+    if (values.sig === undefined) throw new GatewayError("usage", "--sig <envelope.json> is required");
+    const base = gatewayUrl(values.url, io);
+    const filePath = path.resolve(io.cwd, file);
+    const sigPath = path.resolve(io.cwd, values.sig);
+
+    let envelope: string;
+    try {
+      const st = await fsp.stat(sigPath);
+      if (!st.isFile() || st.size > MAX_ENVELOPE_BYTES) throw new GatewayError("usage", `${values.sig} is not a signature envelope file (at most ${String(MAX_ENVELOPE_BYTES)} bytes)`);
+      envelope = await fsp.readFile(sigPath, "utf8");
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      throw new GatewayError("io_error", `cannot read ${values.sig}: ${messageOf(err)}`);
+    }
+    let artifact: Blob;
+    try {
+      // A file-backed Blob: fetch streams it from disk, the artifact is never read into memory.
+      artifact = await openAsBlob(filePath);
+    } catch (err) {
+      throw new GatewayError("io_error", `cannot read ${file}: ${messageOf(err)}`);
+    }
+
+    const form = new FormData();
+    form.append("signature", envelope); // first: the server preflights it before the body
+    if (values.name !== undefined) form.append("name", values.name);
+    form.append("artifact", artifact, path.basename(filePath));
+
+    const res = await request(apiUrl(base, "/v1/artifacts"), { method: "POST", body: form, headers: authHeaders(io) });
+    if (!res.ok) throw await serverError(res);
+    const body = PushResultSchema.safeParse(await res.json());
+    if (!body.success) throw new GatewayError("internal", "the server's answer is not an upload result");
+    io.stdout(`${body.data.digest}\n`);
+    io.stderr(`${res.status === 201 ? "stored" : "already stored"}: ${body.data.name} (${String(body.data.size)} bytes, source ${body.data.source})\n`);
+    return 0;
   },
 };

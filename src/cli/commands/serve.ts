@@ -1,6 +1,10 @@
 import pino from "pino";
 import { loadConfig } from "../../config";
+import { inspectFile } from "../../formats/inspectFile";
+import { AllowlistHolder } from "../../http/allowlistHolder";
 import { createApp } from "../../http/app";
+import { createOps, loadOpsConfig } from "../../ops";
+import { FsArtifactStore } from "../../store/fsStore";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
 
@@ -14,6 +18,9 @@ export const serveCommand: Command = {
     "  --port       port (env PORT, default 8080)",
     "  --data       data directory (env MODELGATE_DATA_DIR, default ./data)",
     "  --allowlist  allowlist.json (env MODELGATE_ALLOWLIST, default ./allowlist.json)",
+    "",
+    "Refuses to start when the allowlist is invalid. SIGHUP (or editing the file) reloads it;",
+    "an invalid new allowlist is refused and the previous one stays in force.",
   ].join("\n"),
   async run(args, io) {
     const { values } = parseCommandArgs(args, {
@@ -24,13 +31,54 @@ export const serveCommand: Command = {
     });
     const config = loadConfig(io.env, { host: values.host, port: values.port, dataDir: values.data, allowlistPath: values.allowlist });
     const logger = pino({ level: config.logLevel });
-    const app = createApp({ config, logger, now: () => new Date() });
+    const ops = await createOps(loadOpsConfig(io.env, { dataDir: config.dataDir }), logger);
+    let holder: AllowlistHolder;
+    try {
+      const startup = ops.startupCheck(config.host);
+      // Invalid allowlist at start: refuse to run (exit 2) rather than serve with no trust at all.
+      holder = new AllowlistHolder(config.allowlistPath, { logger, audit: ops.audit, metrics: ops.metrics });
+      logger.info({ allowlist: config.allowlistPath, sources: holder.current().sources.map((s) => s.id) }, startup);
+    } catch (err) {
+      await ops.close();
+      throw err;
+    }
+    const store = new FsArtifactStore(config.dataDir);
+    await store.init();
+    holder.watch();
+    const app = createApp({
+      config,
+      logger,
+      now: () => new Date(),
+      store,
+      allowlist: holder,
+      audit: ops.audit,
+      inspect: inspectFile,
+      metrics: ops.metrics,
+      access: ops.access,
+      extraRouters: ops.routers,
+      middlewares: ops.middlewares,
+      uploadGate: ops.uploadGate,
+    });
     await new Promise<void>((resolve, reject) => {
       const server = app.listen(config.port, config.host, () => {
-        logger.info({ host: config.host, port: config.port }, "modelgate listening");
+        const address = server.address();
+        const port = typeof address === "object" && address !== null ? address.port : config.port;
+        logger.info({ host: config.host, port, dataDir: config.dataDir }, "modelgate listening");
       });
+      ops.applyServerTimeouts(server);
       server.on("error", reject);
-      const stop = () => server.close(() => { resolve(); });
+      const onHup = (): void => {
+        void holder.reload();
+      };
+      process.on("SIGHUP", onHup);
+      const stop = (): void => {
+        process.off("SIGHUP", onHup);
+        holder.close();
+        server.close(() => {
+          ops.close().then(resolve, reject);
+        });
+        server.closeIdleConnections();
+      };
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
     });
