@@ -1,0 +1,118 @@
+import { randomBytes } from "node:crypto";
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import request from "supertest";
+import { pullCommand } from "../../src/cli/commands/pull";
+import { allowlistJson, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "../http/helpers";
+import { listen, runCli } from "./pushPull.helpers";
+
+const publisher = makePublisher();
+const other = makePublisher();
+
+describe("modelgate pull", () => {
+  let env: TestEnv;
+  let server: { url: string; close(): Promise<void> };
+  let bytes: Buffer;
+  let hex: string;
+  let outDir: string;
+
+  beforeAll(async () => {
+    env = await makeEnv({ sources: [{ id: "pub", keys: [{ pub: publisher }] }] });
+    server = await listen(env.app);
+    bytes = randomBytes(3 * 1024 * 1024 + 123);
+    hex = sha256Hex(bytes);
+    const res = await request(env.app).post("/v1/artifacts").field("signature", signFor(publisher, bytes, "models/pull")).attach("artifact", bytes, "m.bin");
+    expect(res.status).toBe(201);
+    await fsp.writeFile(path.join(env.dir, "mine.json"), allowlistJson([{ id: "pub", keys: [{ pub: publisher }] }]));
+    await fsp.writeFile(path.join(env.dir, "others.json"), allowlistJson([{ id: "other", keys: [{ pub: other }] }]));
+  });
+  beforeEach(async () => {
+    outDir = await fsp.mkdtemp(path.join(env.dir, "out-"));
+  });
+  afterAll(async () => {
+    await server.close();
+    await env.cleanup();
+  });
+
+  it("downloads, verifies and renames into place; with --allowlist verifies the envelopes locally", async () => {
+    const res = await runCli(pullCommand, [`sha256:${hex}`, "--out", path.join(outDir, "model.bin"), "--url", server.url], {}, env.dir);
+    expect(res.code).toBe(0);
+    expect(Buffer.compare(await fsp.readFile(path.join(outDir, "model.bin")), bytes)).toBe(0);
+    expect(await fsp.readdir(outDir)).toEqual(["model.bin"]);
+    const trusted = await runCli(pullCommand, [hex, "--out", path.join(outDir, "again.bin"), "--allowlist", "mine.json"], { MODELGATE_URL: server.url }, env.dir);
+    expect(trusted.code).toBe(0);
+    expect(trusted.stderr).toContain("source pub");
+  });
+
+  it("refuses an artifact the local allowlist does not trust, writing nothing", async () => {
+    const res = await runCli(pullCommand, [hex, "--out", path.join(outDir, "model.bin"), "--url", server.url, "--allowlist", "others.json"], {}, env.dir);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain("untrusted_source");
+    expect(await fsp.readdir(outDir)).toEqual([]);
+  });
+
+  it("maps server and usage errors to exit codes", async () => {
+    const unknown = await runCli(pullCommand, [sha256Hex(Buffer.from("nope")), "--out", path.join(outDir, "x"), "--url", server.url], {}, env.dir);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain("not_found");
+    expect((await runCli(pullCommand, ["sha256:bad", "--out", path.join(outDir, "x"), "--url", server.url], {}, env.dir)).code).toBe(2);
+    expect((await runCli(pullCommand, [hex, "--url", server.url], {}, env.dir)).code).toBe(2);
+    expect(await fsp.readdir(outDir)).toEqual([]);
+  });
+
+  it("resumes an interrupted download with a Range request and never leaves a partial file at --out", async () => {
+    const cut = 1024 * 1024 + 7;
+    const ranges: (string | undefined)[] = [];
+    let first = true;
+    const flaky = await listen((req, res) => {
+      ranges.push(req.headers.range);
+      if (first) {
+        first = false;
+        res.writeHead(200, { "Content-Length": String(bytes.length), "Content-Type": "application/octet-stream" });
+        res.write(bytes.subarray(0, cut), () => {
+          res.destroy();
+        });
+        return;
+      }
+      env.app(req, res);
+    });
+    try {
+      const out = path.join(outDir, "model.bin");
+      const interrupted = await runCli(pullCommand, [hex, "--out", out, "--url", flaky.url], {}, env.dir);
+      expect(interrupted.code).toBe(2);
+      expect(interrupted.stderr).toContain("io_error");
+      const leftovers = await fsp.readdir(outDir);
+      expect(leftovers).toHaveLength(1);
+      expect(leftovers[0]).toMatch(/^\.model\.bin\..*\.partial$/);
+      const partialSize = (await fsp.stat(path.join(outDir, leftovers[0]!))).size;
+      expect(partialSize).toBeGreaterThan(0);
+      expect(partialSize).toBeLessThan(bytes.length);
+
+      const resumed = await runCli(pullCommand, [hex, "--out", out, "--url", flaky.url], {}, env.dir);
+      expect(resumed.code).toBe(0);
+      expect(resumed.stderr).toContain(`resuming at byte ${String(partialSize)}`);
+      expect(ranges).toEqual([undefined, `bytes=${String(partialSize)}-`]);
+      expect(Buffer.compare(await fsp.readFile(out), bytes)).toBe(0);
+      expect(await fsp.readdir(outDir)).toEqual(["model.bin"]);
+    } finally {
+      await flaky.close();
+    }
+  });
+
+  it("rejects bytes that do not hash to the digest and removes them", async () => {
+    const liar = await listen((_req, res) => {
+      const wrong = Buffer.from(bytes);
+      wrong[0] = wrong[0]! ^ 0xff;
+      res.writeHead(200, { "Content-Length": String(wrong.length) });
+      res.end(wrong);
+    });
+    try {
+      const res = await runCli(pullCommand, [hex, "--out", path.join(outDir, "model.bin"), "--url", liar.url], {}, env.dir);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toContain("integrity_error");
+      expect(await fsp.readdir(outDir)).toEqual([]);
+    } finally {
+      await liar.close();
+    }
+  });
+});

@@ -1,0 +1,84 @@
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import type { RequestHandler } from "express";
+import { pushCommand } from "../../src/cli/commands/push";
+import { createApp } from "../../src/http/app";
+import { GatewayError } from "../../src/errors";
+import { artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "../http/helpers";
+import { listen, runCli } from "./pushPull.helpers";
+
+const publisher = makePublisher();
+const stranger = makePublisher();
+
+describe("modelgate push", () => {
+  let env: TestEnv;
+  let server: { url: string; close(): Promise<void> };
+  let file: string;
+  let bytes: Buffer;
+
+  beforeAll(async () => {
+    env = await makeEnv({ sources: [{ id: "pub", keys: [{ pub: publisher }] }] });
+    server = await listen(env.app);
+    bytes = artifactBytes("push me", 2 * 1024 * 1024);
+    file = path.join(env.dir, "model.safetensors");
+    await fsp.writeFile(file, bytes);
+    await fsp.writeFile(path.join(env.dir, "good.sig.json"), signFor(publisher, bytes, "models/push"));
+    await fsp.writeFile(path.join(env.dir, "stranger.sig.json"), signFor(stranger, bytes, "models/push"));
+    await fsp.writeFile(path.join(env.dir, "other.sig.json"), signFor(publisher, artifactBytes("other"), "models/push"));
+  });
+  afterAll(async () => {
+    await server.close();
+    await env.cleanup();
+  });
+
+  it("uploads signature first, prints the digest, and reports an existing artifact", async () => {
+    const first = await runCli(pushCommand, ["model.safetensors", "--sig", "good.sig.json", "--url", server.url], {}, env.dir);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toBe(`sha256:${sha256Hex(bytes)}\n`);
+    expect(first.stderr).toContain("stored");
+    // --url falls back to env MODELGATE_URL
+    const again = await runCli(pushCommand, ["model.safetensors", "--sig", "good.sig.json", "--name", "models/push"], { MODELGATE_URL: server.url }, env.dir);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("already stored");
+  });
+
+  it("exits 1 with the server's code on rejection (unknown key, tampered file)", async () => {
+    const untrusted = await runCli(pushCommand, [file, "--sig", "stranger.sig.json", "--url", server.url], {}, env.dir);
+    expect(untrusted.code).toBe(1);
+    expect(untrusted.stderr).toContain(": untrusted_source: ");
+    const tampered = await runCli(pushCommand, [file, "--sig", "other.sig.json", "--url", server.url], {}, env.dir);
+    expect(tampered.code).toBe(1);
+    expect(tampered.stderr).toContain(": digest_mismatch: ");
+    expect((await listFiles(env.dataDir)).filter((f) => f.startsWith("tmp/"))).toEqual([]);
+  });
+
+  it("exits 2 on usage and I/O problems", async () => {
+    expect((await runCli(pushCommand, [file, "--url", server.url], {}, env.dir)).code).toBe(2);
+    expect((await runCli(pushCommand, ["missing.bin", "--sig", "good.sig.json", "--url", server.url], {}, env.dir)).code).toBe(2);
+    expect((await runCli(pushCommand, [file, "--sig", "good.sig.json", "--url", "ftp://x"], {}, env.dir)).code).toBe(2);
+    const unreachable = await runCli(pushCommand, [file, "--sig", "good.sig.json", "--url", "http://127.0.0.1:1"], {}, env.dir);
+    expect(unreachable.code).toBe(2);
+    expect(unreachable.stderr).toContain("io_error");
+  });
+
+  it("sends MODELGATE_TOKEN as a Bearer token", async () => {
+    const seen: (string | undefined)[] = [];
+    const access = {
+      require: (): RequestHandler => (req, _res, next) => {
+        seen.push(req.get("authorization"));
+        next(req.get("authorization") === "Bearer s3cret" ? undefined : new GatewayError("unauthenticated", "token required"));
+      },
+    };
+    const guarded = await listen(createApp({ ...env.deps, access }));
+    try {
+      const denied = await runCli(pushCommand, [file, "--sig", "good.sig.json", "--url", guarded.url], {}, env.dir);
+      expect(denied.code).toBe(1);
+      expect(denied.stderr).toContain("unauthenticated");
+      const ok = await runCli(pushCommand, [file, "--sig", "good.sig.json", "--url", guarded.url], { MODELGATE_TOKEN: "s3cret" }, env.dir);
+      expect(ok.code).toBe(0);
+      expect(seen).toEqual([undefined, "Bearer s3cret"]);
+    } finally {
+      await guarded.close();
+    }
+  });
+});
