@@ -3,7 +3,6 @@ import { closeSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { createInflate, createInflateRaw, crc32 } from "node:zlib";
-import unbzip2Stream from "unbzip2-stream";
 import { Cursor } from "../bytes/cursor";
 import { FileSource, type ByteSource } from "../bytes/source";
 import { GatewayError, isGatewayError, type InspectionErrorCode } from "../errors";
@@ -11,6 +10,7 @@ import type { InspectionNode } from "../inspect/report";
 import { DECOMPRESSION_RATIO_GRACE_BYTES, MAX_GZIP_HEADER_FIELD_BYTES, MAX_LZMA_DECODER_MEMORY_BYTES } from "../limits";
 import type { OpenedMember } from "./archive";
 import type { FormatContext, FormatInspector } from "./context";
+import { decodeBzip2 } from "./bzip2";
 import { decodeLz4Frame } from "./lz4";
 
 /**
@@ -25,7 +25,7 @@ import { decodeLz4Frame } from "./lz4";
  * readers ignore trailing garbage, Python's lzma reads concatenated .lzma streams that
  * liblzma's alone decoder stops after), we reject: exactly one stream and no byte after it.
  * The one exception is bz2, where concatenated streams are read in full both by Python's
- * BZ2File and by unbzip2-stream, so both loaders see the same bytes.
+ * BZ2File and by our decoder, so both see the same bytes.
  */
 
 export type Compression = "zlib" | "gzip" | "bz2" | "xz" | "lzma" | "lz4";
@@ -340,9 +340,12 @@ async function decodeInto(source: ByteSource, compression: Compression, sink: Bo
     case "gzip":
       return decodeGzip(source, sink, what);
     case "bz2":
-      // unbzip2-stream verifies block and stream CRCs, reads concatenated streams (as Python's
-      // BZ2File does) and fails on anything after the last stream that is not another stream.
-      return pump(unbzip2Stream(), source, 0, source.size, sink);
+      // Our decoder (bzip2.ts) verifies block and stream CRCs, reads concatenated streams (as
+      // Python's BZ2File does) and fails on anything after the last stream that is not another.
+      decodeBzip2(source, (chunk) => {
+        sink.write(chunk);
+      });
+      return;
     case "xz":
     case "lzma": {
       const memlimit = options.lzmaMemoryLimit ?? MAX_LZMA_DECODER_MEMORY_BYTES;
