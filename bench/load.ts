@@ -1,0 +1,290 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import autocannon from "autocannon";
+import nacl from "tweetnacl";
+import { verifyAuditLog } from "../src/audit/fileLog";
+import { buildPublishStatement, signEnvelope } from "../src/trust/dsse";
+import { keyIdOf, publicKeyToPem } from "../src/trust/keys";
+
+/**
+ * `npm run bench:load` (issue 6): a real server child process on 127.0.0.1 with a temp data
+ * dir and a temp allowlist trusting a key made here. 64 autocannon connections fetch a 10 MB
+ * artifact while 8 publishers upload distinct 50 MB safetensors artifacts (header with a unique
+ * metadata id + zeros, streamed, signed with signEnvelope) for 30 s. Prints throughput, p50/p99
+ * latency and errors; then re-downloads every stored artifact and checks its digest, checks that
+ * every accepted upload is listed, and verifies the audit chain.
+ *
+ *   npm run bench:load -- [--seconds 30] [--fetchers 64] [--publishers 8] [--fetch-mb 10] [--upload-mb 50] [--keep]
+ */
+
+const MiB = 1024 * 1024;
+const ZEROS = Buffer.alloc(MiB);
+
+interface Artifact {
+  name: string;
+  header: Buffer;
+  totalBytes: number;
+  digestHex: string;
+}
+
+/** safetensors: u64le header length, JSON header (unique metadata id), `dataBytes` zeros of one U8 tensor. */
+function makeArtifact(name: string, dataBytes: number): Artifact {
+  let json = JSON.stringify({ __metadata__: { id: randomUUID() }, weight: { dtype: "U8", shape: [dataBytes], data_offsets: [0, dataBytes] } });
+  json += " ".repeat((8 - (json.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  const header = Buffer.concat([len, Buffer.from(json)]);
+  const hash = createHash("sha256").update(header);
+  for (let left = dataBytes; left > 0; left -= MiB) hash.update(left >= MiB ? ZEROS : ZEROS.subarray(0, left));
+  return { name, header, totalBytes: header.length + dataBytes, digestHex: hash.digest("hex") };
+}
+
+interface Signer {
+  secretKey: Uint8Array;
+  keyId: string;
+}
+
+/** POST /v1/artifacts as multipart, streaming the zeros; resolves with status and body. */
+function upload(port: number, artifact: Artifact, signer: Signer): Promise<{ status: number; body: string; ms: number }> {
+  const envelope = JSON.stringify(signEnvelope(buildPublishStatement({ name: artifact.name, digestHex: artifact.digestHex }), signer.secretKey, signer.keyId));
+  const boundary = `----modelgate-bench-${randomUUID()}`;
+  const head = Buffer.from(
+    `--${boundary}\r\nContent-Disposition: form-data; name="signature"; filename="envelope.json"\r\nContent-Type: application/json\r\n\r\n${envelope}\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n${artifact.name}\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="artifact"; filename="model.safetensors"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+  );
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: "127.0.0.1",
+      port,
+      method: "POST",
+      path: "/v1/artifacts",
+      headers: { "Content-Type": `multipart/form-data; boundary=${boundary}`, "Content-Length": head.length + artifact.totalBytes + tail.length },
+    });
+    req.on("response", (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), ms: performance.now() - started });
+      });
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.write(head);
+    req.write(artifact.header);
+    let left = artifact.totalBytes - artifact.header.length;
+    const pump = (): void => {
+      while (left > 0) {
+        const n = Math.min(left, MiB);
+        left -= n;
+        if (!req.write(n === MiB ? ZEROS : ZEROS.subarray(0, n))) {
+          req.once("drain", pump);
+          return;
+        }
+      }
+      req.end(tail);
+    };
+    pump();
+  });
+}
+
+/** GET a blob and hash it while it streams. */
+function fetchDigest(port: number, digestHex: string): Promise<{ status: number; digestHex: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: "127.0.0.1", port, path: `/v1/artifacts/sha256:${digestHex}` }, (res) => {
+        const hash = createHash("sha256");
+        let bytes = 0;
+        res.on("data", (c: Buffer) => {
+          hash.update(c);
+          bytes += c.length;
+        });
+        res.on("end", () => {
+          resolve({ status: res.statusCode ?? 0, digestHex: hash.digest("hex"), bytes });
+        });
+        res.on("error", reject);
+      })
+      .on("error", reject);
+  });
+}
+
+function getJson(port: number, p: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: "127.0.0.1", port, path: p }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          try {
+            resolve(JSON.parse(Buffer.concat(chunks).toString()));
+          } catch (err) {
+            reject(err instanceof Error ? err : new Error(String(err)));
+          }
+        });
+      })
+      .on("error", reject);
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+function startServer(dataDir: string, allowlist: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number }> {
+  const bin = path.resolve(__dirname, "..", "..", "bin", "modelgate.js");
+  const child = spawn(process.execPath, [bin, "serve", "--host", "127.0.0.1", "--port", "0", "--data", dataDir, "--allowlist", allowlist], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    lines.on("line", (line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string; port?: number };
+        if (entry.msg === "modelgate listening" && typeof entry.port === "number") resolve({ child, port: entry.port });
+      } catch {
+        // not a log line
+      }
+    });
+    child.once("exit", (code) => {
+      reject(new Error(`server exited with ${String(code)} before listening: ${stderr}`));
+    });
+  });
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: "string", default: "30" },
+      fetchers: { type: "string", default: "64" },
+      publishers: { type: "string", default: "8" },
+      "fetch-mb": { type: "string", default: "10" },
+      "upload-mb": { type: "string", default: "50" },
+      keep: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  const seconds = Number(values.seconds);
+  const fetchers = Number(values.fetchers);
+  const publishers = Number(values.publishers);
+  const fetchBytes = Number(values["fetch-mb"]) * MiB;
+  const uploadBytes = Number(values["upload-mb"]) * MiB;
+
+  const dir = mkdtempSync(path.join(tmpdir(), "modelgate-load-"));
+  const dataDir = path.join(dir, "data");
+  const allowlistPath = path.join(dir, "allowlist.json");
+  const keys = nacl.sign.keyPair();
+  const signer: Signer = { secretKey: keys.secretKey, keyId: keyIdOf(keys.publicKey) };
+  writeFileSync(
+    allowlistPath,
+    JSON.stringify({ version: 1, sources: [{ id: "bench", description: "bench:load key", keys: [{ publicKey: publicKeyToPem(keys.publicKey) }] }] }, null, 2),
+  );
+  const { child, port } = await startServer(dataDir, allowlistPath, {
+    MODELGATE_LOG_LEVEL: "info",
+    MODELGATE_RATE_LIMIT_RPS: "0",
+    MODELGATE_MAX_CONCURRENT_UPLOADS: String(publishers * 2),
+  });
+  let failed = false;
+  try {
+    console.log(`server on 127.0.0.1:${port.toString()} (data ${dataDir})`);
+    const seed = makeArtifact("bench/fetch-target.safetensors", fetchBytes);
+    const seeded = await upload(port, seed, signer);
+    if (seeded.status !== 201) throw new Error(`seeding the fetch artifact failed: ${seeded.status.toString()} ${seeded.body}`);
+
+    // Publishers: each uploads distinct artifacts back to back until the deadline.
+    const accepted = new Set<string>([seed.digestHex]);
+    const uploadMs: number[] = [];
+    const uploadErrors: string[] = [];
+    let uploadedBytes = 0;
+    const deadline = performance.now() + seconds * 1000;
+    const publisher = async (p: number): Promise<void> => {
+      for (let i = 0; performance.now() < deadline; i++) {
+        const artifact = makeArtifact(`bench/p${p.toString()}/model-${i.toString()}.safetensors`, uploadBytes);
+        try {
+          const res = await upload(port, artifact, signer);
+          if (res.status === 201) {
+            accepted.add(artifact.digestHex);
+            uploadMs.push(res.ms);
+            uploadedBytes += artifact.totalBytes;
+          } else uploadErrors.push(`${res.status.toString()} ${res.body.slice(0, 200)}`);
+        } catch (err) {
+          uploadErrors.push(err instanceof Error ? err.message : String(err));
+        }
+      }
+    };
+    const fetchRun = autocannon({
+      url: `http://127.0.0.1:${port.toString()}/v1/artifacts/sha256:${seed.digestHex}`,
+      connections: fetchers,
+      duration: seconds,
+      timeout: 60,
+    });
+    const [fetchResult] = await Promise.all([fetchRun, Promise.all(Array.from({ length: publishers }, (_, p) => publisher(p)))]);
+
+    uploadMs.sort((a, b) => a - b);
+    const f = fetchResult;
+    const fetchErrors = f.errors + f.timeouts + f.non2xx;
+    console.log(`\nfetch: ${fetchers.toString()} connections x ${seconds.toString()} s, ${(fetchBytes / MiB).toString()} MiB artifact`);
+    console.log(`  requests ${f.requests.total.toString()} (${f.requests.average.toFixed(1)}/s), throughput ${(f.throughput.average / MiB).toFixed(1)} MiB/s`);
+    console.log(`  latency p50 ${f.latency.p50.toString()} ms, p99 ${f.latency.p99.toString()} ms (p99/p50 ${(f.latency.p99 / Math.max(1, f.latency.p50)).toFixed(2)})`);
+    console.log(`  errors ${f.errors.toString()}, timeouts ${f.timeouts.toString()}, non-2xx ${f.non2xx.toString()}`);
+    console.log(`upload: ${publishers.toString()} publishers x ${seconds.toString()} s, ${(uploadBytes / MiB).toString()} MiB distinct artifacts`);
+    console.log(`  accepted ${uploadMs.length.toString()}, ${(uploadedBytes / MiB / seconds).toFixed(1)} MiB/s`);
+    console.log(`  latency p50 ${percentile(uploadMs, 50).toFixed(0)} ms, p99 ${percentile(uploadMs, 99).toFixed(0)} ms`);
+    console.log(`  errors ${uploadErrors.length.toString()}${uploadErrors.length > 0 ? `: ${uploadErrors.slice(0, 3).join(" | ")}` : ""}`);
+
+    // Every accepted artifact is listed and re-hashes to its digest.
+    const listed = new Set<string>();
+    let cursor: string | undefined;
+    for (;;) {
+      const query = `/v1/artifacts?limit=1000${cursor !== undefined ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+      const page = (await getJson(port, query)) as { items?: { digest: string }[]; nextCursor?: string };
+      const items = page.items ?? [];
+      for (const a of items) listed.add(a.digest.replace(/^sha256:/, ""));
+      if (page.nextCursor === undefined || items.length === 0) break;
+      cursor = page.nextCursor;
+    }
+    let corrupted = 0;
+    let lost = 0;
+    for (const digestHex of accepted) {
+      if (!listed.has(digestHex)) lost += 1;
+      const got = await fetchDigest(port, digestHex);
+      if (got.status !== 200 || got.digestHex !== digestHex) corrupted += 1;
+    }
+    console.log(`verify: ${accepted.size.toString()} accepted artifacts re-hashed: ${corrupted.toString()} corrupted/unreadable, ${lost.toString()} missing from the listing`);
+
+    const p99ok = f.latency.p99 <= 5 * Math.max(1, f.latency.p50);
+    failed = fetchErrors > 0 || uploadErrors.length > 0 || corrupted > 0 || lost > 0;
+    console.log(`targets: zero errors ${failed ? "MISSED" : "met"}; p99 <= 5x p50 ${p99ok ? "met" : "MISSED"}`);
+  } finally {
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    await exited;
+    const audit = await verifyAuditLog(path.join(dataDir, "audit.log"));
+    console.log(audit.ok ? `audit: chain verifies, ${audit.count.toString()} entries` : `audit: BROKEN at line ${audit.line.toString()} (${audit.reason})`);
+    if (!audit.ok) failed = true;
+    if (values.keep) console.log(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(err);
+    process.exitCode = 2;
+  },
+);
