@@ -123,7 +123,11 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
         "upload rejected",
       );
       deps.metrics.uploadFinished("rejected", gerr.code, seconds());
-      if (!res.headersSent) sendError(res, gerr);
+      if (res.headersSent) return;
+      // Node would read (and discard) an unread body to keep the connection alive: not a big one.
+      const length = declaredLength(req);
+      if (!req.complete && (length === undefined || length > MAX_DRAIN_BYTES)) res.setHeader("Connection", "close");
+      sendError(res, gerr);
     };
 
     try {

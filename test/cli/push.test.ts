@@ -82,3 +82,23 @@ describe("modelgate push", () => {
     }
   });
 });
+
+describe("modelgate push of a large untrusted file", () => {
+  it("gets the server's early refusal code, not a broken pipe", async () => {
+    const env = await makeEnv({ sources: [{ id: "pub", keys: [{ pub: publisher }] }] });
+    const server = await listen(env.app);
+    try {
+      const big = path.join(env.dir, "big.bin");
+      await fsp.writeFile(big, "");
+      await fsp.truncate(big, 96 * 1024 * 1024); // sparse: cheap to create
+      await fsp.writeFile(path.join(env.dir, "big.sig.json"), signFor(stranger, Buffer.from("x"), "models/big"));
+      const res = await runCli(pushCommand, ["big.bin", "--sig", "big.sig.json", "--url", server.url], {}, env.dir);
+      expect(res.stderr).toContain(": untrusted_source: ");
+      expect(res.code).toBe(1);
+      expect(await listFiles(env.dataDir)).toEqual([]);
+    } finally {
+      await server.close();
+      await env.cleanup();
+    }
+  });
+});
