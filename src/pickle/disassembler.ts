@@ -122,54 +122,55 @@ export class PickleReader {
     if (i < 0 || start + MAX_FIXED > this.bufStart + this.bufLen) i = this.load(start, Math.min(MAX_FIXED, this.end - start));
     const b = this.buf;
     const op = b[i] as number;
+    // Literal case labels (named in comments) make this switch a jump table.
     this.offset = start;
     this.opcode = op;
     switch (op) {
-      case OP.MARK:
-      case OP.STOP:
-      case OP.POP:
-      case OP.POP_MARK:
-      case OP.DUP:
-      case OP.NONE:
-      case OP.BINPERSID:
-      case OP.REDUCE:
-      case OP.APPEND:
-      case OP.BUILD:
-      case OP.DICT:
-      case OP.EMPTY_DICT:
-      case OP.APPENDS:
-      case OP.LIST:
-      case OP.EMPTY_LIST:
-      case OP.OBJ:
-      case OP.SETITEM:
-      case OP.TUPLE:
-      case OP.EMPTY_TUPLE:
-      case OP.SETITEMS:
-      case OP.NEWOBJ:
-      case OP.TUPLE1:
-      case OP.TUPLE2:
-      case OP.TUPLE3:
-      case OP.NEWTRUE:
-      case OP.NEWFALSE:
-      case OP.EMPTY_SET:
-      case OP.ADDITEMS:
-      case OP.FROZENSET:
-      case OP.NEWOBJ_EX:
-      case OP.STACK_GLOBAL:
-      case OP.MEMOIZE:
-      case OP.NEXT_BUFFER:
-      case OP.READONLY_BUFFER:
+      case 0x28 /* MARK */:
+      case 0x2e /* STOP */:
+      case 0x30 /* POP */:
+      case 0x31 /* POP_MARK */:
+      case 0x32 /* DUP */:
+      case 0x4e /* NONE */:
+      case 0x51 /* BINPERSID */:
+      case 0x52 /* REDUCE */:
+      case 0x61 /* APPEND */:
+      case 0x62 /* BUILD */:
+      case 0x64 /* DICT */:
+      case 0x7d /* EMPTY_DICT */:
+      case 0x65 /* APPENDS */:
+      case 0x6c /* LIST */:
+      case 0x5d /* EMPTY_LIST */:
+      case 0x6f /* OBJ */:
+      case 0x73 /* SETITEM */:
+      case 0x74 /* TUPLE */:
+      case 0x29 /* EMPTY_TUPLE */:
+      case 0x75 /* SETITEMS */:
+      case 0x81 /* NEWOBJ */:
+      case 0x85 /* TUPLE1 */:
+      case 0x86 /* TUPLE2 */:
+      case 0x87 /* TUPLE3 */:
+      case 0x88 /* NEWTRUE */:
+      case 0x89 /* NEWFALSE */:
+      case 0x8f /* EMPTY_SET */:
+      case 0x90 /* ADDITEMS */:
+      case 0x91 /* FROZENSET */:
+      case 0x92 /* NEWOBJ_EX */:
+      case 0x93 /* STACK_GLOBAL */:
+      case 0x94 /* MEMOIZE */:
+      case 0x97 /* NEXT_BUFFER */:
+      case 0x98 /* READONLY_BUFFER */:
         this.pos = start + 1;
         break;
-      case OP.BININT1:
-      case OP.BINGET:
-      case OP.BINPUT:
-      case OP.EXT1:
+      case 0x4b /* BININT1 */:
+      case 0x68 /* BINGET */:
+      case 0x71 /* BINPUT */:
+      case 0x82 /* EXT1 */:
         if (start + 2 > this.end) this.truncatedArg(start, 2);
         this.num = b[i + 1] as number;
         this.pos = start + 2;
         break;
-      case OP.PROTO: {
+      case 0x80 /* PROTO */: {
         if (start + 2 > this.end) this.truncatedArg(start, 2);
         const p = b[i + 1] as number;
         // CPython: "unsupported pickle protocol" for anything above HIGHEST_PROTOCOL.
@@ -178,30 +179,30 @@ export class PickleReader {
         this.pos = start + 2;
         break;
       }
-      case OP.BININT2:
-      case OP.EXT2:
+      case 0x4d /* BININT2 */:
+      case 0x83 /* EXT2 */:
         if (start + 3 > this.end) this.truncatedArg(start, 3);
         this.num = (b[i + 1] as number) | ((b[i + 2] as number) << 8);
         this.pos = start + 3;
         break;
-      case OP.BININT:
-      case OP.EXT4:
+      case 0x4a /* BININT */:
+      case 0x84 /* EXT4 */:
         if (start + 5 > this.end) this.truncatedArg(start, 5);
         this.num = (b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24);
         this.pos = start + 5;
         break;
-      case OP.LONG_BINGET:
-      case OP.LONG_BINPUT:
+      case 0x6a /* LONG_BINGET */:
+      case 0x72 /* LONG_BINPUT */:
         if (start + 5 > this.end) this.truncatedArg(start, 5);
         this.num = ((b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24)) >>> 0;
         this.pos = start + 5;
         break;
-      case OP.BINFLOAT:
+      case 0x47 /* BINFLOAT */:
         if (start + 9 > this.end) this.truncatedArg(start, 9);
         this.float = this.view.getFloat64(i + 1, false);
         this.pos = start + 9;
         break;
-      case OP.FRAME: {
+      case 0x95 /* FRAME */: {
         if (start + 9 > this.end) this.truncatedArg(start, 9);
         // A FRAME that starts while the previous frame still has bytes: CPython's _Unframer raises.
         if (this.frameEnd > start) malformed("FRAME starts before the previous frame ends", start);
@@ -214,63 +215,63 @@ export class PickleReader {
         this.frameEnd = start + 9 + len;
         return op; // the FRAME opcode itself precedes its frame
       }
-      case OP.SHORT_BINSTRING:
-      case OP.SHORT_BINBYTES:
-      case OP.SHORT_BINUNICODE:
+      case 0x55 /* SHORT_BINSTRING */:
+      case 0x43 /* SHORT_BINBYTES */:
+      case 0x8c /* SHORT_BINUNICODE */:
         if (start + 2 > this.end) this.truncatedArg(start, 2);
         this.sized(op, start + 2, b[i + 1] as number);
         break;
-      case OP.BINSTRING: {
+      case 0x54 /* BINSTRING */: {
         if (start + 5 > this.end) this.truncatedArg(start, 5);
         const n = (b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24);
         if (n < 0) malformed("BINSTRING has a negative byte count", start);
         this.sized(op, start + 5, n);
         break;
       }
-      case OP.BINBYTES:
-      case OP.BINUNICODE:
+      case 0x42 /* BINBYTES */:
+      case 0x58 /* BINUNICODE */:
         if (start + 5 > this.end) this.truncatedArg(start, 5);
         this.sized(op, start + 5, ((b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24)) >>> 0);
         break;
-      case OP.BINUNICODE8:
-      case OP.BINBYTES8:
-      case OP.BYTEARRAY8:
+      case 0x8d /* BINUNICODE8 */:
+      case 0x8e /* BINBYTES8 */:
+      case 0x96 /* BYTEARRAY8 */:
         if (start + 9 > this.end) this.truncatedArg(start, 9);
         this.sized(op, start + 9, this.u64(i + 1, start));
         break;
-      case OP.LONG1:
+      case 0x8a /* LONG1 */:
         if (start + 2 > this.end) this.truncatedArg(start, 2);
         this.long(start + 2, b[i + 1] as number);
         break;
-      case OP.LONG4: {
+      case 0x8b /* LONG4 */: {
         if (start + 5 > this.end) this.truncatedArg(start, 5);
         const n = (b[i + 1] as number) | ((b[i + 2] as number) << 8) | ((b[i + 3] as number) << 16) | ((b[i + 4] as number) << 24);
         if (n < 0) malformed("LONG4 has a negative byte count", start);
         this.long(start + 5, n);
         break;
       }
-      case OP.INT:
-      case OP.GET:
-      case OP.PUT:
+      case 0x49 /* INT */:
+      case 0x67 /* GET */:
+      case 0x70 /* PUT */:
         this.decimal(op, start);
         break;
-      case OP.LONG:
+      case 0x4c /* LONG */:
         this.longText(start);
         break;
-      case OP.FLOAT: {
+      case 0x46 /* FLOAT */: {
         const text = this.textLine(start + 1, "FLOAT");
         if (!FLOAT_RE.test(text)) malformed("FLOAT argument is not a float", start);
         this.float = Number(text.trim().toLowerCase().replace(/^([+-]?)inf(inity)?$/, "$1Infinity").replace(/^[+-]?nan$/, "NaN"));
         break;
       }
-      case OP.STRING:
+      case 0x53 /* STRING */:
         this.str = decodeEscapedString(this.textLine(start + 1, "STRING"), start);
         this.truncated = false;
         break;
-      case OP.UNICODE:
+      case 0x56 /* UNICODE */:
         this.unicodeLine(start);
         break;
-      case OP.PERSID: {
+      case 0x50 /* PERSID */: {
         const text = this.textLine(start + 1, "PERSID");
         // The C unpickler decodes the persistent id as strict ASCII.
         if (!isAscii(text)) malformed("PERSID argument is not ASCII", start);
@@ -278,8 +279,8 @@ export class PickleReader {
         this.truncated = false;
         break;
       }
-      case OP.GLOBAL:
-      case OP.INST: {
+      case 0x63 /* GLOBAL */:
+      case 0x69 /* INST */: {
         const what = opcodeName(op);
         const first = this.lineEnd(start + 1, this.maxRetained, what);
         this.str = this.utf8(start + 1, first - (start + 1), start, what);
@@ -320,9 +321,9 @@ export class PickleReader {
     const i = this.load(at, keep);
     const b = this.buf;
     switch (op) {
-      case OP.SHORT_BINUNICODE:
-      case OP.BINUNICODE:
-      case OP.BINUNICODE8: {
+      case 0x8c /* SHORT_BINUNICODE */:
+      case 0x58 /* BINUNICODE */:
+      case 0x8d /* BINUNICODE8 */: {
         let ascii = true;
         for (let k = i; k < i + keep; k++) {
           if ((b[k] as number) >= 0x80) {
@@ -341,8 +342,8 @@ export class PickleReader {
         }
         break;
       }
-      case OP.SHORT_BINSTRING:
-      case OP.BINSTRING:
+      case 0x55 /* SHORT_BINSTRING */:
+      case 0x54 /* BINSTRING */:
         // Python 2 str: decoded by the unpickler's `encoding` (ASCII by default, latin1 for numpy).
         this.str = latin1(b, i, i + keep);
         break;

@@ -1,7 +1,7 @@
 import { GatewayError } from "../errors";
 import type { PickleLimits } from "../limits";
 import type { PickleReader } from "./disassembler";
-import { OP, opcodeName } from "./opcodes";
+import { opcodeName } from "./opcodes";
 import {
   BUFFER,
   EMPTY_TUPLE,
@@ -22,7 +22,7 @@ import {
  *
  * Memory stays bounded: containers retain at most MAX_RETAINED_ITEMS items each, and at most
  * MAX_RETAINED_TOTAL items across a stream; past that they are marked `truncated`, and the memo
- * keeps a placeholder instead of a container (values the machine drops can only be data: every
+ * keeps a placeholder instead of a large container (values the machine drops can only be data: every
  * import and call is reported as it happens, and strings, which STACK_GLOBAL may consume, are
  * always kept, bounded by maxDecodedStringBytes).
  */
@@ -30,14 +30,9 @@ import {
 /** Items one list/tuple/dict/set keeps: enough for shapes, state dicts and persistent ids. */
 export const MAX_RETAINED_ITEMS = 4096;
 /** Items all containers of one stream keep together (memory bound against many mid-size containers). */
-export const MAX_RETAINED_TOTAL = 1_000_000;
-
-/**
- * Past the retention budget nothing can hold a number any more (containers stop retaining), so
- * numbers become shared placeholders: no allocation on the hot path of a huge data pickle.
- */
-const SOME_INT: SymbolicValue = Object.freeze({ kind: "unknown" });
-const SOME_FLOAT: SymbolicValue = SOME_INT;
+export const MAX_RETAINED_TOTAL = 200_000;
+/** Tuples up to this size are always kept whole (persistent ids, shapes, reduce arguments). */
+export const SMALL_TUPLE = 16;
 
 /** What the analyzer hears from the machine. */
 export interface MachineEvents {
@@ -89,6 +84,8 @@ export class PickleMachine {
    * The hot opcodes (what protocols 2 to 5 write for data) are handled inline; the rest in `rare`.
    */
   run(reader: PickleReader): SymbolicValue {
+    // Case labels are opcode bytes as literals (named in comments, see opcodes.ts): V8 compiles a
+    // switch over literals to a jump table, over `OP.X` property loads to a chain of compares.
     const stack = this.stack;
     const limits = this.limits;
     const maxOps = limits.maxOpsPerStream;
@@ -102,47 +99,47 @@ export class PickleMachine {
         throw new LimitError(`analysis exceeded its time budget of ${limits.timeBudgetMs.toString()} ms (timeBudgetMs)`, offset);
       }
       switch (op) {
-        case OP.MARK:
+        case 0x28 /* MARK */:
           if (this.marks.length >= limits.maxMarkDepth) throw new LimitError(`MARK nesting deeper than ${limits.maxMarkDepth.toString()} (maxMarkDepth)`, offset);
           this.marks.push(stack.length);
           this.fence = stack.length;
           break;
-        case OP.STOP: {
+        case 0x2e /* STOP */: {
           const v = this.pop(offset);
           // A frame that extends past STOP: the C unpickler stops at STOP, Python's _Unframer has
           // already consumed the whole frame; the next pickle would start at different offsets.
           if (reader.frameEnd > reader.pos) malformed("FRAME extends past STOP", offset);
           return v;
         }
-        case OP.BININT:
-        case OP.BININT1:
-        case OP.BININT2:
-          stack.push(this.retainedItems < MAX_RETAINED_TOTAL ? intValue(reader.num) : SOME_INT);
+        case 0x4a /* BININT */:
+        case 0x4b /* BININT1 */:
+        case 0x4d /* BININT2 */:
+          stack.push(intValue(reader.num));
           break;
-        case OP.BINFLOAT:
-          stack.push(this.retainedItems < MAX_RETAINED_TOTAL ? { kind: "float", value: reader.float } : SOME_FLOAT);
+        case 0x47 /* BINFLOAT */:
+          stack.push({ kind: "float", value: reader.float });
           break;
-        case OP.NONE:
+        case 0x4e /* NONE */:
           stack.push(NONE);
           break;
-        case OP.NEWTRUE:
+        case 0x88 /* NEWTRUE */:
           stack.push(TRUE);
           break;
-        case OP.NEWFALSE:
+        case 0x89 /* NEWFALSE */:
           stack.push(FALSE);
           break;
-        case OP.BINSTRING:
-        case OP.SHORT_BINSTRING:
-        case OP.BINUNICODE:
-        case OP.SHORT_BINUNICODE:
-        case OP.BINUNICODE8:
+        case 0x54 /* BINSTRING */:
+        case 0x55 /* SHORT_BINSTRING */:
+        case 0x58 /* BINUNICODE */:
+        case 0x8c /* SHORT_BINUNICODE */:
+        case 0x8d /* BINUNICODE8 */:
           this.decoded(reader.str.length, offset);
           stack.push(reader.truncated ? { kind: "str", value: reader.str, truncated: true } : { kind: "str", value: reader.str });
           break;
-        case OP.BINBYTES:
-        case OP.SHORT_BINBYTES:
-        case OP.BINBYTES8:
-        case OP.BYTEARRAY8: {
+        case 0x42 /* BINBYTES */:
+        case 0x43 /* SHORT_BINBYTES */:
+        case 0x8e /* BINBYTES8 */:
+        case 0x96 /* BYTEARRAY8 */: {
           const bytes = reader.bytes;
           if (!reader.truncated && bytes !== undefined) {
             this.decoded(bytes.length, offset);
@@ -150,33 +147,33 @@ export class PickleMachine {
           } else stack.push({ kind: "bytes", length: reader.num });
           break;
         }
-        case OP.BINGET:
-        case OP.LONG_BINGET:
-        case OP.GET: {
+        case 0x68 /* BINGET */:
+        case 0x6a /* LONG_BINGET */:
+        case 0x67 /* GET */: {
           const v = this.memo[reader.num];
           if (v === undefined) malformed(`memo value not found at index ${reader.num.toString()}`, offset);
           stack.push(v);
           break;
         }
-        case OP.BINPUT:
-        case OP.LONG_BINPUT:
-        case OP.PUT:
+        case 0x71 /* BINPUT */:
+        case 0x72 /* LONG_BINPUT */:
+        case 0x70 /* PUT */:
           this.memoPut(reader.num, this.top(offset), offset);
           break;
-        case OP.MEMOIZE:
+        case 0x94 /* MEMOIZE */:
           // CPython: memo[len(memo)] = stack[-1] — the object on top, whatever opcode came before.
           this.memoPut(this.memoCount, this.top(offset), offset);
           break;
-        case OP.EMPTY_DICT:
+        case 0x7d /* EMPTY_DICT */:
           stack.push({ kind: "dict", entries: [], truncated: false });
           break;
-        case OP.EMPTY_LIST:
+        case 0x5d /* EMPTY_LIST */:
           stack.push({ kind: "list", items: [], truncated: false });
           break;
-        case OP.EMPTY_TUPLE:
+        case 0x29 /* EMPTY_TUPLE */:
           stack.push(EMPTY_TUPLE);
           break;
-        case OP.SETITEM: {
+        case 0x73 /* SETITEM */: {
           const v = this.pop(offset);
           const k = this.pop(offset);
           const d = this.top(offset);
@@ -184,7 +181,7 @@ export class PickleMachine {
           else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
           break;
         }
-        case OP.SETITEMS: {
+        case 0x75 /* SETITEMS */: {
           const mark = this.popMarkIndex(offset);
           if ((stack.length - mark) % 2 !== 0) malformed("odd number of items for SETITEMS", offset);
           const d = this.belowMark(mark, offset);
@@ -193,14 +190,14 @@ export class PickleMachine {
           stack.length = mark;
           break;
         }
-        case OP.APPEND: {
+        case 0x61 /* APPEND */: {
           const v = this.pop(offset);
           const list = this.top(offset);
           if (list.kind === "list") this.retain(list.items, v, list);
           else if (list.kind === "global") ev.mutateGlobal(op, list, offset);
           break;
         }
-        case OP.APPENDS: {
+        case 0x65 /* APPENDS */: {
           const mark = this.popMarkIndex(offset);
           const list = this.belowMark(mark, offset);
           if (list.kind === "list") for (let k = mark; k < stack.length; k++) this.retain(list.items, stack[k] as SymbolicValue, list);
@@ -208,36 +205,36 @@ export class PickleMachine {
           stack.length = mark;
           break;
         }
-        case OP.TUPLE:
+        case 0x74 /* TUPLE */:
           stack.push(this.sequence("tuple", this.popMark(offset)));
           break;
-        case OP.TUPLE1: {
+        case 0x85 /* TUPLE1 */: {
           const a = this.pop(offset);
           stack.push({ kind: "tuple", items: [a], truncated: false });
           break;
         }
-        case OP.TUPLE2: {
+        case 0x86 /* TUPLE2 */: {
           const b = this.pop(offset);
           const a = this.pop(offset);
           stack.push({ kind: "tuple", items: [a, b], truncated: false });
           break;
         }
-        case OP.TUPLE3: {
+        case 0x87 /* TUPLE3 */: {
           const c = this.pop(offset);
           const b = this.pop(offset);
           const a = this.pop(offset);
           stack.push({ kind: "tuple", items: [a, b, c], truncated: false });
           break;
         }
-        case OP.REDUCE:
-        case OP.NEWOBJ: {
+        case 0x52 /* REDUCE */:
+        case 0x81 /* NEWOBJ */: {
           const args = this.pop(offset);
           const callable = this.pop(offset);
           ev.call(op, callable, offset);
           stack.push({ kind: "object", callable, args });
           break;
         }
-        case OP.BUILD: {
+        case 0x62 /* BUILD */: {
           const state = this.pop(offset);
           const target = this.top(offset);
           if (target.kind === "object") {
@@ -247,12 +244,12 @@ export class PickleMachine {
           ev.build(target, reader.pos);
           break;
         }
-        case OP.GLOBAL:
+        case 0x63 /* GLOBAL */:
           this.decoded(reader.str.length + reader.str2.length, offset);
           ev.import(reader.str, reader.str2, op, offset);
           stack.push({ kind: "global", module: reader.str, name: reader.str2 });
           break;
-        case OP.STACK_GLOBAL: {
+        case 0x93 /* STACK_GLOBAL */: {
           const name = this.pop(offset);
           const module = this.pop(offset);
           if (module.kind === "str" && name.kind === "str" && module.truncated !== true && name.truncated !== true) {
@@ -264,15 +261,15 @@ export class PickleMachine {
           }
           break;
         }
-        case OP.POP:
+        case 0x30 /* POP */:
           if (stack.length > this.fence) stack.pop();
           else if (this.marks.length > 0) this.popMarkIndex(offset);
           else malformed("POP on an empty stack", offset);
           break;
-        case OP.DUP:
+        case 0x32 /* DUP */:
           stack.push(this.top(offset));
           break;
-        case OP.FRAME:
+        case 0x95 /* FRAME */:
           break;
         default:
           this.rare(op, reader, offset);
@@ -286,40 +283,40 @@ export class PickleMachine {
     const stack = this.stack;
     const ev = this.events;
     switch (op) {
-      case OP.POP_MARK:
+      case 0x31 /* POP_MARK */:
         this.popMark(offset);
         break;
-      case OP.FLOAT:
+      case 0x46 /* FLOAT */:
         stack.push({ kind: "float", value: reader.float });
         break;
-      case OP.INT:
+      case 0x49 /* INT */:
         if (reader.str === "bool") stack.push(reader.num === 1 ? TRUE : FALSE);
         else stack.push(reader.small ? intValue(reader.num) : { kind: "int", value: reader.big ?? 0n });
         break;
-      case OP.LONG:
-      case OP.LONG1:
-      case OP.LONG4:
+      case 0x4c /* LONG */:
+      case 0x8a /* LONG1 */:
+      case 0x8b /* LONG4 */:
         stack.push(reader.big === undefined ? UNKNOWN : { kind: "int", value: reader.big });
         break;
-      case OP.STRING:
-      case OP.UNICODE:
+      case 0x53 /* STRING */:
+      case 0x56 /* UNICODE */:
         this.decoded(reader.str.length, offset);
         stack.push(reader.truncated ? { kind: "str", value: reader.str, truncated: true } : { kind: "str", value: reader.str });
         break;
-      case OP.PERSID: {
+      case 0x50 /* PERSID */: {
         this.decoded(reader.str.length, offset);
         const id: SymbolicValue = { kind: "str", value: reader.str };
         ev.persistent(id, offset);
         stack.push({ kind: "persistent", id });
         break;
       }
-      case OP.BINPERSID: {
+      case 0x51 /* BINPERSID */: {
         const id = this.pop(offset);
         ev.persistent(id, offset);
         stack.push({ kind: "persistent", id });
         break;
       }
-      case OP.INST: {
+      case 0x69 /* INST */: {
         this.decoded(reader.str.length + reader.str2.length, offset);
         ev.import(reader.str, reader.str2, op, offset);
         const callable: SymbolicValue = { kind: "global", module: reader.str, name: reader.str2 };
@@ -328,7 +325,7 @@ export class PickleMachine {
         stack.push({ kind: "object", callable, args: this.sequence("tuple", args) });
         break;
       }
-      case OP.OBJ: {
+      case 0x6f /* OBJ */: {
         const items = this.popMark(offset);
         const callable = items[0];
         if (callable === undefined) malformed("OBJ without a class after its MARK", offset);
@@ -336,7 +333,7 @@ export class PickleMachine {
         stack.push({ kind: "object", callable, args: this.sequence("tuple", items.slice(1)) });
         break;
       }
-      case OP.NEWOBJ_EX: {
+      case 0x92 /* NEWOBJ_EX */: {
         this.pop(offset); // kwargs
         const args = this.pop(offset);
         const callable = this.pop(offset);
@@ -344,13 +341,13 @@ export class PickleMachine {
         stack.push({ kind: "object", callable, args });
         break;
       }
-      case OP.EXT1:
-      case OP.EXT2:
-      case OP.EXT4:
+      case 0x82 /* EXT1 */:
+      case 0x83 /* EXT2 */:
+      case 0x84 /* EXT4 */:
         ev.extension(reader.num, op, offset);
         stack.push(UNKNOWN);
         break;
-      case OP.DICT: {
+      case 0x64 /* DICT */: {
         const items = this.popMark(offset);
         if (items.length % 2 !== 0) malformed("odd number of items for DICT", offset);
         const d: DictValue = { kind: "dict", entries: [], truncated: false };
@@ -358,13 +355,13 @@ export class PickleMachine {
         stack.push(d);
         break;
       }
-      case OP.LIST:
+      case 0x6c /* LIST */:
         stack.push(this.sequence("list", this.popMark(offset)));
         break;
-      case OP.EMPTY_SET:
+      case 0x8f /* EMPTY_SET */:
         stack.push({ kind: "set", items: [], truncated: false });
         break;
-      case OP.ADDITEMS: {
+      case 0x90 /* ADDITEMS */: {
         const mark = this.popMarkIndex(offset);
         const s = this.belowMark(mark, offset);
         if (s.kind === "set") for (let k = mark; k < stack.length; k++) this.retain(s.items, stack[k] as SymbolicValue, s);
@@ -372,16 +369,16 @@ export class PickleMachine {
         stack.length = mark;
         break;
       }
-      case OP.FROZENSET:
+      case 0x91 /* FROZENSET */:
         stack.push(this.sequence("frozenset", this.popMark(offset)));
         break;
-      case OP.PROTO:
+      case 0x80 /* PROTO */:
         this.protocol = reader.num;
         break;
-      case OP.NEXT_BUFFER:
+      case 0x97 /* NEXT_BUFFER */:
         stack.push(BUFFER);
         break;
-      case OP.READONLY_BUFFER:
+      case 0x98 /* READONLY_BUFFER */:
         this.top(offset);
         break;
       default:
@@ -450,6 +447,10 @@ export class PickleMachine {
 
   private sequence(kind: "tuple" | "list" | "frozenset", items: SymbolicValue[]): SymbolicValue {
     if (items.length === 0 && kind === "tuple") return EMPTY_TUPLE;
+    if (kind === "tuple" && items.length <= SMALL_TUPLE) {
+      this.retainedItems += items.length;
+      return { kind, items, truncated: false };
+    }
     const room = Math.min(MAX_RETAINED_ITEMS, MAX_RETAINED_TOTAL - this.retainedItems);
     if (items.length <= room) {
       this.retainedItems += items.length;
@@ -482,6 +483,7 @@ export class PickleMachine {
 function lightweight(v: SymbolicValue): SymbolicValue {
   switch (v.kind) {
     case "tuple":
+      return v.items.length <= SMALL_TUPLE ? v : UNKNOWN;
     case "list":
     case "set":
     case "frozenset":
