@@ -78,9 +78,12 @@ class Tokenizer {
     }
   }
 
-  /** At the end only trailing whitespace (numpy pads headers with spaces and a newline) may remain. */
+  /**
+   * At the end only spaces then newlines may remain (numpy pads headers with spaces and one
+   * newline). Python rejects an indented line after a newline ("1\n "), so do we.
+   */
   atTrailingWhitespaceOnly(): boolean {
-    return /^[ \t\f\r\n]*$/.test(this.text.slice(this.pos));
+    return /^[ \t\f]*(\r?\n)*$/.test(this.text.slice(this.pos));
   }
 
   next(): Token {

@@ -45,6 +45,9 @@ describe("parsePyLiteral", () => {
   it("treats newlines inside brackets as whitespace, outside as the end", () => {
     expect(parsePyLiteral("[1,\n 2]\n")).toEqual({ kind: "list", items: [{ kind: "int", value: 1n }, { kind: "int", value: 2n }] });
     expect(codeOf(() => parsePyLiteral("1\n2"))).toBe("malformed_container");
+    // Python: "unexpected indent".
+    expect(codeOf(() => parsePyLiteral("1\n "))).toBe("malformed_container");
+    expect(parsePyLiteral("1  \n\n")).toEqual({ kind: "int", value: 1n });
   });
 
   it("accepts the Python 2 L suffix only when asked", () => {
