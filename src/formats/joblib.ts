@@ -334,9 +334,15 @@ export function createJoblibReader(options: { policy: PicklePolicy; limits?: Par
   const nodes: InspectionNode[] = [];
   const findings: Finding[] = [];
   const maxArrays = options.maxArrays ?? MAX_JOBLIB_ARRAYS;
+  const built = new WeakSet();
 
   const onBuild = (event: BuildEvent, cursor: Cursor): void => {
     if (!isArrayWrapper(event.target)) return;
+    // A second BUILD on the same wrapper (fetched from the memo) merges its state into the
+    // attributes in Python, while the machine keeps the last state only: the two could size the
+    // array differently. joblib never writes it.
+    if (built.has(event.target)) bad(`the same array wrapper is built twice (offset ${event.offset.toString()})`, { offset: event.offset });
+    built.add(event.target);
     if (arrays.length >= maxArrays) {
       throw new GatewayError("limit_exceeded", `more than ${maxArrays.toString()} joblib arrays in one file (MAX_JOBLIB_ARRAYS) at offset ${event.offset.toString()}`, { offset: event.offset });
     }

@@ -326,6 +326,23 @@ describe("joblib dumps built byte by byte", () => {
       expect(codes(inspect(framed).report)).toContain("malformed_pickle");
     });
 
+    it("rejects a wrapper built twice (Python merges the second state into the first)", () => {
+      const spec: ArraySpec = { dtype: "f8", shape: [1] };
+      const once = buildJoblib([spec]);
+      // Memoize the wrapper right after NEWOBJ, then fetch it and BUILD it again with a state
+      // that leaves the alignment out: joblib would still pad (merged), a replace model would not.
+      const wrapper = buildPickle(wrapperOps(spec));
+      const newobj = wrapper.indexOf(0x81);
+      const memoized = concat(wrapper.subarray(0, newobj + 1), Uint8Array.from([0x94]), wrapper.subarray(newobj + 1));
+      const head = buildPickle([["PROTO", 4], ["EMPTY_LIST"]]);
+      const p1 = 16 - ((head.length + memoized.length + 1) % 16);
+      let bytes = concat(head, memoized, Uint8Array.from([p1, ...new Array<number>(p1).fill(0xff)]), new Uint8Array(8), buildPickle([["APPEND"]]));
+      const again = buildPickle([["BINGET", 0], ...wrapperOps({ ...spec, alignment: "absent" }).slice(5)]);
+      bytes = concat(bytes, again, new Uint8Array(8), buildPickle([["APPEND"], ["STOP"]]));
+      expect(inspect(once).report.verdict).toBe("accept");
+      expect(inspect(bytes).report.findings.map((f) => f.message).join()).toMatch(/built twice/);
+    });
+
     it("ignores wrappers that joblib's unpickler does not treat as arrays", () => {
       // A lookalike class is just an unknown import; no bytes are skipped for it.
       const { report } = inspect(buildJoblib([{ dtype: "f8", shape: [0], alignment: "absent", wrapperClass: ["evil", "NumpyArrayWrapper"] }]));
