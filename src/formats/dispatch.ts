@@ -9,6 +9,7 @@ import type { FormatContext } from "./context";
 import { classifyData, dataNode } from "./data";
 import { inspectCompressed } from "./decompress";
 import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, readHead, UNSUPPORTED_FORMATS, type DetectedFormat } from "./detect";
+import { inspectMlflow, isMlflowLayout } from "./mlflow";
 import { inspectNpz, isNpzLayout } from "./npz";
 import { inspectNpy } from "./numpy";
 import { inspectPickleFile, looksLikePickleFile } from "./pickleFile";
@@ -314,6 +315,8 @@ export async function inspectArchive(archive: ArchiveContents, path: string, ctx
       });
       return node;
     }
+    const mlflowRoot = isMlflowLayout(archive.members);
+    if (mlflowRoot !== undefined) return await inspectMlflow(archive, mlflowRoot, path, ctx);
     const torch = torchZipLayout(archive.members);
     if (torch !== undefined && archive.kind === "zip") return await inspectTorchZip(archive, torch, path, ctx);
     if (isNpzLayout(archive)) return await inspectNpz(archive, path, ctx);
