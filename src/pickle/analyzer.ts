@@ -43,6 +43,12 @@ export interface PickleAnalysis {
 const MAX_CALL_SITES = 256;
 /** Findings kept per analysis; past it one more finding says how many were left out. */
 const MAX_FINDINGS = 1000;
+/** Import records kept per analysis (distinct imports per stream); past it they are counted only. */
+const MAX_IMPORT_RECORDS = 10_000;
+/** Classifications cached (a pickle of millions of distinct names must not grow the cache without bound). */
+const MAX_CLASSIFY_CACHE = 10_000;
+/** Persistent ids shown in details.persistentIdSamples. */
+const MAX_PERSISTENT_SAMPLES = 16;
 
 const INSPECTION_CODES: ReadonlySet<string> = new Set<InspectionErrorCode>([
   "malformed_pickle",
@@ -86,6 +92,8 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   const seenImports = new Set<string>();
   const classified = new Map<string, ReturnType<typeof classifyGlobal>>();
   let omittedFindings = 0;
+  let omittedImports = 0;
+  const persistentIdSamples: string[] = [];
   let stream = 0;
   let streamLocation = `${location}#pickle[0]`;
   let persistentIds = 0;
@@ -94,14 +102,14 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   const reader = PickleReader.ofCursor(cursor, limits.maxRetainedArgumentBytes);
 
   const add = (f: Finding, key?: string): void => {
+    if (findings.length >= MAX_FINDINGS) {
+      omittedFindings++;
+      return;
+    }
     if (key !== undefined) {
       const k = `${stream.toString()}|${key}`;
       if (seenFindings.has(k)) return;
       seenFindings.add(k);
-    }
-    if (findings.length >= MAX_FINDINGS) {
-      omittedFindings++;
-      return;
     }
     findings.push(f);
   };
@@ -111,6 +119,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     let c = classified.get(key);
     if (c === undefined) {
       c = classifyGlobal(module, name, policy);
+      if (classified.size >= MAX_CLASSIFY_CACHE) classified.clear();
       classified.set(key, c);
     }
     return c;
@@ -119,6 +128,10 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   const record = (module: string, name: string, safety: ImportSafety, opcode: number, offset: number): void => {
     const key = `${stream.toString()}|${opcode.toString()}|${module}\n${name}`;
     if (seenImports.has(key)) return;
+    if (imports.length >= MAX_IMPORT_RECORDS) {
+      omittedImports++;
+      return;
+    }
     seenImports.add(key);
     imports.push({ module, name, safety, opcode: opcodeName(opcode), location: streamLocation, offset });
   };
@@ -201,6 +214,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     },
     persistent(id, offset) {
       persistentIds++;
+      if (persistentIdSamples.length < MAX_PERSISTENT_SAMPLES) persistentIdSamples.push(describeValue(id));
       if (options.onPersistentId) {
         for (const f of options.onPersistentId(id, offset)) add({ ...f, location: f.location ?? streamLocation, offset: f.offset ?? offset });
       }
@@ -282,7 +296,9 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
       ops: totalOps,
       streams,
       persistentIds,
+      persistentIdSamples,
       calls: [...calls.values()],
+      ...(omittedImports > 0 ? { importsOmitted: omittedImports } : {}),
     },
     children: [],
   };

@@ -60,10 +60,13 @@ export function compatName(module: string, name: string): [string, string] {
 }
 
 function isAllowed(module: string, name: string, policy: PicklePolicy): boolean {
+  // Attribute traversal ("torch" + "_utils._rebuild_tensor_v2") is never allowed, not even when it
+  // spells a safe-set entry: serializers write the canonical module/name split.
+  if (name.includes(".")) return false;
   const full = `${module}.${name}`;
   if (SAFE_GLOBALS.has(full)) return true;
-  // Patterns never match attribute traversal or dunder names.
-  if (name.includes(".") || isDunder(name) || module.split(".").some((s) => s.length === 0)) return false;
+  // Patterns never match dunder names.
+  if (isDunder(name) || module.split(".").some((s) => s.length === 0)) return false;
   if (policy.exact.has(full)) return true;
   for (const prefix of policy.prefixes) {
     if (module === prefix || module.startsWith(`${prefix}.`)) return true;

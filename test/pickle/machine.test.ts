@@ -318,3 +318,21 @@ describe("sequences: bytes after STOP", () => {
     expect(c.position).toBe(clean.length);
   });
 });
+
+describe("report size stays bounded", () => {
+  it("caps import records and findings for a flood of distinct imports, and still rejects", () => {
+    const ops: PickleOp[] = [["PROTO", 2]];
+    for (let i = 0; i < 12_000; i++) ops.push(["GLOBAL", `m${i.toString()}`, "x"], ["POP"]);
+    const a = analyzeOps([...ops, ["NONE"], ["STOP"]]);
+    expect(a.node.imports).toHaveLength(10_000);
+    expect(a.node.details?.importsOmitted).toBe(2_000);
+    expect(a.node.findings).toHaveLength(1001);
+    expect(a.node.findings[1000]).toEqual(expect.objectContaining({ code: "info", severity: "innocuous" }));
+    expect(verdictOf(a)).toBe("reject");
+  });
+
+  it("keeps a few persistent ids as samples", () => {
+    const a = analyzeOps([["PROTO", 2], ["SHORT_BINUNICODE", "k"], ["BINPERSID"], ["STOP"]]);
+    expect(a.node.details?.persistentIdSamples).toEqual(['"k"']);
+  });
+});

@@ -260,3 +260,10 @@ describe("imports the analyzer cannot prove, and EXT opcodes", () => {
     expect(codesOf(a)).toEqual(["dangerous_global", "unknown_global"]);
   });
 });
+
+describe("attribute traversal", () => {
+  it("a dotted name is not allowed even when it spells a safe-set entry", () => {
+    expect(classifyGlobal("torch", "_utils._rebuild_tensor_v2", policy()).safety).toBe("unknown");
+    expect(classifyGlobal("collections", "OrderedDict.fromkeys", policy(["collections.*"])).safety).toBe("unknown");
+  });
+});
