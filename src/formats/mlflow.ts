@@ -89,7 +89,8 @@ export function parseSafeYaml(text: string, what: string): unknown {
   });
   if (badTag !== undefined) throw malformed(`${what} uses the custom YAML tag ${JSON.stringify(badTag.slice(0, 100))} (only safe YAML types are accepted)`);
   try {
-    return doc.toJS({ maxAliasCount: MAX_YAML_ALIAS_COUNT }) as unknown;
+    // The yaml package rejects when its count reaches maxAliasCount: +1 allows exactly MAX_YAML_ALIAS_COUNT scalar aliases.
+    return doc.toJS({ maxAliasCount: MAX_YAML_ALIAS_COUNT + 1 }) as unknown;
   } catch (err) {
     throw new GatewayError("limit_exceeded", `mlflow: ${what}: ${err instanceof Error ? err.message : String(err)}`);
   }

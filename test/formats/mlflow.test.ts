@@ -12,7 +12,7 @@ import { readZip } from "../../src/formats/zip";
 import { GatewayError } from "../../src/errors";
 import { DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../../src/inspect/policy";
 import type { Finding, InspectionNode } from "../../src/inspect/report";
-import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, type ContainerLimits } from "../../src/limits";
+import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, MAX_YAML_ALIAS_COUNT, type ContainerLimits } from "../../src/limits";
 import { buildTar, type TarSpec } from "./builders/tar";
 
 const FIXTURES = join(__dirname, "..", "fixtures", "mlflow");
@@ -109,6 +109,11 @@ describe("parseSafeYaml", () => {
     }
     return undefined;
   };
+  it("bounds alias expansion: at the limit and one past it", () => {
+    const aliases = (n: number): string => `a: &x 1\nb: [${Array(n).fill("*x").join(", ")}]\n`;
+    expect(codeOf(aliases(MAX_YAML_ALIAS_COUNT))).toBeUndefined();
+    expect(codeOf(aliases(MAX_YAML_ALIAS_COUNT + 1))).toBe("limit_exceeded");
+  });
   it("reads YAML 1.1 like PyYAML's safe_load", () => {
     expect(parseSafeYaml("a: yes\nb: 0777\nc: !!str 1\nd: ~\n", "t")).toEqual({ a: true, b: 511, c: "1", d: null });
   });

@@ -7,7 +7,7 @@ import type { FormatContext } from "../../src/formats/context";
 import { inspectNpy, readNpyHeader } from "../../src/formats/numpy";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import type { Finding, InspectionNode } from "../../src/inspect/report";
-import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, type ContainerLimits } from "../../src/limits";
+import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, MAX_NPY_DIMS, type ContainerLimits } from "../../src/limits";
 
 const FIXTURES = join(__dirname, "..", "fixtures", "numpy");
 
@@ -147,9 +147,14 @@ describe("inspectNpy", () => {
     ["bad magic", (() => { const b = buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(4)); b[1] = 0x6e; return b; })()],
     ["a header length past the file", buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(0)).subarray(0, 40)],
     ["invalid UTF-8 in a v3 header", (() => { const b = buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(4), 3); b[14] = 0xff; return b; })()],
-    ["too many dimensions", buildNpy(hdr("'<f4'", `(${"1,".repeat(65)})`), new Uint8Array(4))],
   ])("rejects %s as malformed_container", async (_name, bytes) => {
     expect(codes(await inspectBytes(bytes))).toEqual(["malformed_container"]);
+  });
+
+  it("bounds dimensions: at the limit and one past it", async () => {
+    const shape = (n: number): string => `(${"1, ".repeat(n)})`;
+    expect(codes(await inspectBytes(buildNpy(hdr("'<f4'", shape(MAX_NPY_DIMS)), new Uint8Array(4))))).toEqual([]);
+    expect(codes(await inspectBytes(buildNpy(hdr("'<f4'", shape(MAX_NPY_DIMS + 1)), new Uint8Array(4))))).toEqual(["malformed_container"]);
   });
 
   it("uses exact big-integer arithmetic for huge shapes", async () => {

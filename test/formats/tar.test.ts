@@ -5,7 +5,7 @@ import type { ArchiveContents } from "../../src/formats/archive";
 import type { FormatContext } from "../../src/formats/context";
 import { inspectTar, readTar } from "../../src/formats/tar";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
-import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, type ContainerLimits } from "../../src/limits";
+import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, MAX_TAR_EXTENDED_HEADER_BYTES, type ContainerLimits } from "../../src/limits";
 import { buildTar, paxRecords, type TarPart } from "./builders/tar";
 
 function ctxWith(limits: Partial<ContainerLimits> = {}, seen: ArchiveContents[] = []): FormatContext {
@@ -159,6 +159,24 @@ describe("readTar", () => {
     const viaGnu = buildTar([{ name: "L", type: "L", gnu: true, data: `${name}\0` }, { name: "x", gnu: true, data: "1" }]);
     expect(await codeOf(viaGnu, { maxEntryNameBytes: 100 })).toBeUndefined();
     expect(await codeOf(viaGnu, { maxEntryNameBytes: 99 })).toBe("limit_exceeded");
+  });
+
+  it("bounds pax headers: at the limit and one past it", async () => {
+    const paxOf = (total: number): string => {
+      // One comment record padded so the whole pax data is `total` bytes.
+      const fixed = paxRecords({ comment: "" }).length;
+      let body = "x".repeat(total - fixed - 1);
+      let text = paxRecords({ comment: body });
+      while (text.length > total) {
+        body = body.slice(0, body.length - (text.length - total));
+        text = paxRecords({ comment: body });
+      }
+      return text;
+    };
+    const at = paxOf(MAX_TAR_EXTENDED_HEADER_BYTES);
+    expect(at.length).toBe(MAX_TAR_EXTENDED_HEADER_BYTES);
+    expect(await codeOf(buildTar([{ name: "p", type: "x", data: at }, { name: "a", data: "1" }]))).toBeUndefined();
+    expect(await codeOf(buildTar([{ name: "p", type: "x", data: `${at}\n` }, { name: "a", data: "1" }]))).toBe("limit_exceeded");
   });
 
   it("bounds member sizes: at the limit and one past it", async () => {
