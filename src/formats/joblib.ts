@@ -6,7 +6,7 @@ import type { PickleLimits } from "../limits";
 import { MAX_JOBLIB_ARRAYS, MAX_JOBLIB_POLYGLOT_SCAN_OPS } from "../limits";
 import { analyzePickle, type BuildEvent } from "../pickle/analyzer";
 import { PickleReader } from "../pickle/disassembler";
-import { OP, opcodeName } from "../pickle/opcodes";
+import { OP, opcodeInfo, opcodeName } from "../pickle/opcodes";
 import type { PicklePolicy } from "../pickle/policy";
 import { describeValue, type SymbolicValue } from "../pickle/values";
 
@@ -267,9 +267,17 @@ const EFFECT_OPCODES: ReadonlySet<number> = new Set<number>([
  * walk reaches an opcode with an effect, or runs off the end of the region into the bytes after
  * it (it would go on in a different state than our analysis), or is too long to follow.
  */
-export function checkSkippedRegion(source: ByteSource, start: number, end: number): string | undefined {
+export function checkSkippedRegion(source: ByteSource, start: number, end: number, reuse?: PickleReader): string | undefined {
   if (start >= end) return undefined;
-  const reader = new PickleReader(source, start, source.size, 64);
+  // Fast path, the common case (joblib >= 1.2's padding-length byte, most float data): the first
+  // byte is no opcode, pickle.load raises right there.
+  const first = new Uint8Array(1);
+  source.readAt(first, start);
+  if (opcodeInfo(first[0] as number) === undefined) return undefined;
+  // The walk may read past the region (an argument that runs on): the reader ends with the source.
+  const reader = reuse ?? new PickleReader(source, start, source.size, 64);
+  reader.seek(start);
+  reader.frameEnd = -1;
   for (let ops = 0; ; ops++) {
     if (reader.pos >= end) return `its bytes parse as ${ops.toString()} pickle opcodes up to the end of the region, and pickle.load would go on past it`;
     if (ops >= MAX_JOBLIB_POLYGLOT_SCAN_OPS) return `its bytes parse as more than ${MAX_JOBLIB_POLYGLOT_SCAN_OPS.toString()} pickle opcodes`;
@@ -335,6 +343,8 @@ export function createJoblibReader(options: { policy: PicklePolicy; limits?: Par
   const findings: Finding[] = [];
   const maxArrays = options.maxArrays ?? MAX_JOBLIB_ARRAYS;
   const built = new WeakSet();
+  // One reader for every region walk of this file (a reader holds a window of up to 1 MiB).
+  let walker: PickleReader | undefined;
 
   const onBuild = (event: BuildEvent, cursor: Cursor): void => {
     if (!isArrayWrapper(event.target)) return;
@@ -406,7 +416,8 @@ export function createJoblibReader(options: { policy: PicklePolicy; limits?: Par
     record.dataBytes = Number(bytes);
     cursor.skip(record.dataBytes, "joblib array data");
     node.details = { ...record };
-    const reason = checkSkippedRegion(cursor.source, start, cursor.position);
+    walker ??= new PickleReader(cursor.source, 0, cursor.source.size, 64);
+    const reason = checkSkippedRegion(cursor.source, start, cursor.position, walker);
     if (reason !== undefined) {
       findings.push({
         code: "polyglot",
