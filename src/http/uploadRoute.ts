@@ -51,6 +51,8 @@ interface UploadFacts {
   inspection?: InspectionReport;
 }
 
+const ms = (secs: number): number => Math.round(secs * 1000);
+
 function declaredLength(req: Request): number | undefined {
   const header = req.get("content-length");
   if (header === undefined || !/^\d{1,16}$/.test(header)) return undefined;
@@ -147,6 +149,7 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
       };
       await runMultipart(req, res);
       if (outcome.answered) return;
+      const receivedAt = seconds();
 
       const fields = FieldsSchema.safeParse({ ...(req.body as Record<string, unknown>) });
       if (!fields.success) {
@@ -166,7 +169,8 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
 
       const inspectStarted = process.hrtime.bigint();
       const report = await deps.inspect(artifact.path, { policy: verification.source.pickle, fileName: verification.name });
-      deps.metrics.inspectionSeconds(Number(process.hrtime.bigint() - inspectStarted) / 1e9);
+      const inspectSeconds = Number(process.hrtime.bigint() - inspectStarted) / 1e9;
+      deps.metrics.inspectionSeconds(inspectSeconds);
       facts.inspection = report;
       const refusal = rejectionCode(report);
       if (refusal !== undefined) {
@@ -192,12 +196,14 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
         logOf(res).error({ err: messageOf(auditErr) }, "audit append failed; upload not promoted");
         throw new GatewayError("unavailable", "the audit log cannot be written; the upload was not stored, try again later");
       }
+      const promoteStarted = seconds();
       const result = await deps.store.promote({ staged: artifact, record, signature });
+      const timings = { receiveMs: ms(receivedAt), inspectMs: ms(inspectSeconds), promoteMs: ms(seconds() - promoteStarted) };
       state.tempPaths.delete(artifact.path);
       outcome.answered = true;
       deps.metrics.bytesIn(artifact.size);
       deps.metrics.uploadFinished("accepted", "ok", seconds());
-      logOf(res).info({ digest: record.digest, source: verification.source.id, verdict: "accepted", created: result.created, size: artifact.size }, "upload accepted");
+      logOf(res).info({ digest: record.digest, source: verification.source.id, verdict: "accepted", created: result.created, size: artifact.size, ...timings }, "upload accepted");
       res.status(result.created ? 201 : 200).json({
         digest: result.record.digest,
         size: result.record.size,
