@@ -76,6 +76,17 @@ function readBlock(source: ByteSource, at: number, length = BLOCK): Uint8Array {
   return buf;
 }
 
+/**
+ * The data of a pax or GNU long-name header. tarfile parses the whole padded block (pax records
+ * until a NUL, the long name until a NUL), GNU tar exactly `size` bytes: the padding after `size`
+ * must be zero so both read the same records and name.
+ */
+function extendedData(source: ByteSource, dataOffset: number, size: number): Uint8Array {
+  const block = readBlock(source, dataOffset, Math.ceil(size / BLOCK) * BLOCK);
+  if (!isZero(block.subarray(size))) throw malformed("non-zero bytes after an extended header's data (tarfile would read them)", { offset: dataOffset + size });
+  return block.subarray(0, size);
+}
+
 /** Header checksum: the sum of the block with the checksum field read as 8 spaces. */
 function checksumMatches(block: Uint8Array, stored: bigint): boolean {
   let unsigned = 0;
@@ -193,7 +204,7 @@ export function readTarEntries(source: ByteSource, ctx: Pick<FormatContext, "con
       case "x":
       case "g": {
         if (n > MAX_TAR_EXTENDED_HEADER_BYTES) throw limitExceeded(`pax header of ${n} bytes exceeds ${MAX_TAR_EXTENDED_HEADER_BYTES}`, { offset: pos });
-        const records = parsePaxRecords(readBlock(source, dataOffset, n), dataOffset);
+        const records = parsePaxRecords(extendedData(source, dataOffset, n), dataOffset);
         checkPaxKeys(records, type === "g", pos);
         if (type === "x") {
           if (pax !== undefined) throw malformed("two pax headers for one member", { offset: pos });
@@ -208,7 +219,10 @@ export function readTarEntries(source: ByteSource, ctx: Pick<FormatContext, "con
           throw limitExceeded(`GNU long name of ${n} bytes exceeds the name limit of ${limits.maxEntryNameBytes}`, { offset: pos });
         }
         if (longName !== undefined) throw malformed("two GNU long names for one member", { offset: pos });
-        longName = decodeUtf8(nts(readBlock(source, dataOffset, n)), "GNU long name", dataOffset);
+        const data = extendedData(source, dataOffset, n);
+        // GNU tar reads `size` bytes, tarfile the whole block up to its first NUL: they agree when the NUL is inside `size`.
+        if (data.indexOf(0) < 0) throw malformed("GNU long name not NUL-terminated within its size", { offset: pos });
+        longName = decodeUtf8(nts(data), "GNU long name", dataOffset);
         gnuLongNames++;
         pos = next;
         continue;

@@ -127,6 +127,10 @@ describe("readTar", () => {
     ["a duplicate pax key", [{ name: "p", type: "x", data: paxRecords({ path: "a" }) + paxRecords({ path: "b" }) }, { name: "a", data: "1" }]],
     ["a non-decimal pax size", [{ name: "p", type: "x", data: paxRecords({ size: "0x10" }) }, { name: "a", data: "1" }]],
     ["a pax path and a GNU long name", [{ name: "L", type: "L", gnu: true, data: "x\0" }, { name: "p", type: "x", data: paxRecords({ path: "y" }) }, { name: "a", data: "1" }]],
+    // tarfile reads extended headers by whole blocks, GNU tar by size: found by differential fuzzing.
+    ["a GNU long name cut short by its size", [{ name: "L", type: "L", gnu: true, data: "model/long-name.txt\0", size: 5 }, { name: "x", gnu: true, data: "1" }]],
+    ["a GNU long name without NUL in its size", [{ name: "L", type: "L", gnu: true, data: "model/n", size: 7 }, { name: "x", gnu: true, data: "1" }]],
+    ["a pax record hidden after the pax size", [{ name: "p", type: "x", data: paxRecords({ mtime: "1" }) + paxRecords({ path: "evil" }), size: paxRecords({ mtime: "1" }).length }, { name: "a", data: "1" }]],
     ["an invalid UTF-8 name", [{ name: "", rawName: new Uint8Array([0x61, 0xff]), data: "1" }]],
     ["a GNU header with a prefix area", [{ name: "a", gnu: true, data: "1", prefixArea: new Uint8Array([0x31, 0x32]) }]],
     ["no end blocks", [{ name: "a", data: "1" }], { endBlocks: 0 }],
