@@ -69,8 +69,27 @@ function unsupported(message: string): never {
   throw new GatewayError("unsupported_format", `joblib array wrapper: ${message}`);
 }
 
+const RECONSTRUCTORS: ReadonlySet<string> = new Set(["copyreg._reconstructor", "copy_reg._reconstructor"]);
+const OBJECT_CLASSES: ReadonlySet<string> = new Set(["builtins.object", "__builtin__.object"]);
+
+function isWrapperClass(v: SymbolicValue | undefined): boolean {
+  return v?.kind === "global" && WRAPPER_CLASSES.has(`${v.module}.${v.name}`);
+}
+
+/**
+ * Protocols 0-1 write the wrapper as `copyreg._reconstructor(NumpyArrayWrapper, object, None)`,
+ * which is `object.__new__(cls)`: like NEWOBJ, no __init__, attributes from BUILD only.
+ */
+function isReconstructedWrapper(v: SymbolicValue): boolean {
+  if (v.kind !== "object" || v.callable.kind !== "global" || !RECONSTRUCTORS.has(`${v.callable.module}.${v.callable.name}`)) return false;
+  const args = v.args;
+  if (args.kind !== "tuple" || args.items.length !== 3 || isTruncated(args)) return false;
+  const [cls, base, state] = args.items;
+  return isWrapperClass(cls) && base?.kind === "global" && OBJECT_CLASSES.has(`${base.module}.${base.name}`) && state?.kind === "none";
+}
+
 export function isArrayWrapper(v: SymbolicValue): boolean {
-  return v.kind === "object" && v.callable.kind === "global" && WRAPPER_CLASSES.has(`${v.callable.module}.${v.callable.name}`);
+  return (v.kind === "object" && isWrapperClass(v.callable)) || isReconstructedWrapper(v);
 }
 
 function isTruncated(v: SymbolicValue): boolean {
@@ -209,7 +228,9 @@ export function readArrayWrapper(target: SymbolicValue): ArrayWrapperInfo {
   // NEWOBJ with () does not run __init__; a wrapper made by a call could set attributes from
   // its arguments that the state does not show.
   const args = target.args;
-  if (args.kind !== "tuple" || args.items.length !== 0 || isTruncated(args)) bad(`wrapper created with arguments ${describeValue(args)}: joblib writes NEWOBJ with ()`);
+  if (!isReconstructedWrapper(target) && (args.kind !== "tuple" || args.items.length !== 0 || isTruncated(args))) {
+    bad(`wrapper created with arguments ${describeValue(args)}: joblib writes NEWOBJ with () or copyreg._reconstructor(cls, object, None)`);
+  }
   const state = stringDict(target.state, "wrapper state");
   for (const key of state.keys()) {
     if (!WRAPPER_FIELDS.has(key)) bad(`unexpected wrapper field ${JSON.stringify(key)}`);
