@@ -76,14 +76,14 @@ export function safetensorsBytes(dataBytes: number): Buffer {
 
 export const sha256Hex = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
 
-/** The multipart body around an artifact: signature part first, then name, then the artifact. */
-export function multipart(key: Key, name: string, artifact: Buffer): { head: Buffer; tail: Buffer; contentType: string } {
+/** The multipart body around an artifact: signature part first, then the name field (`fieldName`, default the signed name), then the artifact. */
+export function multipart(key: Key, name: string, artifact: Buffer, fieldName = name): { head: Buffer; tail: Buffer; contentType: string } {
   const envelope = JSON.stringify(signEnvelope(buildPublishStatement({ name, digestHex: sha256Hex(artifact) }), key.secretKey, key.keyId));
   const boundary = `----faults-${randomUUID()}`;
   return {
     head: Buffer.from(
       `--${boundary}\r\nContent-Disposition: form-data; name="signature"; filename="envelope.json"\r\nContent-Type: application/json\r\n\r\n${envelope}\r\n` +
-        `--${boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n${name}\r\n` +
+        `--${boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n${fieldName}\r\n` +
         `--${boundary}\r\nContent-Disposition: form-data; name="artifact"; filename="model.safetensors"\r\nContent-Type: application/octet-stream\r\n\r\n`,
     ),
     tail: Buffer.from(`\r\n--${boundary}--\r\n`),
