@@ -69,14 +69,17 @@ export class PickleReader {
   bytes: Uint8Array | undefined = undefined;
 
   constructor(
-    private readonly source: ByteSource,
+    readonly source: ByteSource,
     start: number,
     end: number,
     private readonly maxRetained: number,
+    /** Read window; it grows when one argument needs more. Default: 1 MiB (or the whole range when smaller). */
+    windowSize?: number,
   ) {
     this.pos = start;
     this.end = end;
-    this.buf = Buffer.allocUnsafe(Math.max(64, Math.min(WINDOW, Math.max(end - start, maxRetained + MAX_FIXED))));
+    const size = windowSize ?? Math.min(WINDOW, Math.max(end - start, maxRetained + MAX_FIXED));
+    this.buf = Buffer.allocUnsafe(Math.max(64, size));
     this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
     this.bufStart = start;
   }

@@ -1,6 +1,6 @@
 import { GatewayError } from "../errors";
 import type { PickleLimits } from "../limits";
-import type { PickleReader } from "./disassembler";
+import { PickleReader } from "./disassembler";
 import { opcodeName } from "./opcodes";
 import {
   BUFFER,
@@ -20,19 +20,32 @@ import {
  * underflow, mark and memo rules, MEMOIZE storing the object on top of the stack), so it knows
  * for every STACK_GLOBAL which string constants it consumes, wherever they came from.
  *
- * Memory stays bounded: containers retain at most MAX_RETAINED_ITEMS items each, and at most
- * MAX_RETAINED_TOTAL items across a stream; past that they are marked `truncated`, and the memo
- * keeps a placeholder instead of a large container (values the machine drops can only be data: every
- * import and call is reported as it happens, and strings, which STACK_GLOBAL may consume, are
- * always kept, bounded by maxDecodedStringBytes).
+ * Memory stays bounded. Small containers (up to SMALL_CONTAINER items: shapes, persistent ids,
+ * reduce arguments, state dicts) are kept whole until the stream has retained MAX_RETAINED_HARD
+ * items. Larger containers keep at most MAX_RETAINED_ITEMS items each, and only while the stream
+ * has retained fewer than MAX_RETAINED_TOTAL; past that they are marked `truncated`, and the memo
+ * keeps a placeholder instead of a large container. Values the machine drops can only be data:
+ * every import and call is reported as it happens, and memoized strings, which STACK_GLOBAL may
+ * consume, are always recoverable (bounded by maxDecodedStringBytes).
  */
 
-/** Items one list/tuple/dict/set keeps: enough for shapes, state dicts and persistent ids. */
+/** Items one large list/tuple/dict/set keeps. */
 export const MAX_RETAINED_ITEMS = 4096;
-/** Items all containers of one stream keep together (memory bound against many mid-size containers). */
-export const MAX_RETAINED_TOTAL = 200_000;
-/** Tuples up to this size are always kept whole (persistent ids, shapes, reduce arguments). */
-export const SMALL_TUPLE = 16;
+/**
+ * Items all large containers of one stream keep together (retaining is what a data pickle's
+ * analysis spends its time on: the garbage collector walks everything kept).
+ */
+export const MAX_RETAINED_TOTAL = 50_000;
+/** Items all containers of one stream keep together, small ones included: the memory bound. */
+export const MAX_RETAINED_HARD = 2_000_000;
+/** Containers up to this size are kept whole until MAX_RETAINED_HARD. */
+export const SMALL_CONTAINER = 16;
+
+
+/** Memo indices below this can hold a lazily decoded string (the offsets array is 8 bytes per index). */
+const MAX_LAZY_INDEX = 1 << 24;
+/** Memo slot of a string kept as the offset of its opcode. */
+const LAZY: SymbolicValue = Object.freeze({ kind: "unknown" });
 
 /** What the analyzer hears from the machine. */
 export interface MachineEvents {
@@ -65,6 +78,16 @@ export class PickleMachine {
   /** The memo, indexed like CPython's (dense in practice); memoCount is len(memo). */
   private memo: (SymbolicValue | undefined)[] = [];
   private memoCount = 0;
+  /**
+   * Memoized strings are kept as the offset of the opcode that wrote them (memo slot = LAZY) and
+   * decoded again from the source on their first GET: a data pickle memoizes millions of strings
+   * that are never fetched, and keeping them as objects dominated the analysis time (GC).
+   */
+  private lazyOffsets = new Float64Array(1024);
+  private lastStr: SymbolicValue | undefined = undefined;
+  private lastStrOffset = 0;
+  private side: PickleReader | undefined = undefined;
+  private reader: PickleReader | undefined = undefined;
   private retainedItems = 0;
   /** Decoded string/bytes argument bytes of the whole analysis (maxDecodedStringBytes). */
   decodedBytes = 0;
@@ -84,6 +107,7 @@ export class PickleMachine {
    * The hot opcodes (what protocols 2 to 5 write for data) are handled inline; the rest in `rare`.
    */
   run(reader: PickleReader): SymbolicValue {
+    this.reader = reader;
     // Case labels are opcode bytes as literals (named in comments, see opcodes.ts): V8 compiles a
     // switch over literals to a jump table, over `OP.X` property loads to a chain of compares.
     const stack = this.stack;
@@ -134,7 +158,12 @@ export class PickleMachine {
         case 0x8c /* SHORT_BINUNICODE */:
         case 0x8d /* BINUNICODE8 */:
           this.decoded(reader.str.length, offset);
-          stack.push(reader.truncated ? { kind: "str", value: reader.str, truncated: true } : { kind: "str", value: reader.str });
+          {
+            const v: SymbolicValue = reader.truncated ? { kind: "str", value: reader.str, truncated: true } : { kind: "str", value: reader.str };
+            this.lastStr = v;
+            this.lastStrOffset = offset;
+            stack.push(v);
+          }
           break;
         case 0x42 /* BINBYTES */:
         case 0x43 /* SHORT_BINBYTES */:
@@ -150,8 +179,9 @@ export class PickleMachine {
         case 0x68 /* BINGET */:
         case 0x6a /* LONG_BINGET */:
         case 0x67 /* GET */: {
-          const v = this.memo[reader.num];
+          let v = this.memo[reader.num];
           if (v === undefined) malformed(`memo value not found at index ${reader.num.toString()}`, offset);
+          if (v === LAZY) v = this.materialize(reader.num);
           stack.push(v);
           break;
         }
@@ -400,6 +430,7 @@ export class PickleMachine {
     this.fence = 0;
     this.memo = [];
     this.memoCount = 0;
+    this.lastStr = undefined;
     this.retainedItems = 0;
     this.protocol = 0;
     this.ops = 0;
@@ -442,12 +473,36 @@ export class PickleMachine {
       }
       this.memoCount++;
     }
+    if (v === this.lastStr && index < MAX_LAZY_INDEX) {
+      if (index >= this.lazyOffsets.length) {
+        const grown = new Float64Array(Math.min(MAX_LAZY_INDEX, Math.max(index + 1, this.lazyOffsets.length * 2)));
+        grown.set(this.lazyOffsets);
+        this.lazyOffsets = grown;
+      }
+      this.lazyOffsets[index] = this.lastStrOffset;
+      memo[index] = LAZY;
+      return;
+    }
     memo[index] = this.retainedItems < MAX_RETAINED_TOTAL ? v : lightweight(v);
+  }
+
+  /** Decode a lazily memoized string again from its opcode (validated when it was first read). */
+  private materialize(index: number): SymbolicValue {
+    const main = this.reader;
+    if (main === undefined) return UNKNOWN;
+    this.side ??= new PickleReader(main.source, 0, main.end, this.limits.maxRetainedArgumentBytes, 256);
+    const side = this.side;
+    side.frameEnd = -1;
+    side.seek(this.lazyOffsets[index] as number);
+    side.next();
+    const v: SymbolicValue = side.truncated ? { kind: "str", value: side.str, truncated: true } : { kind: "str", value: side.str };
+    this.memo[index] = v;
+    return v;
   }
 
   private sequence(kind: "tuple" | "list" | "frozenset", items: SymbolicValue[]): SymbolicValue {
     if (items.length === 0 && kind === "tuple") return EMPTY_TUPLE;
-    if (kind === "tuple" && items.length <= SMALL_TUPLE) {
+    if (items.length <= SMALL_CONTAINER && this.retainedItems < MAX_RETAINED_HARD) {
       this.retainedItems += items.length;
       return { kind, items, truncated: false };
     }
@@ -461,15 +516,21 @@ export class PickleMachine {
     return { kind, items: kept, truncated: true };
   }
 
+  /** Whether a container that holds `size` items may keep one more. */
+  private mayRetain(size: number): boolean {
+    const total = this.retainedItems;
+    return size < SMALL_CONTAINER ? total < MAX_RETAINED_HARD : size < MAX_RETAINED_ITEMS && total < MAX_RETAINED_TOTAL;
+  }
+
   private retain(items: SymbolicValue[], v: SymbolicValue, owner: { truncated?: boolean }): void {
-    if (items.length < MAX_RETAINED_ITEMS && this.retainedItems < MAX_RETAINED_TOTAL) {
+    if (this.mayRetain(items.length)) {
       items.push(v);
       this.retainedItems++;
     } else owner.truncated = true;
   }
 
   private retainEntry(d: DictValue, k: SymbolicValue, v: SymbolicValue): void {
-    if (d.entries.length < MAX_RETAINED_ITEMS && this.retainedItems < MAX_RETAINED_TOTAL) {
+    if (this.mayRetain(d.entries.length)) {
       d.entries.push([k, v]);
       this.retainedItems++;
     } else d.truncated = true;
@@ -477,20 +538,19 @@ export class PickleMachine {
 }
 
 /**
- * What the memo keeps once the retention budget is spent: strings, globals and scalars as they
- * are (STACK_GLOBAL and calls need them), objects without their arguments, containers as unknown.
+ * What the memo keeps once the large-container budget is spent: strings, globals, scalars and
+ * objects as they are (STACK_GLOBAL, calls and container parsers need them: a joblib dtype is
+ * memoized and fetched again for every array), small tuples whole, other containers as unknown.
  */
 function lightweight(v: SymbolicValue): SymbolicValue {
   switch (v.kind) {
     case "tuple":
-      return v.items.length <= SMALL_TUPLE ? v : UNKNOWN;
+      return v.items.length <= SMALL_CONTAINER ? v : UNKNOWN;
     case "list":
     case "set":
     case "frozenset":
     case "dict":
       return UNKNOWN;
-    case "object":
-      return v.state === undefined && v.args === UNKNOWN ? v : { kind: "object", callable: v.callable, args: UNKNOWN };
     default:
       return v;
   }
