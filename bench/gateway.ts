@@ -153,6 +153,8 @@ async function runSize(sizeBytes: number, tmp: string): Promise<Record<string, s
   let server: ChildProcess | undefined;
   try {
     const total = await writeSafetensors(file, sizeBytes);
+    // Flush the fresh file's dirty pages first, so the baselines do not compete with its writeback.
+    execFileSync("sync");
 
     const cp = timed(() => execFileSync("cp", ["--reflink=never", file, copy]));
     await fsp.rm(copy, { force: true });
