@@ -300,6 +300,17 @@ function parseExtra(raw: Uint8Array, where: string): Extra {
   return { fields };
 }
 
+/**
+ * Info-ZIP Unicode Path (0x7075): Python 3.12+ and some extractors replace the entry name with it,
+ * other readers do not, so the name every check saw might not be the name a loader uses. Refused.
+ */
+const EXTRA_UNICODE_PATH = 0x7075;
+const HOST_UNIX = 3;
+
+function checkExtraIds(extra: Extra, where: string): void {
+  if (extra.fields.has(EXTRA_UNICODE_PATH)) throw malformed(`${where} carries an Info-ZIP Unicode Path field (readers disagree on the name)`);
+}
+
 interface Zip64Values {
   usize: number;
   csize: number;
@@ -358,7 +369,7 @@ function readCentralDirectory(source: ByteSource, bounds: DirectoryBounds, limit
   for (let i = 0; i < bounds.entries; i++) {
     const at = c.position;
     if (c.u32le("central directory signature") !== SIG_CENTRAL) throw malformed(`central directory entry ${i} has a bad signature`, { offset: at });
-    c.u16le();
+    const versionMadeBy = c.u16le();
     c.u16le();
     const flags = c.u16le();
     const method = c.u16le();
@@ -372,7 +383,7 @@ function readCentralDirectory(source: ByteSource, bounds: DirectoryBounds, limit
     const commentLength = c.u16le();
     const diskStart = c.u16le();
     c.u16le();
-    c.u32le();
+    const externalAttributes = c.u32le();
     const offset32 = c.u32le();
     if (nameLength > limits.maxEntryNameBytes) {
       throw limitExceeded(`entry name of ${nameLength} bytes exceeds the limit of ${limits.maxEntryNameBytes}`);
@@ -384,6 +395,10 @@ function readCentralDirectory(source: ByteSource, bounds: DirectoryBounds, limit
     const name = decodeName(rawName, flags);
     const where = `entry ${JSON.stringify(name.slice(0, 200))}`;
     checkMemberPath(name);
+    checkExtraIds(extra, where);
+    // A Unix symlink entry (mode S_IFLNK in the high external attributes): extractors create a
+    // link that can point anywhere; tar symlinks are refused for the same reason.
+    if (versionMadeBy >> 8 === HOST_UNIX && ((externalAttributes >>> 16) & 0xf000) === 0xa000) throw malformed(`${where} is a symbolic link`);
     if ((flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION)) !== 0) throw malformed(`${where} is encrypted`, { flags });
     if ((flags & ~ALLOWED_FLAGS) !== 0) throw malformed(`${where} has unsupported flag bits 0x${flags.toString(16)}`, { flags });
     if (method !== METHOD_STORED && method !== METHOD_DEFLATE) throw malformed(`${where} uses compression method ${method} (only stored and deflate)`, { method });
@@ -447,6 +462,7 @@ function checkLocalHeader(source: ByteSource, e: CentralEntry, cdOffset: number)
   const extraLength = c.u16le();
   const rawName = c.bytes(nameLength, "local name");
   const extra = parseExtra(c.bytes(extraLength, "local extra field"), `${where} local header`);
+  checkExtraIds(extra, `${where} local header`);
   if (!bytesEqual(rawName, e.rawName)) throw malformed(`${where}: local header names a different file`);
   if (flags !== e.flags) throw malformed(`${where}: local flags 0x${flags.toString(16)} != central 0x${e.flags.toString(16)}`);
   if (method !== e.method) throw malformed(`${where}: local method ${method} != central ${e.method}`);

@@ -184,6 +184,14 @@ describe("zip reader: entries", () => {
     expect(zipCode([{ name, data: "1" }])).toBe("malformed_container");
   });
 
+  it("rejects symbolic links and Info-ZIP Unicode Path fields; accepts regular Unix modes", () => {
+    expect(zipCode([{ name: "a", data: "/etc/passwd", externalAttributes: (0o120777 << 16) >>> 0 }])).toBe("malformed_container");
+    expect(zipCode([{ name: "a", data: "1", externalAttributes: (0o100644 << 16) >>> 0 }])).toBeUndefined();
+    const unicodePath = Uint8Array.from([0x75, 0x70, 7, 0, 1, 0, 0, 0, 0, 0x2e, 0x2e]);
+    expect(zipCode([{ name: "a", data: "1", centralExtra: unicodePath }])).toBe("malformed_container");
+    expect(zipCode([{ name: "a", data: "1", localExtra: unicodePath }])).toBe("malformed_container");
+  });
+
   it("rejects non-ASCII names without the UTF-8 flag", () => {
     expect(zipCode([{ name: "ü", data: "1" }])).toBe("malformed_container");
   });

@@ -26,6 +26,8 @@ export interface ZipEntrySpec {
   centralUncompressedSize?: number;
   centralOffset?: number;
   centralExtra?: Uint8Array;
+  /** External file attributes (Unix mode in the high 16 bits: the builder writes "made by Unix"). */
+  externalAttributes?: number;
   descriptorCrc?: number;
   /** Raw compressed bytes instead of compressing `data`. */
   rawCompressed?: Uint8Array;
@@ -139,7 +141,7 @@ export function buildZip(entries: ZipEntrySpec[], spec: ZipSpec = {}): Uint8Arra
     w.u16(0);
     w.u16(0);
     w.u16(0);
-    w.u32(0);
+    w.u32(c.e.externalAttributes ?? 0);
     w.u32(c.e.centralOffset ?? c.offset);
     w.bytes(c.name);
     w.bytes(extra);
