@@ -27,6 +27,8 @@ export const OpsEnvSchema = z.object({
   MODELGATE_HEADERS_TIMEOUT_MS: ms(20_000),
   MODELGATE_IDLE_TIMEOUT_MS: ms(60_000),
   MODELGATE_KEEPALIVE_TIMEOUT_MS: ms(5_000),
+  /** On SIGTERM, requests in flight get this long to finish before their sockets are destroyed. */
+  MODELGATE_SHUTDOWN_TIMEOUT_MS: ms(30_000),
   /** HSTS max-age in seconds, or a boolean (true = one year). Only behind TLS. */
   MODELGATE_HSTS: z
     .string()
@@ -45,6 +47,7 @@ export interface OpsConfig {
   maxConcurrentUploads: number;
   timeouts: { requestTimeoutMs: number; headersTimeoutMs: number; idleTimeoutMs: number; keepAliveTimeoutMs: number };
   hstsMaxAgeSeconds: number;
+  shutdownTimeoutMs: number;
 }
 
 /** Parse the ops settings; `dataDir` (from the gateway's Config / --data-dir) wins over env. */
@@ -73,5 +76,6 @@ export function loadOpsConfig(env: NodeJS.ProcessEnv, overrides: { dataDir?: str
       keepAliveTimeoutMs: e.MODELGATE_KEEPALIVE_TIMEOUT_MS,
     },
     hstsMaxAgeSeconds: e.MODELGATE_HSTS,
+    shutdownTimeoutMs: e.MODELGATE_SHUTDOWN_TIMEOUT_MS,
   };
 }

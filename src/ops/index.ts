@@ -9,6 +9,7 @@ import { GatewayError } from "../errors";
 import { createUploadGate } from "../http/middleware/concurrentUploads";
 import { createRateLimiter } from "../http/middleware/rateLimit";
 import { securityHeaders } from "../http/middleware/securityHeaders";
+import { closeGracefully } from "../http/middleware/shutdown";
 import { applyServerTimeouts } from "../http/middleware/timeouts";
 import { auditRouter } from "../http/opsRoutes";
 import { metricsRouter, PromGatewayMetrics } from "../metrics/prom";
@@ -35,6 +36,11 @@ export interface Ops {
    * returns the line to log at start (says "open" on loopback without tokens).
    */
   startupCheck(host: string): string;
+  /**
+   * Graceful stop for SIGTERM: stop accepting, let requests in flight finish within
+   * MODELGATE_SHUTDOWN_TIMEOUT_MS, destroy the rest, then close the audit log.
+   */
+  shutdown(server: Server): Promise<{ forced: boolean }>;
   /** Flush and close the audit log (after the server stopped). */
   close(): Promise<void>;
 }
@@ -113,6 +119,12 @@ export async function createOps(config: OpsConfig, logger: Logger): Promise<Ops>
         );
       }
       return `no API tokens configured: running OPEN (no authentication) on loopback address ${host} only`;
+    },
+    shutdown: async (server) => {
+      const result = await closeGracefully(server, config.shutdownTimeoutMs);
+      if (result.forced) logger.warn({ timeoutMs: config.shutdownTimeoutMs }, "shutdown timeout: remaining requests were aborted");
+      await audit.close();
+      return result;
     },
     close: () => audit.close(),
   };

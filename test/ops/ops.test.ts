@@ -53,6 +53,7 @@ describe("loadOpsConfig", () => {
       MODELGATE_IDLE_TIMEOUT_MS: "30000",
       MODELGATE_KEEPALIVE_TIMEOUT_MS: "2000",
       MODELGATE_HSTS: "true",
+      MODELGATE_SHUTDOWN_TIMEOUT_MS: "1500",
     });
     expect(c).toEqual({
       dataDir: "/d",
@@ -64,6 +65,7 @@ describe("loadOpsConfig", () => {
       maxConcurrentUploads: 3,
       timeouts: { requestTimeoutMs: 60000, headersTimeoutMs: 10000, idleTimeoutMs: 30000, keepAliveTimeoutMs: 2000 },
       hstsMaxAgeSeconds: 31536000,
+      shutdownTimeoutMs: 1500,
     });
     expect(loadOpsConfig({ MODELGATE_HSTS: "600" }).hstsMaxAgeSeconds).toBe(600);
   });
