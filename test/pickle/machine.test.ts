@@ -336,3 +336,66 @@ describe("report size stays bounded", () => {
     expect(a.node.details?.persistentIdSamples).toEqual(['"k"']);
   });
 });
+
+describe("memoized strings decoded again on GET", () => {
+  it("MEMOIZE after PUTs at high indices overwrites like CPython (memo[len(memo)])", () => {
+    const v = valueOf([["PROTO", 4], ["SHORT_BINUNICODE", "a"], ["BINPUT", 1], ["POP"], ["SHORT_BINUNICODE", "b"], ["MEMOIZE"], ["MEMOIZE"], ["POP"], ["BINGET", 1]]);
+    expect(plain(v)).toBe("b");
+  });
+
+  it("returns the exact string (ASCII, UTF-8, Python 2 str) after many opcodes", () => {
+    const filler: PickleOp[] = [];
+    for (let i = 0; i < 3000; i++) filler.push(["SHORT_BINUNICODE", `f${i.toString()}`], ["MEMOIZE"], ["POP"]);
+    const v = valueOf([
+      ["PROTO", 4],
+      ["SHORT_BINUNICODE", "ascii"],
+      ["MEMOIZE"],
+      ["POP"],
+      ["BINUNICODE", "h\u00e9 \u2603"],
+      ["LONG_BINPUT", 70000],
+      ["POP"],
+      ["BINSTRING", "py2"],
+      ["LONG_BINPUT", 100000],
+      ["POP"],
+      ...filler,
+      ["BINGET", 0],
+      ["MARK"],
+      ["LONG_BINGET", 70000],
+      ["LONG_BINGET", 100000],
+      ["BINGET", 0],
+      ["TUPLE"],
+      ["TUPLE2"],
+    ]);
+    expect(plain(v)).toEqual({ tuple: ["ascii", { tuple: ["h\u00e9 \u2603", "py2", "ascii"] }] });
+  });
+
+  it("keeps the truncated flag of a long memoized string", () => {
+    const a = analyzeOps([["PROTO", 4], ["BINUNICODE", "abcdefgh"], ["MEMOIZE"], ["POP"], ["BINGET", 0], ["STOP"]], { limits: { maxRetainedArgumentBytes: 4 } });
+    expect(a.values[0]).toEqual({ kind: "str", value: "abcd", truncated: true });
+  });
+
+  it("a memoized string fetched by GET resolves STACK_GLOBAL in a framed stream", () => {
+    const a = analyzeOps([
+      ["PROTO", 4],
+      ...framed([["SHORT_BINUNICODE", "builtins"], ["MEMOIZE"], ["SHORT_BINUNICODE", "eval"], ["MEMOIZE"], ["POP"], ["POP"]]),
+      ...framed([["BINGET", 0], ["BINGET", 1], ["STACK_GLOBAL"], ["STOP"]]),
+    ]);
+    expect(a.node.findings).toEqual([expect.objectContaining({ code: "dangerous_global", global: "builtins.eval" })]);
+  });
+});
+
+describe("retention past the large-container budget", () => {
+  it("small dicts and tuples stay whole, memoized objects keep their arguments", () => {
+    const ops: PickleOp[] = [["PROTO", 2], ["EMPTY_LIST"]];
+    for (let b = 0; b < 20; b++) {
+      ops.push(["MARK"]);
+      for (let k = 0; k < 4000; k++) ops.push(["NONE"]);
+      ops.push(["APPENDS"]);
+    }
+    ops.push(["POP"]);
+    ops.push(["GLOBAL", "numpy", "dtype"], ["SHORT_BINUNICODE", "f8"], ["TUPLE1"], ["REDUCE"], ["BINPUT", 1], ["POP"]);
+    ops.push(["EMPTY_DICT"], ["MARK"], ["SHORT_BINUNICODE", "shape"], ["BININT1", 3], ["BININT1", 4], ["TUPLE2"], ["SHORT_BINUNICODE", "dtype"], ["BINGET", 1], ["SETITEMS"]);
+    const v = valueOf(ops);
+    expect(plain(v)).toEqual({ dict: [["shape", { tuple: [3n, 4n] }], ["dtype", { call: "numpy.dtype", args: { tuple: ["f8"] } }]] });
+  });
+});
