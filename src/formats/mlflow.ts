@@ -6,6 +6,7 @@ import { MAX_YAML_ALIAS_COUNT } from "../limits";
 import type { ArchiveContents, ArchiveMember } from "./archive";
 import type { FormatContext } from "./context";
 import { findingOf, inspectAllMembers, memberPath } from "./dispatch";
+import { checkMemberPath } from "./zip";
 
 /**
  * MLflow model bundles (a zip or tar(.gz) of the directory `mlflow.<flavor>.save_model` writes):
@@ -170,6 +171,36 @@ export function embeddedCodeIn(mlmodel: Record<string, unknown>): string[] {
   return reasons;
 }
 
+/** Flavor keys that name a file or folder of the bundle, which the flavor's loader opens. */
+const PATH_KEYS: ReadonlySet<string> = new Set(["model_path", "data", "pickled_model", "model_data", "python_model", "code", "saved_model_dir", "model_file", "model_code_path"]);
+
+/**
+ * Path references of MLmodel that would make the loader read outside the bundle (an absolute path
+ * or "..": a pickle we never saw) or that name nothing in it. Returns finding messages.
+ */
+export function badPathReferences(mlmodel: Record<string, unknown>, members: readonly ArchiveMember[], prefix: string): string[] {
+  const problems: string[] = [];
+  const flavors = mlmodel.flavors;
+  if (!isRecord(flavors)) return problems;
+  for (const [flavorName, flavor] of Object.entries(flavors)) {
+    if (!isRecord(flavor)) continue;
+    for (const [key, value] of Object.entries(flavor)) {
+      if (!PATH_KEYS.has(key) || typeof value !== "string") continue;
+      const where = `flavor ${flavorName}.${key} ${JSON.stringify(value.slice(0, 120))}`;
+      const rel = value.replace(/^(\.\/)+/, "").replace(/\/+$/, "");
+      try {
+        checkMemberPath(rel, "MLmodel path");
+      } catch {
+        problems.push(`${where} points outside the bundle: the loader would read a file modelgate never inspected`);
+        continue;
+      }
+      const target = `${prefix}${rel}`;
+      if (!members.some((m) => m.path === target || m.path.startsWith(`${target}/`))) problems.push(`${where} names nothing in the bundle`);
+    }
+  }
+  return problems;
+}
+
 function parseMlmodel(text: string): Record<string, unknown> {
   const parsed = parseSafeYaml(text, "MLmodel");
   if (!isRecord(parsed)) throw malformed("MLmodel is not a mapping");
@@ -253,6 +284,9 @@ export async function inspectMlflow(archive: ArchiveContents, root: string, path
         node.findings.push({ code: "info", severity: "innocuous", message: `flavors not defined by MLflow: ${unknownFlavors.slice(0, 10).join(", ")}`, location: at(mlmodelPath) });
       }
       for (const reason of embeddedCodeIn(mlmodel)) codeFinding(reason, at(mlmodelPath));
+      for (const problem of badPathReferences(mlmodel, archive.members, prefix)) {
+        node.findings.push({ code: "malformed_container", severity: "malformed", message: `mlflow: ${problem}`, location: at(mlmodelPath) });
+      }
     } catch (err) {
       node.findings.push(findingOf(err, at(mlmodelPath)));
     }

@@ -156,6 +156,11 @@ describe("inspectMlflow", () => {
     expect(all(node).some((f) => f.code === "data_member")).toBe(true);
   });
 
+  it("accepts path references to folders and with a ./ prefix", async () => {
+    const mlmodel = SKLEARN_MLMODEL.replace("model_path: model.pkl", "model_path: ./model.pkl").replace("pickled_model: model.pkl", "pickled_model: data/");
+    expect(rejecting(await inspectTarBundle(bundle({ ...BASE, MLmodel: mlmodel, "data/weights.pkl": BENIGN_PICKLE })))).toEqual([]);
+  });
+
   it("accepts a bundle at the archive's top level", async () => {
     expect(rejecting(await inspectTarBundle(bundle(BASE, "")))).toEqual([]);
   });
@@ -168,7 +173,7 @@ describe("inspectMlflow", () => {
   it.each([
     ["a custom loader_module", { MLmodel: SKLEARN_MLMODEL.replace("loader_module: mlflow.sklearn", "loader_module: my_company.loader") }],
     ["a PythonModel loader", { MLmodel: SKLEARN_MLMODEL.replace("loader_module: mlflow.sklearn", "loader_module: mlflow.pyfunc.model") }],
-    ["a code path in MLmodel", { MLmodel: SKLEARN_MLMODEL.replace("    code: null", "    code: code") }],
+    ["a code path in MLmodel", { MLmodel: SKLEARN_MLMODEL.replace("    code: null", "    code: src"), "src/helpers.py": "import os\n" }],
     ["a code/ directory", { "code/preprocess.py": "import os\n" }],
     ["a python_model.pkl", { "python_model.pkl": BENIGN_PICKLE }],
   ])("rejects %s as embedded_code unless the policy allows it", async (_name, extra) => {
@@ -188,6 +193,9 @@ describe("inspectMlflow", () => {
     ["a flavor that is not a mapping", { MLmodel: "flavors:\n  sklearn: 3\n" }],
     ["an MLmodel that is not UTF-8", { MLmodel: Uint8Array.from([0x61, 0x3a, 0x20, 0xff, 0x0a]) }],
     ["a second MLmodel", { "nested/MLmodel": SKLEARN_MLMODEL }],
+    ["a model_path outside the bundle", { MLmodel: SKLEARN_MLMODEL.replace("model_path: model.pkl", "model_path: ../../tmp/evil.pkl") }],
+    ["an absolute pickled_model", { MLmodel: SKLEARN_MLMODEL.replace("pickled_model: model.pkl", "pickled_model: /tmp/evil.pkl") }],
+    ["a model_path naming no member", { MLmodel: SKLEARN_MLMODEL.replace("model_path: model.pkl", "model_path: missing.pkl") }],
   ])("rejects %s as malformed_container", async (_name, extra) => {
     expect(rejecting(await inspectTarBundle(bundle({ ...BASE, ...extra })))).toContain("malformed_container");
   });
