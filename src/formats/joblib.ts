@@ -153,6 +153,20 @@ const MAX_DTYPE_DEPTH = 8;
  */
 export function dtypeInfo(v: SymbolicValue, depth = 0): DtypeInfo {
   if (depth > MAX_DTYPE_DEPTH) unsupported(`dtype nested deeper than ${MAX_DTYPE_DEPTH} levels`);
+  // Memo-shared dtypes (every array of a dump, every field of a structured dtype) are sized
+  // once: without the cache, fields referring to dtypes with many fields cost exponential time.
+  // The key includes the state object: a second BUILD replaces the state (numpy's __setstate__
+  // replaces it too) and must be read again.
+  const cached = v.kind === "object" ? DTYPE_CACHE.get(v) : undefined;
+  if (cached !== undefined && v.kind === "object" && cached.state === v.state) return cached.info;
+  const info = computeDtypeInfo(v, depth);
+  if (v.kind === "object") DTYPE_CACHE.set(v, { state: v.state, info });
+  return info;
+}
+
+const DTYPE_CACHE = new WeakMap<object, { state: SymbolicValue | undefined; info: DtypeInfo }>();
+
+function computeDtypeInfo(v: SymbolicValue, depth: number): DtypeInfo {
   if (v.kind !== "object" || v.callable.kind !== "global" || v.callable.module !== "numpy" || v.callable.name !== "dtype") {
     unsupported(`dtype ${describeValue(v)} is not numpy.dtype(...)`);
   }

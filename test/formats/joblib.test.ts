@@ -312,6 +312,57 @@ describe("joblib dumps built byte by byte", () => {
       expect(codes(inspect(buildJoblib([spec])).report)).toContain(code);
     });
 
+    it("sizes memo-shared structured dtypes once (no exponential walk)", () => {
+      // A dtype with 64 fields that all refer to one dtype of 64 fields, that all refer to ...
+      const levels = 5;
+      const ops: PickleOp[] = [["PROTO", 4], ["EMPTY_LIST"]];
+      const dtypeWithFields = (fieldRef: PickleOp[] | undefined, size: number): PickleOp[] => {
+        const out: PickleOp[] = [["GLOBAL", "numpy", "dtype"], ["SHORT_BINUNICODE", fieldRef ? `V${size.toString()}` : "u1"], ["NEWFALSE"], ["NEWTRUE"], ["TUPLE3"], ["REDUCE"]];
+        if (!fieldRef) return out;
+        out.push(["MARK"], ["BININT1", 3], ["SHORT_BINUNICODE", "|"], ["NONE"], ["MARK"]);
+        for (let i = 0; i < 64; i++) out.push(["SHORT_BINUNICODE", `f${i.toString()}`]);
+        out.push(["TUPLE"], ["EMPTY_DICT"], ["MARK"]);
+        for (let i = 0; i < 64; i++) out.push(["SHORT_BINUNICODE", `f${i.toString()}`], ...fieldRef, ["BININT1", 0], ["TUPLE2"]);
+        out.push(["SETITEMS"], ["BININT", size], ["BININT", -1], ["BININT1", 0], ["TUPLE"], ["BUILD"]);
+        return out;
+      };
+      // memo[k] holds level k's dtype.
+      ops.push(...dtypeWithFields(undefined, 1), ["BINPUT", 0], ["POP"]);
+      for (let k = 1; k <= levels; k++) ops.push(...dtypeWithFields([["BINGET", k - 1]], 1), ["BINPUT", k], ["POP"]);
+      const head = buildPickle(ops);
+      // A wrapper whose dtype is a fetch of the top level, then two raw bytes (no alignment).
+      const started = Date.now();
+      const bytes = concat(
+        head,
+        buildPickle([
+          ["SHORT_BINUNICODE", "joblib.numpy_pickle"],
+          ["SHORT_BINUNICODE", "NumpyArrayWrapper"],
+          ["STACK_GLOBAL"],
+          ["EMPTY_TUPLE"],
+          ["NEWOBJ"],
+          ["EMPTY_DICT"],
+          ["MARK"],
+          ["SHORT_BINUNICODE", "subclass"],
+          ["GLOBAL", "numpy", "ndarray"],
+          ["SHORT_BINUNICODE", "shape"],
+          ["BININT1", 2],
+          ["TUPLE1"],
+          ["SHORT_BINUNICODE", "order"],
+          ["SHORT_BINUNICODE", "C"],
+          ["SHORT_BINUNICODE", "dtype"],
+          ["BINGET", levels],
+          ["SETITEMS"],
+          ["BUILD"],
+        ]),
+        Uint8Array.from([0x0f, 0x0f]),
+        buildPickle([["APPEND"], ["STOP"]]),
+      );
+      const { node, report } = inspect(bytes);
+      expect(report.findings).toEqual([]);
+      expect(node.children[0]?.details).toMatchObject({ dtype: "V1", dataBytes: 2 });
+      expect(Date.now() - started).toBeLessThan(5000);
+    });
+
     it("reads a wrapper's dtype without BUILD state by its type string", () => {
       const { node, report } = inspect(buildJoblib([{ dtype: { type: "f8", noState: true }, shape: [2] }]));
       expect(report.verdict).toBe("accept");
