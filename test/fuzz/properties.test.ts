@@ -40,6 +40,14 @@ describe("fuzz properties: parsers only ever return or throw GatewayError", () =
       const run: Execute = loaded;
       const seeds = seedsFor(target, 64 * 1024);
       expect(seeds.length).toBeGreaterThan(0);
+      // Every seed as is first: fixtures, builders and saved crashers (test/fixtures/fuzz-regressions).
+      for (const seed of seeds) {
+        try {
+          await run(seed);
+        } catch (err) {
+          if (isCrash(err)) throw err;
+        }
+      }
       let executed = 0;
       await fc.assert(
         fc.asyncProperty(fc.oneof(fc.uint8Array({ maxLength: 1024 }), mutatedSeed(seeds), mutatedSeed(seeds)), async (input) => {
