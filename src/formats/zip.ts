@@ -317,30 +317,22 @@ interface Zip64Values {
   offset: number;
 }
 
-/** Resolve saturated 32-bit fields from the zip64 extra field, which holds exactly the saturated ones, in order. */
-function applyZip64(extra: Extra, values: Zip64Values, diskSaturated: boolean, where: string, local: boolean): Zip64Values & { usedZip64: boolean } {
+/** Resolve saturated 32-bit fields of a central record from its zip64 extra field, which holds exactly the saturated ones, in order. */
+function applyZip64(extra: Extra, values: Zip64Values, diskSaturated: boolean, where: string): Zip64Values & { usedZip64: boolean } {
   const field = extra.fields.get(EXTRA_ZIP64);
   const needUsize = values.usize === U32_MAX;
   const needCsize = values.csize === U32_MAX;
-  const needOffset = !local && values.offset === U32_MAX;
+  const needOffset = values.offset === U32_MAX;
   if (!field) {
     if (needUsize || needCsize || needOffset || diskSaturated) throw malformed(`${where}: saturated size/offset without a zip64 extra field`);
     return { ...values, usedZip64: false };
   }
   const c = Cursor.ofBytes(field, { errorCode: "malformed_container", what: `zip ${where} zip64 extra` });
   const out = { ...values, usedZip64: true };
-  if (local) {
-    // APPNOTE 4.5.3: in a local header the zip64 field holds both sizes.
-    out.usize = c.u64le("zip64 uncompressed size");
-    out.csize = c.u64le("zip64 compressed size");
-    if (!needUsize && out.usize !== values.usize) throw malformed(`${where}: zip64 uncompressed size disagrees with the header`);
-    if (!needCsize && out.csize !== values.csize) throw malformed(`${where}: zip64 compressed size disagrees with the header`);
-  } else {
-    if (needUsize) out.usize = c.u64le("zip64 uncompressed size");
-    if (needCsize) out.csize = c.u64le("zip64 compressed size");
-    if (needOffset) out.offset = c.u64le("zip64 local header offset");
-    if (diskSaturated) c.u32le("zip64 disk number");
-  }
+  if (needUsize) out.usize = c.u64le("zip64 uncompressed size");
+  if (needCsize) out.csize = c.u64le("zip64 compressed size");
+  if (needOffset) out.offset = c.u64le("zip64 local header offset");
+  if (diskSaturated) c.u32le("zip64 disk number");
   if (!c.atEnd) throw malformed(`${where}: zip64 extra field holds ${c.remaining} unexpected bytes`);
   return out;
 }
@@ -402,7 +394,7 @@ function readCentralDirectory(source: ByteSource, bounds: DirectoryBounds, limit
     if ((flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION)) !== 0) throw malformed(`${where} is encrypted`, { flags });
     if ((flags & ~ALLOWED_FLAGS) !== 0) throw malformed(`${where} has unsupported flag bits 0x${flags.toString(16)}`, { flags });
     if (method !== METHOD_STORED && method !== METHOD_DEFLATE) throw malformed(`${where} uses compression method ${method} (only stored and deflate)`, { method });
-    const z = applyZip64(extra, { usize: usize32, csize: csize32, offset: offset32 }, diskStart === U16_MAX, where, false);
+    const z = applyZip64(extra, { usize: usize32, csize: csize32, offset: offset32 }, diskStart === U16_MAX, where);
     const isDirectory = name.endsWith("/");
     const key = isDirectory ? name.slice(0, -1) : name;
     if (seen.has(key)) throw malformed(`duplicate ${where}`);
@@ -467,12 +459,7 @@ function checkLocalHeader(source: ByteSource, e: CentralEntry, cdOffset: number)
   if (flags !== e.flags) throw malformed(`${where}: local flags 0x${flags.toString(16)} != central 0x${e.flags.toString(16)}`);
   if (method !== e.method) throw malformed(`${where}: local method ${method} != central ${e.method}`);
   const hasDescriptor = (flags & FLAG_DESCRIPTOR) !== 0;
-  let local: Zip64Values & { usedZip64: boolean };
-  if (extra.fields.has(EXTRA_ZIP64) || (!hasDescriptor && (csize32 === U32_MAX || usize32 === U32_MAX))) {
-    local = applyZip64(extra, { usize: usize32, csize: csize32, offset: 0 }, false, `${where} local header`, true);
-  } else {
-    local = { usize: usize32, csize: csize32, offset: 0, usedZip64: false };
-  }
+  const local = localSizes(extra, csize32, usize32, where);
   if (!hasDescriptor) {
     if (crc !== e.crc32 || local.csize !== e.compressedSize || local.usize !== e.uncompressedSize) {
       throw malformed(`${where}: local header CRC/sizes disagree with the central directory`, {
@@ -492,16 +479,46 @@ function checkLocalHeader(source: ByteSource, e: CentralEntry, cdOffset: number)
   if (dataEnd > cdOffset) throw malformed(`${where}: data runs into the central directory`, { dataEnd, cdOffset });
   e.recordEnd = dataEnd;
   if (hasDescriptor) {
-    const d = cursorAt(source, dataEnd, cdOffset, `${where} data descriptor`);
+    // 64-bit sizes when the entry carries a zip64 extra (what miniz and Python's zipfile write);
+    // the other width is tried too, and whichever matches the central directory decides where
+    // the entry ends (readers take CRC and sizes from the central directory, never from here).
+    const wideFirst = e.zip64 || extra.fields.has(EXTRA_ZIP64);
+    const end = readDescriptor(source, e, dataEnd, cdOffset, wideFirst) ?? readDescriptor(source, e, dataEnd, cdOffset, !wideFirst);
+    if (end === undefined) throw malformed(`${where}: data descriptor disagrees with the central directory`);
+    e.recordEnd = end;
+  }
+}
+
+/**
+ * The sizes a local header declares. Saturated 32-bit sizes come from its zip64 extra field, in
+ * order (APPNOTE 4.5.3). Otherwise a zip64 extra there is not used by any reader (miniz writes one
+ * holding only the local header offset past 4 GiB, or the sizes next to zeroed 32-bit fields when
+ * a data descriptor follows); it must still be a well-formed zip64 field of at most 28 bytes.
+ */
+function localSizes(extra: Extra, csize32: number, usize32: number, where: string): { csize: number; usize: number } {
+  const field = extra.fields.get(EXTRA_ZIP64);
+  if (field && (field.length > 28 || field.length % 4 !== 0)) throw malformed(`${where}: local zip64 extra field of ${field.length} bytes`);
+  const out = { csize: csize32, usize: usize32 };
+  if (csize32 !== U32_MAX && usize32 !== U32_MAX) return out;
+  if (!field) throw malformed(`${where}: saturated local sizes without a zip64 extra field`);
+  const z = Cursor.ofBytes(field, { errorCode: "malformed_container", what: `zip ${where} local zip64 extra` });
+  if (usize32 === U32_MAX) out.usize = z.u64le("zip64 uncompressed size");
+  if (csize32 === U32_MAX) out.csize = z.u64le("zip64 compressed size");
+  return out;
+}
+
+/** The end of a data descriptor of the given width that matches the central record, if it does. */
+function readDescriptor(source: ByteSource, e: ZipEntry, at: number, cdOffset: number, wide: boolean): number | undefined {
+  try {
+    const d = cursorAt(source, at, cdOffset, "data descriptor");
     let first = d.u32le("data descriptor");
-    if (first === SIG_DESCRIPTOR) first = d.u32le("data descriptor CRC");
-    const wide = e.zip64 || local.usedZip64;
+    if (first === SIG_DESCRIPTOR && e.crc32 !== SIG_DESCRIPTOR) first = d.u32le("data descriptor CRC");
     const dcsize = wide ? d.u64le("descriptor compressed size") : d.u32le("descriptor compressed size");
     const dusize = wide ? d.u64le("descriptor size") : d.u32le("descriptor size");
-    if (first !== e.crc32 || dcsize !== e.compressedSize || dusize !== e.uncompressedSize) {
-      throw malformed(`${where}: data descriptor disagrees with the central directory`);
-    }
-    e.recordEnd = d.position;
+    return first === e.crc32 && dcsize === e.compressedSize && dusize === e.uncompressedSize ? d.position : undefined;
+  } catch (err) {
+    if (isGatewayError(err)) return undefined;
+    throw err;
   }
 }
 

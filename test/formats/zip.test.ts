@@ -224,6 +224,29 @@ describe("zip reader: entries", () => {
   });
 });
 
+describe("zip reader: zip64 local headers as miniz (torch) and Python write them", () => {
+  it("accepts a local zip64 extra holding only the header offset, with a 64-bit descriptor", () => {
+    const bytes = buildZip([{ name: "a", data: "abc", descriptor: true, descriptorWide: true, localExtra: zip64Extra([0]) }]);
+    // 30-byte header + 1-byte name + 12-byte extra + 3 data bytes + 24-byte descriptor.
+    const dir = read(bytes);
+    expect(dir.entries[0]?.recordEnd).toBe(70);
+    expect(dir.centralDirectoryOffset).toBe(70);
+  });
+
+  it("accepts saturated local sizes resolved by the local zip64 extra, and rejects them without one", () => {
+    const ok = buildZip([{ name: "a", data: "abc", localCompressedSize: 0xffffffff, localUncompressedSize: 0xffffffff, localExtra: zip64Extra([3, 3]) }]);
+    expect(read(ok).entries).toHaveLength(1);
+    const wrong = buildZip([{ name: "a", data: "abc", localCompressedSize: 0xffffffff, localUncompressedSize: 0xffffffff, localExtra: zip64Extra([4, 3]) }]);
+    expect(codeOf(() => read(wrong))).toBe("malformed_container");
+    const missing = buildZip([{ name: "a", data: "abc", localCompressedSize: 0xffffffff, localUncompressedSize: 0xffffffff }]);
+    expect(codeOf(() => read(missing))).toBe("malformed_container");
+  });
+
+  it("rejects an oversized local zip64 extra", () => {
+    expect(zipCode([{ name: "a", data: "abc", localExtra: zip64Extra([3, 3, 0, 0]) }])).toBe("malformed_container");
+  });
+});
+
 describe("zip reader: limits", () => {
   it("entry count at the limit and past it", () => {
     const entries = [{ name: "a", data: "1" }, { name: "b", data: "2" }];

@@ -12,6 +12,8 @@ export interface ZipEntrySpec {
   /** Write a data descriptor (sets flag bit 3); local CRC/sizes become 0. */
   descriptor?: boolean;
   descriptorSignature?: boolean;
+  /** 64-bit sizes in the data descriptor (zip64 entries). */
+  descriptorWide?: boolean;
   /** Overrides of the local header. */
   localName?: string;
   localFlags?: number;
@@ -117,8 +119,13 @@ export function buildZip(entries: ZipEntrySpec[], spec: ZipSpec = {}): Uint8Arra
     if (e.descriptor === true) {
       if (e.descriptorSignature !== false) w.u32(0x08074b50);
       w.u32(e.descriptorCrc ?? crc);
-      w.u32(compressed.length);
-      w.u32(data.length);
+      if (e.descriptorWide === true) {
+        w.u64(compressed.length);
+        w.u64(data.length);
+      } else {
+        w.u32(compressed.length);
+        w.u32(data.length);
+      }
     }
     if (e.gapAfter) w.bytes(e.gapAfter);
     central.push({ e, offset, crc, csize: compressed.length, usize: data.length, flags, method, name });
