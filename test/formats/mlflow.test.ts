@@ -1,7 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
+import fc from "fast-check";
+import { inspectPath } from "../../src/formats/inspectFile";
 import { BufferSource } from "../../src/bytes/source";
 import type { ArchiveContents, ArchiveMember } from "../../src/formats/archive";
 import type { FormatContext } from "../../src/formats/context";
@@ -235,5 +237,31 @@ describe("inspectMlflow on the committed bundles", () => {
     const found = rejecting(node);
     if (expected.length === 0) expect(found).toEqual([]);
     else for (const code of expected) expect(found).toContain(code);
+  });
+});
+
+describe("MLflow bundles through inspectFile", () => {
+  it("reads a tar.gz bundle end to end: gzip, tar, MLflow layout, pickles", async () => {
+    const file = join(tempDir, "bundle.tar.gz");
+    writeFileSync(file, gzipSync(buildTar(bundle(BASE))));
+    const ok = await inspectPath(file, { policy: { ...DEFAULT_CONTENT_POLICY }, fileName: "bundle.tar.gz" });
+    expect(ok.verdict).toBe("accept");
+    expect(ok.format).toBe("mlflow");
+    writeFileSync(file, gzipSync(buildTar(bundle({ ...BASE, "model.pkl": EVIL_PICKLE }))));
+    const bad = await inspectPath(file, { policy: { ...DEFAULT_CONTENT_POLICY }, fileName: "bundle.tar.gz" });
+    expect(bad.verdict).toBe("reject");
+    expect(bad.findings.some((f) => f.code === "dangerous_global")).toBe(true);
+  });
+
+  it("never crashes on mutated MLmodel text", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.nat(SKLEARN_MLMODEL.length - 1), fc.constantFrom(":", " ", "\n", "-", "!", "&", "*", "{", "[", "'", "x", "#")), { minLength: 1, maxLength: 5 }), async (edits) => {
+        const bytes = Buffer.from(SKLEARN_MLMODEL, "latin1");
+        for (const [at, c] of edits) bytes[at] = c.charCodeAt(0);
+        const node = await inspectTarBundle(bundle({ ...BASE, MLmodel: new Uint8Array(bytes) }));
+        expect(node.kind).toBe("tar");
+      }),
+      { numRuns: 200 },
+    );
   });
 });
