@@ -32,11 +32,13 @@ export const MAX_ARTIFACT_NAME_LENGTH = 512;
 /** Listing page size: bounds work per request. */
 export const MAX_LIST_LIMIT = 1000;
 /**
- * After refusing an upload mid-body, we read (and discard) at most this much of the rest to keep
- * the connection usable; a bigger or unsized (chunked) rest gets the answer at once and the
- * connection closed, so a hostile 20 GiB body costs no more than this (CWE-400).
+ * After refusing an upload mid-body, we read (and discard) at most this much of the rest; a bigger
+ * or unsized (chunked) rest gets the answer at once, then at most this much more is drained before
+ * the connection is cut, so a hostile 20 GiB body costs no more than this (CWE-400).
  */
 export const MAX_DRAIN_BYTES = 16 * MiB;
+/** How long a refused upload's connection stays open (draining) after the answer: slow-loris bound. */
+export const MAX_LINGER_MS = 2_000;
 /** Multipart framing and text fields on top of the artifact bytes, for the Content-Length pre-check. */
 export const MAX_MULTIPART_OVERHEAD_BYTES = MAX_MULTIPART_FIELDS * MAX_MULTIPART_FIELD_BYTES + MAX_ENVELOPE_BYTES + 64 * KiB;
 

@@ -8,6 +8,7 @@ import { rejectionCode, type InspectionReport } from "../inspect/report";
 import {
   MAX_ARTIFACT_NAME_LENGTH,
   MAX_DRAIN_BYTES,
+  MAX_LINGER_MS,
   MAX_MULTIPART_FIELD_BYTES,
   MAX_MULTIPART_FIELD_NAME_BYTES,
   MAX_MULTIPART_FIELDS,
@@ -128,7 +129,7 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
       if (res.headersSent) return;
       // Node would read (and discard) an unread body to keep the connection alive: not a big one.
       const length = declaredLength(req);
-      if (!req.complete && (length === undefined || length > MAX_DRAIN_BYTES)) res.setHeader("Connection", "close");
+      if (!req.complete && (length === undefined || length > MAX_DRAIN_BYTES)) lingerThenClose(req, res);
       sendError(res, gerr);
     };
 
@@ -138,13 +139,11 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
       }
       const length = declaredLength(req);
       if (length !== undefined && length > deps.maxUploadBytes + MAX_MULTIPART_OVERHEAD_BYTES) {
-        res.setHeader("Connection", "close");
         throw new GatewayError("too_large", `request body of ${String(length)} bytes exceeds the upload limit of ${String(deps.maxUploadBytes)} bytes`, { maxBytes: deps.maxUploadBytes });
       }
       // Refused mid-body with much left to read: answer now and close instead of draining it all.
       state.onArtifactRejected = async (err) => {
         if (length !== undefined && length <= MAX_DRAIN_BYTES) return;
-        res.setHeader("Connection", "close");
         await reject(err);
       };
       await runMultipart(req, res);
@@ -221,6 +220,35 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
       deps.metrics.uploadsInFlight(-1);
     }
   };
+}
+
+/**
+ * After answering a refused upload whose body is still arriving: keep reading (and discarding)
+ * for a bounded while so the client can read the answer, then cut the connection. Closing at once
+ * would make the kernel reset the connection on the client's next write, which can discard the
+ * answer unread (the "lingering close" of HTTP servers). Bounded by bytes and by time.
+ */
+function lingerThenClose(req: Request, res: Response): void {
+  let drained = 0;
+  const cut = (): void => {
+    clearTimeout(timer);
+    req.socket.destroy();
+  };
+  const timer = setTimeout(cut, MAX_LINGER_MS);
+  timer.unref();
+  res.once("finish", () => {
+    req.on("data", (chunk: Buffer) => {
+      drained += chunk.length;
+      if (drained > MAX_DRAIN_BYTES) cut();
+    });
+    req.resume();
+  });
+  req.once("end", () => {
+    clearTimeout(timer);
+  });
+  req.socket.once("close", () => {
+    clearTimeout(timer);
+  });
 }
 
 function pickEnvelope(state: UploadState, req: Request): string {

@@ -24,13 +24,17 @@ function streamingUpload(env: TestEnv, envelope: string, maxBytes: number): Prom
         res.setEncoding("utf8");
         res.on("data", (c: string) => (body += c));
         res.on("end", () => {
+          server.closeAllConnections();
           server.close();
           const parsed = JSON.parse(body) as { error: { code: string } };
           resolve({ status: res.statusCode ?? 0, code: parsed.error.code, written });
         });
       });
       req.on("error", (err) => {
-        if (!answered) reject(err);
+        if (answered) return;
+        server.closeAllConnections();
+        server.close();
+        reject(err);
       });
       req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="signature"\r\n\r\n${envelope}\r\n`);
       req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="artifact"; filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`);
