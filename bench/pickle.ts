@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { FileSource } from "../src/bytes/source";
 import { Cursor } from "../src/bytes/cursor";
 import { DEFAULT_CONTENT_POLICY } from "../src/inspect/policy";
-import { analyzePickle, makePicklePolicy } from "../src/pickle";
+import { analyzePickle, makePicklePolicy, PickleReader } from "../src/pickle";
 
 const PYTHON = "/usr/bin/python3";
 
@@ -124,6 +124,26 @@ function analyzeFile(path: string, repeat = 1): { seconds: number; ops: number; 
   return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, ops, verdictOk: ok };
 }
 
+/** The disassembler alone (what pickletools.genops is): every opcode decoded, no symbolic machine. */
+function disassembleFile(path: string, repeat = 1): { seconds: number; ops: number } {
+  let ops = 0;
+  const t0 = process.hrtime.bigint();
+  for (let r = 0; r < repeat; r++) {
+    const source = new FileSource(path);
+    try {
+      const reader = new PickleReader(source, 0, source.size, 64 * 1024);
+      ops = 0;
+      while (reader.pos < reader.end) {
+        reader.next();
+        ops++;
+      }
+    } finally {
+      source.close();
+    }
+  }
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, ops };
+}
+
 /** pickletools.genops over the file `repeat` times; the time is measured inside Python (no startup). */
 function pickletoolsSeconds(path: string, repeat = 1): number | undefined {
   if (!existsSync(PYTHON)) return undefined;
@@ -171,9 +191,13 @@ function report(label: string, path: string, repeat: number): void {
     `${label}: ${(size / 1e6).toFixed(size > 1e6 ? 1 : 4)} MB x${repeat.toString()}, ${ours.ops.toLocaleString("en-US")} ops`,
     `  modelgate:  ${ours.seconds.toFixed(3)} s  ${(mb / ours.seconds).toFixed(1)} MB/s  ${((ours.ops * repeat) / ours.seconds / 1e6).toFixed(1)} M ops/s  (accepted: ${String(ours.verdictOk)})`,
   ];
+  if (repeat > 1) disassembleFile(path, Math.min(repeat, 50));
+  const dis = disassembleFile(path, repeat);
+  line.push(`  disassembler only: ${dis.seconds.toFixed(3)} s  ${(mb / dis.seconds).toFixed(1)} MB/s  ${((dis.ops * repeat) / dis.seconds / 1e6).toFixed(1)} M ops/s`);
   const py = pickletoolsSeconds(path, repeat);
   if (py !== undefined) {
-    line.push(`  pickletools.genops: ${py.toFixed(3)} s  ${(mb / py).toFixed(1)} MB/s  -> modelgate is ${(py / ours.seconds).toFixed(1)}x faster`);
+    line.push(`  pickletools.genops: ${py.toFixed(3)} s  ${(mb / py).toFixed(1)} MB/s  ${((dis.ops * repeat) / py / 1e6).toFixed(1)} M ops/s`);
+    line.push(`  -> full analysis ${(py / ours.seconds).toFixed(1)}x faster than pickletools.genops; disassembler alone ${(py / dis.seconds).toFixed(1)}x`);
   } else line.push("  pickletools.genops: skipped (no /usr/bin/python3)");
   console.log(line.join("\n"));
 }

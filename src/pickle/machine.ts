@@ -215,8 +215,16 @@ export class PickleMachine {
           const mark = this.popMarkIndex(offset);
           if ((stack.length - mark) % 2 !== 0) malformed("odd number of items for SETITEMS", offset);
           const d = this.belowMark(mark, offset);
-          if (d.kind === "dict") for (let k = mark; k < stack.length; k += 2) this.retainEntry(d, stack[k] as SymbolicValue, stack[k + 1] as SymbolicValue);
-          else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          if (d.kind === "dict") {
+            const pairs = (stack.length - mark) / 2;
+            if (d.entries.length === 0 && pairs <= SMALL_CONTAINER && this.retainedItems < MAX_RETAINED_HARD) {
+              // The common case (CPython writes EMPTY_DICT, MARK, pairs, SETITEMS): one exact-size array.
+              const entries = new Array<[SymbolicValue, SymbolicValue]>(pairs);
+              for (let k = 0; k < pairs; k++) entries[k] = [stack[mark + 2 * k] as SymbolicValue, stack[mark + 2 * k + 1] as SymbolicValue];
+              d.entries = entries;
+              this.retainedItems += pairs;
+            } else for (let k = mark; k < stack.length; k += 2) this.retainEntry(d, stack[k] as SymbolicValue, stack[k + 1] as SymbolicValue);
+          } else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
           stack.length = mark;
           break;
         }
