@@ -113,12 +113,16 @@ export class FileAuditLog implements AuditSink {
     }
     try {
       await fs.access(this.file, fsConstants.W_OK);
-      // The path must still name the file we append to: a log moved or deleted under us would
-      // swallow entries into an unlinked inode.
-      const [onDisk, open] = await Promise.all([fs.stat(this.file), this.handle.stat()]);
-      if (onDisk.ino !== open.ino || onDisk.dev !== open.dev) throw new Error("the file was replaced or removed while open");
+      await this.assertSameFile();
     } catch (err) {
       throw new GatewayError("unavailable", `the audit log ${this.file} is not writable: ${messageOf(err)}`, undefined, { cause: err });
+    }
+  }
+
+  private async assertSameFile(): Promise<void> {
+    const [onDisk, open] = await Promise.all([fs.stat(this.file).catch(() => undefined), this.handle.stat()]);
+    if (onDisk?.ino !== open.ino || onDisk.dev !== open.dev) {
+      throw new GatewayError("unavailable", `the audit log ${this.file} was moved, replaced or deleted while open; restart to start a new log`);
     }
   }
 
@@ -136,6 +140,9 @@ export class FileAuditLog implements AuditSink {
     // seq, time and prev first and never overridable by the event's own fields.
     const { type, ...rest } = event;
     const entry = { seq: this.seq + 1, time: this.now().toISOString(), prev: this.head, type, ...stripReserved(rest) };
+    // The path must still name the file we hold open: after a move or delete, appends would land
+    // in a file nobody reads (or verifies). Refuse instead; a restart starts a new chain.
+    await this.assertSameFile();
     const line = JSON.stringify(entry);
     const bytes = Buffer.from(`${line}\n`, "utf8");
     if (bytes.length > MAX_AUDIT_LINE_BYTES) {

@@ -1,4 +1,4 @@
-import { appendFile, chmod, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { appendFile, chmod, mkdtemp, readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { FileAuditLog, GENESIS_HASH, hashLine, parseEntry, readAuditEntries, verifyAuditLog } from "../../src/audit/fileLog";
@@ -96,6 +96,16 @@ describe("FileAuditLog", () => {
     await log.close();
     await expect(log.append(event(1))).rejects.toMatchObject({ code: "unavailable" });
     await expect(log.check()).rejects.toMatchObject({ code: "unavailable" });
+  });
+
+  it("refuses appends (and check) once the log was moved away or deleted", async () => {
+    const log = await FileAuditLog.open(file);
+    await log.append(event(1));
+    await rename(file, `${file}.1`);
+    await expect(log.append(event(2))).rejects.toMatchObject({ code: "unavailable" });
+    await expect(log.check()).rejects.toMatchObject({ code: "unavailable" });
+    await log.close();
+    await expect(verifyAuditLog(`${file}.1`)).resolves.toMatchObject({ ok: true, count: 1 });
   });
 
   it("check() fails when the log file is not writable", async () => {
