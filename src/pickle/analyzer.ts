@@ -101,8 +101,9 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
 
   const reader = PickleReader.ofCursor(cursor, limits.maxRetainedArgumentBytes);
 
-  const add = (f: Finding, key?: string): void => {
-    if (findings.length >= MAX_FINDINGS) {
+  /** Add a finding; `always` for the one that ends a stream (malformed, limit), never dropped by the cap. */
+  const add = (f: Finding, key?: string, always = false): void => {
+    if (findings.length >= MAX_FINDINGS && !always) {
       omittedFindings++;
       return;
     }
@@ -243,13 +244,17 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
 
   for (;;) {
     if (streams >= limits.maxStreamsPerSequence) {
-      add({
-        code: "limit_exceeded",
-        severity: "malformed",
-        message: `more than ${limits.maxStreamsPerSequence.toString()} pickles in one sequence (maxStreamsPerSequence) at offset ${reader.pos.toString()}`,
-        location,
-        offset: reader.pos,
-      });
+      add(
+        {
+          code: "limit_exceeded",
+          severity: "malformed",
+          message: `more than ${limits.maxStreamsPerSequence.toString()} pickles in one sequence (maxStreamsPerSequence) at offset ${reader.pos.toString()}`,
+          location,
+          offset: reader.pos,
+        },
+        undefined,
+        true,
+      );
       break;
     }
     stream = streams++;
@@ -267,13 +272,17 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
       const code: InspectionErrorCode = INSPECTION_CODES.has(err.code) ? (err.code as InspectionErrorCode) : "malformed_pickle";
       const offset = typeof err.details?.offset === "number" ? err.details.offset : reader.offset;
       const afterStop = stream > 0 && machine.ops <= 1;
-      add({
-        code,
-        severity: "malformed",
-        message: afterStop ? `bytes after STOP at offset ${streamStart.toString()} are not a pickle: ${err.message}` : err.message,
-        location: streamLocation,
-        offset,
-      });
+      add(
+        {
+          code,
+          severity: "malformed",
+          message: afterStop ? `bytes after STOP at offset ${streamStart.toString()} are not a pickle: ${err.message}` : err.message,
+          location: streamLocation,
+          offset,
+        },
+        undefined,
+        true,
+      );
       end = Math.max(end, Math.min(offset, reader.end));
       break;
     }

@@ -399,3 +399,12 @@ describe("retention past the large-container budget", () => {
     expect(plain(v)).toEqual({ dict: [["shape", { tuple: [3n, 4n] }], ["dtype", { call: "numpy.dtype", args: { tuple: ["f8"] } }]] });
   });
 });
+
+describe("the finding that ends a stream is never dropped by the findings cap", () => {
+  it("keeps malformed_pickle after 1000 import findings", () => {
+    const ops: PickleOp[] = [["PROTO", 2]];
+    for (let i = 0; i < 1100; i++) ops.push(["GLOBAL", `m${i.toString()}`, "x"], ["POP"]);
+    const a = analyzeOps([...ops, { raw: "\xff" }]);
+    expect(a.node.findings.map((f) => f.code)).toContain("malformed_pickle");
+  });
+});
