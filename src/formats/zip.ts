@@ -459,7 +459,7 @@ function checkLocalHeader(source: ByteSource, e: CentralEntry, cdOffset: number)
   if (flags !== e.flags) throw malformed(`${where}: local flags 0x${flags.toString(16)} != central 0x${e.flags.toString(16)}`);
   if (method !== e.method) throw malformed(`${where}: local method ${method} != central ${e.method}`);
   const hasDescriptor = (flags & FLAG_DESCRIPTOR) !== 0;
-  const local = localSizes(extra, csize32, usize32, where);
+  const local = localSizes(extra, csize32, usize32, e, hasDescriptor, where);
   if (!hasDescriptor) {
     if (crc !== e.crc32 || local.csize !== e.compressedSize || local.usize !== e.uncompressedSize) {
       throw malformed(`${where}: local header CRC/sizes disagree with the central directory`, {
@@ -490,20 +490,44 @@ function checkLocalHeader(source: ByteSource, e: CentralEntry, cdOffset: number)
 }
 
 /**
- * The sizes a local header declares. Saturated 32-bit sizes come from its zip64 extra field, in
- * order (APPNOTE 4.5.3). Otherwise a zip64 extra there is not used by any reader (miniz writes one
- * holding only the local header offset past 4 GiB, or the sizes next to zeroed 32-bit fields when
- * a data descriptor follows); it must still be a well-formed zip64 field of at most 28 bytes.
+ * The sizes a local header declares, with its zip64 extra field cross-checked. APPNOTE 4.5.3 puts
+ * both sizes there (uncompressed first); Python's zipfile writes them (np.savez forces zip64) next
+ * to real or saturated 32-bit fields; miniz (torch) writes the sizes only for entries >= 4 GiB
+ * (with zeroed compressed size beside a data descriptor) and the local header offset for entries
+ * past 4 GiB. No reader uses these values (all take the central directory's), so every form is
+ * accepted only when each value agrees with the central record: a disagreement is a lie one
+ * reader might believe.
  */
-function localSizes(extra: Extra, csize32: number, usize32: number, where: string): { csize: number; usize: number } {
+function localSizes(extra: Extra, csize32: number, usize32: number, e: CentralEntry, hasDescriptor: boolean, where: string): { csize: number; usize: number } {
   const field = extra.fields.get(EXTRA_ZIP64);
-  if (field && (field.length > 28 || field.length % 4 !== 0)) throw malformed(`${where}: local zip64 extra field of ${field.length} bytes`);
   const out = { csize: csize32, usize: usize32 };
-  if (csize32 !== U32_MAX && usize32 !== U32_MAX) return out;
-  if (!field) throw malformed(`${where}: saturated local sizes without a zip64 extra field`);
+  const saturated = usize32 === U32_MAX || csize32 === U32_MAX;
+  if (!field) {
+    if (saturated) throw malformed(`${where}: saturated local sizes without a zip64 extra field`);
+    return out;
+  }
+  const bad = (what: string): never => {
+    throw malformed(`${where}: local zip64 extra field ${what} disagrees with the central directory`);
+  };
+  const fits = (v: number, want: number): boolean => v === want || (hasDescriptor && v === 0);
   const z = Cursor.ofBytes(field, { errorCode: "malformed_container", what: `zip ${where} local zip64 extra` });
-  if (usize32 === U32_MAX) out.usize = z.u64le("zip64 uncompressed size");
-  if (csize32 === U32_MAX) out.csize = z.u64le("zip64 compressed size");
+  if (field.length === 8 && !(usize32 === U32_MAX && csize32 === U32_MAX)) {
+    // One value: the one saturated size, or (miniz) the local header offset.
+    const v = z.u64le("zip64 value");
+    if (usize32 === U32_MAX) out.usize = v;
+    else if (csize32 === U32_MAX) out.csize = v;
+    else if (v !== e.localHeaderOffset) bad("offset");
+    return out;
+  }
+  if (field.length !== 16 && field.length !== 24 && field.length !== 28) throw malformed(`${where}: local zip64 extra field of ${field.length} bytes`);
+  const usize = z.u64le("zip64 uncompressed size");
+  const csize = z.u64le("zip64 compressed size");
+  if (!fits(usize, e.uncompressedSize)) bad("uncompressed size");
+  if (!fits(csize, e.compressedSize)) bad("compressed size");
+  if (field.length >= 24 && z.u64le("zip64 offset") !== e.localHeaderOffset) bad("offset");
+  if (field.length === 28 && z.u32le("zip64 disk") !== 0) bad("disk number");
+  if (usize32 === U32_MAX) out.usize = usize;
+  if (csize32 === U32_MAX) out.csize = csize;
   return out;
 }
 

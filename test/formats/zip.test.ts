@@ -242,6 +242,13 @@ describe("zip reader: zip64 local headers as miniz (torch) and Python write them
     expect(codeOf(() => read(missing))).toBe("malformed_container");
   });
 
+  it("rejects local zip64 values that disagree with the central record", () => {
+    expect(zipCode([{ name: "a", data: "abc", descriptor: true, descriptorWide: true, localExtra: zip64Extra([5]) }])).toBe("malformed_container");
+    expect(zipCode([{ name: "a", data: "abc", localExtra: zip64Extra([11, 3]) }])).toBe("malformed_container");
+    expect(zipCode([{ name: "a", data: "abc", localExtra: zip64Extra([3, 3]) }])).toBeUndefined();
+    expect(zipCode([{ name: "a", data: "abc", localExtra: zip64Extra([3, 3, 1]) }])).toBe("malformed_container");
+  });
+
   it("rejects an oversized local zip64 extra", () => {
     expect(zipCode([{ name: "a", data: "abc", localExtra: zip64Extra([3, 3, 0, 0]) }])).toBe("malformed_container");
   });
