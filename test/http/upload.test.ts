@@ -1,5 +1,6 @@
 import request from "supertest";
 import nacl from "tweetnacl";
+import { MAX_ENVELOPE_BYTES, MAX_MULTIPART_FIELD_BYTES, MAX_MULTIPART_FIELD_NAME_BYTES, MAX_MULTIPART_FIELDS, MAX_MULTIPART_PARTS } from "../../src/limits";
 import { buildPublishStatement, encodeBase64, pae, DSSE_PAYLOAD_TYPE } from "../../src/trust";
 import {
   acceptingInspector,
@@ -194,10 +195,31 @@ describe("POST /v1/artifacts", () => {
       await expectStoreEmpty(env);
     });
 
-    it("an oversized signature field -> too_large", async () => {
-      const res = await upload(env, { signature: "x".repeat(300 * 1024), artifact: bytes });
-      expect(res.status).toBe(413);
-      expect(res.body.error.code).toBe("too_large");
+    it("signature size: at the 256 KiB cap it is parsed (malformed here), one byte past it -> too_large", async () => {
+      const at = await upload(env, { signature: " ".repeat(MAX_MULTIPART_FIELD_BYTES), artifact: bytes });
+      expect(at.body.error.code).toBe("malformed_signature");
+      const past = await upload(env, { signature: " ".repeat(MAX_MULTIPART_FIELD_BYTES + 1), artifact: bytes });
+      expect(past.status).toBe(413);
+      expect(past.body.error.code).toBe("too_large");
+      const pastFile = await upload(env, { signature: " ".repeat(MAX_ENVELOPE_BYTES + 1), artifact: bytes, signatureAsFile: true });
+      expect(pastFile.body.error.code).toBe("too_large");
+      await expectStoreEmpty(env);
+    });
+
+    it("multipart limits: fields, parts and field-name length -> bad_request", async () => {
+      const sig = signFor(serving, bytes, "x");
+      let tooManyFields = request(env.app).post("/v1/artifacts").field("signature", sig);
+      for (let i = 0; i < MAX_MULTIPART_FIELDS; i++) tooManyFields = tooManyFields.field("name", "x");
+      const fields = await tooManyFields.attach("artifact", bytes, "a.bin");
+      expect(fields.status).toBe(400);
+      expect(fields.body.error.details.multer).toBe("LIMIT_FIELD_COUNT");
+      let tooManyParts = request(env.app).post("/v1/artifacts").field("signature", sig).attach("artifact", bytes, "a.bin");
+      for (let i = 0; i < MAX_MULTIPART_PARTS; i++) tooManyParts = tooManyParts.attach("signature", Buffer.from("{}"), "s.json");
+      const parts = await tooManyParts;
+      expect(parts.status).toBe(400);
+      const longName = await request(env.app).post("/v1/artifacts").field("n".repeat(MAX_MULTIPART_FIELD_NAME_BYTES + 1), "x").field("signature", sig).attach("artifact", bytes, "a.bin");
+      expect(longName.status).toBe(400);
+      expect(longName.body.error.code).toBe("bad_request");
       await expectStoreEmpty(env);
     });
   });
