@@ -265,6 +265,13 @@ export function readTarEntries(source: ByteSource, ctx: Pick<FormatContext, "con
     } else if (name.endsWith("/")) {
       throw malformed(`regular member ${JSON.stringify(name.slice(0, 200))} has a directory name`, { offset: pos });
     }
+    // `tar -C dir .` writes "./a/b" and a "./" (or ".") entry for the top: every reader resolves
+    // "./a" to "a", so the prefix is dropped (then "a" and "./a" are duplicates) and the top entry skipped.
+    while (name.startsWith("./")) name = name.slice(2);
+    if (isDirectory && (name === "." || name === "")) {
+      pos = next;
+      continue;
+    }
     checkMemberPath(name, "tar member");
     if (files.has(name) || (isDirectory && explicitDirs.has(name))) throw malformed(`duplicate member ${JSON.stringify(name.slice(0, 200))}`, { offset: pos });
     if (!isDirectory && dirs.has(name)) throw malformed(`member ${JSON.stringify(name.slice(0, 200))} is both a file and a directory`, { offset: pos });

@@ -90,6 +90,17 @@ describe("readTar", () => {
     expect(a.node.details).toMatchObject({ entries: 4, paxHeaders: 2, gnuLongNames: 1 });
   });
 
+  it("drops the ./ prefix that `tar -C dir .` writes, and its top directory entry", async () => {
+    const a = await read(buildTar([{ name: "./", type: "5" }, { name: "./MLmodel", data: "flavors: {}\n" }, { name: "././model/", type: "5" }, { name: "./model/w.pkl", data: "x" }]));
+    expect(a.members.map((m) => [m.path, m.isDirectory])).toEqual([
+      ["MLmodel", false],
+      ["model", true],
+      ["model/w.pkl", false],
+    ]);
+    expect(await codeOf(buildTar([{ name: "./a", data: "1" }, { name: "a", data: "2" }]))).toBe("malformed_container");
+    expect(await codeOf(buildTar([{ name: "./", data: "" }]))).toBe("malformed_container");
+  });
+
   it("accepts zero padding after the end blocks (tar records are 10 KiB)", async () => {
     expect(await codeOf(buildTar([{ name: "a", data: "1" }], { trailing: new Uint8Array(9 * 512) }))).toBeUndefined();
   });
