@@ -35,6 +35,9 @@ type WorkerMessage =
   | { kind: "stats"; execs: number; corpus: number; blocks: number; crashes: number; seeds: number }
   | { kind: "done" };
 
+/** After this many hangs a target stops: each restart would mostly rediscover the same loop. */
+const MAX_HANGS_PER_TARGET = 3;
+
 /** Shared layout: Int32 [0] exec counter, [1] current input length; bytes from 8 on: the input. */
 const HEADER = 8;
 
@@ -288,8 +291,11 @@ function saveCrasher(outDir: string, target: string, input: Uint8Array, reason: 
 
 async function fuzzTarget(target: FuzzTarget, opts: { seconds: number; seed: number; maxLen: number; budgetMs: number; hangMs: number; outDir: string }): Promise<number> {
   let crashFiles = 0;
+  let hangs = 0;
   let remaining = opts.seconds;
   let attempt = 0;
+  // One file per distinct crash signature across worker restarts (a restarted worker finds the same bugs again).
+  const signatures = new Set<string>();
   while (remaining > 0.5) {
     const startedAt = performance.now();
     const shared = new SharedArrayBuffer(HEADER + opts.maxLen);
@@ -325,6 +331,8 @@ async function fuzzTarget(target: FuzzTarget, opts: { seconds: number; seed: num
             resolve("missing");
             break;
           case "crash": {
+            if (signatures.has(m.reason)) break;
+            signatures.add(m.reason);
             const file = saveCrasher(opts.outDir, target.name, m.input, m.reason);
             crashFiles += 1;
             console.log(`[${target.name}] CRASH ${m.reason}\n  saved to ${file}`);
@@ -349,6 +357,11 @@ async function fuzzTarget(target: FuzzTarget, opts: { seconds: number; seed: num
     });
     if (outcome !== "hang") {
       await worker.terminate();
+      break;
+    }
+    hangs += 1;
+    if (hangs >= MAX_HANGS_PER_TARGET) {
+      console.log(`[${target.name}] ${hangs.toString()} hangs: stopping this target (fix the saved hang first)`);
       break;
     }
     remaining -= (performance.now() - startedAt) / 1000;
