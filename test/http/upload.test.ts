@@ -1,4 +1,5 @@
 import request from "supertest";
+import { createApp } from "../../src/http/app";
 import nacl from "tweetnacl";
 import { MAX_ENVELOPE_BYTES, MAX_MULTIPART_FIELD_BYTES, MAX_MULTIPART_FIELD_NAME_BYTES, MAX_MULTIPART_FIELDS, MAX_MULTIPART_PARTS } from "../../src/limits";
 import { buildPublishStatement, encodeBase64, pae, DSSE_PAYLOAD_TYPE } from "../../src/trust";
@@ -261,6 +262,23 @@ describe("POST /v1/artifacts", () => {
     } finally {
       await e.cleanup();
     }
+  });
+
+  it("disk full while promoting -> 507 insufficient_storage, temp removed, accepted then rejected in the audit", async () => {
+    const store = env.store;
+    const full = Object.assign(Object.create(store) as typeof store, {
+      promote: () => Promise.reject(Object.assign(new Error("ENOSPC: no space left on device"), { code: "ENOSPC", syscall: "write" })),
+    });
+    const app = createApp({ ...env.deps, store: full });
+    const bytes = artifactBytes("disk-full");
+    const res = await request(app).post("/v1/artifacts").field("signature", signFor(serving, bytes, "x")).attach("artifact", bytes, "m.bin");
+    expect(res.status).toBe(507);
+    expect(res.body.error.code).toBe("insufficient_storage");
+    await expectStoreEmpty(env);
+    expect(env.audit.events.map((e) => [e.type, e.codes])).toEqual([
+      ["upload.accepted", undefined],
+      ["upload.rejected", ["insufficient_storage"]],
+    ]);
   });
 
   it("refuses with 503 unavailable and stores nothing when the audit log cannot be written", async () => {
