@@ -167,5 +167,10 @@ export const MAX_GZIP_HEADER_FIELD_BYTES = 64 * KiB;
 export const MAX_JOBLIB_POLYGLOT_SCAN_OPS = 1_000_000;
 /** joblib array wrappers in one file: each costs a report node; stops report floods by tiny arrays. */
 export const MAX_JOBLIB_ARRAYS = 100_000;
+/**
+ * Raw (non-object) joblib arrays listed as their own report node; past it they are only counted
+ * (details.arraysNotListed). Keeps the stored report of a 1000-tree forest small.
+ */
+export const MAX_JOBLIB_ARRAY_NODES = 256;
 /** YAML alias expansions when reading MLmodel / conda.yaml: stops billion-laughs documents (CWE-776). */
 export const MAX_YAML_ALIAS_COUNT = 100;

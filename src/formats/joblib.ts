@@ -3,7 +3,7 @@ import type { ByteSource } from "../bytes/source";
 import { GatewayError } from "../errors";
 import type { Finding, InspectionNode } from "../inspect/report";
 import type { PickleLimits } from "../limits";
-import { MAX_JOBLIB_ARRAYS, MAX_JOBLIB_POLYGLOT_SCAN_OPS } from "../limits";
+import { MAX_JOBLIB_ARRAY_NODES, MAX_JOBLIB_ARRAYS, MAX_JOBLIB_POLYGLOT_SCAN_OPS } from "../limits";
 import { analyzePickle, type BuildEvent } from "../pickle/analyzer";
 import { PickleReader } from "../pickle/disassembler";
 import { OP, opcodeInfo, opcodeName } from "../pickle/opcodes";
@@ -361,8 +361,10 @@ export interface JoblibArrayRecord {
 export interface JoblibReader {
   onBuild: (event: BuildEvent, cursor: Cursor) => void;
   arrays: JoblibArrayRecord[];
-  /** One node per array (kind "array"), nested pickles as their children. */
+  /** One node per array (kind "array"), nested pickles as their children; raw arrays past MAX_JOBLIB_ARRAY_NODES are only counted. */
   nodes: InspectionNode[];
+  /** Raw arrays read but not given a node. */
+  unlisted: { arrays: number };
   /** Loader-disagreement findings (polyglot). */
   findings: Finding[];
 }
@@ -372,11 +374,14 @@ export interface JoblibReader {
  * wrapper's BUILD, skip exactly the bytes read_array reads (or analyze the nested pickle of an
  * object array) and leave the cursor where joblib's unpickler goes on.
  */
-export function createJoblibReader(options: { policy: PicklePolicy; limits?: Partial<PickleLimits>; location: string; maxArrays?: number }): JoblibReader {
+export function createJoblibReader(options: { policy: PicklePolicy; limits?: Partial<PickleLimits>; location: string; maxArrays?: number; maxArrayNodes?: number }): JoblibReader {
   const arrays: JoblibArrayRecord[] = [];
   const nodes: InspectionNode[] = [];
   const findings: Finding[] = [];
+  const unlisted = { arrays: 0 };
+  let listedRaw = 0;
   const maxArrays = options.maxArrays ?? MAX_JOBLIB_ARRAYS;
+  const maxArrayNodes = options.maxArrayNodes ?? MAX_JOBLIB_ARRAY_NODES;
   const built = new WeakSet();
   // One reader for every region walk of this file (a reader holds a window of up to 1 MiB).
   let walker: PickleReader | undefined;
@@ -408,7 +413,12 @@ export function createJoblibReader(options: { policy: PicklePolicy; limits?: Par
     };
     const node: InspectionNode = { kind: "array", path: location, format: "joblib-array", findings: [], details: {}, children: [] };
     arrays.push(record);
-    nodes.push(node);
+    // Object arrays always get a node: it carries their nested pickle's findings and imports.
+    if (info.dtype.hasObject) nodes.push(node);
+    else if (listedRaw < maxArrayNodes) {
+      nodes.push(node);
+      listedRaw++;
+    } else unlisted.arrays++;
 
     if (info.dtype.hasObject) {
       // read_array: `pickle.load(unpickler.file_handle)`, a plain unpickler (no joblib hook).
@@ -464,5 +474,5 @@ export function createJoblibReader(options: { policy: PicklePolicy; limits?: Par
     }
   };
 
-  return { onBuild, arrays, nodes, findings };
+  return { onBuild, arrays, nodes, findings, unlisted };
 }

@@ -25,12 +25,20 @@ export interface PickleFileOptions {
   single?: boolean;
   /** Cap on array wrappers (MAX_JOBLIB_ARRAYS by default). */
   maxArrays?: number;
+  /** Raw arrays given their own report node (MAX_JOBLIB_ARRAY_NODES by default). */
+  maxArrayNodes?: number;
 }
 
 export function inspectPickleFileSource(source: ByteSource, path: string, options: PickleFileOptions): InspectionNode {
   const cursor = new Cursor(source, { errorCode: "malformed_pickle", what: "pickle" });
   const limits = options.limits === undefined ? {} : { limits: options.limits };
-  const joblib = createJoblibReader({ policy: options.policy, location: path, ...limits, ...(options.maxArrays === undefined ? {} : { maxArrays: options.maxArrays }) });
+  const joblib = createJoblibReader({
+    policy: options.policy,
+    location: path,
+    ...limits,
+    ...(options.maxArrays === undefined ? {} : { maxArrays: options.maxArrays }),
+    ...(options.maxArrayNodes === undefined ? {} : { maxArrayNodes: options.maxArrayNodes }),
+  });
   const analysis = analyzePickle(cursor, { policy: options.policy, location: path, onBuild: joblib.onBuild, single: options.single === true, ...limits });
   const node = analysis.node;
   if (joblib.arrays.length === 0 && joblib.findings.length === 0) return node;
@@ -41,6 +49,7 @@ export function inspectPickleFileSource(source: ByteSource, path: string, option
     ...node.details,
     arrays: joblib.arrays.length,
     arrayBytes: joblib.arrays.reduce((sum, a) => sum + a.dataBytes + a.paddingBytes, 0),
+    ...(joblib.unlisted.arrays > 0 ? { arraysNotListed: joblib.unlisted.arrays } : {}),
   };
   return node;
 }

@@ -408,6 +408,18 @@ describe("joblib dumps built byte by byte", () => {
     expect(codes(inspect(bytes, {}, 1).report)).toEqual(["limit_exceeded"]);
   });
 
+  it("lists raw arrays as nodes up to a bound and counts the rest; object arrays always get a node", () => {
+    const nested = buildPickle([["PROTO", 2], ["NONE"], ["STOP"]]);
+    const bytes = buildJoblib([{ dtype: "f8", shape: [1] }, { dtype: "f8", shape: [1] }, { dtype: "O8", shape: [1], nested }, { dtype: "f8", shape: [1] }]);
+    const policy = makePicklePolicy(DEFAULT_CONTENT_POLICY);
+    const atBound = inspectPickleFileSource(new BufferSource(bytes), "", { policy, maxArrayNodes: 3 });
+    expect(atBound.children.filter((c) => c.kind === "array")).toHaveLength(4);
+    expect(atBound.details?.arraysNotListed).toBeUndefined();
+    const past = inspectPickleFileSource(new BufferSource(bytes), "", { policy, maxArrayNodes: 1 });
+    expect(past.children.filter((c) => c.kind === "array").map((c) => c.details?.index)).toEqual([0, 2]);
+    expect(past.details).toMatchObject({ arrays: 4, arraysNotListed: 2 });
+  });
+
   it("reads every pickle of a sequence the joblib way", () => {
     const first = buildPickle([["PROTO", 4], ["NONE"], ["STOP"]]);
     const second = buildJoblib([{ dtype: "f8", shape: [2] }], [["GLOBAL", "os", "system"], ["POP"]]);
