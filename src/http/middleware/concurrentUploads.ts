@@ -7,6 +7,7 @@ import { GatewayError } from "../../errors";
  * the cap the gateway answers 503 `unavailable` with Retry-After: the server is busy, which
  * is not the client's fault (429 is kept for one client's own rate). The slot is released when
  * the response finishes or the connection closes, whichever comes first, exactly once.
+ * It also lifts the socket idle timeout once the body has arrived (see below).
  */
 export interface UploadGateOptions {
   max: number;
@@ -22,7 +23,7 @@ export interface UploadGate {
 export function createUploadGate(options: UploadGateOptions): UploadGate {
   let inFlight = 0;
   const retryAfter = options.retryAfterSeconds ?? 1;
-  const middleware: RequestHandler = (_req, res, next) => {
+  const middleware: RequestHandler = (req, res, next) => {
     if (inFlight >= options.max) {
       res.setHeader("Retry-After", retryAfter.toString());
       options.onShed?.();
@@ -38,6 +39,12 @@ export function createUploadGate(options: UploadGateOptions): UploadGate {
     };
     res.once("finish", release);
     res.once("close", release);
+    // The idle timeout (server.setTimeout) is for clients that stall while sending. Once the
+    // whole body is in, the client rightly sends nothing while the artifact is inspected, which
+    // can take minutes for a large pickle: do not cut it off then.
+    req.once("end", () => {
+      req.socket.setTimeout(0);
+    });
     next();
   };
   return {

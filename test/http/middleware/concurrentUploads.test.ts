@@ -1,5 +1,5 @@
 import * as http from "node:http";
-import type { Response } from "express";
+import type { Request, Response } from "express";
 import type { AddressInfo } from "node:net";
 import request from "supertest";
 import { createUploadGate } from "../../../src/http/middleware/concurrentUploads";
@@ -66,5 +66,34 @@ describe("concurrentUploads", () => {
     await until(() => gate.inFlight === 0);
     expect(gate.inFlight).toBe(0);
     held.length = 0;
+  });
+});
+
+describe("concurrentUploads and the idle timeout", () => {
+  it("does not cut off an upload whose body has arrived while the server is still working on it", async () => {
+    const gate = createUploadGate({ max: 4 });
+    const app = tinyApp((a) => {
+      const slow = (req: Request, res: Response) => {
+        req.resume();
+        req.on("end", () => {
+          // Simulated inspection longer than the idle timeout.
+          setTimeout(() => res.json({ inspected: true }), 400);
+        });
+      };
+      a.post("/gated", gate.middleware, slow);
+      a.post("/ungated", slow);
+    });
+    const server = http.createServer(app);
+    server.setTimeout(150);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port.toString()}`;
+    try {
+      const gated = await request(url).post("/gated").send("body");
+      expect(gated.status).toBe(200);
+      await expect(request(url).post("/ungated").send("body")).rejects.toThrow();
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
