@@ -481,9 +481,11 @@ export class PickleMachine {
       }
       this.memoCount++;
     }
-    if (v === this.lastStr && index < MAX_LAZY_INDEX) {
+    // Lazy only for indices near the dense range: the offsets array never grows by more than
+    // double for one input-chosen index (a LONG_BINPUT of 2^24 must not allocate 128 MB).
+    if (v === this.lastStr && index < MAX_LAZY_INDEX && index < this.lazyOffsets.length * 2) {
       if (index >= this.lazyOffsets.length) {
-        const grown = new Float64Array(Math.min(MAX_LAZY_INDEX, Math.max(index + 1, this.lazyOffsets.length * 2)));
+        const grown = new Float64Array(Math.min(MAX_LAZY_INDEX, this.lazyOffsets.length * 2));
         grown.set(this.lazyOffsets);
         this.lazyOffsets = grown;
       }

@@ -408,3 +408,10 @@ describe("the finding that ends a stream is never dropped by the findings cap", 
     expect(a.node.findings.map((f) => f.code)).toContain("malformed_pickle");
   });
 });
+
+describe("memo indices chosen by the input", () => {
+  it("a string PUT at a huge index is kept without allocating for the index", () => {
+    expect(plain(valueOf([["PROTO", 2], ["SHORT_BINUNICODE", "far"], ["LONG_BINPUT", 0xffffffff], ["POP"], ["LONG_BINGET", 0xffffffff]]))).toBe("far");
+    expect(plain(valueOf([["PROTO", 2], ["SHORT_BINUNICODE", "mid"], ["LONG_BINPUT", (1 << 24) - 1], ["POP"], ["LONG_BINGET", (1 << 24) - 1]]))).toBe("mid");
+  });
+});
