@@ -121,8 +121,11 @@ export function detectMagic(head: Uint8Array): DetectedFormat | undefined {
     const hi = u32At(head, 4);
     if (hi < 0x200000 && (hi > 0 || lo >= 2)) return "safetensors";
   }
-  // zlib: CMF 0x78 (deflate, 32K window) and a header checksum; "x" is no pickle opcode.
-  if (head.length >= 2 && head[0] === 0x78 && ((0x78 << 8) | (head[1] ?? 0)) % 31 === 0) return "zlib";
+  // zlib: CMF 0x78 (deflate, 32K window), a header checksum, and FDICT clear: no compressor a
+  // model tool uses sets a preset dictionary, and with it set "x " (text such as `x = 1`) would
+  // pass the checksum. "x" is no pickle opcode.
+  const flg = head[1] ?? 0;
+  if (head.length >= 2 && head[0] === 0x78 && (flg & 0x20) === 0 && ((0x78 << 8) | flg) % 31 === 0) return "zlib";
   if (isLzmaAlone(head)) return "lzma";
   if (looksLikeOnnx(head)) return "onnx";
   return undefined;

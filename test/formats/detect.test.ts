@@ -94,3 +94,12 @@ describe("classifyData", () => {
     expect(classifyData(new BufferSource(Buffer.from("x".repeat(20) + "\0")), limits)).toBeUndefined();
   });
 });
+
+describe("zlib detection does not swallow text", () => {
+  it("treats `x = 1` as no zlib stream (FDICT set would be needed for the checksum)", () => {
+    expect(detectMagic(new TextEncoder().encode("x = 1\n"))).not.toBe("zlib");
+  });
+  it("still detects a real zlib header", () => {
+    expect(detectMagic(new Uint8Array([0x78, 0x9c, 0x03, 0x00]))).toBe("zlib");
+  });
+});
