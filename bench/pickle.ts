@@ -106,10 +106,17 @@ function generateSmallOps(path: string, targetBytes: number): void {
   closeSync(fd);
 }
 
-function analyzeFile(path: string, repeat = 1): { seconds: number; ops: number; verdictOk: boolean } {
+/** Process CPU seconds since `from` (user + system): less sensitive than wall time to a busy machine. */
+function cpuSince(from: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(from);
+  return (d.user + d.system) / 1e6;
+}
+
+function analyzeFile(path: string, repeat = 1): { seconds: number; cpu: number; ops: number; verdictOk: boolean } {
   const policy = makePicklePolicy(DEFAULT_CONTENT_POLICY);
   let ops = 0;
   let ok = true;
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   for (let r = 0; r < repeat; r++) {
     const source = new FileSource(path);
@@ -121,12 +128,13 @@ function analyzeFile(path: string, repeat = 1): { seconds: number; ops: number; 
       source.close();
     }
   }
-  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, ops, verdictOk: ok };
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, cpu: cpuSince(c0), ops, verdictOk: ok };
 }
 
 /** The disassembler alone (what pickletools.genops is): every opcode decoded, no symbolic machine. */
-function disassembleFile(path: string, repeat = 1): { seconds: number; ops: number } {
+function disassembleFile(path: string, repeat = 1): { seconds: number; cpu: number; ops: number } {
   let ops = 0;
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   for (let r = 0; r < repeat; r++) {
     const source = new FileSource(path);
@@ -141,24 +149,25 @@ function disassembleFile(path: string, repeat = 1): { seconds: number; ops: numb
       source.close();
     }
   }
-  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, ops };
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, cpu: cpuSince(c0), ops };
 }
 
 /** pickletools.genops over the file `repeat` times; the time is measured inside Python (no startup). */
-function pickletoolsSeconds(path: string, repeat = 1): number | undefined {
+function pickletoolsSeconds(path: string, repeat = 1): { seconds: number; cpu: number } | undefined {
   if (!existsSync(PYTHON)) return undefined;
   const script = [
     "import pickletools, sys, time, io",
     "data = open(sys.argv[1], 'rb').read()",
-    "t = time.perf_counter()",
+    "t = time.perf_counter(); c = time.process_time()",
     "for _ in range(int(sys.argv[2])):",
     "    f = io.BytesIO(data)",
     "    while f.tell() < len(data):",
     "        for _op in pickletools.genops(f): pass",
-    "print(time.perf_counter() - t)",
+    "print(time.perf_counter() - t, time.process_time() - c)",
   ].join("\n");
   const out = execFileSync(PYTHON, ["-c", script, path, String(repeat)], { encoding: "utf8", maxBuffer: 1 << 20 });
-  return Number(out.trim());
+  const [wall, cpu] = out.trim().split(/\s+/).map(Number);
+  return { seconds: wall ?? Number.NaN, cpu: cpu ?? Number.NaN };
 }
 
 function torchStateDict(dir: string): string | undefined {
@@ -187,17 +196,21 @@ function report(label: string, path: string, repeat: number): void {
   if (repeat > 1) analyzeFile(path, Math.min(repeat, 50));
   const ours = analyzeFile(path, repeat);
   const mb = (size * repeat) / 1e6;
+  const rate = (seconds: number, ops: number): string =>
+    `${(mb / seconds).toFixed(1)} MB/s  ${((ops * repeat) / seconds / 1e6).toFixed(1)} M ops/s`;
   const line = [
     `${label}: ${(size / 1e6).toFixed(size > 1e6 ? 1 : 4)} MB x${repeat.toString()}, ${ours.ops.toLocaleString("en-US")} ops`,
-    `  modelgate:  ${ours.seconds.toFixed(3)} s  ${(mb / ours.seconds).toFixed(1)} MB/s  ${((ours.ops * repeat) / ours.seconds / 1e6).toFixed(1)} M ops/s  (accepted: ${String(ours.verdictOk)})`,
+    `  modelgate analysis:  wall ${ours.seconds.toFixed(3)} s  ${rate(ours.seconds, ours.ops)} | cpu ${ours.cpu.toFixed(3)} s  ${rate(ours.cpu, ours.ops)}  (accepted: ${String(ours.verdictOk)})`,
   ];
   if (repeat > 1) disassembleFile(path, Math.min(repeat, 50));
   const dis = disassembleFile(path, repeat);
-  line.push(`  disassembler only: ${dis.seconds.toFixed(3)} s  ${(mb / dis.seconds).toFixed(1)} MB/s  ${((dis.ops * repeat) / dis.seconds / 1e6).toFixed(1)} M ops/s`);
+  line.push(`  disassembler only:   wall ${dis.seconds.toFixed(3)} s  ${rate(dis.seconds, dis.ops)} | cpu ${dis.cpu.toFixed(3)} s  ${rate(dis.cpu, dis.ops)}`);
   const py = pickletoolsSeconds(path, repeat);
   if (py !== undefined) {
-    line.push(`  pickletools.genops: ${py.toFixed(3)} s  ${(mb / py).toFixed(1)} MB/s  ${((dis.ops * repeat) / py / 1e6).toFixed(1)} M ops/s`);
-    line.push(`  -> full analysis ${(py / ours.seconds).toFixed(1)}x faster than pickletools.genops; disassembler alone ${(py / dis.seconds).toFixed(1)}x`);
+    line.push(`  pickletools.genops:  wall ${py.seconds.toFixed(3)} s  ${rate(py.seconds, dis.ops)} | cpu ${py.cpu.toFixed(3)} s  ${rate(py.cpu, dis.ops)}`);
+    line.push(
+      `  -> analysis ${(py.seconds / ours.seconds).toFixed(1)}x (cpu ${(py.cpu / ours.cpu).toFixed(1)}x) faster than pickletools.genops; disassembler alone ${(py.seconds / dis.seconds).toFixed(1)}x (cpu ${(py.cpu / dis.cpu).toFixed(1)}x)`,
+    );
   } else line.push("  pickletools.genops: skipped (no /usr/bin/python3)");
   console.log(line.join("\n"));
 }
