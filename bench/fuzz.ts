@@ -139,6 +139,120 @@ function mutate(rng: Rng, input: Uint8Array, corpus: readonly Uint8Array[], dict
   return out.length > maxLen ? out.subarray(0, maxLen) : out;
 }
 
+// ---- structure-aware JSON mutation (envelope, allowlist) ------------------------------------
+
+type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+function randomJsonValue(rng: Rng, sample: () => JsonValue): JsonValue {
+  switch (rng.below(14)) {
+    case 0:
+      return null;
+    case 1:
+      return rng.below(2) === 0;
+    case 2:
+      return rng.pick([0, -1, 1, 1.5, 2 ** 31, 2 ** 53 + 1, -(2 ** 63), 1e308, Number.MIN_VALUE]);
+    case 3:
+      return "";
+    case 4:
+      return "x".repeat(1 + rng.below(5000));
+    case 5:
+      return rng.pick(["\u0000", "\u202e", "..", "../../etc/passwd", "/", "*", "**", "\ud800", "A".repeat(64), "a".repeat(64), "=", "%00", "é"]);
+    case 6:
+      return [];
+    case 7:
+      return {};
+    case 8: {
+      let v: JsonValue = 0;
+      for (let i = 0, n = 1 + rng.below(2000); i < n; i++) v = [v];
+      return v;
+    }
+    case 9:
+      return Buffer.from(Uint8Array.from({ length: rng.below(100) }, () => rng.below(256))).toString("base64");
+    case 10:
+      return new Date(rng.below(2) === 0 ? 0 : 4102444800000).toISOString();
+    default:
+      return sample();
+  }
+}
+
+/** Every (container, key) slot of a JSON tree, for picking one at random. */
+function slots(root: JsonValue): { parent: JsonValue[] | Record<string, JsonValue>; key: string | number }[] {
+  const out: { parent: JsonValue[] | Record<string, JsonValue>; key: string | number }[] = [];
+  const stack: JsonValue[] = [root];
+  while (stack.length > 0 && out.length < 10_000) {
+    const v = stack.pop();
+    if (Array.isArray(v)) {
+      v.forEach((c, i) => {
+        out.push({ parent: v, key: i });
+        stack.push(c);
+      });
+    } else if (v !== null && typeof v === "object") {
+      for (const [k, c] of Object.entries(v)) {
+        out.push({ parent: v, key: k });
+        stack.push(c);
+      }
+    }
+  }
+  return out;
+}
+
+function mutateJson(rng: Rng, input: Uint8Array, depth = 0): Uint8Array | undefined {
+  let root: JsonValue;
+  try {
+    root = JSON.parse(Buffer.from(input).toString("utf8")) as JsonValue;
+  } catch {
+    return undefined;
+  }
+  const all = slots(root);
+  const sample = (): JsonValue => {
+    const s = all.length > 0 ? rng.pick(all) : undefined;
+    return s === undefined ? null : (JSON.parse(JSON.stringify((s.parent as Record<string, JsonValue>)[s.key as string] ?? null)) as JsonValue);
+  };
+  const rounds = 1 + rng.below(3);
+  for (let r = 0; r < rounds; r++) {
+    const slot = all.length > 0 ? rng.pick(all) : undefined;
+    if (slot === undefined) {
+      root = randomJsonValue(rng, sample);
+      continue;
+    }
+    const container = slot.parent as Record<string, JsonValue>;
+    const key = slot.key as string;
+    const current = container[key];
+    // A string that is base64 of JSON (the DSSE payload): mutate inside and re-encode.
+    if (typeof current === "string" && depth === 0 && rng.below(2) === 0) {
+      const inner = Buffer.from(current, "base64");
+      const mutated = inner.length > 1 && inner[0] === 0x7b ? mutateJson(rng, inner, depth + 1) : undefined;
+      if (mutated) {
+        container[key] = Buffer.from(mutated).toString("base64");
+        continue;
+      }
+    }
+    switch (rng.below(5)) {
+      case 0:
+        if (Array.isArray(slot.parent)) slot.parent.splice(slot.key as number, 1);
+        else Reflect.deleteProperty(container, key);
+        break;
+      case 1:
+        if (Array.isArray(slot.parent)) {
+          const list = slot.parent;
+          const item = list[slot.key as number] ?? null;
+          for (let i = 0, n = 1 + rng.below(40); i < n; i++) list.push(item);
+        } else {
+          // defineProperty: an own "__proto__" key, as JSON.parse would create it.
+          const extra = rng.pick(["extra", "__proto__", "constructor", key.toUpperCase(), `${key} `]);
+          Object.defineProperty(container, extra, { value: randomJsonValue(rng, sample), enumerable: true, writable: true, configurable: true });
+        }
+        break;
+      default:
+        container[key] = randomJsonValue(rng, sample);
+    }
+  }
+  let text = JSON.stringify(root);
+  // Duplicate keys survive only at the text level.
+  if (rng.below(8) === 0) text = text.replace(/^\{"([^"]+)":/, '{"$1":null,"$1":');
+  return Buffer.from(text, "utf8");
+}
+
 function concat(...parts: Uint8Array[]): Uint8Array {
   return Uint8Array.from(Buffer.concat(parts));
 }
@@ -265,7 +379,8 @@ async function runWorker(input: WorkerInput): Promise<void> {
   let lastStats = performance.now();
   while (performance.now() < deadline) {
     const parent = rng.pick(corpus);
-    const child = mutate(rng, parent, corpus, dictionary, input.maxLen);
+    const structured = target.json === true && rng.below(2) === 0 ? mutateJson(rng, parent) : undefined;
+    const child = structured !== undefined && structured.length <= input.maxLen ? structured : mutate(rng, parent, corpus, dictionary, input.maxLen);
     if (await runOne(child)) corpus.push(child);
     if (performance.now() - lastStats > 5000) {
       lastStats = performance.now();

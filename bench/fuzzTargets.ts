@@ -25,6 +25,8 @@ export interface FuzzTarget {
   fixture(file: string, head: Uint8Array): boolean;
   /** Tokens the mutator splices in (magic numbers, keywords). */
   dictionary: string[];
+  /** The input is JSON: the fuzzer also mutates it structurally (values, keys, nesting, base64 JSON inside strings). */
+  json?: boolean;
 }
 
 const enc = new TextEncoder();
@@ -304,6 +306,7 @@ export const TARGETS: readonly FuzzTarget[] = [
       };
     },
     builtinSeeds: envelopeSeeds,
+    json: true,
     fixture: (file, head) => file.endsWith(".json") && Buffer.from(head).toString("latin1").includes("payload"),
     dictionary: ['"payloadType"', '"payload"', '"signatures"', '"keyid"', '"sig"', '"_type"', '"subject"', '"predicateType"', "null", "[", "]", "{", "}", "\\u", "=="],
   },
@@ -323,6 +326,7 @@ export const TARGETS: readonly FuzzTarget[] = [
       };
     },
     builtinSeeds: allowlistSeeds,
+    json: true,
     fixture: (file) => /allowlist.*\.json$/.test(file),
     dictionary: ['"sources"', '"keys"', '"publicKey"', '"path"', '"threshold"', '"names"', '"revoked"', '"notBefore"', '"pickle"', '"allowGlobals"', "-----BEGIN PUBLIC KEY-----", "../", "**"],
   },
