@@ -1,0 +1,135 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { createInterface } from "node:readline";
+import nacl from "tweetnacl";
+import { ensureBuilt, modelgate, BIN, type Run } from "./binary";
+import { fixturePath } from "./manifest";
+
+/**
+ * The real binary end to end: `modelgate serve` on an ephemeral port with a temp data dir and
+ * allowlist; keygen -> trust add -> sign -> push -> pull -> scan -> audit verify, then the refusals.
+ */
+
+interface Server {
+  child: ChildProcess;
+  port: number;
+  exited: Promise<number | null>;
+}
+
+function startServer(dataDir: string, allowlist: string): Promise<Server> {
+  const child = spawn(process.execPath, [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--data", dataDir, "--allowlist", allowlist], {
+    env: { PATH: process.env.PATH ?? "", MODELGATE_LOG_LEVEL: "info", MODELGATE_RATE_LIMIT_RPS: "0" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  return new Promise<Server>((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      logs.push(line);
+      try {
+        const entry = JSON.parse(line) as { msg?: string; port?: number };
+        if (entry.msg === "modelgate listening" && typeof entry.port === "number") resolve({ child, port: entry.port, exited });
+      } catch {
+        // not a log line
+      }
+    });
+    child.stderr.on("data", (d: Buffer) => logs.push(d.toString()));
+    void exited.then((code) => {
+      reject(new Error(`server exited (${String(code)}) before listening:\n${logs.join("\n")}`));
+    });
+  });
+}
+
+const ONE_LINE_ERROR = (cmd: string, code: string): RegExp => new RegExp(`^modelgate ${cmd}: ${code}: [^\\n]+\\n$`);
+
+describe("modelgate binary end to end", () => {
+  let dir: string;
+  let dataDir: string;
+  let server: Server;
+  let url: string;
+  const run = (...args: string[]): Promise<Run> => modelgate(dir, args, { MODELGATE_URL: url });
+
+  beforeAll(async () => {
+    ensureBuilt();
+    dir = mkdtempSync(path.join(tmpdir(), "mg-e2e-cli-"));
+    dataDir = path.join(dir, "data");
+    // An allowlist made here (one tweetnacl key in source "ops"); `trust add` must extend it.
+    const other = nacl.sign.keyPair();
+    writeFileSync(
+      path.join(dir, "allowlist.json"),
+      JSON.stringify({ version: 1, sources: [{ id: "ops", description: "another team", keys: [{ publicKey: Buffer.from(other.publicKey).toString("base64") }] }] }),
+    );
+    mkdirSync(path.join(dir, "models"));
+    copyFileSync(fixturePath("torch/state_dict.pt"), path.join(dir, "models", "model.pt"));
+    copyFileSync(fixturePath("joblib/malicious.joblib"), path.join(dir, "models", "evil.joblib"));
+
+    const keygen = await modelgate(dir, ["keygen", "--out", "publisher"]);
+    expect(keygen.status).toBe(0);
+    const trust = await modelgate(dir, ["trust", "add", "--source", "research", "--pub", "publisher.pub", "--allowlist", "allowlist.json"]);
+    expect([trust.status, trust.stderr]).toEqual([0, expect.any(String)]);
+    server = await startServer(dataDir, path.join(dir, "allowlist.json"));
+    url = `http://127.0.0.1:${String(server.port)}`;
+  }, 60_000);
+
+  afterAll(async () => {
+    if (server.child.exitCode === null) {
+      server.child.kill("SIGTERM");
+      await server.exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("sign, push, pull, scan --json and audit verify all succeed on a real torch file", async () => {
+    const sign = await run("sign", "models/model.pt", "--key", "publisher.key", "--name", "research/model.pt");
+    expect(sign.status).toBe(0);
+    const digest = /^sha256:[0-9a-f]{64}$/m.exec(sign.stdout)?.[0];
+    expect(digest).toBeDefined();
+
+    const push = await run("push", "models/model.pt", "--sig", "models/model.pt.sig.json");
+    expect([push.status, push.stdout]).toEqual([0, `${digest ?? ""}\n`]);
+    expect(push.stderr).toContain("stored: research/model.pt");
+    const again = await run("push", "models/model.pt", "--sig", "models/model.pt.sig.json");
+    expect(again.status).toBe(0);
+    expect(again.stderr).toContain("already stored");
+
+    const pull = await run("pull", digest ?? "", "--out", "pulled.pt", "--allowlist", "allowlist.json");
+    expect([pull.status, pull.stderr]).toEqual([0, expect.stringContaining("source research")]);
+    expect(Buffer.compare(readFileSync(path.join(dir, "pulled.pt")), readFileSync(path.join(dir, "models", "model.pt")))).toBe(0);
+
+    const scan = await run("scan", "--json", "pulled.pt");
+    expect(scan.status).toBe(0);
+    const doc = JSON.parse(scan.stdout) as { files: { path: string; verdict: string; format: string }[] };
+    expect(doc.files).toEqual([expect.objectContaining({ path: "pulled.pt", verdict: "accept", format: "pytorch-zip" })]);
+
+    const audit = await run("audit", "verify", path.join(dataDir, "audit.log"));
+    expect([audit.status, audit.stderr]).toEqual([0, ""]);
+  });
+
+  it("refuses a tampered file (digest_mismatch), an unknown key (untrusted_source) and a malicious pickle (unsafe_artifact), each exit 1", async () => {
+    copyFileSync(path.join(dir, "models", "model.pt"), path.join(dir, "models", "tampered.pt"));
+    appendFileSync(path.join(dir, "models", "tampered.pt"), "\0");
+    const tampered = await run("push", "models/tampered.pt", "--sig", "models/model.pt.sig.json");
+    expect(tampered.status).toBe(1);
+    expect(tampered.stderr).toMatch(ONE_LINE_ERROR("push", "digest_mismatch"));
+
+    expect((await run("keygen", "--out", "stranger")).status).toBe(0);
+    expect((await run("sign", "models/model.pt", "--key", "stranger.key", "--name", "research/model.pt", "--out", "stranger.sig.json")).status).toBe(0);
+    const unknown = await run("push", "models/model.pt", "--sig", "stranger.sig.json");
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(ONE_LINE_ERROR("push", "untrusted_source"));
+
+    expect((await run("sign", "models/evil.joblib", "--key", "publisher.key", "--name", "research/evil.joblib")).status).toBe(0);
+    const evil = await run("push", "models/evil.joblib", "--sig", "models/evil.joblib.sig.json");
+    expect(evil.status).toBe(1);
+    expect(evil.stderr).toMatch(ONE_LINE_ERROR("push", "unsafe_artifact"));
+
+    // Every refusal is in the hash-chained audit log, which still verifies.
+    const lines = readFileSync(path.join(dataDir, "audit.log"), "utf8").trim().split("\n");
+    const codes = lines.map((l) => JSON.parse(l) as { type?: string; codes?: string[] }).filter((e) => e.type === "upload.rejected").map((e) => e.codes?.[0]);
+    expect(codes).toEqual(["digest_mismatch", "untrusted_source", "unsafe_artifact"]);
+    const audit = await run("audit", "verify", path.join(dataDir, "audit.log"));
+    expect(audit.status).toBe(0);
+  });
+});
