@@ -202,4 +202,32 @@ describe("upload -> inspect (real inspector) -> store -> fetch", () => {
     const expected = [...hexes].flatMap((h) => [`blobs/sha256/${h.slice(0, 2)}/${h}`, `blobs/sha256/${h.slice(0, 2)}/${h}.json`]).map((p) => p.split("/").join(path.sep));
     expect(files).toEqual(expected.sort());
   });
+
+  it("inspects under the signed name: a pickle signed as .safetensors is refused (CVE-2025-10155)", async () => {
+    const bytes = readFileSync(fixturePath("pickle/plain_p4.pkl"));
+    const name = "research/renamed.safetensors";
+    const envelope = JSON.stringify(signEnvelope(buildPublishStatement({ name, digestHex: sha256Hex(bytes) }), research.secretKey, research.keyId));
+    const before = await listFiles(env.dataDir);
+    // The multipart file name claims .pkl; the signed name is the one consumers see, and it decides.
+    const res = await request(env.app).post("/v1/artifacts").field("signature", envelope).attach("artifact", bytes, "plain_p4.pkl");
+    const body = res.body as { error: { code: string; details?: { inspection?: InspectionReport } } };
+    expect([res.status, body.error.code]).toEqual([422, "unsafe_artifact"]);
+    expect(body.error.details?.inspection?.findings.map((f) => f.code)).toContain("extension_mismatch");
+    expect(await listFiles(env.dataDir)).toEqual(before);
+  });
+
+  it("a second trusted source uploading the same bytes is inspected under its own policy and adds its signature", async () => {
+    const file = "joblib/arrays.joblib.z";
+    const bytes = readFileSync(fixturePath(file));
+    const first = await request(env.app).get(`/v1/artifacts/sha256:${sha256Hex(bytes)}/metadata`);
+    expect(first.status).toBe(200);
+    const { req } = upload("sklearn", file);
+    const res = await req;
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ digest: `sha256:${sha256Hex(bytes)}`, source: "sklearn", keyIds: [sklearn.keyId], inspection: { verdict: "accept" } });
+    const meta = await request(env.app).get(`/v1/artifacts/sha256:${sha256Hex(bytes)}/metadata`);
+    const record = meta.body as { signatures: { source: string }[]; trust: { status: string } };
+    expect(record.signatures.map((s) => s.source)).toEqual(["research", "sklearn"]);
+    expect(record.trust.status).toBe("trusted");
+  });
 });
