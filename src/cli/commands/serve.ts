@@ -1,6 +1,7 @@
+import * as path from "node:path";
 import pino from "pino";
 import { loadConfig } from "../../config";
-import { inspectFile } from "../../formats/inspectFile";
+import { inspectPath } from "../../formats/inspectFile";
 import { AllowlistHolder } from "../../http/allowlistHolder";
 import { createApp } from "../../http/app";
 import { createOps, loadOpsConfig } from "../../ops";
@@ -52,7 +53,10 @@ export const serveCommand: Command = {
       store,
       allowlist: holder,
       audit: ops.audit,
-      inspect: inspectFile,
+      // Decompressed members go under the store's tmp/ (the uploads' volume, emptied at start),
+      // not os.tmpdir(): a crash mid-inspection leaves nothing behind after a restart, and a large
+      // decompression does not land on a small or RAM-backed /tmp.
+      inspect: (file, options) => inspectPath(file, { ...options, tempRoot: path.join(config.dataDir, "tmp") }),
       metrics: ops.metrics,
       access: ops.access,
       extraRouters: ops.routers,
