@@ -18,9 +18,9 @@ interface Server {
   exited: Promise<number | null>;
 }
 
-function startServer(dataDir: string, allowlist: string, tmpDir: string): Promise<Server> {
+function startServer(dataDir: string, allowlist: string, env: NodeJS.ProcessEnv = {}): Promise<Server> {
   const child = spawn(process.execPath, [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--data", dataDir, "--allowlist", allowlist], {
-    env: { PATH: process.env.PATH ?? "", MODELGATE_LOG_LEVEL: "info", MODELGATE_RATE_LIMIT_RPS: "0", TMPDIR: tmpDir },
+    env: { PATH: process.env.PATH ?? "", MODELGATE_LOG_LEVEL: "info", MODELGATE_RATE_LIMIT_RPS: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: string[] = [];
@@ -40,6 +40,12 @@ function startServer(dataDir: string, allowlist: string, tmpDir: string): Promis
       reject(new Error(`server exited (${String(code)}) before listening:\n${logs.join("\n")}`));
     });
   });
+}
+
+async function stopServer(server: Server | undefined): Promise<void> {
+  if (server === undefined || server.child.exitCode !== null) return;
+  server.child.kill("SIGTERM");
+  await server.exited;
 }
 
 const ONE_LINE_ERROR = (cmd: string, code: string): RegExp => new RegExp(`^modelgate ${cmd}: ${code}: [^\\n]+\\n$`);
@@ -73,15 +79,12 @@ describe("modelgate binary end to end", () => {
     expect([trust.status, trust.stderr]).toEqual([0, expect.any(String)]);
     // The server decompresses archive members under its data directory, never in os.tmpdir():
     // a TMPDIR that does not exist proves it (inspections would fail with io_error otherwise).
-    server = await startServer(dataDir, path.join(dir, "allowlist.json"), path.join(dir, "no-such-tmp"));
+    server = await startServer(dataDir, path.join(dir, "allowlist.json"), { TMPDIR: path.join(dir, "no-such-tmp") });
     url = `http://127.0.0.1:${String(server.port)}`;
   }, 60_000);
 
   afterAll(async () => {
-    if (server.child.exitCode === null) {
-      server.child.kill("SIGTERM");
-      await server.exited;
-    }
+    await stopServer(server);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -148,4 +151,56 @@ describe("modelgate binary end to end", () => {
     const audit = await run("audit", "verify", path.join(dataDir, "audit.log"));
     expect(audit.status).toBe(0);
   });
+});
+
+describe("modelgate binary with API tokens", () => {
+  let dir: string;
+  let dataDir: string;
+  let server: Server | undefined;
+
+  afterAll(async () => {
+    await stopServer(server);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("token create -> serve with the tokens file -> push and pull with MODELGATE_TOKEN, scopes enforced and audited", async () => {
+    ensureBuilt();
+    dir = mkdtempSync(path.join(tmpdir(), "mg-e2e-tokens-"));
+    dataDir = path.join(dir, "data");
+    const tokens = path.join(dir, "tokens.json");
+    const publisher = await modelgate(dir, ["token", "create", "--id", "ci", "--scope", "publish", "--tokens", tokens]);
+    const reader = await modelgate(dir, ["token", "create", "--id", "reader", "--scope", "read", "--tokens", tokens]);
+    expect([publisher.status, reader.status]).toEqual([0, 0]);
+    const ciToken = publisher.stdout.trim();
+    const readToken = reader.stdout.trim();
+    expect(ciToken).not.toBe(readToken);
+    expect(readFileSync(tokens, "utf8")).not.toContain(ciToken);
+
+    expect((await modelgate(dir, ["keygen", "--out", "publisher"])).status).toBe(0);
+    expect((await modelgate(dir, ["trust", "add", "--source", "research", "--pub", "publisher.pub", "--allowlist", "allowlist.json"])).status).toBe(0);
+    copyFileSync(fixturePath("safetensors/benign.safetensors"), path.join(dir, "w.safetensors"));
+    expect((await modelgate(dir, ["sign", "w.safetensors", "--key", "publisher.key", "--name", "research/w.safetensors"])).status).toBe(0);
+
+    server = await startServer(dataDir, path.join(dir, "allowlist.json"), { MODELGATE_TOKENS_FILE: tokens });
+    const url = `http://127.0.0.1:${String(server.port)}`;
+    const as = (token: string | undefined, ...args: string[]): Promise<Run> => modelgate(dir, args, { MODELGATE_URL: url, ...(token !== undefined ? { MODELGATE_TOKEN: token } : {}) });
+
+    const anonymous = await as(undefined, "push", "w.safetensors", "--sig", "w.safetensors.sig.json");
+    expect([anonymous.status, anonymous.stderr]).toEqual([1, expect.stringMatching(ONE_LINE_ERROR("push", "unauthenticated"))]);
+    const wrongScope = await as(readToken, "push", "w.safetensors", "--sig", "w.safetensors.sig.json");
+    expect([wrongScope.status, wrongScope.stderr]).toEqual([1, expect.stringMatching(ONE_LINE_ERROR("push", "forbidden"))]);
+    const push = await as(ciToken, "push", "w.safetensors", "--sig", "w.safetensors.sig.json");
+    expect(push.status).toBe(0);
+    const digest = push.stdout.trim();
+
+    const pullNoRead = await as(ciToken, "pull", digest, "--out", "a.safetensors");
+    expect([pullNoRead.status, pullNoRead.stderr]).toEqual([1, expect.stringMatching(ONE_LINE_ERROR("pull", "forbidden"))]);
+    const pull = await as(readToken, "pull", digest, "--out", "b.safetensors", "--allowlist", "allowlist.json");
+    expect(pull.status).toBe(0);
+    expect(Buffer.compare(readFileSync(path.join(dir, "b.safetensors")), readFileSync(path.join(dir, "w.safetensors")))).toBe(0);
+
+    const entries = readFileSync(path.join(dataDir, "audit.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type?: string; tokenId?: string; digest?: string });
+    expect(entries.filter((e) => e.type === "upload.accepted")).toEqual([expect.objectContaining({ tokenId: "ci", digest })]);
+    expect((await modelgate(dir, ["audit", "verify", path.join(dataDir, "audit.log")])).status).toBe(0);
+  }, 60_000);
 });
