@@ -151,6 +151,23 @@ describe("modelgate binary end to end", () => {
     const audit = await run("audit", "verify", path.join(dataDir, "audit.log"));
     expect(audit.status).toBe(0);
   });
+  it("trust add while the server runs: the reloaded allowlist admits the once-unknown key", async () => {
+    const auditLog = path.join(dataDir, "audit.log");
+    const reloads = (): number => readFileSync(auditLog, "utf8").split("\n").filter((l) => l.includes('"allowlist.reloaded"') && l.includes('"partners"')).length;
+    expect(reloads()).toBe(0);
+    const add = await run("trust", "add", "--source", "partners", "--pub", "stranger.pub", "--allowlist", "allowlist.json");
+    expect(add.status).toBe(0);
+    // The server watches the allowlist's directory; SIGHUP as well, in case the watch is slow.
+    server.child.kill("SIGHUP");
+    const deadline = Date.now() + 10_000;
+    while (reloads() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(reloads()).toBeGreaterThan(0);
+
+    const push = await run("push", "models/model.pt", "--sig", "stranger.sig.json");
+    expect([push.status, push.stderr]).toEqual([0, expect.stringContaining("already stored")]);
+    const audit = await run("audit", "verify", auditLog);
+    expect(audit.status).toBe(0);
+  });
 });
 
 describe("modelgate binary with API tokens", () => {
