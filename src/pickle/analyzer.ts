@@ -3,10 +3,11 @@ import { GatewayError, isGatewayError, type InspectionErrorCode } from "../error
 import type { Finding, ImportRecord, ImportSafety, InspectionNode } from "../inspect/report";
 import { DEFAULT_PICKLE_LIMITS, type PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
+import { BAIL, FastScanner } from "./fast";
 import { PickleMachine, type MachineEvents } from "./machine";
 import { OP, opcodeName } from "./opcodes";
 import { classifyGlobal, type PicklePolicy } from "./policy";
-import { describeValue, globalName, type SymbolicValue } from "./values";
+import { UNKNOWN, describeValue, globalName, type SymbolicValue } from "./values";
 
 export interface BuildEvent {
   /** The object after BUILD, with its state. */
@@ -26,6 +27,13 @@ export interface AnalyzeOptions {
   onBuild?: (event: BuildEvent, cursor: Cursor) => void;
   /** Called for every PERSID/BINPERSID with the decoded id; returns findings to add (torch storage checks). */
   onPersistentId?: (id: SymbolicValue, offset: number) => Finding[];
+  /**
+   * The caller reads no values (`values` of the result): without onBuild/onPersistentId the
+   * analysis may then run the value-light scanner (fast.ts), which produces the same report and
+   * falls back to the full machine for any stream it cannot prove plain. `values` then holds
+   * unknown for the streams it scanned. Default false.
+   */
+  valueFree?: boolean;
 }
 
 export interface PickleAnalysis {
@@ -137,6 +145,28 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     imports.push({ module, name, safety, opcode: opcodeName(opcode), location: streamLocation, offset });
   };
 
+  /** One call (or `count` calls at the same site, replayed from the value-light scanner). */
+  const callSite = (opcode: number, callable: SymbolicValue, offset: number, count: number): void => {
+    const name = globalName(callable);
+    if (name === undefined && callable.kind !== "unknown") {
+      add(
+        {
+          code: "unresolved_global",
+          severity: "suspicious",
+          message: `${opcodeName(opcode)} calls ${describeValue(callable)}, which is not an import`,
+          location: streamLocation,
+          offset,
+        },
+        `call|${opcode.toString()}|${callable.kind}`,
+      );
+    }
+    const shown = name ?? `<${callable.kind}>`;
+    const key = `${stream.toString()}|${opcode.toString()}|${shown}`;
+    const site = calls.get(key);
+    if (site) site.count += count;
+    else if (calls.size < MAX_CALL_SITES) calls.set(key, { opcode: opcodeName(opcode), callable: shown, count, offset, stream });
+  };
+
   const events: MachineEvents = {
     import(module, name, opcode, offset) {
       const c = classify(module, name);
@@ -180,24 +210,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
       );
     },
     call(opcode, callable, offset) {
-      const name = globalName(callable);
-      if (name === undefined && callable.kind !== "unknown") {
-        add(
-          {
-            code: "unresolved_global",
-            severity: "suspicious",
-            message: `${opcodeName(opcode)} calls ${describeValue(callable)}, which is not an import`,
-            location: streamLocation,
-            offset,
-          },
-          `call|${opcode.toString()}|${callable.kind}`,
-        );
-      }
-      const shown = name ?? `<${callable.kind}>`;
-      const key = `${stream.toString()}|${opcode.toString()}|${shown}`;
-      const site = calls.get(key);
-      if (site) site.count++;
-      else if (calls.size < MAX_CALL_SITES) calls.set(key, { opcode: opcodeName(opcode), callable: shown, count: 1, offset, stream });
+      callSite(opcode, callable, offset, 1);
     },
     mutateGlobal(opcode, target, offset) {
       const global = globalName(target);
@@ -238,9 +251,32 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   const deadline = Date.now() + limits.timeBudgetMs;
   const machine = new PickleMachine(limits, events, deadline);
   const values: SymbolicValue[] = [];
+  const fast =
+    options.valueFree === true && options.onBuild === undefined && options.onPersistentId === undefined && FastScanner.usable(limits)
+      ? new FastScanner(reader.source, reader.end, limits, deadline)
+      : undefined;
+  /** PROTO of the stream that ran last (the full machine's or the scanner's). */
+  let lastProtocol = 0;
   let totalOps = 0;
   let streams = 0;
   let end = reader.pos;
+
+  /**
+   * Scan the stream at `start` with the value-light scanner; on success replay its imports and
+   * calls in order of first occurrence (the same records, findings and counts the machine's
+   * events produce) and move the reader past STOP. False: nothing was recorded, run the machine.
+   */
+  const scanFast = (scanner: FastScanner, start: number): boolean => {
+    const after = scanner.run(start, machine.decodedBytes);
+    // Past the findings cap the machine's duplicate events count as omitted findings: let it.
+    if (after === BAIL || findings.length + scanner.imports.length >= MAX_FINDINGS) return false;
+    machine.decodedBytes += scanner.decodedBytes;
+    for (const imp of scanner.imports) events.import(imp.module, imp.name, imp.opcode, imp.offset);
+    for (const c of scanner.calls()) callSite(c.opcode, { kind: "global", module: c.module, name: c.name }, c.offset, c.count);
+    reader.seek(after);
+    reader.frameEnd = -1;
+    return true;
+  };
 
   for (;;) {
     if (streams >= limits.maxStreamsPerSequence) {
@@ -260,13 +296,24 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     stream = streams++;
     streamLocation = `${location}#pickle[${stream.toString()}]`;
     const streamStart = reader.pos;
+    if (fast !== undefined && scanFast(fast, streamStart)) {
+      values.push(UNKNOWN);
+      firstProtocol ??= fast.protocol;
+      lastProtocol = fast.protocol;
+      totalOps += fast.ops;
+      end = reader.pos;
+      if (options.single === true || reader.pos >= reader.end) break;
+      continue;
+    }
     machine.reset();
     try {
       values.push(machine.run(reader));
       firstProtocol ??= machine.protocol;
+      lastProtocol = machine.protocol;
       totalOps += machine.ops;
       end = reader.pos;
     } catch (err) {
+      lastProtocol = machine.protocol;
       totalOps += machine.ops;
       if (!isGatewayError(err)) throw err;
       const code: InspectionErrorCode = INSPECTION_CODES.has(err.code) ? (err.code as InspectionErrorCode) : "malformed_pickle";
@@ -301,7 +348,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     findings,
     imports,
     details: {
-      protocol: firstProtocol ?? machine.protocol,
+      protocol: firstProtocol ?? lastProtocol,
       ops: totalOps,
       streams,
       persistentIds,

@@ -15,7 +15,7 @@ export function inspectPickleSource(
 ): InspectionNode {
   const policy = makePicklePolicy(opts.policy, opts.extraAllowGlobals);
   const cursor = new Cursor(source, { errorCode: "malformed_pickle", what: "pickle" });
-  const analysis = analyzePickle(cursor, opts.limits === undefined ? { policy, location: path } : { policy, location: path, limits: opts.limits });
+  const analysis = analyzePickle(cursor, opts.limits === undefined ? { policy, location: path, valueFree: true } : { policy, location: path, limits: opts.limits, valueFree: true });
   return analysis.node;
 }
 
@@ -59,6 +59,6 @@ export function looksLikePickle(source: ByteSource): boolean {
   if (!FIRST_OPCODES.has(op)) return false;
   if (op === OP.PROTO && (first[1] as number) > 5) return false;
   const cursor = new Cursor(source, { errorCode: "malformed_pickle", what: "pickle" });
-  const { node } = analyzePickle(cursor, { policy: makePicklePolicy(DEFAULT_CONTENT_POLICY), location: "", single: true, limits: SNIFF_LIMITS });
+  const { node } = analyzePickle(cursor, { policy: makePicklePolicy(DEFAULT_CONTENT_POLICY), location: "", single: true, limits: SNIFF_LIMITS, valueFree: true });
   return !node.findings.some((f) => f.severity === "malformed" && f.code !== "limit_exceeded");
 }

@@ -1,0 +1,616 @@
+import type { ByteSource } from "../bytes/source";
+import type { PickleLimits } from "../limits";
+import { PickleReader } from "./disassembler";
+import { HIGHEST_PROTOCOL } from "./opcodes";
+
+/**
+ * The value-light scanner: an accelerator for the symbolic machine on streams whose consumer
+ * needs no values (no onBuild / onPersistentId hook, `values` unread). It is not a second
+ * analyzer. It proves, for the common shape of a data pickle, that a stream does nothing but
+ * data and the imports and calls it lists; whenever anything else happens (any malformed
+ * structure, any limit reached, an EXT or persistent id, a call whose callable is not an import,
+ * module state mutated, a STACK_GLOBAL whose operands are not string constants, a rare or
+ * protocol 0 text opcode) it gives up (`BAIL`) and the analyzer runs the full machine on the
+ * whole stream from its start, which then produces every finding exactly as before.
+ *
+ * What it keeps per value is one double ("tag"), on a typed-array stack and memo:
+ *   tag >= 0        a str, the offset of the opcode that wrote it (decoded again only when
+ *                   STACK_GLOBAL consumes it);
+ *   tag === OTHER   anything else the machine would not use for an import or call: numbers,
+ *                   bytes, containers, truncated strings (no opcode reads items back out of a
+ *                   container, so their contents cannot reach STACK_GLOBAL or a call);
+ *   tag <= -2       an import (even: -2 - 2*g) or an object built by calling import g (odd).
+ * The str / import / object / other distinction is exactly the one the machine's events depend
+ * on: the machine's memo placeholders (`lightweight`) only ever turn containers into unknown,
+ * which both sides treat as "not a callable import, not a string".
+ *
+ * Every check of the reader (framing, truncation, declared lengths, strict UTF-8 of unicode
+ * arguments, protocol) and of the machine (underflow, marks, memo, limits) is done on the opcodes
+ * handled here; a violation is a bail, never a skip.
+ */
+
+/** Returned by run() when the full machine must analyze the stream. */
+export const BAIL = -1;
+
+const OTHER = -1;
+/** Memo slot never written (tags are integers). */
+const EMPTY = -0.5;
+
+/** Largest stack / mark array the scanner preallocates; larger configured limits use the full machine. */
+const MAX_PREALLOCATED = 1 << 20;
+/** Memo indices the scanner holds (8 bytes each); beyond, the full machine. */
+const MAX_MEMO_INDEX = 1 << 25;
+/** Distinct imports / calls one stream may record here before the full machine takes over. */
+const MAX_DISTINCT = 4096;
+
+const WINDOW = 1024 * 1024;
+
+/** Call opcodes, by slot (calls are counted per import and opcode). */
+const CALL_OPS = [0x52 /* REDUCE */, 0x81 /* NEWOBJ */, 0x92 /* NEWOBJ_EX */, 0x62 /* BUILD */];
+
+/** Whether a tag is an import (not an object built from one). */
+function isImport(tag: number): boolean {
+  return tag <= -2 && (-tag & 1) === 0;
+}
+
+export interface FastImport {
+  module: string;
+  name: string;
+  opcode: number;
+  offset: number;
+}
+
+export interface FastCall {
+  opcode: number;
+  module: string;
+  name: string;
+  offset: number;
+  count: number;
+}
+
+export class FastScanner {
+  private buf: Buffer;
+  private bufStart = 0;
+  private bufLen = 0;
+  private stack: Float64Array;
+  private marks: Int32Array;
+  private memo = new Float64Array(1024).fill(EMPTY);
+  private memoHigh = 0;
+  private side: PickleReader | undefined = undefined;
+  /** Imports of the stream: module and name by id. */
+  private globalModules: string[] = [];
+  private globalNames: string[] = [];
+  private globalIds = new Map<string, number>();
+  private callCounts = new Float64Array(64);
+  private callOffsets = new Float64Array(64);
+  private seenImport = new Set<string>();
+
+  // ---- results of the last successful run ---------------------------------------------------
+  ops = 0;
+  protocol = 0;
+  decodedBytes = 0;
+  /** Distinct imports (per opcode, module, name) in order of first occurrence, with that offset. */
+  imports: FastImport[] = [];
+  /** Distinct call sites (per opcode and import) in order of first occurrence, with counts. */
+  private callOrder: number[] = [];
+
+  constructor(
+    private readonly source: ByteSource,
+    private readonly end: number,
+    private readonly limits: PickleLimits,
+    private readonly deadline: number,
+  ) {
+    this.buf = Buffer.allocUnsafe(Math.max(64, Math.min(WINDOW, Math.max(end, limits.maxRetainedArgumentBytes + 16))));
+    this.stack = new Float64Array(limits.maxStackDepth + 2);
+    this.marks = new Int32Array(limits.maxMarkDepth + 1);
+  }
+
+  /** Whether the configured limits let the scanner preallocate its stack and marks. */
+  static usable(limits: PickleLimits): boolean {
+    return limits.maxStackDepth <= MAX_PREALLOCATED && limits.maxMarkDepth <= MAX_PREALLOCATED && limits.maxRetainedArgumentBytes <= 64 * 1024 * 1024;
+  }
+
+  /** Calls recorded by the last successful run. */
+  calls(): FastCall[] {
+    return this.callOrder.map((slot) => {
+      const g = slot >> 2;
+      return {
+        opcode: CALL_OPS[slot & 3] as number,
+        module: this.globalModules[g] as string,
+        name: this.globalNames[g] as string,
+        offset: this.callOffsets[slot] as number,
+        count: this.callCounts[slot] as number,
+      };
+    });
+  }
+
+  /** Make at least `n` bytes from absolute `at` available; returns their index in buf (n <= end - at checked by the caller). */
+  private load(at: number, n: number): number {
+    if (at >= this.bufStart && at + n <= this.bufStart + this.bufLen) return at - this.bufStart;
+    if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
+    const want = Math.min(this.buf.length, this.end - at);
+    const got = this.source.readAt(want === this.buf.length ? this.buf : this.buf.subarray(0, want), at);
+    this.bufStart = at;
+    this.bufLen = got;
+    return got < n ? -1 : 0;
+  }
+
+  /** Decode the string written by the opcode at `offset` (validated by the scan); undefined when it cannot be used. */
+  private decodeAt(offset: number): PickleReader | undefined {
+    this.side ??= new PickleReader(this.source, 0, this.end, this.limits.maxRetainedArgumentBytes, 256);
+    const side = this.side;
+    side.frameEnd = -1;
+    side.seek(offset);
+    try {
+      side.next();
+    } catch {
+      return undefined;
+    }
+    return side;
+  }
+
+  private globalId(module: string, name: string): number {
+    const key = `${module}\n${name}`;
+    let g = this.globalIds.get(key);
+    if (g === undefined) {
+      g = this.globalModules.length;
+      if (g >= MAX_DISTINCT) return BAIL;
+      this.globalIds.set(key, g);
+      this.globalModules.push(module);
+      this.globalNames.push(name);
+      if (4 * (g + 1) > this.callCounts.length) {
+        const counts = new Float64Array(this.callCounts.length * 2);
+        counts.set(this.callCounts);
+        this.callCounts = counts;
+        const offsets = new Float64Array(this.callOffsets.length * 2);
+        offsets.set(this.callOffsets);
+        this.callOffsets = offsets;
+      }
+    }
+    return g;
+  }
+
+  private recordImport(module: string, name: string, opcode: number, offset: number): boolean {
+    const key = `${opcode.toString()}|${module}\n${name}`;
+    if (this.seenImport.has(key)) return true;
+    if (this.imports.length >= MAX_DISTINCT) return false;
+    this.seenImport.add(key);
+    this.imports.push({ module, name, opcode, offset });
+    return true;
+  }
+
+  private recordCall(slot: number, offset: number): void {
+    const c = this.callCounts[slot] as number;
+    if (c === 0) {
+      this.callOrder.push(slot);
+      this.callOffsets[slot] = offset;
+    }
+    this.callCounts[slot] = c + 1;
+  }
+
+  private resetStream(): void {
+    this.memo.fill(EMPTY, 0, this.memoHigh);
+    this.memoHigh = 0;
+    this.globalModules = [];
+    this.globalNames = [];
+    this.globalIds.clear();
+    this.callCounts.fill(0);
+    this.callOrder = [];
+    this.seenImport.clear();
+    this.imports = [];
+    this.ops = 0;
+    this.protocol = 0;
+    this.decodedBytes = 0;
+  }
+
+  /**
+   * Scan one pickle from `start` to its STOP. Returns the offset just after STOP, or BAIL.
+   * `decodedBefore` is the analysis' decoded-string total so far (maxDecodedStringBytes spans streams).
+   */
+  run(start: number, decodedBefore: number): number {
+    this.resetStream();
+    const end = this.end;
+    const limits = this.limits;
+    const maxOps = limits.maxOpsPerStream;
+    const maxStack = limits.maxStackDepth;
+    const maxMarks = limits.maxMarkDepth;
+    const maxMemo = limits.maxMemoEntries;
+    const maxDecoded = limits.maxDecodedStringBytes - decodedBefore;
+    const maxRetained = limits.maxRetainedArgumentBytes;
+    const stack = this.stack;
+    const marks = this.marks;
+    let memo = this.memo;
+    let memoCount = 0;
+    let memoHigh = 0;
+    let sp = 0;
+    let md = 0;
+    let fence = 0;
+    let ops = 0;
+    let decoded = 0;
+    let frameEnd = -1;
+    let pos = start;
+    let buf = this.buf;
+    let base = this.bufStart;
+    let avail = base + this.bufLen;
+
+    for (;;) {
+      const at = pos;
+      if (at >= end) return BAIL;
+      if (frameEnd >= 0 && at >= frameEnd) frameEnd = -1;
+      if (at < base || at + 9 > avail) {
+        if (this.load(at, Math.min(9, end - at)) < 0) return BAIL;
+        buf = this.buf;
+        base = this.bufStart;
+        avail = base + this.bufLen;
+      }
+      const i = at - base;
+      if (++ops > maxOps) return BAIL;
+      if ((ops & 0xffff) === 0 && Date.now() > this.deadline) return BAIL;
+      const op = buf[i] as number;
+      switch (op) {
+        case 0x28 /* MARK */:
+          if (md >= maxMarks) return BAIL;
+          marks[md++] = sp;
+          fence = sp;
+          pos = at + 1;
+          break;
+        case 0x2e /* STOP */:
+          if (sp <= fence) return BAIL;
+          pos = at + 1;
+          if (frameEnd > pos) return BAIL;
+          this.ops = ops;
+          this.decodedBytes = decoded;
+          return pos;
+        case 0x4b /* BININT1 */:
+          pos = at + 2;
+          if (pos > end) return BAIL;
+          stack[sp++] = OTHER;
+          break;
+        case 0x4d /* BININT2 */:
+          pos = at + 3;
+          if (pos > end) return BAIL;
+          stack[sp++] = OTHER;
+          break;
+        case 0x4a /* BININT */:
+          pos = at + 5;
+          if (pos > end) return BAIL;
+          stack[sp++] = OTHER;
+          break;
+        case 0x47 /* BINFLOAT */:
+          pos = at + 9;
+          if (pos > end) return BAIL;
+          stack[sp++] = OTHER;
+          break;
+        case 0x4e /* NONE */:
+        case 0x88 /* NEWTRUE */:
+        case 0x89 /* NEWFALSE */:
+        case 0x7d /* EMPTY_DICT */:
+        case 0x5d /* EMPTY_LIST */:
+        case 0x29 /* EMPTY_TUPLE */:
+        case 0x8f /* EMPTY_SET */:
+        case 0x97 /* NEXT_BUFFER */:
+          pos = at + 1;
+          stack[sp++] = OTHER;
+          break;
+        case 0x8c /* SHORT_BINUNICODE */:
+        case 0x58 /* BINUNICODE */:
+        case 0x8d /* BINUNICODE8 */:
+        case 0x55 /* SHORT_BINSTRING */:
+        case 0x54 /* BINSTRING */: {
+          let head: number;
+          let n: number;
+          if (op === 0x8c || op === 0x55) {
+            head = 2;
+            if (at + 2 > end) return BAIL;
+            n = buf[i + 1] as number;
+          } else if (op === 0x8d) {
+            head = 9;
+            if (at + 9 > end) return BAIL;
+            const hi = ((buf[i + 5] as number) | ((buf[i + 6] as number) << 8) | ((buf[i + 7] as number) << 16) | ((buf[i + 8] as number) << 24)) >>> 0;
+            if (hi > 0x1fffff) return BAIL;
+            n = hi * 0x100000000 + (((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0);
+          } else {
+            head = 5;
+            if (at + 5 > end) return BAIL;
+            n = (buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24);
+            if (op === 0x58) n = n >>> 0;
+            else if (n < 0) return BAIL;
+          }
+          const from = at + head;
+          if (n > end - from) return BAIL;
+          pos = from + n;
+          if (n > maxRetained) {
+            // Truncated: STACK_GLOBAL can never use it; its decoded prefix length needs the reader.
+            const r = this.decodeAt(at);
+            if (r === undefined) return BAIL;
+            decoded += r.str.length;
+            stack[sp++] = OTHER;
+          } else {
+            let j = from - base;
+            if (from < base || pos > avail) {
+              j = this.load(from, n);
+              if (j < 0) return BAIL;
+              buf = this.buf;
+              base = this.bufStart;
+              avail = base + this.bufLen;
+            }
+            let ascii = true;
+            if (op !== 0x55 && op !== 0x54) {
+              for (const stop = j + n; j < stop; j++) {
+                if ((buf[j] as number) >= 0x80) {
+                  ascii = false;
+                  break;
+                }
+              }
+            }
+            if (ascii) decoded += n;
+            else {
+              // Strict UTF-8 and its UTF-16 length: the reader's own decoding (rare in data pickles).
+              const r = this.decodeAt(at);
+              if (r === undefined) return BAIL;
+              decoded += r.str.length;
+            }
+            stack[sp++] = at;
+          }
+          if (decoded > maxDecoded) return BAIL;
+          break;
+        }
+        case 0x43 /* SHORT_BINBYTES */:
+        case 0x42 /* BINBYTES */:
+        case 0x8e /* BINBYTES8 */:
+        case 0x96 /* BYTEARRAY8 */: {
+          let head: number;
+          let n: number;
+          if (op === 0x43) {
+            head = 2;
+            if (at + 2 > end) return BAIL;
+            n = buf[i + 1] as number;
+          } else if (op === 0x42) {
+            head = 5;
+            if (at + 5 > end) return BAIL;
+            n = ((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0;
+          } else {
+            head = 9;
+            if (at + 9 > end) return BAIL;
+            const hi = ((buf[i + 5] as number) | ((buf[i + 6] as number) << 8) | ((buf[i + 7] as number) << 16) | ((buf[i + 8] as number) << 24)) >>> 0;
+            if (hi > 0x1fffff) return BAIL;
+            n = hi * 0x100000000 + (((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0);
+          }
+          const from = at + head;
+          if (n > end - from) return BAIL;
+          pos = from + n;
+          if (n <= maxRetained) {
+            decoded += n;
+            if (decoded > maxDecoded) return BAIL;
+          }
+          stack[sp++] = OTHER;
+          break;
+        }
+        case 0x68 /* BINGET */:
+        case 0x6a /* LONG_BINGET */: {
+          let idx: number;
+          if (op === 0x68) {
+            pos = at + 2;
+            if (pos > end) return BAIL;
+            idx = buf[i + 1] as number;
+          } else {
+            pos = at + 5;
+            if (pos > end) return BAIL;
+            idx = ((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0;
+          }
+          if (idx >= memo.length) return BAIL;
+          const v = memo[idx] as number;
+          if (v === EMPTY) return BAIL;
+          stack[sp++] = v;
+          break;
+        }
+        case 0x71 /* BINPUT */:
+        case 0x72 /* LONG_BINPUT */:
+        case 0x94 /* MEMOIZE */: {
+          let idx: number;
+          if (op === 0x94) {
+            pos = at + 1;
+            idx = memoCount;
+          } else if (op === 0x71) {
+            pos = at + 2;
+            if (pos > end) return BAIL;
+            idx = buf[i + 1] as number;
+          } else {
+            pos = at + 5;
+            if (pos > end) return BAIL;
+            idx = ((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0;
+          }
+          if (sp <= fence) return BAIL;
+          if (idx >= memo.length) {
+            if (idx >= memo.length * 2 || idx >= MAX_MEMO_INDEX) return BAIL;
+            const grown = new Float64Array(memo.length * 2).fill(EMPTY);
+            grown.set(memo);
+            this.memo = memo = grown;
+          }
+          if (memo[idx] === EMPTY) {
+            if (memoCount >= maxMemo) return BAIL;
+            memoCount++;
+            if (idx >= memoHigh) this.memoHigh = memoHigh = idx + 1;
+          }
+          memo[idx] = stack[sp - 1] as number;
+          break;
+        }
+        case 0x73 /* SETITEM */:
+          pos = at + 1;
+          if (sp - 3 < fence) return BAIL;
+          sp -= 2;
+          if (isImport(stack[sp - 1] as number)) return BAIL; // mutation of module state: the machine reports it
+          break;
+        case 0x61 /* APPEND */:
+          pos = at + 1;
+          if (sp - 2 < fence) return BAIL;
+          sp -= 1;
+          if (isImport(stack[sp - 1] as number)) return BAIL;
+          break;
+        case 0x75 /* SETITEMS */:
+        case 0x65 /* APPENDS */:
+        case 0x90 /* ADDITEMS */: {
+          pos = at + 1;
+          if (md === 0) return BAIL;
+          const mark = marks[--md] as number;
+          fence = md > 0 ? (marks[md - 1] as number) : 0;
+          if (op === 0x75 && ((sp - mark) & 1) !== 0) return BAIL;
+          if (mark <= fence) return BAIL;
+          if (isImport(stack[mark - 1] as number)) return BAIL;
+          sp = mark;
+          break;
+        }
+        case 0x74 /* TUPLE */:
+        case 0x6c /* LIST */:
+        case 0x91 /* FROZENSET */:
+        case 0x64 /* DICT */:
+        case 0x31 /* POP_MARK */: {
+          pos = at + 1;
+          if (md === 0) return BAIL;
+          const mark = marks[--md] as number;
+          fence = md > 0 ? (marks[md - 1] as number) : 0;
+          if (op === 0x64 && ((sp - mark) & 1) !== 0) return BAIL;
+          sp = mark;
+          if (op !== 0x31) stack[sp++] = OTHER;
+          break;
+        }
+        case 0x85 /* TUPLE1 */:
+          pos = at + 1;
+          if (sp - 1 < fence) return BAIL;
+          stack[sp - 1] = OTHER;
+          break;
+        case 0x86 /* TUPLE2 */:
+          pos = at + 1;
+          if (sp - 2 < fence) return BAIL;
+          sp -= 1;
+          stack[sp - 1] = OTHER;
+          break;
+        case 0x87 /* TUPLE3 */:
+          pos = at + 1;
+          if (sp - 3 < fence) return BAIL;
+          sp -= 2;
+          stack[sp - 1] = OTHER;
+          break;
+        case 0x52 /* REDUCE */:
+        case 0x81 /* NEWOBJ */:
+        case 0x92 /* NEWOBJ_EX */: {
+          pos = at + 1;
+          const operands = op === 0x92 ? 3 : 2;
+          if (sp - operands < fence) return BAIL;
+          sp -= operands;
+          const callable = stack[sp] as number;
+          // A call on anything but an import (or on an odd tag: an object) is a finding: the machine reports it.
+          if (callable > -2 || (-callable & 1) !== 0) return BAIL;
+          const g = (-callable - 2) / 2;
+          this.recordCall(4 * g + (op === 0x52 ? 0 : op === 0x81 ? 1 : 2), at);
+          stack[sp++] = callable - 1;
+          break;
+        }
+        case 0x62 /* BUILD */: {
+          pos = at + 1;
+          if (sp - 2 < fence) return BAIL;
+          sp -= 1;
+          const target = stack[sp - 1] as number;
+          if (target <= -2) {
+            if ((-target & 1) === 0) return BAIL; // BUILD on an import: module state
+            this.recordCall(4 * ((-target - 3) / 2) + 3, at);
+          }
+          break;
+        }
+        case 0x93 /* STACK_GLOBAL */: {
+          pos = at + 1;
+          if (sp - 2 < fence) return BAIL;
+          const nameAt = stack[sp - 1] as number;
+          const moduleAt = stack[sp - 2] as number;
+          sp -= 2;
+          if (nameAt < 0 || moduleAt < 0) return BAIL; // not proven string constants: unresolved_global
+          const mr = this.decodeAt(moduleAt);
+          if (mr === undefined || mr.truncated) return BAIL;
+          const module = mr.str;
+          const nr = this.decodeAt(nameAt);
+          if (nr === undefined || nr.truncated) return BAIL;
+          const name = nr.str;
+          const g = this.globalId(module, name);
+          if (g < 0 || !this.recordImport(module, name, op, at)) return BAIL;
+          stack[sp++] = -2 - 2 * g;
+          break;
+        }
+        case 0x63 /* GLOBAL */: {
+          const r = this.decodeAt(at);
+          if (r === undefined) return BAIL;
+          pos = r.pos;
+          const module = r.str;
+          const name = r.str2;
+          decoded += module.length + name.length;
+          if (decoded > maxDecoded) return BAIL;
+          const g = this.globalId(module, name);
+          if (g < 0 || !this.recordImport(module, name, op, at)) return BAIL;
+          stack[sp++] = -2 - 2 * g;
+          break;
+        }
+        case 0x8a /* LONG1 */:
+        case 0x8b /* LONG4 */: {
+          let n: number;
+          let from: number;
+          if (op === 0x8a) {
+            from = at + 2;
+            if (from > end) return BAIL;
+            n = buf[i + 1] as number;
+          } else {
+            from = at + 5;
+            if (from > end) return BAIL;
+            n = (buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24);
+            if (n < 0) return BAIL;
+          }
+          if (n > end - from) return BAIL;
+          pos = from + n;
+          stack[sp++] = OTHER;
+          break;
+        }
+        case 0x30 /* POP */:
+          pos = at + 1;
+          if (sp > fence) sp--;
+          else if (md > 0) {
+            sp = marks[--md] as number;
+            fence = md > 0 ? (marks[md - 1] as number) : 0;
+          } else return BAIL;
+          break;
+        case 0x32 /* DUP */:
+          pos = at + 1;
+          if (sp <= fence) return BAIL;
+          stack[sp] = stack[sp - 1] as number;
+          sp++;
+          break;
+        case 0x98 /* READONLY_BUFFER */:
+          pos = at + 1;
+          if (sp <= fence) return BAIL;
+          break;
+        case 0x80 /* PROTO */: {
+          pos = at + 2;
+          if (pos > end) return BAIL;
+          const p = buf[i + 1] as number;
+          if (p > HIGHEST_PROTOCOL) return BAIL;
+          this.protocol = p;
+          break;
+        }
+        case 0x95 /* FRAME */: {
+          pos = at + 9;
+          if (pos > end) return BAIL;
+          if (frameEnd > at) return BAIL;
+          const hi = ((buf[i + 5] as number) | ((buf[i + 6] as number) << 8) | ((buf[i + 7] as number) << 16) | ((buf[i + 8] as number) << 24)) >>> 0;
+          if (hi > 0x1fffff) return BAIL;
+          const len = hi * 0x100000000 + (((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0);
+          if (len > end - pos) return BAIL;
+          frameEnd = pos + len;
+          continue; // FRAME precedes its frame: no crossing check, no stack check
+        }
+        default:
+          // Protocol 0/1 text opcodes, PERSID/BINPERSID, EXT1/2/4, INST, OBJ, unknown bytes.
+          return BAIL;
+      }
+      // An opcode that crosses the end of its FRAME is malformed.
+      if (frameEnd > at && pos > frameEnd) return BAIL;
+      if (sp > maxStack) return BAIL;
+    }
+  }
+}
