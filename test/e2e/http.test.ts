@@ -134,6 +134,12 @@ const REJECTED: [string, SourceId, string, "unsafe_artifact" | "malformed_artifa
   ["other/model.gguf", "research", "", "malformed_artifact"],
   ["safetensors/overlapping_spans.safetensors", "research", "", "malformed_artifact"],
   ["torch/bad_crc.pt", "research", "", "malformed_artifact"],
+  ["other/empty.bin", "research", "", "malformed_artifact"],
+  ["other/model.h5", "research", "", "malformed_artifact"],
+  ["other/opaque_member.zip", "research", "", "unsafe_artifact"],
+  ["other/nested_tar_in_zip.zip", "research", "", "unsafe_artifact"],
+  ["joblib/bomb.joblib.bz2", "research", "", "malformed_artifact"],
+  ["pickle/deep_marks.pkl", "research", "", "malformed_artifact"],
 ];
 
 describe("upload -> inspect (real inspector) -> store -> fetch", () => {
