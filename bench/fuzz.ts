@@ -206,7 +206,9 @@ function mutateJson(rng: Rng, input: Uint8Array, depth = 0): Uint8Array | undefi
   const all = slots(root);
   const sample = (): JsonValue => {
     const s = all.length > 0 ? rng.pick(all) : undefined;
-    return s === undefined ? null : (JSON.parse(JSON.stringify((s.parent as Record<string, JsonValue>)[s.key as string] ?? null)) as JsonValue);
+    // Own properties only: after a delete, obj["constructor"] would be Object's function.
+    const value = s !== undefined && Object.hasOwn(s.parent, s.key) ? ((s.parent as Record<string, JsonValue>)[s.key as string] ?? null) : null;
+    return JSON.parse(JSON.stringify(value)) as JsonValue;
   };
   const rounds = 1 + rng.below(3);
   for (let r = 0; r < rounds; r++) {
@@ -466,7 +468,7 @@ async function fuzzTarget(target: FuzzTarget, opts: { seconds: number; seed: num
       });
       worker.on("error", (err) => {
         clearInterval(watchdog);
-        console.log(`[${target.name}] worker error: ${describeError(err)}`);
+        console.log(`[${target.name}] worker error (a fuzzer bug, not a target crash): ${err.stack ?? describeError(err)}`);
         resolve("error");
       });
     });
