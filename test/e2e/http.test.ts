@@ -1,19 +1,9 @@
-import { createHash } from "node:crypto";
-import { promises as fsp, readFileSync } from "node:fs";
-import * as os from "node:os";
+import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import type { Express } from "express";
-import pino from "pino";
 import request from "supertest";
-import nacl from "tweetnacl";
-import { MemoryAuditSink } from "../../src/audit/types";
-import { loadConfig } from "../../src/config";
-import { inspectFile } from "../../src/formats/inspectFile";
-import { AllowlistHolder } from "../../src/http/allowlistHolder";
-import { createApp } from "../../src/http/app";
 import type { InspectionReport } from "../../src/inspect/report";
-import { FsArtifactStore } from "../../src/store/fsStore";
-import { buildPublishStatement, keyIdOf, signEnvelope } from "../../src/trust";
+import { buildPublishStatement, signEnvelope } from "../../src/trust";
+import { listFiles, makePublisher, sha256Hex, startGateway, uploadBytes, type Gateway } from "./gateway";
 import { fixturePath, manifestCase } from "./manifest";
 
 /**
@@ -22,19 +12,6 @@ import { fixturePath, manifestCase } from "./manifest";
  * upload -> trust -> inspection -> promotion, and come back by digest byte for byte.
  */
 
-interface Publisher {
-  secretKey: Uint8Array;
-  publicKey: Uint8Array;
-  keyId: string;
-}
-
-function makePublisher(): Publisher {
-  const kp = nacl.sign.keyPair();
-  return { secretKey: kp.secretKey, publicKey: kp.publicKey, keyId: keyIdOf(kp.publicKey) };
-}
-
-const sha256Hex = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
-
 /** Three sources: the default content policy, sklearn imports allowed, TorchScript allowed. */
 const research = makePublisher();
 const sklearn = makePublisher();
@@ -42,63 +19,24 @@ const scripted = makePublisher();
 const PUBLISHERS = { research, sklearn, scripted } as const;
 type SourceId = keyof typeof PUBLISHERS;
 
-function allowlistJson(): string {
-  const b64 = (p: Publisher): string => Buffer.from(p.publicKey).toString("base64");
-  return JSON.stringify({
-    version: 1,
-    sources: [
-      { id: "research", description: "default policy", keys: [{ publicKey: b64(research) }], names: ["research/**"] },
-      { id: "sklearn", description: "sklearn pickles", keys: [{ publicKey: b64(sklearn) }], names: ["sklearn/**"], pickle: { allowGlobals: ["sklearn.*"] } },
-      { id: "scripted", description: "TorchScript allowed", keys: [{ publicKey: b64(scripted) }], names: ["scripted/**"], pickle: { allowTorchScript: true } },
-    ],
-  });
-}
-
-interface Env {
-  dir: string;
-  dataDir: string;
-  app: Express;
-  audit: MemoryAuditSink;
-  holder: AllowlistHolder;
-}
-
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) out.push(path.relative(dir, path.join(entry.parentPath, entry.name)));
-  }
-  return out.sort();
-}
-
-let env: Env;
+let env: Gateway;
 
 beforeAll(async () => {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "mg-e2e-http-"));
-  const dataDir = path.join(dir, "data");
-  const allowlistPath = path.join(dir, "allowlist.json");
-  await fsp.writeFile(allowlistPath, allowlistJson());
-  const logger = pino({ level: "silent" });
-  const audit = new MemoryAuditSink();
-  const store = new FsArtifactStore(dataDir);
-  await store.init();
-  const holder = new AllowlistHolder(allowlistPath, { logger, audit });
-  const config = loadConfig({ MODELGATE_DATA_DIR: dataDir, MODELGATE_ALLOWLIST: allowlistPath });
-  const app = createApp({ config, logger, now: () => new Date(), store, allowlist: holder, audit, inspect: inspectFile });
-  env = { dir, dataDir, app, audit, holder };
+  env = await startGateway([
+    { id: "research", publisher: research, names: ["research/**"] },
+    { id: "sklearn", publisher: sklearn, names: ["sklearn/**"], pickle: { allowGlobals: ["sklearn.*"] } },
+    { id: "scripted", publisher: scripted, names: ["scripted/**"], pickle: { allowTorchScript: true } },
+  ]);
 });
 
 afterAll(async () => {
-  env.holder.close();
-  await fsp.rm(env.dir, { recursive: true, force: true });
+  await env.close();
 });
 
 function upload(source: SourceId, file: string): { bytes: Buffer; name: string; req: request.Test } {
   const bytes = readFileSync(fixturePath(file));
   const name = `${source}/${path.basename(file)}`;
-  const pub = PUBLISHERS[source];
-  const envelope = JSON.stringify(signEnvelope(buildPublishStatement({ name, digestHex: sha256Hex(bytes) }), pub.secretKey, pub.keyId));
-  const req = request(env.app).post("/v1/artifacts").field("signature", envelope).field("name", name).attach("artifact", bytes, path.basename(file));
-  return { bytes, name, req };
+  return { bytes, name, req: uploadBytes(env.app, PUBLISHERS[source], name, bytes, path.basename(file)) };
 }
 
 /** [fixture, source, manifest policy key] -> 201. */
