@@ -14,7 +14,7 @@ import { HIGHEST_PROTOCOL } from "./opcodes";
  * whole stream from its start, which then produces every finding exactly as before.
  *
  * What it keeps per value is one double ("tag"), on a typed-array stack and memo:
- *   tag >= 0        a str, the offset of the opcode that wrote it (decoded again only when
+ *   tag >= 1        a str, 1 + the offset of the opcode that wrote it (decoded again only when
  *                   STACK_GLOBAL consumes it);
  *   tag === OTHER   anything else the machine would not use for an import or call: numbers,
  *                   bytes, containers, truncated strings (no opcode reads items back out of a
@@ -33,8 +33,10 @@ import { HIGHEST_PROTOCOL } from "./opcodes";
 export const BAIL = -1;
 
 const OTHER = -1;
-/** Memo slot never written (tags are integers). */
-const EMPTY = -0.5;
+/** Memo slot never written (no value has tag 0: a fresh Float64Array is all empty). */
+const EMPTY = 0;
+/** Memo slots the scanner starts with. */
+const MEMO_START = 1 << 16;
 
 /** Largest stack / mark array the scanner preallocates; larger configured limits use the full machine. */
 const MAX_PREALLOCATED = 1 << 20;
@@ -74,7 +76,7 @@ export class FastScanner {
   private bufLen = 0;
   private stack: Float64Array;
   private marks: Int32Array;
-  private memo = new Float64Array(1024).fill(EMPTY);
+  private memo = new Float64Array(MEMO_START);
   private memoHigh = 0;
   private side: PickleReader | undefined = undefined;
   /** Imports of the stream: module and name by id. */
@@ -231,21 +233,30 @@ export class FastScanner {
     let pos = start;
     let buf = this.buf;
     let base = this.bufStart;
-    let avail = base + this.bufLen;
+    let avail = start < base ? 0 : base + this.bufLen;
+    /** Where the next opcode needs the slow checks: the end of the range or of the current frame. */
+    let stopAt = end;
+    /** Opcode count at which the op limit and the time budget are checked next. */
+    let checkAt = Math.min(maxOps, 0xffff);
 
     for (;;) {
       const at = pos;
-      if (at >= end) return BAIL;
-      if (frameEnd >= 0 && at >= frameEnd) frameEnd = -1;
-      if (at < base || at + 9 > avail) {
+      if (at >= stopAt) {
+        if (at >= end) return BAIL;
+        frameEnd = -1; // the frame ended exactly here
+        stopAt = end;
+      }
+      if (at + 9 > avail) {
         if (this.load(at, Math.min(9, end - at)) < 0) return BAIL;
         buf = this.buf;
         base = this.bufStart;
         avail = base + this.bufLen;
       }
       const i = at - base;
-      if (++ops > maxOps) return BAIL;
-      if ((ops & 0xffff) === 0 && Date.now() > this.deadline) return BAIL;
+      if (++ops > checkAt) {
+        if (ops > maxOps || Date.now() > this.deadline) return BAIL;
+        checkAt = Math.min(maxOps, ops + 0xffff);
+      }
       const op = buf[i] as number;
       switch (op) {
         case 0x28 /* MARK */:
@@ -350,7 +361,7 @@ export class FastScanner {
               if (r === undefined) return BAIL;
               decoded += r.str.length;
             }
-            stack[sp++] = at;
+            stack[sp++] = at + 1;
           }
           if (decoded > maxDecoded) return BAIL;
           break;
@@ -423,7 +434,7 @@ export class FastScanner {
           if (sp <= fence) return BAIL;
           if (idx >= memo.length) {
             if (idx >= memo.length * 2 || idx >= MAX_MEMO_INDEX) return BAIL;
-            const grown = new Float64Array(memo.length * 2).fill(EMPTY);
+            const grown = new Float64Array(memo.length * 2);
             grown.set(memo);
             this.memo = memo = grown;
           }
@@ -523,11 +534,11 @@ export class FastScanner {
           const nameAt = stack[sp - 1] as number;
           const moduleAt = stack[sp - 2] as number;
           sp -= 2;
-          if (nameAt < 0 || moduleAt < 0) return BAIL; // not proven string constants: unresolved_global
-          const mr = this.decodeAt(moduleAt);
+          if (nameAt < 1 || moduleAt < 1) return BAIL; // not proven string constants: unresolved_global
+          const mr = this.decodeAt(moduleAt - 1);
           if (mr === undefined || mr.truncated) return BAIL;
           const module = mr.str;
-          const nr = this.decodeAt(nameAt);
+          const nr = this.decodeAt(nameAt - 1);
           if (nr === undefined || nr.truncated) return BAIL;
           const name = nr.str;
           const g = this.globalId(module, name);
@@ -602,6 +613,7 @@ export class FastScanner {
           const len = hi * 0x100000000 + (((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0);
           if (len > end - pos) return BAIL;
           frameEnd = pos + len;
+          stopAt = frameEnd;
           continue; // FRAME precedes its frame: no crossing check, no stack check
         }
         default:
@@ -609,8 +621,8 @@ export class FastScanner {
           return BAIL;
       }
       // An opcode that crosses the end of its FRAME is malformed.
-      if (frameEnd > at && pos > frameEnd) return BAIL;
-      if (sp > maxStack) return BAIL;
+      // Past stopAt: an opcode that crosses the end of its FRAME (malformed), or a truncated argument.
+      if (pos > stopAt || sp > maxStack) return BAIL;
     }
   }
 }
