@@ -2,11 +2,13 @@
  * npm run bench:gateway — upload and download throughput of the gateway over loopback HTTP,
  * against `cp` and `sha256sum` on the same file in the same run, and the server's peak RSS.
  *
- * For each size (1 GiB, 4 GiB by default; override with BENCH_SIZES_MIB=64,256) it writes a
+ * For each size (1 GiB, 4 GiB by default; override with `--sizes 64,256` or BENCH_SIZES_MIB=64,256, in MiB) it writes a
  * valid safetensors file (one U8 tensor, non-zero pattern so nothing is sparse) to os.tmpdir(),
  * signs it with a key made here, starts `node bin/modelgate.js serve` as a child process on a
  * temp data dir and allowlist, uploads it with a streaming client (node http over a file read
- * stream, multipart with the signature part first), downloads it (body consumed and discarded), and reads VmHWM from /proc/<pid>/status. Everything is deleted afterwards.
+ * stream) through both routes: raw `PUT /v1/artifacts` (envelope in Modelgate-Signature, what
+ * `modelgate push` sends) and multipart `POST` with the signature part first (on a second data
+ * dir, so both create the artifact); downloads it (body consumed and discarded), and reads VmHWM from /proc/<pid>/status. Everything is deleted afterwards.
  * Targets (issue 3): upload >= 70% of cp, download >= 100% of sha256sum, peak RSS < 200 MB.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -63,8 +65,15 @@ function vmHwmKiB(pid: number): number {
   return m?.[1] !== undefined ? Number(m[1]) : NaN;
 }
 
-async function startServer(dir: string, allowlist: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [path.join(__dirname, "..", "..", "bin", "modelgate.js"), "serve", "--port", "0", "--data", path.join(dir, "data"), "--allowlist", allowlist], {
+/** User + system CPU seconds the process has used so far (/proc/<pid>/stat, clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${String(pid)}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function startServer(dir: string, allowlist: string, dataName: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [path.join(__dirname, "..", "..", "bin", "modelgate.js"), "serve", "--port", "0", "--data", path.join(dir, dataName), "--allowlist", allowlist], {
     env: { ...process.env, MODELGATE_LOG_LEVEL: "info", MODELGATE_MAX_UPLOAD_BYTES: String(20 * 1024 * MiB), MODELGATE_RATE_LIMIT_RPS: "1000" },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -125,6 +134,29 @@ function uploadStreaming(baseUrl: string, envelope: string, file: string): Promi
   });
 }
 
+/** The raw upload client: PUT with the file as the body, the envelope base64 in Modelgate-Signature. */
+function uploadRaw(baseUrl: string, envelope: string, file: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${baseUrl}/v1/artifacts`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/octet-stream", "Content-Length": String(statSync(file).size), "Modelgate-Signature": Buffer.from(envelope).toString("base64") },
+    });
+    req.on("response", (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => {
+        if (res.statusCode === 201) resolve();
+        else reject(new Error(`raw upload answered ${String(res.statusCode)}: ${body.slice(0, 500)}`));
+      });
+    });
+    req.on("error", reject);
+    const input = createReadStream(file, { highWaterMark: MiB });
+    input.on("error", reject);
+    input.pipe(req);
+  });
+}
+
 /** The download client: node's http, body counted and discarded. */
 function downloadCounting(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -173,11 +205,27 @@ async function runSize(sizeBytes: number, tmp: string): Promise<Record<string, s
     );
     const envelope = JSON.stringify(signEnvelope(buildPublishStatement({ name: "bench/model.safetensors", digestHex }), keys.secretKey, keyId));
 
-    const started = await startServer(dir, allowlist);
+    // Multipart first, on its own server and data dir, so the raw upload below also creates the artifact.
+    const multipartServer = await startServer(dir, allowlist, "data-multipart");
+    let multipart: { seconds: number } | undefined;
+    let multipartCpu = NaN;
+    try {
+      const cpu0 = cpuSeconds(multipartServer.child.pid ?? 0);
+      multipart = await timedAsync(() => uploadStreaming(multipartServer.url, envelope, file));
+      multipartCpu = cpuSeconds(multipartServer.child.pid ?? 0) - cpu0;
+    } finally {
+      multipartServer.child.kill("SIGTERM");
+      await once(multipartServer.child, "exit");
+      await fsp.rm(path.join(dir, "data-multipart"), { recursive: true, force: true });
+    }
+
+    const started = await startServer(dir, allowlist, "data");
     server = started.child;
     const pid = server.pid ?? 0;
 
-    const up = await timedAsync(() => uploadStreaming(started.url, envelope, file));
+    const cpu0 = cpuSeconds(pid);
+    const up = await timedAsync(() => uploadRaw(started.url, envelope, file));
+    const upCpu = cpuSeconds(pid) - cpu0;
     const rssAfterUpload = vmHwmKiB(pid);
 
     const down = await timedAsync(() => downloadCounting(`${started.url}/v1/artifacts/sha256:${digestHex}`));
@@ -187,6 +235,8 @@ async function runSize(sizeBytes: number, tmp: string): Promise<Record<string, s
     const cpRate = mbps(total, cp.seconds);
     const sumRate = mbps(total, sum.seconds);
     const upRate = mbps(total, up.seconds);
+    const multipartRate = mbps(total, multipart.seconds);
+    const gib = total / 1024 / MiB;
     const downRate = mbps(total, down.seconds);
     return {
       size: `${(total / 1024 / MiB).toFixed(2)} GiB`,
@@ -195,6 +245,11 @@ async function runSize(sizeBytes: number, tmp: string): Promise<Record<string, s
       "sha256sum MB/s": Math.round(sumRate),
       "upload MB/s": Math.round(upRate),
       "upload/cp": `${((upRate / cpRate) * 100).toFixed(0)}% (>=70%)`,
+      "multipart MB/s": Math.round(multipartRate),
+      "multipart/cp": `${((multipartRate / cpRate) * 100).toFixed(0)}%`,
+      // Server CPU per GiB received: what the route costs, less sensitive to a busy machine than MB/s.
+      "upload server CPU s/GiB": (upCpu / gib).toFixed(2),
+      "multipart server CPU s/GiB": (multipartCpu / gib).toFixed(2),
       "download MB/s": Math.round(downRate),
       "download/sha256sum": `${((downRate / sumRate) * 100).toFixed(0)}% (>=100%)`,
       "server VmHWM after upload MB": Math.round(rssAfterUpload / 1024),
@@ -210,7 +265,9 @@ async function runSize(sizeBytes: number, tmp: string): Promise<Record<string, s
 }
 
 async function main(): Promise<void> {
-  const sizesMiB = (process.env.BENCH_SIZES_MIB ?? "1024,4096").split(",").map((s) => Number(s.trim()));
+  const flag = process.argv.indexOf("--sizes");
+  const sizesArg = flag >= 0 ? process.argv[flag + 1] : process.env.BENCH_SIZES_MIB;
+  const sizesMiB = (sizesArg ?? "1024,4096").split(",").map((s) => Number(s.trim()));
   const tmp = os.tmpdir();
   console.log(`bench:gateway on ${os.cpus().length.toString()} CPU(s), node ${process.version}, files in ${tmp}`);
   const rows: Record<string, string | number>[] = [];

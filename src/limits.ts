@@ -174,3 +174,9 @@ export const MAX_JOBLIB_ARRAYS = 100_000;
 export const MAX_JOBLIB_ARRAY_NODES = 256;
 /** YAML alias expansions when reading MLmodel / conda.yaml: stops billion-laughs documents (CWE-776). */
 export const MAX_YAML_ALIAS_COUNT = 100;
+/**
+ * `Modelgate-Signature` header of the raw upload route (base64 of the envelope JSON): node refuses
+ * more than 16 KiB of headers anyway; our own cap keeps the decode small and the answer a stable
+ * `too_large`. Larger envelopes go through the multipart route.
+ */
+export const MAX_SIGNATURE_HEADER_BYTES = 12 * KiB;

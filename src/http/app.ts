@@ -11,6 +11,7 @@ import type { AllowlistProvider } from "./allowlistHolder";
 import { errorHandler, notFoundHandler } from "./errorHandler";
 import { fetchRouter } from "./fetchRoutes";
 import { logOf, requestContext } from "./requestContext";
+import { rawUploadHandler } from "./rawUpload";
 import { uploadHandler } from "./uploadRoute";
 
 export interface AppDeps {
@@ -72,7 +73,7 @@ export function createApp(deps: AppDeps): Express {
     res.json({ status: "ready" });
   });
 
-  const upload = uploadHandler({
+  const uploadDeps = {
     store: deps.store,
     allowlist: deps.allowlist,
     inspect: deps.inspect,
@@ -80,9 +81,10 @@ export function createApp(deps: AppDeps): Express {
     metrics,
     maxUploadBytes: deps.config.maxUploadBytes,
     now: deps.now,
-  });
+  };
   const gate: RequestHandler[] = deps.uploadGate ? [deps.uploadGate] : [];
-  app.post("/v1/artifacts", access.require("publish"), ...gate, upload);
+  app.post("/v1/artifacts", access.require("publish"), ...gate, uploadHandler(uploadDeps));
+  app.put("/v1/artifacts", access.require("publish"), ...gate, rawUploadHandler(uploadDeps));
 
   app.use(fetchRouter({ store: deps.store, allowlist: deps.allowlist, audit: deps.audit, metrics, access, now: deps.now }));
 

@@ -16,7 +16,7 @@ import {
   MAX_MULTIPART_PARTS,
 } from "../limits";
 import type { GatewayMetrics } from "../metrics/types";
-import type { ArtifactRecord, ArtifactStore } from "../store/types";
+import type { ArtifactRecord, ArtifactStore, StagedBlob } from "../store/types";
 import { verifyPublish, type PublishVerification } from "../trust";
 import type { AllowlistProvider } from "./allowlistHolder";
 import { sendError, toUploadError } from "./errorHandler";
@@ -95,6 +95,51 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
       });
     });
 
+  return runUpload(deps, async (req, res, state, reject) => {
+    if (!req.is("multipart/form-data")) {
+      throw new GatewayError("unsupported_media_type", "POST /v1/artifacts takes multipart/form-data with parts 'signature' (first) and 'artifact'");
+    }
+    const length = declaredLength(req);
+    if (length !== undefined && length > deps.maxUploadBytes + MAX_MULTIPART_OVERHEAD_BYTES) {
+      throw new GatewayError("too_large", `request body of ${String(length)} bytes exceeds the upload limit of ${String(deps.maxUploadBytes)} bytes`, { maxBytes: deps.maxUploadBytes });
+    }
+    // Refused mid-body with much left to read: answer now and close instead of draining it all.
+    state.onArtifactRejected = async (err) => {
+      if (length !== undefined && length <= MAX_DRAIN_BYTES) return;
+      await reject(err);
+    };
+    await runMultipart(req, res);
+    const fields = FieldsSchema.safeParse({ ...(req.body as Record<string, unknown>) });
+    if (!fields.success) {
+      throw new GatewayError("bad_request", `invalid form fields: ${fields.error.issues.map((i) => `${i.path.join(".") || "(form)"}: ${i.message}`).join("; ")}`);
+    }
+    const envelope = pickEnvelope(state, req);
+    const artifact = state.artifact;
+    if (artifact === undefined) throw new GatewayError("bad_request", "the 'artifact' file part is missing");
+    return { envelope, artifact, name: fields.data.name };
+  });
+}
+
+/** What a route's receive step hands to the common checks: the envelope and the staged, hashed body. */
+export interface ReceivedUpload {
+  envelope: string;
+  artifact: StagedBlob;
+  name: string | undefined;
+}
+
+/**
+ * Receives the body of one upload (multipart or raw) into the store's temp area, enforcing the
+ * size cap and the signature preflight on the way; throws a GatewayError to refuse. `reject`
+ * answers at once (used when a refusal comes while much of the body is still unread).
+ */
+export type ReceiveUpload = (req: Request, res: Response, state: UploadState, reject: (err: unknown) => Promise<void>) => Promise<ReceivedUpload>;
+
+/**
+ * The checks shared by both upload routes, after the body is received: trusted source and
+ * signature -> subject digest equals the computed sha256 -> content inspection -> audit -> promote.
+ * Every refusal is audited and logged and leaves no temp file behind.
+ */
+export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): RequestHandler {
   return async (req, res) => {
     const started = process.hrtime.bigint();
     const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
@@ -134,35 +179,16 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
     };
 
     try {
-      if (!req.is("multipart/form-data")) {
-        throw new GatewayError("unsupported_media_type", "POST /v1/artifacts takes multipart/form-data with parts 'signature' (first) and 'artifact'");
-      }
-      const length = declaredLength(req);
-      if (length !== undefined && length > deps.maxUploadBytes + MAX_MULTIPART_OVERHEAD_BYTES) {
-        throw new GatewayError("too_large", `request body of ${String(length)} bytes exceeds the upload limit of ${String(deps.maxUploadBytes)} bytes`, { maxBytes: deps.maxUploadBytes });
-      }
-      // Refused mid-body with much left to read: answer now and close instead of draining it all.
-      state.onArtifactRejected = async (err) => {
-        if (length !== undefined && length <= MAX_DRAIN_BYTES) return;
-        await reject(err);
-      };
-      await runMultipart(req, res);
+      const received = await receive(req, res, state, reject);
       if (outcome.answered) return;
       const receivedAt = seconds();
-
-      const fields = FieldsSchema.safeParse({ ...(req.body as Record<string, unknown>) });
-      if (!fields.success) {
-        throw new GatewayError("bad_request", `invalid form fields: ${fields.error.issues.map((i) => `${i.path.join(".") || "(form)"}: ${i.message}`).join("; ")}`);
-      }
-      const envelope = pickEnvelope(state, req);
-      const artifact = state.artifact;
-      if (artifact === undefined) throw new GatewayError("bad_request", "the 'artifact' file part is missing");
+      const { envelope, artifact } = received;
       facts.digestHex = artifact.digestHex;
       facts.size = artifact.size;
-      facts.name = fields.data.name;
+      facts.name = received.name;
 
       const now = deps.now();
-      const verification = verifyPublish({ envelope, digestHex: artifact.digestHex, size: artifact.size, name: fields.data.name, allowlist: deps.allowlist.current(), now });
+      const verification = verifyPublish({ envelope, digestHex: artifact.digestHex, size: artifact.size, name: received.name, allowlist: deps.allowlist.current(), now });
       facts.verification = verification;
       facts.name = verification.name;
 

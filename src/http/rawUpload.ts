@@ -1,0 +1,62 @@
+import type { RequestHandler } from "express";
+import { GatewayError } from "../errors";
+import { MAX_ARTIFACT_NAME_LENGTH, MAX_SIGNATURE_HEADER_BYTES } from "../limits";
+import { writeHashed } from "../store/hashing";
+import { preflightEnvelope } from "../trust";
+import { runUpload, type UploadRouteDeps } from "./uploadRoute";
+
+export const SIGNATURE_HEADER = "modelgate-signature";
+export const NAME_HEADER = "modelgate-name";
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** The envelope JSON from the `Modelgate-Signature` header (standard base64, padded or not). */
+export function envelopeFromHeader(header: string | undefined): string {
+  if (header === undefined || header.trim() === "") {
+    throw new GatewayError("bad_request", "the Modelgate-Signature header (base64 of the DSSE envelope JSON) is missing");
+  }
+  const value = header.trim();
+  if (value.length > MAX_SIGNATURE_HEADER_BYTES) {
+    throw new GatewayError("too_large", `the Modelgate-Signature header exceeds ${String(MAX_SIGNATURE_HEADER_BYTES)} bytes; send larger envelopes through the multipart route`, {
+      maxBytes: MAX_SIGNATURE_HEADER_BYTES,
+    });
+  }
+  if (!BASE64.test(value) || value.length % 4 === 1) throw new GatewayError("bad_request", "the Modelgate-Signature header is not base64");
+  return Buffer.from(value, "base64").toString("utf8");
+}
+
+function nameFromHeader(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (header === "" || header.length > MAX_ARTIFACT_NAME_LENGTH) {
+    throw new GatewayError("bad_request", `the Modelgate-Name header must be 1 to ${String(MAX_ARTIFACT_NAME_LENGTH)} characters`);
+  }
+  return header;
+}
+
+/**
+ * PUT /v1/artifacts: the artifact bytes are the whole request body (application/octet-stream),
+ * the envelope travels in `Modelgate-Signature` (base64 of its JSON), the name in the optional
+ * `Modelgate-Name`. No multipart parsing, so the body goes from the socket to the hash and the
+ * temp file directly. The same checks in the same order as POST: media type, declared length,
+ * the envelope preflighted against the allowlist BEFORE a byte of the body is stored, the size
+ * cap while the bytes arrive, then the shared checks of runUpload.
+ */
+export function rawUploadHandler(deps: UploadRouteDeps): RequestHandler {
+  return runUpload(deps, async (req, _res, state) => {
+    if (!req.is("application/octet-stream")) {
+      throw new GatewayError("unsupported_media_type", "PUT /v1/artifacts takes the artifact bytes as application/octet-stream, the envelope in Modelgate-Signature");
+    }
+    const header = req.get("content-length");
+    if (header !== undefined && /^\d{1,16}$/.test(header) && Number(header) > deps.maxUploadBytes) {
+      throw new GatewayError("too_large", `request body of ${header} bytes exceeds the upload limit of ${String(deps.maxUploadBytes)} bytes`, { maxBytes: deps.maxUploadBytes });
+    }
+    const envelope = envelopeFromHeader(req.get(SIGNATURE_HEADER));
+    const name = nameFromHeader(req.get(NAME_HEADER));
+    // Refuse an untrusted upload before its body touches the disk (the answer closes the connection).
+    state.preflight = preflightEnvelope(envelope, deps.allowlist.current(), deps.now());
+    const tempPath = deps.store.tempPath();
+    state.tempPaths.add(tempPath);
+    const { digestHex, size } = await writeHashed(req, tempPath, deps.maxUploadBytes);
+    return { envelope, name, artifact: { path: tempPath, digestHex, size } };
+  });
+}
