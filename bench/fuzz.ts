@@ -390,6 +390,7 @@ async function runWorker(input: WorkerInput): Promise<void> {
     }
   }
   send({ kind: "stats", execs, corpus: corpus.length, blocks: seen.size, crashes, seeds: seeds.length });
+  execute.dispose?.();
   await post(session, "Profiler.stopPreciseCoverage");
   session.disconnect();
   send({ kind: "done" });

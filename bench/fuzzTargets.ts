@@ -13,7 +13,8 @@ import type { InspectionNode } from "../src/inspect/report";
  * whose module is not there yet is skipped with a message instead of failing the whole run.
  */
 
-export type Execute = (input: Uint8Array) => void | Promise<void>;
+/** The function under test; `dispose` removes what load() created (temp files). */
+export type Execute = ((input: Uint8Array) => void | Promise<void>) & { dispose?: () => void };
 
 export interface FuzzTarget {
   name: string;
@@ -316,14 +317,15 @@ export const TARGETS: readonly FuzzTarget[] = [
       const load = await exported<(file: string) => unknown>("../src/trust/allowlist", "loadAllowlist");
       if ("missing" in load) return load;
       const dir = mkdtempSync(path.join(tmpdir(), "modelgate-fuzz-allowlist-"));
-      process.once("exit", () => {
-        rmSync(dir, { recursive: true, force: true });
-      });
       const file = path.join(dir, "allowlist.json");
-      return (input) => {
+      const run: Execute = (input) => {
         writeFileSync(file, input);
         load(file);
       };
+      run.dispose = () => {
+        rmSync(dir, { recursive: true, force: true });
+      };
+      return run;
     },
     builtinSeeds: allowlistSeeds,
     json: true,

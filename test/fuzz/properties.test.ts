@@ -63,6 +63,7 @@ describe("fuzz properties: parsers only ever return or throw GatewayError", () =
         }),
         { seed: SEED, numRuns: target.name === "inspect" ? RUNS / 3 : RUNS, endOnFailure: false },
       );
+      run.dispose?.();
       expect(executed).toBeGreaterThan(0);
     });
   }
