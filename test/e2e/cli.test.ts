@@ -168,6 +168,24 @@ describe("modelgate binary end to end", () => {
     const audit = await run("audit", "verify", auditLog);
     expect(audit.status).toBe(0);
   });
+  it("concurrent pushes (accepted and refused) keep the audit chain verifiable", async () => {
+    const files = ["numpy/v1_f32.npy", "numpy/arrays.npz", "pickle/plain_p2.pkl", "torch/malicious_model.bin", "other/random.bin", "joblib/arrays.joblib.gz"];
+    await Promise.all(
+      files.map(async (f) => {
+        const base = path.basename(f);
+        copyFileSync(fixturePath(f), path.join(dir, "models", base));
+        expect((await run("sign", `models/${base}`, "--key", "publisher.key", "--name", `research/${base}`)).status).toBe(0);
+      }),
+    );
+    const before = readFileSync(path.join(dataDir, "audit.log"), "utf8").trim().split("\n").length;
+    const pushes = await Promise.all(files.map((f) => run("push", `models/${path.basename(f)}`, "--sig", `models/${path.basename(f)}.sig.json`)));
+    expect(pushes.map((p) => p.status)).toEqual([0, 0, 0, 1, 1, 0]);
+    const after = readFileSync(path.join(dataDir, "audit.log"), "utf8").trim().split("\n").length;
+    expect(after - before).toBe(files.length);
+    const audit = await run("audit", "verify", path.join(dataDir, "audit.log"));
+    expect([audit.status, audit.stderr]).toEqual([0, ""]);
+  });
+
 });
 
 describe("modelgate binary with API tokens", () => {
