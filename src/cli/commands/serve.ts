@@ -78,10 +78,11 @@ export const serveCommand: Command = {
       const stop = (): void => {
         process.off("SIGHUP", onHup);
         holder.close();
-        server.close(() => {
-          ops.close().then(resolve, reject);
-        });
-        server.closeIdleConnections();
+        // Stop accepting, let in-flight requests finish within MODELGATE_SHUTDOWN_TIMEOUT_MS, then
+        // abort the rest: an aborted upload is only ever a temp file, never a visible artifact.
+        ops.shutdown(server).then(() => {
+          resolve();
+        }, reject);
       };
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
