@@ -42,6 +42,35 @@ describe("modelgate push", () => {
     expect(again.stderr).toContain("already stored");
   });
 
+  it("uses the raw PUT route by default and multipart POST with --multipart, with the same outcome", async () => {
+    const methods: string[] = [];
+    const spy: RequestHandler = (req, _res, next) => {
+      methods.push(req.method);
+      next();
+    };
+    const e = await makeEnv({ sources: [{ id: "pub", keys: [{ pub: publisher }] }] });
+    const s = await listen(createApp({ ...e.deps, middlewares: [spy] }));
+    try {
+      await fsp.writeFile(path.join(e.dir, "m.bin"), bytes);
+      await fsp.writeFile(path.join(e.dir, "m.sig.json"), signFor(publisher, bytes, "models/push"));
+      const raw = await runCli(pushCommand, ["m.bin", "--sig", "m.sig.json", "--name", "models/push", "--url", s.url], {}, e.dir);
+      expect(raw.code).toBe(0);
+      expect(raw.stdout).toBe(`sha256:${sha256Hex(bytes)}\n`);
+      expect(raw.stderr).toContain("stored");
+      const multipart = await runCli(pushCommand, ["m.bin", "--sig", "m.sig.json", "--multipart", "--url", s.url], {}, e.dir);
+      expect(multipart.code).toBe(0);
+      expect(multipart.stderr).toContain("already stored");
+      await fsp.writeFile(path.join(e.dir, "stranger.sig.json"), signFor(stranger, bytes, "models/push"));
+      const refused = await runCli(pushCommand, ["m.bin", "--sig", "stranger.sig.json", "--multipart", "--url", s.url], {}, e.dir);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(": untrusted_source: ");
+      expect(methods).toEqual(["PUT", "POST", "POST"]);
+    } finally {
+      await s.close();
+      await e.cleanup();
+    }
+  });
+
   it("exits 1 with the server's code on rejection (unknown key, tampered file)", async () => {
     const untrusted = await runCli(pushCommand, [file, "--sig", "stranger.sig.json", "--url", server.url], {}, env.dir);
     expect(untrusted.code).toBe(1);

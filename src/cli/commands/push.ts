@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { z } from "zod";
 import { GatewayError, messageOf, type ErrorCode } from "../../errors";
 import { HTTP_STATUS } from "../../http/errorStatus";
-import { MAX_ENVELOPE_BYTES } from "../../limits";
+import { MAX_ENVELOPE_BYTES, MAX_SIGNATURE_HEADER_BYTES } from "../../limits";
 import { parseCommandArgs } from "../args";
 import type { CliIo, Command } from "../command";
 
@@ -68,12 +68,14 @@ export const pushCommand: Command = {
   name: "push",
   summary: "upload a signed artifact to a gateway",
   usage: [
-    "usage: modelgate push <file> --sig <envelope.json> [--name <name>] [--url <url>]",
+    "usage: modelgate push <file> --sig <envelope.json> [--name <name>] [--url <url>] [--multipart]",
     "",
-    "  --sig   the DSSE envelope made by `modelgate sign` (sent first, so an untrusted upload",
-    "          is refused before its body is stored)",
-    "  --name  the artifact name (must equal the signed statement's subject name)",
-    "  --url   gateway base URL (env MODELGATE_URL, default http://127.0.0.1:8080)",
+    "  --sig        the DSSE envelope made by `modelgate sign` (sent before the body, so an",
+    "               untrusted upload is refused before its body is stored)",
+    "  --name       the artifact name (must equal the signed statement's subject name)",
+    "  --url        gateway base URL (env MODELGATE_URL, default http://127.0.0.1:8080)",
+    "  --multipart  upload with POST multipart/form-data instead of the raw PUT (envelope in the",
+    "               Modelgate-Signature header); also used when the envelope is too big for a header",
     "",
     "Env MODELGATE_TOKEN: API token sent as a Bearer token. Prints the digest on success;",
     "exits 1 with the server's error code when the upload is refused.",
@@ -83,6 +85,7 @@ export const pushCommand: Command = {
       sig: { type: "string" },
       name: { type: "string" },
       url: { type: "string" },
+      multipart: { type: "boolean" },
     });
     const [file, ...extra] = positionals;
     if (file === undefined || extra.length > 0) throw new GatewayError("usage", "push takes exactly one <file>");
@@ -108,12 +111,21 @@ export const pushCommand: Command = {
       throw new GatewayError("io_error", `cannot read ${file}: ${messageOf(err)}`);
     }
 
-    const form = new FormData();
-    form.append("signature", envelope); // first: the server preflights it before the body
-    if (values.name !== undefined) form.append("name", values.name);
-    form.append("artifact", artifact, path.basename(filePath));
-
-    const res = await request(apiUrl(base, "/v1/artifacts"), { method: "POST", body: form, headers: authHeaders(io) });
+    const url = apiUrl(base, "/v1/artifacts");
+    const signatureHeader = Buffer.from(envelope, "utf8").toString("base64");
+    let res: Response;
+    if (values.multipart !== true && signatureHeader.length <= MAX_SIGNATURE_HEADER_BYTES) {
+      // Raw PUT: the body is the file, the envelope rides in a header the server checks first.
+      const headers: Record<string, string> = { ...authHeaders(io), "Content-Type": "application/octet-stream", "Modelgate-Signature": signatureHeader };
+      if (values.name !== undefined) headers["Modelgate-Name"] = values.name;
+      res = await request(url, { method: "PUT", body: artifact, headers });
+    } else {
+      const form = new FormData();
+      form.append("signature", envelope); // first: the server preflights it before the body
+      if (values.name !== undefined) form.append("name", values.name);
+      form.append("artifact", artifact, path.basename(filePath));
+      res = await request(url, { method: "POST", body: form, headers: authHeaders(io) });
+    }
     if (!res.ok) throw await serverError(res);
     const body = PushResultSchema.safeParse(await res.json());
     if (!body.success) throw new GatewayError("internal", "the server's answer is not an upload result");
