@@ -35,6 +35,20 @@ const RECORD_SUFFIX = ".json";
 /** Records are small (envelopes are capped); anything bigger was not written by us. */
 const MAX_RECORD_BYTES = 64 * 1024 * 1024;
 
+/** A record's JSON, refused (`too_large`) when it is bigger than readRecord accepts. */
+function serializeRecord(record: ArtifactRecord): string {
+  const json = JSON.stringify(record, null, 2);
+  const bytes = Buffer.byteLength(json);
+  if (bytes > MAX_RECORD_BYTES) {
+    throw new GatewayError(
+      "too_large",
+      `the artifact's record (${String(bytes)} bytes, mostly its inspection report) exceeds the store's limit of ${String(MAX_RECORD_BYTES)} bytes per record`,
+      { limit: "MAX_RECORD_BYTES", maxBytes: MAX_RECORD_BYTES },
+    );
+  }
+  return json;
+}
+
 const RecordSchema = z.object({
   digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   size: z.number().int().nonnegative(),
@@ -139,11 +153,14 @@ export class FsArtifactStore implements ArtifactStore {
     assertHexDigest(staged.digestHex);
     // Serialize per digest: two identical uploads end with one blob and one merged record.
     return this.withLock(staged.digestHex, async () => {
+      // Refused before the blob moves in: a record readRecord cannot read back would leave an
+      // accepted artifact that is never served (a huge inspection report, e.g. 60k zip members).
+      const json = serializeRecord(input.record);
       const created = await this.moveBlobIntoPlace(staged);
       const existing = await this.readRecord(staged.digestHex);
       if (existing === undefined) {
         // New blob, or a blob whose record write was interrupted: the record completes it.
-        await this.writeRecord(input.record);
+        await this.writeRecordJson(input.record, json);
         return { created, record: input.record };
       }
       const sig = input.signature;
@@ -218,6 +235,10 @@ export class FsArtifactStore implements ArtifactStore {
   }
 
   async writeRecord(record: ArtifactRecord): Promise<void> {
+    await this.writeRecordJson(record, serializeRecord(record));
+  }
+
+  private async writeRecordJson(record: ArtifactRecord, json: string): Promise<void> {
     const hex = record.digest.replace(/^sha256:/, "");
     assertHexDigest(hex);
     const finalPath = this.blobPath(hex) + RECORD_SUFFIX;
@@ -225,7 +246,7 @@ export class FsArtifactStore implements ArtifactStore {
     try {
       const handle = await fsp.open(tempPath, "wx");
       try {
-        await handle.writeFile(JSON.stringify(record, null, 2));
+        await handle.writeFile(json);
         await handle.sync();
       } finally {
         await handle.close();
