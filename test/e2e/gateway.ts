@@ -11,6 +11,7 @@ import { loadConfig } from "../../src/config";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { AllowlistHolder } from "../../src/http/allowlistHolder";
 import { createApp } from "../../src/http/app";
+import type { Inspector } from "../../src/inspect/inspector";
 import { FsArtifactStore } from "../../src/store/fsStore";
 import { buildPublishStatement, keyIdOf, signEnvelope } from "../../src/trust";
 
@@ -44,7 +45,8 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(sources: SourceSpec[]): Promise<Gateway> {
+/** `inspect` defaults to the real inspectFile; a seam test may substitute one report. */
+export async function startGateway(sources: SourceSpec[], inspect: Inspector = inspectFile): Promise<Gateway> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "mg-e2e-http-"));
   const dataDir = path.join(dir, "data");
   const allowlistPath = path.join(dir, "allowlist.json");
@@ -65,7 +67,7 @@ export async function startGateway(sources: SourceSpec[]): Promise<Gateway> {
   await store.init();
   const holder = new AllowlistHolder(allowlistPath, { logger, audit });
   const config = loadConfig({ MODELGATE_DATA_DIR: dataDir, MODELGATE_ALLOWLIST: allowlistPath });
-  const app = createApp({ config, logger, now: () => new Date(), store, allowlist: holder, audit, inspect: inspectFile });
+  const app = createApp({ config, logger, now: () => new Date(), store, allowlist: holder, audit, inspect });
   return {
     dir,
     dataDir,
