@@ -115,7 +115,8 @@ export class FastScanner {
     private readonly deadline: number,
   ) {
     this.buf = Buffer.allocUnsafe(Math.max(64, Math.min(WINDOW, Math.max(end, limits.maxRetainedArgumentBytes + 16))));
-    this.stack = new Int32Array(limits.maxStackDepth + 2);
+    // Grown on demand up to maxStackDepth + 2 (an opcode pushes at most one value past the check).
+    this.stack = new Int32Array(Math.min(limits.maxStackDepth + 2, 1024));
     this.marks = new Int32Array(limits.maxMarkDepth + 1);
   }
 
@@ -267,7 +268,9 @@ export class FastScanner {
     const maxMemo = limits.maxMemoEntries;
     const maxDecoded = s.maxDecoded;
     const maxRetained = limits.maxRetainedArgumentBytes;
-    const stack = this.stack;
+    let stack = this.stack;
+    /** Depth that needs a look after an opcode: past maxStackDepth, or the stack array is full. */
+    let stackCheck = Math.min(maxStack, stack.length - 2);
     const marks = this.marks;
     const memo = this.memo;
     const checkAt = s.checkAt;
@@ -677,7 +680,13 @@ export class FastScanner {
       }
       // An opcode that crosses the end of its FRAME is malformed.
       // Past stopAt: an opcode that crosses the end of its FRAME (malformed), or a truncated argument.
-      if (pos > stopAt || sp > maxStack) return BAIL;
+      if (pos > stopAt || sp > stackCheck) {
+        if (pos > stopAt || sp > maxStack) return BAIL;
+        const grown = new Int32Array(Math.min(maxStack + 2, stack.length * 2));
+        grown.set(stack);
+        this.stack = stack = grown;
+        stackCheck = Math.min(maxStack, stack.length - 2);
+      }
     }
   }
 }

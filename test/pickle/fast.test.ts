@@ -127,6 +127,17 @@ describe("value-light scanner: same report as the full machine", () => {
     }
   });
 
+  it("deep stacks (the scanner's stack grows) at and past maxStackDepth, memo indices across pages", () => {
+    const deep: PickleOp[] = [["PROTO", 4], ["MARK"], ...Array.from({ length: 5000 }, (): PickleOp => ["NONE"]), ["TUPLE"], ["STOP"]];
+    const bytes = buildPickle(deep);
+    expect(same(bytes).fastValues).toBe(1);
+    same(bytes, { maxStackDepth: 5000 });
+    same(bytes, { maxStackDepth: 4999 });
+    const memo = buildPickle([["PROTO", 4], str("os"), ["LONG_BINPUT", 100_000], ["POP"], str("system"), ["LONG_BINPUT", 40_000], ["LONG_BINGET", 100_000], ["LONG_BINGET", 40_000], ["STACK_GLOBAL"], ["STOP"]]);
+    same(memo);
+    same(buildPickle([["PROTO", 4], ["NONE"], ["LONG_BINPUT", 0x7fffffff], ["STOP"]]));
+  });
+
   it("random and mutated bytes", () => {
     const OPS = [0x80, 0x95, 0x94, 0x93, 0x8c, 0x28, 0x2e, 0x4b, 0x58, 0x63, 0x52, 0x62, 0x71, 0x68, 0x65, 0x75, 0x7d, 0x5d, 0x29, 0x4e, 0x30, 0x32, 0x85, 0x86, 0x87, 0x81, 0x92, 0x73, 0x61];
     const pickleish = fc.array(fc.oneof(fc.constantFrom(...OPS), fc.integer({ min: 0, max: 255 })), { maxLength: 200 }).map((a) => Uint8Array.from(a));
