@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { invalidGlobalPattern } from "../pickle/policy";
 
 /**
  * A source's content policy, as it appears under `pickle` in allowlist.json and as the CLI's
@@ -8,7 +9,22 @@ import { z } from "zod";
 export const ContentPolicySchema = z
   .strictObject({
     /** Extra allowed imports: exact "module.name" or a module prefix pattern "sklearn.*". */
-    allowGlobals: z.array(z.string().min(1).max(256)).max(1000).default([]),
+    // Validated here, at every boundary that reads a policy (allowlist.json load and reload), with
+    // the pickle policy's own rule: an unusable pattern refuses the allowlist instead of failing
+    // each later upload of that source as a malformed artifact.
+    allowGlobals: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .max(256)
+          .superRefine((pattern, ctx) => {
+            const why = invalidGlobalPattern(pattern);
+            if (why !== undefined) ctx.addIssue({ code: "custom", message: why });
+          }),
+      )
+      .max(1000)
+      .default([]),
     /** TorchScript archives (code/, constants.pkl) carry executable code: off unless named. */
     allowTorchScript: z.boolean().default(false),
     /** MLflow code/, python_model.pkl, custom loader modules: off unless named. */
