@@ -65,7 +65,13 @@ export async function startGateway(sources: SourceSpec[], inspect: Inspector = i
   const audit = new MemoryAuditSink();
   const store = new FsArtifactStore(dataDir);
   await store.init();
-  const holder = new AllowlistHolder(allowlistPath, { logger, audit });
+  let holder: AllowlistHolder;
+  try {
+    holder = new AllowlistHolder(allowlistPath, { logger, audit });
+  } catch (err) {
+    await fsp.rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const config = loadConfig({ MODELGATE_DATA_DIR: dataDir, MODELGATE_ALLOWLIST: allowlistPath });
   const app = createApp({ config, logger, now: () => new Date(), store, allowlist: holder, audit, inspect });
   return {

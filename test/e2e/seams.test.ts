@@ -56,3 +56,26 @@ describe("inspection report -> store record", () => {
     expect(meta.status).toBe(200);
   });
 });
+
+/**
+ * allowlist.json -> pickle policy: the allowlist accepted any pattern string, the pickle policy
+ * refuses unusable ones ("sklearn" names no module) when an upload is inspected. An operator's typo
+ * then failed every pickle upload of that source as a malformed artifact (422, audited as the
+ * publisher's fault). The allowlist now refuses such a pattern when it is loaded or reloaded.
+ */
+describe("allowlist pickle patterns -> pickle policy", () => {
+  it.each([["sklearn"], ["*"], ["sklearn.__init__.*"], ["os.system()"]])("refuses the allowlist when allowGlobals holds %s", async (pattern) => {
+    await expect(startGateway([{ id: "research", publisher, pickle: { allowGlobals: [pattern] } }])).rejects.toMatchObject({ code: "invalid_allowlist" });
+  });
+
+  it("accepts module patterns and exact names, which then apply to uploads", async () => {
+    const env = await startGateway([{ id: "research", publisher, pickle: { allowGlobals: ["sklearn.*", "collections.OrderedDict"] } }]);
+    try {
+      const bytes = readFileSync(fixturePath("joblib/sklearn_pipeline.joblib"));
+      const res = await uploadBytes(env.app, publisher, "research/pipeline.joblib", bytes, "pipeline.joblib");
+      expect(res.status).toBe(201);
+    } finally {
+      await env.close();
+    }
+  });
+});
