@@ -34,6 +34,13 @@ export interface AnalyzeOptions {
    * unknown for the streams it scanned. Default false.
    */
   valueFree?: boolean;
+  /**
+   * With onBuild and valueFree: the hook acts only on BUILD of objects made by a callable this
+   * accepts (joblib: its array wrapper classes and copyreg._reconstructor) and does nothing for
+   * any other BUILD. The value-light scanner may then run; a stream with such a BUILD goes to the
+   * full machine, which calls the hook with values.
+   */
+  onBuildFor?: (module: string, name: string) => boolean;
 }
 
 export interface PickleAnalysis {
@@ -252,8 +259,8 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   const machine = new PickleMachine(limits, events, deadline);
   const values: SymbolicValue[] = [];
   const fast =
-    options.valueFree === true && options.onBuild === undefined && options.onPersistentId === undefined && FastScanner.usable(limits)
-      ? new FastScanner(reader.source, reader.end, limits, deadline)
+    options.valueFree === true && (options.onBuild === undefined || options.onBuildFor !== undefined) && options.onPersistentId === undefined && FastScanner.usable(limits)
+      ? new FastScanner(reader.source, reader.end, limits, deadline, options.onBuild === undefined ? undefined : options.onBuildFor)
       : undefined;
   /** PROTO of the stream that ran last (the full machine's or the scanner's). */
   let lastProtocol = 0;

@@ -94,6 +94,8 @@ export class FastScanner {
   /** Imports of the stream: module and name by id. */
   private globalModules: string[] = [];
   private globalNames: string[] = [];
+  /** Per import id: a BUILD on an object it made needs the caller's onBuild hook (the full machine). */
+  private buildHooked: boolean[] = [];
   private globalIds = new Map<string, number>();
   private callCounts = new Float64Array(64);
   private callOffsets = new Float64Array(64);
@@ -113,6 +115,8 @@ export class FastScanner {
     private readonly end: number,
     private readonly limits: PickleLimits,
     private readonly deadline: number,
+    /** Callables whose objects' BUILD the caller's onBuild hook acts on (none when undefined). */
+    private readonly buildHook?: (module: string, name: string) => boolean,
   ) {
     this.buf = Buffer.allocUnsafe(Math.max(64, Math.min(WINDOW, Math.max(end, limits.maxRetainedArgumentBytes + 16))));
     // Grown on demand up to maxStackDepth + 2 (an opcode pushes at most one value past the check).
@@ -173,6 +177,7 @@ export class FastScanner {
       this.globalIds.set(key, g);
       this.globalModules.push(module);
       this.globalNames.push(name);
+      this.buildHooked.push(this.buildHook !== undefined && this.buildHook(module, name));
       if (4 * (g + 1) > this.callCounts.length) {
         const counts = new Float64Array(this.callCounts.length * 2);
         counts.set(this.callCounts);
@@ -210,6 +215,7 @@ export class FastScanner {
     }
     this.memoHigh = 0;
     this.globalModules = [];
+    this.buildHooked = [];
     this.globalNames = [];
     this.globalIds.clear();
     this.callCounts.fill(0);
@@ -582,7 +588,9 @@ export class FastScanner {
           const target = stack[sp - 1] as number;
           if (target <= -2) {
             if ((-target & 1) === 0) return BAIL; // BUILD on an import: module state
-            this.recordCall(4 * ((-target - 3) / 2) + 3, at);
+            const g = (-target - 3) / 2;
+            if (this.buildHooked[g] === true) return BAIL; // the hook reads this object's state
+            this.recordCall(4 * g + 3, at);
           }
           break;
         }

@@ -1,7 +1,12 @@
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
+import { Cursor } from "../../src/bytes/cursor";
+import { createJoblibReader } from "../../src/formats/joblib";
+import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import type { PickleLimits } from "../../src/limits";
+import { analyzePickle } from "../../src/pickle/analyzer";
+import { makePicklePolicy } from "../../src/pickle/policy";
 import { analyzeBytes, buildPickle, callOf, concat, framed, type PickleOp } from "./builders";
 
 /**
@@ -136,6 +141,23 @@ describe("value-light scanner: same report as the full machine", () => {
     const memo = buildPickle([["PROTO", 4], str("os"), ["LONG_BINPUT", 100_000], ["POP"], str("system"), ["LONG_BINPUT", 40_000], ["LONG_BINGET", 100_000], ["LONG_BINGET", 40_000], ["STACK_GLOBAL"], ["STOP"]]);
     same(memo);
     same(buildPickle([["PROTO", 4], ["NONE"], ["LONG_BINPUT", 0x7fffffff], ["STOP"]]));
+  });
+
+  it("with an onBuild hook limited by onBuildFor (joblib): same report, same arrays", () => {
+    const hooked = new Set(["joblib.numpy_pickle.NumpyArrayWrapper", "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper", "copyreg._reconstructor", "copy_reg._reconstructor"]);
+    const onBuildFor = (module: string, name: string): boolean => hooked.has(`${module}.${name}`);
+    const dumps = fixtureFiles.filter((p) => p.endsWith(".joblib") || p.endsWith(".pkl"));
+    expect(dumps.some((p) => p.endsWith("arrays.joblib"))).toBe(true);
+    const policy = makePicklePolicy(DEFAULT_CONTENT_POLICY);
+    const run = (bytes: Uint8Array, valueFree: boolean): string => {
+      const joblib = createJoblibReader({ policy, location: "t" });
+      const a = analyzePickle(Cursor.ofBytes(bytes, { errorCode: "malformed_pickle" }), { policy, location: "t", onBuild: joblib.onBuild, valueFree, onBuildFor });
+      return JSON.stringify({ node: a.node, end: a.end, ops: a.ops, arrays: joblib.arrays, findings: joblib.findings, nodes: joblib.nodes });
+    };
+    for (const p of dumps) {
+      const bytes = new Uint8Array(readFileSync(p));
+      expect(run(bytes, true)).toBe(run(bytes, false));
+    }
   });
 
   it("random and mutated bytes", () => {
