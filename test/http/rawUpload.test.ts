@@ -191,4 +191,36 @@ describe("PUT /v1/artifacts refuses large bodies early", () => {
     expect(res.written).toBeLessThan(64 * 1024 * 1024);
     expect(await listFiles(env.dataDir)).toEqual([]);
   });
+
+  it("a client that disconnects mid-body leaves nothing behind and is audited as rejected", async () => {
+    const audited = new Promise<void>((resolve) => {
+      const append = env.audit.append.bind(env.audit);
+      env.audit.append = async (event) => {
+        await append(event);
+        resolve();
+      };
+    });
+    const server = env.app.listen(0, "127.0.0.1");
+    await new Promise((r) => server.once("listening", r));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const req = http.request({
+        host: "127.0.0.1",
+        port,
+        method: "PUT",
+        path: "/v1/artifacts",
+        headers: { "Content-Type": "application/octet-stream", "Content-Length": String(4 * 1024 * 1024), "Modelgate-Signature": b64(signFor(serving, Buffer.from("x"), "cut")) },
+      });
+      req.on("error", () => undefined);
+      req.write(Buffer.alloc(1024 * 1024, 1), () => {
+        req.destroy();
+      });
+      await audited;
+      expect(env.audit.events).toEqual([expect.objectContaining({ type: "upload.rejected" })]);
+      expect(await listFiles(env.dataDir)).toEqual([]);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
 });
