@@ -197,9 +197,9 @@ function torchStateDict(dir: string): string | undefined {
 function report(label: string, path: string, repeat: number, warmPath?: string): void {
   const size = statSync(path).size;
   // Warm the JIT the way a long-running gateway is warm (not timed): small files run a few times
-  // themselves, the big file is preceded by one run over a smaller file of the same shape.
+  // themselves, the big file is preceded by three runs over a smaller file of the same shape.
   if (repeat > 1) analyzeFile(path, Math.min(repeat, 50));
-  if (warmPath !== undefined) analyzeFile(warmPath);
+  if (warmPath !== undefined) analyzeFile(warmPath, 3);
   const ours = analyzeFile(path, repeat);
   const mb = (size * repeat) / 1e6;
   const rate = (seconds: number, ops: number): string =>
@@ -209,7 +209,7 @@ function report(label: string, path: string, repeat: number, warmPath?: string):
     `  modelgate analysis:  wall ${ours.seconds.toFixed(3)} s  ${rate(ours.seconds, ours.ops)} | cpu ${ours.cpu.toFixed(3)} s  ${rate(ours.cpu, ours.ops)}  (accepted: ${String(ours.verdictOk)})`,
   ];
   if (repeat > 1) disassembleFile(path, Math.min(repeat, 50));
-  if (warmPath !== undefined) disassembleFile(warmPath);
+  if (warmPath !== undefined) disassembleFile(warmPath, 3);
   const dis = disassembleFile(path, repeat);
   line.push(`  disassembler only:   wall ${dis.seconds.toFixed(3)} s  ${rate(dis.seconds, dis.ops)} | cpu ${dis.cpu.toFixed(3)} s  ${rate(dis.cpu, dis.ops)}`);
   const py = pickletoolsSeconds(path, repeat);
@@ -231,7 +231,7 @@ function main(): void {
     generateSmallOps(big, mb * 1e6);
     const warm = join(dir, "warm-up.pkl");
     generateSmallOps(warm, Math.min(10, mb / 10) * 1e6);
-    report("(a) generated small-op pickle (after one untimed 10 MB warm-up run)", big, 1, warm);
+    report("(a) generated small-op pickle (after 3 untimed warm-up runs over a 10 MB one)", big, 1, warm);
     const torch = torchStateDict(dir);
     if (torch !== undefined) report("(b) torch state_dict data.pkl", torch, 200);
     else console.log("(b) torch state_dict: skipped (python3 with torch not available)");
