@@ -9,6 +9,7 @@ import { GatewayError, isGatewayError, messageOf } from "../errors";
 import { MAX_ARTIFACT_NAME_LENGTH, MAX_LIST_LIMIT } from "../limits";
 import type { GatewayMetrics } from "../metrics/types";
 import { sameDigest } from "../store/hashing";
+import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore } from "../store/types";
 import { parseDigest, recheckTrust, type PublishVerification } from "../trust";
 import type { AllowlistProvider } from "./allowlistHolder";
@@ -70,6 +71,7 @@ function summary(record: ArtifactRecord): Record<string, unknown> {
     digest: record.digest,
     size: record.size,
     name: record.name,
+    names: namesOf(record),
     format: record.format,
     createdAt: record.createdAt,
     sources: [...new Set(record.signatures.map((s) => s.source))],
@@ -130,7 +132,8 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
     if (record === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
     try {
       const verification = recheckTrust({
-        envelopes: record.signatures.map((s) => s.envelope),
+        // Each signature against the name it signed (record.name for older entries).
+        envelopes: record.signatures,
         digestHex: hex,
         name: record.name,
         allowlist: deps.allowlist.current(),
@@ -230,13 +233,13 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
     if (record === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
     let trust: Record<string, unknown>;
     try {
-      const v = recheckTrust({ envelopes: record.signatures.map((s) => s.envelope), digestHex: hex, name: record.name, allowlist: deps.allowlist.current(), now: deps.now() });
+      const v = recheckTrust({ envelopes: record.signatures, digestHex: hex, name: record.name, allowlist: deps.allowlist.current(), now: deps.now() });
       trust = { status: "trusted", source: v.source.id, keyIds: v.keyIds };
     } catch (err) {
       if (!isGatewayError(err)) throw err;
       trust = { status: "refused", code: err.code };
     }
-    res.json({ ...record, trust });
+    res.json({ ...record, names: namesOf(record), trust });
   });
 
   // express answers HEAD with the GET route; serveBlob sends headers only for HEAD.

@@ -16,6 +16,7 @@ import {
   MAX_MULTIPART_PARTS,
 } from "../limits";
 import type { GatewayMetrics } from "../metrics/types";
+import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore, StagedBlob } from "../store/types";
 import { verifyPublish, type PublishVerification } from "../trust";
 import type { AllowlistProvider } from "./allowlistHolder";
@@ -203,11 +204,12 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
       }
 
       const createdAt = now.toISOString();
-      const signature = { source: verification.source.id, keyIds: verification.keyIds, envelope, addedAt: createdAt };
+      const signature = { source: verification.source.id, keyIds: verification.keyIds, envelope, addedAt: createdAt, name: verification.name };
       const record: ArtifactRecord = {
         digest: `sha256:${artifact.digestHex}`,
         size: artifact.size,
         name: verification.name,
+        names: [verification.name],
         format: report.format,
         createdAt,
         signatures: [signature],
@@ -232,7 +234,9 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
       res.status(result.created ? 201 : 200).json({
         digest: result.record.digest,
         size: result.record.size,
-        name: result.record.name,
+        // The name this upload signed; `names` lists every name the stored signatures signed.
+        name: verification.name,
+        names: namesOf(result.record),
         source: verification.source.id,
         keyIds: verification.keyIds,
         format: result.record.format,

@@ -6,6 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { z } from "zod";
 import { GatewayError } from "../errors";
 import { assertHexDigest, HashCounter } from "./hashing";
+import { namesOf } from "./names";
 import type {
   ArtifactRecord,
   ArtifactStore,
@@ -16,6 +17,7 @@ import type {
   PromoteInput,
   PromoteResult,
   StagedBlob,
+  StoredSignature,
 } from "./types";
 
 /**
@@ -53,19 +55,28 @@ const RecordSchema = z.object({
   digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   size: z.number().int().nonnegative(),
   name: z.string(),
+  names: z.array(z.string()).optional(),
   format: z.string(),
   createdAt: z.string(),
   signatures: z.array(
-    z.object({ source: z.string(), keyIds: z.array(z.string()), envelope: z.string(), addedAt: z.string() }),
+    z.object({ source: z.string(), keyIds: z.array(z.string()), envelope: z.string(), addedAt: z.string(), name: z.string().optional() }),
   ),
   inspection: z.looseObject({ verdict: z.string(), format: z.string() }),
 });
 
+function mergeNames(existing: ArtifactRecord, sig: StoredSignature): string[] {
+  return [...new Set([...namesOf(existing), sig.name ?? existing.name])];
+}
+
 interface IndexEntry {
   hex: string;
   createdAt: string;
-  name: string;
+  names: Set<string>;
   sources: Set<string>;
+}
+
+function indexEntryOf(hex: string, record: ArtifactRecord): IndexEntry {
+  return { hex, createdAt: record.createdAt, names: new Set(namesOf(record)), sources: new Set(record.signatures.map((s) => s.source)) };
 }
 
 const CursorSchema = z.tuple([z.string(), z.string().regex(/^[0-9a-f]{64}$/)]);
@@ -166,7 +177,7 @@ export class FsArtifactStore implements ArtifactStore {
       const sig = input.signature;
       const known = existing.signatures.some((s) => s.envelope === sig.envelope);
       if (known) return { created, record: existing };
-      const merged: ArtifactRecord = { ...existing, signatures: [...existing.signatures, sig] };
+      const merged: ArtifactRecord = { ...existing, names: mergeNames(existing, sig), signatures: [...existing.signatures, sig] };
       await this.writeRecord(merged);
       return { created, record: merged };
     });
@@ -265,7 +276,7 @@ export class FsArtifactStore implements ArtifactStore {
     const index = this.index ?? (this.index = await this.buildIndex());
     const after = query.cursor !== undefined ? decodeCursor(query.cursor) : undefined;
     const matches = [...index.values()]
-      .filter((e) => (query.source === undefined || e.sources.has(query.source)) && (query.name === undefined || e.name === query.name))
+      .filter((e) => (query.source === undefined || e.sources.has(query.source)) && (query.name === undefined || e.names.has(query.name)))
       .filter((e) => after === undefined || compareEntries(e, { createdAt: after[0], hex: after[1] }) > 0)
       .sort(compareEntries);
     const page = matches.slice(0, query.limit);
@@ -353,7 +364,7 @@ export class FsArtifactStore implements ArtifactStore {
   private indexRecord(record: ArtifactRecord): void {
     if (this.index === undefined) return;
     const hex = record.digest.slice("sha256:".length);
-    this.index.set(hex, { hex, createdAt: record.createdAt, name: record.name, sources: new Set(record.signatures.map((s) => s.source)) });
+    this.index.set(hex, indexEntryOf(hex, record));
   }
 
   private async buildIndex(): Promise<Map<string, IndexEntry>> {
@@ -372,7 +383,7 @@ export class FsArtifactStore implements ArtifactStore {
         if (hex === undefined || !/^[0-9a-f]{64}$/.test(hex)) continue;
         const record = await this.readRecord(hex);
         if (record === undefined) continue;
-        index.set(hex, { hex, createdAt: record.createdAt, name: record.name, sources: new Set(record.signatures.map((s) => s.source)) });
+        index.set(hex, indexEntryOf(hex, record));
       }
     }
     return index;

@@ -17,6 +17,12 @@ export interface StoredSignature {
   envelope: string;
   /** When this signature was added to the record (ISO 8601). */
   addedAt: string;
+  /**
+   * The name this envelope's statement signed (its subject name). The same bytes may be
+   * published under different names by different sources; each signature is re-checked against
+   * its own name. Absent in records written before names were kept: use the record's `name`.
+   */
+  name?: string;
 }
 
 /** The metadata record stored beside each blob. Plain JSON. */
@@ -24,7 +30,10 @@ export interface ArtifactRecord {
   /** "sha256:<hex>" */
   digest: string;
   size: number;
+  /** The name of the first acceptance. */
   name: string;
+  /** Every name a stored signature signed, first acceptance first (absent in older records: [name]). */
+  names?: string[];
   format: string;
   /** First acceptance (ISO 8601). */
   createdAt: string;

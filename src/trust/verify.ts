@@ -217,16 +217,27 @@ export function preflightEnvelope(
 
 const RECHECK_ORDER: readonly ErrorCode[] = [...SPECIFICITY, "bad_signature", "digest_mismatch", "wrong_predicate_type", "malformed_signature"];
 
+/** One stored envelope with the name its statement signed (absent in records written before names were kept). */
+export interface StoredEnvelope {
+  envelope: string;
+  name?: string | undefined;
+}
+
 /**
  * The fetch path: a stored artifact stays servable while ANY of its stored envelopes still
  * verifies against the current allowlist (keys get revoked, expire, sources are removed).
- * Otherwise throws the most specific reason (key_revoked, key_expired, …, untrusted_source).
+ * Each envelope is checked against its own signed name (the same bytes may be published under
+ * different names by different sources); a bare string or an entry without a name falls back
+ * to `name` (the record's name). Otherwise throws the most specific reason (key_revoked,
+ * key_expired, …, untrusted_source).
  */
-export function recheckTrust(input: { envelopes: string[]; digestHex: string; name: string; allowlist: Allowlist; now: Date }): PublishVerification {
+export function recheckTrust(input: { envelopes: readonly (string | StoredEnvelope)[]; digestHex: string; name: string; allowlist: Allowlist; now: Date }): PublishVerification {
   const failures: GatewayError[] = [];
-  for (const envelope of input.envelopes) {
+  for (const entry of input.envelopes) {
+    const envelope = typeof entry === "string" ? entry : entry.envelope;
+    const name = (typeof entry === "string" ? undefined : entry.name) ?? input.name;
     try {
-      return verifyPublish({ envelope, digestHex: input.digestHex, name: input.name, allowlist: input.allowlist, now: input.now });
+      return verifyPublish({ envelope, digestHex: input.digestHex, name, allowlist: input.allowlist, now: input.now });
     } catch (err) {
       if (!isGatewayError(err)) throw err;
       failures.push(err);

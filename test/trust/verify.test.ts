@@ -230,6 +230,20 @@ describe("recheckTrust", () => {
     expect(codeOf(() => recheckTrust({ envelopes: [], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe("untrusted_source");
   });
 
+  it("checks each stored envelope against the name it signed; bare strings and unnamed entries use `name`", () => {
+    const both = allowlistOf(source("sa", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("sb", [trusted(b)], { names: ["b/**"] }));
+    const envelopes = [{ envelope: signed([a], "a/model"), name: "a/model" }, { envelope: signed([b], "b/model"), name: "b/model" }];
+    const v = recheckTrust({ envelopes, digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW });
+    expect([v.source.id, v.name]).toEqual(["sb", "b/model"]);
+    // Without its own name, b's envelope is checked against the record's name and refused.
+    expect(codeOf(() => recheckTrust({ envelopes: [envelopes[0] ?? "", { envelope: signed([b], "b/model") }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }))).toBe("key_revoked");
+    expect(codeOf(() => recheckTrust({ envelopes: [signed([b], "b/model")], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }))).toBe("name_not_allowed");
+    // A stored name is no override: it must equal the envelope's own subject name.
+    expect(codeOf(() => recheckTrust({ envelopes: [{ envelope: signed([b], "b/model"), name: "b/other" }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }))).toBe("name_not_allowed");
+    const revokedBoth = allowlistOf(source("sa", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("sb", [trusted(b, { revoked: true })], { names: ["b/**"] }));
+    expect(codeOf(() => recheckTrust({ envelopes, digestHex: DIGEST, name: "a/model", allowlist: revokedBoth, now: NOW }))).toBe("key_revoked");
+  });
+
   it("digest_mismatch when the stored bytes no longer match", () => {
     const al = allowlistOf(source("s", [trusted(a)]));
     expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: "c".repeat(64), name, allowlist: al, now: NOW }))).toBe("digest_mismatch");

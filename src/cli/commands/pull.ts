@@ -15,7 +15,8 @@ const MetadataSchema = z.object({
   digest: z.string(),
   name: z.string(),
   size: z.number().int().nonnegative(),
-  signatures: z.array(z.object({ envelope: z.string(), source: z.string() })),
+  // `name`: the name this envelope signed (absent in older records: the record's name applies).
+  signatures: z.array(z.object({ envelope: z.string(), source: z.string(), name: z.string().optional() })),
 });
 
 /** Partial downloads live next to --out (same filesystem, so the final rename is atomic). */
@@ -83,8 +84,8 @@ export const pullCommand: Command = {
       if (!res.ok) throw await serverError(res);
       const meta = MetadataSchema.safeParse(await res.json());
       if (!meta.success || meta.data.digest !== `sha256:${hex}`) throw new GatewayError("integrity_error", "the server's metadata does not describe the requested digest");
-      const verification = recheckTrust({ envelopes: meta.data.signatures.map((s) => s.envelope), digestHex: hex, name: meta.data.name, allowlist, now: new Date() });
-      io.stderr(`trusted locally: ${meta.data.name} signed by source ${verification.source.id}\n`);
+      const verification = recheckTrust({ envelopes: meta.data.signatures, digestHex: hex, name: meta.data.name, allowlist, now: new Date() });
+      io.stderr(`trusted locally: ${verification.name} signed by source ${verification.source.id}\n`);
     }
 
     const partial = partialPath(out, hex);
