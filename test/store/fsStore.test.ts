@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import { FsArtifactStore } from "../../src/store/fsStore";
+import { namesOf } from "../../src/store/names";
 import type { ArtifactRecord, StoredSignature } from "../../src/store/types";
 import { summarize } from "../../src/inspect/report";
 
@@ -93,6 +94,36 @@ describe("FsArtifactStore", () => {
     expect(third.record.signatures).toHaveLength(2);
     expect((await listTree(dir)).filter((f) => f.startsWith("tmp/"))).toEqual([]);
     expect((await store.readRecord(hex))?.signatures).toHaveLength(2);
+  });
+
+  it("a signature under another name keeps that name, joins `names`, and is listed under both names", async () => {
+    const bytes = Buffer.from("two names");
+    const hex = sha(bytes);
+    const named = (source: string, envelope: string, name: string): StoredSignature => ({ ...sigFor(source, envelope), name });
+    const first = { ...recordFor(bytes, "a/model", "2026-01-01T00:00:00.000Z"), names: ["a/model"], signatures: [named("research", "env-1", "a/model")] };
+    await store.promote({ staged: await store.stage(Readable.from([bytes])), record: first, signature: named("research", "env-1", "a/model") });
+    const again = await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "b/model", "2026-02-01T00:00:00.000Z"), signature: named("serving", "env-2", "b/model") });
+    expect(again.record.name).toBe("a/model");
+    expect(again.record.names).toEqual(["a/model", "b/model"]);
+    expect(again.record.signatures.map((s) => s.name)).toEqual(["a/model", "b/model"]);
+    expect(namesOf(again.record)).toEqual(["a/model", "b/model"]);
+    expect((await store.list({ limit: 10, name: "b/model" })).items.map((r) => r.digest)).toEqual([`sha256:${hex}`]);
+    const restarted = new FsArtifactStore(dir);
+    await restarted.init();
+    expect((await restarted.list({ limit: 10, name: "b/model" })).items.map((r) => r.digest)).toEqual([`sha256:${hex}`]);
+    expect((await restarted.list({ limit: 10, name: "a/model" })).items).toHaveLength(1);
+  });
+
+  it("reads records written before names were kept; merging into one records both names", async () => {
+    const bytes = Buffer.from("legacy");
+    const legacy = recordFor(bytes, "a/model", "2026-01-01T00:00:00.000Z");
+    await store.promote({ staged: await store.stage(Readable.from([bytes])), record: legacy, signature: sigFor("research", "env-1") });
+    const read = await store.readRecord(sha(bytes));
+    expect(read?.names).toBeUndefined();
+    expect(read && namesOf(read)).toEqual(["a/model"]);
+    const merged = await store.promote({ staged: await store.stage(Readable.from([bytes])), record: legacy, signature: { ...sigFor("serving", "env-2"), name: "b/model" } });
+    expect(merged.record.names).toEqual(["a/model", "b/model"]);
+    expect(merged.record.signatures.map((s) => s.name)).toEqual([undefined, "b/model"]);
   });
 
   it("concurrent promotes of identical bytes end with one blob and one consistent record", async () => {
