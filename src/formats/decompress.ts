@@ -11,6 +11,7 @@ import { DECOMPRESSION_RATIO_GRACE_BYTES, MAX_GZIP_HEADER_FIELD_BYTES, MAX_LZMA_
 import type { OpenedMember } from "./archive";
 import type { FormatContext, FormatInspector } from "./context";
 import { decodeBzip2 } from "./bzip2";
+import { throwIfEnvironmental } from "./ioFailure";
 import { decodeLz4Frame } from "./lz4";
 
 /**
@@ -316,6 +317,8 @@ export async function decompressToTempFile(source: ByteSource, compression: Comp
         limit: "MAX_LZMA_DECODER_MEMORY_BYTES",
       });
     }
+    // A full disk while writing the temp file is not a corrupt stream.
+    throwIfEnvironmental(err);
     throw malformed(compression, what, `could not be decompressed (${errorMessage(err)})`, err);
   }
 }

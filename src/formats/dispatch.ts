@@ -8,6 +8,7 @@ import type { ArchiveContents, ArchiveMember } from "./archive";
 import type { FormatContext } from "./context";
 import { classifyData, dataNode } from "./data";
 import { inspectCompressed } from "./decompress";
+import { throwIfEnvironmental } from "./ioFailure";
 import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, readHead, UNSUPPORTED_FORMATS, type DetectedFormat } from "./detect";
 import { inspectMlflow, isMlflowLayout } from "./mlflow";
 import { inspectNpz, isNpzLayout } from "./npz";
@@ -60,8 +61,14 @@ const FINDING_ERROR_CODES: ReadonlySet<string> = new Set<InspectionErrorCode>([
   "bad_persistent_id",
 ]);
 
-/** A finding for a thrown error. Anything that is not an inspection error (a bug, an I/O error mid-way) still rejects: fail closed. */
+/**
+ * A finding for a thrown error. Anything that is not an inspection error (a bug) still rejects:
+ * fail closed. An environmental failure (disk full, EIO, out of descriptors while writing a temp
+ * file) is not about the artifact: it is rethrown as insufficient_storage / io_error
+ * (ioFailure.ts) and ends the inspection, so the upload answers 507/500, not 422.
+ */
 export function findingOf(err: unknown, location: string): Finding {
+  throwIfEnvironmental(err);
   if (isGatewayError(err) && FINDING_ERROR_CODES.has(err.code)) {
     const code = err.code as InspectionErrorCode;
     const f: Finding = { code, severity: severityOf(code), message: err.message, location };

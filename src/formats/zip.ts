@@ -11,6 +11,7 @@ import type { ContainerLimits } from "../limits";
 import { ZIP_EOCD_SEARCH_BYTES, ZIP_INFLATE_IN_MEMORY_BYTES } from "../limits";
 import type { ArchiveContents, ArchiveMember, OpenedMember } from "./archive";
 import type { FormatContext } from "./context";
+import { throwIfEnvironmental } from "./ioFailure";
 
 /**
  * A zip reader written on the bytes cursor, because every check below is a place where two zip
@@ -650,6 +651,8 @@ async function inflateEntry(source: ByteSource, e: ZipEntry, ctx: FormatContext,
     await pipeline(Readable.from(compressed()), createInflateRaw({ chunkSize: 256 * 1024 }), out);
   } catch (err) {
     if (isGatewayError(err)) throw err;
+    // A full disk while writing the member's temp file is not a corrupt stream.
+    throwIfEnvironmental(err);
     throw malformed(`${where}: deflate stream is corrupt`, { cause: err instanceof Error ? err.message : String(err) });
   }
   if (produced !== e.uncompressedSize) throw malformed(`${where}: inflated to ${produced} bytes, declared ${e.uncompressedSize}`);
