@@ -59,6 +59,6 @@ export function looksLikePickle(source: ByteSource): boolean {
   if (!FIRST_OPCODES.has(op)) return false;
   if (op === OP.PROTO && (first[1] as number) > 5) return false;
   const cursor = new Cursor(source, { errorCode: "malformed_pickle", what: "pickle" });
-  const { node } = analyzePickle(cursor, { policy: makePicklePolicy(DEFAULT_CONTENT_POLICY), location: "", single: true, limits: SNIFF_LIMITS, valueFree: true });
+  const { node } = analyzePickle(cursor, { policy: makePicklePolicy(DEFAULT_CONTENT_POLICY), location: "", single: true, limits: SNIFF_LIMITS });
   return !node.findings.some((f) => f.severity === "malformed" && f.code !== "limit_exceeded");
 }
