@@ -72,6 +72,16 @@ function unsupported(message: string): never {
 const RECONSTRUCTORS: ReadonlySet<string> = new Set(["copyreg._reconstructor", "copy_reg._reconstructor"]);
 const OBJECT_CLASSES: ReadonlySet<string> = new Set(["builtins.object", "__builtin__.object"]);
 
+/**
+ * The callables whose BUILD the joblib hook acts on (the wrapper classes, and copyreg's
+ * reconstructor that protocols 0-1 use to make them): analyzePickle's `onBuildFor`. Streams with
+ * no such BUILD can then run on the value-light scanner; the others go to the full machine.
+ */
+export function isJoblibHookedCallable(module: string, name: string): boolean {
+  const dotted = `${module}.${name}`;
+  return WRAPPER_CLASSES.has(dotted) || RECONSTRUCTORS.has(dotted);
+}
+
 function isWrapperClass(v: SymbolicValue | undefined): boolean {
   return v?.kind === "global" && WRAPPER_CLASSES.has(`${v.module}.${v.name}`);
 }

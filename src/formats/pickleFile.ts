@@ -7,7 +7,7 @@ import { analyzePickle } from "../pickle/analyzer";
 import { looksLikePickle } from "../pickle/inspect";
 import { makePicklePolicy, type PicklePolicy } from "../pickle/policy";
 import type { FormatInspector } from "./context";
-import { createJoblibReader } from "./joblib";
+import { createJoblibReader, isJoblibHookedCallable } from "./joblib";
 
 /**
  * The inspector for every raw pickle file and pickle member: the whole source is read as a
@@ -39,7 +39,16 @@ export function inspectPickleFileSource(source: ByteSource, path: string, option
     ...(options.maxArrays === undefined ? {} : { maxArrays: options.maxArrays }),
     ...(options.maxArrayNodes === undefined ? {} : { maxArrayNodes: options.maxArrayNodes }),
   });
-  const analysis = analyzePickle(cursor, { policy: options.policy, location: path, onBuild: joblib.onBuild, single: options.single === true, ...limits });
+  const analysis = analyzePickle(cursor, {
+    policy: options.policy,
+    location: path,
+    onBuild: joblib.onBuild,
+    onBuildFor: isJoblibHookedCallable,
+    // No consumer reads this stream's values: the value-light scanner may run (see src/pickle/fast.ts).
+    valueFree: true,
+    single: options.single === true,
+    ...limits,
+  });
   const node = analysis.node;
   if (joblib.arrays.length === 0 && joblib.findings.length === 0) return node;
   node.format = "joblib";
