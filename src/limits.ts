@@ -180,3 +180,19 @@ export const MAX_YAML_ALIAS_COUNT = 100;
  * `too_large`. Larger envelopes go through the multipart route.
  */
 export const MAX_SIGNATURE_HEADER_BYTES = 12 * KiB;
+
+// ---- inspection report size (report.ts summarize, dispatch.ts appendMemberNode) ---------------
+
+/**
+ * Innocuous member nodes kept in one report, across every archive level. Further members with no
+ * rejecting finding and no pickle are only counted (archive node details.omittedMembers). A 6.7 MB
+ * zip of 60k text members made a 42 MB report that is stored as metadata, re-read on every fetch
+ * and sent in the 201 body (memory exhaustion, CWE-400).
+ */
+export const MAX_REPORT_MEMBER_NODES = 256;
+/**
+ * Findings in a report's flat `findings` list. Past it, rejecting findings are kept first (the
+ * first occurrence of each code and severity always), the rest only counted (omittedFindings).
+ * The verdict is decided on every finding before the list is cut.
+ */
+export const MAX_REPORT_FINDINGS = 1000;

@@ -17,7 +17,11 @@ export interface FormatContext {
   /** Directory for temp files (decompressed members); inspectors remove what they create. */
   tempDir: string;
   /** Uncompressed bytes produced so far for this artifact, shared across the tree (zip-bomb bound). */
-  budget: { uncompressedBytes: number };
+  budget: {
+    uncompressedBytes: number;
+    /** Innocuous member nodes kept in the report so far (MAX_REPORT_MEMBER_NODES; dispatch.ts appendMemberNode). */
+    reportMemberNodes?: number;
+  };
   /**
    * Sniff a member by content and inspect it with the right inspector (recursion point for
    * archives). `path` is the member's path in the report tree.

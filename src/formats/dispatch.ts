@@ -7,6 +7,7 @@ import { analyzePickle, makePicklePolicy } from "../pickle";
 import type { ArchiveContents, ArchiveMember } from "./archive";
 import type { FormatContext } from "./context";
 import { classifyData, dataNode } from "./data";
+import { MAX_REPORT_MEMBER_NODES } from "../limits";
 import { inspectCompressed } from "./decompress";
 import { throwIfEnvironmental } from "./ioFailure";
 import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, readHead, UNSUPPORTED_FORMATS, type DetectedFormat } from "./detect";
@@ -285,6 +286,43 @@ export async function withMember(
   }
 }
 
+/** Whether a member node must stay in the report: a rejecting finding, a pickle or imports anywhere in it. */
+function isNotable(node: InspectionNode): boolean {
+  if (node.kind === "pickle" || (node.imports?.length ?? 0) > 0) return true;
+  if (node.findings.some((f) => f.severity !== "innocuous")) return true;
+  return node.children.some(isNotable);
+}
+
+/** details.omittedMembers of an archive node: innocuous members counted, not listed. */
+export interface OmittedMembers {
+  count: number;
+  byKind: Record<string, number>;
+}
+
+/**
+ * Add a member's node to its archive's node, keeping the report bounded (MAX_REPORT_MEMBER_NODES):
+ * a member with any rejecting finding, a pickle or imports is always kept (the verdict and
+ * pickleFree depend on it); innocuous members are kept up to the limit, shared by every archive of
+ * the artifact, then only counted in `details.omittedMembers`.
+ */
+export function appendMemberNode(parent: InspectionNode, child: InspectionNode, ctx: FormatContext): void {
+  if (isNotable(child)) {
+    parent.children.push(child);
+    return;
+  }
+  const kept = ctx.budget.reportMemberNodes ?? 0;
+  if (kept < MAX_REPORT_MEMBER_NODES) {
+    ctx.budget.reportMemberNodes = kept + 1;
+    parent.children.push(child);
+    return;
+  }
+  const details = (parent.details ??= {});
+  const omitted = (details.omittedMembers as OmittedMembers | undefined) ?? { count: 0, byKind: {} };
+  omitted.count += 1;
+  omitted.byKind[child.kind] = (omitted.byKind[child.kind] ?? 0) + 1;
+  details.omittedMembers = omitted;
+}
+
 /** Keras v3 (.keras) and TF SavedModel layouts: recognised, not inspected. */
 function unsupportedLayout(members: readonly ArchiveMember[]): string | undefined {
   const names = new Set(members.filter((m) => !m.isDirectory).map((m) => m.path));
@@ -299,7 +337,7 @@ export async function inspectAllMembers(archive: ArchiveContents, path: string, 
   for (const member of archive.members) {
     if (member.isDirectory || skip?.has(member.path) === true) continue;
     const p = memberPath(path, member.path);
-    archive.node.children.push(await withMember(member, p, (source) => ctx.inspectMember(source, p, inner)));
+    appendMemberNode(archive.node, await withMember(member, p, (source) => ctx.inspectMember(source, p, inner)), ctx);
   }
 }
 

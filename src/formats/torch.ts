@@ -7,7 +7,7 @@ import { describeValue } from "../pickle/values";
 import type { ArchiveContents, ArchiveMember } from "./archive";
 import type { FormatContext } from "./context";
 import { readHead } from "./detect";
-import { couldBePickle, deeper, findingOf, memberPath, withMember } from "./dispatch";
+import { appendMemberNode, couldBePickle, deeper, findingOf, memberPath, withMember } from "./dispatch";
 
 /**
  * PyTorch checkpoints.
@@ -260,7 +260,7 @@ export async function inspectTorchZip(archive: ArchiveContents, layout: TorchZip
   for (const m of archive.members) {
     if (m.isDirectory || handled.has(m.path)) continue;
     const p = memberPath(path, m.path);
-    node.children.push(await withMember(m, p, (source) => ctx.inspectMember(source, p, inner)));
+    appendMemberNode(node, await withMember(m, p, (source) => ctx.inspectMember(source, p, inner)), ctx);
   }
   node.details = { ...node.details, top: layout.top, storages: refs.size, tensorBytes };
   return node;

@@ -1,4 +1,5 @@
 import type { InspectionErrorCode } from "../errors";
+import { MAX_REPORT_FINDINGS } from "../limits";
 
 /**
  * The inspection report: one tree per artifact, shared by the pickle analyzer, the container
@@ -70,6 +71,8 @@ export interface InspectionReport {
   imports: ImportRecord[];
   /** True when the artifact holds no pickle stream at all (e.g. safetensors, plain npy). */
   pickleFree: boolean;
+  /** Findings left out of `findings` (MAX_REPORT_FINDINGS): how many, by code. The tree still holds them. */
+  omittedFindings?: { count: number; byCode: Record<string, number> };
 }
 
 export function rejects(finding: Finding): boolean {
@@ -88,16 +91,56 @@ export function summarize(root: InspectionNode, format: string, extension?: stri
     for (const child of node.children) walk(child);
   };
   walk(root);
+  // The verdict is decided on every finding, before the list is cut to size.
+  const verdict: Verdict = findings.some(rejects) ? "reject" : "accept";
+  const capped = capFindings(findings, MAX_REPORT_FINDINGS);
   const report: InspectionReport = {
-    verdict: findings.some(rejects) ? "reject" : "accept",
+    verdict,
     format,
     root,
-    findings,
+    findings: capped.findings,
     imports,
     pickleFree: !sawPickle,
   };
+  if (capped.omitted !== undefined) report.omittedFindings = capped.omitted;
   if (extension !== undefined) report.extension = extension;
   return report;
+}
+
+/**
+ * Cut a flat finding list to `max` entries, in their original order: first the first occurrence
+ * of every rejecting code and severity (so the verdict and rejectionCode read the same from the
+ * cut list), then further rejecting findings, then innocuous ones; the rest is counted by code.
+ */
+export function capFindings(findings: readonly Finding[], max: number): { findings: Finding[]; omitted?: { count: number; byCode: Record<string, number> } } {
+  if (findings.length <= max) return { findings: [...findings] };
+  const keep = new Set<number>();
+  const seen = new Set<string>();
+  findings.forEach((f, i) => {
+    const key = `${f.code}/${f.severity}`;
+    if (rejects(f) && !seen.has(key)) {
+      seen.add(key);
+      keep.add(i);
+    }
+  });
+  for (const wanted of [true, false]) {
+    for (let i = 0; i < findings.length && keep.size < max; i++) {
+      const f = findings[i];
+      if (f !== undefined && rejects(f) === wanted) keep.add(i);
+    }
+  }
+  const kept: Finding[] = [];
+  const byCode: Record<string, number> = {};
+  let count = 0;
+  findings.forEach((f, i) => {
+    if (keep.has(i)) {
+      kept.push(f);
+    } else {
+      count += 1;
+      byCode[f.code] = (byCode[f.code] ?? 0) + 1;
+    }
+  });
+  return { findings: kept, omitted: { count, byCode } };
 }
 
 /**
