@@ -1,7 +1,7 @@
 /**
  * One `Range: bytes=...` header against a representation of `size` bytes (RFC 9110 §14).
  * Only single ranges are served; a multi-range request is answered 416 rather than with a
- * multipart/byteranges body (documented in docs/api.md). A unit other than `bytes` is ignored,
+ * multipart/byteranges body (documented in README.md, HTTP API). A unit other than `bytes` is ignored,
  * as §14.2 requires, and the full representation is sent.
  */
 export type RangeRequest = { kind: "none" } | { kind: "range"; start: number; end: number } | { kind: "unsatisfiable" };

@@ -5,11 +5,11 @@ import * as path from "node:path";
 import { keyIdOf, parseAllowlist, parsePublicKey, PUBLISH_PREDICATE_TYPE, sha256File, verifyPublish } from "../../src/trust";
 import { codeOf } from "./helpers";
 
-/** The shell block of docs/signing.md between the openssl-example markers: the docs are the test. */
+/** The shell block of README.md (Signing and trust) between the openssl-example markers: the docs are the test. */
 function documentedScript(): string {
-  const md = readFileSync(path.join(__dirname, "..", "..", "docs", "signing.md"), "utf8");
+  const md = readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
   const m = /<!-- openssl-example:start -->\s*```sh\n([\s\S]*?)```\s*<!-- openssl-example:end -->/.exec(md);
-  if (!m?.[1]) throw new Error("docs/signing.md has no openssl example block");
+  if (!m?.[1]) throw new Error("README.md (Signing and trust) has no openssl example block");
   return m[1];
 }
 
@@ -24,7 +24,7 @@ if (!opensslPresent) {
 }
 const itWithOpenssl = opensslPresent ? it : it.skip;
 
-describe("openssl interop (the worked example of docs/signing.md)", () => {
+describe("openssl interop (the worked example of README.md (Signing and trust))", () => {
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync(path.join(tmpdir(), "mg-openssl-"));
