@@ -19,21 +19,30 @@ export type TrustErrorCode =
   | "invalid_key";
 
 /** Codes of content inspection: also used as `code` of findings in an inspection report. */
-export type InspectionErrorCode =
-  | "malformed_pickle"
-  | "dangerous_global"
-  | "unknown_global"
-  | "unresolved_global"
-  | "extension_opcode"
-  | "limit_exceeded"
-  | "unknown_format"
-  | "unsupported_format"
-  | "malformed_container"
-  | "embedded_code"
-  | "polyglot"
-  | "extension_mismatch"
-  | "opaque_member"
-  | "bad_persistent_id";
+export const INSPECTION_ERROR_CODES = [
+  "malformed_pickle",
+  "dangerous_global",
+  "unknown_global",
+  "unresolved_global",
+  "extension_opcode",
+  "limit_exceeded",
+  "unknown_format",
+  "unsupported_format",
+  "malformed_container",
+  "embedded_code",
+  "polyglot",
+  "extension_mismatch",
+  "opaque_member",
+  "bad_persistent_id",
+] as const;
+
+export type InspectionErrorCode = (typeof INSPECTION_ERROR_CODES)[number];
+
+const INSPECTION_ERROR_CODE_SET: ReadonlySet<string> = new Set(INSPECTION_ERROR_CODES);
+
+export function isInspectionErrorCode(code: string): code is InspectionErrorCode {
+  return INSPECTION_ERROR_CODE_SET.has(code);
+}
 
 /** Request-level codes of the HTTP API. */
 export type HttpErrorCode =

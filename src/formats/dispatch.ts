@@ -1,5 +1,5 @@
 import type { ByteSource } from "../bytes/source";
-import { GatewayError, isGatewayError, type InspectionErrorCode } from "../errors";
+import { GatewayError, isGatewayError, isInspectionErrorCode, type InspectionErrorCode } from "../errors";
 import type { Finding, InspectionNode, Severity } from "../inspect/report";
 import { Cursor } from "../bytes/cursor";
 import { DEFAULT_CONTENT_POLICY } from "../inspect/policy";
@@ -45,23 +45,6 @@ export function severityOf(code: InspectionErrorCode): Severity {
   }
 }
 
-const FINDING_ERROR_CODES: ReadonlySet<string> = new Set<InspectionErrorCode>([
-  "malformed_pickle",
-  "dangerous_global",
-  "unknown_global",
-  "unresolved_global",
-  "extension_opcode",
-  "limit_exceeded",
-  "unknown_format",
-  "unsupported_format",
-  "malformed_container",
-  "embedded_code",
-  "polyglot",
-  "extension_mismatch",
-  "opaque_member",
-  "bad_persistent_id",
-]);
-
 /**
  * A finding for a thrown error. Anything that is not an inspection error (a bug) still rejects:
  * fail closed. An environmental failure (disk full, EIO, out of descriptors while writing a temp
@@ -70,8 +53,8 @@ const FINDING_ERROR_CODES: ReadonlySet<string> = new Set<InspectionErrorCode>([
  */
 export function findingOf(err: unknown, location: string): Finding {
   throwIfEnvironmental(err);
-  if (isGatewayError(err) && FINDING_ERROR_CODES.has(err.code)) {
-    const code = err.code as InspectionErrorCode;
+  if (isGatewayError(err) && isInspectionErrorCode(err.code)) {
+    const code = err.code;
     const f: Finding = { code, severity: severityOf(code), message: err.message, location };
     const offset = err.details?.offset;
     if (typeof offset === "number") f.offset = offset;

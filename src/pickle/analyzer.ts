@@ -1,5 +1,5 @@
 import type { Cursor } from "../bytes/cursor";
-import { GatewayError, isGatewayError, type InspectionErrorCode } from "../errors";
+import { GatewayError, isGatewayError, isInspectionErrorCode, type InspectionErrorCode } from "../errors";
 import type { Finding, ImportRecord, ImportSafety, InspectionNode } from "../inspect/report";
 import { DEFAULT_PICKLE_LIMITS, type PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
@@ -64,23 +64,6 @@ const MAX_IMPORT_RECORDS = 10_000;
 const MAX_CLASSIFY_CACHE = 10_000;
 /** Persistent ids shown in details.persistentIdSamples. */
 const MAX_PERSISTENT_SAMPLES = 16;
-
-const INSPECTION_CODES: ReadonlySet<string> = new Set<InspectionErrorCode>([
-  "malformed_pickle",
-  "dangerous_global",
-  "unknown_global",
-  "unresolved_global",
-  "extension_opcode",
-  "limit_exceeded",
-  "unknown_format",
-  "unsupported_format",
-  "malformed_container",
-  "embedded_code",
-  "polyglot",
-  "extension_mismatch",
-  "opaque_member",
-  "bad_persistent_id",
-]);
 
 interface CallSite {
   opcode: string;
@@ -323,7 +306,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
       lastProtocol = machine.protocol;
       totalOps += machine.ops;
       if (!isGatewayError(err)) throw err;
-      const code: InspectionErrorCode = INSPECTION_CODES.has(err.code) ? (err.code as InspectionErrorCode) : "malformed_pickle";
+      const code: InspectionErrorCode = isInspectionErrorCode(err.code) ? err.code : "malformed_pickle";
       const offset = typeof err.details?.offset === "number" ? err.details.offset : reader.offset;
       const afterStop = stream > 0 && machine.ops <= 1;
       add(

@@ -1,15 +1,7 @@
 import { Cursor } from "../../src/bytes/cursor";
 import { BufferSource, SliceSource } from "../../src/bytes/source";
-import { GatewayError } from "../../src/errors";
+import { codeOf } from "../helpers/errors";
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof GatewayError ? err.code : "not-a-gateway-error";
-  }
-  return undefined;
-}
 
 describe("Cursor", () => {
   it("reads little-endian integers and bytes", () => {

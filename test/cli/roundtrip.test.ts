@@ -1,29 +1,11 @@
 import { spawnSync } from "node:child_process";
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { BIN, ROOT, ensureBuilt } from "../helpers/binary";
 
-const root = path.join(__dirname, "..", "..");
-const bin = path.join(root, "bin", "modelgate.js");
-const mainJs = path.join(root, "dist", "src", "cli", "main.js");
-
-function newestSourceMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestSourceMtime(full));
-    else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(full).mtimeMs);
-  }
-  return newest;
-}
-
-/** Build dist/ when it is older than src/ (npm test builds first, so usually a no-op). */
-function ensureBuilt(): void {
-  if (existsSync(mainJs) && statSync(mainJs).mtimeMs >= newestSourceMtime(path.join(root, "src"))) return;
-  // Type errors in files under construction elsewhere do not stop tsc from emitting.
-  spawnSync(process.execPath, [path.join(root, "node_modules", "typescript", "bin", "tsc"), "-p", path.join(root, "tsconfig.build.json")], { cwd: root, stdio: "ignore" });
-  if (!existsSync(mainJs)) throw new Error("build did not produce dist/src/cli/main.js");
-}
+const root = ROOT;
+const bin = BIN;
 
 interface Run {
   status: number | null;

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { BufferSource } from "../../src/bytes/source";
 import { GatewayError } from "../../src/errors";
 import { decodeBzip2 } from "../../src/formats/bzip2";
+import { codeOf } from "../helpers/errors";
 
 /** Samples made with CPython's bz2 module (libbz2 1.0.8) from the payloads below. */
 const SAMPLES = {
@@ -45,14 +46,6 @@ function decode(bytes: Uint8Array): { bytes: Uint8Array; info: ReturnType<typeof
   return { bytes: new Uint8Array(Buffer.concat(parts)), info };
 }
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof GatewayError ? err.code : `not-a-gateway-error: ${String(err)}`;
-  }
-  return undefined;
-}
 
 /** The empty stream bz2.compress(b"") writes: header and end-of-stream marker with CRC 0. */
 const EMPTY = Uint8Array.from([0x42, 0x5a, 0x68, 0x39, 0x17, 0x72, 0x45, 0x38, 0x50, 0x90, 0, 0, 0, 0]);

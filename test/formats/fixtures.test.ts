@@ -5,6 +5,7 @@ import { z } from "zod";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { ContentPolicySchema, DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import { rejects, type Finding } from "../../src/inspect/report";
+import { INSPECTION_ERROR_CODES } from "../../src/errors";
 
 /**
  * Data-driven check of every real-library fixture listed in test/fixtures/manifest.json (made by
@@ -14,22 +15,7 @@ import { rejects, type Finding } from "../../src/inspect/report";
 
 const FIXTURES = join(__dirname, "..", "fixtures");
 
-const CODES = [
-  "dangerous_global",
-  "unknown_global",
-  "unresolved_global",
-  "extension_opcode",
-  "malformed_pickle",
-  "limit_exceeded",
-  "unknown_format",
-  "unsupported_format",
-  "malformed_container",
-  "embedded_code",
-  "polyglot",
-  "extension_mismatch",
-  "opaque_member",
-  "bad_persistent_id",
-] as const;
+const CODES = INSPECTION_ERROR_CODES;
 
 const FORMATS = [
   "pickle",

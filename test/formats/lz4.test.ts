@@ -1,6 +1,7 @@
 import { BufferSource } from "../../src/bytes/source";
 import { GatewayError } from "../../src/errors";
 import { decodeLz4Block, decodeLz4Frame, Xxh32, xxh32 } from "../../src/formats/lz4";
+import { codeOf } from "../helpers/errors";
 
 /** The payload the embedded python-lz4 samples were made from (lz4.frame.compress, python-lz4 4.x). */
 function samplePayload(): Uint8Array {
@@ -107,14 +108,6 @@ function decode(frame: Uint8Array): { bytes: Uint8Array; info: ReturnType<typeof
   return { bytes: new Uint8Array(Buffer.concat(parts)), info };
 }
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof GatewayError ? err.code : `not-a-gateway-error: ${String(err)}`;
-  }
-  return undefined;
-}
 
 const ascii = (s: string): number[] => [...new TextEncoder().encode(s)];
 

@@ -1,15 +1,7 @@
 import fc from "fast-check";
-import { GatewayError } from "../../src/errors";
 import { parsePyLiteral, renderPyLiteral, type PyLiteral } from "../../src/formats/pyLiteral";
+import { codeOf } from "../helpers/errors";
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof GatewayError ? err.code : `not-a-gateway-error: ${String(err)}`;
-  }
-  return undefined;
-}
 
 describe("parsePyLiteral", () => {
   it("parses a numpy v1 header with its padding", () => {

@@ -9,6 +9,7 @@ import { checkMemberPath, hasZipTail, openZipEntry, readZip, readZipDirectory, t
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, type ContainerLimits } from "../../src/limits";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import { buildZip, zip64Extra, type ZipEntrySpec, type ZipSpec } from "./zipBuilder";
+import { codeOf } from "../helpers/errors";
 
 const limits = DEFAULT_CONTAINER_LIMITS;
 
@@ -16,14 +17,6 @@ function read(bytes: Uint8Array, options: { limits?: ContainerLimits; isPickle?:
   return readZipDirectory(new BufferSource(bytes), { limits: options.limits ?? limits, ...(options.isPickle ? { isPickle: options.isPickle } : {}) });
 }
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof GatewayError ? err.code : `not-a-gateway-error: ${String(err)}`;
-  }
-  return undefined;
-}
 
 async function asyncCodeOf(fn: () => Promise<unknown>): Promise<string | undefined> {
   try {

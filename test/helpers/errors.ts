@@ -1,0 +1,14 @@
+import { GatewayError } from "../../src/errors";
+
+/**
+ * The code a call fails with: the GatewayError's code, a marker naming any other thrown value
+ * (so a test shows what escaped the typed errors), or undefined when the call did not throw.
+ */
+export function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return err instanceof GatewayError ? err.code : `not-a-gateway-error: ${String(err)}`;
+  }
+  return undefined;
+}
