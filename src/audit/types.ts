@@ -9,6 +9,8 @@ export type AuditEventType =
   | "fetch.refused"
   | "allowlist.reloaded"
   | "allowlist.rejected"
+  | "tokens.reloaded"
+  | "tokens.rejected"
   | "admin.action";
 
 export interface AuditEvent {

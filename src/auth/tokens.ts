@@ -147,6 +147,11 @@ export class TokenStore {
     return this.records.length;
   }
 
+  /** The token ids (not secret), in file order. */
+  ids(): string[] {
+    return this.records.map(({ record }) => record.id);
+  }
+
   /**
    * The record whose hash matches the token, or undefined. Compares the presented digest with
    * every record with timingSafeEqual (equal-length digests) and never exits early, so timing
@@ -160,6 +165,11 @@ export class TokenStore {
     }
     return found;
   }
+}
+
+/** The token set in force right now; a reloading holder (src/auth/tokenHolder.ts) swaps it. */
+export interface TokenStoreProvider {
+  current(): TokenStore;
 }
 
 export type BearerResult = { kind: "none" } | { kind: "malformed" } | { kind: "token"; token: string };
@@ -186,18 +196,24 @@ const WWW_AUTHENTICATE = 'Bearer realm="modelgate"';
  * AccessControl over a TokenStore. Answers through GatewayError (`unauthenticated` 401,
  * `forbidden` 403) so the app's one error handler renders the response. A presented but
  * invalid token is always 401, even where anonymous reads are allowed: fail closed.
+ * Given a provider, each request reads the store in force once and decides on that one store,
+ * so a reload swapping the set mid-request is atomic for it.
  */
 export class TokenAccessControl implements AccessControl {
+  private readonly provider: TokenStoreProvider;
+
   constructor(
-    private readonly store: TokenStore,
+    store: TokenStore | TokenStoreProvider,
     private readonly options: TokenAccessOptions,
-  ) {}
+  ) {
+    this.provider = store instanceof TokenStore ? { current: () => store } : store;
+  }
 
   /** Token id of a valid bearer token on the request, else undefined (used to key rate limits). */
   identify(req: Request): string | undefined {
     const bearer = parseBearer(req.headers.authorization);
     if (bearer.kind !== "token") return undefined;
-    return this.store.authenticate(bearer.token)?.id;
+    return this.provider.current().authenticate(bearer.token)?.id;
   }
 
   require(scope: Scope): RequestHandler {
@@ -215,7 +231,7 @@ export class TokenAccessControl implements AccessControl {
         unauthenticated(res, next, "the Authorization header is not 'Bearer <token>' with a well-formed token");
         return;
       }
-      const record = this.store.authenticate(bearer.token);
+      const record = this.provider.current().authenticate(bearer.token);
       if (record === undefined) {
         unauthenticated(res, next, "the bearer token is not known to this gateway (revoked or mistyped)");
         return;

@@ -3,7 +3,8 @@ import type { Server } from "node:http";
 import type { Request, RequestHandler, Router } from "express";
 import type { Logger } from "pino";
 import { FileAuditLog, readAuditEntries } from "../audit/fileLog";
-import { readTokensFile, TokenAccessControl, TokenStore } from "../auth/tokens";
+import { TokenHolder } from "../auth/tokenHolder";
+import { TokenAccessControl } from "../auth/tokens";
 import { OPEN_ACCESS, type AccessControl } from "../auth/types";
 import { GatewayError } from "../errors";
 import { createUploadGate } from "../http/middleware/concurrentUploads";
@@ -28,8 +29,15 @@ export interface Ops {
   middlewares: RequestHandler[];
   /** Put in front of the upload route only: the concurrent-upload cap (503 when full). */
   uploadGate: RequestHandler;
-  /** True when the tokens file holds at least one token. */
+  /** True when the tokens file held at least one token at start. */
   tokensConfigured: boolean;
+  /**
+   * Re-read the tokens file (serve calls it on SIGHUP): resolves true when the new set is in
+   * force, false when it was invalid (the old set stays) or no tokens file is configured.
+   */
+  reloadTokens(): Promise<boolean>;
+  /** Reload the tokens file whenever it changes (directory watch, debounced). No-op without one. */
+  watchTokens(): void;
   applyServerTimeouts(server: Server): void;
   /**
    * Call before listen(): throws `invalid_config` for a non-loopback bind without tokens;
@@ -58,9 +66,14 @@ export function isLoopbackHost(host: string): boolean {
 const PROBES = new Set(["/healthz", "/readyz"]);
 
 export async function createOps(config: OpsConfig, logger: Logger): Promise<Ops> {
-  const tokens = config.tokensFile === undefined ? undefined : await readTokensFile(config.tokensFile);
-  const store = new TokenStore(tokens ?? { version: 1, tokens: [] });
   const audit = await FileAuditLog.open(config.auditLog);
+  let holder: TokenHolder | undefined;
+  try {
+    holder = config.tokensFile === undefined ? undefined : await TokenHolder.open(config.tokensFile, { logger, audit });
+  } catch (err) {
+    await audit.close();
+    throw err;
+  }
   if (audit.recovery !== undefined) {
     logger.warn(
       { auditLog: config.auditLog, droppedBytes: audit.recovery.droppedBytes, savedTo: audit.recovery.savedTo },
@@ -68,9 +81,10 @@ export async function createOps(config: OpsConfig, logger: Logger): Promise<Ops>
     );
   }
   const metrics = new PromGatewayMetrics({ defaultMetrics: true });
-  const tokensConfigured = store.size > 0;
-  const tokenAccess = tokensConfigured ? new TokenAccessControl(store, { anonymousRead: config.anonymousRead, audit }) : undefined;
-  const access: AccessControl = tokenAccess ?? OPEN_ACCESS;
+  const tokenCount = holder?.current().size ?? 0;
+  const tokensConfigured = tokenCount > 0;
+  const tokenAccess = holder === undefined ? undefined : new TokenAccessControl(holder, { anonymousRead: config.anonymousRead, audit });
+  const access: AccessControl = holder === undefined || tokenAccess === undefined ? OPEN_ACCESS : latchedAccess(holder, tokenAccess);
 
   const keyOf = (req: Request): string => {
     const id = tokenAccess?.identify(req);
@@ -104,12 +118,16 @@ export async function createOps(config: OpsConfig, logger: Logger): Promise<Ops>
     middlewares: [securityHeaders({ hstsMaxAgeSeconds: config.hstsMaxAgeSeconds }), limiter.middleware],
     uploadGate: gate.middleware,
     tokensConfigured,
+    reloadTokens: () => (holder === undefined ? Promise.resolve(false) : holder.reload()),
+    watchTokens: () => {
+      holder?.watch();
+    },
     applyServerTimeouts: (server) => {
       applyServerTimeouts(server, config.timeouts);
     },
     startupCheck: (host) => {
       if (tokensConfigured) {
-        return `access control on: ${store.size.toString()} token(s) from ${config.tokensFile ?? "?"}; anonymous reads ${config.anonymousRead ? "allowed" : "refused"}`;
+        return `access control on: ${tokenCount.toString()} token(s) from ${config.tokensFile ?? "?"}; anonymous reads ${config.anonymousRead ? "allowed" : "refused"}`;
       }
       if (!isLoopbackHost(host)) {
         throw new GatewayError(
@@ -121,11 +139,35 @@ export async function createOps(config: OpsConfig, logger: Logger): Promise<Ops>
       return `no API tokens configured: running OPEN (no authentication) on loopback address ${host} only`;
     },
     shutdown: async (server) => {
+      holder?.close();
       const result = await closeGracefully(server, config.shutdownTimeoutMs);
       if (result.forced) logger.warn({ timeoutMs: config.shutdownTimeoutMs }, "shutdown timeout: remaining requests were aborted");
       await audit.close();
       return result;
     },
-    close: () => audit.close(),
+    close: () => {
+      holder?.close();
+      return audit.close();
+    },
+  };
+}
+
+/**
+ * Token checks while the holder is enforcing. A gateway started open (loopback, tokens file with
+ * no tokens) stays open until tokens appear in the file; from then on it checks them, and an
+ * emptied file refuses everyone rather than reopening.
+ */
+function latchedAccess(holder: TokenHolder, tokens: TokenAccessControl): AccessControl {
+  return {
+    require: (scope) => {
+      const check = tokens.require(scope);
+      return (req, res, next) => {
+        if (holder.enforcing) {
+          check(req, res, next);
+          return;
+        }
+        next();
+      };
+    },
   };
 }

@@ -21,7 +21,8 @@ export const serveCommand: Command = {
     "  --allowlist  allowlist.json (env MODELGATE_ALLOWLIST, default ./allowlist.json)",
     "",
     "Refuses to start when the allowlist is invalid. SIGHUP (or editing the file) reloads it;",
-    "an invalid new allowlist is refused and the previous one stays in force.",
+    "an invalid new allowlist is refused and the previous one stays in force. The tokens file",
+    "(MODELGATE_TOKENS_FILE) is reloaded the same way, so `token revoke` applies without a restart.",
   ].join("\n"),
   async run(args, io) {
     const { values } = parseCommandArgs(args, {
@@ -46,6 +47,7 @@ export const serveCommand: Command = {
     const store = new FsArtifactStore(config.dataDir);
     await store.init();
     holder.watch();
+    ops.watchTokens();
     const app = createApp({
       config,
       logger,
@@ -73,6 +75,7 @@ export const serveCommand: Command = {
       server.on("error", reject);
       const onHup = (): void => {
         void holder.reload();
+        void ops.reloadTokens();
       };
       process.on("SIGHUP", onHup);
       const stop = (): void => {

@@ -78,7 +78,7 @@ export const tokenCommand: Command = {
           const kept = content.tokens.filter((t) => t.id !== id);
           if (kept.length === content.tokens.length) throw new GatewayError("not_found", `no token with id '${id}' in ${file}`);
           await writeTokensFileAtomic(file, { version: 1, tokens: kept });
-          io.stderr(`revoked token '${id}' in ${file}; restart the gateway to apply\n`);
+          io.stderr(`revoked token '${id}' in ${file}; a running gateway reloads its tokens file on change or SIGHUP\n`);
           return 0;
         });
       }
