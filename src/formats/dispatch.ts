@@ -180,10 +180,64 @@ async function inspectArchiveSource(source: ByteSource, path: string, ctx: Forma
   return ctx.inspectArchive(archive, path, ctx);
 }
 
+/** The artifact itself is text, JSON or YAML: data, but not a model. */
+function notAModelNode(path: string, dataFormat: string): InspectionNode {
+  return {
+    kind: "data",
+    path,
+    format: dataFormat,
+    findings: [{ code: "unknown_format", severity: "malformed", message: `${dataFormat} content is not a model format`, location: path }],
+    children: [],
+  };
+}
+
+/** The artifact itself is binary of no known format. */
+function unknownContentNode(path: string): InspectionNode {
+  return {
+    kind: "unknown",
+    path,
+    format: "unknown",
+    findings: [{ code: "unknown_format", severity: "malformed", message: "content matches no format modelgate inspects", location: path }],
+    children: [],
+  };
+}
+
+/**
+ * A compression layer is transparent to "is the artifact a model at all": inspectCompressed
+ * inspects the decompressed bytes as a member (text is a data member there, unknown binary an
+ * opaque one), which would accept a gzip of a YAML file that is refused uncompressed. For the
+ * artifact itself, follow the chain of compressed layers (gzip of bz2 of ...) down to the content
+ * and judge it as top-level content: data or opaque binary becomes unknown_format. Compressed
+ * members inside an archive are not passed here and stay data members.
+ */
+function requireModelUnderCompression(node: InspectionNode): void {
+  let layer = node;
+  for (;;) {
+    const inner = layer.children[0];
+    if (layer.kind !== "compressed" || inner === undefined || layer.children.length !== 1) return;
+    if (inner.kind === "compressed") {
+      layer = inner;
+      continue;
+    }
+    if (inner.kind === "data") {
+      layer.children[0] = withDetails(notAModelNode(inner.path, inner.format ?? "text"), inner);
+    } else if (inner.kind === "opaque") {
+      layer.children[0] = withDetails(unknownContentNode(inner.path), inner);
+    }
+    return;
+  }
+}
+
+function withDetails(node: InspectionNode, from: InspectionNode): InspectionNode {
+  if (from.details !== undefined) node.details = from.details;
+  return node;
+}
+
 /**
  * Inspect one source by content. `top` is the artifact itself: there, text is not a model
- * (unknown_format) and unknown binary is unknown_format; inside an archive, text is a data member
- * and unknown binary an opaque member (rejected unless the policy allows opaque members).
+ * (unknown_format) and unknown binary is unknown_format, also under any compression layers;
+ * inside an archive, text is a data member and unknown binary an opaque member (rejected unless
+ * the policy allows opaque members).
  */
 export async function inspectByContent(source: ByteSource, path: string, ctx: FormatContext, top: boolean): Promise<InspectionNode> {
   const { format, dataFormat } = sniff(source, ctx);
@@ -201,26 +255,10 @@ export async function inspectByContent(source: ByteSource, path: string, ctx: Fo
     case "pickle":
       return withPolyglotCheck(await inspectPickleFile(source, path, ctx), source, path, "pickle");
     case "data":
-      if (top) {
-        return {
-          kind: "data",
-          path,
-          format: dataFormat ?? "text",
-          findings: [{ code: "unknown_format", severity: "malformed", message: `${dataFormat ?? "text"} content is not a model format`, location: path }],
-          children: [],
-        };
-      }
+      if (top) return notAModelNode(path, dataFormat ?? "text");
       return dataNode(path, dataFormat ?? "text", source.size);
     case "unknown":
-      if (top) {
-        return {
-          kind: "unknown",
-          path,
-          format: "unknown",
-          findings: [{ code: "unknown_format", severity: "malformed", message: "content matches no format modelgate inspects", location: path }],
-          children: [],
-        };
-      }
+      if (top) return unknownContentNode(path);
       return {
         kind: "opaque",
         path,
@@ -233,7 +271,11 @@ export async function inspectByContent(source: ByteSource, path: string, ctx: Fo
         children: [],
       };
     default:
-      if (COMPRESSED_FORMATS.has(format)) return withPolyglotCheck(await inspectCompressed(source, path, ctx), source, path, format);
+      if (COMPRESSED_FORMATS.has(format)) {
+        const node = await inspectCompressed(source, path, ctx);
+        if (top) requireModelUnderCompression(node);
+        return withPolyglotCheck(node, source, path, format);
+      }
       if (UNSUPPORTED_FORMATS.has(format)) return unsupportedNode(path, format, UNSUPPORTED_NAMES[format] ?? format);
       return unsupportedNode(path, format, format);
   }
