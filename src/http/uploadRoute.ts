@@ -4,7 +4,7 @@ import { z } from "zod";
 import type { AuditEvent, AuditSink } from "../audit/types";
 import { GatewayError, messageOf } from "../errors";
 import type { Inspector } from "../inspect/inspector";
-import { rejectionCode, type InspectionReport } from "../inspect/report";
+import { rejectionCode, rejects, type InspectionReport } from "../inspect/report";
 import {
   MAX_ARTIFACT_NAME_LENGTH,
   MAX_DRAIN_BYTES,
@@ -41,7 +41,23 @@ const FieldsSchema = z.strictObject({
 });
 
 function inspectionSummary(report: InspectionReport): NonNullable<AuditEvent["inspection"]> {
-  return { verdict: report.verdict, format: report.format, findings: report.findings.length, imports: report.imports.length };
+  return { verdict: report.verdict, format: report.format, findings: report.findings.length + (report.omittedFindings?.count ?? 0), imports: report.imports.length };
+}
+
+/**
+ * The finding counts of a rejection message, omitted findings included: a report lists at most
+ * MAX_REPORT_FINDINGS findings and counts the rest in `omittedFindings` (report.ts capFindings),
+ * so counting `findings` alone understated big rejections ("1000" for 25,000). The cut list keeps
+ * rejecting findings before innocuous ones: when it still lists an innocuous finding, every
+ * rejecting finding is listed and their count is exact; otherwise it is a lower bound.
+ */
+export function findingCounts(report: InspectionReport): string {
+  const listed = report.findings.length;
+  const rejecting = report.findings.filter(rejects).length;
+  const omitted = report.omittedFindings?.count ?? 0;
+  if (omitted === 0) return `${String(listed)} finding(s), ${String(rejecting)} rejecting`;
+  const exact = report.findings.some((f) => !rejects(f));
+  return `${String(listed + omitted)} finding(s) (${String(listed)} listed, ${String(omitted)} counted by code in omittedFindings), ${exact ? "" : "at least "}${String(rejecting)} rejecting`;
 }
 
 /** Whatever the route knows about the upload when it is decided, for the audit entry and the log. */
@@ -200,7 +216,7 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
       facts.inspection = report;
       const refusal = rejectionCode(report);
       if (refusal !== undefined) {
-        throw new GatewayError(refusal, `content inspection rejected the artifact (${String(report.findings.filter((f) => f.severity !== "innocuous").length)} finding(s); format ${report.format})`, { inspection: report });
+        throw new GatewayError(refusal, `content inspection rejected the artifact (${findingCounts(report)}; format ${report.format})`, { inspection: report });
       }
 
       const createdAt = now.toISOString();
