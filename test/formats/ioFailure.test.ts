@@ -46,8 +46,11 @@ const text = Buffer.from("a: 1\nb: 2\n".repeat(1000));
 
 describe("environmental failures during inspection", () => {
   it("baseline: the same inputs inspect normally when writes succeed", async () => {
+    // Compressed text as the artifact itself is not a model (unknown_format, as uncompressed); it
+    // is still decompressed to a temp file first, which is what the failure cases below need.
+    const compressedText = await inspect(gzipSync(text), "data.gz");
+    expect(compressedText.findings.filter((f) => f.severity !== "innocuous").map((f) => f.code)).toEqual(["unknown_format"]);
     const reports = [
-      await inspect(gzipSync(text), "data.gz"),
       await inspect(buildZip([{ name: "notes.txt", data: text }, { name: "inner.gz", data: gzipSync(text), method: 0 }]), "bundle.zip"),
       await inspect(buildZip([{ name: "big.txt", data: Buffer.from("line of text\n".repeat(400_000)), method: 8 }]), "big.zip"),
     ];
