@@ -13,4 +13,12 @@ try {
   }
   throw err;
 }
+// A reader that stops early (`modelgate scan ... | head`) closes the pipe: stop quietly, as other
+// command-line tools do, instead of dying on an unhandled EPIPE with a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err) => {
+    if (err && err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
 main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

@@ -5,6 +5,7 @@ import nacl from "tweetnacl";
 import { makeScanCommand, scanCommand } from "../../src/cli/commands/scan";
 import { exitCodeFor } from "../../src/cli/exitCodes";
 import { isGatewayError } from "../../src/errors";
+import type { Inspector } from "../../src/inspect/inspector";
 import { inspectRawPickleFile } from "../../src/pickle";
 import { buildPickle, callOf } from "../pickle/builders";
 
@@ -111,5 +112,26 @@ describe("modelgate scan (raw pickles)", () => {
     expect(code).toBe(0);
     expect(out).toContain("ACCEPT");
     expect(scanCommand.name).toBe("scan");
+  });
+
+  it("says how many findings a capped report left out, in --json and in the human output", async () => {
+    const capped: Inspector = () =>
+      Promise.resolve({
+        verdict: "reject",
+        format: "zip",
+        root: { kind: "file", path: "", findings: [], children: [] },
+        findings: [{ code: "opaque_member", severity: "suspicious", message: "m" }],
+        imports: [],
+        pickleFree: true,
+        omittedFindings: { count: 500, byCode: { opaque_member: 500 } },
+      });
+    const cmd = makeScanCommand(capped);
+    let json = "";
+    expect(await cmd.run(["plain.pkl", "--json"], { stdout: (t) => (json += t), stderr: () => undefined, env: {}, cwd: dir })).toBe(1);
+    const doc = JSON.parse(json) as { files: { omittedFindings?: { count: number } }[] };
+    expect(doc.files[0]?.omittedFindings?.count).toBe(500);
+    let human = "";
+    await cmd.run(["plain.pkl"], { stdout: (t) => (human += t), stderr: () => undefined, env: {}, cwd: dir });
+    expect(human).toContain("500 more finding(s) not listed (opaque_member 500)");
   });
 });

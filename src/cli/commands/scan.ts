@@ -14,7 +14,7 @@ const USAGE = `usage: modelgate scan <file>... [--json] [--allow-global <pattern
 
 Inspect model files without loading them and print a verdict per file.
 
-  --json                    print {"files": [{path, verdict, format, findings, imports}]} on stdout
+  --json                    print {"files": [{path, verdict, format, findings, imports, omittedFindings?}]} on stdout
   --allow-global <pattern>  also allow this pickle import: "module.name" or "module.*" (repeatable);
                             the hard floor (os, subprocess, builtins.eval, ...) can never be allowed
   --policy <allowlist.json> use the content policy of a source in this allowlist (with --source)
@@ -28,6 +28,8 @@ interface FileResult {
   format: string;
   findings: Finding[];
   imports: ImportRecord[];
+  /** Findings beyond the report's cap (MAX_REPORT_FINDINGS), counted by code. */
+  omittedFindings?: { count: number; byCode: Record<string, number> };
 }
 
 function policyFrom(values: { policy?: string | undefined; source?: string | undefined; "allow-global"?: string[] | undefined }, io: CliIo): ContentPolicy {
@@ -64,6 +66,10 @@ function humanReport(r: FileResult): string {
   for (const f of r.findings) {
     const at = where(f);
     lines.push(`  ${f.severity} ${f.code}${at.length > 0 ? ` ${at}` : ""}: ${f.message}`);
+  }
+  if (r.omittedFindings !== undefined) {
+    const byCode = Object.entries(r.omittedFindings.byCode).map(([code, n]) => `${code} ${n.toString()}`);
+    lines.push(`  ... ${r.omittedFindings.count.toString()} more finding(s) not listed (${byCode.join(", ")})`);
   }
   const refused = r.imports.filter((i) => i.safety !== "innocuous");
   if (refused.length > 0) {
@@ -102,6 +108,7 @@ export function makeScanCommand(inspector: Inspector): Command {
           continue;
         }
         const result: FileResult = { path, verdict: report.verdict, format: report.format, findings: report.findings, imports: report.imports };
+        if (report.omittedFindings !== undefined) result.omittedFindings = report.omittedFindings;
         results.push(result);
         if (values.json !== true) io.stdout(humanReport(result));
       }
