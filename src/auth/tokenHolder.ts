@@ -1,8 +1,7 @@
-import { watch, type FSWatcher } from "node:fs";
-import * as path from "node:path";
 import type { Logger } from "pino";
 import type { AuditEvent, AuditSink } from "../audit/types";
 import { isGatewayError, messageOf } from "../errors";
+import { watchReplacedFile, type FileWatch } from "../fs/watchReplacedFile";
 import type { GatewayMetrics } from "../metrics/types";
 import { NOOP_METRICS } from "../metrics/types";
 import { readTokensFile, TokenStore, type TokensFile, type TokenStoreProvider } from "./tokens";
@@ -31,8 +30,7 @@ export interface TokenHolderOptions {
 export class TokenHolder implements TokenStoreProvider {
   private value: TokenStore;
   private everHeldTokens: boolean;
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private watcher: FileWatch | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly load: (file: string) => Promise<TokensFile>;
   private readonly metrics: GatewayMetrics;
@@ -77,25 +75,23 @@ export class TokenHolder implements TokenStoreProvider {
   /** Watch the file's directory (`token revoke` and editors replace the file by rename). */
   watch(): void {
     if (this.watcher) return;
-    const base = path.basename(this.file);
-    this.watcher = watch(path.dirname(path.resolve(this.file)), (_event, changed) => {
-      if (changed !== null && changed !== base) return;
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
+    this.watcher = watchReplacedFile(
+      this.file,
+      () => {
         void this.reload();
-      }, this.options.debounceMs ?? 100);
-    });
-    this.watcher.on("error", (err) => {
-      this.options.logger.error({ err: messageOf(err), file: this.file }, "tokens file watch failed; SIGHUP still reloads");
-    });
+      },
+      {
+        debounceMs: this.options.debounceMs ?? 100,
+        onError: (err) => {
+          this.options.logger.error({ err: messageOf(err), file: this.file }, "tokens file watch failed; SIGHUP still reloads");
+        },
+      },
+    );
   }
 
   close(): void {
     this.watcher?.close();
     this.watcher = undefined;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
   }
 
   private async reloadNow(): Promise<boolean> {
