@@ -18,7 +18,7 @@ import {
 import type { GatewayMetrics } from "../metrics/types";
 import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore, StagedBlob } from "../store/types";
-import { verifyPublish, type PublishVerification } from "../trust";
+import { verifyPublish, type Allowlist, type PublishVerification } from "../trust";
 import type { AllowlistProvider } from "./allowlistHolder";
 import { sendError, toUploadError } from "./errorHandler";
 import { logOf, requestIdOf, tokenIdOf } from "./requestContext";
@@ -205,12 +205,32 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
       facts.name = received.name;
 
       const now = deps.now();
-      const verification = verifyPublish({ envelope, digestHex: artifact.digestHex, size: artifact.size, name: received.name, allowlist: deps.allowlist.current(), now });
-      facts.verification = verification;
-      facts.name = verification.name;
+      const verifyAgainst = (allowlist: Allowlist): PublishVerification => {
+        const v = verifyPublish({ envelope, digestHex: artifact.digestHex, size: artifact.size, name: received.name, allowlist, now });
+        facts.verification = v;
+        facts.name = v.name;
+        return v;
+      };
+      let allowlist = deps.allowlist.current();
+      let verification = verifyAgainst(allowlist);
 
+      // Inspection can take seconds: an allowlist reloaded meanwhile (a key revoked, a source
+      // removed, a stricter pickle policy) decides, not the one the upload started under.
       const inspectStarted = process.hrtime.bigint();
-      const report = await deps.inspect(artifact.path, { policy: verification.source.pickle, fileName: verification.name });
+      let report: InspectionReport | undefined;
+      for (let round = 1; report === undefined; round++) {
+        const inspected = await deps.inspect(artifact.path, { policy: verification.source.pickle, fileName: verification.name });
+        const latest = deps.allowlist.current();
+        if (latest === allowlist) {
+          report = inspected;
+          break;
+        }
+        const previous = verification;
+        allowlist = latest;
+        verification = verifyAgainst(allowlist);
+        if (samePolicy(previous, verification)) report = inspected;
+        else if (round >= MAX_INSPECTION_ROUNDS) throw new GatewayError("unavailable", "the allowlist kept changing while the upload was inspected; try again");
+      }
       const inspectSeconds = Number(process.hrtime.bigint() - inspectStarted) / 1e9;
       deps.metrics.inspectionSeconds(inspectSeconds);
       facts.inspection = report;
@@ -239,6 +259,11 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
         logOf(res).error({ err: messageOf(auditErr) }, "audit append failed; upload not promoted");
         throw new GatewayError("unavailable", "the audit log cannot be written; the upload was not stored, try again later");
       }
+      if (deps.allowlist.current() !== allowlist) {
+        // Reloaded while the audit entry was written: decide on the allowlist in force now.
+        const latest = verifyAgainst(deps.allowlist.current());
+        if (!samePolicy(verification, latest)) throw new GatewayError("unavailable", "the allowlist changed while the upload was being stored; try again");
+      }
       const promoteStarted = seconds();
       const result = await deps.store.promote({ staged: artifact, record, signature });
       const timings = { receiveMs: ms(receivedAt), inspectMs: ms(inspectSeconds), promoteMs: ms(seconds() - promoteStarted) };
@@ -266,6 +291,14 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
       deps.metrics.uploadsInFlight(-1);
     }
   };
+}
+
+/** Inspection passes when the allowlist changes under an upload; past this the upload is refused. */
+const MAX_INSPECTION_ROUNDS = 3;
+
+/** Whether an inspection run for one verification holds for another (same source, same pickle policy). */
+function samePolicy(a: PublishVerification, b: PublishVerification): boolean {
+  return a.source.id === b.source.id && JSON.stringify(a.source.pickle) === JSON.stringify(b.source.pickle);
 }
 
 /**
