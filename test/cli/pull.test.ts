@@ -115,4 +115,27 @@ describe("modelgate pull", () => {
       await liar.close();
     }
   });
+  it.each([
+    ["another offset", (have: number) => `bytes 0-${String(bytes.length - 1)}/${String(bytes.length)}`.replace(/^bytes 0/, have === 0 ? "bytes 1" : "bytes 0")],
+    ["no Content-Range", () => undefined],
+    ["a malformed Content-Range", () => "bytes */5"],
+  ])("a 206 resuming at %s removes the partial file (the next pull starts afresh) and fails integrity_error", async (_label, contentRange) => {
+    const out = path.join(outDir, "model.bin");
+    const partial = path.join(outDir, `.model.bin.${hex.slice(0, 16)}.partial`);
+    const have = 1000;
+    await fsp.writeFile(partial, bytes.subarray(0, have));
+    const liar = await listen((_req, res) => {
+      const range = contentRange(have);
+      res.writeHead(206, { "Content-Length": String(bytes.length), ...(range !== undefined ? { "Content-Range": range } : {}) });
+      res.end(bytes);
+    });
+    try {
+      const res = await runCli(pullCommand, [hex, "--out", out, "--url", liar.url], {}, env.dir);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toContain("integrity_error");
+      expect(await fsp.readdir(outDir)).toEqual([]);
+    } finally {
+      await liar.close();
+    }
+  });
 });

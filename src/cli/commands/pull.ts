@@ -94,7 +94,12 @@ export const pullCommand: Command = {
     let append = false;
     if (res.status === 206) {
       const m = CONTENT_RANGE.exec(res.headers.get("content-range") ?? "");
-      if (!m || Number(m[1]) !== have) throw new GatewayError("integrity_error", "the server resumed at another offset than asked");
+      if (!m || Number(m[1]) !== have) {
+        // Neither append nor keep: a partial this server will not resume would fail every rerun.
+        await res.body?.cancel();
+        await fsp.rm(partial, { force: true });
+        throw new GatewayError("integrity_error", "the server resumed at another offset than asked; the partial file was removed");
+      }
       append = true;
       io.stderr(`resuming at byte ${String(have)}\n`);
     } else if (res.status === 416 && have > 0) {
