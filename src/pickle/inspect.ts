@@ -19,7 +19,7 @@ export function inspectPickleSource(
   return analysis.node;
 }
 
-/** Opcodes a pickle can start with: PROTO (protocol 2+) or a protocol 0/1 opcode that pushes a value. */
+/** Opcodes a pickle can start with: PROTO, or any opcode that pushes a value onto an empty stack (pickle.load does not require PROTO first). */
 const FIRST_OPCODES: ReadonlySet<number> = new Set<number>([
   OP.PROTO,
   OP.MARK,
@@ -41,6 +41,23 @@ const FIRST_OPCODES: ReadonlySet<number> = new Set<number>([
   OP.BINUNICODE,
   OP.BINFLOAT,
   OP.PERSID,
+  // Protocol 2+ opcodes need no PROTO before them: pickle.load runs a stream that starts with
+  // them (a SHORT_BINBYTES of printable length keeps a whole pickle in ASCII text).
+  OP.SHORT_BINBYTES,
+  OP.BINBYTES,
+  OP.BINBYTES8,
+  OP.BYTEARRAY8,
+  OP.SHORT_BINUNICODE,
+  OP.BINUNICODE8,
+  OP.EMPTY_SET,
+  OP.NEWTRUE,
+  OP.NEWFALSE,
+  OP.LONG1,
+  OP.LONG4,
+  OP.FRAME,
+  OP.EXT1,
+  OP.EXT2,
+  OP.EXT4,
 ]);
 
 /** Bounds of the sniff: it must stay cheap next to a real inspection. */

@@ -1,0 +1,59 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { inspectFile } from "../../src/formats/inspectFile";
+import { ContentPolicySchema } from "../../src/inspect/policy";
+import type { InspectionReport } from "../../src/inspect/report";
+import { stateDictPickle } from "./torchBuilder";
+import { buildZip } from "./zipBuilder";
+
+/**
+ * Red-team regressions: inputs a real Python loader would make import (and call) something
+ * outside the safe set, which an earlier version of the inspector accepted. Each input was
+ * checked against the loader with a harmless payload (builtins.print).
+ */
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "redteam-test-"));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let counter = 0;
+async function inspectBytes(bytes: Uint8Array, fileName: string): Promise<InspectionReport> {
+  const path = join(dir, `f${String(counter++)}`);
+  writeFileSync(path, bytes);
+  return inspectFile(path, { policy: ContentPolicySchema.parse({}), fileName });
+}
+
+function ascii(s: string): Uint8Array {
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
+}
+
+/** A pickle in printable ASCII that pickle.load runs: SHORT_BINBYTES (length ' ' = 32) first, no PROTO. */
+const TEXT_PICKLE = ascii(`C ${"x".repeat(32)}0cbuiltins\nprint\n(S'PWNED'\ntR.`);
+/** The same payload as protocol 4 opcodes with no PROTO: SHORT_BINUNICODE first. */
+const NO_PROTO_PICKLE = Uint8Array.from([0x8c, 8, ...ascii("builtins"), 0x8c, 5, ...ascii("print"), 0x93, 0x8c, 2, ...ascii("hi"), 0x85, 0x52, 0x2e]);
+/** Protocol 0 call of builtins.print, then an invalid opcode: pickle.load prints, then fails. */
+const CALL_THEN_GARBAGE = ascii(`cbuiltins\nprint\n(S'PWNED'\ntRZjunk`);
+
+const benign = stateDictPickle([{ name: "w", key: "0", numel: 6 }]);
+
+describe("pickle sniffing by content", () => {
+  it.each([
+    ["SHORT_BINBYTES-first ASCII pickle", TEXT_PICKLE],
+    ["SHORT_BINUNICODE-first pickle without PROTO", NO_PROTO_PICKLE],
+    ["protocol 0 call followed by garbage", CALL_THEN_GARBAGE],
+  ])("a zip member holding a %s is inspected as a pickle", async (_label, bytes) => {
+    const r = await inspectBytes(buildZip([{ name: "m/notes.txt", data: bytes }]), "bundle.zip");
+    expect(r.verdict).toBe("reject");
+    expect(r.findings.map((f) => f.code)).toContain("unknown_global");
+  });
+
+  it("text that parses as an import that is never called stays data", async () => {
+    const r = await inspectBytes(buildZip([{ name: "m/notes.txt", data: "cats\ndogs\nare friends\n" }, { name: "m/w.pkl", data: benign }]), "bundle.zip");
+    expect(r.findings.map((f) => f.code)).not.toContain("unknown_global");
+  });
+});
