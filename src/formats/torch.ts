@@ -109,6 +109,11 @@ export interface TorchZipLayout {
   torchScript: boolean;
 }
 
+/** ASCII-only lower case, as miniz's MZ_TOLOWER compares names (mz_zip_reader_locate_file). */
+export function asciiLower(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
 /** A PyTorch zip layout: every entry under one top folder that holds data.pkl. */
 export function torchZipLayout(members: readonly ArchiveMember[]): TorchZipLayout | undefined {
   const first = members.find((m) => !m.isDirectory);
@@ -116,8 +121,15 @@ export function torchZipLayout(members: readonly ArchiveMember[]): TorchZipLayou
   const slash = first.path.indexOf("/");
   if (slash <= 0) return undefined;
   const top = first.path.slice(0, slash);
-  if (!members.some((m) => m.path === `${top}/data.pkl` && !m.isDirectory)) return undefined;
-  const torchScript = members.some((m) => m.path.startsWith(`${top}/code/`) || m.path === `${top}/code` || m.path === `${top}/constants.pkl`);
+  // torch finds records with miniz's case-insensitive lookup: "archive/DATA.PKL" is its data.pkl.
+  const dataPkl = asciiLower(`${top}/data.pkl`);
+  if (!members.some((m) => asciiLower(m.path) === dataPkl && !m.isDirectory)) return undefined;
+  const code = asciiLower(`${top}/code`);
+  const constants = asciiLower(`${top}/constants.pkl`);
+  const torchScript = members.some((m) => {
+    const p = asciiLower(m.path);
+    return p.startsWith(`${code}/`) || p === code || p === constants;
+  });
   return { top, torchScript };
 }
 
@@ -203,12 +215,28 @@ export async function inspectTorchZip(archive: ArchiveContents, layout: TorchZip
         : { code: "embedded_code", severity: "dangerous", message: "TorchScript archive: its code/ runs on torch.jit.load; rejected unless the source's policy allows TorchScript", location: path },
     );
   }
+  // torch's record lookup ignores ASCII case: two entries that differ only in case are one
+  // record to torch, and which of them it reads is up to miniz's binary search.
+  const folded = new Map<string, string>();
+  for (const m of archive.members) {
+    const key = asciiLower(m.path).replace(/\/+$/, "");
+    const other = folded.get(key);
+    if (other !== undefined && other !== m.path) {
+      node.findings.push({
+        code: "malformed_container",
+        severity: "malformed",
+        message: `entries ${JSON.stringify(other.slice(0, 200))} and ${JSON.stringify(m.path.slice(0, 200))} differ only in case (torch looks records up case-insensitively)`,
+        location: memberPath(path, m.path),
+      });
+    } else folded.set(key, m.path);
+  }
   const inner = deeper(ctx);
   const refs = new Map<string, StorageRef>();
   const handled = new Set<string>();
-  // 1. every pickle by name (TorchScript's debug_pkl too), with storage reference checks
+  // 1. every pickle by name, case-insensitively (TorchScript's debug_pkl too), with storage reference checks
   for (const m of archive.members) {
-    if (m.isDirectory || !(m.path.endsWith(".pkl") || m.path.endsWith(".debug_pkl"))) continue;
+    const lower = asciiLower(m.path);
+    if (m.isDirectory || !(lower.endsWith(".pkl") || lower.endsWith(".debug_pkl"))) continue;
     handled.add(m.path);
     const p = memberPath(path, m.path);
     node.children.push(

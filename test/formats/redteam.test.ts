@@ -5,7 +5,7 @@ import { inspectFile } from "../../src/formats/inspectFile";
 import { ContentPolicySchema } from "../../src/inspect/policy";
 import type { InspectionReport } from "../../src/inspect/report";
 import { stateDictPickle } from "./torchBuilder";
-import { buildZip } from "./zipBuilder";
+import { buildZip, type ZipEntrySpec } from "./zipBuilder";
 
 /**
  * Red-team regressions: inputs a real Python loader would make import (and call) something
@@ -39,6 +39,10 @@ const NO_PROTO_PICKLE = Uint8Array.from([0x8c, 8, ...ascii("builtins"), 0x8c, 5,
 /** Protocol 0 call of builtins.print, then an invalid opcode: pickle.load prints, then fails. */
 const CALL_THEN_GARBAGE = ascii(`cbuiltins\nprint\n(S'PWNED'\ntRZjunk`);
 
+function torchEntries(dataPklName: string, dataPkl: Uint8Array, extra: ZipEntrySpec[] = []): ZipEntrySpec[] {
+  return [{ name: `archive/${dataPklName}`, data: dataPkl }, { name: "archive/data/0", data: new Uint8Array(24) }, { name: "archive/version", data: "3\n" }, ...extra];
+}
+
 const benign = stateDictPickle([{ name: "w", key: "0", numel: 6 }]);
 
 describe("pickle sniffing by content", () => {
@@ -55,5 +59,30 @@ describe("pickle sniffing by content", () => {
   it("text that parses as an import that is never called stays data", async () => {
     const r = await inspectBytes(buildZip([{ name: "m/notes.txt", data: "cats\ndogs\nare friends\n" }, { name: "m/w.pkl", data: benign }]), "bundle.zip");
     expect(r.findings.map((f) => f.code)).not.toContain("unknown_global");
+  });
+});
+
+describe("torch zip record names are case-insensitive (miniz lookup)", () => {
+  it("archive/DATA.PKL is torch's data.pkl and is scanned", async () => {
+    const r = await inspectBytes(buildZip(torchEntries("DATA.PKL", TEXT_PICKLE)), "model.pt");
+    expect(r.verdict).toBe("reject");
+    expect(r.findings.map((f) => f.code)).toContain("unknown_global");
+  });
+
+  it("a benign data.pkl next to a DATA.PKL torch may read instead is rejected", async () => {
+    const r = await inspectBytes(buildZip(torchEntries("data.pkl", benign, [{ name: "archive/DATA.PKL", data: TEXT_PICKLE }])), "model.pt");
+    expect(r.verdict).toBe("reject");
+    expect(r.findings.map((f) => f.code)).toEqual(expect.arrayContaining(["malformed_container", "unknown_global"]));
+  });
+
+  it("two entries differing only in case are malformed even when both are harmless", async () => {
+    const r = await inspectBytes(buildZip(torchEntries("data.pkl", benign, [{ name: "archive/Version", data: "3\n" }])), "model.pt");
+    expect(r.verdict).toBe("reject");
+    expect(r.findings.map((f) => f.code)).toContain("malformed_container");
+  });
+
+  it("the plain checkpoint is still accepted", async () => {
+    const r = await inspectBytes(buildZip(torchEntries("data.pkl", benign)), "model.pt");
+    expect(r.verdict).toBe("accept");
   });
 });
