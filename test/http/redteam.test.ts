@@ -2,8 +2,9 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import request from "supertest";
 import { promises as fsp } from "node:fs";
+import { applyServerTimeouts } from "../../src/http/middleware/timeouts";
 import type { Inspector } from "../../src/inspect/inspector";
-import { acceptingInspector, allowlistJson, artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "./helpers";
+import { acceptingInspector, allowlistJson, dangerousInspector, artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "./helpers";
 
 const b64 = (s: string): string => Buffer.from(s).toString("base64");
 
@@ -63,6 +64,40 @@ describe("red team: fetch and upload probes that held", () => {
     });
     expect(env.audit.events).toEqual([expect.objectContaining({ type: "upload.rejected" })]);
     expect(await listFiles(env.dataDir)).toEqual([]);
+  });
+
+  it("slowloris: an upload body that stalls is cut by the idle timeout and leaves nothing behind", async () => {
+    const bytes = artifactBytes("slow", 2 * 1024 * 1024);
+    const audited = auditedOnce(env);
+    const server = env.app.listen(0, "127.0.0.1");
+    await new Promise((r) => server.once("listening", r));
+    applyServerTimeouts(server, { requestTimeoutMs: 60_000, headersTimeoutMs: 1_000, keepAliveTimeoutMs: 1_000, idleTimeoutMs: 200 });
+    try {
+      const { port } = server.address() as AddressInfo;
+      const closed = new Promise<void>((resolve) => {
+        const req = http.request({
+          host: "127.0.0.1",
+          port,
+          method: "PUT",
+          path: "/v1/artifacts",
+          headers: { "Content-Type": "application/octet-stream", "Content-Length": String(bytes.length), "Modelgate-Signature": b64(signFor(pub, bytes, "slow")) },
+        });
+        req.on("error", () => {
+          resolve();
+        });
+        req.on("close", () => {
+          resolve();
+        });
+        req.write(bytes.subarray(0, 64 * 1024)); // then nothing: the server must give up
+      });
+      await closed;
+      await audited;
+      expect(env.audit.events).toEqual([expect.objectContaining({ type: "upload.rejected" })]);
+      expect(await listFiles(env.dataDir)).toEqual([]);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it("X-Forwarded-For does not change the client address (no trust proxy)", async () => {
@@ -217,6 +252,141 @@ describe("red team: the allowlist changes while an upload is inspected", () => {
       const res = await put(env, artifactBytes("calm"), "calm");
       expect(res.status).toBe(201);
       expect(policies).toHaveLength(1);
+    } finally {
+      await env.cleanup();
+    }
+  });
+});
+
+describe("red team: malformed multipart leaves nothing behind", () => {
+  const pub = makePublisher();
+  const stranger = makePublisher();
+  let env: TestEnv;
+  beforeEach(async () => {
+    env = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }] });
+  });
+  afterEach(async () => {
+    await env.cleanup();
+  });
+
+  const B = "rtB0undary";
+  const field = (name: string, value: string): string => `--${B}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  const file = (name: string, bytes: Buffer): Buffer =>
+    Buffer.concat([Buffer.from(`--${B}\r\nContent-Disposition: form-data; name="${name}"; filename="x.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`), bytes, Buffer.from("\r\n")]);
+  const end = `--${B}--\r\n`;
+  const post = (body: Buffer) => request(env.app).post("/v1/artifacts").set("Content-Type", `multipart/form-data; boundary=${B}`).send(body);
+  const codeOf = (res: { body: unknown }): string | undefined => (res.body as { error?: { code?: string } }).error?.code;
+
+  const bytes = artifactBytes("mp");
+  it.each<[string, () => Buffer, string]>([
+    ["artifact twice", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("artifact", bytes), file("artifact", bytes), Buffer.from(end)]), "bad_request"],
+    ["signature after the artifact, by an unknown key", () => Buffer.concat([file("artifact", bytes), Buffer.from(field("signature", signFor(stranger, bytes, "mp"))), Buffer.from(end)]), "untrusted_source"],
+    ["signature twice (field and file)", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("signature", Buffer.from(signFor(pub, bytes, "mp"))), file("artifact", bytes), Buffer.from(end)]), "bad_request"],
+    ["no closing boundary", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("artifact", bytes)]), "bad_request"],
+    ["a name field that differs from the signed name", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), Buffer.from(field("name", "mp\n{\"type\":\"upload.accepted\"}")), file("artifact", bytes), Buffer.from(end)]), "name_not_allowed"],
+    ["an unexpected file part", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("artifact", bytes), file("../../evil", bytes), Buffer.from(end)]), "bad_request"],
+  ])("%s", async (_label, build, code) => {
+    const res = await post(build());
+    expect(codeOf(res)).toBe(code);
+    expect(await listFiles(env.dataDir)).toEqual([]);
+    expect(env.audit.events.map((e) => e.type)).toEqual(["upload.rejected"]);
+  });
+});
+
+describe("red team: threshold and key id spelling tricks", () => {
+  const k1 = makePublisher();
+  const k2 = makePublisher();
+  let env: TestEnv;
+  beforeEach(async () => {
+    env = await makeEnv({ sources: [{ id: "two", keys: [{ pub: k1 }, { pub: k2 }], threshold: 2 }, { id: "also", keys: [{ pub: k1, revoked: true }] }] });
+  });
+  afterEach(async () => {
+    await env.cleanup();
+  });
+
+  it("one key's signature repeated under other key id spellings does not meet a threshold of 2", async () => {
+    const bytes = artifactBytes("thr");
+    const env1 = JSON.parse(signFor(k1, bytes, "thr")) as { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] };
+    const sig = env1.signatures[0];
+    if (sig === undefined) throw new Error("no signature");
+    env1.signatures.push(
+      { keyid: sig.keyid.toUpperCase(), sig: sig.sig },
+      { keyid: `sha256:${sig.keyid}`, sig: sig.sig },
+      { keyid: sig.keyid, sig: sig.sig },
+    );
+    const res = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(JSON.stringify(env1))).send(bytes);
+    const error = (res.body as { error: { code: string; details: { reasons: unknown[] } } }).error;
+    // The most specific reason wins (k1 is revoked in "also"); "two" saw one distinct key.
+    expect(error.code).toBe("key_revoked");
+    expect(error.details.reasons).toContainEqual(expect.objectContaining({ code: "threshold_not_met", source: "two" }));
+    expect(await listFiles(env.dataDir)).toEqual([]);
+  });
+
+  it("a key id with whitespace is a malformed envelope, not an unknown key", async () => {
+    const bytes = artifactBytes("ws");
+    const env1 = JSON.parse(signFor(k1, bytes, "ws")) as { signatures: { keyid: string; sig: string }[] };
+    const sig = env1.signatures[0];
+    if (sig === undefined) throw new Error("no signature");
+    env1.signatures.push({ keyid: ` ${sig.keyid}`, sig: sig.sig });
+    const res = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(JSON.stringify(env1))).send(bytes);
+    expect((res.body as { error: { code: string } }).error.code).toBe("malformed_signature");
+  });
+
+  it("a key revoked in one source does not count there, and both keys of the threshold source are needed", async () => {
+    const bytes = artifactBytes("both");
+    const one = JSON.parse(signFor(k1, bytes, "both")) as { signatures: { keyid: string; sig: string }[] };
+    const two = JSON.parse(signFor(k2, bytes, "both")) as { signatures: { keyid: string; sig: string }[] };
+    one.signatures.push(...two.signatures);
+    const res = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(JSON.stringify(one))).send(bytes);
+    expect(res.status).toBe(201);
+    expect((res.body as { source: string }).source).toBe("two");
+  });
+});
+
+describe("red team: concurrent uploads of one digest, one refused by inspection", () => {
+  it("the refused one neither removes nor adds to the accepted one's blob and record", async () => {
+    const lax = makePublisher();
+    const strict = makePublisher();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let arrived = 0;
+    let bothArrivedNow: () => void = () => undefined;
+    const bothArrived = new Promise<void>((resolve) => {
+      bothArrivedNow = resolve;
+    });
+    const inspect: Inspector = async (p, o) => {
+      arrived += 1;
+      if (arrived === 2) bothArrivedNow();
+      await gate;
+      return o.policy.allowGlobals.includes("strict.Marker") ? dangerousInspector(p, o) : acceptingInspector(p, o);
+    };
+    const env = await makeEnv({ sources: [{ id: "lax", keys: [{ pub: lax }] }, { id: "strict", keys: [{ pub: strict }] }], inspect });
+    try {
+      const text = JSON.parse(await fsp.readFile(env.allowlistPath, "utf8")) as { sources: Record<string, unknown>[] };
+      const strictSource = text.sources[1];
+      if (strictSource === undefined) throw new Error("no source");
+      strictSource.pickle = { allowGlobals: ["strict.Marker"] };
+      await fsp.writeFile(env.allowlistPath, JSON.stringify(text));
+      expect(await env.holder.reload()).toBe(true);
+
+      const bytes = artifactBytes("both-ways");
+      const put = (pub: typeof lax, name: string) =>
+        request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, name))).send(bytes).then((r) => r);
+      const a = put(lax, "lax/m");
+      const b = put(strict, "strict/m");
+      await bothArrived;
+      release();
+      const [ra, rb] = await Promise.all([a, b]);
+      expect(ra.status).toBe(201);
+      expect((rb.body as { error: { code: string } }).error.code).toBe("unsafe_artifact");
+      const hex = sha256Hex(bytes);
+      expect(await listFiles(env.dataDir)).toEqual([`blobs/sha256/${hex.slice(0, 2)}/${hex}`, `blobs/sha256/${hex.slice(0, 2)}/${hex}.json`]);
+      const meta = await request(env.app).get(`/v1/artifacts/sha256:${hex}/metadata`);
+      expect((meta.body as { signatures: { source: string }[] }).signatures.map((x) => x.source)).toEqual(["lax"]);
+      const got = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
+      expect(got.status).toBe(200);
     } finally {
       await env.cleanup();
     }
