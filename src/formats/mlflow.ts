@@ -171,6 +171,11 @@ export function embeddedCodeIn(mlmodel: Record<string, unknown>): string[] {
   return reasons;
 }
 
+/** The file next to a pytorch flavor's model.pth naming the module torch.load unpickles with. */
+const PICKLE_MODULE_INFO = "pickle_module_info.txt";
+/** Pickle modules whose Unpickler is pickle's own: mlflow's default (cloudpickle-based) and the stdlib. */
+const PICKLE_MODULES: ReadonlySet<string> = new Set(["mlflow.pytorch.pickle_module", "pickle", "cloudpickle"]);
+
 /** Flavor keys that name a file or folder of the bundle, which the flavor's loader opens. */
 const PATH_KEYS: ReadonlySet<string> = new Set(["model_path", "data", "pickled_model", "model_data", "python_model", "code", "saved_model_dir", "model_file", "model_code_path"]);
 
@@ -296,6 +301,16 @@ export async function inspectMlflow(archive: ArchiveContents, root: string, path
   if (codeMembers.length > 0) codeFinding(`the bundle carries a code/ directory (${codeMembers.filter((m) => !m.isDirectory).length} files) that MLflow puts on sys.path`, at(`${prefix}code`));
   for (const m of archive.members) {
     if (!m.isDirectory && baseName(m.path) === "python_model.pkl") codeFinding("python_model.pkl is a cloudpickled PythonModel: its classes are code", at(m.path));
+    if (!m.isDirectory && baseName(m.path) === PICKLE_MODULE_INFO) {
+      // mlflow.pytorch._load_model imports this file's exact text (importlib.import_module) and
+      // hands the module to torch.load as its pickle module: any other name is an import of code.
+      try {
+        const name = await readText(m, ctx);
+        if (!PICKLE_MODULES.has(name)) codeFinding(`${PICKLE_MODULE_INFO} names pickle module ${JSON.stringify(name.slice(0, 120))}, which mlflow.pytorch imports on load`, at(m.path));
+      } catch (err) {
+        node.findings.push(findingOf(err, at(m.path)));
+      }
+    }
   }
   node.findings.push(...embedded);
 

@@ -86,3 +86,38 @@ describe("torch zip record names are case-insensitive (miniz lookup)", () => {
     expect(r.verdict).toBe("accept");
   });
 });
+
+describe("MLflow pytorch flavor: pickle_module_info.txt", () => {
+  const mlmodel = [
+    "artifact_path: model",
+    "flavors:",
+    "  python_function:",
+    "    data: data",
+    "    loader_module: mlflow.pytorch",
+    "    pickle_module_name: mlflow.pytorch.pickle_module",
+    "    python_version: 3.11.2",
+    "  pytorch:",
+    "    code: null",
+    "    model_data: data",
+    "    pytorch_version: 1.13.0",
+    "mlflow_version: 2.9.2",
+    "",
+  ].join("\n");
+  const bundle = (info: string): Uint8Array =>
+    buildZip([
+      { name: "model/MLmodel", data: mlmodel },
+      { name: "model/data/model.pth", data: buildZip(torchEntries("data.pkl", benign)) },
+      { name: "model/data/pickle_module_info.txt", data: info },
+    ]);
+
+  it("mlflow's own pickle module is accepted", async () => {
+    const r = await inspectBytes(bundle("mlflow.pytorch.pickle_module"), "model.zip");
+    expect(r.verdict).toBe("accept");
+  });
+
+  it.each(["antigravity", "mlflow.pytorch.pickle_module\n", "os"])("any other module name (%j) is embedded code: mlflow.pytorch imports it", async (name) => {
+    const r = await inspectBytes(bundle(name), "model.zip");
+    expect(r.verdict).toBe("reject");
+    expect(r.findings.filter((f) => f.severity === "dangerous").map((f) => f.code)).toContain("embedded_code");
+  });
+});
