@@ -30,7 +30,7 @@ import type {
  *
  * Every write is temp file -> fsync -> rename -> fsync of the directory, the record only after
  * the blob, so a crash leaves either nothing or a complete artifact (a blob without a record is
- * not served and is completed by the next identical upload). tmp/ is emptied at start.
+ * not served; the next identical upload replaces it with its verified bytes and writes the record). tmp/ is emptied at start.
  */
 
 const RECORD_SUFFIX = ".json";
@@ -167,8 +167,10 @@ export class FsArtifactStore implements ArtifactStore {
       // Refused before the blob moves in: a record readRecord cannot read back would leave an
       // accepted artifact that is never served (a huge inspection report, e.g. 60k zip members).
       const json = serializeRecord(input.record);
-      const created = await this.moveBlobIntoPlace(staged);
       const existing = await this.readRecord(staged.digestHex);
+      // A blob without a record (a write interrupted between the two renames) was never
+      // verified by anyone serving it: the staged bytes, hashed on the way in, replace it.
+      const created = await this.moveBlobIntoPlace(staged, existing === undefined);
       if (existing === undefined) {
         // New blob, or a blob whose record write was interrupted: the record completes it.
         await this.writeRecordJson(input.record, json);
@@ -328,10 +330,14 @@ export class FsArtifactStore implements ArtifactStore {
     return path.join(this.blobRoot, digestHex.slice(0, 2), digestHex);
   }
 
-  /** fsync the staged file and rename it into place; returns false (and drops the file) when the blob exists. */
-  private async moveBlobIntoPlace(staged: StagedBlob): Promise<boolean> {
+  /**
+   * fsync the staged file and rename it into place; returns false (and drops the file) when the
+   * blob exists, unless `replace` (then the staged bytes take its place; still false).
+   */
+  private async moveBlobIntoPlace(staged: StagedBlob, replace = false): Promise<boolean> {
     const finalPath = this.blobPath(staged.digestHex);
-    if ((await this.stat(staged.digestHex)) !== undefined) {
+    const existed = (await this.stat(staged.digestHex)) !== undefined;
+    if (existed && !replace) {
       await this.discard(staged.path);
       return false;
     }
@@ -344,7 +350,7 @@ export class FsArtifactStore implements ArtifactStore {
       throw err;
     }
     await fsyncPath(path.dirname(finalPath));
-    return true;
+    return !existed;
   }
 
   private withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {

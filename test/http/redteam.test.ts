@@ -1,4 +1,5 @@
 import * as http from "node:http";
+import * as path from "node:path";
 import type { AddressInfo } from "node:net";
 import request from "supertest";
 import { promises as fsp } from "node:fs";
@@ -387,6 +388,34 @@ describe("red team: concurrent uploads of one digest, one refused by inspection"
       expect((meta.body as { signatures: { source: string }[] }).signatures.map((x) => x.source)).toEqual(["lax"]);
       const got = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
       expect(got.status).toBe(200);
+    } finally {
+      await env.cleanup();
+    }
+  });
+});
+
+describe("red team: a blob left without a record", () => {
+  it("is replaced by the verified bytes of the next identical upload, not kept as it is", async () => {
+    const pub = makePublisher();
+    const env = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }] });
+    try {
+      const bytes = artifactBytes("orphan", 1000);
+      const hex = sha256Hex(bytes);
+      const blob = env.store.blobPath(hex);
+      await fsp.mkdir(path.dirname(blob), { recursive: true });
+      await fsp.writeFile(blob, Buffer.alloc(1000, 0x41)); // same size, other bytes, no record
+      const up = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, "orphan"))).send(bytes);
+      expect(up.status).toBe(200); // the blob existed: completed, not created
+      expect((await fsp.readFile(blob)).equals(bytes)).toBe(true);
+      const part = await request(env.app).get(`/v1/artifacts/sha256:${hex}`).set("Range", "bytes=0-5").buffer(true).parse((resp, cb) => {
+        const chunks: Buffer[] = [];
+        resp.on("data", (c: Buffer) => chunks.push(c));
+        resp.on("end", () => {
+          cb(null, Buffer.concat(chunks));
+        });
+      });
+      expect(part.status).toBe(206);
+      expect((part.body as Buffer).equals(bytes.subarray(0, 6))).toBe(true);
     } finally {
       await env.cleanup();
     }
