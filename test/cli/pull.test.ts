@@ -138,4 +138,15 @@ describe("modelgate pull", () => {
       await liar.close();
     }
   });
+  it("refuses to follow a symlink planted at the partial file's path (the target is never written)", async () => {
+    const out = path.join(outDir, "model.bin");
+    const victim = path.join(outDir, "victim.txt");
+    await fsp.writeFile(victim, "precious");
+    await fsp.symlink(victim, path.join(outDir, `.model.bin.${hex.slice(0, 16)}.partial`));
+    const res = await runCli(pullCommand, [hex, "--out", out, "--url", server.url], {}, env.dir);
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toContain("io_error");
+    expect(await fsp.readFile(victim, "utf8")).toBe("precious");
+    await expect(fsp.stat(out)).rejects.toThrow();
+  });
 });

@@ -1,4 +1,4 @@
-import { createWriteStream, promises as fsp } from "node:fs";
+import { constants as fsConstants, createWriteStream, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -24,11 +24,29 @@ function partialPath(out: string, hex: string): string {
   return path.join(path.dirname(out), `.${path.basename(out)}.${hex.slice(0, 16)}.partial`);
 }
 
+/**
+ * Size of the partial file, 0 when there is none. lstat, not stat: a symlink planted at the
+ * partial path (in a shared directory) must not make pull append to, and rename, its target.
+ */
 async function sizeOf(p: string): Promise<number> {
+  let st;
   try {
-    return (await fsp.stat(p)).size;
+    st = await fsp.lstat(p);
   } catch {
     return 0;
+  }
+  if (!st.isFile()) throw new GatewayError("io_error", `${p} exists and is not a regular file (a symlink?); remove it and pull again`);
+  return st.size;
+}
+
+/** Open the partial file for writing without following a symlink at its path (O_NOFOLLOW). */
+async function openPartial(p: string, append: boolean): Promise<fsp.FileHandle> {
+  const { O_WRONLY, O_CREAT, O_APPEND, O_TRUNC } = fsConstants;
+  const noFollow = (fsConstants as { O_NOFOLLOW?: number }).O_NOFOLLOW ?? 0;
+  try {
+    return await fsp.open(p, O_WRONLY | O_CREAT | noFollow | (append ? O_APPEND : O_TRUNC), 0o644);
+  } catch (err) {
+    throw new GatewayError("io_error", `cannot write the partial file ${p}: ${messageOf(err)}`, undefined, { cause: err });
   }
 }
 
@@ -115,8 +133,15 @@ export const pullCommand: Command = {
     if (res.status !== 416) {
       const body = res.body;
       if (body === null) throw new GatewayError("io_error", "the server sent no body");
+      let handle: fsp.FileHandle;
       try {
-        await pipeline(Readable.fromWeb(body as WebReadableStream<Uint8Array>), createWriteStream(partial, { flags: append ? "a" : "w" }));
+        handle = await openPartial(partial, append);
+      } catch (err) {
+        await body.cancel();
+        throw err;
+      }
+      try {
+        await pipeline(Readable.fromWeb(body as WebReadableStream<Uint8Array>), createWriteStream("", { fd: handle, autoClose: true }));
       } catch (err) {
         throw new GatewayError("io_error", `download interrupted after ${String(await sizeOf(partial))} bytes (${messageOf(err)}); run the same command again to resume`);
       }
