@@ -20,7 +20,7 @@ import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore, StagedBlob } from "../store/types";
 import { verifyPublish, type Allowlist, type PublishVerification } from "../trust";
 import type { AllowlistProvider } from "./allowlistHolder";
-import { sendError, toUploadError } from "./errorHandler";
+import { sendError, toGatewayError, toUploadError } from "./errorHandler";
 import { logOf, requestIdOf, tokenIdOf } from "./requestContext";
 import { beginUpload, signatureField, UploadStorage, type UploadState } from "./uploadStorage";
 
@@ -163,12 +163,14 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
     deps.metrics.uploadsInFlight(1);
     const state = beginUpload(req);
     const facts: UploadFacts = {};
-    const outcome = { answered: false };
+    // `received`: the body is in; from then on an unexpected error is ours (500), not a malformed body.
+    const outcome = { answered: false, received: false };
 
     const reject = async (err: unknown): Promise<void> => {
       if (outcome.answered) return;
       outcome.answered = true;
-      let gerr = toUploadError(err);
+      let gerr = outcome.received ? toGatewayError(err) : toUploadError(err);
+      if (gerr.code === "internal") logOf(res).error({ err: messageOf(err) }, "upload failed on an unexpected error");
       await discardAll(deps.store, state);
       const event: AuditEvent = {
         type: "upload.rejected",
@@ -198,6 +200,7 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
     try {
       const received = await receive(req, res, state, reject);
       if (outcome.answered) return;
+      outcome.received = true;
       const receivedAt = seconds();
       const { envelope, artifact } = received;
       facts.digestHex = artifact.digestHex;

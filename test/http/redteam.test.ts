@@ -421,3 +421,25 @@ describe("red team: a blob left without a record", () => {
     }
   });
 });
+
+describe("red team: an unexpected error after the body is received", () => {
+  it.each(["POST", "PUT"] as const)("%s: is a 500 internal without its message, not a 400 'malformed multipart body'", async (method) => {
+    const pub = makePublisher();
+    const crashing: Inspector = () => Promise.reject(new TypeError("Cannot read properties of undefined (reading '/srv/modelgate/secret')"));
+    const env = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }], inspect: crashing });
+    try {
+      const bytes = artifactBytes("crash");
+      const res =
+        method === "POST"
+          ? await request(env.app).post("/v1/artifacts").field("signature", signFor(pub, bytes, "crash")).attach("artifact", bytes, "m.bin")
+          : await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, "crash"))).send(bytes);
+      expect(res.status).toBe(500);
+      expect((res.body as { error: { code: string } }).error.code).toBe("internal");
+      expect(JSON.stringify(res.body)).not.toContain("/srv/modelgate");
+      expect(await listFiles(env.dataDir)).toEqual([]);
+      expect(env.audit.events.map((e) => [e.type, e.codes])).toEqual([["upload.rejected", ["internal"]]]);
+    } finally {
+      await env.cleanup();
+    }
+  });
+});
