@@ -3,6 +3,8 @@ import * as path from "node:path";
 import type { AddressInfo } from "node:net";
 import request from "supertest";
 import { promises as fsp } from "node:fs";
+import { FileAuditLog, verifyAuditLog } from "../../src/audit/fileLog";
+import { createApp } from "../../src/http/app";
 import { applyServerTimeouts } from "../../src/http/middleware/timeouts";
 import type { Inspector } from "../../src/inspect/inspector";
 import { acceptingInspector, allowlistJson, dangerousInspector, artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "./helpers";
@@ -438,6 +440,29 @@ describe("red team: an unexpected error after the body is received", () => {
       expect(JSON.stringify(res.body)).not.toContain("/srv/modelgate");
       expect(await listFiles(env.dataDir)).toEqual([]);
       expect(env.audit.events.map((e) => [e.type, e.codes])).toEqual([["upload.rejected", ["internal"]]]);
+    } finally {
+      await env.cleanup();
+    }
+  });
+});
+
+describe("red team: audit entries carry attacker-chosen names", () => {
+  it("a rejected upload's name with newlines, a forged entry and U+2028 stays one line and the chain verifies", async () => {
+    const pub = makePublisher();
+    const env = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }] });
+    const file = path.join(env.dir, "audit.log");
+    const log = await FileAuditLog.open(file);
+    const app = createApp({ ...env.deps, audit: log });
+    try {
+      const bytes = artifactBytes("inject");
+      const forged = `x\n{"seq":2,"time":"2026-01-01T00:00:00.000Z","prev":"${"0".repeat(64)}","type":"upload.accepted"}\r\u2028\u001b[2J`;
+      const res = await request(app).post("/v1/artifacts").field("signature", signFor(pub, bytes, "inject")).field("name", forged).attach("artifact", bytes, "m.bin");
+      expect((res.body as { error: { code: string } }).error.code).toBe("name_not_allowed");
+      await log.close();
+      const lines = (await fsp.readFile(file, "utf8")).split("\n").filter((l) => l !== "");
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0] ?? "")).toEqual(expect.objectContaining({ type: "upload.rejected", name: forged }));
+      expect(await verifyAuditLog(file)).toEqual(expect.objectContaining({ ok: true, count: 1 }));
     } finally {
       await env.cleanup();
     }
