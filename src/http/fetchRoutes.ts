@@ -188,9 +188,11 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
         res.end();
         return;
       }
-      const opened = await deps.store.openRead(hex, isRange ? { start: range.start, end: range.end } : undefined);
+      // `bytes=0-` (or any range spanning the whole blob) is a full read: re-hashed like one.
+      const partial = isRange && length !== stat.size;
+      const opened = await deps.store.openRead(hex, partial ? { start: range.start, end: range.end } : undefined);
       if (opened === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
-      if (isRange) {
+      if (partial) {
         // A part cannot be checked against the whole's digest; clients verify after reassembly.
         await pipeline(opened.stream, res);
         deps.metrics.bytesOut(length);

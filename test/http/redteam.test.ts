@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import * as http from "node:http";
 import * as path from "node:path";
 import type { AddressInfo } from "node:net";
@@ -463,6 +464,52 @@ describe("red team: audit entries carry attacker-chosen names", () => {
       expect(lines).toHaveLength(1);
       expect(JSON.parse(lines[0] ?? "")).toEqual(expect.objectContaining({ type: "upload.rejected", name: forged }));
       expect(await verifyAuditLog(file)).toEqual(expect.objectContaining({ ok: true, count: 1 }));
+    } finally {
+      await env.cleanup();
+    }
+  });
+});
+
+describe("red team: a Range spanning the whole blob", () => {
+  it.each(["bytes=0-", "bytes=-99999999", "bytes=0-99999999"])("%s on a corrupted blob is cut before its last byte and quarantined, like a full GET", async (range) => {
+    const pub = makePublisher();
+    const env = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }] });
+    try {
+      const bytes = randomBytes(3 * 1024 * 1024 + 5);
+      const up = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, "whole"))).send(bytes);
+      expect(up.status).toBe(201);
+      const hex = sha256Hex(bytes);
+      const corrupted = Buffer.from(bytes);
+      corrupted[0] = (corrupted[0] ?? 0) ^ 0x01;
+      await fsp.writeFile(env.store.blobPath(hex), corrupted);
+      const audited = auditedOnce(env);
+      const got = await withServer(env, (port) =>
+        new Promise<{ status: number; received: number; complete: boolean }>((resolve) => {
+          let received = 0;
+          let status = 0;
+          const req = http.get({ host: "127.0.0.1", port, path: `/v1/artifacts/sha256:${hex}`, headers: { Range: range } }, (res) => {
+            status = res.statusCode ?? 0;
+            res.on("data", (c: Buffer) => (received += c.length));
+            res.on("end", () => {
+              resolve({ status, received, complete: res.complete });
+            });
+            res.on("error", () => {
+              resolve({ status, received, complete: false });
+            });
+            res.on("aborted", () => {
+              resolve({ status, received, complete: false });
+            });
+          });
+          req.on("error", () => {
+            resolve({ status, received, complete: false });
+          });
+        }),
+      );
+      expect(got.status).toBe(206);
+      expect(got.complete).toBe(false);
+      expect(got.received).toBeLessThan(bytes.length);
+      await audited;
+      expect(await env.store.stat(hex)).toBeUndefined();
     } finally {
       await env.cleanup();
     }
