@@ -24,8 +24,99 @@ const MAX_FIXED = 9;
 const utf8Strict = new TextDecoder("utf-8", { fatal: true });
 const utf8Lenient = new TextDecoder("utf-8", { fatal: false });
 
-const INT_RE = /^[+-]?[0-9]+$/;
-const LONG_RE = /^[+-]?[0-9]+L?$/;
+/** C's isspace in the C locale (strtol) and Py_ISSPACE (PyLong_FromString). */
+const C_SPACE: ReadonlySet<string> = new Set([" ", "\t", "\n", "\r", "\v", "\f"]);
+const LONG_MIN = -(2n ** 63n);
+const LONG_MAX = 2n ** 63n - 1n;
+
+function digitValue(c: string | undefined): number {
+  if (c === undefined || !/^[0-9A-Za-z]$/.test(c)) return -1;
+  return parseInt(c, 36);
+}
+
+function bigOfDigits(digits: string, radix: number, negative: boolean): bigint {
+  const prefix = radix === 16 ? "0x" : radix === 8 ? "0o" : radix === 2 ? "0b" : "";
+  const v = BigInt(`${prefix}${digits}`);
+  return negative ? -v : v;
+}
+
+/** The C unpickler's line is a C string: it ends at the first NUL. */
+function cString(line: string): string {
+  const z = line.indexOf("\0");
+  return z < 0 ? line : line.slice(0, z);
+}
+
+/**
+ * CPython's PyLong_FromString(s, NULL, base) for base 10 or 0 (PEP 515 underscores, base
+ * prefixes and the all-zeros rule of base 0, surrounding whitespace); undefined where it raises.
+ */
+export function pyLongFromString(s: string, base: 0 | 10): bigint | undefined {
+  let i = 0;
+  while (i < s.length && C_SPACE.has(s.charAt(i))) i++;
+  let negative = false;
+  if (s.charAt(i) === "+" || s.charAt(i) === "-") {
+    negative = s.charAt(i) === "-";
+    i++;
+  }
+  let radix = 10;
+  let zerosOnly = false;
+  if (base === 0 && s.charAt(i) === "0") {
+    const p = s.charAt(i + 1).toLowerCase();
+    if (p === "x" || p === "o" || p === "b") {
+      radix = p === "x" ? 16 : p === "o" ? 8 : 2;
+      i += 2;
+      if (s.charAt(i) === "_") i++;
+    } else zerosOnly = true;
+  }
+  let digits = "";
+  while (i < s.length) {
+    const c = s.charAt(i);
+    const d = digitValue(c);
+    if (d >= 0 && d < radix) {
+      digits += c;
+      i++;
+    } else if (c === "_" && digits.length > 0 && s.charAt(i - 1) !== "_" && digitValue(s.charAt(i + 1)) >= 0 && digitValue(s.charAt(i + 1)) < radix) {
+      i++;
+    } else break;
+  }
+  if (digits.length === 0) return undefined;
+  while (i < s.length && C_SPACE.has(s.charAt(i))) i++;
+  if (i !== s.length) return undefined;
+  if (zerosOnly && /[^0]/.test(digits)) return undefined;
+  return bigOfDigits(digits, radix, negative);
+}
+
+/** glibc strtol(s, &end, 0) on a 64-bit long, accepted only when it consumes the whole string; undefined otherwise or on overflow. */
+export function cStrtol0(s: string): bigint | undefined {
+  let i = 0;
+  while (i < s.length && C_SPACE.has(s.charAt(i))) i++;
+  let negative = false;
+  if (s.charAt(i) === "+" || s.charAt(i) === "-") {
+    negative = s.charAt(i) === "-";
+    i++;
+  }
+  let radix = 10;
+  if (s.charAt(i) === "0") {
+    const x = s.charAt(i + 1);
+    const h = digitValue(s.charAt(i + 2));
+    if ((x === "x" || x === "X") && h >= 0 && h < 16) {
+      radix = 16;
+      i += 2;
+    } else radix = 8;
+  }
+  let digits = "";
+  while (i < s.length) {
+    const d = digitValue(s.charAt(i));
+    if (d < 0 || d >= radix) break;
+    digits += s.charAt(i);
+    i++;
+  }
+  // No digits: strtol returns 0 with end at the start, accepted only when that is the end.
+  if (digits.length === 0) return s.length === 0 ? 0n : undefined;
+  if (i !== s.length) return undefined;
+  const v = bigOfDigits(digits, radix, negative);
+  return v < LONG_MIN || v > LONG_MAX ? undefined : v;
+}
 const FLOAT_RE = /^\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\s*$/i;
 
 /** Buffer's native latin1 decoder without toString's encoding dispatch (hot path). */
@@ -262,7 +353,7 @@ export class PickleReader {
         this.longText(start);
         break;
       case 0x46 /* FLOAT */: {
-        const text = this.textLine(start + 1, "FLOAT");
+        const text = cString(this.textLine(start + 1, "FLOAT"));
         if (!FLOAT_RE.test(text)) malformed("FLOAT argument is not a float", start);
         this.float = Number(text.trim().toLowerCase().replace(/^([+-]?)inf(inity)?$/, "$1Infinity").replace(/^[+-]?nan$/, "NaN"));
         break;
@@ -409,34 +500,55 @@ export class PickleReader {
     return latin1(this.buf, i, i + (nl - at));
   }
 
+  /**
+   * INT, GET, PUT exactly as CPython's C unpickler reads them: INT by strtol(base 0) then
+   * PyLong_FromString(base 0) ("0100" is 64, "0x10" 16, "1_0" 10; a 2-character line holding
+   * 0 or 1 is a bool), GET/PUT by PyLong_FromString(base 10) (" 10", "+10", "1_0" are 10), each
+   * on the line up to its first NUL. A memo index read differently from the loader would make
+   * the scan follow other objects than the load.
+   */
   private decimal(op: number, start: number): void {
     const what = opcodeName(op);
-    const text = this.textLine(start + 1, what);
-    if (op === OP.INT && (text === "00" || text === "01")) {
-      // Protocol 0 spells bools as INT 00 / 01.
-      this.small = true;
-      this.num = text === "01" ? 1 : 0;
-      this.str = "bool";
-      return;
-    }
+    const line = this.textLine(start + 1, what);
+    if (line.length === 0) malformed(`${what} argument is empty`, start);
+    const s = cString(line);
     this.str = "";
-    if (!INT_RE.test(text)) malformed(`${what} argument is not a decimal integer`, start);
-    if (text.length <= 15) {
-      this.small = true;
-      this.num = Number(text);
-    } else {
-      this.small = false;
-      this.big = BigInt(text);
-      this.num = Number.NaN;
-    }
-    if (op !== OP.INT && !(this.small && this.num >= 0)) malformed(`${what} memo index ${text} is out of range`, start);
+    let value: bigint | undefined;
+    if (op === OP.INT) {
+      const viaStrtol = cStrtol0(s);
+      if (viaStrtol !== undefined && line.length === 2 && (viaStrtol === 0n || viaStrtol === 1n)) {
+        // Protocol 0 spells bools as INT 00 / 01 (any 2-character line the C unpickler reads as 0 or 1).
+        this.small = true;
+        this.num = Number(viaStrtol);
+        this.str = "bool";
+        return;
+      }
+      value = viaStrtol ?? pyLongFromString(s, 0);
+    } else value = pyLongFromString(s, 10);
+    if (value === undefined) malformed(`${what} argument is not an integer`, start);
+    this.setInteger(value);
+    if (op !== OP.INT && !(this.small && this.num >= 0)) malformed(`${what} memo index ${line.slice(0, 40)} is out of range`, start);
   }
 
+  private setInteger(value: bigint): void {
+    if (value >= -BigInt(Number.MAX_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)) {
+      this.small = true;
+      this.num = Number(value);
+    } else {
+      this.small = false;
+      this.big = value;
+      this.num = Number.NaN;
+    }
+  }
+
+  /** LONG: one trailing "L" dropped, then PyLong_FromString(base 0) on the line up to its first NUL ("010L" is an error, "0x10L" 16). */
   private longText(start: number): void {
-    const text = this.textLine(start + 1, "LONG");
-    if (!LONG_RE.test(text)) malformed("LONG argument is not a decimal integer", start);
+    const line = this.textLine(start + 1, "LONG");
+    if (line.length === 0) malformed("LONG argument is empty", start);
+    const value = pyLongFromString(cString(line.endsWith("L") ? line.slice(0, -1) : line), 0);
+    if (value === undefined) malformed("LONG argument is not an integer", start);
     this.small = false;
-    this.big = BigInt(text.endsWith("L") ? text.slice(0, -1) : text);
+    this.big = value;
   }
 
   /** UNICODE: raw-unicode-escape text; lines can be long (protocol 0 numpy data), keep a prefix. */

@@ -1,7 +1,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { BufferSource } from "../../src/bytes/source";
+import { Cursor } from "../../src/bytes/cursor";
 import { inspectFile } from "../../src/formats/inspectFile";
+import { disassemble } from "../../src/pickle/disassembler";
 import { ContentPolicySchema } from "../../src/inspect/policy";
 import type { InspectionReport } from "../../src/inspect/report";
 import { stateDictPickle } from "./torchBuilder";
@@ -119,5 +122,54 @@ describe("MLflow pytorch flavor: pickle_module_info.txt", () => {
     const r = await inspectBytes(bundle(name), "model.zip");
     expect(r.verdict).toBe("reject");
     expect(r.findings.filter((f) => f.severity === "dangerous").map((f) => f.code)).toContain("embedded_code");
+  });
+});
+
+describe("protocol 0 numbers are read as CPython's C unpickler reads them", () => {
+  const firstArg = (text: string): unknown => disassemble(new Cursor(new BufferSource(ascii(text)), { errorCode: "malformed_pickle", what: "t" }))[0]?.arg;
+  const codeOf = (text: string): string | undefined => {
+    try {
+      firstArg(text);
+    } catch (err) {
+      return (err as { code?: string }).code;
+    }
+    return undefined;
+  };
+
+  it.each([
+    ["I0100\n.", 64], // strtol base 0: octal (joblib would read 64 bytes of a shape the scan sized as 100)
+    ["I0x10\n.", 16],
+    ["I 12\n.", 12],
+    ["I1_0\n.", 10],
+    ["I-010\n.", -8],
+    ["I001\n.", 1],
+    ["I1\u0000zz\n.", 1],
+    ["I00\n.", false],
+    ["I 1\n.", true],
+    ["L0x10L\n.", 16n],
+    ["L1_0\n.", 10n],
+    ["p 10\n.", 10],
+    ["p+10\n.", 10],
+    ["p1_0\n.", 10],
+    ["p010\n.", 10],
+    ["p10 \n.", 10],
+    ["g10\r\n.", 10],
+  ])("%j", (text, want) => {
+    expect(firstArg(text)).toEqual(want);
+  });
+
+  it.each(["I09\n.", "I0_10\n.", "L010L\n.", "p0x1\n.", "p_1\n.", "p1__0\n.", "p-1\n."])("%j is malformed, as the loader refuses it", (text) => {
+    expect(codeOf(text)).toBe("malformed_pickle");
+  });
+
+  it.each([
+    ["PUT with a space", `S'x'\np 10\n0cbuiltins\nprint\n(S'PWNED'\ntR.`],
+    ["PUT with an underscore", `S'x'\np1_0\n0cbuiltins\nprint\n(S'PWNED'\ntR.`],
+    ["GET ended by CRLF", `S'x'\np1\n0g1\r\n0cbuiltins\nprint\n(S'PWNED'\ntR.`],
+    ["INT with a space", `I 1\n0cbuiltins\nprint\n(S'PWNED'\ntR.`],
+  ])("a text member whose pickle has a %s is still inspected as a pickle", async (_label, text) => {
+    const r = await inspectBytes(buildZip([{ name: "m/readme.txt", data: text }]), "bundle.zip");
+    expect(r.verdict).toBe("reject");
+    expect(r.findings.map((f) => f.code)).toContain("unknown_global");
   });
 });
