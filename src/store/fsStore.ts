@@ -64,6 +64,18 @@ const RecordSchema = z.object({
   inspection: z.looseObject({ verdict: z.string(), format: z.string() }),
 });
 
+/**
+ * Whether a stored signature already approves what `sig` approves: the same envelope, or one by
+ * the same source for the same name with the same keys. Envelopes are public (GET .../metadata)
+ * and any re-spelling of one verifies, so comparing the text alone let a publish token grow a
+ * record without bound by re-uploading the same bytes with re-indented copies.
+ */
+function sameApproval(stored: StoredSignature, sig: StoredSignature, recordName: string): boolean {
+  if (stored.envelope === sig.envelope) return true;
+  const keys = (s: StoredSignature): string => [...new Set(s.keyIds)].sort().join(",");
+  return stored.source === sig.source && (stored.name ?? recordName) === (sig.name ?? recordName) && keys(stored) === keys(sig);
+}
+
 function mergeNames(existing: ArtifactRecord, sig: StoredSignature): string[] {
   return [...new Set([...namesOf(existing), sig.name ?? existing.name])];
 }
@@ -177,7 +189,7 @@ export class FsArtifactStore implements ArtifactStore {
         return { created, record: input.record };
       }
       const sig = input.signature;
-      const known = existing.signatures.some((s) => s.envelope === sig.envelope);
+      const known = existing.signatures.some((s) => sameApproval(s, sig, existing.name));
       if (known) return { created, record: existing };
       const merged: ArtifactRecord = { ...existing, names: mergeNames(existing, sig), signatures: [...existing.signatures, sig] };
       await this.writeRecord(merged);

@@ -515,3 +515,23 @@ describe("red team: a Range spanning the whole blob", () => {
     }
   });
 });
+
+describe("red team: re-serialized copies of a public envelope", () => {
+  it("do not grow the record: a re-upload with the same source, name and keys adds no signature", async () => {
+    const pub = makePublisher();
+    const env = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }] });
+    try {
+      const bytes = artifactBytes("bloat");
+      const original = signFor(pub, bytes, "bloat");
+      const put = (envelope: string) => request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(envelope)).send(bytes);
+      expect((await put(original)).status).toBe(201);
+      // Anyone can read the envelope from /metadata and re-spell its JSON; each spelling verifies.
+      const parsed = JSON.parse(original) as unknown;
+      for (const indent of [1, 2, 3, 4]) expect((await put(JSON.stringify(parsed, null, indent))).status).toBe(200);
+      const record = await env.store.readRecord(sha256Hex(bytes));
+      expect(record?.signatures).toHaveLength(1);
+    } finally {
+      await env.cleanup();
+    }
+  });
+});
