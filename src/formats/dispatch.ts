@@ -151,6 +151,12 @@ const UNSUPPORTED_NAMES: Readonly<Record<string, string>> = {
   onnx: "ONNX",
 };
 
+/** joblib's _ZFILE_PREFIX (numpy_pickle_compat.py), checked by joblib.load before any compressor. */
+function startsWithJoblibZfile(source: ByteSource): boolean {
+  const head = new Uint8Array(2);
+  return source.readAt(head, 0) === 2 && head[0] === 0x5a && head[1] === 0x46;
+}
+
 function unsupportedNode(path: string, format: string, what: string): InspectionNode {
   return {
     kind: "unsupported",
@@ -279,6 +285,9 @@ export async function inspectByContent(source: ByteSource, path: string, ctx: Fo
       return dataNode(path, dataFormat ?? "text", source.size);
     case "unknown":
       if (top) return unknownContentNode(path);
+      // joblib.load reads a file starting with "ZF" as its pre-0.10 format (hex length, then a
+      // zlib-compressed pickle) and unpickles it: never an opaque member, whatever the policy.
+      if (startsWithJoblibZfile(source)) return unsupportedNode(path, "joblib-zfile", "joblib < 0.10 compressed pickle (ZF header)");
       return {
         kind: "opaque",
         path,

@@ -5,6 +5,7 @@ import { BufferSource } from "../../src/bytes/source";
 import { Cursor } from "../../src/bytes/cursor";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { disassemble } from "../../src/pickle/disassembler";
+import { deflateSync } from "node:zlib";
 import { ContentPolicySchema } from "../../src/inspect/policy";
 import type { InspectionReport } from "../../src/inspect/report";
 import { stateDictPickle } from "./torchBuilder";
@@ -25,10 +26,10 @@ afterAll(() => {
 });
 
 let counter = 0;
-async function inspectBytes(bytes: Uint8Array, fileName: string): Promise<InspectionReport> {
+async function inspectBytes(bytes: Uint8Array, fileName: string, policy: Record<string, unknown> = {}): Promise<InspectionReport> {
   const path = join(dir, `f${String(counter++)}`);
   writeFileSync(path, bytes);
-  return inspectFile(path, { policy: ContentPolicySchema.parse({}), fileName });
+  return inspectFile(path, { policy: ContentPolicySchema.parse(policy), fileName });
 }
 
 function ascii(s: string): Uint8Array {
@@ -171,5 +172,17 @@ describe("protocol 0 numbers are read as CPython's C unpickler reads them", () =
     const r = await inspectBytes(buildZip([{ name: "m/readme.txt", data: text }]), "bundle.zip");
     expect(r.verdict).toBe("reject");
     expect(r.findings.map((f) => f.code)).toContain("unknown_global");
+  });
+});
+
+describe("joblib's pre-0.10 ZF format", () => {
+  it("a member joblib.load would inflate and unpickle is never an opaque member, even when the policy allows those", async () => {
+    const pickle = ascii(`\x80\x02cbuiltins\nprint\n(S'PWNED'\ntR.`);
+    // write_zfile: "ZF", the hex length padded to 19 characters, then zlib data.
+    const header = ascii(`ZF${`0x${pickle.length.toString(16)}`.padEnd(19, " ")}`);
+    const zfile = new Uint8Array([...header, ...deflateSync(pickle)]);
+    const r = await inspectBytes(buildZip([{ name: "m/model.joblib", data: zfile }]), "bundle.zip", { allowOpaqueMembers: true });
+    expect(r.verdict).toBe("reject");
+    expect(r.findings.map((f) => f.code)).toContain("unsupported_format");
   });
 });
