@@ -161,6 +161,11 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
     const started = process.hrtime.bigint();
     const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
     deps.metrics.uploadsInFlight(1);
+    // The concurrent-upload gate holds its slot until this settles, even when the client hung up.
+    let settle: () => void = () => undefined;
+    (res.locals as { uploadSettled?: Promise<void> }).uploadSettled = new Promise<void>((resolve) => {
+      settle = resolve;
+    });
     const state = beginUpload(req);
     const facts: UploadFacts = {};
     // `received`: the body is in; from then on an unexpected error is ours (500), not a malformed body.
@@ -290,8 +295,12 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
     } catch (err) {
       await reject(err);
     } finally {
-      await discardAll(deps.store, state);
-      deps.metrics.uploadsInFlight(-1);
+      try {
+        await discardAll(deps.store, state);
+      } finally {
+        deps.metrics.uploadsInFlight(-1);
+        settle();
+      }
     }
   };
 }

@@ -6,6 +6,7 @@ import request from "supertest";
 import { promises as fsp } from "node:fs";
 import { FileAuditLog, verifyAuditLog } from "../../src/audit/fileLog";
 import { createApp } from "../../src/http/app";
+import { createUploadGate } from "../../src/http/middleware/concurrentUploads";
 import { applyServerTimeouts } from "../../src/http/middleware/timeouts";
 import type { Inspector } from "../../src/inspect/inspector";
 import { acceptingInspector, allowlistJson, dangerousInspector, artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "./helpers";
@@ -532,6 +533,62 @@ describe("red team: re-serialized copies of a public envelope", () => {
       expect(record?.signatures).toHaveLength(1);
     } finally {
       await env.cleanup();
+    }
+  });
+});
+
+describe("red team: hanging up after the body does not free an upload slot", () => {
+  it("the slot stays taken until the inspection of the abandoned upload ends", async () => {
+    const pub = makePublisher();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let started: () => void = () => undefined;
+    const inspecting = new Promise<void>((r) => {
+      started = r;
+    });
+    let calls = 0;
+    const inspect: Inspector = async (p, o) => {
+      calls += 1;
+      if (calls === 1) {
+        started();
+        await gate;
+      }
+      return acceptingInspector(p, o);
+    };
+    const base = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }], inspect });
+    const uploadGate = createUploadGate({ max: 1 });
+    const app = createApp({ ...base.deps, uploadGate: uploadGate.middleware });
+    const env: TestEnv = { ...base, app };
+    try {
+      const first = artifactBytes("first");
+      await withServer(env, async (port) => {
+        const req = http.request({
+          host: "127.0.0.1",
+          port,
+          method: "PUT",
+          path: "/v1/artifacts",
+          headers: { "Content-Type": "application/octet-stream", "Content-Length": String(first.length), "Modelgate-Signature": b64(signFor(pub, first, "first")) },
+        });
+        req.on("error", () => undefined);
+        req.end(first);
+        await inspecting;
+        req.destroy(); // hang up while the server inspects
+        await new Promise((r) => setImmediate(r));
+        expect(uploadGate.inFlight).toBe(1);
+        const second = artifactBytes("second");
+        const shed = await request(`http://127.0.0.1:${String(port)}`).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, second, "second"))).send(second);
+        expect((shed.body as { error: { code: string } }).error.code).toBe("unavailable");
+        release();
+        for (let i = 0; i < 100 && uploadGate.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 10));
+        expect(uploadGate.inFlight).toBe(0);
+        const after = await request(`http://127.0.0.1:${String(port)}`).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, second, "second"))).send(second);
+        expect(after.status).toBe(201);
+      });
+    } finally {
+      release();
+      await base.cleanup();
     }
   });
 });

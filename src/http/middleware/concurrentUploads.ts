@@ -38,7 +38,13 @@ export function createUploadGate(options: UploadGateOptions): UploadGate {
       inFlight -= 1;
     };
     res.once("finish", release);
-    res.once("close", release);
+    // A client that hangs up after sending its body does not end the work: the handler still
+    // inspects and stores. Release when it settles (runUpload marks it), else at close.
+    res.once("close", () => {
+      const running = (res.locals as { uploadSettled?: Promise<void> }).uploadSettled;
+      if (running === undefined) release();
+      else void running.then(release);
+    });
     // The idle timeout (server.setTimeout) is for clients that stall while sending. Once the
     // whole body is in, the client rightly sends nothing while the artifact is inspected, which
     // can take minutes for a large pickle: do not cut it off then.
