@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import request from "supertest";
 import { promises as fsp } from "node:fs";
 import { FileAuditLog, verifyAuditLog } from "../../src/audit/fileLog";
+import { generateToken, hashToken, TokenAccessControl, TokenStore } from "../../src/auth/tokens";
 import { createApp } from "../../src/http/app";
 import { createUploadGate } from "../../src/http/middleware/concurrentUploads";
 import { applyServerTimeouts } from "../../src/http/middleware/timeouts";
@@ -588,6 +589,44 @@ describe("red team: hanging up after the body does not free an upload slot", () 
       });
     } finally {
       release();
+      await base.cleanup();
+    }
+  });
+});
+
+describe("red team: token scope confusion", () => {
+  it("admin is not publish, read is not publish, a bad token is 401 even where anonymous reads are allowed", async () => {
+    const pub = makePublisher();
+    const base = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }] });
+    const tokens = { admin: generateToken(), reader: generateToken(), publisher: generateToken() };
+    const store = new TokenStore({
+      version: 1,
+      tokens: [
+        { id: "admin", sha256: hashToken(tokens.admin), scopes: ["admin", "read"], createdAt: "2026-01-01" },
+        { id: "reader", sha256: hashToken(tokens.reader), scopes: ["read"], createdAt: "2026-01-01" },
+        { id: "publisher", sha256: hashToken(tokens.publisher), scopes: ["publish"], createdAt: "2026-01-01" },
+      ],
+    });
+    const app = createApp({ ...base.deps, access: new TokenAccessControl(store, { anonymousRead: true }) });
+    try {
+      const bytes = artifactBytes("scoped");
+      const put = (token: string | undefined) => {
+        const r = request(app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, "scoped")));
+        return (token === undefined ? r : r.set("Authorization", `Bearer ${token}`)).send(bytes);
+      };
+      const codeOf = (res: { body: unknown }): string | undefined => (res.body as { error?: { code?: string } }).error?.code;
+      expect(codeOf(await put(tokens.admin))).toBe("forbidden");
+      expect(codeOf(await put(tokens.reader))).toBe("forbidden");
+      expect(codeOf(await put(undefined))).toBe("unauthenticated");
+      expect(codeOf(await put(`${tokens.publisher}x`))).toBe("unauthenticated");
+      expect(codeOf(await put(tokens.publisher.toUpperCase()))).toBe("unauthenticated");
+      expect(await listFiles(base.dataDir)).toEqual([]);
+      expect((await put(tokens.publisher)).status).toBe(201);
+      const digest = `sha256:${sha256Hex(bytes)}`;
+      expect((await request(app).get(`/v1/artifacts/${digest}`)).status).toBe(200);
+      expect(codeOf(await request(app).get(`/v1/artifacts/${digest}`).set("Authorization", "Bearer nope"))).toBe("unauthenticated");
+      expect(codeOf(await request(app).get(`/v1/artifacts/${digest}`).set("Authorization", `Bearer ${tokens.publisher}`))).toBe("forbidden");
+    } finally {
       await base.cleanup();
     }
   });
