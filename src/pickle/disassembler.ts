@@ -117,7 +117,8 @@ export function cStrtol0(s: string): bigint | undefined {
   const v = bigOfDigits(digits, radix, negative);
   return v < LONG_MIN || v > LONG_MAX ? undefined : v;
 }
-const FLOAT_RE = /^\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)\s*$/i;
+/** Python's float() on the line (the pure-Python unpickler joblib uses): single underscores between digits allowed. */
+const FLOAT_RE = /^\s*[+-]?(?:(?:[0-9](?:_?[0-9])*(?:\.(?:[0-9](?:_?[0-9])*)?)?|\.[0-9](?:_?[0-9])*)(?:[eE][+-]?[0-9](?:_?[0-9])*)?|inf|infinity|nan)\s*$/i;
 
 /** Buffer's native latin1 decoder without toString's encoding dispatch (hot path). */
 const latin1Slice = (Buffer.prototype as unknown as { latin1Slice?: (this: Buffer, start: number, end: number) => string }).latin1Slice;
@@ -355,7 +356,7 @@ export class PickleReader {
       case 0x46 /* FLOAT */: {
         const text = cString(this.textLine(start + 1, "FLOAT"));
         if (!FLOAT_RE.test(text)) malformed("FLOAT argument is not a float", start);
-        this.float = Number(text.trim().toLowerCase().replace(/^([+-]?)inf(inity)?$/, "$1Infinity").replace(/^[+-]?nan$/, "NaN"));
+        this.float = Number(text.trim().replace(/_/g, "").toLowerCase().replace(/^([+-]?)inf(inity)?$/, "$1Infinity").replace(/^[+-]?nan$/, "NaN"));
         break;
       }
       case 0x53 /* STRING */:

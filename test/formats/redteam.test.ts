@@ -155,11 +155,12 @@ describe("protocol 0 numbers are read as CPython's C unpickler reads them", () =
     ["p010\n.", 10],
     ["p10 \n.", 10],
     ["g10\r\n.", 10],
+    ["F1_0.5\n.", 10.5], // Python's float(): joblib's pure-Python unpickler accepts it
   ])("%j", (text, want) => {
     expect(firstArg(text)).toEqual(want);
   });
 
-  it.each(["I09\n.", "I0_10\n.", "L010L\n.", "p0x1\n.", "p_1\n.", "p1__0\n.", "p-1\n."])("%j is malformed, as the loader refuses it", (text) => {
+  it.each(["F1__0.5\n.", "F_1.0\n.", "I09\n.", "I0_10\n.", "L010L\n.", "p0x1\n.", "p_1\n.", "p1__0\n.", "p-1\n."])("%j is malformed, as the loader refuses it", (text) => {
     expect(codeOf(text)).toBe("malformed_pickle");
   });
 
