@@ -104,7 +104,9 @@ export function couldBePickle(source: ByteSource, head: Uint8Array): boolean {
   if (head.length >= 2 && head[0] === 0x80 && (head[1] ?? 0xff) <= 5) return true;
   if (looksLikePickleFile(source)) return true;
   const cursor = new Cursor(source, { errorCode: "malformed_pickle", what: "pickle probe" });
-  const probe = analyzePickle(cursor, { policy: makePicklePolicy(DEFAULT_CONTENT_POLICY), location: "", single: true, limits: PROBE_LIMITS });
+  // Frames read as the C unpickler reads them: an opcode straddling a frame end stops the strict
+  // analyzer, but pickle.load reads on and runs what follows.
+  const probe = analyzePickle(cursor, { policy: makePicklePolicy(DEFAULT_CONTENT_POLICY), location: "", single: true, limits: PROBE_LIMITS, ignoreFrameBounds: true });
   if (probe.node.findings.some((f) => f.severity === "dangerous")) return true;
   return callsUnsafeImport(probe.node);
 }

@@ -41,6 +41,8 @@ export interface AnalyzeOptions {
    * full machine, which calls the hook with values.
    */
   onBuildFor?: (module: string, name: string) => boolean;
+  /** Read frames as CPython's C unpickler does (no boundary checks); for content sniffing only. Default false. */
+  ignoreFrameBounds?: boolean;
 }
 
 export interface PickleAnalysis {
@@ -98,6 +100,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   let firstProtocol: number | undefined;
 
   const reader = PickleReader.ofCursor(cursor, limits.maxRetainedArgumentBytes);
+  reader.ignoreFrameBounds = options.ignoreFrameBounds === true;
 
   /** Add a finding; `always` for the one that ends a stream (malformed, limit), never dropped by the cap. */
   const add = (f: Finding, key?: string, always = false): void => {

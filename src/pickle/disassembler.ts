@@ -141,6 +141,12 @@ export class PickleReader {
   readonly end: number;
   /** Absolute end of the current FRAME, or -1 outside a frame. */
   frameEnd = -1;
+  /**
+   * Read frames as CPython's C unpickler does (pickle.load, torch.load): boundaries are not
+   * enforced, only the declared length must be present. For sniffing what the C loader would run;
+   * inspections keep the strict default.
+   */
+  ignoreFrameBounds = false;
 
   // ---- the last opcode and its decoded argument --------------------------------------------
   offset = 0;
@@ -307,7 +313,7 @@ export class PickleReader {
         }
         this.num = len;
         this.pos = start + 9;
-        this.frameEnd = start + 9 + len;
+        if (!this.ignoreFrameBounds) this.frameEnd = start + 9 + len;
         return op; // the FRAME opcode itself precedes its frame
       }
       case 0x55 /* SHORT_BINSTRING */:

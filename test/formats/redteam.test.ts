@@ -187,3 +187,17 @@ describe("joblib's pre-0.10 ZF format", () => {
     expect(r.findings.map((f) => f.code)).toContain("unsupported_format");
   });
 });
+
+describe("opcodes straddling a FRAME end (the C unpickler reads on)", () => {
+  const frame = (body: number[]): number[] => [0x95, body.length, 0, 0, 0, 0, 0, 0, 0, ...body];
+  const su = (s: string): number[] => [0x8c, s.length, ...ascii(s)];
+  const tail = [...su("print"), 0x93, ...su("PWNED"), 0x85, 0x52, 0x2e];
+  it.each([
+    ["a text line", Uint8Array.from([...frame([...ascii("I1")]), ...ascii("\n0"), ...su("builtins"), ...tail])],
+    ["an argument", Uint8Array.from([...frame(su("builtins").slice(0, 5)), ...su("builtins").slice(5), ...tail])],
+  ])("a member whose %s crosses its frame is a pickle, not an opaque member, under allowOpaqueMembers", async (_label, bytes) => {
+    const r = await inspectBytes(buildZip([{ name: "m/blob.bin", data: bytes }]), "bundle.zip", { allowOpaqueMembers: true });
+    expect(r.verdict).toBe("reject");
+    expect(r.findings.map((f) => f.code)).not.toContain("opaque_member");
+  });
+});
