@@ -196,3 +196,12 @@ export const MAX_REPORT_MEMBER_NODES = 256;
  * The verdict is decided on every finding before the list is cut.
  */
 export const MAX_REPORT_FINDINGS = 1000;
+
+// ---- CLI pull (src/cli/commands/pull.ts) ------------------------------------------------------
+
+/**
+ * Bytes of the metadata JSON `modelgate pull` reads before the download (it gives the expected
+ * size that bounds the download). A broken or hostile server sending an endless metadata body
+ * must not exhaust the client's memory (CWE-400); a record is far smaller (report, envelopes).
+ */
+export const MAX_PULL_METADATA_BYTES = 64 * MiB;

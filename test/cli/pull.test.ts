@@ -65,6 +65,10 @@ describe("modelgate pull", () => {
     const ranges: (string | undefined)[] = [];
     let first = true;
     const flaky = await listen((req, res) => {
+      if (req.url?.endsWith("/metadata") === true) {
+        env.app(req, res);
+        return;
+      }
       ranges.push(req.headers.range);
       if (first) {
         first = false;
@@ -100,7 +104,11 @@ describe("modelgate pull", () => {
   });
 
   it("rejects bytes that do not hash to the digest and removes them", async () => {
-    const liar = await listen((_req, res) => {
+    const liar = await listen((req, res) => {
+      if (req.url?.endsWith("/metadata") === true) {
+        env.app(req, res);
+        return;
+      }
       const wrong = Buffer.from(bytes);
       wrong[0] = wrong[0]! ^ 0xff;
       res.writeHead(200, { "Content-Length": String(wrong.length) });
@@ -124,7 +132,11 @@ describe("modelgate pull", () => {
     const partial = path.join(outDir, `.model.bin.${hex.slice(0, 16)}.partial`);
     const have = 1000;
     await fsp.writeFile(partial, bytes.subarray(0, have));
-    const liar = await listen((_req, res) => {
+    const liar = await listen((req, res) => {
+      if (req.url?.endsWith("/metadata") === true) {
+        env.app(req, res);
+        return;
+      }
       const range = contentRange(have);
       res.writeHead(206, { "Content-Length": String(bytes.length), ...(range !== undefined ? { "Content-Range": range } : {}) });
       res.end(bytes);

@@ -1,10 +1,11 @@
 import { constants as fsConstants, createWriteStream, promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { Readable } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { z } from "zod";
 import { GatewayError, isGatewayError, messageOf } from "../../errors";
+import { MAX_PULL_METADATA_BYTES } from "../../limits";
 import { sameDigest } from "../../store/hashing";
 import { loadAllowlist, parseDigest, recheckTrust, sha256File } from "../../trust";
 import { parseCommandArgs } from "../args";
@@ -59,6 +60,39 @@ async function fsyncFile(p: string): Promise<void> {
   }
 }
 
+/** The metadata body as JSON, read to at most MAX_PULL_METADATA_BYTES (an endless body is refused). */
+async function readMetadataJson(res: Response): Promise<unknown> {
+  const body = res.body;
+  if (body === null) throw new GatewayError("integrity_error", "the server sent no metadata body");
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of body as WebReadableStream<Uint8Array>) {
+    total += chunk.length;
+    if (total > MAX_PULL_METADATA_BYTES) {
+      await body.cancel().catch(() => undefined);
+      throw new GatewayError("integrity_error", `the server's metadata is larger than ${String(MAX_PULL_METADATA_BYTES)} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
+  } catch {
+    throw new GatewayError("integrity_error", "the server's metadata is not JSON");
+  }
+}
+
+/** Passes bytes through until more than `limit` arrive, then fails integrity_error (nothing past the limit is written). */
+function byteLimit(limit: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (seen > limit) callback(new GatewayError("integrity_error", `the server sent more than the ${String(limit)} bytes expected`));
+      else callback(null, chunk);
+    },
+  });
+}
+
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+)$/;
 
 export const pullCommand: Command = {
@@ -95,24 +129,32 @@ export const pullCommand: Command = {
     const headers = authHeaders(io);
     const blobUrl = apiUrl(base, `/v1/artifacts/sha256:${hex}`);
 
-    if (values.allowlist !== undefined) {
-      // Trust is decided locally from the stored envelopes, before any byte is downloaded.
-      const allowlist = loadAllowlist(path.resolve(io.cwd, values.allowlist));
-      const res = await request(apiUrl(base, `/v1/artifacts/sha256:${hex}/metadata`), { headers });
-      if (!res.ok) throw await serverError(res);
-      const meta = MetadataSchema.safeParse(await res.json());
-      if (!meta.success || meta.data.digest !== `sha256:${hex}`) throw new GatewayError("integrity_error", "the server's metadata does not describe the requested digest");
+    // The metadata comes first: its size bounds the download (an endless body must not fill the
+    // disk before the sha256 check), and with --allowlist trust is decided locally from the stored
+    // envelopes, before any byte is downloaded.
+    const allowlist = values.allowlist === undefined ? undefined : loadAllowlist(path.resolve(io.cwd, values.allowlist));
+    const metaRes = await request(apiUrl(base, `/v1/artifacts/sha256:${hex}/metadata`), { headers });
+    if (!metaRes.ok) throw await serverError(metaRes);
+    const meta = MetadataSchema.safeParse(await readMetadataJson(metaRes));
+    if (!meta.success || meta.data.digest !== `sha256:${hex}`) throw new GatewayError("integrity_error", "the server's metadata does not describe the requested digest (no expected size: refusing an unbounded download)");
+    const expected = meta.data.size;
+    if (allowlist !== undefined) {
       const verification = recheckTrust({ envelopes: meta.data.signatures, digestHex: hex, name: meta.data.name, allowlist, now: new Date() });
       io.stderr(`trusted locally: ${verification.name} signed by source ${verification.source.id}\n`);
     }
 
     const partial = partialPath(out, hex);
     let have = await sizeOf(partial);
+    if (have > expected) {
+      // Longer than the artifact: it can never verify, start afresh.
+      await fsp.rm(partial, { force: true });
+      have = 0;
+    }
     const res = await request(blobUrl, { headers: { ...headers, ...(have > 0 ? { Range: `bytes=${String(have)}-` } : {}) } });
     let append = false;
     if (res.status === 206) {
       const m = CONTENT_RANGE.exec(res.headers.get("content-range") ?? "");
-      if (!m || Number(m[1]) !== have) {
+      if (!m || Number(m[1]) !== have || Number(m[3]) !== expected || Number(m[2]) !== expected - 1) {
         // Neither append nor keep: a partial this server will not resume would fail every rerun.
         await res.body?.cancel();
         await fsp.rm(partial, { force: true });
@@ -131,6 +173,13 @@ export const pullCommand: Command = {
     }
 
     if (res.status !== 416) {
+      const remaining = expected - have;
+      const contentLength = res.headers.get("content-length");
+      if (contentLength !== null && Number(contentLength) !== remaining) {
+        await res.body?.cancel();
+        await fsp.rm(partial, { force: true });
+        throw new GatewayError("integrity_error", `the server announced ${contentLength} bytes, the artifact has ${String(remaining)} left; the partial file was removed`);
+      }
       const body = res.body;
       if (body === null) throw new GatewayError("io_error", "the server sent no body");
       let handle: fsp.FileHandle;
@@ -141,8 +190,12 @@ export const pullCommand: Command = {
         throw err;
       }
       try {
-        await pipeline(Readable.fromWeb(body as WebReadableStream<Uint8Array>), createWriteStream("", { fd: handle, autoClose: true }));
+        await pipeline(Readable.fromWeb(body as WebReadableStream<Uint8Array>), byteLimit(remaining), createWriteStream("", { fd: handle, autoClose: true }));
       } catch (err) {
+        if (isGatewayError(err) && err.code === "integrity_error") {
+          await fsp.rm(partial, { force: true });
+          throw new GatewayError("integrity_error", `${err.message}; the partial file was removed`);
+        }
         throw new GatewayError("io_error", `download interrupted after ${String(await sizeOf(partial))} bytes (${messageOf(err)}); run the same command again to resume`);
       }
     }
