@@ -30,6 +30,18 @@ export interface TrustedSource {
 
 export interface Allowlist {
   sources: TrustedSource[];
+  /**
+   * Key ids that some source marks `revoked: true`. Revocation is global: a key revoked by any
+   * source counts for no source, even one that lists it unrevoked (see revokedKeyIdsOf).
+   */
+  revokedKeyIds: ReadonlySet<string>;
+}
+
+/** Every key id that any source marks revoked; computed once when the allowlist is built. */
+export function revokedKeyIdsOf(sources: readonly TrustedSource[]): ReadonlySet<string> {
+  const revoked = new Set<string>();
+  for (const source of sources) for (const key of source.keys) if (key.revoked) revoked.add(key.keyId);
+  return revoked;
 }
 
 /** A public key file is a few hundred bytes; anything large is a mistake. */
@@ -201,7 +213,7 @@ export function parseAllowlist(json: unknown, baseDir: string): Allowlist {
     };
   });
   if (issues.length > 0) fail(issues);
-  return { sources };
+  return { sources, revokedKeyIds: revokedKeyIdsOf(sources) };
 }
 
 /** Read and validate an allowlist file; key paths are relative to its directory. */

@@ -3,7 +3,7 @@
  * and the pure verification functions the HTTP layer and the CLI call. Nothing here reads env,
  * logs or touches the network; time is injected.
  */
-export { loadAllowlist, parseAllowlist, parseAllowlistFile, readAllowlistJson, AllowlistFileSchema, SOURCE_ID_PATTERN } from "./allowlist";
+export { loadAllowlist, parseAllowlist, revokedKeyIdsOf, parseAllowlistFile, readAllowlistJson, AllowlistFileSchema, SOURCE_ID_PATTERN } from "./allowlist";
 export type { Allowlist, AllowlistFile, AllowlistKeyEntry, AllowlistSourceEntry, TrustedKey, TrustedSource } from "./allowlist";
 export { decodeBase64Strict, encodeBase64 } from "./base64";
 export { sha256File, parseDigest } from "./digest";

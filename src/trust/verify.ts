@@ -57,6 +57,11 @@ export function isNameAllowed(source: TrustedSource, name: string): boolean {
   return source.names === undefined || source.names.some((p) => matchesNameGlob(p, name));
 }
 
+/** The sources that mark keyId revoked (for the rejection reason). */
+function revokingSourceIds(allowlist: Allowlist, keyId: string): string[] {
+  return allowlist.sources.filter((s) => s.keys.some((k) => k.keyId === keyId && k.revoked)).map((s) => s.id);
+}
+
 function knownSourceIds(allowlist: Allowlist): string {
   const ids = allowlist.sources.map((s) => s.id);
   return ids.length === 0 ? "none" : ids.slice(0, 10).join(", ") + (ids.length > 10 ? ", …" : "");
@@ -122,6 +127,17 @@ function decideTrust(envelopeBytes: Uint8Array | string, allowlist: Allowlist, n
     for (const key of signers) {
       if (key.revoked) {
         keyReasons.push({ code: "key_revoked", message: `key ${key.keyId} of source '${source.id}' is revoked`, source: source.id, keyId: key.keyId });
+        continue;
+      }
+      if (allowlist.revokedKeyIds.has(key.keyId)) {
+        // Revocation is global: a key revoked by any source is trusted through none.
+        const by = revokingSourceIds(allowlist, key.keyId);
+        keyReasons.push({
+          code: "key_revoked",
+          message: `key ${key.keyId} is revoked by source ${by.length > 0 ? by.map((id) => `'${id}'`).join(", ") : "(unknown)"}, so it counts for no source ('${source.id}' lists it unrevoked)`,
+          source: source.id,
+          keyId: key.keyId,
+        });
         continue;
       }
       const window = keyWindowProblem(key, now);

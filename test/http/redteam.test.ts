@@ -312,7 +312,7 @@ describe("red team: threshold and key id spelling tricks", () => {
 
   it("one key's signature repeated under other key id spellings does not meet a threshold of 2", async () => {
     const bytes = artifactBytes("thr");
-    const env1 = JSON.parse(signFor(k1, bytes, "thr")) as { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] };
+    const env1 = JSON.parse(signFor(k2, bytes, "thr")) as { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] };
     const sig = env1.signatures[0];
     if (sig === undefined) throw new Error("no signature");
     env1.signatures.push(
@@ -322,8 +322,8 @@ describe("red team: threshold and key id spelling tricks", () => {
     );
     const res = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(JSON.stringify(env1))).send(bytes);
     const error = (res.body as { error: { code: string; details: { reasons: unknown[] } } }).error;
-    // The most specific reason wins (k1 is revoked in "also"); "two" saw one distinct key.
-    expect(error.code).toBe("key_revoked");
+    // k2 (unrevoked, only in "two"): "two" saw one distinct key.
+    expect(error.code).toBe("threshold_not_met");
     expect(error.details.reasons).toContainEqual(expect.objectContaining({ code: "threshold_not_met", source: "two" }));
     expect(await listFiles(env.dataDir)).toEqual([]);
   });
@@ -338,14 +338,17 @@ describe("red team: threshold and key id spelling tricks", () => {
     expect((res.body as { error: { code: string } }).error.code).toBe("malformed_signature");
   });
 
-  it("a key revoked in one source does not count there, and both keys of the threshold source are needed", async () => {
+  it("a key revoked in one source counts for no source: the threshold source listing it unrevoked is not met", async () => {
     const bytes = artifactBytes("both");
     const one = JSON.parse(signFor(k1, bytes, "both")) as { signatures: { keyid: string; sig: string }[] };
     const two = JSON.parse(signFor(k2, bytes, "both")) as { signatures: { keyid: string; sig: string }[] };
     one.signatures.push(...two.signatures);
     const res = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(JSON.stringify(one))).send(bytes);
-    expect(res.status).toBe(201);
-    expect((res.body as { source: string }).source).toBe("two");
+    expect(res.status).toBe(403);
+    const error = (res.body as { error: { code: string; details: { reasons: unknown[] } } }).error;
+    expect(error.code).toBe("key_revoked");
+    expect(error.details.reasons).toContainEqual(expect.objectContaining({ code: "key_revoked", source: "two" }));
+    expect(await listFiles(env.dataDir)).toEqual([]);
   });
 });
 

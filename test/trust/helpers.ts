@@ -5,6 +5,7 @@ import {
   buildPublishStatement,
   keyIdOf,
   pae,
+  revokedKeyIdsOf,
   signEnvelope,
   type Allowlist,
   type Envelope,
@@ -33,7 +34,7 @@ export function source(id: string, keys: TrustedKey[], extra: Partial<TrustedSou
 }
 
 export function allowlistOf(...sources: TrustedSource[]): Allowlist {
-  return { sources };
+  return { sources, revokedKeyIds: revokedKeyIdsOf(sources) };
 }
 
 export const DIGEST = "a".repeat(64);

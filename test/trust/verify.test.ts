@@ -1,6 +1,6 @@
 import nacl from "tweetnacl";
 import { isGatewayError } from "../../src/errors";
-import { buildPublishStatement, preflightEnvelope, recheckTrust, signEnvelope, verifyPublish, type Allowlist } from "../../src/trust";
+import { buildPublishStatement, parseAllowlist, preflightEnvelope, recheckTrust, signEnvelope, verifyPublish, type Allowlist } from "../../src/trust";
 import { allowlistOf, codeOf, DIGEST, NOW, rawEnvelope, signed, source, statementJson, testKey, trusted } from "./helpers";
 
 const a = testKey(1);
@@ -10,6 +10,15 @@ const stranger = testKey(99);
 
 function verify(envelope: string, allowlist: Allowlist, extra: { digestHex?: string; name?: string; now?: Date; size?: number } = {}) {
   return verifyPublish({ envelope, digestHex: extra.digestHex ?? DIGEST, allowlist, now: extra.now ?? NOW, ...(extra.name !== undefined ? { name: extra.name } : {}), ...(extra.size !== undefined ? { size: extra.size } : {}) });
+}
+
+function errorOf(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (err) {
+    if (isGatewayError(err)) return err;
+  }
+  throw new Error("expected a GatewayError");
 }
 
 function reasonsOf(fn: () => unknown): { code: string; source?: string; keyId?: string }[] {
@@ -175,13 +184,45 @@ describe("verifyPublish", () => {
 
     it("reports a reason per source and key, and the most specific code", () => {
       const al = allowlistOf(
-        source("revoking", [trusted(a, { revoked: true })]),
+        source("revoking", [trusted(c, { revoked: true })]),
         source("narrow", [trusted(a)], { names: ["only/**"] }),
         source("strict", [trusted(a), trusted(b)], { threshold: 2 }),
       );
-      const fn = () => verify(signed([a], "x/y"), al);
+      const fn = () => verify(signed([a, c], "x/y"), al);
       expect(codeOf(fn)).toBe("key_revoked");
       expect(reasonsOf(fn).map((r) => `${r.source ?? ""}:${r.code}`).sort()).toEqual(["narrow:name_not_allowed", "revoking:key_revoked", "strict:threshold_not_met"]);
+    });
+
+    it("a key revoked in one source counts for no source, even one listing it unrevoked", () => {
+      const al = allowlistOf(source("a-src", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }));
+      // Only b-src's name rules would accept this signature; a-src's revocation still applies.
+      const fn = () => verify(signed([a], "b/model"), al);
+      expect(codeOf(fn)).toBe("key_revoked");
+      expect(reasonsOf(fn)).toContainEqual(expect.objectContaining({ code: "key_revoked", source: "b-src", keyId: a.keyId }));
+      expect(errorOf(fn).message).toContain("'a-src'");
+      // A revoked co-signer does not count towards a threshold anywhere.
+      const thr = allowlistOf(source("a-src", [trusted(a, { revoked: true })]), source("b-src", [trusted(a), trusted(b)], { threshold: 2 }));
+      const thrFn = () => verify(signed([a, b], "b/model"), thr);
+      expect(codeOf(thrFn)).toBe("key_revoked");
+      expect(reasonsOf(thrFn)).toContainEqual(expect.objectContaining({ code: "threshold_not_met", source: "b-src" }));
+      // b-src's other, unrevoked key still works.
+      const r = verify(signed([b], "b/model"), al);
+      expect([r.source.id, r.keyIds]).toEqual(["b-src", [b.keyId]]);
+      expect(verify(signed([a, b], "b/model"), al).keyIds).toEqual([b.keyId]);
+    });
+
+    it("parseAllowlist computes the global revoked set", () => {
+      const json = {
+        version: 1,
+        sources: [
+          { id: "a-src", description: "", keys: [{ publicKey: Buffer.from(a.publicKey).toString("base64"), revoked: true }] },
+          { id: "b-src", description: "", keys: [{ publicKey: Buffer.from(a.publicKey).toString("base64") }, { publicKey: Buffer.from(b.publicKey).toString("base64") }] },
+        ],
+      };
+      const al = parseAllowlist(json, "/nonexistent");
+      expect([...al.revokedKeyIds]).toEqual([a.keyId]);
+      expect(codeOf(() => verify(signed([a]), al))).toBe("key_revoked");
+      expect(verify(signed([b]), al).source.id).toBe("b-src");
     });
   });
 
@@ -209,6 +250,12 @@ describe("preflightEnvelope", () => {
     expect(codeOf(() => preflightEnvelope("[]", al, NOW))).toBe("malformed_signature");
     expect(codeOf(() => preflightEnvelope(signed([a]), allowlistOf(source("s", [trusted(a, { revoked: true })])), NOW))).toBe("key_revoked");
     expect(codeOf(() => preflightEnvelope(signed([a], "x"), allowlistOf(source("s", [trusted(a)], { names: ["y"] })), NOW))).toBe("name_not_allowed");
+  });
+
+  it("a key revoked by another source is key_revoked; the source's other key still works", () => {
+    const split = allowlistOf(source("a-src", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }));
+    expect(codeOf(() => preflightEnvelope(signed([a], "b/model"), split, NOW))).toBe("key_revoked");
+    expect(preflightEnvelope(signed([b], "b/model"), split, NOW).sourceIds).toEqual(["b-src"]);
   });
 });
 
@@ -242,6 +289,14 @@ describe("recheckTrust", () => {
     expect(codeOf(() => recheckTrust({ envelopes: [{ envelope: signed([b], "b/model"), name: "b/other" }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }))).toBe("name_not_allowed");
     const revokedBoth = allowlistOf(source("sa", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("sb", [trusted(b, { revoked: true })], { names: ["b/**"] }));
     expect(codeOf(() => recheckTrust({ envelopes, digestHex: DIGEST, name: "a/model", allowlist: revokedBoth, now: NOW }))).toBe("key_revoked");
+  });
+
+  it("a key revoked by another source no longer serves through the source listing it unrevoked", () => {
+    const split = allowlistOf(source("a-src", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }));
+    const envelopes = [{ envelope: signed([a], "b/model"), name: "b/model" }];
+    expect(codeOf(() => recheckTrust({ envelopes, digestHex: DIGEST, name: "b/model", allowlist: split, now: NOW }))).toBe("key_revoked");
+    const v = recheckTrust({ envelopes: [...envelopes, { envelope: signed([b], "b/model"), name: "b/model" }], digestHex: DIGEST, name: "b/model", allowlist: split, now: NOW });
+    expect([v.source.id, v.keyIds]).toEqual(["b-src", [b.keyId]]);
   });
 
   it("digest_mismatch when the stored bytes no longer match", () => {
