@@ -100,8 +100,9 @@ describe("modelgate trust", () => {
         version: 1,
         sources: [
           { id: "research", description: "R", keys: [{ path: "keys/b.pub", revoked: true }, { publicKey: Buffer.from(a.publicKey).toString("base64"), notAfter: "2000-01-01T00:00:00Z" }], names: ["research/**"] },
-          { id: "future", description: "F", keys: [{ path: "keys/b.pub", notBefore: "2999-01-01T00:00:00Z" }] },
-          { id: "ok", description: "O", keys: [{ path: "keys/b.pub" }] },
+          { id: "future", description: "F", keys: [{ publicKey: Buffer.from(a.publicKey).toString("base64"), notBefore: "2999-01-01T00:00:00Z" }] },
+          { id: "ok", description: "O", keys: [{ publicKey: Buffer.from(a.publicKey).toString("base64") }] },
+          { id: "other", description: "B elsewhere", keys: [{ path: "keys/b.pub" }] },
         ],
       }),
     );
@@ -112,6 +113,8 @@ describe("modelgate trust", () => {
     expect(lines.find((l) => l.includes(a.keyId) && l.includes("expired") && l.includes("inline"))).toBeDefined();
     expect(lines.find((l) => l.includes("not-yet-valid"))).toBeDefined();
     expect(lines.filter((l) => l.includes("active"))).toHaveLength(1);
+    // Revocation is global: b, revoked by "research", is shown revoked where "other" lists it.
+    expect(lines.find((l) => l.includes(b.keyId) && l.includes("revoked-elsewhere"))).toBeDefined();
     expect(r.stdout).toContain("research/**");
   });
 

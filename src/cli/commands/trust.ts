@@ -54,8 +54,10 @@ export function readSmallFile(file: string, maxBytes: number, what: string, tooL
 
 export const MAX_KEY_FILE_BYTES = 16 * 1024;
 
-export function keyState(key: TrustedKey, now: Date): string {
+/** A key's state; `revokedElsewhere` is true when another source revokes it (revocation is global). */
+export function keyState(key: TrustedKey, now: Date, revokedElsewhere = false): string {
   if (key.revoked) return "revoked";
+  if (revokedElsewhere) return "revoked-elsewhere";
   if (key.notBefore && now.getTime() < key.notBefore.getTime()) return "not-yet-valid";
   if (key.notAfter && now.getTime() >= key.notAfter.getTime()) return "expired";
   return "active";
@@ -118,7 +120,7 @@ function addKey(args: string[], io: CliIo): number {
   const { doc: next, outcome } = addKeyEntry(doc, { sourceId: values.source, keyId, entry: { path: keyPath, keyId, revoked: false } }, keyIdsBySource(current));
   if (outcome === "already-present") {
     const existing = current.sources.find((s) => s.id === values.source)?.keys.find((k) => k.keyId === keyId);
-    io.stdout(`key ${keyId} is already in source '${values.source}' (${existing ? keyState(existing, new Date()) : "present"}); nothing changed\n`);
+    io.stdout(`key ${keyId} is already in source '${values.source}' (${existing ? keyState(existing, new Date(), current.revokedKeyIds.has(keyId)) : "present"}); nothing changed\n`);
     return 0;
   }
   if (copyTo !== undefined) {
@@ -157,7 +159,7 @@ export function formatAllowlist(allowlist: Allowlist, now: Date): string {
     lines.push(`  threshold ${String(s.threshold)}; names ${s.names ? s.names.join(", ") : "(any)"}`);
     for (const k of s.keys) {
       const window = [k.notBefore ? `from ${k.notBefore.toISOString()}` : "", k.notAfter ? `until ${k.notAfter.toISOString()}` : ""].filter(Boolean).join(" ");
-      lines.push(`  ${k.keyId}  ${keyState(k, now).padEnd(13)}  ${k.origin}${window ? `  ${window}` : ""}`);
+      lines.push(`  ${k.keyId}  ${keyState(k, now, allowlist.revokedKeyIds.has(k.keyId)).padEnd(17)}  ${k.origin}${window ? `  ${window}` : ""}`);
     }
   }
   return `${lines.join("\n")}\n`;
