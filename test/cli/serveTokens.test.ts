@@ -1,34 +1,10 @@
 import { promises as fsp } from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { serveCommand } from "../../src/cli/commands/serve";
 import { allowlistJson, makePublisher } from "../http/helpers";
 import { runCli } from "./cliHarness";
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => {
-    server.close(() => {
-      resolve();
-    });
-  });
-  return port;
-}
-
-async function waitForHttp(url: string): Promise<Response> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await fetch(url);
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
+import { freePort, waitForHttp } from "../helpers/net";
 
 describe("modelgate serve with a tokens file", () => {
   let dir: string;
