@@ -1,6 +1,6 @@
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "./helpers";
+import { listFiles, makeEnv, makePublisher, sha256Hex, signFor, streamUntilAnswered, type StreamedUpload, type TestEnv } from "./helpers";
 
 const trusted = makePublisher();
 const stranger = makePublisher();
@@ -8,50 +8,21 @@ const BOUNDARY = "----modelgate-test";
 
 /**
  * Streams a multipart upload with no Content-Length (chunked): the signature part, then an
- * endless artifact part, until the server answers. Returns the status, the error code and how
- * many artifact bytes were written before the answer came.
+ * endless artifact part, until the server answers.
  */
-function streamingUpload(env: TestEnv, envelope: string, maxBytes: number): Promise<{ status: number; code: string; written: number }> {
-  return new Promise((resolve, reject) => {
-    const server = env.app.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      let written = 0;
-      let answered = false;
-      const req = http.request({ host: "127.0.0.1", port, method: "POST", path: "/v1/artifacts", headers: { "Content-Type": `multipart/form-data; boundary=${BOUNDARY}` } });
-      req.on("response", (res) => {
-        answered = true;
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => (body += c));
-        res.on("end", () => {
-          server.closeAllConnections();
-          server.close();
-          const parsed = JSON.parse(body) as { error: { code: string } };
-          resolve({ status: res.statusCode ?? 0, code: parsed.error.code, written });
-        });
-      });
-      req.on("error", (err) => {
-        if (answered) return;
-        server.closeAllConnections();
-        server.close();
-        reject(err);
-      });
-      req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="signature"\r\n\r\n${envelope}\r\n`);
-      req.write(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="artifact"; filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`);
-      const chunk = Buffer.alloc(256 * 1024, 7);
-      const pump = (): void => {
-        while (!answered && written < maxBytes) {
-          written += chunk.length;
-          if (!req.write(chunk)) {
-            req.once("drain", pump);
-            return;
-          }
-        }
-        if (!answered) req.end(`\r\n--${BOUNDARY}--\r\n`);
-      };
-      pump();
-    });
-  });
+function streamingUpload(env: TestEnv, envelope: string, maxBytes: number): Promise<StreamedUpload> {
+  return streamUntilAnswered(
+    env,
+    {
+      method: "POST",
+      headers: { "Content-Type": `multipart/form-data; boundary=${BOUNDARY}` },
+      head:
+        `--${BOUNDARY}\r\nContent-Disposition: form-data; name="signature"\r\n\r\n${envelope}\r\n` +
+        `--${BOUNDARY}\r\nContent-Disposition: form-data; name="artifact"; filename="big.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      tail: `\r\n--${BOUNDARY}--\r\n`,
+    },
+    maxBytes,
+  );
 }
 
 describe("refusing a large upload early", () => {

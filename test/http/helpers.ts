@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Express } from "express";
@@ -144,4 +146,60 @@ export function artifactBytes(label: string, size = 4096): Buffer {
   const buf = Buffer.alloc(size);
   buf.write(label);
   return buf;
+}
+
+export interface StreamedUpload {
+  status: number;
+  code: string;
+  written: number;
+}
+
+/**
+ * Streams a chunked (unsized) upload until the server answers: `head`, then up to `maxBytes` of
+ * artifact bytes, then `tail` if no answer came first. Resolves with the status, the error code
+ * and how many artifact bytes were written before the answer.
+ */
+export function streamUntilAnswered(
+  env: TestEnv,
+  request: { method: "POST" | "PUT"; headers: http.OutgoingHttpHeaders; head?: string; tail?: string },
+  maxBytes: number,
+): Promise<StreamedUpload> {
+  return new Promise((resolve, reject) => {
+    const server = env.app.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      let written = 0;
+      let answered = false;
+      const req = http.request({ host: "127.0.0.1", port, method: request.method, path: "/v1/artifacts", headers: request.headers });
+      req.on("response", (res) => {
+        answered = true;
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () => {
+          server.closeAllConnections();
+          server.close();
+          resolve({ status: res.statusCode ?? 0, code: (JSON.parse(body) as { error: { code: string } }).error.code, written });
+        });
+      });
+      req.on("error", (err) => {
+        if (answered) return;
+        server.closeAllConnections();
+        server.close();
+        reject(err);
+      });
+      if (request.head !== undefined) req.write(request.head);
+      const chunk = Buffer.alloc(256 * 1024, 7);
+      const pump = (): void => {
+        while (!answered && written < maxBytes) {
+          written += chunk.length;
+          if (!req.write(chunk)) {
+            req.once("drain", pump);
+            return;
+          }
+        }
+        if (!answered) req.end(request.tail);
+      };
+      pump();
+    });
+  });
 }

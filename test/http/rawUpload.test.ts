@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import request from "supertest";
 import { MAX_SIGNATURE_HEADER_BYTES } from "../../src/limits";
 import { envelopeFromHeader } from "../../src/http/rawUpload";
-import { acceptingInspector, artifactBytes, dangerousInspector, listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "./helpers";
+import { acceptingInspector, artifactBytes, dangerousInspector, listFiles, makeEnv, makePublisher, sha256Hex, signFor, streamUntilAnswered, type StreamedUpload, type TestEnv } from "./helpers";
 
 const serving = makePublisher();
 const research = makePublisher();
@@ -113,50 +113,8 @@ describe("PUT /v1/artifacts (raw body, envelope in Modelgate-Signature)", () => 
 });
 
 /** A chunked (unsized) PUT streaming up to maxBytes until the server answers. */
-function streamingPut(env: TestEnv, envelope: string, maxBytes: number): Promise<{ status: number; code: string; written: number }> {
-  return new Promise((resolve, reject) => {
-    const server = env.app.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      let written = 0;
-      let answered = false;
-      const req = http.request({
-        host: "127.0.0.1",
-        port,
-        method: "PUT",
-        path: "/v1/artifacts",
-        headers: { "Content-Type": "application/octet-stream", "Modelgate-Signature": b64(envelope) },
-      });
-      req.on("response", (res) => {
-        answered = true;
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => (body += c));
-        res.on("end", () => {
-          server.closeAllConnections();
-          server.close();
-          resolve({ status: res.statusCode ?? 0, code: (JSON.parse(body) as { error: { code: string } }).error.code, written });
-        });
-      });
-      req.on("error", (err) => {
-        if (answered) return;
-        server.closeAllConnections();
-        server.close();
-        reject(err);
-      });
-      const chunk = Buffer.alloc(256 * 1024, 7);
-      const pump = (): void => {
-        while (!answered && written < maxBytes) {
-          written += chunk.length;
-          if (!req.write(chunk)) {
-            req.once("drain", pump);
-            return;
-          }
-        }
-        if (!answered) req.end();
-      };
-      pump();
-    });
-  });
+function streamingPut(env: TestEnv, envelope: string, maxBytes: number): Promise<StreamedUpload> {
+  return streamUntilAnswered(env, { method: "PUT", headers: { "Content-Type": "application/octet-stream", "Modelgate-Signature": b64(envelope) } }, maxBytes);
 }
 
 describe("PUT /v1/artifacts refuses large bodies early", () => {
