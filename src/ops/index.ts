@@ -7,6 +7,7 @@ import { TokenHolder } from "../auth/tokenHolder";
 import { TokenAccessControl } from "../auth/tokens";
 import { OPEN_ACCESS, type AccessControl } from "../auth/types";
 import { GatewayError } from "../errors";
+import type { AppDeps } from "../http/app";
 import { createUploadGate } from "../http/middleware/concurrentUploads";
 import { createRateLimiter } from "../http/middleware/rateLimit";
 import { securityHeaders } from "../http/middleware/securityHeaders";
@@ -51,6 +52,18 @@ export interface Ops {
   shutdown(server: Server): Promise<{ forced: boolean }>;
   /** Flush and close the audit log (after the server stopped). */
   close(): Promise<void>;
+}
+
+/** The part of createApp's dependencies that operations provide: pass it spread into createApp. */
+export function opsAppDeps(ops: Ops): Pick<AppDeps, "audit" | "metrics" | "access" | "extraRouters" | "middlewares" | "uploadGate"> {
+  return {
+    audit: ops.audit,
+    metrics: ops.metrics,
+    access: ops.access,
+    extraRouters: ops.routers,
+    middlewares: ops.middlewares,
+    uploadGate: ops.uploadGate,
+  };
 }
 
 /** Loopback: localhost, 127.0.0.0/8, ::1 and IPv4-mapped 127.x. 0.0.0.0 and :: are not. */

@@ -10,7 +10,7 @@ import { loadConfig } from "../../src/config";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { AllowlistHolder } from "../../src/http/allowlistHolder";
 import { createApp } from "../../src/http/app";
-import { createOps, loadOpsConfig, type Ops } from "../../src/ops";
+import { createOps, loadOpsConfig, opsAppDeps, type Ops } from "../../src/ops";
 import { FsArtifactStore } from "../../src/store/fsStore";
 import { multipart, safetensorsBytes, sha256Hex, writeAllowlist, type Key } from "./serverProcess";
 
@@ -58,13 +58,8 @@ describe("HTTP abuse (app wired with createOps)", () => {
       now: () => new Date(),
       store,
       allowlist: holder,
-      audit: ops.audit,
       inspect: inspectFile,
-      metrics: ops.metrics,
-      access: ops.access,
-      extraRouters: ops.routers,
-      middlewares: ops.middlewares,
-      uploadGate: ops.uploadGate,
+      ...opsAppDeps(ops),
     });
   });
   afterAll(async () => {

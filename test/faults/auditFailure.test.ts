@@ -7,7 +7,7 @@ import { loadConfig } from "../../src/config";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { AllowlistHolder } from "../../src/http/allowlistHolder";
 import { createApp } from "../../src/http/app";
-import { createOps, loadOpsConfig } from "../../src/ops";
+import { createOps, loadOpsConfig, opsAppDeps } from "../../src/ops";
 import { FsArtifactStore } from "../../src/store/fsStore";
 import { multipart, safetensorsBytes, sha256Hex, writeAllowlist } from "./serverProcess";
 
@@ -36,13 +36,8 @@ describe("audit log failure", () => {
       now: () => new Date(),
       store,
       allowlist: holder,
-      audit: ops.audit,
       inspect: inspectFile,
-      metrics: ops.metrics,
-      access: ops.access,
-      extraRouters: ops.routers,
-      middlewares: ops.middlewares,
-      uploadGate: ops.uploadGate,
+      ...opsAppDeps(ops),
     });
     const post = (name: string, bytes: Buffer) => {
       const parts = multipart(key, name, bytes);

@@ -4,7 +4,7 @@ import { loadConfig } from "../../config";
 import { inspectPath } from "../../formats/inspectFile";
 import { AllowlistHolder } from "../../http/allowlistHolder";
 import { createApp } from "../../http/app";
-import { createOps, loadOpsConfig } from "../../ops";
+import { createOps, loadOpsConfig, opsAppDeps } from "../../ops";
 import { FsArtifactStore } from "../../store/fsStore";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
@@ -54,16 +54,11 @@ export const serveCommand: Command = {
       now: () => new Date(),
       store,
       allowlist: holder,
-      audit: ops.audit,
       // Decompressed members go under the store's tmp/ (the uploads' volume, emptied at start),
       // not os.tmpdir(): a crash mid-inspection leaves nothing behind after a restart, and a large
       // decompression does not land on a small or RAM-backed /tmp.
       inspect: (file, options) => inspectPath(file, { ...options, tempRoot: path.join(config.dataDir, "tmp") }),
-      metrics: ops.metrics,
-      access: ops.access,
-      extraRouters: ops.routers,
-      middlewares: ops.middlewares,
-      uploadGate: ops.uploadGate,
+      ...opsAppDeps(ops),
     });
     await new Promise<void>((resolve, reject) => {
       const server = app.listen(config.port, config.host, () => {
