@@ -56,7 +56,7 @@ export function rawUploadHandler(deps: UploadRouteDeps): RequestHandler {
     state.preflight = preflightEnvelope(envelope, deps.allowlist.current(), deps.now());
     const tempPath = deps.store.tempPath();
     state.tempPaths.add(tempPath);
-    const { digestHex, size } = await writeHashed(req, tempPath, deps.maxUploadBytes);
+    const { digestHex, size } = await writeHashed(req, tempPath, { maxBytes: deps.maxUploadBytes });
     return { envelope, name, artifact: { path: tempPath, digestHex, size } };
   });
 }

@@ -1,11 +1,9 @@
-import { createWriteStream } from "node:fs";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { Request } from "express";
 import type multer from "multer";
 import { GatewayError } from "../errors";
 import { MAX_ENVELOPE_BYTES } from "../limits";
-import { HashCounter } from "../store/hashing";
+import { writeHashed } from "../store/hashing";
 import type { ArtifactStore, StagedBlob } from "../store/types";
 import { preflightEnvelope } from "../trust";
 import type { AllowlistProvider } from "./allowlistHolder";
@@ -149,15 +147,17 @@ export class UploadStorage implements multer.StorageEngine {
     const { store, maxUploadBytes } = this.options;
     const tempPath = store.tempPath();
     state.tempPaths.add(tempPath);
-    const counter = new HashCounter(maxUploadBytes);
+    let written: { digestHex: string; size: number };
     try {
-      await pipeline(file.stream, counter, createWriteStream(tempPath, { flags: "wx", highWaterMark: 1024 * 1024 }));
+      written = await writeHashed(file.stream, tempPath, { maxBytes: maxUploadBytes });
     } catch (err) {
+      // The part's stream is busboy's, not the request: nothing more is read from it.
+      file.stream.destroy();
       await store.discard(tempPath);
       state.tempPaths.delete(tempPath);
       throw err;
     }
-    state.artifact = { path: tempPath, digestHex: counter.digestHex, size: counter.size, fileName: file.originalname };
-    return { path: tempPath, size: counter.size };
+    state.artifact = { path: tempPath, digestHex: written.digestHex, size: written.size, fileName: file.originalname };
+    return { path: tempPath, size: written.size };
   }
 }

@@ -1,11 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, promises as fsp } from "node:fs";
+import { createReadStream, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { z } from "zod";
 import { GatewayError } from "../errors";
-import { assertHexDigest, HashCounter } from "./hashing";
+import { assertHexDigest, writeHashed } from "./hashing";
 import { namesOf } from "./names";
 import type {
   ArtifactRecord,
@@ -153,14 +152,15 @@ export class FsArtifactStore implements ArtifactStore {
 
   async stage(input: Readable, options: { maxBytes?: number } = {}): Promise<StagedBlob> {
     const tempPath = this.tempPath();
-    const counter = new HashCounter(options.maxBytes);
     try {
-      await pipeline(input, counter, createWriteStream(tempPath, { flags: "wx" }));
+      const { digestHex, size } = await writeHashed(input, tempPath, { maxBytes: options.maxBytes });
+      return { path: tempPath, digestHex, size };
     } catch (err) {
+      // writeHashed leaves its input paused for an HTTP caller to answer on; a store caller is done with it.
+      input.destroy();
       await this.discard(tempPath);
       throw err;
     }
-    return { path: tempPath, digestHex: counter.digestHex, size: counter.size };
   }
 
   async put(input: Readable, options: { maxBytes?: number } = {}): Promise<{ digestHex: string; size: number }> {

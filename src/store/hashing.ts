@@ -1,47 +1,8 @@
-import { createHash, timingSafeEqual, type Hash } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { finished, Transform, type Readable, type TransformCallback } from "node:stream";
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createWriteStream, promises as fsp } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
+import { finished, type Readable } from "node:stream";
 import { GatewayError } from "../errors";
-
-/**
- * A pass-through that hashes (sha256) and counts the bytes in the same pass and fails with
- * `too_large` the moment the count passes `maxBytes`, so a cap is enforced while bytes arrive,
- * not after they are all on disk (tuf-js checks length and digest of a target in one loop too).
- */
-export class HashCounter extends Transform {
-  private readonly hash: Hash = createHash("sha256");
-  private count = 0;
-  private digest: string | undefined;
-
-  constructor(private readonly maxBytes: number = Number.POSITIVE_INFINITY) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.count += chunk.length;
-    if (this.count > this.maxBytes) {
-      cb(new GatewayError("too_large", `artifact exceeds the upload limit of ${String(this.maxBytes)} bytes`, { maxBytes: this.maxBytes }));
-      return;
-    }
-    this.hash.update(chunk);
-    cb(null, chunk);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    this.digest = this.hash.digest("hex");
-    cb();
-  }
-
-  get size(): number {
-    return this.count;
-  }
-
-  /** Lowercase hex sha256; only after the stream ended. */
-  get digestHex(): string {
-    if (this.digest === undefined) throw new GatewayError("internal", "digest read before the stream ended");
-    return this.digest;
-  }
-}
 
 /** Constant-time comparison of two lowercase hex sha256 digests. */
 export function sameDigest(aHex: string, bHex: string): boolean {
@@ -66,20 +27,54 @@ export function assertHexDigest(digestHex: string): void {
 export const WRITE_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /**
+ * Every this many bytes handed to the temp file, an fdatasync of what is written so far starts in
+ * the background (at most one at a time). The disk then works while the bytes still arrive instead
+ * of all at once in the fsync before the rename, so a 20 GiB upload does not end with a stall of
+ * tens of seconds, and one upload never holds more than about this much dirty page cache beyond
+ * what the disk is already flushing. Measured on loopback, 1 GiB (bench/gateway.ts): receive, hash,
+ * write and final fsync ~420 -> ~530 MB/s.
+ */
+export const SYNC_EVERY_BYTES = 16 * 1024 * 1024;
+
+export interface WriteHashedOptions {
+  maxBytes?: number;
+  /** Background fdatasync interval; tests shrink it to exercise the overlap with small inputs. */
+  syncEveryBytes?: number;
+}
+
+/**
  * Streams `input` into a new file at `filePath` (created exclusively) while hashing and counting
  * the same bytes in the same pass (no intermediate stream), failing with `too_large` as soon as
- * more than `maxBytes` arrived. The caller owns the file: on failure it may be partly written and
- * must be discarded; the promise settles only after the file is closed, so a discard that follows
- * cannot race the file's creation. `input` is paused, never destroyed: an HTTP request stays
- * usable to answer the refusal.
+ * more than `maxBytes` arrived; written data is flushed to disk in the background as it goes
+ * (SYNC_EVERY_BYTES), the caller still fsyncs before it renames. The caller owns the file: on
+ * failure it may be partly written and must be discarded; the promise settles only after the file
+ * is closed, so a discard that follows cannot race the file's creation. `input` is paused, never
+ * destroyed: an HTTP request stays usable to answer the refusal.
  */
-export function writeHashed(input: Readable, filePath: string, maxBytes: number = Number.POSITIVE_INFINITY): Promise<{ digestHex: string; size: number }> {
+export async function writeHashed(input: Readable, filePath: string, options: WriteHashedOptions = {}): Promise<{ digestHex: string; size: number }> {
+  const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
+  const syncEvery = options.syncEveryBytes ?? SYNC_EVERY_BYTES;
+  // An input that fails while the file is being opened must not throw an unhandled 'error' event;
+  // the failure stays on the stream (errored) and the watcher below reports it.
+  const ignoreUntilWatched = (): void => undefined;
+  input.on("error", ignoreUntilWatched);
+  let file: FileHandle;
+  try {
+    file = await fsp.open(filePath, "wx");
+  } finally {
+    input.off("error", ignoreUntilWatched);
+  }
   return new Promise((resolve, reject) => {
     const hash = createHash("sha256");
-    const out = createWriteStream(filePath, { flags: "wx", highWaterMark: WRITE_BUFFER_BYTES });
+    // The stream writes and closes through the FileHandle, and a FileHandle closes only once the
+    // operations in flight on it are done: a background fdatasync never runs on a closed (or
+    // reused) descriptor.
+    const out = createWriteStream(filePath, { fd: file, highWaterMark: WRITE_BUFFER_BYTES });
     let size = 0;
+    let unsynced = 0;
+    let syncing = false;
     let failure: Error | undefined;
-    let ended = false;
+    let written = false;
     const resume = (): void => {
       input.resume();
     };
@@ -95,6 +90,19 @@ export function writeHashed(input: Readable, filePath: string, maxBytes: number 
       stop();
       out.destroy();
     };
+    const syncInBackground = (): void => {
+      unsynced = 0;
+      syncing = true;
+      file.datasync().then(
+        () => {
+          syncing = false;
+        },
+        (err: unknown) => {
+          syncing = false;
+          fail(err);
+        },
+      );
+    };
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > maxBytes) {
@@ -102,23 +110,27 @@ export function writeHashed(input: Readable, filePath: string, maxBytes: number 
         return;
       }
       hash.update(chunk);
+      unsynced += chunk.length;
       if (!out.write(chunk)) {
         input.pause();
         out.once("drain", resume);
       }
+      if (unsynced >= syncEvery && !syncing) syncInBackground();
     };
     const stopWatching = finished(input, (err) => {
       if (err) {
         fail(err);
         return;
       }
-      ended = true;
       stop();
       out.end();
     });
+    out.on("finish", () => {
+      written = true;
+    });
     out.on("error", fail);
     out.on("close", () => {
-      if (failure === undefined && ended && out.writableFinished) resolve({ digestHex: hash.digest("hex"), size });
+      if (failure === undefined && written) resolve({ digestHex: hash.digest("hex"), size });
       else reject(failure ?? new GatewayError("internal", "the temp file closed before the upload was written"));
     });
     input.on("data", onData);

@@ -1,4 +1,4 @@
 export * from "./types";
 export { FsArtifactStore } from "./fsStore";
 export { namesOf } from "./names";
-export { HashCounter, sameDigest, assertHexDigest } from "./hashing";
+export { writeHashed, sameDigest, assertHexDigest } from "./hashing";
