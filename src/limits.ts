@@ -205,3 +205,15 @@ export const MAX_REPORT_FINDINGS = 1000;
  * must not exhaust the client's memory (CWE-400); a record is far smaller (report, envelopes).
  */
 export const MAX_PULL_METADATA_BYTES = 64 * MiB;
+
+// ---- CLI answers (src/cli/gatewayClient.ts) ----------------------------------------------------
+
+/**
+ * Bytes of an error answer `modelgate push` and `pull` read to find the server's code: the
+ * gateway's are a few hundred bytes; anything longer is not one of its answers and is reported as
+ * an answer without an error body (exit `internal`), without reading the rest.
+ */
+export const MAX_SERVER_ERROR_BODY_BYTES = 1 * MiB;
+
+/** Bytes of the upload answer `modelgate push` reads (it carries the inspection report, capped server-side). */
+export const MAX_SERVER_ANSWER_BYTES = 64 * MiB;

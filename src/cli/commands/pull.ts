@@ -10,6 +10,7 @@ import { sameDigest } from "../../store/hashing";
 import { loadAllowlist, parseDigest, recheckTrust, sha256File } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+import { readBodyCapped } from "../gatewayClient";
 import { apiUrl, authHeaders, gatewayUrl, request, serverError } from "./push";
 
 const MetadataSchema = z.object({
@@ -62,20 +63,11 @@ async function fsyncFile(p: string): Promise<void> {
 
 /** The metadata body as JSON, read to at most MAX_PULL_METADATA_BYTES (an endless body is refused). */
 async function readMetadataJson(res: Response): Promise<unknown> {
-  const body = res.body;
-  if (body === null) throw new GatewayError("integrity_error", "the server sent no metadata body");
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of body as WebReadableStream<Uint8Array>) {
-    total += chunk.length;
-    if (total > MAX_PULL_METADATA_BYTES) {
-      await body.cancel().catch(() => undefined);
-      throw new GatewayError("integrity_error", `the server's metadata is larger than ${String(MAX_PULL_METADATA_BYTES)} bytes`);
-    }
-    chunks.push(chunk);
-  }
+  if (res.body === null) throw new GatewayError("integrity_error", "the server sent no metadata body");
+  const text = await readBodyCapped(res, MAX_PULL_METADATA_BYTES);
+  if (text === undefined) throw new GatewayError("integrity_error", `the server's metadata is larger than ${String(MAX_PULL_METADATA_BYTES)} bytes`);
   try {
-    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
+    return JSON.parse(text) as unknown;
   } catch {
     throw new GatewayError("integrity_error", "the server's metadata is not JSON");
   }

@@ -3,7 +3,8 @@ import * as path from "node:path";
 import { z } from "zod";
 import { GatewayError, messageOf, type ErrorCode } from "../../errors";
 import { HTTP_STATUS } from "../../http/errorStatus";
-import { MAX_ENVELOPE_BYTES, MAX_SIGNATURE_HEADER_BYTES } from "../../limits";
+import { MAX_ENVELOPE_BYTES, MAX_SERVER_ANSWER_BYTES, MAX_SERVER_ERROR_BODY_BYTES, MAX_SIGNATURE_HEADER_BYTES } from "../../limits";
+import { readJsonCapped } from "../gatewayClient";
 import { parseCommandArgs } from "../args";
 import type { CliIo, Command } from "../command";
 
@@ -39,14 +40,8 @@ const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: 
 
 /** Turn a non-2xx answer into the server's own code (unknown codes become `internal`). */
 export async function serverError(res: Response): Promise<GatewayError> {
-  const text = await res.text().catch(() => "");
-  let parsed: z.infer<typeof ErrorBodySchema> | undefined;
-  try {
-    const result = ErrorBodySchema.safeParse(JSON.parse(text));
-    parsed = result.success ? result.data : undefined;
-  } catch {
-    parsed = undefined;
-  }
+  const result = ErrorBodySchema.safeParse(await readJsonCapped(res, MAX_SERVER_ERROR_BODY_BYTES).catch(() => undefined));
+  const parsed = result.success ? result.data : undefined;
   if (parsed === undefined) return new GatewayError("internal", `server answered HTTP ${String(res.status)} without an error body`);
   const known = Object.prototype.hasOwnProperty.call(HTTP_STATUS, parsed.error.code);
   const code = (known ? parsed.error.code : "internal") as ErrorCode;
@@ -127,7 +122,7 @@ export const pushCommand: Command = {
       res = await request(url, { method: "POST", body: form, headers: authHeaders(io) });
     }
     if (!res.ok) throw await serverError(res);
-    const body = PushResultSchema.safeParse(await res.json());
+    const body = PushResultSchema.safeParse(await readJsonCapped(res, MAX_SERVER_ANSWER_BYTES));
     if (!body.success) throw new GatewayError("internal", "the server's answer is not an upload result");
     io.stdout(`${body.data.digest}\n`);
     io.stderr(`${res.status === 201 ? "stored" : "already stored"}: ${body.data.name} (${String(body.data.size)} bytes, source ${body.data.source})\n`);

@@ -1,0 +1,106 @@
+import { randomBytes } from "node:crypto";
+import { promises as fsp } from "node:fs";
+import type * as http from "node:http";
+import * as os from "node:os";
+import * as path from "node:path";
+import { pullCommand } from "../../src/cli/commands/pull";
+import { pushCommand } from "../../src/cli/commands/push";
+import { makePublisher, sha256Hex, signFor } from "../http/helpers";
+import { listen, runCli } from "./pushPull.helpers";
+
+const publisher = makePublisher();
+
+/** Answers `status` with a JSON-looking body that never ends (up to 1 GiB); `sent()` tells how much went out. */
+function endlessAnswer(status: number): { handler: http.RequestListener; sent: () => number } {
+  let sent = 0;
+  const handler: http.RequestListener = (req, res) => {
+    req.resume();
+    res.writeHead(status, { "Content-Type": "application/json" });
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    res.write('{"error": {"code": "untrusted_source", "message": "');
+    const pump = (): void => {
+      while (!res.destroyed && sent < 1024 * 1024 * 1024) {
+        sent += chunk.length;
+        if (!res.write(chunk)) {
+          res.once("drain", pump);
+          return;
+        }
+      }
+      res.end();
+    };
+    res.on("close", () => {
+      res.destroy();
+    });
+    pump();
+  };
+  return { handler, sent: () => sent };
+}
+
+/** push and pull read a server's answers to a bound: an endless body is neither buffered nor read to its end. */
+describe("modelgate push/pull: bounded reads of the server's answers", () => {
+  let dir: string;
+  let artifact: string;
+  let sig: string;
+  let hex: string;
+
+  beforeAll(async () => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), "mg-answers-"));
+    const bytes = randomBytes(4096);
+    hex = sha256Hex(bytes);
+    artifact = path.join(dir, "model.bin");
+    sig = path.join(dir, "model.sig.json");
+    await fsp.writeFile(artifact, bytes);
+    await fsp.writeFile(sig, signFor(publisher, bytes, "models/answers"));
+  });
+  afterAll(async () => {
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  async function against(handler: http.RequestListener, run: (url: string) => Promise<{ code: number; stderr: string }>): Promise<{ code: number; stderr: string }> {
+    const server = await listen(handler);
+    try {
+      return await run(server.url);
+    } finally {
+      await server.close();
+    }
+  }
+
+  it.each([["PUT", []], ["POST multipart", ["--multipart"]]])("push (%s): an endless error answer is reported without being read to its end", async (_label, extra) => {
+    const endless = endlessAnswer(403);
+    const res = await against(endless.handler, (url) => runCli(pushCommand, [artifact, "--sig", sig, "--url", url, ...extra], {}, dir));
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain("internal: server answered HTTP 403 without an error body");
+    expect(endless.sent()).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it("push: an endless success answer is refused as not an upload result", async () => {
+    const endless = endlessAnswer(201);
+    const res = await against(endless.handler, (url) => runCli(pushCommand, [artifact, "--sig", sig, "--url", url], {}, dir));
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain("internal: the server's answer is not an upload result");
+    expect(endless.sent()).toBeLessThan(256 * 1024 * 1024);
+  });
+
+  it("pull: an endless error answer to the metadata request is reported without being read to its end", async () => {
+    const endless = endlessAnswer(404);
+    const out = path.join(dir, "pulled.bin");
+    const res = await against(endless.handler, (url) => runCli(pullCommand, [hex, "--out", out, "--url", url], {}, dir));
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain("internal: server answered HTTP 404 without an error body");
+    expect(endless.sent()).toBeLessThan(64 * 1024 * 1024);
+    await expect(fsp.stat(out)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("push still reports the server's own code from a well-formed error answer", async () => {
+    const res = await against(
+      (req, res) => {
+        req.resume();
+        res.writeHead(403, { "Content-Type": "application/json" });
+        res.end(JSON.stringify({ error: { code: "untrusted_source", message: "no trusted key signed this" } }));
+      },
+      (url) => runCli(pushCommand, [artifact, "--sig", sig, "--url", url], {}, dir),
+    );
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain("untrusted_source: no trusted key signed this (HTTP 403)");
+  });
+});
