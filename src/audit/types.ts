@@ -7,6 +7,7 @@ export type AuditEventType =
   | "upload.accepted"
   | "upload.rejected"
   | "fetch.refused"
+  | "artifact.reinspected"
   | "allowlist.reloaded"
   | "allowlist.rejected"
   | "tokens.reloaded"

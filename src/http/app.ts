@@ -86,7 +86,7 @@ export function createApp(deps: AppDeps): Express {
   app.post("/v1/artifacts", access.require("publish"), ...gate, uploadHandler(uploadDeps));
   app.put("/v1/artifacts", access.require("publish"), ...gate, rawUploadHandler(uploadDeps));
 
-  app.use(fetchRouter({ store: deps.store, allowlist: deps.allowlist, audit: deps.audit, metrics, access, now: deps.now }));
+  app.use(fetchRouter({ store: deps.store, inspect: deps.inspect, allowlist: deps.allowlist, audit: deps.audit, metrics, access, now: deps.now }));
 
   for (const router of deps.extraRouters ?? []) app.use(router);
 

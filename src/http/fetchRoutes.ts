@@ -11,7 +11,9 @@ import type { GatewayMetrics } from "../metrics/types";
 import { sameDigest } from "../store/hashing";
 import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore } from "../store/types";
-import { parseDigest, recheckTrust, type PublishVerification } from "../trust";
+import { parseDigest, recheckTrustAll, type PublishVerification } from "../trust";
+import type { Inspector } from "../inspect/inspector";
+import { acceptedUnderCurrentPolicy, Reinspector, type TrustedSignature } from "./reinspection";
 import type { AllowlistProvider } from "./allowlistHolder";
 import { HTTP_STATUS } from "./errorStatus";
 import { parseRange } from "./range";
@@ -19,6 +21,8 @@ import { logOf, requestIdOf, tokenIdOf } from "./requestContext";
 
 export interface FetchRouteDeps {
   store: ArtifactStore;
+  /** Inspects an artifact again when its source's content policy changed since acceptance. */
+  inspect: Inspector;
   allowlist: AllowlistProvider;
   audit: AuditSink;
   metrics: GatewayMetrics;
@@ -106,6 +110,7 @@ function etagMatches(header: string | undefined, hex: string): boolean {
 export function fetchRouter(deps: FetchRouteDeps): Router {
   const router = Router();
   const read = deps.access.require("read");
+  const reinspector = new Reinspector({ store: deps.store, inspect: deps.inspect, audit: deps.audit, metrics: deps.metrics });
 
   /** Audit a refusal before answering; a failed append turns the answer into 503. */
   const refuse = async (req: Request, res: Response, err: GatewayError, hex: string, record?: ArtifactRecord): Promise<never> => {
@@ -130,8 +135,9 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
   const trusted = async (req: Request, res: Response, hex: string): Promise<{ record: ArtifactRecord; verification: PublishVerification }> => {
     const record = await deps.store.readRecord(hex);
     if (record === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
+    let trustedSignatures: TrustedSignature[];
     try {
-      const verification = recheckTrust({
+      trustedSignatures = recheckTrustAll({
         // Each signature against the name it signed (record.name for older entries).
         envelopes: record.signatures,
         digestHex: hex,
@@ -139,10 +145,25 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
         allowlist: deps.allowlist.current(),
         now: deps.now(),
       });
-      return { record, verification };
     } catch (err) {
       if (!isGatewayError(err)) throw err;
       logOf(res).warn({ digest: `sha256:${hex}`, code: err.code, verdict: "refused" }, "fetch refused: artifact no longer trusted");
+      return refuse(req, res, err, hex, record);
+    }
+    const current = acceptedUnderCurrentPolicy(record, trustedSignatures);
+    if (current !== undefined) return { record, verification: current.verification };
+    // Trusted, but accepted under a content policy its source no longer has: inspect again.
+    try {
+      const admitted = await reinspector.admit(hex, record, trustedSignatures, { requestId: requestIdOf(res) });
+      logOf(res).info({ digest: `sha256:${hex}`, source: admitted.verification.source.id, verdict: "accepted" }, "artifact inspected again under its source's current content policy");
+      return admitted;
+    } catch (err) {
+      if (!isGatewayError(err) || err.code === "unavailable" || err.code === "not_found") throw err;
+      if (err.code === "integrity_error") {
+        await quarantine(res, hex, err.message);
+        return refuse(req, res, new GatewayError("integrity_error", "the stored artifact is damaged and was quarantined"), hex, record);
+      }
+      logOf(res).warn({ digest: `sha256:${hex}`, code: err.code, verdict: "refused" }, "fetch refused: the current content policy rejects the artifact");
       return refuse(req, res, err, hex, record);
     }
   };
@@ -235,8 +256,13 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
     if (record === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
     let trust: Record<string, unknown>;
     try {
-      const v = recheckTrust({ envelopes: record.signatures, digestHex: hex, name: record.name, allowlist: deps.allowlist.current(), now: deps.now() });
-      trust = { status: "trusted", source: v.source.id, keyIds: v.keyIds };
+      const all = recheckTrustAll({ envelopes: record.signatures, digestHex: hex, name: record.name, allowlist: deps.allowlist.current(), now: deps.now() });
+      const current = acceptedUnderCurrentPolicy(record, all);
+      const v = (current ?? all[0])?.verification;
+      if (v === undefined) throw new GatewayError("internal", "no trusted signature");
+      // "changed": no signature was accepted under its source's content policy as it is now; the
+      // next download inspects the bytes again and serves or refuses them.
+      trust = { status: "trusted", source: v.source.id, keyIds: v.keyIds, contentPolicy: current !== undefined ? "current" : "changed" };
     } catch (err) {
       if (!isGatewayError(err)) throw err;
       trust = { status: "refused", code: err.code };

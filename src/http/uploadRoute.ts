@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { AuditEvent, AuditSink } from "../audit/types";
 import { GatewayError, messageOf } from "../errors";
 import type { Inspector } from "../inspect/inspector";
+import { contentPolicyDigest } from "../inspect/policy";
 import { rejectionCode, rejects, type InspectionReport } from "../inspect/report";
 import {
   MAX_ARTIFACT_NAME_LENGTH,
@@ -40,7 +41,8 @@ const FieldsSchema = z.strictObject({
   name: z.string().min(1).max(MAX_ARTIFACT_NAME_LENGTH).optional(),
 });
 
-function inspectionSummary(report: InspectionReport): NonNullable<AuditEvent["inspection"]> {
+/** What the audit log keeps of a report: verdict, format and counts, never the findings themselves. */
+export function inspectionSummary(report: InspectionReport): NonNullable<AuditEvent["inspection"]> {
   return { verdict: report.verdict, format: report.format, findings: report.findings.length + (report.omittedFindings?.count ?? 0), imports: report.imports.length };
 }
 
@@ -248,7 +250,14 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
       }
 
       const createdAt = now.toISOString();
-      const signature = { source: verification.source.id, keyIds: verification.keyIds, envelope, addedAt: createdAt, name: verification.name };
+      const signature = {
+        source: verification.source.id,
+        keyIds: verification.keyIds,
+        envelope,
+        addedAt: createdAt,
+        name: verification.name,
+        policyDigest: contentPolicyDigest(verification.source.pickle),
+      };
       const record: ArtifactRecord = {
         digest: `sha256:${artifact.digestHex}`,
         size: artifact.size,

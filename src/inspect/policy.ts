@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import { invalidGlobalPattern } from "../pickle/policy";
 
@@ -42,3 +43,18 @@ export const DEFAULT_CONTENT_POLICY: Readonly<ContentPolicy> = Object.freeze({
   allowEmbeddedCode: false,
   allowOpaqueMembers: false,
 });
+
+/**
+ * A fingerprint of what a content policy admits: "sha256:<hex>" of its canonical JSON (patterns
+ * sorted and deduplicated, every flag explicit). Stored with each signature of a record, so a
+ * fetch can tell whether the source's policy changed since the bytes were inspected under it.
+ */
+export function contentPolicyDigest(policy: ContentPolicy): string {
+  const canonical = JSON.stringify({
+    allowGlobals: [...new Set(policy.allowGlobals)].sort(),
+    allowTorchScript: policy.allowTorchScript,
+    allowEmbeddedCode: policy.allowEmbeddedCode,
+    allowOpaqueMembers: policy.allowOpaqueMembers,
+  });
+  return `sha256:${createHash("sha256").update(canonical).digest("hex")}`;
+}

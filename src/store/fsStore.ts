@@ -58,7 +58,14 @@ const RecordSchema = z.object({
   format: z.string(),
   createdAt: z.string(),
   signatures: z.array(
-    z.object({ source: z.string(), keyIds: z.array(z.string()), envelope: z.string(), addedAt: z.string(), name: z.string().optional() }),
+    z.object({
+      source: z.string(),
+      keyIds: z.array(z.string()),
+      envelope: z.string(),
+      addedAt: z.string(),
+      name: z.string().optional(),
+      policyDigest: z.string().optional(),
+    }),
   ),
   inspection: z.looseObject({ verdict: z.string(), format: z.string() }),
 });
@@ -189,8 +196,18 @@ export class FsArtifactStore implements ArtifactStore {
         return { created, record: input.record };
       }
       const sig = input.signature;
-      const known = existing.signatures.some((s) => sameApproval(s, sig, existing.name));
-      if (known) return { created, record: existing };
+      const known = existing.signatures.findIndex((s) => sameApproval(s, sig, existing.name));
+      if (known >= 0) {
+        // The same approval again, inspected just now under its source's current policy: the
+        // stored one now holds under that policy too (a fetch need not inspect it again).
+        if (sig.policyDigest === undefined || existing.signatures[known]?.policyDigest === sig.policyDigest) return { created, record: existing };
+        const refreshed: ArtifactRecord = {
+          ...existing,
+          signatures: existing.signatures.map((s, i) => (i === known ? { ...s, policyDigest: sig.policyDigest } : s)),
+        };
+        await this.writeRecord(refreshed);
+        return { created, record: refreshed };
+      }
       const merged: ArtifactRecord = { ...existing, names: mergeNames(existing, sig), signatures: [...existing.signatures, sig] };
       await this.writeRecord(merged);
       return { created, record: merged };
@@ -261,6 +278,24 @@ export class FsArtifactStore implements ArtifactStore {
 
   async writeRecord(record: ArtifactRecord): Promise<void> {
     await this.writeRecordJson(record, serializeRecord(record));
+  }
+
+  updateRecord(digestHex: string, update: (record: ArtifactRecord) => ArtifactRecord | undefined): Promise<ArtifactRecord | undefined> {
+    assertHexDigest(digestHex);
+    return this.withLock(digestHex, async () => {
+      const existing = await this.readRecord(digestHex);
+      if (existing === undefined) return undefined;
+      const next = update(existing);
+      if (next === undefined) return existing;
+      if (next.digest !== existing.digest) throw new GatewayError("internal", "updateRecord may not change a record's digest");
+      await this.writeRecord(next);
+      return next;
+    });
+  }
+
+  async localFile(digestHex: string): Promise<{ path: string; release: () => Promise<void> } | undefined> {
+    if ((await this.stat(digestHex)) === undefined) return undefined;
+    return { path: this.blobPath(digestHex), release: () => Promise.resolve() };
   }
 
   private async writeRecordJson(record: ArtifactRecord, json: string): Promise<void> {

@@ -23,6 +23,13 @@ export interface StoredSignature {
    * its own name. Absent in records written before names were kept: use the record's `name`.
    */
   name?: string;
+  /**
+   * contentPolicyDigest of the source's content policy under which the bytes were inspected and
+   * accepted for this signature. A fetch serves on this signature only while the source's policy
+   * is still that one; otherwise the blob is inspected again under the current one. Absent in
+   * records written before it was kept: inspected again on the first fetch.
+   */
+  policyDigest?: string;
 }
 
 /** The metadata record stored beside each blob. Plain JSON. */
@@ -38,6 +45,7 @@ export interface ArtifactRecord {
   /** First acceptance (ISO 8601). */
   createdAt: string;
   signatures: StoredSignature[];
+  /** The report of the first acceptance; replaced when a fetch inspects the bytes again under a changed policy. */
   inspection: InspectionReport;
 }
 
@@ -104,6 +112,18 @@ export interface ArtifactStore {
   stat(digestHex: string): Promise<{ size: number } | undefined>;
   readRecord(digestHex: string): Promise<ArtifactRecord | undefined>;
   writeRecord(record: ArtifactRecord): Promise<void>;
+  /**
+   * Read-modify-write of a record under the same per-digest lock as promote (a signature merged
+   * meanwhile is not lost). `update` returns the new record, or undefined to leave it as it is.
+   * Resolves to the record as stored afterwards; undefined when there is none.
+   */
+  updateRecord(digestHex: string, update: (record: ArtifactRecord) => ArtifactRecord | undefined): Promise<ArtifactRecord | undefined>;
+  /**
+   * A local file holding the blob's bytes, for the content inspector (which needs random access).
+   * The filesystem store gives the blob itself; an object store would download to a temp file.
+   * `release` is called when the caller is done with it. Undefined when absent.
+   */
+  localFile(digestHex: string): Promise<{ path: string; release: () => Promise<void> } | undefined>;
   /** Newest first, filtered by source and/or exact name. */
   list(query: ListQuery): Promise<ListPage>;
   /** Move blob and record out of the served tree (never delete: evidence). */

@@ -248,17 +248,35 @@ export interface StoredEnvelope {
  * key_expired, …, untrusted_source).
  */
 export function recheckTrust(input: { envelopes: readonly (string | StoredEnvelope)[]; digestHex: string; name: string; allowlist: Allowlist; now: Date }): PublishVerification {
+  const [first] = recheckTrustAll(input);
+  if (first === undefined) throw new GatewayError("internal", "recheckTrustAll returned no verification");
+  return first.verification;
+}
+
+/**
+ * recheckTrust for every stored envelope: each one that still verifies, with its index in
+ * `envelopes`, in order (never empty); throws as recheckTrust does when none does.
+ */
+export function recheckTrustAll(input: {
+  envelopes: readonly (string | StoredEnvelope)[];
+  digestHex: string;
+  name: string;
+  allowlist: Allowlist;
+  now: Date;
+}): { index: number; verification: PublishVerification }[] {
   const failures: GatewayError[] = [];
-  for (const entry of input.envelopes) {
+  const trusted: { index: number; verification: PublishVerification }[] = [];
+  input.envelopes.forEach((entry, index) => {
     const envelope = typeof entry === "string" ? entry : entry.envelope;
     const name = (typeof entry === "string" ? undefined : entry.name) ?? input.name;
     try {
-      return verifyPublish({ envelope, digestHex: input.digestHex, name, allowlist: input.allowlist, now: input.now });
+      trusted.push({ index, verification: verifyPublish({ envelope, digestHex: input.digestHex, name, allowlist: input.allowlist, now: input.now }) });
     } catch (err) {
       if (!isGatewayError(err)) throw err;
       failures.push(err);
     }
-  }
+  });
+  if (trusted.length > 0) return trusted;
   for (const code of RECHECK_ORDER) {
     const hit = failures.find((f) => f.code === code);
     if (hit) {

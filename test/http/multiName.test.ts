@@ -63,7 +63,7 @@ describe("same bytes, different signed names", () => {
     const served = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
     expect(served.status).toBe(200);
     expect(sha256Hex(served.body as Buffer)).toBe(hex);
-    expect((await request(env.app).get(`/v1/artifacts/sha256:${hex}/metadata`)).body.trust).toEqual({ status: "trusted", source: "source-b", keyIds: [b.keyId] });
+    expect((await request(env.app).get(`/v1/artifacts/sha256:${hex}/metadata`)).body.trust).toEqual({ status: "trusted", source: "source-b", keyIds: [b.keyId], contentPolicy: "current" });
 
     await revoke(env, { a: true, b: true });
     const refused = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
