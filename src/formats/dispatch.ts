@@ -379,6 +379,34 @@ export function appendMemberNode(parent: InspectionNode, child: InspectionNode, 
   details.omittedMembers = omitted;
 }
 
+/**
+ * Member names Python runs as code, whatever the bytes look like: source (.py, .pyw), bytecode
+ * (.pyc, .pyo), native extensions (.so, .pyd), and .pth files (site-packages runs their `import`
+ * lines at start). transformers imports a bundle's modeling_*.py named in config.json's auto_map
+ * (trust_remote_code=True); sniffed by content, a .py is only a text data member.
+ */
+const CODE_MEMBER = /\.(py|pyw|pyc|pyo|pyd|so|pth)$/i;
+
+/**
+ * In a generic zip or tar (not MLflow, PyTorch or npz: those judge their own code members under
+ * allowEmbeddedCode / allowTorchScript), each code member is `embedded_code`: rejected unless
+ * the source's policy sets allowEmbeddedCode. allowOpaqueMembers does not admit bytecode or
+ * native libraries.
+ */
+function flagCodeMembers(archive: ArchiveContents, path: string, ctx: FormatContext): void {
+  const allowed = ctx.policy.allowEmbeddedCode;
+  for (const member of archive.members) {
+    if (member.isDirectory || !CODE_MEMBER.test(member.path)) continue;
+    const location = memberPath(path, member.path);
+    const what = `member '${member.path}' is Python code (source, bytecode, native extension or .pth) that an importer runs`;
+    archive.node.findings.push(
+      allowed
+        ? { code: "embedded_code", severity: "innocuous", message: `${what} (allowed by the source's policy: allowEmbeddedCode)`, location }
+        : { code: "embedded_code", severity: "dangerous", message: `${what}; rejected unless the source's policy sets allowEmbeddedCode`, location },
+    );
+  }
+}
+
 /** Keras v3 (.keras) and TF SavedModel layouts: recognised, not inspected. */
 function unsupportedLayout(members: readonly ArchiveMember[]): string | undefined {
   const names = new Set(members.filter((m) => !m.isDirectory).map((m) => m.path));
@@ -422,6 +450,7 @@ export async function inspectArchive(archive: ArchiveContents, path: string, ctx
     if (torch !== undefined && archive.kind === "zip") return await inspectTorchZip(archive, torch, path, ctx);
     if (isNpzLayout(archive)) return await inspectNpz(archive, path, ctx);
     node.format = archive.kind;
+    flagCodeMembers(archive, path, ctx);
     await inspectAllMembers(archive, path, ctx);
     return node;
   } catch (err) {

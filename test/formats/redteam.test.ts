@@ -201,3 +201,30 @@ describe("opcodes straddling a FRAME end (the C unpickler reads on)", () => {
     expect(r.findings.map((f) => f.code)).not.toContain("opaque_member");
   });
 });
+
+describe("code members of generic archives, judged by name as Python's importer does", () => {
+  const codeOf = (r: InspectionReport): string[] => r.findings.filter((f) => f.severity !== "innocuous").map((f) => f.code);
+
+  it.each(["tiny/modeling_tiny.py", "tiny/MODELING.PY", "run.pyw", "__pycache__/m.cpython-311.pyc", "m.pyo", "ext/_fast.cpython-311-x86_64-linux-gnu.so", "ext/_fast.pyd", "evil.pth"])(
+    "%s is embedded_code, whatever its bytes",
+    async (name) => {
+      const r = await inspectBytes(buildZip([{ name: "tiny/config.json", data: "{}\n" }, { name, data: "just text\n" }]), "bundle.zip");
+      expect(r.verdict).toBe("reject");
+      expect(codeOf(r)).toEqual(["embedded_code"]);
+      expect(r.findings.find((f) => f.code === "embedded_code")?.location).toContain(name);
+    },
+  );
+
+  it("allowEmbeddedCode admits them (still reported); allowOpaqueMembers does not", async () => {
+    const zip = buildZip([{ name: "modeling_tiny.py", data: "class TinyModel: pass\n" }]);
+    const allowed = await inspectBytes(zip, "bundle.zip", { allowEmbeddedCode: true });
+    expect(allowed.verdict).toBe("accept");
+    expect(allowed.findings.find((f) => f.code === "embedded_code")?.severity).toBe("innocuous");
+    expect((await inspectBytes(zip, "bundle.zip", { allowOpaqueMembers: true })).verdict).toBe("reject");
+  });
+
+  it("names that only contain a code extension are data", async () => {
+    const r = await inspectBytes(buildZip([{ name: "notes.py.txt", data: "text\n" }, { name: "so/readme.md", data: "# hi\n" }]), "bundle.zip");
+    expect(r.verdict).toBe("accept");
+  });
+});
