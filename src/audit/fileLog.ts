@@ -225,19 +225,22 @@ async function readTail(handle: fs.FileHandle, size: number): Promise<{ lastLine
 // ---- reading --------------------------------------------------------------------------------
 
 /**
- * Stream a file's lines as raw bytes (no CR handling, no decoding: the chain hashes bytes).
- * Yields `{line, complete}`; only the last one can be incomplete (no trailing newline).
+ * Stream a file's lines as raw bytes (no CR handling, no decoding: the chain hashes bytes), from
+ * byte `start` (a line start). Yields `{line, complete, offset}` (offset: where the line starts);
+ * only the last one can be incomplete (no trailing newline).
  */
-async function* readLines(file: string): AsyncGenerator<{ line: Buffer; complete: boolean }> {
+async function* readLines(file: string, start = 0): AsyncGenerator<{ line: Buffer; complete: boolean; offset: number }> {
   const handle = await fs.open(file, "r");
   try {
     const chunk = Buffer.alloc(64 * 1024);
     let pending: Buffer[] = [];
     let pendingLength = 0;
-    let position = 0;
+    let position = start;
+    let lineStart = start;
     for (;;) {
       const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
       if (bytesRead === 0) break;
+      const chunkStart = position;
       position += bytesRead;
       let from = 0;
       for (;;) {
@@ -247,20 +250,21 @@ async function* readLines(file: string): AsyncGenerator<{ line: Buffer; complete
         const line = pendingLength === 0 ? Buffer.from(piece) : Buffer.concat([...pending, piece]);
         pending = [];
         pendingLength = 0;
-        yield { line, complete: true };
+        yield { line, complete: true, offset: lineStart };
         from = nl + 1;
+        lineStart = chunkStart + from;
       }
       if (from < bytesRead) {
         pending.push(Buffer.from(chunk.subarray(from, bytesRead)));
         pendingLength += bytesRead - from;
         if (pendingLength > MAX_AUDIT_LINE_BYTES) {
           // Longer than any entry: hand back a prefix that fails to parse (bad_json) and stop.
-          yield { line: Buffer.concat(pending).subarray(0, MAX_AUDIT_LINE_BYTES), complete: true };
+          yield { line: Buffer.concat(pending).subarray(0, MAX_AUDIT_LINE_BYTES), complete: true, offset: lineStart };
           return;
         }
       }
     }
-    if (pendingLength > 0) yield { line: Buffer.concat(pending), complete: false };
+    if (pendingLength > 0) yield { line: Buffer.concat(pending), complete: false, offset: lineStart };
   } finally {
     await handle.close();
   }
@@ -356,15 +360,79 @@ export interface AuditPage {
   next: number | undefined;
 }
 
+/** Every this many entries, readAuditEntries remembers where an entry starts. */
+const SEEK_POINT_EVERY = 256;
+
+/**
+ * Where some entries of a log start: seq -> byte offset, for entries whose seq is a multiple of
+ * SEEK_POINT_EVERY, learnt while reading. The log is append-only, so an offset stays right for
+ * the file it was read from (same device and inode); a point is used only after checking that
+ * the entry found there has the remembered seq, otherwise the log was rewritten and the points
+ * are dropped. Memory: two numbers per 256 entries.
+ */
+interface SeekPoints {
+  dev: number;
+  ino: number;
+  points: Map<number, number>;
+}
+
+const seekPointsByFile = new Map<string, SeekPoints>();
+
+/** The seq a line starts with (`{"seq":N,` is how append writes every entry), without parsing the rest. */
+function leadingSeq(line: Buffer): number | undefined {
+  const m = /^\{"seq":(\d{1,15}),/.exec(line.subarray(0, 32).toString("latin1"));
+  return m?.[1] !== undefined ? Number(m[1]) : undefined;
+}
+
 /**
  * Entries with seq > since, at most `limit`, in log order (for GET /v1/audit). Streams the
- * file; lines that are not entries are skipped here (verification reports them).
+ * file from the nearest remembered entry at or before `since` (SeekPoints), so a page costs the
+ * page, not the log; lines that are not entries are skipped here (verification reports them).
  */
 export async function readAuditEntries(file: string, since: number, limit: number): Promise<AuditPage> {
-  const entries: AuditEntry[] = [];
+  let stat;
   try {
-    for await (const { line, complete } of readLines(file)) {
+    stat = await fs.stat(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { entries: [], next: undefined };
+    throw err;
+  }
+  const key = path.resolve(file);
+  let known = seekPointsByFile.get(key);
+  if (known === undefined || known.dev !== stat.dev || known.ino !== stat.ino) {
+    known = { dev: stat.dev, ino: stat.ino, points: new Map() };
+    seekPointsByFile.set(key, known);
+  }
+  let startSeq = 0;
+  let startOffset = 0;
+  for (const [seq, offset] of known.points) {
+    if (seq <= since && seq > startSeq && offset < stat.size) {
+      startSeq = seq;
+      startOffset = offset;
+    }
+  }
+  const page = await readPage(file, since, limit, known, startSeq, startOffset);
+  if (page !== undefined) return page;
+  // The entry at the remembered offset was not the remembered one: the file was rewritten in
+  // place. Forget what was learnt and read from the start.
+  known.points.clear();
+  return (await readPage(file, since, limit, known, 0, 0)) ?? { entries: [], next: undefined };
+}
+
+/** One page from `startOffset`; undefined when the first line there is not entry `startSeq` (when > 0). */
+async function readPage(file: string, since: number, limit: number, known: SeekPoints, startSeq: number, startOffset: number): Promise<AuditPage | undefined> {
+  const entries: AuditEntry[] = [];
+  let first = true;
+  try {
+    for await (const { line, complete, offset } of readLines(file, startOffset)) {
       if (!complete) break;
+      const quick = leadingSeq(line);
+      if (first) {
+        first = false;
+        if (startSeq > 0 && quick !== startSeq) return undefined;
+      }
+      if (quick !== undefined && quick % SEEK_POINT_EVERY === 0) known.points.set(quick, offset);
+      if (quick !== undefined && quick <= since) continue;
       const entry = parseEntry(line);
       if (entry === undefined || entry.seq <= since) continue;
       if (entries.length === limit) {

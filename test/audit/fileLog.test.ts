@@ -1,4 +1,4 @@
-import { appendFile, chmod, mkdtemp, readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { FileAuditLog, GENESIS_HASH, hashLine, parseEntry, readAuditEntries, verifyAuditLog } from "../../src/audit/fileLog";
@@ -200,5 +200,45 @@ describe("readAuditEntries", () => {
     expect(rest.entries.map((e) => e.seq)).toEqual([3, 4, 5]);
     expect(rest.next).toBeUndefined();
     expect((await readAuditEntries(path.join(dir, "missing.log"), 0, 10)).entries).toEqual([]);
+  });
+
+  /** n entries as append writes them (readAuditEntries does not check the chain), `name` tagging this version of the log. */
+  function bigLog(n: number, name: string, from = 1): string[] {
+    const lines: string[] = [];
+    for (let seq = from; seq < from + n; seq++) lines.push(JSON.stringify({ seq, time: "2026-11-23T12:00:00.000Z", prev: GENESIS_HASH, type: "upload.accepted", name: `${name}-${String(seq)}` }));
+    return lines;
+  }
+
+  it("pages a long log the same from the start and from remembered positions", async () => {
+    await mkdir(path.dirname(file), { recursive: true });
+    await rewrite(bigLog(3000, "a"));
+    const cold = await readAuditEntries(file, 2600, 5);
+    expect(cold.entries.map((e) => e.seq)).toEqual([2601, 2602, 2603, 2604, 2605]);
+    expect(cold.next).toBe(2605);
+    // Now positions of entries 256, 512, ... are known; pages before, at and after them.
+    for (const since of [0, 255, 256, 257, 511, 512, 2559, 2560, 2999]) {
+      const page = await readAuditEntries(file, since, 3);
+      expect(page.entries.map((e) => e.seq)).toEqual([since + 1, since + 2, since + 3].filter((s) => s <= 3000));
+      expect(page.entries.map((e) => e.name)).toEqual(page.entries.map((e) => `a-${String(e.seq)}`));
+    }
+    expect((await readAuditEntries(file, 3000, 3)).entries).toEqual([]);
+  });
+
+  it("keeps paging right when the log grows, is replaced (rotation) or is rewritten in place", async () => {
+    await mkdir(path.dirname(file), { recursive: true });
+    await rewrite(bigLog(1000, "a"));
+    expect((await readAuditEntries(file, 900, 1)).entries.map((e) => e.name)).toEqual(["a-901"]);
+    // Appended to: the remembered positions still hold.
+    await writeFile(file, bigLog(1000, "a").concat(bigLog(500, "a", 1001)).join("\n") + "\n");
+    expect((await readAuditEntries(file, 1300, 2)).entries.map((e) => e.name)).toEqual(["a-1301", "a-1302"]);
+    // Rewritten in place (same inode) with longer lines: every remembered offset is now wrong.
+    await writeFile(file, bigLog(1500, "rewritten-with-a-longer-name").join("\n") + "\n");
+    expect((await readAuditEntries(file, 1300, 2)).entries.map((e) => e.name)).toEqual(["rewritten-with-a-longer-name-1301", "rewritten-with-a-longer-name-1302"]);
+    // Replaced by another file (a rotation renames a new one in): other inode, shorter log.
+    const rotated = path.join(path.dirname(file), "rotated.log");
+    await writeFile(rotated, bigLog(600, "b").join("\n") + "\n");
+    await rename(rotated, file);
+    expect((await readAuditEntries(file, 520, 2)).entries.map((e) => e.name)).toEqual(["b-521", "b-522"]);
+    expect((await readAuditEntries(file, 1300, 2)).entries).toEqual([]);
   });
 });
