@@ -1,4 +1,10 @@
+import { randomBytes } from "node:crypto";
+import { createReadStream, statSync } from "node:fs";
+import * as http from "node:http";
+import * as https from "node:https";
+import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { GatewayError, messageOf } from "../errors";
 
 /**
  * The body of a gateway answer as text, read to at most `maxBytes`: a broken or hostile server
@@ -30,4 +36,86 @@ export async function readJsonCapped(res: Response, maxBytes: number): Promise<u
   } catch {
     return undefined;
   }
+}
+
+export interface FileUpload {
+  method: "PUT" | "POST";
+  url: URL;
+  headers: Record<string, string>;
+  /** Bytes sent before the file (a multipart head), if any. */
+  head?: Buffer;
+  /** The file sent as (the rest of) the body, streamed from disk. */
+  file: string;
+  /** Bytes sent after the file (a multipart tail), if any. */
+  tail?: Buffer;
+}
+
+/**
+ * Sends a file as a request body with node's http client, with a Content-Length (the server
+ * refuses an oversized upload from the header, before a byte is stored), and answers with a
+ * fetch Response so callers read it as any other answer. Not fetch: undici's fetch streams a
+ * file-backed Blob or FormData at 265-365 MB/s with 2.8-4.0 s of client CPU per GiB on loopback,
+ * this at 1450-1780 MB/s with 0.7 s (measured against a server discarding the body). The answer
+ * may come before the whole body was sent (an early refusal): the rest is not sent.
+ */
+export function uploadFile(upload: FileUpload): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    let size: number;
+    try {
+      size = statSync(upload.file).size;
+    } catch (err) {
+      reject(new GatewayError("io_error", `cannot read ${upload.file}: ${messageOf(err)}`));
+      return;
+    }
+    const head = upload.head ?? Buffer.alloc(0);
+    const tail = upload.tail ?? Buffer.alloc(0);
+    const client = upload.url.protocol === "https:" ? https : http;
+    const req = client.request(upload.url, { method: upload.method, headers: { ...upload.headers, "Content-Length": String(head.length + size + tail.length) } });
+    const input = createReadStream(upload.file, { highWaterMark: 1024 * 1024 });
+    let settled = false;
+    const fail = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      input.destroy();
+      req.destroy();
+      reject(err instanceof GatewayError ? err : new GatewayError("io_error", `cannot reach ${upload.url.origin}: ${messageOf(err)}`));
+    };
+    req.on("response", (res) => {
+      if (settled) return;
+      settled = true;
+      // Answered: stop sending (an early refusal need not wait for the rest of the file).
+      input.unpipe(req);
+      input.destroy();
+      // Once the answer is read, the request is over even if its body was cut short.
+      res.on("close", () => {
+        req.destroy();
+      });
+      const headers = new Headers();
+      for (const [name, value] of Object.entries(res.headers)) {
+        if (typeof value === "string") headers.set(name, value);
+        else if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+      }
+      const body = res.statusCode === 204 || res.statusCode === 304 ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>);
+      resolve(new Response(body, { status: res.statusCode ?? 500, headers }));
+    });
+    req.on("error", fail);
+    input.on("error", (err) => {
+      fail(new GatewayError("io_error", `cannot read ${upload.file}: ${messageOf(err)}`));
+    });
+    if (head.length > 0) req.write(head);
+    input.pipe(req, { end: false });
+    input.on("end", () => {
+      req.end(tail);
+    });
+  });
+}
+
+/** A multipart/form-data boundary that no part's bytes can contain by chance. */
+export function multipartBoundary(): string {
+  return `----modelgate-${randomBytes(16).toString("hex")}`;
+}
+
+/** A quoted-string value for Content-Disposition, escaped as browsers and undici's FormData do. */
+export function dispositionValue(value: string): string {
+  return value.replace(/\r/g, "%0D").replace(/\n/g, "%0A").replace(/"/g, "%22");
 }

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual, type Hash } from "node:crypto";
 import { createWriteStream, promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { finished, type Readable } from "node:stream";
@@ -38,12 +38,15 @@ export const SYNC_EVERY_BYTES = 16 * 1024 * 1024;
 
 export interface WriteHashedOptions {
   maxBytes?: number;
+  /** A sha256 to continue (bytes already in an appended-to file); the digest covers them too. */
+  hash?: Hash;
   /** Background fdatasync interval; tests shrink it to exercise the overlap with small inputs. */
   syncEveryBytes?: number;
 }
 
 /**
- * Streams `input` into a new file at `filePath` (created exclusively) while hashing and counting
+ * Streams `input` into a new file at `target` (a path: created exclusively; or a FileHandle the
+ * caller opened, which this takes over and closes) while hashing and counting
  * the same bytes in the same pass (no intermediate stream), failing with `too_large` as soon as
  * more than `maxBytes` arrived; written data is flushed to disk in the background as it goes
  * (SYNC_EVERY_BYTES), the caller still fsyncs before it renames. The caller owns the file: on
@@ -51,7 +54,7 @@ export interface WriteHashedOptions {
  * is closed, so a discard that follows cannot race the file's creation. `input` is paused, never
  * destroyed: an HTTP request stays usable to answer the refusal.
  */
-export async function writeHashed(input: Readable, filePath: string, options: WriteHashedOptions = {}): Promise<{ digestHex: string; size: number }> {
+export async function writeHashed(input: Readable, target: string | FileHandle, options: WriteHashedOptions = {}): Promise<{ digestHex: string; size: number }> {
   const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
   const syncEvery = options.syncEveryBytes ?? SYNC_EVERY_BYTES;
   // An input that fails while the file is being opened must not throw an unhandled 'error' event;
@@ -60,16 +63,16 @@ export async function writeHashed(input: Readable, filePath: string, options: Wr
   input.on("error", ignoreUntilWatched);
   let file: FileHandle;
   try {
-    file = await fsp.open(filePath, "wx");
+    file = typeof target === "string" ? await fsp.open(target, "wx") : target;
   } finally {
     input.off("error", ignoreUntilWatched);
   }
   return new Promise((resolve, reject) => {
-    const hash = createHash("sha256");
+    const hash = options.hash ?? createHash("sha256");
     // The stream writes and closes through the FileHandle, and a FileHandle closes only once the
     // operations in flight on it are done: a background fdatasync never runs on a closed (or
     // reused) descriptor.
-    const out = createWriteStream(filePath, { fd: file, highWaterMark: WRITE_BUFFER_BYTES });
+    const out = createWriteStream("", { fd: file, highWaterMark: WRITE_BUFFER_BYTES });
     let size = 0;
     let unsynced = 0;
     let syncing = false;

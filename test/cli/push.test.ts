@@ -110,6 +110,44 @@ describe("modelgate push", () => {
       await guarded.close();
     }
   });
+  it("frames the body itself: Content-Length on both routes, multipart with --name and an awkward file name", async () => {
+    const seen: { method: string; length: string | undefined; type: string | undefined }[] = [];
+    const spy: RequestHandler = (req, _res, next) => {
+      seen.push({ method: req.method, length: req.get("content-length"), type: req.get("content-type") });
+      next();
+    };
+    const e = await makeEnv({ sources: [{ id: "pub", keys: [{ pub: publisher }] }] });
+    const s = await listen(createApp({ ...e.deps, middlewares: [spy] }));
+    try {
+      const awkward = 'we"ird\nname.safetensors';
+      await fsp.writeFile(path.join(e.dir, awkward), bytes);
+      await fsp.writeFile(path.join(e.dir, "m.sig.json"), signFor(publisher, bytes, "models/push"));
+      const multipart = await runCli(pushCommand, [awkward, "--sig", "m.sig.json", "--name", "models/push", "--multipart", "--url", s.url], {}, e.dir);
+      expect(multipart.code).toBe(0);
+      expect(multipart.stdout).toBe(`sha256:${sha256Hex(bytes)}\n`);
+      expect(multipart.stderr).toContain("stored: models/push");
+      const raw = await runCli(pushCommand, [awkward, "--sig", "m.sig.json", "--url", s.url], {}, e.dir);
+      expect(raw.code).toBe(0);
+      expect(raw.stderr).toContain("already stored");
+      expect(seen.map((r) => r.method)).toEqual(["POST", "PUT"]);
+      expect(seen[0]?.type).toMatch(/^multipart\/form-data; boundary=----modelgate-[0-9a-f]{32}$/);
+      expect(Number(seen[0]?.length)).toBeGreaterThan(bytes.length);
+      expect(seen[1]).toEqual({ method: "PUT", length: String(bytes.length), type: "application/octet-stream" });
+    } finally {
+      await s.close();
+      await e.cleanup();
+    }
+  });
+
+  it("a missing server is io_error (exit 2), not a crash", async () => {
+    const gone = await listen(env.app);
+    const url = gone.url;
+    await gone.close();
+    const res = await runCli(pushCommand, [file, "--sig", "good.sig.json", "--url", url], {}, env.dir);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain("io_error: cannot reach http://127.0.0.1:");
+  });
+
 });
 
 describe("modelgate push of a large untrusted file", () => {
@@ -121,9 +159,11 @@ describe("modelgate push of a large untrusted file", () => {
       await fsp.writeFile(big, "");
       await fsp.truncate(big, 96 * 1024 * 1024); // sparse: cheap to create
       await fsp.writeFile(path.join(env.dir, "big.sig.json"), signFor(stranger, Buffer.from("x"), "models/big"));
-      const res = await runCli(pushCommand, ["big.bin", "--sig", "big.sig.json", "--url", server.url], {}, env.dir);
-      expect(res.stderr).toContain(": untrusted_source: ");
-      expect(res.code).toBe(1);
+      for (const extra of [[], ["--multipart"]]) {
+        const res = await runCli(pushCommand, ["big.bin", "--sig", "big.sig.json", "--url", server.url, ...extra], {}, env.dir);
+        expect(res.stderr).toContain(": untrusted_source: ");
+        expect(res.code).toBe(1);
+      }
       expect(await listFiles(env.dataDir)).toEqual([]);
     } finally {
       await server.close();

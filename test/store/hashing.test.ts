@@ -77,6 +77,19 @@ describe("writeHashed", () => {
     expect(openDescriptorsOn(file)).toBe(0);
   });
 
+  it("appends through a FileHandle the caller opened, continuing a hash of the bytes already there", async () => {
+    const first = randomBytes(100_000);
+    const rest = randomBytes(300_000);
+    const file = path.join(dir, "resumed.part");
+    await fsp.writeFile(file, first);
+    const hash = createHash("sha256").update(first);
+    const handle = await fsp.open(file, "a");
+    const result = await writeHashed(Readable.from(chunksOf(rest, 65_536)), handle, { hash, maxBytes: rest.length });
+    expect(result).toEqual({ digestHex: createHash("sha256").update(first).update(rest).digest("hex"), size: rest.length });
+    expect((await fsp.readFile(file)).equals(Buffer.concat([first, rest]))).toBe(true);
+    expect(openDescriptorsOn(file)).toBe(0); // the handle was taken over and closed
+  });
+
   it("never overwrites an existing file", async () => {
     const file = path.join(dir, "taken.part");
     await fsp.writeFile(file, "keep me");

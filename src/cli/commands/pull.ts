@@ -1,12 +1,12 @@
-import { constants as fsConstants, createWriteStream, promises as fsp } from "node:fs";
+import { createHash, type Hash } from "node:crypto";
+import { constants as fsConstants, createReadStream, promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { Readable, Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { z } from "zod";
 import { GatewayError, isGatewayError, messageOf } from "../../errors";
 import { MAX_PULL_METADATA_BYTES } from "../../limits";
-import { sameDigest } from "../../store/hashing";
+import { sameDigest, writeHashed } from "../../store/hashing";
 import { loadAllowlist, parseDigest, recheckTrust, sha256File } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
@@ -52,6 +52,21 @@ async function openPartial(p: string, append: boolean): Promise<fsp.FileHandle> 
   }
 }
 
+/** Feed the first `length` bytes of file `p` into `hash` (a resumed download's bytes on disk). */
+async function hashPrefix(p: string, length: number, hash: Hash): Promise<void> {
+  let seen = 0;
+  try {
+    for await (const chunk of createReadStream(p, { start: 0, end: length - 1, highWaterMark: 1024 * 1024 })) {
+      const buf = chunk as Buffer;
+      seen += buf.length;
+      hash.update(buf);
+    }
+  } catch (err) {
+    throw new GatewayError("io_error", `cannot read the partial file ${p}: ${messageOf(err)}`, undefined, { cause: err });
+  }
+  if (seen !== length) throw new GatewayError("io_error", `the partial file ${p} changed while it was read; pull again`);
+}
+
 async function fsyncFile(p: string): Promise<void> {
   const handle = await fsp.open(p, "r+");
   try {
@@ -71,18 +86,6 @@ async function readMetadataJson(res: Response): Promise<unknown> {
   } catch {
     throw new GatewayError("integrity_error", "the server's metadata is not JSON");
   }
-}
-
-/** Passes bytes through until more than `limit` arrive, then fails integrity_error (nothing past the limit is written). */
-function byteLimit(limit: number): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      seen += chunk.length;
-      if (seen > limit) callback(new GatewayError("integrity_error", `the server sent more than the ${String(limit)} bytes expected`));
-      else callback(null, chunk);
-    },
-  });
 }
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+)$/;
@@ -164,6 +167,7 @@ export const pullCommand: Command = {
       have = 0;
     }
 
+    let downloadedHex: string | undefined;
     if (res.status !== 416) {
       const remaining = expected - have;
       const contentLength = res.headers.get("content-length");
@@ -174,25 +178,31 @@ export const pullCommand: Command = {
       }
       const body = res.body;
       if (body === null) throw new GatewayError("io_error", "the server sent no body");
+      // The bytes already in a resumed partial are hashed first; the rest while they arrive (one
+      // pass over every byte), written with background flushes (writeHashed).
+      const hash = createHash("sha256");
+      const input = Readable.fromWeb(body as WebReadableStream<Uint8Array>);
       let handle: fsp.FileHandle;
       try {
+        if (append) await hashPrefix(partial, have, hash);
         handle = await openPartial(partial, append);
       } catch (err) {
-        await body.cancel();
+        input.destroy();
         throw err;
       }
       try {
-        await pipeline(Readable.fromWeb(body as WebReadableStream<Uint8Array>), byteLimit(remaining), createWriteStream("", { fd: handle, autoClose: true }));
+        downloadedHex = (await writeHashed(input, handle, { maxBytes: remaining, hash })).digestHex;
       } catch (err) {
-        if (isGatewayError(err) && err.code === "integrity_error") {
+        input.destroy();
+        if (isGatewayError(err) && err.code === "too_large") {
           await fsp.rm(partial, { force: true });
-          throw new GatewayError("integrity_error", `${err.message}; the partial file was removed`);
+          throw new GatewayError("integrity_error", `the server sent more than the ${String(remaining)} bytes expected; the partial file was removed`);
         }
         throw new GatewayError("io_error", `download interrupted after ${String(await sizeOf(partial))} bytes (${messageOf(err)}); run the same command again to resume`);
       }
     }
 
-    const { digestHex } = await sha256File(partial);
+    const digestHex = downloadedHex ?? (await sha256File(partial)).digestHex;
     if (!sameDigest(digestHex, hex)) {
       await fsp.rm(partial, { force: true });
       throw new GatewayError("integrity_error", `downloaded bytes hash to sha256:${digestHex}, not sha256:${hex}; the partial file was removed`);

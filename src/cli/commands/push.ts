@@ -1,10 +1,10 @@
-import { openAsBlob, promises as fsp } from "node:fs";
+import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
 import { GatewayError, messageOf, type ErrorCode } from "../../errors";
 import { HTTP_STATUS } from "../../http/errorStatus";
 import { MAX_ENVELOPE_BYTES, MAX_SERVER_ANSWER_BYTES, MAX_SERVER_ERROR_BODY_BYTES, MAX_SIGNATURE_HEADER_BYTES } from "../../limits";
-import { readJsonCapped } from "../gatewayClient";
+import { dispositionValue, multipartBoundary, readJsonCapped, uploadFile } from "../gatewayClient";
 import { parseCommandArgs } from "../args";
 import type { CliIo, Command } from "../command";
 
@@ -98,14 +98,6 @@ export const pushCommand: Command = {
       if (err instanceof GatewayError) throw err;
       throw new GatewayError("io_error", `cannot read ${values.sig}: ${messageOf(err)}`);
     }
-    let artifact: Blob;
-    try {
-      // A file-backed Blob: fetch streams it from disk, the artifact is never read into memory.
-      artifact = await openAsBlob(filePath);
-    } catch (err) {
-      throw new GatewayError("io_error", `cannot read ${file}: ${messageOf(err)}`);
-    }
-
     const url = apiUrl(base, "/v1/artifacts");
     const signatureHeader = Buffer.from(envelope, "utf8").toString("base64");
     let res: Response;
@@ -113,13 +105,22 @@ export const pushCommand: Command = {
       // Raw PUT: the body is the file, the envelope rides in a header the server checks first.
       const headers: Record<string, string> = { ...authHeaders(io), "Content-Type": "application/octet-stream", "Modelgate-Signature": signatureHeader };
       if (values.name !== undefined) headers["Modelgate-Name"] = values.name;
-      res = await request(url, { method: "PUT", body: artifact, headers });
+      res = await uploadFile({ method: "PUT", url, headers, file: filePath });
     } else {
-      const form = new FormData();
-      form.append("signature", envelope); // first: the server preflights it before the body
-      if (values.name !== undefined) form.append("name", values.name);
-      form.append("artifact", artifact, path.basename(filePath));
-      res = await request(url, { method: "POST", body: form, headers: authHeaders(io) });
+      // multipart/form-data framed here around the streamed file, signature part first: the
+      // server preflights it before the artifact's body.
+      const boundary = multipartBoundary();
+      const field = (name: string, value: string): string => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+      const head = Buffer.from(
+        field("signature", envelope) +
+          (values.name !== undefined ? field("name", values.name) : "") +
+          `--${boundary}\r\nContent-Disposition: form-data; name="artifact"; filename="${dispositionValue(path.basename(filePath))}"\r\n` +
+          "Content-Type: application/octet-stream\r\n\r\n",
+        "utf8",
+      );
+      const tail = Buffer.from(`\r\n--${boundary}--\r\n`, "utf8");
+      const headers = { ...authHeaders(io), "Content-Type": `multipart/form-data; boundary=${boundary}` };
+      res = await uploadFile({ method: "POST", url, headers, head, file: filePath, tail });
     }
     if (!res.ok) throw await serverError(res);
     const body = PushResultSchema.safeParse(await readJsonCapped(res, MAX_SERVER_ANSWER_BYTES));
