@@ -1,7 +1,7 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { RequestHandler } from "express";
-import { pushCommand } from "../../src/cli/commands/push";
+import { gatewayUrl, pushCommand } from "../../src/cli/commands/push";
 import { createApp } from "../../src/http/app";
 import { GatewayError } from "../../src/errors";
 import { artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "../http/helpers";
@@ -137,6 +137,15 @@ describe("modelgate push", () => {
       await s.close();
       await e.cleanup();
     }
+  });
+
+  it("takes the URL from --url, then a non-empty MODELGATE_URL, then the local default", () => {
+    const io = (env: NodeJS.ProcessEnv) => ({ stdout: () => undefined, stderr: () => undefined, env, cwd: "/" });
+    expect(gatewayUrl("http://a:1", io({ MODELGATE_URL: "http://b:2" })).toString()).toBe("http://a:1/");
+    expect(gatewayUrl(undefined, io({ MODELGATE_URL: "http://b:2" })).toString()).toBe("http://b:2/");
+    expect(gatewayUrl(undefined, io({ MODELGATE_URL: "" })).toString()).toBe("http://127.0.0.1:8080/");
+    expect(gatewayUrl(undefined, io({})).toString()).toBe("http://127.0.0.1:8080/");
+    expect(() => gatewayUrl("ftp://x", io({}))).toThrow(GatewayError);
   });
 
   it("a missing server is io_error (exit 2), not a crash", async () => {

@@ -12,7 +12,9 @@ const DEFAULT_URL = "http://127.0.0.1:8080";
 
 /** --url, else env MODELGATE_URL, else the local default; only http(s) URLs. */
 export function gatewayUrl(flag: string | undefined, io: CliIo): URL {
-  const text = flag ?? io.env.MODELGATE_URL ?? DEFAULT_URL;
+  // An empty MODELGATE_URL (`MODELGATE_URL= modelgate push ...`) means unset, as for other tools.
+  const fromEnv = io.env.MODELGATE_URL !== undefined && io.env.MODELGATE_URL !== "" ? io.env.MODELGATE_URL : undefined;
+  const text = flag ?? fromEnv ?? DEFAULT_URL;
   let url: URL;
   try {
     url = new URL(text);
