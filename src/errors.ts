@@ -34,6 +34,7 @@ export const INSPECTION_ERROR_CODES = [
   "extension_mismatch",
   "opaque_member",
   "bad_persistent_id",
+  "direct_requirement",
 ] as const;
 
 export type InspectionErrorCode = (typeof INSPECTION_ERROR_CODES)[number];

@@ -6,6 +6,7 @@ import { MAX_YAML_ALIAS_COUNT } from "../limits";
 import type { ArchiveContents, ArchiveMember } from "./archive";
 import type { FormatContext } from "./context";
 import { findingOf, inspectAllMembers, memberPath } from "./dispatch";
+import { checkCondaEnvironment, checkPipRequirements, checkPythonEnv, requirementLines, type RequirementCheck } from "./requirements";
 import { checkMemberPath } from "./zip";
 
 /**
@@ -216,15 +217,15 @@ function parseMlmodel(text: string): Record<string, unknown> {
   return parsed;
 }
 
-/** requirements.txt as data: requirement lines without comments and blanks, bounded. */
-function requirementLines(text: string): string[] {
-  return text
-    .split(/\r?\n/)
-    .map((l) => l.replace(/(^|\s)#.*$/, "").trim())
-    .filter((l) => l !== "")
+/** requirements.txt as data for the summary: requirement lines without comments and blanks, bounded. */
+function requirementSummary(text: string): string[] {
+  return requirementLines(text)
     .slice(0, 500)
     .map((l) => l.slice(0, 300));
 }
+
+/** Files a `-r`/`-c` include chain may reach (each read once). */
+const MAX_REQUIREMENT_FILES = 16;
 
 /** A YAML value reduced to plain JSON for the report (bounded). */
 function plain(v: unknown, depth = 0): unknown {
@@ -317,7 +318,7 @@ export async function inspectMlflow(archive: ArchiveContents, root: string, path
   // Environment files are data: report what they ask to install.
   const env: Record<string, unknown> = {};
   for (const [name, parse] of [
-    ["requirements.txt", (t: string): unknown => requirementLines(t)],
+    ["requirements.txt", (t: string): unknown => requirementSummary(t)],
     ["conda.yaml", (t: string): unknown => plain(parseSafeYaml(t, "conda.yaml"))],
     ["python_env.yaml", (t: string): unknown => plain(parseSafeYaml(t, "python_env.yaml"))],
   ] as const) {
@@ -332,7 +333,68 @@ export async function inspectMlflow(archive: ArchiveContents, root: string, path
   }
   if (Object.keys(env).length > 0) details.environment = env;
   node.details = { ...node.details, mlflow: details };
+  await checkEnvironment(archive, prefix, path, ctx);
 
   await inspectAllMembers(archive, path, ctx, new Set(mlmodelMember === undefined ? [] : [mlmodelPath]));
   return node;
+}
+
+/**
+ * What restoring the bundle's environment would install (requirements.txt, python_env.yaml,
+ * conda.yaml, and the files their `-r`/`-c` options include): every entry pip or conda would not
+ * take from an index by name is `direct_requirement` (suspicious; innocuous and still reported
+ * when the source's policy sets allowDirectRequirements). An include naming no member of the
+ * bundle is `malformed_container`. A file that cannot be read or parsed is reported by the
+ * member inspection and the summary; it adds nothing here.
+ */
+async function checkEnvironment(archive: ArchiveContents, prefix: string, path: string, ctx: FormatContext): Promise<void> {
+  const node = archive.node;
+  const allowed = ctx.policy.allowDirectRequirements;
+  const members = new Map(archive.members.filter((m) => !m.isDirectory).map((m) => [m.path, m]));
+  const seen = new Set<string>();
+  const queue: { member: string; check: (text: string) => RequirementCheck }[] = [
+    { member: `${prefix}requirements.txt`, check: (t) => checkPipRequirements(requirementLines(t)) },
+    { member: `${prefix}python_env.yaml`, check: (t) => checkPythonEnv(parseSafeYaml(t, "python_env.yaml")) },
+    { member: `${prefix}conda.yaml`, check: (t) => checkCondaEnvironment(parseSafeYaml(t, "conda.yaml")) },
+  ];
+  while (queue.length > 0 && seen.size < MAX_REQUIREMENT_FILES) {
+    const next = queue.shift();
+    if (next === undefined || seen.has(next.member)) continue;
+    seen.add(next.member);
+    const member = members.get(next.member);
+    if (member === undefined) continue;
+    let result: RequirementCheck;
+    try {
+      result = next.check(await readText(member, ctx));
+    } catch {
+      continue;
+    }
+    const location = memberPath(path, member.path);
+    for (const problem of result.problems) {
+      const what = `mlflow environment: ${JSON.stringify(problem.entry)} is ${problem.why}`;
+      node.findings.push(
+        allowed
+          ? { code: "direct_requirement", severity: "innocuous", message: `${what} (allowed by the source's policy: allowDirectRequirements)`, location }
+          : { code: "direct_requirement", severity: "suspicious", message: `${what}; rejected unless the source's policy sets allowDirectRequirements`, location },
+      );
+    }
+    // pip reads an included file relative to the directory of the file that names it.
+    const dir = member.path.includes("/") ? member.path.slice(0, member.path.lastIndexOf("/") + 1) : "";
+    for (const include of result.includes) {
+      const target = normalizeRelative(`${dir}${include.path}`);
+      if (!members.has(target)) {
+        node.findings.push({ code: "malformed_container", severity: "malformed", message: `mlflow environment: ${include.option} ${JSON.stringify(include.path.slice(0, 200))} names no file in the bundle`, location });
+        continue;
+      }
+      queue.push({ member: target, check: (t) => checkPipRequirements(requirementLines(t)) });
+    }
+  }
+}
+
+/** "a/./b" -> "a/b" (".." never reaches here: refused as an include outside the bundle). */
+function normalizeRelative(p: string): string {
+  return p
+    .split("/")
+    .filter((part) => part !== "." && part !== "")
+    .join("/");
 }

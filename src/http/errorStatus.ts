@@ -29,6 +29,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   extension_mismatch: 422,
   opaque_member: 422,
   bad_persistent_id: 422,
+  direct_requirement: 422,
   // request
   bad_request: 400,
   unsupported_media_type: 415,

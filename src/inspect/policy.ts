@@ -32,6 +32,8 @@ export const ContentPolicySchema = z
     allowEmbeddedCode: z.boolean().default(false),
     /** Archive members of unknown binary content: off unless named. */
     allowOpaqueMembers: z.boolean().default(false),
+    /** MLflow environments that install from URLs, VCS, paths or other indexes: off unless named. */
+    allowDirectRequirements: z.boolean().default(false),
   })
   .describe("per-source content policy");
 
@@ -42,6 +44,7 @@ export const DEFAULT_CONTENT_POLICY: Readonly<ContentPolicy> = Object.freeze({
   allowTorchScript: false,
   allowEmbeddedCode: false,
   allowOpaqueMembers: false,
+  allowDirectRequirements: false,
 });
 
 /**
@@ -55,6 +58,7 @@ export function contentPolicyDigest(policy: ContentPolicy): string {
     allowTorchScript: policy.allowTorchScript,
     allowEmbeddedCode: policy.allowEmbeddedCode,
     allowOpaqueMembers: policy.allowOpaqueMembers,
+    allowDirectRequirements: policy.allowDirectRequirements,
   });
   return `sha256:${createHash("sha256").update(canonical).digest("hex")}`;
 }

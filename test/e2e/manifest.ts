@@ -21,6 +21,7 @@ const EntrySchema = z.object({
       allowTorchScript: z.boolean().optional(),
       allowEmbeddedCode: z.boolean().optional(),
       allowOpaqueMembers: z.boolean().optional(),
+      allowDirectRequirements: z.boolean().optional(),
     })
     .optional(),
   alsoCodes: z.array(z.string()).optional(),

@@ -43,6 +43,7 @@ const PolicySchema = z.strictObject({
   allowTorchScript: z.boolean().optional(),
   allowEmbeddedCode: z.boolean().optional(),
   allowOpaqueMembers: z.boolean().optional(),
+  allowDirectRequirements: z.boolean().optional(),
 });
 
 const EntrySchema = z
