@@ -78,12 +78,18 @@ export async function writeHashed(input: Readable, target: string | FileHandle, 
     let syncing = false;
     let failure: Error | undefined;
     let written = false;
-    const resume = (): void => {
-      input.resume();
+    // Paused when the write stream holds WRITE_BUFFER_BYTES, resumed as soon as it holds half of
+    // that (not only once it is empty, which is when 'drain' fires): the socket keeps receiving
+    // while the previous batch is being written.
+    let paused = false;
+    const afterWrite = (): void => {
+      if (paused && failure === undefined && out.writableLength <= WRITE_BUFFER_BYTES / 2) {
+        paused = false;
+        input.resume();
+      }
     };
     const stop = (): void => {
       input.off("data", onData);
-      out.off("drain", resume);
       stopWatching();
       input.pause();
     };
@@ -114,9 +120,9 @@ export async function writeHashed(input: Readable, target: string | FileHandle, 
       }
       hash.update(chunk);
       unsynced += chunk.length;
-      if (!out.write(chunk)) {
+      if (!out.write(chunk, afterWrite) && !paused) {
+        paused = true;
         input.pause();
-        out.once("drain", resume);
       }
       if (unsynced >= syncEvery && !syncing) syncInBackground();
     };

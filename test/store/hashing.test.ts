@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import { GatewayError } from "../../src/errors";
-import { writeHashed } from "../../src/store/hashing";
+import { WRITE_BUFFER_BYTES, writeHashed } from "../../src/store/hashing";
 
 /** Descriptors this process has open on `file` (Linux /proc): a settled writeHashed leaves none. */
 function openDescriptorsOn(file: string): number {
@@ -42,6 +42,29 @@ describe("writeHashed", () => {
     expect(result).toEqual({ digestHex: createHash("sha256").update(data).digest("hex"), size: data.length });
     expect((await fsp.readFile(file)).equals(data)).toBe(true);
     expect(openDescriptorsOn(file)).toBe(0);
+  });
+
+  it("pauses the input while WRITE_BUFFER_BYTES wait to be written and resumes it, losing nothing", async () => {
+    const data = randomBytes(5 * WRITE_BUFFER_BYTES + 12_345);
+    const input = Readable.from(chunksOf(data, 64 * 1024));
+    let pauses = 0;
+    let resumes = 0;
+    const pause = input.pause.bind(input);
+    const resume = input.resume.bind(input);
+    input.pause = () => {
+      pauses += 1;
+      return pause();
+    };
+    input.resume = () => {
+      resumes += 1;
+      return resume();
+    };
+    const file = path.join(dir, "big.part");
+    const result = await writeHashed(input, file);
+    expect(result).toEqual({ digestHex: createHash("sha256").update(data).digest("hex"), size: data.length });
+    expect((await fsp.readFile(file)).equals(data)).toBe(true);
+    expect(pauses).toBeGreaterThan(0);
+    expect(resumes).toBeGreaterThan(0);
   });
 
   it("handles an empty input", async () => {
