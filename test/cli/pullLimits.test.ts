@@ -5,7 +5,7 @@ import * as path from "node:path";
 import request from "supertest";
 import { pullCommand } from "../../src/cli/commands/pull";
 import { makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "../http/helpers";
-import { listen, runCli } from "./pushPull.helpers";
+import { endlessAnswer, listen, runCli } from "./pushPull.helpers";
 
 const publisher = makePublisher();
 
@@ -53,29 +53,12 @@ describe("modelgate pull: download size bound", () => {
   });
 
   it("aborts an endless chunked body as soon as it passes the expected size, leaving nothing", async () => {
-    let sent = 0;
-    const res = await pullVia((_req, res) => {
-      res.writeHead(200, { "Content-Type": "application/octet-stream" }); // no Content-Length: chunked
-      const chunk = Buffer.alloc(64 * 1024, 7);
-      const pump = (): void => {
-        while (!res.destroyed && sent < 1024 * 1024 * 1024) {
-          sent += chunk.length;
-          if (!res.write(chunk)) {
-            res.once("drain", pump);
-            return;
-          }
-        }
-        res.end();
-      };
-      res.on("close", () => {
-        res.destroy();
-      });
-      pump();
-    });
+    const endless = endlessAnswer(200, { "Content-Type": "application/octet-stream" });
+    const res = await pullVia(endless.handler);
     expect(res.code).toBe(1);
     expect(res.stderr).toContain("integrity_error");
     expect(await fsp.readdir(outDir)).toEqual([]);
-    expect(sent).toBeLessThan(64 * 1024 * 1024); // stopped long before the 1 GiB the server would send
+    expect(endless.sent()).toBeLessThan(64 * 1024 * 1024); // stopped long before the 1 GiB the server would send
   });
 
   it("aborts a chunked body of the right bytes plus extra, leaving nothing", async () => {

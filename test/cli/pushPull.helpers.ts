@@ -50,3 +50,32 @@ export async function listen(handler: http.RequestListener): Promise<{ url: stri
       }),
   };
 }
+
+/**
+ * Answer with `status` and a body that never ends (up to 1 GiB of `fill` bytes after `prefix`),
+ * for clients that must stop reading; `sent()` tells how many bytes of the endless part went out.
+ */
+export function endlessAnswer(status: number, headers: http.OutgoingHttpHeaders, options: { fill?: number; prefix?: string } = {}): { handler: http.RequestListener; sent: () => number } {
+  let sent = 0;
+  const handler: http.RequestListener = (req, res) => {
+    req.resume();
+    res.writeHead(status, headers); // no Content-Length: chunked
+    if (options.prefix !== undefined) res.write(options.prefix);
+    const chunk = Buffer.alloc(64 * 1024, options.fill ?? 7);
+    const pump = (): void => {
+      while (!res.destroyed && sent < 1024 * 1024 * 1024) {
+        sent += chunk.length;
+        if (!res.write(chunk)) {
+          res.once("drain", pump);
+          return;
+        }
+      }
+      res.end();
+    };
+    res.on("close", () => {
+      res.destroy();
+    });
+    pump();
+  };
+  return { handler, sent: () => sent };
+}

@@ -6,35 +6,13 @@ import * as path from "node:path";
 import { pullCommand } from "../../src/cli/commands/pull";
 import { pushCommand } from "../../src/cli/commands/push";
 import { makePublisher, sha256Hex, signFor } from "../http/helpers";
-import { listen, runCli } from "./pushPull.helpers";
+import { endlessAnswer, listen, runCli } from "./pushPull.helpers";
 
 const publisher = makePublisher();
 
-/** Answers `status` with a JSON-looking body that never ends (up to 1 GiB); `sent()` tells how much went out. */
-function endlessAnswer(status: number): { handler: http.RequestListener; sent: () => number } {
-  let sent = 0;
-  const handler: http.RequestListener = (req, res) => {
-    req.resume();
-    res.writeHead(status, { "Content-Type": "application/json" });
-    const chunk = Buffer.alloc(64 * 1024, 0x20);
-    res.write('{"error": {"code": "untrusted_source", "message": "');
-    const pump = (): void => {
-      while (!res.destroyed && sent < 1024 * 1024 * 1024) {
-        sent += chunk.length;
-        if (!res.write(chunk)) {
-          res.once("drain", pump);
-          return;
-        }
-      }
-      res.end();
-    };
-    res.on("close", () => {
-      res.destroy();
-    });
-    pump();
-  };
-  return { handler, sent: () => sent };
-}
+/** An error-shaped JSON answer whose message never ends. */
+const endlessJson = (status: number): ReturnType<typeof endlessAnswer> =>
+  endlessAnswer(status, { "Content-Type": "application/json" }, { fill: 0x20, prefix: '{"error": {"code": "untrusted_source", "message": "' });
 
 /** push and pull read a server's answers to a bound: an endless body is neither buffered nor read to its end. */
 describe("modelgate push/pull: bounded reads of the server's answers", () => {
@@ -66,7 +44,7 @@ describe("modelgate push/pull: bounded reads of the server's answers", () => {
   }
 
   it.each([["PUT", []], ["POST multipart", ["--multipart"]]])("push (%s): an endless error answer is reported without being read to its end", async (_label, extra) => {
-    const endless = endlessAnswer(403);
+    const endless = endlessJson(403);
     const res = await against(endless.handler, (url) => runCli(pushCommand, [artifact, "--sig", sig, "--url", url, ...extra], {}, dir));
     expect(res.code).toBe(2);
     expect(res.stderr).toContain("internal: server answered HTTP 403 without an error body");
@@ -74,7 +52,7 @@ describe("modelgate push/pull: bounded reads of the server's answers", () => {
   });
 
   it("push: an endless success answer is refused as not an upload result", async () => {
-    const endless = endlessAnswer(201);
+    const endless = endlessJson(201);
     const res = await against(endless.handler, (url) => runCli(pushCommand, [artifact, "--sig", sig, "--url", url], {}, dir));
     expect(res.code).toBe(2);
     expect(res.stderr).toContain("internal: the server's answer is not an upload result");
@@ -82,7 +60,7 @@ describe("modelgate push/pull: bounded reads of the server's answers", () => {
   });
 
   it("pull: an endless error answer to the metadata request is reported without being read to its end", async () => {
-    const endless = endlessAnswer(404);
+    const endless = endlessJson(404);
     const out = path.join(dir, "pulled.bin");
     const res = await against(endless.handler, (url) => runCli(pullCommand, [hex, "--out", out, "--url", url], {}, dir));
     expect(res.code).toBe(2);
