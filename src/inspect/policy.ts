@@ -53,6 +53,10 @@ export const DEFAULT_CONTENT_POLICY: Readonly<ContentPolicy> = Object.freeze({
  * fetch can tell whether the source's policy changed since the bytes were inspected under it.
  */
 export function contentPolicyDigest(policy: ContentPolicy): string {
+  // Every fetch asks for the digest of its sources' policies; a policy object lives as long as
+  // the allowlist that parsed it, so each is hashed once.
+  const known = policyDigests.get(policy);
+  if (known !== undefined) return known;
   const canonical = JSON.stringify({
     allowGlobals: [...new Set(policy.allowGlobals)].sort(),
     allowTorchScript: policy.allowTorchScript,
@@ -60,5 +64,9 @@ export function contentPolicyDigest(policy: ContentPolicy): string {
     allowOpaqueMembers: policy.allowOpaqueMembers,
     allowDirectRequirements: policy.allowDirectRequirements,
   });
-  return `sha256:${createHash("sha256").update(canonical).digest("hex")}`;
+  const digest = `sha256:${createHash("sha256").update(canonical).digest("hex")}`;
+  policyDigests.set(policy, digest);
+  return digest;
 }
+
+const policyDigests = new WeakMap<ContentPolicy, string>();
