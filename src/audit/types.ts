@@ -1,3 +1,5 @@
+import type { InspectionReport } from "../inspect/report";
+
 /**
  * The audit port: every decision the gateway makes is appended here before the response is
  * sent. The file-backed, hash-chained implementation lives beside this file; tests may use
@@ -31,6 +33,11 @@ export interface AuditEvent {
   /** Inspection summary: verdict, format, counts; never the artifact bytes. */
   inspection?: { verdict: string; format: string; findings: number; imports: number };
   details?: Record<string, unknown>;
+}
+
+/** What the audit log keeps of an inspection report: verdict, format and counts, never the findings themselves. */
+export function inspectionSummary(report: InspectionReport): NonNullable<AuditEvent["inspection"]> {
+  return { verdict: report.verdict, format: report.format, findings: report.findings.length + (report.omittedFindings?.count ?? 0), imports: report.imports.length };
 }
 
 export interface AuditSink {

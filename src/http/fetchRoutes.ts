@@ -11,9 +11,9 @@ import type { GatewayMetrics } from "../metrics/types";
 import { sameDigest } from "../store/hashing";
 import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore } from "../store/types";
-import { parseDigest, recheckTrustAll, type PublishVerification } from "../trust";
+import { parseDigest, recheckTrustAll, type PublishVerification, type TrustedEnvelope } from "../trust";
 import type { Inspector } from "../inspect/inspector";
-import { acceptedUnderCurrentPolicy, Reinspector, type TrustedSignature } from "./reinspection";
+import { acceptedUnderCurrentPolicy, Reinspector } from "./reinspection";
 import type { AllowlistProvider } from "./allowlistHolder";
 import { HTTP_STATUS } from "./errorStatus";
 import { parseRange } from "./range";
@@ -135,7 +135,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
   const trusted = async (req: Request, res: Response, hex: string): Promise<{ record: ArtifactRecord; verification: PublishVerification }> => {
     const record = await deps.store.readRecord(hex);
     if (record === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
-    let trustedSignatures: TrustedSignature[];
+    let trustedSignatures: TrustedEnvelope[];
     try {
       trustedSignatures = recheckTrustAll({
         // Each signature against the name it signed (record.name for older entries).
@@ -258,8 +258,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
     try {
       const all = recheckTrustAll({ envelopes: record.signatures, digestHex: hex, name: record.name, allowlist: deps.allowlist.current(), now: deps.now() });
       const current = acceptedUnderCurrentPolicy(record, all);
-      const v = (current ?? all[0])?.verification;
-      if (v === undefined) throw new GatewayError("internal", "no trusted signature");
+      const v = (current ?? all[0]).verification;
       // "changed": no signature was accepted under its source's content policy as it is now; the
       // next download inspects the bytes again and serves or refuses them.
       trust = { status: "trusted", source: v.source.id, keyIds: v.keyIds, contentPolicy: current !== undefined ? "current" : "changed" };

@@ -1,4 +1,4 @@
-import type { AuditSink } from "../audit/types";
+import { inspectionSummary, type AuditSink } from "../audit/types";
 import { GatewayError } from "../errors";
 import type { Inspector } from "../inspect/inspector";
 import { contentPolicyDigest } from "../inspect/policy";
@@ -6,14 +6,7 @@ import { rejectionCode, type InspectionReport } from "../inspect/report";
 import type { GatewayMetrics } from "../metrics/types";
 import { sameDigest } from "../store/hashing";
 import type { ArtifactRecord, ArtifactStore } from "../store/types";
-import { sha256File, type PublishVerification } from "../trust";
-import { inspectionSummary } from "./uploadRoute";
-
-/** A stored signature that still verifies against the current allowlist (recheckTrustAll). */
-export interface TrustedSignature {
-  index: number;
-  verification: PublishVerification;
-}
+import { sha256File, type PublishVerification, type TrustedEnvelope } from "../trust";
 
 export interface ReinspectionDeps {
   store: ArtifactStore;
@@ -29,7 +22,7 @@ const MAX_REMEMBERED_REFUSALS = 256;
  * Whether one of the trusted signatures was accepted under its source's content policy as it is now.
  * A signature without a recorded policy (records written before it was kept) never was.
  */
-export function acceptedUnderCurrentPolicy(record: ArtifactRecord, trusted: readonly TrustedSignature[]): TrustedSignature | undefined {
+export function acceptedUnderCurrentPolicy(record: ArtifactRecord, trusted: readonly TrustedEnvelope[]): TrustedEnvelope | undefined {
   return trusted.find((t) => record.signatures[t.index]?.policyDigest === contentPolicyDigest(t.verification.source.pickle));
 }
 
@@ -51,7 +44,7 @@ export class Reinspector {
   constructor(private readonly deps: ReinspectionDeps) {}
 
   /** The verification to serve under, and the record as updated; throws the refusal. */
-  async admit(hexDigest: string, record: ArtifactRecord, trusted: readonly TrustedSignature[], context: { requestId?: string }): Promise<{ verification: PublishVerification; record: ArtifactRecord }> {
+  async admit(hexDigest: string, record: ArtifactRecord, trusted: readonly TrustedEnvelope[], context: { requestId?: string }): Promise<{ verification: PublishVerification; record: ArtifactRecord }> {
     let refusal: { report: InspectionReport; verification: PublishVerification } | undefined;
     const tried = new Set<string>();
     for (const candidate of trusted) {

@@ -1,7 +1,7 @@
 import type { Request, RequestHandler, Response } from "express";
 import multer from "multer";
 import { z } from "zod";
-import type { AuditEvent, AuditSink } from "../audit/types";
+import { inspectionSummary, type AuditEvent, type AuditSink } from "../audit/types";
 import { GatewayError, messageOf } from "../errors";
 import type { Inspector } from "../inspect/inspector";
 import { contentPolicyDigest } from "../inspect/policy";
@@ -40,11 +40,6 @@ const FieldsSchema = z.strictObject({
   signature: z.string().min(1).optional(),
   name: z.string().min(1).max(MAX_ARTIFACT_NAME_LENGTH).optional(),
 });
-
-/** What the audit log keeps of a report: verdict, format and counts, never the findings themselves. */
-export function inspectionSummary(report: InspectionReport): NonNullable<AuditEvent["inspection"]> {
-  return { verdict: report.verdict, format: report.format, findings: report.findings.length + (report.omittedFindings?.count ?? 0), imports: report.imports.length };
-}
 
 /**
  * The finding counts of a rejection message, omitted findings included: a report lists at most

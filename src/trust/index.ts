@@ -25,6 +25,6 @@ export type { Envelope, PublishPredicate, Statement } from "./dsse";
 export { matchesNameGlob } from "./glob";
 export { keyIdOf, parsePublicKey, publicKeyToPem, privateKeyToPem, readPrivateKey, verifyEd25519 } from "./keys";
 export { verifyPublish, preflightEnvelope, recheckTrust, recheckTrustAll, isNameAllowed } from "./verify";
-export type { PublishVerification, StoredEnvelope, TrustReason } from "./verify";
+export type { PublishVerification, RecheckInput, StoredEnvelope, TrustedEnvelope, TrustReason } from "./verify";
 export { addKeyEntry, formatAllowlistJson, keyIdsBySource, writeFileAtomicSync } from "./edit";
 export type { AddKeyOutcome } from "./edit";

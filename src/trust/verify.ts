@@ -239,51 +239,68 @@ export interface StoredEnvelope {
   name?: string | undefined;
 }
 
-/**
- * The fetch path: a stored artifact stays servable while ANY of its stored envelopes still
- * verifies against the current allowlist (keys get revoked, expire, sources are removed).
- * Each envelope is checked against its own signed name (the same bytes may be published under
- * different names by different sources); a bare string or an entry without a name falls back
- * to `name` (the record's name). Otherwise throws the most specific reason (key_revoked,
- * key_expired, …, untrusted_source).
- */
-export function recheckTrust(input: { envelopes: readonly (string | StoredEnvelope)[]; digestHex: string; name: string; allowlist: Allowlist; now: Date }): PublishVerification {
-  const [first] = recheckTrustAll(input);
-  if (first === undefined) throw new GatewayError("internal", "recheckTrustAll returned no verification");
-  return first.verification;
-}
-
-/**
- * recheckTrust for every stored envelope: each one that still verifies, with its index in
- * `envelopes`, in order (never empty); throws as recheckTrust does when none does.
- */
-export function recheckTrustAll(input: {
+/** What a re-check takes: the stored envelopes, the artifact, the allowlist in force now. */
+export interface RecheckInput {
   envelopes: readonly (string | StoredEnvelope)[];
   digestHex: string;
   name: string;
   allowlist: Allowlist;
   now: Date;
-}): { index: number; verification: PublishVerification }[] {
-  const failures: GatewayError[] = [];
-  const trusted: { index: number; verification: PublishVerification }[] = [];
-  input.envelopes.forEach((entry, index) => {
+}
+
+/** A stored envelope that still verifies, with its index in `envelopes`. */
+export interface TrustedEnvelope {
+  index: number;
+  verification: PublishVerification;
+}
+
+/**
+ * The stored envelopes that still verify, in order, lazily (a caller that needs one stops at
+ * it); every failure met on the way is pushed onto `failures`.
+ */
+function* verifiedEnvelopes(input: RecheckInput, failures: GatewayError[]): Generator<TrustedEnvelope> {
+  for (const [index, entry] of input.envelopes.entries()) {
     const envelope = typeof entry === "string" ? entry : entry.envelope;
     const name = (typeof entry === "string" ? undefined : entry.name) ?? input.name;
+    let verification: PublishVerification;
     try {
-      trusted.push({ index, verification: verifyPublish({ envelope, digestHex: input.digestHex, name, allowlist: input.allowlist, now: input.now }) });
+      verification = verifyPublish({ envelope, digestHex: input.digestHex, name, allowlist: input.allowlist, now: input.now });
     } catch (err) {
       if (!isGatewayError(err)) throw err;
       failures.push(err);
+      continue;
     }
-  });
-  if (trusted.length > 0) return trusted;
+    yield { index, verification };
+  }
+}
+
+/** The refusal when no stored envelope verifies: the most specific failure, with every reason. */
+function noneTrusted(failures: readonly GatewayError[]): GatewayError {
   for (const code of RECHECK_ORDER) {
     const hit = failures.find((f) => f.code === code);
-    if (hit) {
-      throw new GatewayError(hit.code, hit.message, { reasons: failures.map((f) => ({ code: f.code, message: f.message })) });
-    }
+    if (hit) return new GatewayError(hit.code, hit.message, { reasons: failures.map((f) => ({ code: f.code, message: f.message })) });
   }
-  const other = failures[0];
-  if (other) throw other;
-  throw new GatewayError("untrusted_source", "the artifact has no stored signature envelope", { reasons: [] });
+  return failures[0] ?? new GatewayError("untrusted_source", "the artifact has no stored signature envelope", { reasons: [] });
+}
+
+/**
+ * The fetch path: a stored artifact stays servable while ANY of its stored envelopes still
+ * verifies against the current allowlist (keys get revoked, expire, sources are removed).
+ * Each envelope is checked against its own signed name (the same bytes may be published under
+ * different names by different sources); a bare string or an entry without a name falls back
+ * to `name` (the record's name). Returns the first that verifies; otherwise throws the most
+ * specific reason (key_revoked, key_expired, …, untrusted_source).
+ */
+export function recheckTrust(input: RecheckInput): PublishVerification {
+  const failures: GatewayError[] = [];
+  for (const trusted of verifiedEnvelopes(input, failures)) return trusted.verification;
+  throw noneTrusted(failures);
+}
+
+/** recheckTrust for every stored envelope: each one that still verifies (never none); throws as recheckTrust does. */
+export function recheckTrustAll(input: RecheckInput): [TrustedEnvelope, ...TrustedEnvelope[]] {
+  const failures: GatewayError[] = [];
+  const [first, ...rest] = verifiedEnvelopes(input, failures);
+  if (first === undefined) throw noneTrusted(failures);
+  return [first, ...rest];
 }
