@@ -46,6 +46,23 @@ export function severityOf(code: InspectionErrorCode): Severity {
 }
 
 /**
+ * A finding the source's policy decides: `severity` (it rejects the artifact) unless the policy
+ * sets `flag`; then innocuous, and still reported so a reader sees what was let through.
+ */
+export function policyGatedFinding(
+  ctx: FormatContext,
+  flag: "allowEmbeddedCode" | "allowDirectRequirements",
+  code: InspectionErrorCode,
+  severity: Severity,
+  what: string,
+  location: string,
+): Finding {
+  return ctx.policy[flag]
+    ? { code, severity: "innocuous", message: `${what} (allowed by the source's policy: ${flag})`, location }
+    : { code, severity, message: `${what}; rejected unless the source's policy sets ${flag}`, location };
+}
+
+/**
  * A finding for a thrown error. Anything that is not an inspection error (a bug) still rejects:
  * fail closed. An environmental failure (disk full, EIO, out of descriptors while writing a temp
  * file) is not about the artifact: it is rethrown as insufficient_storage / io_error
@@ -394,16 +411,10 @@ const CODE_MEMBER = /\.(py|pyw|pyc|pyo|pyd|so|pth)$/i;
  * native libraries.
  */
 function flagCodeMembers(archive: ArchiveContents, path: string, ctx: FormatContext): void {
-  const allowed = ctx.policy.allowEmbeddedCode;
   for (const member of archive.members) {
     if (member.isDirectory || !CODE_MEMBER.test(member.path)) continue;
-    const location = memberPath(path, member.path);
     const what = `member '${member.path}' is Python code (source, bytecode, native extension or .pth) that an importer runs`;
-    archive.node.findings.push(
-      allowed
-        ? { code: "embedded_code", severity: "innocuous", message: `${what} (allowed by the source's policy: allowEmbeddedCode)`, location }
-        : { code: "embedded_code", severity: "dangerous", message: `${what}; rejected unless the source's policy sets allowEmbeddedCode`, location },
-    );
+    archive.node.findings.push(policyGatedFinding(ctx, "allowEmbeddedCode", "embedded_code", "dangerous", what, memberPath(path, member.path)));
   }
 }
 

@@ -5,7 +5,7 @@ import type { Finding, InspectionNode } from "../inspect/report";
 import { MAX_YAML_ALIAS_COUNT } from "../limits";
 import type { ArchiveContents, ArchiveMember } from "./archive";
 import type { FormatContext } from "./context";
-import { findingOf, inspectAllMembers, memberPath } from "./dispatch";
+import { findingOf, inspectAllMembers, memberPath, policyGatedFinding } from "./dispatch";
 import { checkCondaEnvironment, checkPipRequirements, checkPythonEnv, requirementLines, type RequirementCheck } from "./requirements";
 import { checkMemberPath } from "./zip";
 
@@ -252,13 +252,7 @@ export async function inspectMlflow(archive: ArchiveContents, root: string, path
   const details: Record<string, unknown> = { root };
   const embedded: Finding[] = [];
   const codeFinding = (message: string, location: string): void => {
-    const allowed = ctx.policy.allowEmbeddedCode;
-    embedded.push({
-      code: "embedded_code",
-      severity: allowed ? "innocuous" : "dangerous",
-      message: allowed ? `${message} (allowed by the source's policy: allowEmbeddedCode)` : `${message}; rejected unless the source's policy sets allowEmbeddedCode`,
-      location,
-    });
+    embedded.push(policyGatedFinding(ctx, "allowEmbeddedCode", "embedded_code", "dangerous", message, location));
   };
 
   const others = archive.members.filter((m) => !m.isDirectory && baseName(m.path) === "MLmodel" && m.path !== mlmodelPath);
@@ -349,7 +343,6 @@ export async function inspectMlflow(archive: ArchiveContents, root: string, path
  */
 async function checkEnvironment(archive: ArchiveContents, prefix: string, path: string, ctx: FormatContext): Promise<void> {
   const node = archive.node;
-  const allowed = ctx.policy.allowDirectRequirements;
   const members = new Map(archive.members.filter((m) => !m.isDirectory).map((m) => [m.path, m]));
   const seen = new Set<string>();
   const queue: { member: string; check: (text: string) => RequirementCheck }[] = [
@@ -372,11 +365,7 @@ async function checkEnvironment(archive: ArchiveContents, prefix: string, path: 
     const location = memberPath(path, member.path);
     for (const problem of result.problems) {
       const what = `mlflow environment: ${JSON.stringify(problem.entry)} is ${problem.why}`;
-      node.findings.push(
-        allowed
-          ? { code: "direct_requirement", severity: "innocuous", message: `${what} (allowed by the source's policy: allowDirectRequirements)`, location }
-          : { code: "direct_requirement", severity: "suspicious", message: `${what}; rejected unless the source's policy sets allowDirectRequirements`, location },
-      );
+      node.findings.push(policyGatedFinding(ctx, "allowDirectRequirements", "direct_requirement", "suspicious", what, location));
     }
     // pip reads an included file relative to the directory of the file that names it.
     const dir = member.path.includes("/") ? member.path.slice(0, member.path.lastIndexOf("/") + 1) : "";
