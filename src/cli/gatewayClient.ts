@@ -18,10 +18,9 @@ export async function readBodyCapped(res: Response, maxBytes: number): Promise<s
   let total = 0;
   for await (const chunk of body as WebReadableStream<Uint8Array>) {
     total += chunk.length;
-    if (total > maxBytes) {
-      await body.cancel().catch(() => undefined);
-      return undefined;
-    }
+    // Leaving the loop cancels the stream (the iterator holds its lock, so body.cancel() here
+    // would only be refused).
+    if (total > maxBytes) return undefined;
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString("utf8");
