@@ -1,5 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
-import { constants as fsConstants, createReadStream, promises as fsp } from "node:fs";
+import { constants as fsConstants, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
@@ -7,7 +7,7 @@ import { z } from "zod";
 import { GatewayError, isGatewayError, messageOf } from "../../errors";
 import { MAX_PULL_METADATA_BYTES } from "../../limits";
 import { sameDigest, writeHashed } from "../../store/hashing";
-import { loadAllowlist, parseDigest, recheckTrust, sha256File } from "../../trust";
+import { hashFileInto, loadAllowlist, parseDigest, recheckTrust, sha256File } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
 import { readBodyCapped } from "../gatewayClient";
@@ -52,19 +52,9 @@ async function openPartial(p: string, append: boolean): Promise<fsp.FileHandle> 
   }
 }
 
-/** Feed the first `length` bytes of file `p` into `hash` (a resumed download's bytes on disk). */
+/** Feed the first `length` bytes of the partial file `p` into `hash` (a resumed download's bytes on disk). */
 async function hashPrefix(p: string, length: number, hash: Hash): Promise<void> {
-  let seen = 0;
-  try {
-    for await (const chunk of createReadStream(p, { start: 0, end: length - 1, highWaterMark: 1024 * 1024 })) {
-      const buf = chunk as Buffer;
-      seen += buf.length;
-      hash.update(buf);
-    }
-  } catch (err) {
-    throw new GatewayError("io_error", `cannot read the partial file ${p}: ${messageOf(err)}`, undefined, { cause: err });
-  }
-  if (seen !== length) throw new GatewayError("io_error", `the partial file ${p} changed while it was read; pull again`);
+  if ((await hashFileInto(p, hash, length)) !== length) throw new GatewayError("io_error", `the partial file ${p} changed while it was read; pull again`);
 }
 
 async function fsyncFile(p: string): Promise<void> {
