@@ -8,7 +8,8 @@
  * the contenders take turns: `sha256sum`, `cp`, `cp` + sync, then an upload through raw `PUT /v1/artifacts` (envelope in Modelgate-Signature, what
  * `modelgate push` sends) to a fresh `node bin/modelgate.js serve` child and data dir, a download of
  * it (body counted and discarded) with the server's VmHWM read from /proc, and an upload through
- * multipart `POST` (signature part first) to another fresh server. Each contender deletes what it
+ * multipart `POST` (signature part first) to another fresh server, both sent by the client
+ * `modelgate push` uses (src/cli/gatewayClient.ts uploadFile). Each contender deletes what it
  * wrote, and each writing one starts right after an uncounted throwaway `cp` (see warmUp), so all
  * see the same memory state. It prints every round and the
  * median (min-max) per figure, plus sha256's own speed on one core: the ceiling of any upload that
@@ -17,12 +18,13 @@
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, promises as fsp, readFileSync, statSync } from "node:fs";
+import { createWriteStream, promises as fsp, readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { once } from "node:events";
 import nacl from "tweetnacl";
+import { multipartAround, uploadFile } from "../src/cli/gatewayClient";
 import { buildPublishStatement, keyIdOf, signEnvelope } from "../src/trust";
 
 const MiB = 1024 * 1024;
@@ -102,63 +104,19 @@ async function startServer(dir: string, allowlist: string, dataName: string): Pr
   return { child, url };
 }
 
-const BOUNDARY = "----modelgate-bench-boundary";
-
-/**
- * The upload client: node's http over a file read stream, multipart framed by hand with a known
- * Content-Length, signature part first (what `modelgate push` sends, without web-stream overhead).
- */
-function uploadStreaming(baseUrl: string, envelope: string, file: string): Promise<void> {
-  const head = Buffer.from(
-    `--${BOUNDARY}\r\nContent-Disposition: form-data; name="signature"\r\n\r\n${envelope}\r\n` +
-      `--${BOUNDARY}\r\nContent-Disposition: form-data; name="artifact"; filename="model.safetensors"\r\nContent-Type: application/octet-stream\r\n\r\n`,
-  );
-  const tail = Buffer.from(`\r\n--${BOUNDARY}--\r\n`);
-  return new Promise((resolve, reject) => {
-    const size = statSync(file).size;
-    const req = http.request(`${baseUrl}/v1/artifacts`, {
-      method: "POST",
-      headers: { "Content-Type": `multipart/form-data; boundary=${BOUNDARY}`, "Content-Length": String(head.length + size + tail.length) },
-    });
-    req.on("response", (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => {
-        if (res.statusCode === 201) resolve();
-        else reject(new Error(`upload answered ${String(res.statusCode)}: ${body.slice(0, 500)}`));
-      });
-    });
-    req.on("error", reject);
-    req.write(head);
-    const input = createReadStream(file, { highWaterMark: MiB });
-    input.on("error", reject);
-    input.pipe(req, { end: false });
-    input.on("end", () => req.end(tail));
-  });
-}
-
-/** The raw upload client: PUT with the file as the body, the envelope base64 in Modelgate-Signature. */
-function uploadRaw(baseUrl: string, envelope: string, file: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${baseUrl}/v1/artifacts`, {
-      method: "PUT",
-      headers: { "Content-Type": "application/octet-stream", "Content-Length": String(statSync(file).size), "Modelgate-Signature": Buffer.from(envelope).toString("base64") },
-    });
-    req.on("response", (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => {
-        if (res.statusCode === 201) resolve();
-        else reject(new Error(`raw upload answered ${String(res.statusCode)}: ${body.slice(0, 500)}`));
-      });
-    });
-    req.on("error", reject);
-    const input = createReadStream(file, { highWaterMark: MiB });
-    input.on("error", reject);
-    input.pipe(req);
-  });
+/** An upload through the client `modelgate push` uses (src/cli/gatewayClient.ts); anything but 201 fails the run. */
+async function upload(baseUrl: string, file: string, multipart: boolean, envelope: string): Promise<void> {
+  const url = new URL(`${baseUrl}/v1/artifacts`);
+  let res: Response;
+  if (multipart) {
+    const { contentType, head, tail } = multipartAround({ signature: envelope }, "model.safetensors");
+    res = await uploadFile({ method: "POST", url, headers: { "Content-Type": contentType }, head, file, tail });
+  } else {
+    const headers = { "Content-Type": "application/octet-stream", "Modelgate-Signature": Buffer.from(envelope).toString("base64") };
+    res = await uploadFile({ method: "PUT", url, headers, file });
+  }
+  const body = await res.text();
+  if (res.status !== 201) throw new Error(`${multipart ? "multipart" : "raw"} upload answered ${String(res.status)}: ${body.slice(0, 500)}`);
 }
 
 /** The download client: node's http, body counted and discarded. */
@@ -293,7 +251,7 @@ async function runSize(sizeBytes: number, tmp: string, rounds: number): Promise<
         dir,
         allowlist,
         "data-put",
-        (url) => uploadRaw(url, envelope, file),
+        (url) => upload(url, file, false, envelope),
         async (url, pid) => {
           const down = await timedAsync(() => downloadCounting(`${url}/v1/artifacts/sha256:${digestHex}`));
           if (down.value !== total) throw new Error(`downloaded ${String(down.value)} of ${String(total)} bytes`);
@@ -302,7 +260,7 @@ async function runSize(sizeBytes: number, tmp: string, rounds: number): Promise<
         },
       );
       await warmUp();
-      const post = await timedUpload(dir, allowlist, "data-post", (url) => uploadStreaming(url, envelope, file));
+      const post = await timedUpload(dir, allowlist, "data-post", (url) => upload(url, file, true, envelope));
       const round_: RoundFigures = {
         cp: mbps(total, cp.seconds),
         cpSync: mbps(total, cpSync.seconds),

@@ -109,12 +109,26 @@ export function uploadFile(upload: FileUpload): Promise<Response> {
   });
 }
 
-/** A multipart/form-data boundary that no part's bytes can contain by chance. */
-export function multipartBoundary(): string {
-  return `----modelgate-${randomBytes(16).toString("hex")}`;
+/** A quoted-string value for Content-Disposition, escaped as browsers and undici's FormData do. */
+function dispositionValue(value: string): string {
+  return value.replace(/\r/g, "%0D").replace(/\n/g, "%0A").replace(/"/g, "%22");
 }
 
-/** A quoted-string value for Content-Disposition, escaped as browsers and undici's FormData do. */
-export function dispositionValue(value: string): string {
-  return value.replace(/\r/g, "%0D").replace(/\n/g, "%0A").replace(/"/g, "%22");
+/**
+ * The multipart/form-data framing of an upload around its streamed file: the `signature` part
+ * first (the server preflights it before the artifact's body), then `name` when given, then the
+ * head of the `artifact` file part; `tail` closes it. The boundary is random, so no part's bytes
+ * contain it by chance.
+ */
+export function multipartAround(fields: { signature: string; name?: string | undefined }, fileName: string): { contentType: string; head: Buffer; tail: Buffer } {
+  const boundary = `----modelgate-${randomBytes(16).toString("hex")}`;
+  const field = (name: string, value: string): string => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  const head = Buffer.from(
+    field("signature", fields.signature) +
+      (fields.name !== undefined ? field("name", fields.name) : "") +
+      `--${boundary}\r\nContent-Disposition: form-data; name="artifact"; filename="${dispositionValue(fileName)}"\r\n` +
+      "Content-Type: application/octet-stream\r\n\r\n",
+    "utf8",
+  );
+  return { contentType: `multipart/form-data; boundary=${boundary}`, head, tail: Buffer.from(`\r\n--${boundary}--\r\n`, "utf8") };
 }

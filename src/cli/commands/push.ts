@@ -4,7 +4,7 @@ import { z } from "zod";
 import { GatewayError, messageOf, type ErrorCode } from "../../errors";
 import { HTTP_STATUS } from "../../http/errorStatus";
 import { MAX_ENVELOPE_BYTES, MAX_SERVER_ANSWER_BYTES, MAX_SERVER_ERROR_BODY_BYTES, MAX_SIGNATURE_HEADER_BYTES } from "../../limits";
-import { dispositionValue, multipartBoundary, readJsonCapped, uploadFile } from "../gatewayClient";
+import { multipartAround, readJsonCapped, uploadFile } from "../gatewayClient";
 import { parseCommandArgs } from "../args";
 import type { CliIo, Command } from "../command";
 
@@ -109,19 +109,8 @@ export const pushCommand: Command = {
       if (values.name !== undefined) headers["Modelgate-Name"] = values.name;
       res = await uploadFile({ method: "PUT", url, headers, file: filePath });
     } else {
-      // multipart/form-data framed here around the streamed file, signature part first: the
-      // server preflights it before the artifact's body.
-      const boundary = multipartBoundary();
-      const field = (name: string, value: string): string => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
-      const head = Buffer.from(
-        field("signature", envelope) +
-          (values.name !== undefined ? field("name", values.name) : "") +
-          `--${boundary}\r\nContent-Disposition: form-data; name="artifact"; filename="${dispositionValue(path.basename(filePath))}"\r\n` +
-          "Content-Type: application/octet-stream\r\n\r\n",
-        "utf8",
-      );
-      const tail = Buffer.from(`\r\n--${boundary}--\r\n`, "utf8");
-      const headers = { ...authHeaders(io), "Content-Type": `multipart/form-data; boundary=${boundary}` };
+      const { contentType, head, tail } = multipartAround({ signature: envelope, name: values.name }, path.basename(filePath));
+      const headers = { ...authHeaders(io), "Content-Type": contentType };
       res = await uploadFile({ method: "POST", url, headers, head, file: filePath, tail });
     }
     if (!res.ok) throw await serverError(res);
