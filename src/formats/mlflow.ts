@@ -217,13 +217,6 @@ function parseMlmodel(text: string): Record<string, unknown> {
   return parsed;
 }
 
-/** requirements.txt as data for the summary: requirement lines without comments and blanks, bounded. */
-function requirementSummary(text: string): string[] {
-  return requirementLines(text)
-    .slice(0, 500)
-    .map((l) => l.slice(0, 300));
-}
-
 /** Files a `-r`/`-c` include chain may reach (each read once). */
 const MAX_REQUIREMENT_FILES = 16;
 
@@ -309,59 +302,64 @@ export async function inspectMlflow(archive: ArchiveContents, root: string, path
   }
   node.findings.push(...embedded);
 
-  // Environment files are data: report what they ask to install.
+  // Environment files: report what they ask to install, and check where it would come from
+  // (each file read and parsed once for both).
   const env: Record<string, unknown> = {};
-  for (const [name, parse] of [
-    ["requirements.txt", (t: string): unknown => requirementSummary(t)],
-    ["conda.yaml", (t: string): unknown => plain(parseSafeYaml(t, "conda.yaml"))],
-    ["python_env.yaml", (t: string): unknown => plain(parseSafeYaml(t, "python_env.yaml"))],
+  const checked: CheckedFile[] = [];
+  for (const [name, read] of [
+    ["requirements.txt", (t: string) => requirementsFile(t)],
+    ["conda.yaml", (t: string) => yamlFile(parseSafeYaml(t, "conda.yaml"), checkCondaEnvironment)],
+    ["python_env.yaml", (t: string) => yamlFile(parseSafeYaml(t, "python_env.yaml"), checkPythonEnv)],
   ] as const) {
     const m = findMember(`${prefix}${name}`);
     if (m === undefined) continue;
     try {
-      env[name] = parse(await readText(m, ctx));
+      const { summary, result } = read(await readText(m, ctx));
+      env[name] = summary;
+      checked.push({ member: m, result });
     } catch (err) {
-      // Still inspected as a member below; here it only misses from the summary.
+      // Still inspected as a member below; here it only misses from the summary and the check.
       env[name] = { unreadable: err instanceof Error ? err.message.slice(0, 200) : "unreadable" };
     }
   }
   if (Object.keys(env).length > 0) details.environment = env;
   node.details = { ...node.details, mlflow: details };
-  await checkEnvironment(archive, prefix, path, ctx);
+  await reportEnvironment(archive, checked, path, ctx);
 
   await inspectAllMembers(archive, path, ctx, new Set(mlmodelMember === undefined ? [] : [mlmodelPath]));
   return node;
 }
 
+/** An environment file as read: its summary for details.mlflow.environment and its check. */
+interface CheckedFile {
+  member: ArchiveMember;
+  result: RequirementCheck;
+}
+
+function requirementsFile(text: string): { summary: unknown; result: RequirementCheck } {
+  const lines = requirementLines(text);
+  return { summary: lines.slice(0, 500).map((l) => l.slice(0, 300)), result: checkPipRequirements(lines) };
+}
+
+function yamlFile(parsed: unknown, check: (env: unknown) => RequirementCheck): { summary: unknown; result: RequirementCheck } {
+  return { summary: plain(parsed), result: check(parsed) };
+}
+
 /**
  * What restoring the bundle's environment would install (requirements.txt, python_env.yaml,
- * conda.yaml, and the files their `-r`/`-c` options include): every entry pip or conda would not
- * take from an index by name is `direct_requirement` (suspicious; innocuous and still reported
- * when the source's policy sets allowDirectRequirements). An include naming no member of the
- * bundle is `malformed_container`. A file that cannot be read or parsed is reported by the
- * member inspection and the summary; it adds nothing here.
+ * conda.yaml as checked by the caller, and the files their `-r`/`-c` options include, read here):
+ * every entry pip or conda would not take from an index by name is `direct_requirement`
+ * (suspicious; innocuous and still reported when the source's policy sets
+ * allowDirectRequirements). An include naming no member of the bundle is `malformed_container`.
+ * A file that cannot be read or parsed is reported by the member inspection; it adds nothing here.
  */
-async function checkEnvironment(archive: ArchiveContents, prefix: string, path: string, ctx: FormatContext): Promise<void> {
+async function reportEnvironment(archive: ArchiveContents, checked: readonly CheckedFile[], path: string, ctx: FormatContext): Promise<void> {
   const node = archive.node;
   const members = new Map(archive.members.filter((m) => !m.isDirectory).map((m) => [m.path, m]));
-  const seen = new Set<string>();
-  const queue: { member: string; check: (text: string) => RequirementCheck }[] = [
-    { member: `${prefix}requirements.txt`, check: (t) => checkPipRequirements(requirementLines(t)) },
-    { member: `${prefix}python_env.yaml`, check: (t) => checkPythonEnv(parseSafeYaml(t, "python_env.yaml")) },
-    { member: `${prefix}conda.yaml`, check: (t) => checkCondaEnvironment(parseSafeYaml(t, "conda.yaml")) },
-  ];
-  while (queue.length > 0 && seen.size < MAX_REQUIREMENT_FILES) {
-    const next = queue.shift();
-    if (next === undefined || seen.has(next.member)) continue;
-    seen.add(next.member);
-    const member = members.get(next.member);
-    if (member === undefined) continue;
-    let result: RequirementCheck;
-    try {
-      result = next.check(await readText(member, ctx));
-    } catch {
-      continue;
-    }
+  const queue = [...checked];
+  const seen = new Set(checked.map((c) => c.member.path));
+  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+    const { member, result } = next;
     const location = memberPath(path, member.path);
     for (const problem of result.problems) {
       const what = `mlflow environment: ${JSON.stringify(problem.entry)} is ${problem.why}`;
@@ -371,11 +369,18 @@ async function checkEnvironment(archive: ArchiveContents, prefix: string, path: 
     const dir = member.path.includes("/") ? member.path.slice(0, member.path.lastIndexOf("/") + 1) : "";
     for (const include of result.includes) {
       const target = normalizeRelative(`${dir}${include.path}`);
-      if (!members.has(target)) {
+      const included = members.get(target);
+      if (included === undefined) {
         node.findings.push({ code: "malformed_container", severity: "malformed", message: `mlflow environment: ${include.option} ${JSON.stringify(include.path.slice(0, 200))} names no file in the bundle`, location });
         continue;
       }
-      queue.push({ member: target, check: (t) => checkPipRequirements(requirementLines(t)) });
+      if (seen.has(target) || seen.size >= MAX_REQUIREMENT_FILES) continue;
+      seen.add(target);
+      try {
+        queue.push({ member: included, result: checkPipRequirements(requirementLines(await readText(included, ctx))) });
+      } catch {
+        // unreadable: the member inspection reports it
+      }
     }
   }
 }
