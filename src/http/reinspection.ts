@@ -45,7 +45,7 @@ export class Reinspector {
 
   /** The verification to serve under, and the record as updated; throws the refusal. */
   async admit(hexDigest: string, record: ArtifactRecord, trusted: readonly TrustedEnvelope[], context: { requestId?: string }): Promise<{ verification: PublishVerification; record: ArtifactRecord }> {
-    let refusal: { report: InspectionReport; verification: PublishVerification } | undefined;
+    let refusal: { report: InspectionReport; verification: PublishVerification; code: "unsafe_artifact" | "malformed_artifact" } | undefined;
     const tried = new Set<string>();
     for (const candidate of trusted) {
       const { verification } = candidate;
@@ -54,8 +54,9 @@ export class Reinspector {
       if (tried.has(key)) continue;
       tried.add(key);
       const report = await this.inspectOnce(key, hexDigest, verification, context);
-      if (rejectionCode(report) !== undefined) {
-        refusal ??= { report, verification };
+      const code = rejectionCode(report);
+      if (code !== undefined) {
+        refusal ??= { report, verification, code };
         continue;
       }
       // Every trusted signature of this source and name holds under this policy now.
@@ -70,9 +71,8 @@ export class Reinspector {
       return { verification, record: updated ?? record };
     }
     if (refusal === undefined) throw new GatewayError("internal", "no trusted signature to inspect the artifact for");
-    const code = rejectionCode(refusal.report) ?? "unsafe_artifact";
     throw new GatewayError(
-      code,
+      refusal.code,
       `the content policy of source '${refusal.verification.source.id}' changed since this artifact was accepted, and inspection under the current policy rejects it (format ${refusal.report.format})`,
       { source: refusal.verification.source.id, reinspected: true, inspection: refusal.report },
     );
