@@ -87,7 +87,7 @@ function parseConfigJson(bytes: Uint8Array, name: string): unknown {
  * Read and parse every loader config of an archive. A member that cannot be read, is larger than
  * MAX_LOADER_CONFIG_BYTES or does not parse gets its finding pushed to `findings`.
  */
-export async function readLoaderConfigs(archive: ArchiveContents, path: string, findings: Finding[]): Promise<LoaderConfig[]> {
+export async function readLoaderConfigs(archive: ArchiveContents, path: string, findings: Finding[], maxBytes = MAX_LOADER_CONFIG_BYTES): Promise<LoaderConfig[]> {
   const configs: LoaderConfig[] = [];
   for (const member of archive.members) {
     if (member.isDirectory || !isLoaderConfigName(member.path)) continue;
@@ -95,8 +95,8 @@ export async function readLoaderConfigs(archive: ArchiveContents, path: string, 
     const config: LoaderConfig = { member: member.path, location, folder: folderOf(member.path), baseName: baseNameOf(member.path) };
     configs.push(config);
     try {
-      if (member.size > MAX_LOADER_CONFIG_BYTES) {
-        throw new GatewayError("limit_exceeded", `${member.path} is ${member.size} bytes, more than ${MAX_LOADER_CONFIG_BYTES} (MAX_LOADER_CONFIG_BYTES): a loader reads it by name, so it is not skipped`);
+      if (member.size > maxBytes) {
+        throw new GatewayError("limit_exceeded", `${member.path} is ${member.size} bytes, more than ${maxBytes} (MAX_LOADER_CONFIG_BYTES): a loader reads it by name, so it is not skipped`);
       }
       config.value = parseConfigJson(await readMemberBytes(member), member.path);
     } catch (err) {

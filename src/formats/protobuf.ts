@@ -54,14 +54,30 @@ interface WireField {
 
 type Walk = { ok: true; fields: WireField[]; truncated: boolean } | { ok: false };
 
-/** A varint at `pos` (at most 10 bytes, as protobuf allows), read from a small window. */
-function readVarint(source: ByteSource, pos: number, end: number): { value: number; next: number } | undefined {
-  const buf = new Uint8Array(10);
-  const got = source.readAt(buf.subarray(0, Math.min(10, end - pos)), pos);
+/** Positional reads through one 64 KiB window: a walk over many small fields costs few reads. */
+class Window {
+  private readonly buf = new Uint8Array(64 * 1024);
+  private base = 0;
+  private length = 0;
+  constructor(private readonly source: ByteSource) {}
+  /** The byte at `pos`, or undefined past the end of the source. */
+  byteAt(pos: number): number | undefined {
+    if (pos < this.base || pos >= this.base + this.length) {
+      this.base = pos;
+      this.length = this.source.readAt(this.buf, pos);
+      if (this.length === 0) return undefined;
+    }
+    return this.buf[pos - this.base];
+  }
+}
+
+/** A varint at `pos`, before `end` (at most 10 bytes, as protobuf allows). */
+function readVarint(window: Window, pos: number, end: number): { value: number; next: number } | undefined {
   let value = 0;
   let scale = 1;
-  for (let i = 0; i < got; i++) {
-    const b = buf[i] ?? 0;
+  for (let i = 0; i < 10 && pos + i < end; i++) {
+    const b = window.byteAt(pos + i);
+    if (b === undefined) return undefined;
     value += (b & 0x7f) * scale;
     scale *= 128;
     if ((b & 0x80) === 0) return { value, next: pos + i + 1 };
@@ -76,11 +92,12 @@ function readVarint(source: ByteSource, pos: number, end: number): { value: numb
  * (MAX_PROTOBUF_SNIFF_FIELDS); a longer valid prefix is reported as truncated.
  */
 function walkFields(source: ByteSource, start: number, end: number, maxFields: number): Walk {
+  const window = new Window(source);
   const fields: WireField[] = [];
   let pos = start;
   while (pos < end) {
     if (fields.length >= maxFields) return { ok: true, fields, truncated: true };
-    const key = readVarint(source, pos, end);
+    const key = readVarint(window, pos, end);
     if (key === undefined) return { ok: false };
     const field = Math.floor(key.value / 8);
     const wire = key.value % 8;
@@ -89,7 +106,7 @@ function walkFields(source: ByteSource, start: number, end: number, maxFields: n
     let payloadStart = pos;
     switch (wire) {
       case VARINT: {
-        const v = readVarint(source, pos, end);
+        const v = readVarint(window, pos, end);
         if (v === undefined) return { ok: false };
         pos = v.next;
         break;
@@ -101,7 +118,7 @@ function walkFields(source: ByteSource, start: number, end: number, maxFields: n
         pos += 4;
         break;
       case LEN: {
-        const n = readVarint(source, pos, end);
+        const n = readVarint(window, pos, end);
         if (n === undefined) return { ok: false };
         payloadStart = n.next;
         pos = n.next + n.value;
