@@ -195,28 +195,44 @@ function referencesOf(value: unknown, file: string, key: string, out: CodeRefere
   throw malformed(`${file}: ${key} is neither a class reference string, a list of them, nor null`);
 }
 
-/** Every class reference of one parsed transformers config (auto_map, custom_pipelines); throws malformed_container on shapes transformers cannot mean. */
-export function codeReferences(value: unknown, file: string): CodeReference[] {
-  const out: CodeReference[] = [];
-  if (!isPlainObject(value)) return out;
+/** The references of one object's own `auto_map` and `custom_pipelines`; `at` prefixes the keys ("" at the top). */
+function ownReferences(value: Record<string, unknown>, file: string, at: string, out: CodeReference[]): void {
   if (Object.hasOwn(value, "auto_map")) {
     const autoMap = value.auto_map;
-    if (Array.isArray(autoMap)) referencesOf(autoMap, file, "auto_map", out);
-    else if (isPlainObject(autoMap)) for (const [k, v] of Object.entries(autoMap)) referencesOf(v, file, `auto_map.${k}`, out);
-    else if (autoMap !== null) throw malformed(`${file}: auto_map is neither an object nor a list`);
+    if (Array.isArray(autoMap)) referencesOf(autoMap, file, `${at}auto_map`, out);
+    else if (isPlainObject(autoMap)) for (const [k, v] of Object.entries(autoMap)) referencesOf(v, file, `${at}auto_map.${k}`, out);
+    else if (autoMap !== null) throw malformed(`${file}: ${at}auto_map is neither an object nor a list`);
   }
   if (Object.hasOwn(value, "custom_pipelines")) {
     const pipelines = value.custom_pipelines;
     if (isPlainObject(pipelines)) {
       for (const [task, spec] of Object.entries(pipelines)) {
-        if (!isPlainObject(spec)) throw malformed(`${file}: custom_pipelines.${task} is not an object`);
+        if (!isPlainObject(spec)) throw malformed(`${file}: ${at}custom_pipelines.${task} is not an object`);
         // pipelines.clean_custom_task needs "impl"; "pt"/"tf" are getattr(transformers, name), not code.
-        if (typeof spec.impl !== "string") throw malformed(`${file}: custom_pipelines.${task}.impl is not a class reference string`);
-        out.push({ file, key: `custom_pipelines.${task}.impl`, ...parseClassReference(spec.impl) });
+        if (typeof spec.impl !== "string") throw malformed(`${file}: ${at}custom_pipelines.${task}.impl is not a class reference string`);
+        out.push({ file, key: `${at}custom_pipelines.${task}.impl`, ...parseClassReference(spec.impl) });
       }
     } else if (pipelines !== null) {
-      throw malformed(`${file}: custom_pipelines is not an object`);
+      throw malformed(`${file}: ${at}custom_pipelines is not an object`);
     }
+  }
+}
+
+/**
+ * Every class reference of one parsed transformers config: the top-level `auto_map` and
+ * `custom_pipelines`, and the same keys of any nested object (a composite model's `text_config`,
+ * `vision_config`... are configs of their own: fail closed); throws malformed_container on shapes
+ * transformers cannot mean.
+ */
+export function codeReferences(value: unknown, file: string): CodeReference[] {
+  const out: CodeReference[] = [];
+  const stack: { v: unknown; at: string }[] = [{ v: value, at: "" }];
+  while (stack.length > 0) {
+    const top = stack.pop();
+    if (top === undefined || !isPlainObject(top.v)) continue;
+    ownReferences(top.v, file, top.at, out);
+    const children = Object.entries(top.v).filter(([k, v]) => k !== "auto_map" && k !== "custom_pipelines" && isPlainObject(v));
+    for (const [k, v] of children.reverse()) stack.push({ v, at: `${top.at}${k}.` });
   }
   return out;
 }

@@ -17,7 +17,12 @@ import { MAX_PROTOBUF_SNIFF_FIELDS } from "../limits";
 const VARINT = 0;
 const I64 = 1;
 const LEN = 2;
+const START_GROUP = 3;
+const END_GROUP = 4;
 const I32 = 5;
+
+/** Nested groups protobuf's runtimes parse before giving up (their default recursion limit). */
+const PROTOBUF_MAX_GROUP_DEPTH = 100;
 
 /** onnx/onnx.proto `ModelProto`: field number -> wire type (ints are varints, strings and messages LEN). */
 const ONNX_MODEL_FIELDS: ReadonlyMap<number, number> = new Map([
@@ -87,21 +92,28 @@ function readVarint(window: Window, pos: number, end: number): { value: number; 
 
 /**
  * The fields of the message in [start, end): every key valid, every payload inside the range,
- * the last one ending exactly at `end`. Groups (wire types 3, 4) and wire types 6, 7 end the
- * walk as not-a-message: no model format uses groups. At most `maxFields` fields are read
- * (MAX_PROTOBUF_SNIFF_FIELDS); a longer valid prefix is reported as truncated.
+ * the last one ending exactly at `end`. A group (wire type 3 ... the matching 4) is skipped
+ * field by field, as protobuf parsers skip an unknown group, up to PROTOBUF_MAX_GROUP_DEPTH (the
+ * python and C++ runtimes' default recursion limit, 100); it is recorded as one field of wire
+ * type 3. Wire types 6 and 7, an unmatched end-group or an unclosed group refute the message. At
+ * most `maxFields` keys are read (MAX_PROTOBUF_SNIFF_FIELDS); a longer valid prefix is reported
+ * as truncated.
  */
 function walkFields(source: ByteSource, start: number, end: number, maxFields: number): Walk {
   const window = new Window(source);
   const fields: WireField[] = [];
+  const groups: number[] = [];
+  let keys = 0;
   let pos = start;
   while (pos < end) {
-    if (fields.length >= maxFields) return { ok: true, fields, truncated: true };
+    if (keys >= maxFields) return { ok: true, fields, truncated: true };
+    keys += 1;
     const key = readVarint(window, pos, end);
     if (key === undefined) return { ok: false };
     const field = Math.floor(key.value / 8);
     const wire = key.value % 8;
     if (field < 1 || field > 0x1fffffff) return { ok: false };
+    const fieldStart = pos;
     pos = key.next;
     let payloadStart = pos;
     switch (wire) {
@@ -124,13 +136,21 @@ function walkFields(source: ByteSource, start: number, end: number, maxFields: n
         pos = n.next + n.value;
         break;
       }
+      case START_GROUP:
+        if (groups.length >= PROTOBUF_MAX_GROUP_DEPTH) return { ok: false };
+        if (groups.length === 0) fields.push({ field, wire, start: fieldStart, end: fieldStart });
+        groups.push(field);
+        continue;
+      case END_GROUP:
+        if (groups.pop() !== field) return { ok: false };
+        continue;
       default:
         return { ok: false };
     }
     if (pos > end) return { ok: false };
-    fields.push({ field, wire, start: payloadStart, end: pos });
+    if (groups.length === 0) fields.push({ field, wire, start: payloadStart, end: pos });
   }
-  return { ok: true, fields, truncated: false };
+  return groups.length === 0 ? { ok: true, fields, truncated: false } : { ok: false };
 }
 
 /** Whether every field whose number `schema` knows has that field's wire type (unknown numbers pass, as in protobuf). */

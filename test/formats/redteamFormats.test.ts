@@ -167,6 +167,17 @@ describe("protobufModelFormat", () => {
     expect(protobufModelFormat(src([]))).toBeUndefined();
   });
 
+  it("skips an unknown group as protobuf parsers do (onnx.load reads a model prefixed by one), and refutes broken groups", () => {
+    const group = [...varint(99 * 8 + 3), ...pbField(1, 0, 5), ...varint(99 * 8 + 4)];
+    expect(protobufModelFormat(src([...group, ...onnx()]))).toBe("onnx");
+    expect(protobufModelFormat(src([...varint(99 * 8 + 3), ...onnx()]))).toBeUndefined();
+    expect(protobufModelFormat(src([...varint(99 * 8 + 4), ...onnx()]))).toBeUndefined();
+    expect(protobufModelFormat(src([...varint(7 * 8 + 3), ...varint(7 * 8 + 4), ...onnx()]))).toBeUndefined();
+    const deep = (n: number): number[] => [...Array.from({ length: n }, () => varint(98 * 8 + 3)).flat(), ...Array.from({ length: n }, () => varint(98 * 8 + 4)).flat()];
+    expect(protobufModelFormat(src([...deep(100), ...onnx()]))).toBe("onnx");
+    expect(protobufModelFormat(src([...deep(101), ...onnx()]))).toBeUndefined();
+  });
+
   it("does not name pickles, JSON or text", () => {
     expect(protobufModelFormat(src([0x80, 0x04, 0x95, 0x05, 0, 0, 0, 0, 0, 0, 0, 0x4b, 0x01, 0x2e]))).toBeUndefined();
     expect(protobufModelFormat(src(bytesOf("(lp0\nI1\na.")))).toBeUndefined();
@@ -232,6 +243,12 @@ describe("family 5: code by reference in Hugging Face folders (remote_code)", ()
     ]);
     const r = await inspectBytes(bundle, "m.tar");
     expect(remoteCode(r).map((f) => f.details?.key)).toEqual(["auto_map.AutoImageProcessor", "auto_map[0]"]);
+  });
+
+  it("an auto_map of a nested sub-config (text_config) is a reference too", async () => {
+    const config = json({ model_type: "x", text_config: { model_type: "y", auto_map: { AutoModel: "org/r--modeling_y.Y" } } });
+    const r = await inspectBytes(buildTar([{ name: "m/config.json", data: config }]), "m.tar");
+    expect(remoteCode(r).map((f) => f.details)).toEqual([{ file: "m/config.json", key: "text_config.auto_map.AutoModel", module: "modeling_y", class: "Y", repository: "org/r" }]);
   });
 
   it("allowRemoteCode admits the references (innocuous, still reported with their details)", async () => {
