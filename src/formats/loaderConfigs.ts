@@ -254,8 +254,8 @@ export function remoteCodeFindings(configs: readonly LoaderConfig[], ctx: Format
       continue;
     }
     for (const ref of refs) {
-      const where = ref.repository === undefined ? "this folder" : `repository ${ref.repository}`;
-      const what = `${ref.file} ${ref.key} names class ${ref.class} of module ${ref.module}.py in ${where}: transformers downloads and runs it with trust_remote_code=True`;
+      const where = ref.repository === undefined ? "this folder (or the Hub repository it is loaded as)" : `repository ${ref.repository}`;
+      const what = `${ref.file} ${ref.key} names class ${ref.class} of module ${ref.module}.py in ${where}: transformers fetches and imports it with trust_remote_code=True`;
       const finding = policyGatedFinding(ctx, "allowRemoteCode", "remote_code", "suspicious", what, c.location);
       finding.details = { ...ref };
       findings.push(finding);
