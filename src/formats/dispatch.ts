@@ -205,7 +205,8 @@ function unsupportedNode(path: string, format: string, what: string): Inspection
 /**
  * Polyglot check for every non-zip format: a zip directory at the end makes the file two things,
  * and so does an HDF5 superblock at a power-of-two offset (h5py, and Keras' legacy `.h5`
- * load_model whose model_config may hold a Lambda layer's marshalled code, open it there).
+ * load_model whose model_config may hold a Lambda layer's marshalled code, open it there; zips
+ * get that second check too).
  */
 function withPolyglotCheck(node: InspectionNode, source: ByteSource, path: string, format: string): InspectionNode {
   if (hasZipTail(source)) {
@@ -216,6 +217,10 @@ function withPolyglotCheck(node: InspectionNode, source: ByteSource, path: strin
       location: path,
     });
   }
+  return withHdf5PolyglotCheck(node, source, path, format);
+}
+
+function withHdf5PolyglotCheck(node: InspectionNode, source: ByteSource, path: string, format: string): InspectionNode {
   if (hdf5SignatureAt(source)) {
     node.findings.push({
       code: "polyglot",
@@ -242,6 +247,9 @@ async function inspectArchiveSource(source: ByteSource, path: string, ctx: Forma
   if (kind === "tar") {
     // A tar has no directory at its end, but a zip reader would still find one there.
     withPolyglotCheck(archive.node, source, path, "tar");
+  } else {
+    // A stored member's bytes can put an HDF5 superblock at a power-of-two offset of the zip.
+    withHdf5PolyglotCheck(archive.node, source, path, "zip");
   }
   return ctx.inspectArchive(archive, path, ctx);
 }

@@ -43,9 +43,10 @@ export interface LoaderConfig {
   value?: unknown;
 }
 
+/** A member's base name as a filesystem may resolve it: ASCII case folded, and trailing dots and spaces dropped (Win32 path normalisation opens `config.json.` as `config.json`). */
 function baseNameOf(path: string): string {
   const slash = path.lastIndexOf("/");
-  return (slash < 0 ? path : path.slice(slash + 1)).toLowerCase();
+  return (slash < 0 ? path : path.slice(slash + 1)).toLowerCase().replace(/[. ]+$/, "");
 }
 
 function folderOf(path: string): string {

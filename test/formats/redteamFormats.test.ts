@@ -142,6 +142,24 @@ describe("family 4: other loaders' formats, alone and as members", () => {
     expect([r.format, rejecting(r)]).toEqual(["hdf5", ["unsupported_format"]]);
   });
 
+  it("a zip whose stored member puts an HDF5 superblock at a power-of-two offset of the zip is a polyglot", async () => {
+    const hdf5 = fixture("keras_legacy_userblock.h5").subarray(512);
+    const name = "notes.bin";
+    const pad = 1024 - (30 + name.length);
+    const blob = new Uint8Array(pad + hdf5.length);
+    blob.set(hdf5, pad);
+    const zip = buildZip([{ name, data: blob }]);
+    expect(Array.from(zip.subarray(1024, 1028))).toEqual([0x89, 0x48, 0x44, 0x46]);
+    const r = await inspectBytes(zip, "m.zip", { allowOpaqueMembers: true });
+    expect(rejecting(r)).toEqual(["polyglot"]);
+  });
+
+  it("a Keras config.json spelled with a trailing dot (Windows opens it as config.json) is still read", async () => {
+    const config = json({ class_name: "Sequential", config: { layers: [] }, module: "keras" });
+    const r = await inspectBytes(buildTar([{ name: "k/config.json.", data: config }]), "k.tar");
+    expect([r.format, rejecting(r)]).toEqual(["keras", ["unsupported_format"]]);
+  });
+
   it("a safetensors file that h5py also opens (HDF5 after a user block) is a polyglot", async () => {
     const r = await inspectBytes(fixture("safetensors_hdf5_polyglot.safetensors"), "m.safetensors");
     expect(rejecting(r)).toEqual(["polyglot"]);
