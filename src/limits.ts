@@ -217,3 +217,18 @@ export const MAX_SERVER_ERROR_BODY_BYTES = 1 * MiB;
 
 /** Bytes of the upload answer `modelgate push` reads (it carries the inspection report, capped server-side). */
 export const MAX_SERVER_ANSWER_BYTES = 64 * MiB;
+
+// ---- loader configs read by name (Keras config.json, transformers *config.json) ------------
+
+/**
+ * Top-level protobuf fields read when sniffing ONNX / SavedModel (src/formats/protobuf.ts): stops
+ * CPU exhaustion by a member of millions of tiny fields. A longer valid prefix is named ONNX.
+ */
+export const MAX_PROTOBUF_SNIFF_FIELDS = 100_000;
+/**
+ * A `config.json` / `*_config.json` member parsed whole to find Keras objects and transformers'
+ * `auto_map` (src/formats/loaderConfigs.ts): stops memory exhaustion by a huge JSON member. Real
+ * ones are KBs (a tokenizer_config.json listing every added token reaches a few MB). Larger is
+ * `limit_exceeded`: the file a loader reads by name is never skipped.
+ */
+export const MAX_LOADER_CONFIG_BYTES = 32 * MiB;

@@ -26,11 +26,11 @@ export type InspectedFormat =
   | "pickle";
 
 /** Formats modelgate recognises but does not inspect: rejected as unsupported_format, by name. */
-export type UnsupportedFormat = "gguf" | "hdf5" | "7z" | "rar" | "onnx";
+export type UnsupportedFormat = "gguf" | "hdf5" | "7z" | "rar" | "onnx" | "tflite" | "tensorflow-savedmodel";
 
 export type DetectedFormat = InspectedFormat | UnsupportedFormat;
 
-export const UNSUPPORTED_FORMATS: ReadonlySet<string> = new Set<UnsupportedFormat>(["gguf", "hdf5", "7z", "rar", "onnx"]);
+export const UNSUPPORTED_FORMATS: ReadonlySet<string> = new Set<UnsupportedFormat>(["gguf", "hdf5", "7z", "rar", "onnx", "tflite", "tensorflow-savedmodel"]);
 
 export const COMPRESSED_FORMATS: ReadonlySet<string> = new Set<DetectedFormat>(["gzip", "bz2", "xz", "lzma", "zlib", "lz4"]);
 
@@ -80,19 +80,6 @@ function isLzmaAlone(head: Uint8Array): boolean {
 }
 
 /**
- * ONNX has no magic: it is a protobuf ModelProto that starts with ir_version (field 1, varint,
- * tag 0x08) holding a small number, followed by another ModelProto field tag. A heuristic, used
- * only to name the format in an unsupported_format rejection.
- */
-function looksLikeOnnx(head: Uint8Array): boolean {
-  if (head.length < 4 || head[0] !== 0x08) return false;
-  const version = head[1] ?? 0;
-  if (version < 1 || version > 20) return false;
-  // producer_name(2) producer_version(3) domain(4) model_version(5) doc_string(6) graph(7) opset_import(8)
-  return [0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42].includes(head[2] ?? 0);
-}
-
-/**
  * The format of a source by its magic bytes, or undefined when none matches (the dispatcher then
  * asks the pickle analyzer whether it is a pickle, then whether it is text).
  */
@@ -111,6 +98,9 @@ export function detectMagic(head: Uint8Array): DetectedFormat | undefined {
   if (startsWith(head, ascii("Rar!\x1a\x07"))) return "rar";
   if (startsWith(head, ascii("GGUF"))) return "gguf";
   if (startsWith(head, [0x89, ...ascii("HDF\r\n\x1a\n")])) return "hdf5";
+  // TFLite: a FlatBuffer whose file identifier "TFL3" follows the u32 root offset
+  // (tensorflow/lite/schema/schema.fbs `file_identifier "TFL3"`; tf.lite.Interpreter checks it).
+  if (startsWith(head, ascii("TFL3"), 4)) return "tflite";
   if (startsWith(head, ascii("ustar"), 257)) return "tar";
   if (startsWith(head, [0x80, 0x02, 0x8a, 0x0a, ...TORCH_LEGACY_MAGIC])) return "pytorch-legacy";
   // safetensors: u64 LE header length N, then a JSON object starting at byte 8, inside the file.
@@ -127,15 +117,19 @@ export function detectMagic(head: Uint8Array): DetectedFormat | undefined {
   const flg = head[1] ?? 0;
   if (head.length >= 2 && head[0] === 0x78 && (flg & 0x20) === 0 && ((0x78 << 8) | flg) % 31 === 0) return "zlib";
   if (isLzmaAlone(head)) return "lzma";
-  if (looksLikeOnnx(head)) return "onnx";
   return undefined;
 }
 
-/** HDF5 files may start with a user block of 512, 1024, 2048... bytes; Keras .h5 rarely does. */
+/**
+ * HDF5 files may start with a user block: the HDF5 library (H5FD_locate_signature) looks for the
+ * superblock signature at 0, 512, 1024, 2048, ... every power of two below the end of the file,
+ * so h5py and Keras' legacy `load_model(".h5")` open a file whose signature sits at 2^n anywhere
+ * in it. At most 64 reads of 8 bytes.
+ */
 export function hdf5SignatureAt(source: ByteSource): boolean {
   const sig = [0x89, ...ascii("HDF\r\n\x1a\n")];
   const buf = new Uint8Array(8);
-  for (let at = 512; at + 8 <= source.size && at <= 1 << 20; at *= 2) {
+  for (let at = 512; at + 8 <= source.size; at *= 2) {
     if (source.readAt(buf, at) === 8 && startsWith(buf, sig)) return true;
   }
   return false;

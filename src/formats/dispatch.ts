@@ -14,6 +14,8 @@ import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, readHead, UNSUPPORTED
 import { inspectMlflow, isMlflowLayout } from "./mlflow";
 import { inspectNpz, isNpzLayout } from "./npz";
 import { inspectNpy } from "./numpy";
+import { kerasFolder, readLoaderConfigs, remoteCodeFindings, type LoaderConfig } from "./loaderConfigs";
+import { protobufModelFormat } from "./protobuf";
 import { inspectPickleFile, looksLikePickleFile } from "./pickleFile";
 import { inspectSafetensors } from "./safetensors";
 import { readTar } from "./tar";
@@ -39,6 +41,7 @@ export function severityOf(code: InspectionErrorCode): Severity {
     case "unresolved_global":
     case "opaque_member":
     case "extension_mismatch":
+    case "remote_code":
       return "suspicious";
     default:
       return "malformed";
@@ -51,7 +54,7 @@ export function severityOf(code: InspectionErrorCode): Severity {
  */
 export function policyGatedFinding(
   ctx: FormatContext,
-  flag: "allowEmbeddedCode" | "allowDirectRequirements",
+  flag: "allowEmbeddedCode" | "allowDirectRequirements" | "allowRemoteCode",
   code: InspectionErrorCode,
   severity: Severity,
   what: string,
@@ -153,8 +156,12 @@ export function sniff(source: ByteSource, ctx: FormatContext): { format: Sniffed
   const head = readHead(source);
   const magic = detectMagic(head);
   if (magic !== undefined) return { format: magic };
-  if (couldBePickle(source, head)) return { format: "pickle" };
+  // Before the pickle sniffer: the HDF5 library finds a superblock after a user block whatever
+  // the first bytes are, and a protobuf model has no magic (protobuf.ts). Both only reject.
   if (hdf5SignatureAt(source)) return { format: "hdf5" };
+  const protobuf = protobufModelFormat(source);
+  if (protobuf !== undefined) return { format: protobuf };
+  if (couldBePickle(source, head)) return { format: "pickle" };
   // A zip whose first local header is not at offset 0: the reader reports the prefix.
   if (hasZipTail(source)) return { format: "zip" };
   const dataFormat = classifyData(source, ctx.containerLimits);
@@ -168,6 +175,8 @@ const UNSUPPORTED_NAMES: Readonly<Record<string, string>> = {
   "7z": "7-Zip",
   rar: "RAR",
   onnx: "ONNX",
+  tflite: "TensorFlow Lite",
+  "tensorflow-savedmodel": "TensorFlow SavedModel (saved_model.pb)",
 };
 
 /** joblib's _ZFILE_PREFIX (numpy_pickle_compat.py), checked by joblib.load before any compressor. */
@@ -193,13 +202,30 @@ function unsupportedNode(path: string, format: string, what: string): Inspection
   };
 }
 
-/** Polyglot check for every non-zip format: a zip directory at the end makes the file two things. */
+/**
+ * Polyglot check for every non-zip format: a zip directory at the end makes the file two things,
+ * and so does an HDF5 superblock at a power-of-two offset (h5py, and Keras' legacy `.h5`
+ * load_model whose model_config may hold a Lambda layer's marshalled code, open it there; zips
+ * get that second check too).
+ */
 function withPolyglotCheck(node: InspectionNode, source: ByteSource, path: string, format: string): InspectionNode {
   if (hasZipTail(source)) {
     node.findings.push({
       code: "polyglot",
       severity: "dangerous",
       message: `${format} content that also ends with a zip central directory: a zip reader would see another file`,
+      location: path,
+    });
+  }
+  return withHdf5PolyglotCheck(node, source, path, format);
+}
+
+function withHdf5PolyglotCheck(node: InspectionNode, source: ByteSource, path: string, format: string): InspectionNode {
+  if (hdf5SignatureAt(source)) {
+    node.findings.push({
+      code: "polyglot",
+      severity: "dangerous",
+      message: `${format} content that also holds an HDF5 superblock at a power-of-two offset: h5py (and Keras' .h5 loader) would read another file`,
       location: path,
     });
   }
@@ -221,6 +247,9 @@ async function inspectArchiveSource(source: ByteSource, path: string, ctx: Forma
   if (kind === "tar") {
     // A tar has no directory at its end, but a zip reader would still find one there.
     withPolyglotCheck(archive.node, source, path, "tar");
+  } else {
+    // A stored member's bytes can put an HDF5 superblock at a power-of-two offset of the zip.
+    withHdf5PolyglotCheck(archive.node, source, path, "zip");
   }
   return ctx.inspectArchive(archive, path, ctx);
 }
@@ -418,11 +447,20 @@ function flagCodeMembers(archive: ArchiveContents, path: string, ctx: FormatCont
   }
 }
 
-/** Keras v3 (.keras) and TF SavedModel layouts: recognised, not inspected. */
-function unsupportedLayout(members: readonly ArchiveMember[]): string | undefined {
-  const names = new Set(members.filter((m) => !m.isDirectory).map((m) => m.path));
-  if (names.has("config.json") && (names.has("model.weights.h5") || names.has("metadata.json"))) return "keras";
-  for (const name of names) if (name === "saved_model.pb" || name.endsWith("/saved_model.pb")) return "tensorflow-savedmodel";
+/**
+ * Layouts recognised by what their loaders read, not inspected: a Keras v3 model in any folder
+ * (loaderConfigs.ts kerasFolder: a config.json Keras would deserialize, or one next to
+ * model.weights.h5 / .npz or metadata.json), and a TF SavedModel (tf.saved_model.load reads
+ * `<dir>/saved_model.pb` or, without it, `saved_model.pbtxt`, in any folder).
+ */
+function unsupportedLayout(members: readonly ArchiveMember[], configs: readonly LoaderConfig[]): { format: string; what: string } | undefined {
+  const keras = kerasFolder(members, configs);
+  if (keras !== undefined) return { format: "keras", what: `Keras v3 model (${keras === "" ? "" : keras}config.json)` };
+  for (const m of members) {
+    if (m.isDirectory) continue;
+    const base = (m.path.split("/").pop() ?? "").toLowerCase();
+    if (base === "saved_model.pb" || base === "saved_model.pbtxt") return { format: "tensorflow-savedmodel", what: `TensorFlow SavedModel (${m.path})` };
+  }
   return undefined;
 }
 
@@ -438,23 +476,27 @@ export async function inspectAllMembers(archive: ArchiveContents, path: string, 
 
 /**
  * FormatContext.inspectArchive: classify the layout of an opened zip or tar and inspect it.
- * MLflow bundle -> inspectMlflow; PyTorch zip / TorchScript -> inspectTorchZip; all members .npy
- * -> npz; Keras / SavedModel -> unsupported_format; anything else: every member by content.
+ * Loader configs first (Keras config.json, transformers auto_map / custom_pipelines -> remote_code);
+ * Keras / SavedModel -> unsupported_format; MLflow bundle -> inspectMlflow; PyTorch zip /
+ * TorchScript -> inspectTorchZip; all members .npy -> npz; anything else: every member by content.
  */
 export async function inspectArchive(archive: ArchiveContents, path: string, ctx: FormatContext): Promise<InspectionNode> {
   const node = archive.node;
   try {
-    const unsupported = unsupportedLayout(archive.members);
+    // Files loaders read by name first (loaderConfigs.ts): Keras' config.json, transformers' auto_map.
+    const configs = await readLoaderConfigs(archive, path, node.findings);
+    const unsupported = unsupportedLayout(archive.members, configs);
     if (unsupported !== undefined) {
-      node.format = unsupported;
+      node.format = unsupported.format;
       node.findings.push({
         code: "unsupported_format",
         severity: "malformed",
-        message: `${unsupported === "keras" ? "Keras v3" : "TensorFlow SavedModel"} archive is recognised but not inspected by modelgate: rejected`,
+        message: `${unsupported.what} is recognised but not inspected by modelgate: rejected`,
         location: path,
       });
       return node;
     }
+    node.findings.push(...remoteCodeFindings(configs, ctx));
     const mlflowRoot = isMlflowLayout(archive.members);
     if (mlflowRoot !== undefined) return await inspectMlflow(archive, mlflowRoot, path, ctx);
     const torch = torchZipLayout(archive.members);

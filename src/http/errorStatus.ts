@@ -30,6 +30,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   opaque_member: 422,
   bad_persistent_id: 422,
   direct_requirement: 422,
+  remote_code: 422,
   // request
   bad_request: 400,
   unsupported_media_type: 415,

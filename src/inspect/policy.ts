@@ -34,6 +34,8 @@ export const ContentPolicySchema = z
     allowOpaqueMembers: z.boolean().default(false),
     /** MLflow environments that install from URLs, VCS, paths or other indexes: off unless named. */
     allowDirectRequirements: z.boolean().default(false),
+    /** Hugging Face configs whose auto_map / custom_pipelines name code transformers downloads and runs: off unless named. */
+    allowRemoteCode: z.boolean().default(false),
   })
   .describe("per-source content policy");
 
@@ -45,6 +47,7 @@ export const DEFAULT_CONTENT_POLICY: Readonly<ContentPolicy> = Object.freeze({
   allowEmbeddedCode: false,
   allowOpaqueMembers: false,
   allowDirectRequirements: false,
+  allowRemoteCode: false,
 });
 
 /**
@@ -63,6 +66,8 @@ export function contentPolicyDigest(policy: ContentPolicy): string {
     allowEmbeddedCode: policy.allowEmbeddedCode,
     allowOpaqueMembers: policy.allowOpaqueMembers,
     allowDirectRequirements: policy.allowDirectRequirements,
+    // Only written when set, so every digest stored before this flag existed stays valid.
+    ...(policy.allowRemoteCode ? { allowRemoteCode: true } : {}),
   });
   const digest = `sha256:${createHash("sha256").update(canonical).digest("hex")}`;
   policyDigests.set(policy, digest);

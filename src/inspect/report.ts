@@ -28,6 +28,8 @@ export interface Finding {
   offset?: number;
   /** For import findings: the resolved "module.name". */
   global?: string;
+  /** Structured facts of the finding (remote_code: file, key, module, class, repository). */
+  details?: Record<string, unknown>;
 }
 
 /** Safety level of an import the pickle would perform. */

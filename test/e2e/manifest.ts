@@ -22,6 +22,7 @@ const EntrySchema = z.object({
       allowEmbeddedCode: z.boolean().optional(),
       allowOpaqueMembers: z.boolean().optional(),
       allowDirectRequirements: z.boolean().optional(),
+      allowRemoteCode: z.boolean().optional(),
     })
     .optional(),
   alsoCodes: z.array(z.string()).optional(),

@@ -32,6 +32,9 @@ const FORMATS = [
   "gguf",
   "hdf5",
   "onnx",
+  "keras",
+  "tflite",
+  "tensorflow-savedmodel",
   "7z",
   "rar",
   "unknown",
@@ -44,6 +47,7 @@ const PolicySchema = z.strictObject({
   allowEmbeddedCode: z.boolean().optional(),
   allowOpaqueMembers: z.boolean().optional(),
   allowDirectRequirements: z.boolean().optional(),
+  allowRemoteCode: z.boolean().optional(),
 });
 
 const EntrySchema = z

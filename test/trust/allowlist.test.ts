@@ -59,7 +59,7 @@ describe("parseAllowlist", () => {
     expect(research?.keys[1]?.revoked).toBe(true);
     expect(research?.threshold).toBe(1);
     expect(research?.names).toBeUndefined();
-    expect(research?.pickle).toEqual({ allowGlobals: [], allowTorchScript: false, allowEmbeddedCode: false, allowOpaqueMembers: false, allowDirectRequirements: false });
+    expect(research?.pickle).toEqual({ allowGlobals: [], allowTorchScript: false, allowEmbeddedCode: false, allowOpaqueMembers: false, allowDirectRequirements: false, allowRemoteCode: false });
     expect(inline?.keys[0]?.origin).toBe("inline");
     expect(inline?.pickle.allowGlobals).toEqual(["collections.OrderedDict"]);
     expect(inline?.pickle.allowTorchScript).toBe(false);

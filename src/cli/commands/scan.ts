@@ -10,7 +10,7 @@ import { parseCommandArgs } from "../args";
 import type { CliIo, Command } from "../command";
 import { EXIT_OK, EXIT_REJECTED, EXIT_USAGE } from "../exitCodes";
 
-const USAGE = `usage: modelgate scan <file>... [--json] [--allow-global <pattern>]... [--policy <allowlist.json> --source <id>]
+const USAGE = `usage: modelgate scan <file>... [--json] [--allow-global <pattern>]... [--policy <allowlist.json> --source <id>] [--allow-remote-code]
 
 Inspect model files without loading them and print a verdict per file.
 
@@ -19,6 +19,8 @@ Inspect model files without loading them and print a verdict per file.
                             the hard floor (os, subprocess, builtins.eval, ...) can never be allowed
   --policy <allowlist.json> use the content policy of a source in this allowlist (with --source)
   --source <id>             the source whose policy applies
+  --allow-remote-code       admit Hugging Face configs whose auto_map / custom_pipelines name code
+                            (remote_code findings become innocuous; .py members stay embedded_code)
 
 Exit status: 0 every file accepted, 1 any file rejected, 2 usage or I/O error.`;
 
@@ -32,7 +34,10 @@ interface FileResult {
   omittedFindings?: { count: number; byCode: Record<string, number> };
 }
 
-function policyFrom(values: { policy?: string | undefined; source?: string | undefined; "allow-global"?: string[] | undefined }, io: CliIo): ContentPolicy {
+function policyFrom(
+  values: { policy?: string | undefined; source?: string | undefined; "allow-global"?: string[] | undefined; "allow-remote-code"?: boolean | undefined },
+  io: CliIo,
+): ContentPolicy {
   if ((values.policy === undefined) !== (values.source === undefined)) {
     throw new GatewayError("usage", "--policy and --source go together: the allowlist file and the source whose policy applies");
   }
@@ -52,7 +57,9 @@ function policyFrom(values: { policy?: string | undefined; source?: string | und
     const why = invalidGlobalPattern(p);
     if (why !== undefined) throw new GatewayError("usage", `--allow-global ${why}`);
   }
-  return { ...base, allowGlobals: [...base.allowGlobals, ...extra] };
+  const policy: ContentPolicy = { ...base, allowGlobals: [...base.allowGlobals, ...extra] };
+  if (values["allow-remote-code"] === true) policy.allowRemoteCode = true;
+  return policy;
 }
 
 function where(f: Finding): string {
@@ -89,6 +96,7 @@ export function makeScanCommand(inspector: Inspector): Command {
       const { values, positionals } = parseCommandArgs(args, {
         json: { type: "boolean" },
         "allow-global": { type: "string", multiple: true },
+        "allow-remote-code": { type: "boolean" },
         policy: { type: "string" },
         source: { type: "string" },
       });
