@@ -19,6 +19,8 @@ export interface UploadState {
   artifactParts: number;
   /** Subject of a preflighted envelope: trusted before a byte of the artifact was stored. */
   preflight?: { subjectName: string; subjectDigestHex: string; sourceIds: string[] };
+  /** The name the client asked for, as sent (before the name rule), for the audit entry of a refusal. */
+  requestedName?: string;
   /** Every temp file this request created; the route removes them whatever the outcome. */
   tempPaths: Set<string>;
   /**
