@@ -86,9 +86,7 @@ export function quoteUntrusted(text: string, max = 200): string {
 /** A refused name for an error message: cut, JSON-quoted, and everything outside printable ASCII
  * as \uXXXX, so the message itself carries no bidi override or invisible character. */
 function quoteName(name: string): string {
-  return quoteUntrusted(name, 80).replace(/[^\x20-\x7e]/gu, (ch) =>
-    [...ch].map((c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, "0")}`).join(""),
-  );
+  return quoteUntrusted(name, 80).replace(/[^\x20-\x7e]/gu, (ch) => `\\u${(ch.codePointAt(0) ?? 0).toString(16).padStart(4, "0")}`);
 }
 
 /**

@@ -15,7 +15,8 @@ import { artifactNameProblem, type ArtifactName } from "./artifactName";
  */
 export function matchesNameGlob(pattern: string, name: ArtifactName): boolean {
   const patternSegments = pattern.split("/").map(segmentTokens);
-  const nameSegments = name.split("/").map((s) => [...s]);
+  // Code points, not graphemes: a star consumes whole characters and never half a surrogate pair.
+  const nameSegments = name.split("/").map((s) => Array.from(s));
   const memo = new Map<number, boolean>();
   const match = (pi: number, ni: number): boolean => {
     const key = pi * (nameSegments.length + 1) + ni;
