@@ -2,7 +2,7 @@ import type { RequestHandler } from "express";
 import { GatewayError } from "../errors";
 import { MAX_SIGNATURE_HEADER_BYTES } from "../limits";
 import { writeHashed } from "../store/hashing";
-import { parseArtifactName, preflightEnvelope, type ArtifactName } from "../trust";
+import { parseArtifactName, preflightEnvelope, utf8Strict, type ArtifactName } from "../trust";
 import { runUpload, type UploadRouteDeps } from "./uploadRoute";
 import type { UploadState } from "./uploadStorage";
 
@@ -23,7 +23,8 @@ export function envelopeFromHeader(header: string | undefined): string {
     });
   }
   if (!BASE64.test(value) || value.length % 4 === 1) throw new GatewayError("bad_request", "the Modelgate-Signature header is not base64");
-  return Buffer.from(value, "base64").toString("utf8");
+  // Strict UTF-8 (malformed_signature), not Buffer's toString, which turns bad bytes into U+FFFD.
+  return utf8Strict(Buffer.from(value, "base64"), "the envelope in the Modelgate-Signature header");
 }
 
 /** The optional `Modelgate-Name` header, through the name rule (`invalid_name`). */

@@ -5,7 +5,7 @@ import { GatewayError } from "../errors";
 import { MAX_ENVELOPE_BYTES } from "../limits";
 import { writeHashed } from "../store/hashing";
 import type { ArtifactStore, StagedBlob } from "../store/types";
-import { preflightEnvelope } from "../trust";
+import { preflightEnvelope, utf8Strict } from "../trust";
 import type { AllowlistProvider } from "./allowlistHolder";
 
 /** What the storage engine learned about one upload request, read by the upload route. */
@@ -70,7 +70,8 @@ async function readCapped(stream: Readable, cap: number): Promise<string> {
     }
     chunks.push(buf);
   }
-  return Buffer.concat(chunks).toString("utf8");
+  // Strict UTF-8 (malformed_signature), not Buffer's toString, which turns bad bytes into U+FFFD.
+  return utf8Strict(Buffer.concat(chunks), "the signature part");
 }
 
 /**

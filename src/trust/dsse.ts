@@ -90,9 +90,14 @@ export function pae(payloadType: string, payload: Uint8Array): Uint8Array {
   return out;
 }
 
-function utf8Strict(bytes: Uint8Array, what: string): string {
+/**
+ * Bytes of an envelope or statement as text: invalid UTF-8 is `malformed_signature`, and a byte
+ * order mark is KEPT (`ignoreBOM: true`) so the strict JSON scan refuses it: TextDecoder would
+ * strip it silently, while Python's json.loads and Go's encoding/json refuse a BOM-prefixed text.
+ */
+export function utf8Strict(bytes: Uint8Array, what: string): string {
   try {
-    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch (err) {
     throw new GatewayError("malformed_signature", `${what} is not valid UTF-8`, undefined, { cause: err });
   }

@@ -19,6 +19,7 @@ export {
   serializeStatement,
   signEnvelope,
   addSignature,
+  utf8Strict,
 } from "./dsse";
 export { parseArtifactName, isValidArtifactName, artifactNameProblem } from "./artifactName";
 export type { ArtifactName } from "./artifactName";

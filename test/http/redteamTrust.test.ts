@@ -122,6 +122,24 @@ describe("red team: trust layer strictness over HTTP", () => {
     });
   });
 
+  it("an envelope that is not UTF-8 (header and file part) is malformed_signature, not decoded with U+FFFD", async () => {
+    const bytes = artifactBytes("not-utf8");
+    const envelope = Buffer.from(signRawName(teamA, bytes, "team-a/x.pkl"), "utf8");
+    // An unknown key whose name is the byte 0xFF: Buffer#toString made it U+FFFD and the schema named it.
+    const broken = Buffer.concat([envelope.subarray(0, envelope.length - 1), Buffer.from(',"\xff":1}', "latin1")]);
+    const viaHeader = await request(env.app)
+      .put("/v1/artifacts")
+      .set("Content-Type", "application/octet-stream")
+      .set("Modelgate-Signature", broken.toString("base64"))
+      .send(bytes);
+    expect(viaHeader.status).toBe(400);
+    expect(codeOf(viaHeader)).toBe("malformed_signature");
+    const viaFile = await request(env.app).post("/v1/artifacts").attach("signature", broken, "sig.json").attach("artifact", bytes, "m.bin");
+    expect(viaFile.status).toBe(400);
+    expect(codeOf(viaFile)).toBe("malformed_signature");
+    expect(await listFiles(env.dataDir)).toEqual([]);
+  });
+
   it("the multipart name field keeps the refused name in the audit entry, JSON-escaped", async () => {
     const bytes = artifactBytes("audit-name");
     const name = "team-a/\u202egnp.exe";

@@ -157,6 +157,16 @@ describe("red team: duplicate keys in validly signed envelopes and statements ->
     expect(verify(envelope)).toBe("malformed_signature");
   });
 
+  it("a signed statement starting with a UTF-8 byte order mark is refused (TextDecoder stripped it; Python and Go refuse it)", () => {
+    const payload = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(statementText(), "utf8")]);
+    expect(verify(JSON.stringify(rawEnvelope(new Uint8Array(payload), [k])))).toBe("malformed_signature");
+  });
+
+  it("an envelope file starting with a byte order mark is refused", () => {
+    const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(signedText(statementText()), "utf8")]);
+    expect(codeOf(() => parseEnvelope(new Uint8Array(bytes)))).toBe("malformed_signature");
+  });
+
   it("a lone surrogate escaped in a signed predicate field is refused", () => {
     expect(verify(signedText(statementText({ predicate: '{"description":"x\\ud800y"}' })))).toBe("malformed_signature");
   });
