@@ -36,6 +36,14 @@ function describeRefused(text: string): string {
   return `U+${cp.toString(16).toUpperCase().padStart(4, "0")} at index ${String(match.index)}`;
 }
 
+/**
+ * Percent-encoded `.`, `/`, `\`, `%` and NUL: a consumer that URL-decodes the name (a name in a
+ * URL path, a proxy) would read `team-a/%2e%2e/prod` as `team-a/../prod` (CWE-174, double decoding).
+ */
+const PERCENT_ENCODED_SEPARATOR = /%(?:2e|2f|5c|25|00)/i;
+/** A Windows drive (`C:`) makes a path absolute there, as a leading `/` does elsewhere. */
+const DRIVE_PREFIX = /^[A-Za-z]:/;
+
 /** Why `segments` (a name split on `/`) is not a clean relative path, or undefined. */
 function segmentProblem(segments: readonly string[]): string | undefined {
   for (const [i, segment] of segments.entries()) {
@@ -44,6 +52,10 @@ function segmentProblem(segments: readonly string[]): string | undefined {
       return i === segments.length - 1 ? "it ends with '/'" : "it has an empty segment ('//')";
     }
     if (segment === "." || segment === "..") return `it has a '${segment}' segment`;
+    // Windows drops trailing dots and spaces from a path segment (`prod.` is `prod`, `.. ` is
+    // `..`), and a leading or trailing space is invisible in a log line.
+    if (/^[. ]+$/.test(segment)) return "it has a segment of only dots and spaces";
+    if (/[. ]$/.test(segment) || segment.startsWith(" ")) return "a segment ends with a dot or a space, or starts with a space";
   }
   return undefined;
 }
@@ -53,7 +65,8 @@ function segmentProblem(segments: readonly string[]): string | undefined {
  * MAX_ARTIFACT_NAME_LENGTH UTF-16 code units; no refused character (REFUSED_CHARACTERS); in
  * Unicode Normalization Form C; a relative path of non-empty segments separated by `/`, none of
  * them `.` or `..` (so `team-a/../prod/model.pkl` never reaches a glob that a path-resolving
- * consumer would disagree with); and no character that compatibility normalization (NFKC) turns
+ * consumer would disagree with), none that Windows would rewrite (trailing dot or space, only
+ * dots), no drive prefix, no percent-encoded separator; and no character that NFKC turns
  * into a `/`, a `\` or a dot segment (U+FF0F FULLWIDTH SOLIDUS, U+2025 TWO DOT LEADER…), for
  * consumers that apply NFKC.
  */
@@ -69,6 +82,8 @@ export function artifactNameProblem(name: string): string | undefined {
   const segments = name.split("/");
   const problem = segmentProblem(segments);
   if (problem !== undefined) return problem;
+  if (DRIVE_PREFIX.test(name)) return "it starts with a drive letter ('C:'), an absolute path on Windows";
+  if (PERCENT_ENCODED_SEPARATOR.test(name)) return "it contains a percent-encoded '.', '/', '\\', '%' or NUL (%2e %2f %5c %25 %00)";
   const compatible = name.normalize("NFKC");
   if (compatible.includes("\\") || segmentProblem(compatible.split("/")) !== undefined || compatible.split("/").length !== segments.length) {
     return "it contains a character that compatibility normalization (NFKC) turns into '/', '\\' or a dot segment";
