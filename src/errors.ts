@@ -7,6 +7,8 @@
 /** Rejections of the trust layer: allowlist, keys, DSSE envelope, signature verification. */
 export type TrustErrorCode =
   | "malformed_signature"
+  /** An artifact name outside the name rule (src/trust/artifactName.ts): signed subject, upload name, CLI --name. */
+  | "invalid_name"
   | "untrusted_source"
   | "bad_signature"
   | "key_revoked"

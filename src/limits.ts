@@ -16,6 +16,13 @@ export const MAX_ENVELOPE_BYTES = 256 * KiB;
 export const MAX_SIGNATURES_PER_ENVELOPE = 32;
 /** allowlist.json is operator-written but may be edited by tools: bound its size anyway. */
 export const MAX_ALLOWLIST_BYTES = 4 * MiB;
+/**
+ * Nesting depth of the envelope and statement JSON (objects and arrays). The deepest legitimate
+ * path is statement -> subject[] -> subject -> digest, 4 levels; the strict scanner keeps an
+ * explicit stack, and this bound stops a `[[[[…` payload from costing memory or reaching a
+ * recursive consumer (zod, JSON.parse's own recursion).
+ */
+export const MAX_TRUST_JSON_DEPTH = 16;
 
 // ---- HTTP / upload --------------------------------------------------------------------------
 

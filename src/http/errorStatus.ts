@@ -4,6 +4,7 @@ import type { ErrorCode } from "../errors";
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   // trust
   malformed_signature: 400,
+  invalid_name: 400,
   untrusted_source: 403,
   bad_signature: 403,
   key_revoked: 403,

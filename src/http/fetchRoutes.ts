@@ -6,12 +6,12 @@ import { z } from "zod";
 import type { AuditSink } from "../audit/types";
 import type { AccessControl } from "../auth/types";
 import { GatewayError, isGatewayError, messageOf } from "../errors";
-import { MAX_ARTIFACT_NAME_LENGTH, MAX_LIST_LIMIT } from "../limits";
+import { MAX_LIST_LIMIT } from "../limits";
 import type { GatewayMetrics } from "../metrics/types";
 import { sameDigest } from "../store/hashing";
 import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore } from "../store/types";
-import { parseDigest, recheckTrustAll, type PublishVerification, type TrustedEnvelope } from "../trust";
+import { parseArtifactName, parseDigest, recheckTrustAll, type PublishVerification, type TrustedEnvelope } from "../trust";
 import type { Inspector } from "../inspect/inspector";
 import { acceptedUnderCurrentPolicy, Reinspector } from "./reinspection";
 import type { AllowlistProvider } from "./allowlistHolder";
@@ -65,7 +65,8 @@ class VerifyingStream extends Transform {
 
 const ListQuerySchema = z.strictObject({
   source: z.string().min(1).max(128).optional(),
-  name: z.string().min(1).max(MAX_ARTIFACT_NAME_LENGTH).optional(),
+  // The name rule (parseArtifactName) runs after the schema: `invalid_name`, like an upload's name.
+  name: z.string().optional(),
   limit: z.coerce.number().int().min(1).max(MAX_LIST_LIMIT).default(50),
   cursor: z.string().min(1).max(1024).optional(),
 });
@@ -277,6 +278,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
     if (!parsed.success) {
       throw new GatewayError("bad_request", `invalid query: ${parsed.error.issues.map((i) => `${i.path.join(".") || "(query)"}: ${i.message}`).join("; ")}`);
     }
+    if (parsed.data.name !== undefined) parseArtifactName(parsed.data.name, "the 'name' query parameter");
     const page = await deps.store.list(parsed.data);
     res.json({ items: page.items.map(summary), ...(page.nextCursor !== undefined ? { nextCursor: page.nextCursor } : {}) });
   });

@@ -1,9 +1,10 @@
 import type { RequestHandler } from "express";
 import { GatewayError } from "../errors";
-import { MAX_ARTIFACT_NAME_LENGTH, MAX_SIGNATURE_HEADER_BYTES } from "../limits";
+import { MAX_SIGNATURE_HEADER_BYTES } from "../limits";
 import { writeHashed } from "../store/hashing";
-import { preflightEnvelope } from "../trust";
+import { parseArtifactName, preflightEnvelope, utf8Strict, type ArtifactName } from "../trust";
 import { runUpload, type UploadRouteDeps } from "./uploadRoute";
+import type { UploadState } from "./uploadStorage";
 
 export const SIGNATURE_HEADER = "modelgate-signature";
 export const NAME_HEADER = "modelgate-name";
@@ -22,15 +23,16 @@ export function envelopeFromHeader(header: string | undefined): string {
     });
   }
   if (!BASE64.test(value) || value.length % 4 === 1) throw new GatewayError("bad_request", "the Modelgate-Signature header is not base64");
-  return Buffer.from(value, "base64").toString("utf8");
+  // Strict UTF-8 (malformed_signature), not Buffer's toString, which turns bad bytes into U+FFFD.
+  return utf8Strict(Buffer.from(value, "base64"), "the envelope in the Modelgate-Signature header");
 }
 
-function nameFromHeader(header: string | undefined): string | undefined {
+/** The optional `Modelgate-Name` header, through the name rule (`invalid_name`). */
+function nameFromHeader(header: string | undefined, state: UploadState): ArtifactName | undefined {
   if (header === undefined) return undefined;
-  if (header === "" || header.length > MAX_ARTIFACT_NAME_LENGTH) {
-    throw new GatewayError("bad_request", `the Modelgate-Name header must be 1 to ${String(MAX_ARTIFACT_NAME_LENGTH)} characters`);
-  }
-  return header;
+  // Kept for the audit entry of the refusal (JSON-escaped there), validated next.
+  state.requestedName = header;
+  return parseArtifactName(header, "the Modelgate-Name header");
 }
 
 /**
@@ -51,7 +53,7 @@ export function rawUploadHandler(deps: UploadRouteDeps): RequestHandler {
       throw new GatewayError("too_large", `request body of ${header} bytes exceeds the upload limit of ${String(deps.maxUploadBytes)} bytes`, { maxBytes: deps.maxUploadBytes });
     }
     const envelope = envelopeFromHeader(req.get(SIGNATURE_HEADER));
-    const name = nameFromHeader(req.get(NAME_HEADER));
+    const name = nameFromHeader(req.get(NAME_HEADER), state);
     // Refuse an untrusted upload before its body touches the disk (the answer closes the connection).
     state.preflight = preflightEnvelope(envelope, deps.allowlist.current(), deps.now());
     const tempPath = deps.store.tempPath();

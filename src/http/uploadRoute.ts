@@ -7,7 +7,6 @@ import type { Inspector } from "../inspect/inspector";
 import { contentPolicyDigest } from "../inspect/policy";
 import { rejectionCode, rejects, type InspectionReport } from "../inspect/report";
 import {
-  MAX_ARTIFACT_NAME_LENGTH,
   MAX_DRAIN_BYTES,
   MAX_LINGER_MS,
   MAX_MULTIPART_FIELD_BYTES,
@@ -19,7 +18,7 @@ import {
 import type { GatewayMetrics } from "../metrics/types";
 import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore, StagedBlob } from "../store/types";
-import { verifyPublish, type Allowlist, type PublishVerification } from "../trust";
+import { parseArtifactName, verifyPublish, type Allowlist, type ArtifactName, type PublishVerification } from "../trust";
 import type { AllowlistProvider } from "./allowlistHolder";
 import { sendError, toGatewayError, toUploadError } from "./errorHandler";
 import { logOf, requestIdOf, tokenIdOf } from "./requestContext";
@@ -38,7 +37,8 @@ export interface UploadRouteDeps {
 /** Text fields of the upload form; unknown fields are refused (zod at the boundary). */
 const FieldsSchema = z.strictObject({
   signature: z.string().min(1).optional(),
-  name: z.string().min(1).max(MAX_ARTIFACT_NAME_LENGTH).optional(),
+  // Bounded by the multipart field cap; the name rule (parseArtifactName) runs next.
+  name: z.string().optional(),
 });
 
 /**
@@ -127,10 +127,12 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
     if (!fields.success) {
       throw new GatewayError("bad_request", `invalid form fields: ${fields.error.issues.map((i) => `${i.path.join(".") || "(form)"}: ${i.message}`).join("; ")}`);
     }
+    state.requestedName = fields.data.name;
+    const name = fields.data.name === undefined ? undefined : parseArtifactName(fields.data.name, "the 'name' field");
     const envelope = pickEnvelope(state, req);
     const artifact = state.artifact;
     if (artifact === undefined) throw new GatewayError("bad_request", "the 'artifact' file part is missing");
-    return { envelope, artifact, name: fields.data.name };
+    return { envelope, artifact, name };
   });
 }
 
@@ -138,7 +140,7 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
 export interface ReceivedUpload {
   envelope: string;
   artifact: StagedBlob;
-  name: string | undefined;
+  name: ArtifactName | undefined;
 }
 
 /**
@@ -174,6 +176,8 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
       let gerr = outcome.received ? toGatewayError(err) : toUploadError(err);
       if (gerr.code === "internal") logOf(res).error({ err: messageOf(err) }, "upload failed on an unexpected error");
       await discardAll(deps.store, state);
+      // A name refused by the name rule is still recorded, as sent (the audit log escapes it).
+      if (facts.name === undefined && state.requestedName !== undefined) facts.name = state.requestedName;
       const event: AuditEvent = {
         type: "upload.rejected",
         requestId: requestIdOf(res),

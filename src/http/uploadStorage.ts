@@ -5,7 +5,7 @@ import { GatewayError } from "../errors";
 import { MAX_ENVELOPE_BYTES } from "../limits";
 import { writeHashed } from "../store/hashing";
 import type { ArtifactStore, StagedBlob } from "../store/types";
-import { preflightEnvelope } from "../trust";
+import { preflightEnvelope, utf8Strict } from "../trust";
 import type { AllowlistProvider } from "./allowlistHolder";
 
 /** What the storage engine learned about one upload request, read by the upload route. */
@@ -19,6 +19,8 @@ export interface UploadState {
   artifactParts: number;
   /** Subject of a preflighted envelope: trusted before a byte of the artifact was stored. */
   preflight?: { subjectName: string; subjectDigestHex: string; sourceIds: string[] };
+  /** The name the client asked for, as sent (before the name rule), for the audit entry of a refusal. */
+  requestedName?: string;
   /** Every temp file this request created; the route removes them whatever the outcome. */
   tempPaths: Set<string>;
   /**
@@ -68,7 +70,8 @@ async function readCapped(stream: Readable, cap: number): Promise<string> {
     }
     chunks.push(buf);
   }
-  return Buffer.concat(chunks).toString("utf8");
+  // Strict UTF-8 (malformed_signature), not Buffer's toString, which turns bad bytes into U+FFFD.
+  return utf8Strict(Buffer.concat(chunks), "the signature part");
 }
 
 /**

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { GatewayError } from "../errors";
 import { ContentPolicySchema, DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../inspect/policy";
 import { MAX_ALLOWLIST_BYTES } from "../limits";
+import { namePatternProblem } from "./glob";
 import { keyIdOf, parsePublicKey } from "./keys";
 
 export interface TrustedKey {
@@ -71,7 +72,16 @@ export const AllowlistSourceSchema = z.strictObject({
   id: z.string().regex(SOURCE_ID_PATTERN, "letters, digits, '.', '_', '-' (at most 128, starting with a letter or digit)"),
   description: z.string().max(1024),
   keys: z.array(AllowlistKeySchema).min(1).max(MAX_KEYS_PER_SOURCE),
-  names: z.array(z.string().min(1).max(512)).min(1).max(1000).optional(),
+  names: z
+    .array(
+      z.string().superRefine((pattern, ctx) => {
+        const problem = namePatternProblem(pattern);
+        if (problem !== undefined) ctx.addIssue({ code: "custom", message: `not a name glob: ${problem}` });
+      }),
+    )
+    .min(1)
+    .max(1000)
+    .optional(),
   threshold: z.number().int().min(1).max(MAX_KEYS_PER_SOURCE).default(1),
   pickle: ContentPolicySchema.optional(),
 });

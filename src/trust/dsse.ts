@@ -1,8 +1,10 @@
 import nacl from "tweetnacl";
 import { z } from "zod";
 import { GatewayError } from "../errors";
-import { MAX_ARTIFACT_NAME_LENGTH, MAX_ENVELOPE_BYTES, MAX_SIGNATURES_PER_ENVELOPE } from "../limits";
+import { MAX_ENVELOPE_BYTES, MAX_SIGNATURES_PER_ENVELOPE } from "../limits";
+import { parseArtifactName, quoteUntrusted, type ArtifactName } from "./artifactName";
 import { decodeBase64Strict, encodeBase64 } from "./base64";
+import { parseStrictJson } from "./strictJson";
 
 /** The predicate type that means "publish this artifact to modelgate". Any other is refused, so
  * an attestation made for another purpose (SLSA provenance, a test result…) cannot be replayed
@@ -29,24 +31,11 @@ export const PublishPredicateSchema = z.strictObject({
 });
 export type PublishPredicate = z.infer<typeof PublishPredicateSchema>;
 
-/**
- * Artifact names: 1 to MAX_ARTIFACT_NAME_LENGTH characters, no control characters (they would
- * forge lines in logs and terminals, CWE-117). Everything else is left to the allowlist's globs.
- */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
-
-/** Untrusted text for an error message: truncated, quoted and escaped (JSON string syntax). */
-export function quoteUntrusted(text: string, max = 200): string {
-  return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
-}
-
-export function isValidArtifactName(name: string): boolean {
-  return name.length >= 1 && name.length <= MAX_ARTIFACT_NAME_LENGTH && !CONTROL_CHARACTERS.test(name);
-}
+export { quoteUntrusted };
 
 const SubjectSchema = z.strictObject({
-  name: z.string().refine(isValidArtifactName, `1 to ${String(MAX_ARTIFACT_NAME_LENGTH)} characters, no control characters`),
+  // Checked after the schema by parseArtifactName, so a bad name is `invalid_name`, not malformed.
+  name: z.string(),
   digest: z.strictObject({ sha256: z.string().regex(HEX_SHA256, "lowercase hex sha256 (64 characters)") }),
 });
 
@@ -60,7 +49,7 @@ const StatementHeadSchema = z.strictObject({
 
 export interface Statement {
   _type: string;
-  subject: [{ name: string; digest: { sha256: string } }];
+  subject: [{ name: ArtifactName; digest: { sha256: string } }];
   predicateType: string;
   predicate: PublishPredicate;
 }
@@ -101,23 +90,23 @@ export function pae(payloadType: string, payload: Uint8Array): Uint8Array {
   return out;
 }
 
-function utf8Strict(bytes: Uint8Array, what: string): string {
+/**
+ * Bytes of an envelope or statement as text: invalid UTF-8 is `malformed_signature`, and a byte
+ * order mark is KEPT (`ignoreBOM: true`) so the strict JSON scan refuses it: TextDecoder would
+ * strip it silently, while Python's json.loads and Go's encoding/json refuse a BOM-prefixed text.
+ */
+export function utf8Strict(bytes: Uint8Array, what: string): string {
   try {
-    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch (err) {
     throw new GatewayError("malformed_signature", `${what} is not valid UTF-8`, undefined, { cause: err });
   }
 }
 
-function parseJson(text: string, what: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new GatewayError("malformed_signature", `${what} is not valid JSON`, undefined, { cause: err });
-  }
-}
-
-/** Validate a statement object: in-toto v1, one subject, the publish predicate type, strict predicate. */
+/**
+ * Validate a statement object: in-toto v1, one subject, the publish predicate type, strict
+ * predicate, and the subject name through the name rule (`invalid_name`, src/trust/artifactName.ts).
+ */
 export function parseStatement(json: unknown): Statement {
   const head = StatementHeadSchema.safeParse(json);
   if (!head.success) {
@@ -133,7 +122,9 @@ export function parseStatement(json: unknown): Statement {
   if (!predicate.success) {
     throw new GatewayError("malformed_signature", `statement predicate is invalid: ${describeIssues(predicate.error)}`);
   }
-  return { ...head.data, predicate: predicate.data };
+  const [subject] = head.data.subject;
+  const name = parseArtifactName(subject.name, "the statement's subject name");
+  return { ...head.data, subject: [{ name, digest: subject.digest }], predicate: predicate.data };
 }
 
 /**
@@ -146,7 +137,7 @@ export function parseEnvelope(bytes: Uint8Array | string): { envelope: Envelope;
     throw new GatewayError("malformed_signature", `signature envelope is ${String(size)} bytes, more than the limit of ${String(MAX_ENVELOPE_BYTES)}`);
   }
   const text = typeof bytes === "string" ? bytes : utf8Strict(bytes, "signature envelope");
-  const parsed = EnvelopeSchema.safeParse(parseJson(text, "signature envelope"));
+  const parsed = EnvelopeSchema.safeParse(parseStrictJson(text, "signature envelope"));
   if (!parsed.success) {
     throw new GatewayError("malformed_signature", `signature envelope is not a DSSE envelope: ${describeIssues(parsed.error)}`);
   }
@@ -161,7 +152,7 @@ export function parseEnvelope(bytes: Uint8Array | string): { envelope: Envelope;
     }
   }
   const payload = decodeBase64Strict(envelope.payload, "envelope payload");
-  const statement = parseStatement(parseJson(utf8Strict(payload, "envelope payload"), "envelope payload"));
+  const statement = parseStatement(parseStrictJson(utf8Strict(payload, "envelope payload"), "envelope payload"));
   return { envelope, statement, payload };
 }
 

@@ -19,10 +19,13 @@ export {
   serializeStatement,
   signEnvelope,
   addSignature,
-  isValidArtifactName,
+  utf8Strict,
 } from "./dsse";
+export { parseArtifactName, isValidArtifactName, artifactNameProblem } from "./artifactName";
+export type { ArtifactName } from "./artifactName";
+export { parseStrictJson } from "./strictJson";
 export type { Envelope, PublishPredicate, Statement } from "./dsse";
-export { matchesNameGlob } from "./glob";
+export { matchesNameGlob, namePatternProblem } from "./glob";
 export { keyIdOf, parsePublicKey, publicKeyToPem, privateKeyToPem, readPrivateKey, verifyEd25519 } from "./keys";
 export { verifyPublish, preflightEnvelope, recheckTrust, recheckTrustAll, isNameAllowed } from "./verify";
 export type { PublishVerification, RecheckInput, StoredEnvelope, TrustedEnvelope, TrustReason } from "./verify";

@@ -2,7 +2,8 @@ import { timingSafeEqual } from "node:crypto";
 import { GatewayError, isGatewayError, type ErrorCode, type TrustErrorCode } from "../errors";
 import type { Allowlist, TrustedKey, TrustedSource } from "./allowlist";
 import { decodeBase64Strict } from "./base64";
-import { pae, parseEnvelope, quoteUntrusted, type Statement } from "./dsse";
+import { parseArtifactName, quoteUntrusted, type ArtifactName } from "./artifactName";
+import { pae, parseEnvelope, type Statement } from "./dsse";
 import { matchesNameGlob } from "./glob";
 import { verifyEd25519 } from "./keys";
 
@@ -20,13 +21,13 @@ export interface PublishVerification {
   /** Distinct, valid, usable key ids of that source that signed. */
   keyIds: string[];
   statement: Statement;
-  name: string;
+  name: ArtifactName;
   digestHex: string;
 }
 
 interface TrustDecision {
   statement: Statement;
-  name: string;
+  name: ArtifactName;
   accepted: { source: TrustedSource; keyIds: string[] }[];
 }
 
@@ -53,7 +54,8 @@ function keyWindowProblem(key: TrustedKey, now: Date): string | undefined {
   return undefined;
 }
 
-export function isNameAllowed(source: TrustedSource, name: string): boolean {
+/** Globs match validated names only (segment by segment, src/trust/glob.ts). */
+export function isNameAllowed(source: TrustedSource, name: ArtifactName): boolean {
   return source.names === undefined || source.names.some((p) => matchesNameGlob(p, name));
 }
 
@@ -74,7 +76,9 @@ function knownSourceIds(allowlist: Allowlist): string {
 function decideTrust(envelopeBytes: Uint8Array | string, allowlist: Allowlist, now: Date, nameOverride: string | undefined): TrustDecision {
   const { envelope, statement, payload } = parseEnvelope(envelopeBytes);
   const subjectName = statement.subject[0].name;
-  const name = nameOverride ?? subjectName;
+  // A requested name goes through the same rule as the signed one: `verify --name`, the upload's
+  // name field and header, a stored record's name on re-check.
+  const name = nameOverride === undefined ? subjectName : parseArtifactName(nameOverride, "the requested name");
   if (name !== subjectName) {
     throw new GatewayError("name_not_allowed", `the signed statement names ${quoteUntrusted(subjectName)}, not ${quoteUntrusted(name)}`, {
       reasons: [{ code: "name_not_allowed", message: "artifact name differs from the statement's subject name" }],
@@ -231,7 +235,7 @@ export function preflightEnvelope(
   };
 }
 
-const RECHECK_ORDER: readonly ErrorCode[] = [...SPECIFICITY, "bad_signature", "digest_mismatch", "wrong_predicate_type", "malformed_signature"];
+const RECHECK_ORDER: readonly ErrorCode[] = [...SPECIFICITY, "bad_signature", "digest_mismatch", "wrong_predicate_type", "invalid_name", "malformed_signature"];
 
 /** One stored envelope with the name its statement signed (absent in records written before names were kept). */
 export interface StoredEnvelope {

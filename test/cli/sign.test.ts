@@ -45,7 +45,8 @@ describe("modelgate sign", () => {
     expect(await runCommand(signCommand, ["model.bin", "--key", "bad.key"], dir)).toMatchObject({ code: 2, errorCode: "invalid_key" });
     expect(await runCommand(signCommand, ["model.bin"], dir)).toMatchObject({ code: 2, errorCode: "usage" });
     expect(await runCommand(signCommand, ["--key", "signer.key"], dir)).toMatchObject({ code: 2, errorCode: "usage" });
-    expect(await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", ""], dir)).toMatchObject({ code: 2, errorCode: "usage" });
-    expect(await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", "a\nb"], dir)).toMatchObject({ code: 2, errorCode: "usage" });
+    // A name outside the name rule is a refusal (invalid_name, exit 1), as the server would answer.
+    expect(await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", ""], dir)).toMatchObject({ code: 1, errorCode: "invalid_name" });
+    expect(await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", "a\nb"], dir)).toMatchObject({ code: 1, errorCode: "invalid_name" });
   });
 });

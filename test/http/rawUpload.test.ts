@@ -61,7 +61,7 @@ describe("PUT /v1/artifacts (raw body, envelope in Modelgate-Signature)", () => 
       ["missing signature header", "bad_request", 400, () => ({ body: bytes })],
       ["signature header not base64", "bad_request", 400, () => ({ body: bytes, header: "not*base64!" })],
       ["signature header over its cap", "too_large", 413, () => ({ body: bytes, header: "A".repeat(MAX_SIGNATURE_HEADER_BYTES + 4) })],
-      ["name header too long", "bad_request", 400, () => ({ body: bytes, envelope: signFor(serving, bytes, "x"), name: "n".repeat(513) })],
+      ["name header too long", "invalid_name", 400, () => ({ body: bytes, envelope: signFor(serving, bytes, "x"), name: "n".repeat(513) })],
       ["not application/octet-stream", "unsupported_media_type", 415, () => ({ body: bytes, envelope: signFor(serving, bytes, "x"), type: "text/plain" })],
     ];
     it.each(cases)("%s -> %s (%i)", async (_label, code, status, opts) => {

@@ -289,7 +289,7 @@ describe("red team: malformed multipart leaves nothing behind", () => {
     ["signature after the artifact, by an unknown key", () => Buffer.concat([file("artifact", bytes), Buffer.from(field("signature", signFor(stranger, bytes, "mp"))), Buffer.from(end)]), "untrusted_source"],
     ["signature twice (field and file)", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("signature", Buffer.from(signFor(pub, bytes, "mp"))), file("artifact", bytes), Buffer.from(end)]), "bad_request"],
     ["no closing boundary", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("artifact", bytes)]), "bad_request"],
-    ["a name field that differs from the signed name", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), Buffer.from(field("name", "mp\n{\"type\":\"upload.accepted\"}")), file("artifact", bytes), Buffer.from(end)]), "name_not_allowed"],
+    ["a name field that differs from the signed name", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), Buffer.from(field("name", "mp\n{\"type\":\"upload.accepted\"}")), file("artifact", bytes), Buffer.from(end)]), "invalid_name"],
     ["an unexpected file part", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("artifact", bytes), file("../../evil", bytes), Buffer.from(end)]), "bad_request"],
   ])("%s", async (_label, build, code) => {
     const res = await post(build());
@@ -463,7 +463,7 @@ describe("red team: audit entries carry attacker-chosen names", () => {
       const bytes = artifactBytes("inject");
       const forged = `x\n{"seq":2,"time":"2026-01-01T00:00:00.000Z","prev":"${"0".repeat(64)}","type":"upload.accepted"}\r\u2028\u001b[2J`;
       const res = await request(app).post("/v1/artifacts").field("signature", signFor(pub, bytes, "inject")).field("name", forged).attach("artifact", bytes, "m.bin");
-      expect((res.body as { error: { code: string } }).error.code).toBe("name_not_allowed");
+      expect((res.body as { error: { code: string } }).error.code).toBe("invalid_name");
       await log.close();
       const lines = (await fsp.readFile(file, "utf8")).split("\n").filter((l) => l !== "");
       expect(lines).toHaveLength(1);

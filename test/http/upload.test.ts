@@ -125,7 +125,7 @@ describe("POST /v1/artifacts", () => {
       ["garbage envelope", "malformed_signature", 400, () => ({ signature: "{not json", artifact: bytes })],
       ["missing signature", "bad_request", 400, () => ({ artifact: bytes })],
       ["missing artifact", "bad_request", 400, () => ({ signature: signFor(serving, bytes, "x") })],
-      ["empty name", "bad_request", 400, () => ({ signature: signFor(serving, bytes, "x"), artifact: bytes, name: "" })],
+      ["empty name", "invalid_name", 400, () => ({ signature: signFor(serving, bytes, "x"), artifact: bytes, name: "" })],
     ];
     it.each(cases)("%s -> %s (%i)", async (_label, code, status, parts) => {
       const res = await upload(env, parts());

@@ -63,15 +63,20 @@ describe("parseEnvelope", () => {
     ["uppercase digest", statementJson({ subject: [{ name: "a", digest: { sha256: DIGEST.toUpperCase() } }] })],
     ["short digest", statementJson({ subject: [{ name: "a", digest: { sha256: "ab" } }] })],
     ["extra digest algorithm", statementJson({ subject: [{ name: "a", digest: { sha256: DIGEST, md5: "00" } }] })],
-    ["empty name", statementJson({ subject: [{ name: "", digest: { sha256: DIGEST } }] })],
-    ["name with a newline", statementJson({ subject: [{ name: "a\nverdict=accepted", digest: { sha256: DIGEST } }] })],
-    ["name with an escape character", statementJson({ subject: [{ name: "a\u001b[2J", digest: { sha256: DIGEST } }] })],
-    ["name longer than MAX_ARTIFACT_NAME_LENGTH", statementJson({ subject: [{ name: "n".repeat(MAX_ARTIFACT_NAME_LENGTH + 1), digest: { sha256: DIGEST } }] })],
     ["unknown statement field", statementJson({ extra: true })],
     ["unknown predicate field", statementJson({ predicate: { framework: "x", runThis: "rm -rf /" } })],
     ["predicate size not an integer", statementJson({ predicate: { size: 1.5 } })],
   ])("rejects a statement with %s as malformed_signature", (_label, payload) => {
     expect(codeOf(() => parseEnvelope(JSON.stringify(rawEnvelope(payload, [k]))))).toBe("malformed_signature");
+  });
+
+  it.each<[string, unknown]>([
+    ["empty name", statementJson({ subject: [{ name: "", digest: { sha256: DIGEST } }] })],
+    ["name with a newline", statementJson({ subject: [{ name: "a\nverdict=accepted", digest: { sha256: DIGEST } }] })],
+    ["name with an escape character", statementJson({ subject: [{ name: "a\u001b[2J", digest: { sha256: DIGEST } }] })],
+    ["name longer than MAX_ARTIFACT_NAME_LENGTH", statementJson({ subject: [{ name: "n".repeat(MAX_ARTIFACT_NAME_LENGTH + 1), digest: { sha256: DIGEST } }] })],
+  ])("rejects a statement with %s as invalid_name", (_label, payload) => {
+    expect(codeOf(() => parseEnvelope(JSON.stringify(rawEnvelope(payload, [k]))))).toBe("invalid_name");
   });
 
   it("rejects another predicate type as wrong_predicate_type", () => {

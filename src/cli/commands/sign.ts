@@ -1,7 +1,6 @@
 import * as path from "node:path";
 import { GatewayError } from "../../errors";
-import { MAX_ARTIFACT_NAME_LENGTH } from "../../limits";
-import { buildPublishStatement, isValidArtifactName, keyIdOf, readPrivateKey, sha256File, signEnvelope, writeFileAtomicSync } from "../../trust";
+import { buildPublishStatement, keyIdOf, parseArtifactName, readPrivateKey, sha256File, signEnvelope, writeFileAtomicSync } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
 import { MAX_KEY_FILE_BYTES, readSmallFile } from "./trust";
@@ -13,7 +12,8 @@ export const signCommand: Command = {
     "usage: modelgate sign <file> --key <keyfile> [--name <name>] [--out <sigfile>]",
     "",
     "  --key   PEM PKCS#8 Ed25519 private key (modelgate keygen, openssl genpkey -algorithm ed25519)",
-    "  --name  artifact name in the statement (default: the file's base name)",
+    "  --name  artifact name in the statement (default: the file's base name); a relative",
+    "          path of '/'-separated segments, no '.' or '..', NFC, no control or invisible characters",
     "  --out   envelope file (default <file>.sig.json); replaced atomically",
     "",
     "  The file is hashed while streaming; prints its sha256 digest.",
@@ -24,10 +24,8 @@ export const signCommand: Command = {
     if (fileArg === undefined || extra.length > 0) throw new GatewayError("usage", "sign needs exactly one <file>");
     if (values.key === undefined) throw new GatewayError("usage", "sign needs --key <keyfile>");
     const file = path.resolve(io.cwd, fileArg);
-    const name = values.name ?? path.basename(file);
-    if (!isValidArtifactName(name)) {
-      throw new GatewayError("usage", `--name must have 1 to ${String(MAX_ARTIFACT_NAME_LENGTH)} characters and no control characters`);
-    }
+    // Checked before the key is read or the file hashed: `invalid_name`, as the server would answer.
+    const name = parseArtifactName(values.name ?? path.basename(file), values.name !== undefined ? "--name" : "the file's base name (use --name)");
     const { secretKey, publicKey } = readPrivateKey(readSmallFile(path.resolve(io.cwd, values.key), MAX_KEY_FILE_BYTES, "private key").toString("utf8"));
     const { digestHex, size } = await sha256File(file);
     const keyId = keyIdOf(publicKey);

@@ -1,7 +1,7 @@
 import * as path from "node:path";
 import { GatewayError } from "../../errors";
 import { MAX_ENVELOPE_BYTES } from "../../limits";
-import { loadAllowlist, sha256File, verifyPublish } from "../../trust";
+import { loadAllowlist, parseArtifactName, sha256File, verifyPublish } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
 import { readSmallFile, resolveAllowlistPath } from "./trust";
@@ -23,6 +23,8 @@ export const verifyCommand: Command = {
     const [fileArg, ...extra] = positionals;
     if (fileArg === undefined || extra.length > 0) throw new GatewayError("usage", "verify needs exactly one <file>");
     if (values.sig === undefined) throw new GatewayError("usage", "verify needs --sig <sigfile>");
+    // A bad --name is refused before any file is read (`invalid_name`, exit 1), as verifyPublish would.
+    if (values.name !== undefined) parseArtifactName(values.name, "--name");
     const allowlist = loadAllowlist(resolveAllowlistPath(values.allowlist, io));
     const sigFile = path.resolve(io.cwd, values.sig);
     // An oversized envelope is a verdict on the signature (exit 1), not a local I/O problem.
