@@ -425,7 +425,6 @@ export function inspectLegacyTorch(source: ByteSource, path: string, ctx: Format
   const refs = new Map<string, StorageRef>();
   let pos = 0;
   let keysStart = 0;
-  const values: (SymbolicValue | undefined)[] = [];
   for (const part of LEGACY_PARTS) {
     keysStart = pos;
     const p = `${path}#${part.replace(/ /g, "-")}`;
@@ -443,7 +442,6 @@ export function inspectLegacyTorch(source: ByteSource, path: string, ctx: Format
       node.findings.push(legacyFinding(wrong, path, pos));
       return Promise.resolve(node);
     }
-    values.push(scanned.value);
     pos = scanned.end;
   }
   const keys = readLegacyKeys(source, keysStart, pos, ctx.containerLimits.maxEntries);
@@ -665,8 +663,12 @@ export async function inspectTorchTar(archive: ArchiveContents, path: string, ct
     return !child.findings.some((f) => f.severity === "malformed");
   };
   const ok =
-    (await read("storages", (source, location, child) => readTarStorages(source, location, inner, child, storages))) &&
-    (await read("tensors", (source, location, child) => readTarTensors(source, location, inner, child, storages, tensors))) &&
+    (await read("storages", (source, location, child) => {
+      readTarStorages(source, location, inner, child, storages);
+    })) &&
+    (await read("tensors", (source, location, child) => {
+      readTarTensors(source, location, inner, child, storages, tensors);
+    })) &&
     (await read("pickle", (source, location, child) => {
       // persistent_load: a tuple is (container class, source file, source); anything else is
       // deserialized_objects[int(saved_id)], a storage or tensor key.

@@ -1,0 +1,162 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { detectMagic, tarfileNti, tarfileWouldOpen } from "../../src/formats/detect";
+import { inspectFile } from "../../src/formats/inspectFile";
+import { ContentPolicySchema } from "../../src/inspect/policy";
+import { rejects, type InspectionReport } from "../../src/inspect/report";
+import { buildTar, tarHeader } from "./builders/tar";
+import { osSystemPickle } from "./torchBuilder";
+import { buildZip } from "./zipBuilder";
+
+/**
+ * Red team, issue 10 family 1: torch.load's tar checkpoint path. torch.load (weights_only=False)
+ * hands every non-zip file to _legacy_load, which tries tarfile.open(mode="r:") first and reads
+ * the members storages, tensors and pickle (torch/serialization.py legacy_load). Fixtures come
+ * from test/fixtures/generate.py gen_torch_tar (the benign tar checkpoint and the legacy
+ * checkpoints at protocols 2-5 were loaded with torch 1.13's torch.load there).
+ * Each case marked "main accepted" was accepted before this change.
+ */
+
+const FIXTURES = join(__dirname, "..", "fixtures", "torch");
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "redteam-torch-tar-"));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let counter = 0;
+async function inspectBytes(bytes: Uint8Array, policy: Record<string, unknown> = {}): Promise<InspectionReport> {
+  const path = join(dir, `f${String(counter++)}.pt`);
+  writeFileSync(path, bytes);
+  return inspectFile(path, { policy: ContentPolicySchema.parse(policy), fileName: "model.pt" });
+}
+
+function fixture(name: string): Uint8Array {
+  return readFileSync(join(FIXTURES, name));
+}
+
+function codes(r: InspectionReport): string[] {
+  return [...new Set(r.findings.filter(rejects).map((f) => f.code))].sort();
+}
+
+/** Python pickle.dumps(n, protocol=2) for a small n. */
+function intPickle(n: number): Uint8Array {
+  return Uint8Array.from([0x80, 0x02, 0x4b, n, 0x2e]);
+}
+
+describe("torch tar checkpoints are read as torch.load reads them", () => {
+  it("accepts the benign tar checkpoint (main rejected it: its raw counts read as bad opcodes)", async () => {
+    const r = await inspectBytes(fixture("tar_checkpoint.pt"));
+    expect(codes(r)).toEqual([]);
+    expect(r.verdict).toBe("accept");
+    expect(r.format).toBe("pytorch-tar");
+  });
+
+  it("finds os.system read as a storage pickle after a raw storage that a pickle walker takes for bytes (main accepted)", async () => {
+    const r = await inspectBytes(fixture("tar_storages_hidden_pickle.pt"));
+    expect(r.verdict).toBe("reject");
+    expect(codes(r)).toContain("dangerous_global");
+  });
+
+  it("finds the same hidden pickle under gzip (main accepted)", async () => {
+    const r = await inspectBytes(gzipSync(fixture("tar_storages_hidden_pickle.pt")));
+    expect(codes(r)).toContain("dangerous_global");
+  });
+
+  it.each([["tar_tensors_malicious.pt"], ["tar_pickle_malicious.pt"]])("rejects %s (dangerous_global)", async (name) => {
+    const r = await inspectBytes(fixture(name));
+    expect(codes(r)).toContain("dangerous_global");
+  });
+
+  it("rejects a checkpoint without tensors after scanning storages, as torch fails only after reading them", async () => {
+    const evil = await inspectBytes(buildTar([{ name: "storages", data: Buffer.concat([intPickle(1), osSystemPickle()]) }, { name: "pickle", data: intPickle(0) }]));
+    expect(codes(evil)).toContain("dangerous_global");
+    const storages = Buffer.concat([intPickle(0), Uint8Array.from([0x80, 0x02, 0x5d, 0x2e])]);
+    const missing = await inspectBytes(buildTar([{ name: "storages", data: storages }, { name: "pickle", data: intPickle(0) }]));
+    expect(codes(missing)).toEqual(["malformed_container"]);
+  });
+
+  it("rejects bytes after the object pickle's STOP and persistent ids naming no declared key", async () => {
+    const base = [
+      { name: "storages", data: Buffer.concat([intPickle(0), Uint8Array.from([0x80, 0x02, 0x5d, 0x2e])]) },
+      { name: "tensors", data: intPickle(0) },
+    ];
+    const trailing = await inspectBytes(buildTar([...base, { name: "pickle", data: Buffer.concat([intPickle(0), osSystemPickle()]) }]));
+    expect(codes(trailing)).toContain("malformed_container");
+    // PERSID "7\n" STOP: deserialized_objects[7] is no storage or tensor key
+    const pid = await inspectBytes(buildTar([...base, { name: "pickle", data: Uint8Array.from([0x80, 0x02, 0x50, 0x37, 0x0a, 0x2e]) }]));
+    expect(codes(pid)).toContain("bad_persistent_id");
+  });
+});
+
+describe("whatever tarfile opens is a tar first", () => {
+  it("rejects the v7-header checkpoint (blank numeric fields) that tarfile opens", async () => {
+    const r = await inspectBytes(fixture("tar_v7_checkpoint.pt"));
+    expect(codes(r)).toEqual(["malformed_container"]);
+  });
+
+  it("rejects it as a member of a zip even when opaque members are allowed (main accepted it as opaque)", async () => {
+    const zip = buildZip([{ name: "bundle/model.pt", data: fixture("tar_v7_checkpoint.pt") }]);
+    const r = await inspectBytes(zip, { allowOpaqueMembers: true });
+    expect(r.verdict).toBe("reject");
+    expect(codes(r)).toContain("malformed_container");
+  });
+
+  it("rejects a v7 tar that is also a one-string pickle as a polyglot (main accepted the pickle)", async () => {
+    const r = await inspectBytes(fixture("tar_v7_pickle_polyglot.pt"));
+    expect(codes(r)).toEqual(expect.arrayContaining(["polyglot", "malformed_container"]));
+  });
+
+  it("rejects a valid five-pickle legacy checkpoint that is also a tar as a polyglot (main accepted it)", async () => {
+    const r = await inspectBytes(fixture("legacy_tar_polyglot.pt"));
+    expect(codes(r)).toContain("polyglot");
+  });
+
+  it("takes a header by tarfile's checksum rule: unsigned or signed sum, no magic, nti's blank and signed fields", () => {
+    const v7 = tarHeader({ name: "storages", data: "x", v7: true });
+    expect(tarfileWouldOpen(v7)).toBe(true);
+    expect(detectMagic(v7)).toBe("tar");
+    const signed = tarHeader({ name: "\u00e9storages", data: "x", v7: true, signedChecksum: true });
+    expect(tarfileWouldOpen(signed)).toBe(true);
+    const off = Uint8Array.from(v7);
+    off[0] = (off[0] ?? 0) + 1;
+    expect(tarfileWouldOpen(off)).toBe(false);
+    expect(tarfileWouldOpen(new Uint8Array(512))).toBe(false);
+    expect(tarfileWouldOpen(v7.subarray(0, 511))).toBe(false);
+    const enc = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
+    expect(tarfileNti(enc("\0\0\0\0\0\0\0\0"))).toBe(0n);
+    expect(tarfileNti(enc("  \x1c\t   "))).toBe(0n);
+    expect(tarfileNti(enc(" +1_7\0xx"))).toBe(15n);
+    expect(tarfileNti(enc("-17 \0"))).toBe(-15n);
+    expect(tarfileNti(enc("18\0"))).toBeUndefined();
+    expect(tarfileNti(enc("1__7\0"))).toBeUndefined();
+    expect(tarfileNti(Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]))).toBe(-2n);
+    expect(tarfileNti(Uint8Array.from([0x80, 0, 0, 0, 0, 0, 0x01, 0x00]))).toBe(256n);
+  });
+});
+
+describe("legacy five-pickle checkpoints", () => {
+  it.each([2, 3, 4, 5])("accepts torch.save(state_dict, _use_new_zipfile_serialization=False, pickle_protocol=%i) (main refused 3-5)", async (p) => {
+    const r = await inspectBytes(fixture(`legacy_state_dict_p${p}.pt`));
+    expect(codes(r)).toEqual([]);
+    expect(r.format).toBe("pytorch-legacy");
+  });
+
+  it.each([2, 3, 4, 5])("rejects the whole nn.Module at protocol %i for its classes, not for its ('module', ...) persistent ids", async (p) => {
+    const r = await inspectBytes(fixture(`legacy_module_p${p}.pt`));
+    expect(codes(r)).toContain("unknown_global");
+    expect(codes(r)).not.toContain("bad_persistent_id");
+    expect(codes(r)).not.toContain("malformed_container");
+  });
+
+  it.each([["legacy_p4_bad_magic.pt"], ["legacy_p4_bad_protocol.pt"], ["legacy_p4_bad_sysinfo.pt"]])("rejects %s (malformed_container)", async (name) => {
+    const r = await inspectBytes(fixture(name));
+    expect(r.format).toBe("pytorch-legacy");
+    expect(codes(r)).toEqual(["malformed_container"]);
+  });
+});
