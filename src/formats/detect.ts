@@ -75,8 +75,8 @@ function isPyAsciiSpace(c: number): boolean {
 /**
  * tarfile's nti (Lib/tarfile.py) on a header's numeric field, with Python's own int(text, 8):
  * GNU base-256 (first byte 0x80 positive, 0xff negative), else the ASCII text up to the first
- * NUL, stripped, "" read as 0, an optional sign and octal digits with single underscores between
- * them. undefined where nti raises InvalidHeaderError.
+ * NUL, stripped, "" read as 0, an optional sign, an optional 0o prefix and octal digits with
+ * single underscores between them. undefined where nti raises InvalidHeaderError.
  */
 export function tarfileNti(field: Uint8Array): bigint | undefined {
   const first = field[0] ?? 0;
@@ -94,7 +94,8 @@ export function tarfileNti(field: Uint8Array): bigint | undefined {
   while (hi > lo && isPyAsciiSpace(bytes[hi - 1] ?? 0)) hi--;
   const text = String.fromCharCode(...bytes.slice(lo, hi));
   if (text === "") return 0n;
-  const m = /^([+-]?)([0-7](?:_?[0-7])*)$/.exec(text);
+  // int(text, 8) also takes a "0o" prefix, with an underscore after it.
+  const m = /^([+-]?)(?:0[oO]_?)?([0-7](?:_?[0-7])*)$/.exec(text);
   if (!m) return undefined;
   const value = BigInt(`0o${(m[2] ?? "0").replace(/_/g, "")}`);
   return m[1] === "-" ? -value : value;

@@ -127,6 +127,15 @@ describe("whatever tarfile opens is a tar first", () => {
     off[0] = (off[0] ?? 0) + 1;
     expect(tarfileWouldOpen(off)).toBe(false);
     expect(tarfileWouldOpen(new Uint8Array(512))).toBe(false);
+    // the same sum written as Python's int() also reads it: "+0o" prefix, underscores, no NUL
+    let sum = 256;
+    v7.forEach((b, i) => {
+      if (i < 148 || i >= 156) sum += b;
+    });
+    const pythonic = Uint8Array.from(v7);
+    pythonic.set(Uint8Array.from(`0o${sum.toString(8).padStart(6, "0")}`, (c) => c.charCodeAt(0)), 148);
+    expect(tarfileWouldOpen(pythonic)).toBe(true);
+    expect(detectMagic(pythonic)).toBe("tar");
     expect(tarfileWouldOpen(v7.subarray(0, 511))).toBe(false);
     const enc = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
     expect(tarfileNti(enc("\0\0\0\0\0\0\0\0"))).toBe(0n);
@@ -135,6 +144,11 @@ describe("whatever tarfile opens is a tar first", () => {
     expect(tarfileNti(enc("-17 \0"))).toBe(-15n);
     expect(tarfileNti(enc("18\0"))).toBeUndefined();
     expect(tarfileNti(enc("1__7\0"))).toBeUndefined();
+    expect(tarfileNti(enc("0o_17\0"))).toBe(15n);
+    expect(tarfileNti(enc("-0O1_7\0"))).toBe(-15n);
+    expect(tarfileNti(enc("0o\0"))).toBeUndefined();
+    expect(tarfileNti(enc("_7\0"))).toBeUndefined();
+    expect(tarfileNti(Uint8Array.from([0x31, 0xc3, 0]))).toBeUndefined();
     expect(tarfileNti(Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]))).toBe(-2n);
     expect(tarfileNti(Uint8Array.from([0x80, 0, 0, 0, 0, 0, 0x01, 0x00]))).toBe(256n);
   });
