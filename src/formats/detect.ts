@@ -168,11 +168,14 @@ function looksLikeOnnx(head: Uint8Array): boolean {
  * asks the pickle analyzer whether it is a pickle, then whether it is text).
  */
 export function detectMagic(head: Uint8Array): DetectedFormat | undefined {
-  if (startsWith(head, [0x50, 0x4b, 0x03, 0x04]) || startsWith(head, [0x50, 0x4b, 0x05, 0x06])) return "zip";
-  // Tar before every other format: torch.load (weights_only=False) hands any file that is not a
-  // zip to _legacy_load, which tries tarfile.open first; whatever else the bytes are is a
-  // polyglot (dispatch.ts reports it). "ustar" with a bad checksum is still a tar to refuse.
+  // torch.load's own zip test (_is_zipfile) is a local header at offset 0.
+  if (startsWith(head, [0x50, 0x4b, 0x03, 0x04])) return "zip";
+  // Tar before every other format, an empty zip's end record included: torch.load
+  // (weights_only=False) hands any file not starting with a local header to _legacy_load, which
+  // tries tarfile.open first; whatever else the bytes are is a polyglot (dispatch.ts reports it).
+  // "ustar" with a bad checksum is still a tar, to refuse.
   if (tarfileWouldOpen(head) || startsWith(head, ascii("ustar"), 257)) return "tar";
+  if (startsWith(head, [0x50, 0x4b, 0x05, 0x06])) return "zip";
   if (startsWith(head, [0x93, ...ascii("NUMPY")])) return "npy";
   if (startsWith(head, [0x1f, 0x8b, 0x08])) return "gzip";
   if (startsWith(head, ascii("BZh")) && (head[3] ?? 0) >= 0x31 && (head[3] ?? 0) <= 0x39 && startsWith(head, [0x31, 0x41, 0x59, 0x26, 0x53, 0x59], 4)) {

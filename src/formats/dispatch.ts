@@ -10,7 +10,7 @@ import { classifyData, dataNode } from "./data";
 import { MAX_REPORT_MEMBER_NODES } from "../limits";
 import { inspectCompressed } from "./decompress";
 import { throwIfEnvironmental } from "./ioFailure";
-import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, isLegacyTorchHead, readHead, UNSUPPORTED_FORMATS, type DetectedFormat } from "./detect";
+import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, isLegacyTorchHead, readHead, tarfileWouldOpen, UNSUPPORTED_FORMATS, type DetectedFormat } from "./detect";
 import { inspectMlflow, isMlflowLayout } from "./mlflow";
 import { inspectNpz, isNpzLayout } from "./npz";
 import { inspectNpy } from "./numpy";
@@ -212,7 +212,7 @@ async function inspectArchiveSource(source: ByteSource, path: string, ctx: Forma
     const err = new GatewayError("limit_exceeded", `${kind} nested deeper than ${ctx.containerLimits.maxNestingDepth} levels (maxNestingDepth)`);
     return errorNode(kind, path, err, kind);
   }
-  const tarPolyglot = kind === "tar" ? tarPolyglotFinding(source, path) : undefined;
+  const tarPolyglot = kind === "tar" ? tarPolyglotFinding(source, path) : zipTarPolyglotFinding(source, path);
   let archive: ArchiveContents;
   try {
     archive = kind === "zip" ? readZip(source, path, ctx, { isPickle: (prefix) => couldBePickle(prefix, readHead(prefix)) }) : await readTar(source, path, ctx);
@@ -221,12 +221,18 @@ async function inspectArchiveSource(source: ByteSource, path: string, ctx: Forma
     if (tarPolyglot) node.findings.push(tarPolyglot);
     return kind === "tar" ? withPolyglotCheck(node, source, path, "tar") : node;
   }
+  if (tarPolyglot) archive.node.findings.push(tarPolyglot);
   if (kind === "tar") {
-    if (tarPolyglot) archive.node.findings.push(tarPolyglot);
     // A tar has no directory at its end, but a zip reader would still find one there.
     withPolyglotCheck(archive.node, source, path, "tar");
   }
   return ctx.inspectArchive(archive, path, ctx);
+}
+
+/** A zip whose first block Python's tarfile also opens as a tar header (detectMagic took the zip first). */
+function zipTarPolyglotFinding(source: ByteSource, path: string): Finding | undefined {
+  if (!tarfileWouldOpen(readHead(source))) return undefined;
+  return { code: "polyglot", severity: "dangerous", message: "zip content whose first block is also a tar header Python's tarfile opens", location: path };
 }
 
 /**

@@ -117,6 +117,26 @@ describe("whatever tarfile opens is a tar first", () => {
     expect(codes(r)).toContain("polyglot");
   });
 
+  it("reads a tar whose first header opens with an empty zip's end record as a tar, as torch does (main read an empty zip)", async () => {
+    const members = [
+      { name: "storages", data: Buffer.concat([intPickle(0), Uint8Array.from([0x80, 0x02, 0x5d, 0x2e])]) },
+      { name: "tensors", data: intPickle(0) },
+      { name: "pickle", data: osSystemPickle() },
+    ];
+    const total = 512 + members.reduce((n, m) => n + 512 + Math.ceil(m.data.length / 512) * 512, 0) + 1024;
+    // "PK\x05\x06", no disks, no entries, then a comment that runs to the end of the file
+    const eocd = new Uint8Array(22);
+    eocd.set([0x50, 0x4b, 0x05, 0x06]);
+    new DataView(eocd.buffer).setUint16(20, total - 22, true);
+    const bytes = buildTar([{ name: "", rawName: eocd, data: "", v7: true }, ...members]);
+    expect(bytes.length).toBe(total);
+    const r = await inspectBytes(bytes);
+    expect(r.verdict).toBe("reject");
+    expect(r.format).toBe("tar");
+    // a v7 first header, and a zip reader sees an empty zip: both reasons reject
+    expect(codes(r)).toEqual(["malformed_container", "polyglot"]);
+  });
+
   it("takes a header by tarfile's checksum rule: unsigned or signed sum, no magic, nti's blank and signed fields", () => {
     const v7 = tarHeader({ name: "storages", data: "x", v7: true });
     expect(tarfileWouldOpen(v7)).toBe(true);
