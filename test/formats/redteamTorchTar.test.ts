@@ -137,6 +137,27 @@ describe("whatever tarfile opens is a tar first", () => {
     expect(codes(r)).toEqual(["malformed_container", "polyglot"]);
   });
 
+  it("rejects a zip whose first block is also a tar header tarfile opens (polyglot)", async () => {
+    // With a data descriptor the local header holds no CRC or sizes: the block's sum does not
+    // depend on the entry's data, so the checksum can be written into the data itself.
+    const data = new Uint8Array(600).fill(0x41);
+    const field = (zip: Uint8Array): number => {
+      let sum = 256;
+      zip.subarray(0, 512).forEach((b, i) => {
+        if (i < 148 || i >= 156) sum += b;
+      });
+      return sum;
+    };
+    const first = buildZip([{ name: "a.bin", data, descriptor: true }]);
+    const at = 148 - (30 + "a.bin".length);
+    data.set(Uint8Array.from(`${field(first).toString(8).padStart(6, "0")}\0 `, (c) => c.charCodeAt(0)), at);
+    const zip = buildZip([{ name: "a.bin", data, descriptor: true }]);
+    expect(tarfileWouldOpen(zip)).toBe(true);
+    expect(detectMagic(zip)).toBe("zip");
+    const r = await inspectBytes(zip, { allowOpaqueMembers: true });
+    expect(codes(r)).toContain("polyglot");
+  });
+
   it("takes a header by tarfile's checksum rule: unsigned or signed sum, no magic, nti's blank and signed fields", () => {
     const v7 = tarHeader({ name: "storages", data: "x", v7: true });
     expect(tarfileWouldOpen(v7)).toBe(true);
