@@ -168,6 +168,10 @@ describe("whatever tarfile opens is a tar first", () => {
     off[0] = (off[0] ?? 0) + 1;
     expect(tarfileWouldOpen(off)).toBe(false);
     expect(tarfileWouldOpen(new Uint8Array(512))).toBe(false);
+    // a blank checksum field is nti 0, which the signed sum reaches: 256 - 128 - 128
+    const blank = new Uint8Array(512);
+    blank.set([0x80, 0x80]);
+    expect(tarfileWouldOpen(blank)).toBe(true);
     // the same sum written as Python's int() also reads it: "+0o" prefix, underscores, no NUL
     let sum = 256;
     v7.forEach((b, i) => {
