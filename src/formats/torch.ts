@@ -1,6 +1,7 @@
 import { Cursor } from "../bytes/cursor";
 import { SliceSource, type ByteSource } from "../bytes/source";
 import type { Finding, InspectionNode } from "../inspect/report";
+import { MAX_REPORT_PICKLE_NODES_PER_MEMBER } from "../limits";
 import { analyzePickle, inspectPickleSource, makePicklePolicy } from "../pickle";
 import type { SymbolicValue } from "../pickle/values";
 import { describeValue } from "../pickle/values";
@@ -538,7 +539,10 @@ function tarPickleAt(source: ByteSource, location: string, ctx: FormatContext, s
       return wrong === undefined ? [] : [pidFinding(wrong, location, offset)];
     },
   });
-  into.children.push(analysis.node);
+  const n = analysis.node;
+  const notable = n.findings.some((f) => f.severity !== "innocuous") || (n.imports ?? []).some((r) => r.safety !== "innocuous");
+  if (notable || into.children.length < MAX_REPORT_PICKLE_NODES_PER_MEMBER) into.children.push(n);
+  else into.details = { ...into.details, omittedPickles: Number(into.details?.omittedPickles ?? 0) + 1 };
   if (analysis.node.findings.some((f) => f.severity === "malformed")) {
     throw new TarCheckpointStop(tarFinding(`the pickle at offset ${start} of ${location.split("#")[0] ?? location} could not be read`, location, start));
   }

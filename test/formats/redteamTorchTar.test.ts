@@ -219,3 +219,60 @@ describe("legacy five-pickle checkpoints", () => {
     expect(codes(r)).toEqual(["malformed_container"]);
   });
 });
+
+describe("torch tar checkpoint structure", () => {
+  const enc = (s: string): number[] => Array.from(s, (c) => c.charCodeAt(0));
+  /** pickle.dumps((key, "cpu", torch.FloatStorage), protocol=2) for key < 256 */
+  const storageArgs = (key: number): number[] => [0x80, 0x02, 0x4b, key, 0x58, 3, 0, 0, 0, ...enc("cpu"), 0x63, ...enc("torch\nFloatStorage\n"), 0x87, 0x2e];
+  /** pickle.dumps((key, storage, torch.FloatTensor), protocol=2) */
+  const tensorArgs = (key: number, storage: number): number[] => [0x80, 0x02, 0x4b, key, 0x4b, storage, 0x63, ...enc("torch\nFloatTensor\n"), 0x87, 0x2e];
+  const u64 = (n: number): number[] => [n & 0xff, (n >> 8) & 0xff, 0, 0, 0, 0, 0, 0];
+  const i64 = (n: number): number[] => (n < 0 ? [n & 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff] : u64(n));
+  const emptyList = [0x80, 0x02, 0x5d, 0x2e];
+  /** storages with one 2-element FloatStorage (key 1), then `views` */
+  const oneStorage = (views: number[] = emptyList): Uint8Array => Uint8Array.from([...intPickle(1), ...storageArgs(1), ...u64(2), ...new Array<number>(8).fill(0), ...views]);
+  const checkpoint = (storages: Uint8Array, tensors: Uint8Array, pickle: Uint8Array = intPickle(0)): Uint8Array =>
+    buildTar([
+      { name: "storages", data: storages },
+      { name: "tensors", data: tensors },
+      { name: "pickle", data: pickle },
+    ]);
+  // one tensor (key 2) of 1 dimension, size 2, stride 1, offset 0, over storage 1
+  const oneTensor = (ndim = 1): Uint8Array => Uint8Array.from([...intPickle(1), ...tensorArgs(2, 1), ...i64(ndim), ...u64(2), ...u64(1), ...u64(0)]);
+
+  it("accepts a checkpoint with one storage and one tensor, the tensor named by its persistent id", async () => {
+    const r = await inspectBytes(checkpoint(oneStorage(), oneTensor(), Uint8Array.from([0x80, 0x02, 0x50, ...enc("2\n"), 0x2e])));
+    expect(codes(r)).toEqual([]);
+    expect(r.format).toBe("pytorch-tar");
+  });
+
+  it("rejects a negative dimension count, a storage count past the member, a view of an undeclared storage", async () => {
+    expect(codes(await inspectBytes(checkpoint(oneStorage(), oneTensor(-1))))).toEqual(["malformed_container"]);
+    const long = Uint8Array.from([...intPickle(1), ...storageArgs(1), ...u64(5), ...new Array<number>(8).fill(0), ...emptyList]);
+    expect(codes(await inspectBytes(checkpoint(long, intPickle(0))))).toEqual(["malformed_container"]);
+    // [(5, 9, 0, 1)]: root 9 is not declared
+    const view = [0x80, 0x02, 0x5d, 0x28, 0x4b, 5, 0x4b, 9, 0x4b, 0, 0x4b, 1, 0x74, 0x61, 0x2e];
+    expect(codes(await inspectBytes(checkpoint(oneStorage(view), intPickle(0))))).toEqual(["malformed_container"]);
+    // not an int count
+    expect(codes(await inspectBytes(checkpoint(Uint8Array.from(emptyList), intPickle(0))))).toEqual(["malformed_container"]);
+  });
+
+  it("rejects a persistent id in a pickle torch loads without persistent_load", async () => {
+    const pid = Uint8Array.from([0x80, 0x02, 0x50, ...enc("1\n"), 0x2e]);
+    expect(codes(await inspectBytes(checkpoint(oneStorage(), Uint8Array.from([...pid]))))).toContain("bad_persistent_id");
+  });
+
+  it.each([
+    [62, 0],
+    [63, 1],
+  ])("lists at most 64 innocuous pickle nodes per member (%i storages: %i counted, not listed)", async (n, omitted) => {
+    const storages: number[] = [...intPickle(n)];
+    for (let i = 1; i <= n; i++) storages.push(...storageArgs(i), ...u64(0));
+    storages.push(...emptyList);
+    const r = await inspectBytes(checkpoint(Uint8Array.from(storages), intPickle(0)));
+    expect(codes(r)).toEqual([]);
+    const member = r.root.children[0]?.children.find((c) => c.path.endsWith("storages"));
+    expect(member?.children.length).toBe(n + 2 - omitted);
+    expect(member?.details?.omittedPickles).toBe(omitted === 0 ? undefined : omitted);
+  });
+});
