@@ -198,6 +198,13 @@ export const MAX_SIGNATURE_HEADER_BYTES = 12 * KiB;
  */
 export const MAX_REPORT_MEMBER_NODES = 256;
 /**
+ * Pickle nodes listed per member of a torch tar checkpoint (`storages`, `tensors`: one pickle per
+ * storage or tensor, up to maxEntries each). Past it, a pickle with no rejecting finding and only
+ * innocuous imports is counted (member node details.omittedPickles): 65k storages of ~50 bytes
+ * would otherwise make a report many times the artifact (CWE-400).
+ */
+export const MAX_REPORT_PICKLE_NODES_PER_MEMBER = 64;
+/**
  * Findings in a report's flat `findings` list. Past it, rejecting findings are kept first (the
  * first occurrence of each code and severity always), the rest only counted (omittedFindings).
  * The verdict is decided on every finding before the list is cut.

@@ -34,7 +34,7 @@ export const UNSUPPORTED_FORMATS: ReadonlySet<string> = new Set<UnsupportedForma
 
 export const COMPRESSED_FORMATS: ReadonlySet<string> = new Set<DetectedFormat>(["gzip", "bz2", "xz", "lzma", "zlib", "lz4"]);
 
-/** How many leading bytes detection reads (tar's "ustar" magic sits at 257). */
+/** How many leading bytes detection reads (a tar header block; its "ustar" magic sits at 257). */
 export const DETECT_HEAD_BYTES = 512;
 
 export function readHead(source: ByteSource, n = DETECT_HEAD_BYTES): Uint8Array {
@@ -53,8 +53,79 @@ function ascii(text: string): number[] {
   return Array.from(text, (c) => c.charCodeAt(0));
 }
 
-/** torch's legacy magic number 0x1950a86a20f9469cfc6c as a protocol-2 LONG1 argument (10 bytes LE). */
+/** torch's legacy magic number 0x1950a86a20f9469cfc6c as a LONG1 argument (10 bytes LE). */
 const TORCH_LEGACY_MAGIC = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+
+/**
+ * The first pickle of a legacy (five-pickle) torch.save file as pickle protocols 2 to 5 write
+ * `pickle.dump(MAGIC_NUMBER)`: PROTO p, a FRAME header at protocol 4 and 5, LONG1 of 10 bytes.
+ */
+export function isLegacyTorchHead(head: Uint8Array): boolean {
+  const protocol = head[1] ?? 0;
+  if (head[0] !== 0x80 || protocol < 2 || protocol > 5) return false;
+  const at = protocol >= 4 && head[2] === 0x95 ? 11 : 2;
+  return startsWith(head, [0x8a, 0x0a, ...TORCH_LEGACY_MAGIC], at);
+}
+
+/** Python's str.strip() whitespace for ASCII text (str.isspace: also the separators 0x1c-0x1f). */
+function isPyAsciiSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
+}
+
+/**
+ * tarfile's nti (Lib/tarfile.py) on a header's numeric field, with Python's own int(text, 8):
+ * GNU base-256 (first byte 0x80 positive, 0xff negative), else the ASCII text up to the first
+ * NUL, stripped, "" read as 0, an optional sign, an optional 0o prefix and octal digits with
+ * single underscores between them. undefined where nti raises InvalidHeaderError.
+ */
+export function tarfileNti(field: Uint8Array): bigint | undefined {
+  const first = field[0] ?? 0;
+  if (first === 0x80 || first === 0xff) {
+    let n = 0n;
+    for (let i = 1; i < field.length; i++) n = (n << 8n) | BigInt(field[i] ?? 0);
+    return first === 0xff ? n - (1n << BigInt(8 * (field.length - 1))) : n;
+  }
+  const nul = field.indexOf(0);
+  const bytes = Array.from(nul < 0 ? field : field.subarray(0, nul));
+  if (bytes.some((b) => b >= 0x80)) return undefined; // nts(s, "ascii", "strict") raises
+  let lo = 0;
+  let hi = bytes.length;
+  while (lo < hi && isPyAsciiSpace(bytes[lo] ?? 0)) lo++;
+  while (hi > lo && isPyAsciiSpace(bytes[hi - 1] ?? 0)) hi--;
+  const text = String.fromCharCode(...bytes.slice(lo, hi));
+  if (text === "") return 0n;
+  // int(text, 8) also takes a "0o" prefix, with an underscore after it.
+  const m = /^([+-]?)(?:0[oO]_?)?([0-7](?:_?[0-7])*)$/.exec(text);
+  if (!m) return undefined;
+  const value = BigInt(`0o${(m[2] ?? "0").replace(/_/g, "")}`);
+  return m[1] === "-" ? -value : value;
+}
+
+/**
+ * Whether Python's tarfile takes this first block as a tar header (TarInfo.frombuf, as
+ * tarfile.open(mode="r:") reads it in torch's legacy_load): a whole 512-byte block, not all NUL,
+ * whose stored checksum (nti of bytes 148-156) equals the unsigned or signed sum of the block with
+ * the checksum field read as spaces (calc_chksums). No magic is needed: tarfile reads v7 headers.
+ * The other numeric fields are not required to parse here: a file this accepts and tarfile does
+ * not is only rejected by the strict tar reader (fail closed), never read as something else.
+ */
+export function tarfileWouldOpen(head: Uint8Array): boolean {
+  if (head.length < 512) return false;
+  const stored = tarfileNti(head.subarray(148, 156));
+  if (stored === undefined) return false;
+  let unsigned = 256;
+  let signed = 256;
+  let allZero = true;
+  for (let i = 0; i < 512; i++) {
+    const b = head[i] ?? 0;
+    if (b !== 0) allZero = false;
+    if (i >= 148 && i < 156) continue;
+    unsigned += b;
+    signed += b >= 0x80 ? b - 0x100 : b;
+  }
+  if (allZero) return false;
+  return stored === BigInt(unsigned) || stored === BigInt(signed);
+}
 
 function u32At(head: Uint8Array, at: number): number {
   return ((head[at] ?? 0) | ((head[at + 1] ?? 0) << 8) | ((head[at + 2] ?? 0) << 16)) + (head[at + 3] ?? 0) * 0x1000000;
@@ -84,7 +155,14 @@ function isLzmaAlone(head: Uint8Array): boolean {
  * asks the pickle analyzer whether it is a pickle, then whether it is text).
  */
 export function detectMagic(head: Uint8Array): DetectedFormat | undefined {
-  if (startsWith(head, [0x50, 0x4b, 0x03, 0x04]) || startsWith(head, [0x50, 0x4b, 0x05, 0x06])) return "zip";
+  // torch.load's own zip test (_is_zipfile) is a local header at offset 0.
+  if (startsWith(head, [0x50, 0x4b, 0x03, 0x04])) return "zip";
+  // Tar before every other format, an empty zip's end record included: torch.load
+  // (weights_only=False) hands any file not starting with a local header to _legacy_load, which
+  // tries tarfile.open first; whatever else the bytes are is a polyglot (dispatch.ts reports it).
+  // "ustar" with a bad checksum is still a tar, to refuse.
+  if (tarfileWouldOpen(head) || startsWith(head, ascii("ustar"), 257)) return "tar";
+  if (startsWith(head, [0x50, 0x4b, 0x05, 0x06])) return "zip";
   if (startsWith(head, [0x93, ...ascii("NUMPY")])) return "npy";
   if (startsWith(head, [0x1f, 0x8b, 0x08])) return "gzip";
   if (startsWith(head, ascii("BZh")) && (head[3] ?? 0) >= 0x31 && (head[3] ?? 0) <= 0x39 && startsWith(head, [0x31, 0x41, 0x59, 0x26, 0x53, 0x59], 4)) {
@@ -101,8 +179,7 @@ export function detectMagic(head: Uint8Array): DetectedFormat | undefined {
   // TFLite: a FlatBuffer whose file identifier "TFL3" follows the u32 root offset
   // (tensorflow/lite/schema/schema.fbs `file_identifier "TFL3"`; tf.lite.Interpreter checks it).
   if (startsWith(head, ascii("TFL3"), 4)) return "tflite";
-  if (startsWith(head, ascii("ustar"), 257)) return "tar";
-  if (startsWith(head, [0x80, 0x02, 0x8a, 0x0a, ...TORCH_LEGACY_MAGIC])) return "pytorch-legacy";
+  if (isLegacyTorchHead(head)) return "pytorch-legacy";
   // safetensors: u64 LE header length N, then a JSON object starting at byte 8, inside the file.
   // The declared length is not compared with the file here: the inspector reports a length past
   // the end as malformed safetensors rather than unknown content.

@@ -10,7 +10,7 @@ import { classifyData, dataNode } from "./data";
 import { MAX_REPORT_MEMBER_NODES } from "../limits";
 import { inspectCompressed } from "./decompress";
 import { throwIfEnvironmental } from "./ioFailure";
-import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, readHead, UNSUPPORTED_FORMATS, type DetectedFormat } from "./detect";
+import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, isLegacyTorchHead, readHead, tarfileWouldOpen, UNSUPPORTED_FORMATS, type DetectedFormat } from "./detect";
 import { inspectMlflow, isMlflowLayout } from "./mlflow";
 import { inspectNpz, isNpzLayout } from "./npz";
 import { inspectNpy } from "./numpy";
@@ -19,7 +19,7 @@ import { protobufModelFormat } from "./protobuf";
 import { inspectPickleFile, looksLikePickleFile } from "./pickleFile";
 import { inspectSafetensors } from "./safetensors";
 import { readTar } from "./tar";
-import { inspectLegacyTorch, inspectTorchZip, torchZipLayout } from "./torch";
+import { inspectLegacyTorch, inspectTorchTar, inspectTorchZip, isTorchTarLayout, torchZipLayout } from "./torch";
 import { hasZipTail, readZip } from "./zip";
 
 /**
@@ -238,12 +238,16 @@ async function inspectArchiveSource(source: ByteSource, path: string, ctx: Forma
     const err = new GatewayError("limit_exceeded", `${kind} nested deeper than ${ctx.containerLimits.maxNestingDepth} levels (maxNestingDepth)`);
     return errorNode(kind, path, err, kind);
   }
+  const tarPolyglot = kind === "tar" ? tarPolyglotFinding(source, path) : zipTarPolyglotFinding(source, path);
   let archive: ArchiveContents;
   try {
     archive = kind === "zip" ? readZip(source, path, ctx, { isPickle: (prefix) => couldBePickle(prefix, readHead(prefix)) }) : await readTar(source, path, ctx);
   } catch (err) {
-    return errorNode(kind, path, err, kind);
+    const node = errorNode(kind, path, err, kind);
+    if (tarPolyglot) node.findings.push(tarPolyglot);
+    return kind === "tar" ? withPolyglotCheck(node, source, path, "tar") : node;
   }
+  if (tarPolyglot) archive.node.findings.push(tarPolyglot);
   if (kind === "tar") {
     // A tar has no directory at its end, but a zip reader would still find one there.
     withPolyglotCheck(archive.node, source, path, "tar");
@@ -252,6 +256,29 @@ async function inspectArchiveSource(source: ByteSource, path: string, ctx: Forma
     withHdf5PolyglotCheck(archive.node, source, path, "zip");
   }
   return ctx.inspectArchive(archive, path, ctx);
+}
+
+/** A zip whose first block Python's tarfile also opens as a tar header (detectMagic took the zip first). */
+function zipTarPolyglotFinding(source: ByteSource, path: string): Finding | undefined {
+  if (!tarfileWouldOpen(readHead(source))) return undefined;
+  return { code: "polyglot", severity: "dangerous", message: "zip content whose first block is also a tar header Python's tarfile opens", location: path };
+}
+
+/**
+ * A tar whose bytes are also a legacy torch file or a pickle: torch.load reads the tar
+ * (_legacy_load tries tarfile.open before the five-pickle layout), pickle.load and joblib.load
+ * read the pickle. Two loaders, two files: rejected whatever the tar holds.
+ */
+function tarPolyglotFinding(source: ByteSource, path: string): Finding | undefined {
+  const head = readHead(source);
+  const what = isLegacyTorchHead(head) ? "a legacy (five-pickle) torch checkpoint" : couldBePickle(source, head) ? "a pickle" : undefined;
+  if (what === undefined) return undefined;
+  return {
+    code: "polyglot",
+    severity: "dangerous",
+    message: `tar content (Python's tarfile opens it; torch.load reads it as a tar checkpoint) that is also ${what}`,
+    location: path,
+  };
 }
 
 /** The artifact itself is text, JSON or YAML: data, but not a model. */
@@ -477,14 +504,18 @@ export async function inspectAllMembers(archive: ArchiveContents, path: string, 
 /**
  * FormatContext.inspectArchive: classify the layout of an opened zip or tar and inspect it.
  * Loader configs first (Keras config.json, transformers auto_map / custom_pipelines -> remote_code);
- * Keras / SavedModel -> unsupported_format; MLflow bundle -> inspectMlflow; PyTorch zip /
- * TorchScript -> inspectTorchZip; all members .npy -> npz; anything else: every member by content.
+ * PyTorch tar checkpoint -> inspectTorchTar; Keras / SavedModel -> unsupported_format; MLflow
+ * bundle -> inspectMlflow; PyTorch zip / TorchScript -> inspectTorchZip; all members .npy -> npz;
+ * anything else: every member by content.
  */
 export async function inspectArchive(archive: ArchiveContents, path: string, ctx: FormatContext): Promise<InspectionNode> {
   const node = archive.node;
   try {
     // Files loaders read by name first (loaderConfigs.ts): Keras' config.json, transformers' auto_map.
     const configs = await readLoaderConfigs(archive, path, node.findings);
+    // torch.load reads a tar with these members as a checkpoint (_legacy_load's legacy_load),
+    // whatever else it holds: inspected as torch reads it, before any other layout.
+    if (archive.kind === "tar" && isTorchTarLayout(archive.members)) return await inspectTorchTar(archive, path, ctx);
     const unsupported = unsupportedLayout(archive.members, configs);
     if (unsupported !== undefined) {
       node.format = unsupported.format;

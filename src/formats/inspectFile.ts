@@ -35,9 +35,9 @@ export function extensionOf(fileName: string | undefined): string | undefined {
 }
 
 const PICKLE_FORMATS = ["pickle", "joblib"];
-const TORCH_FORMATS = ["pytorch-zip", "pytorch-legacy", "torchscript"];
+const TORCH_FORMATS = ["pytorch-zip", "pytorch-legacy", "pytorch-tar", "torchscript"];
 const ZIP_FORMATS = ["zip", "npz", "pytorch-zip", "torchscript", "mlflow", "keras"];
-const COMPRESSED = ["gzip", "bz2", "xz", "lzma", "zlib", "lz4", "joblib", "tar", "mlflow"];
+const COMPRESSED = ["gzip", "bz2", "xz", "lzma", "zlib", "lz4", "joblib", "tar", "mlflow", "pytorch-tar"];
 
 /** What each known extension claims. Extensions not listed are reported but not compared. */
 const EXTENSION_CLAIMS: Readonly<Record<string, readonly string[]>> = {
@@ -52,7 +52,7 @@ const EXTENSION_CLAIMS: Readonly<Record<string, readonly string[]>> = {
   npz: ["npz", "zip"],
   safetensors: ["safetensors"],
   zip: ZIP_FORMATS,
-  tar: ["tar", "mlflow"],
+  tar: ["tar", "mlflow", "pytorch-tar"],
   "tar.gz": COMPRESSED,
   tgz: COMPRESSED,
   gz: COMPRESSED,

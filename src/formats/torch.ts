@@ -1,6 +1,7 @@
 import { Cursor } from "../bytes/cursor";
 import { SliceSource, type ByteSource } from "../bytes/source";
 import type { Finding, InspectionNode } from "../inspect/report";
+import { MAX_REPORT_PICKLE_NODES_PER_MEMBER } from "../limits";
 import { analyzePickle, inspectPickleSource, makePicklePolicy } from "../pickle";
 import type { SymbolicValue } from "../pickle/values";
 import { describeValue } from "../pickle/values";
@@ -167,6 +168,14 @@ export function relaxTorchScriptImports(node: InspectionNode): void {
   }
 }
 
+/** A legacy ('module', class, source_file, source) persistent id (torch/serialization.py _legacy_save). */
+function isModulePid(id: SymbolicValue): boolean {
+  if (id.kind !== "tuple" || id.truncated === true || id.items.length !== 4) return false;
+  const [tag, cls, file, source] = id.items;
+  const strOrNone = (v: SymbolicValue | undefined): boolean => v?.kind === "none" || (v?.kind === "str" && v.truncated !== true);
+  return tag?.kind === "str" && tag.value === "module" && cls?.kind === "global" && strOrNone(file) && strOrNone(source);
+}
+
 /** Scan one pickle of a torch checkpoint, collecting its storage references. */
 function scanTorchPickle(source: ByteSource, path: string, ctx: FormatContext, legacy: boolean, refs: Map<string, StorageRef>, start = 0): { node: InspectionNode; end: number; value: SymbolicValue | undefined } {
   const location = `${path}#pickle`;
@@ -177,6 +186,9 @@ function scanTorchPickle(source: ByteSource, path: string, ctx: FormatContext, l
     location,
     single: true,
     onPersistentId: (id: SymbolicValue, offset: number): Finding[] => {
+      // _legacy_save names each nn.Module class it pickles as ('module', cls, source_file, source);
+      // persistent_load returns cls (an import the analyzer already classified).
+      if (legacy && isModulePid(id)) return [];
       const ref = parseStoragePid(id, legacy);
       if (typeof ref === "string") return [pidFinding(ref, location, offset)];
       const seen = refs.get(ref.key);
@@ -379,13 +391,41 @@ export function readLegacyKeys(source: ByteSource, start: number, end: number, m
 
 const LEGACY_PARTS = ["magic number", "protocol version", "sys info", "data", "storage keys"] as const;
 
+/** The keys and value kinds of the sys_info dict _legacy_save writes (protocol_version, little_endian, type_sizes). */
+function sysInfoProblem(value: SymbolicValue | undefined): string | undefined {
+  if (value?.kind !== "dict" || value.truncated === true) return "the sys info pickle is not a dict";
+  const seen = new Set<string>();
+  for (const [k, v] of value.entries) {
+    if (k.kind !== "str" || seen.has(k.value)) return "the sys info dict has a key that is not a distinct string";
+    seen.add(k.value);
+    if (k.value === "protocol_version" && v.kind === "int") continue;
+    if (k.value === "little_endian" && v.kind === "bool") continue;
+    if (k.value === "type_sizes" && v.kind === "dict" && v.truncated !== true && v.entries.every(([tk, tv]) => tk.kind === "str" && ["short", "int", "long"].includes(tk.value) && tv.kind === "int")) continue;
+    return `the sys info entry ${JSON.stringify(k.value.slice(0, 64))} is not one torch writes`;
+  }
+  return seen.size === 3 ? undefined : "the sys info dict lacks protocol_version, little_endian or type_sizes";
+}
+
+/** What is wrong with the magic number, protocol version or sys info pickle's value, if anything. */
+function legacyHeaderProblem(part: (typeof LEGACY_PARTS)[number], value: SymbolicValue | undefined): string | undefined {
+  switch (part) {
+    case "magic number":
+      return value?.kind === "int" && value.value === TORCH_LEGACY_MAGIC ? undefined : "the first pickle is not torch's magic number";
+    case "protocol version":
+      return value?.kind === "int" && value.value === TORCH_LEGACY_PROTOCOL ? undefined : "the protocol version pickle is not 1001";
+    case "sys info":
+      return sysInfoProblem(value);
+    default:
+      return undefined;
+  }
+}
+
 /** FormatInspector for a legacy (pre-zip) torch.save file. */
 export function inspectLegacyTorch(source: ByteSource, path: string, ctx: FormatContext): Promise<InspectionNode> {
   const node: InspectionNode = { kind: "pytorch-legacy", path, format: "pytorch-legacy", findings: [], children: [] };
   const refs = new Map<string, StorageRef>();
   let pos = 0;
   let keysStart = 0;
-  const values: (SymbolicValue | undefined)[] = [];
   for (const part of LEGACY_PARTS) {
     keysStart = pos;
     const p = `${path}#${part.replace(/ /g, "-")}`;
@@ -395,15 +435,15 @@ export function inspectLegacyTorch(source: ByteSource, path: string, ctx: Format
       node.findings.push(legacyFinding(`the ${part} pickle could not be read`, path, pos));
       return Promise.resolve(node);
     }
-    values.push(scanned.value);
+    // _legacy_load checks the magic number and the protocol version as it reads them and raises
+    // before the next pickle; sys_info is read and ignored. Their shapes are checked here in the
+    // same order, and a wrong one ends the reading as it ends torch's.
+    const wrong = legacyHeaderProblem(part, scanned.value);
+    if (wrong !== undefined) {
+      node.findings.push(legacyFinding(wrong, path, pos));
+      return Promise.resolve(node);
+    }
     pos = scanned.end;
-  }
-  const [magic, protocol] = values;
-  if (magic?.kind !== "int" || magic.value !== TORCH_LEGACY_MAGIC) {
-    node.findings.push(legacyFinding("the first pickle is not torch's magic number", path, 0));
-  }
-  if (protocol?.kind !== "int" || protocol.value !== TORCH_LEGACY_PROTOCOL) {
-    node.findings.push(legacyFinding("the protocol version pickle is not 1001", path));
   }
   const keys = readLegacyKeys(source, keysStart, pos, ctx.containerLimits.maxEntries);
   if (typeof keys === "string") {
@@ -451,4 +491,203 @@ export function inspectLegacyTorch(source: ByteSource, path: string, ctx: Format
   if (unlisted.length > 0) node.findings.push(pidFinding(`storages ${unlisted.slice(0, 5).join(", ")} are referenced but not in the keys list`, path));
   node.details = { storages: keys.length, storageBytes: total.toString() };
   return Promise.resolve(node);
+}
+
+// ---- tar (torch <= 0.1.x) ----------------------------------------------------------------------
+
+/**
+ * The members torch.load reads from a tar checkpoint (torch/serialization.py `_legacy_load`,
+ * inner `legacy_load`): tar.extract('storages'), tar.extract('tensors'), tar.extractfile('pickle'),
+ * each looked up by exact name (TarFile.getmember); sys_info is written but never read.
+ */
+export const TORCH_TAR_MEMBERS = ["storages", "tensors", "pickle"] as const;
+
+/** A tar that torch.load would read as a checkpoint: it holds any of storages, tensors, pickle. */
+export function isTorchTarLayout(members: readonly ArchiveMember[]): boolean {
+  return members.some((m) => (TORCH_TAR_MEMBERS as readonly string[]).includes(m.path));
+}
+
+function tarFinding(message: string, location: string, offset?: number): Finding {
+  const f: Finding = { code: "malformed_container", severity: "malformed", message: `torch tar checkpoint: ${message}`, location };
+  if (offset !== undefined) f.offset = offset;
+  return f;
+}
+
+/** Thrown by the member readers below where torch's own reading would fail or we cannot follow it. */
+class TarCheckpointStop extends Error {
+  constructor(
+    readonly finding: Finding,
+  ) {
+    super(finding.message);
+  }
+}
+
+/**
+ * One pickle at `start` as pickle.load(f) reads it from the member file; a malformed one stops
+ * the member. `pid` judges persistent ids (storages and tensors are read by a plain pickle.load
+ * with no persistent_load: any PERSID there raises UnpicklingError in torch).
+ */
+function tarPickleAt(source: ByteSource, location: string, ctx: FormatContext, start: number, into: InspectionNode, pid?: (id: SymbolicValue) => string | undefined): { value: SymbolicValue | undefined; end: number } {
+  const cursor = new Cursor(source, { start, errorCode: "malformed_pickle", what: location });
+  const analysis = analyzePickle(cursor, {
+    policy: makePicklePolicy(ctx.policy),
+    limits: ctx.pickleLimits,
+    location,
+    single: true,
+    onPersistentId: (id: SymbolicValue, offset: number): Finding[] => {
+      const wrong = pid === undefined ? "persistent id in a pickle torch loads without persistent_load" : pid(id);
+      return wrong === undefined ? [] : [pidFinding(wrong, location, offset)];
+    },
+  });
+  const n = analysis.node;
+  const notable = n.findings.some((f) => f.severity !== "innocuous") || (n.imports ?? []).some((r) => r.safety !== "innocuous");
+  if (notable || into.children.length < MAX_REPORT_PICKLE_NODES_PER_MEMBER) into.children.push(n);
+  else into.details = { ...into.details, omittedPickles: Number(into.details?.omittedPickles ?? 0) + 1 };
+  if (analysis.node.findings.some((f) => f.severity === "malformed")) {
+    throw new TarCheckpointStop(tarFinding(`the pickle at offset ${start} of ${location.split("#")[0] ?? location} could not be read`, location, start));
+  }
+  return { value: analysis.values[0], end: analysis.end };
+}
+
+function countOf(value: SymbolicValue | undefined, what: string, location: string, max: number): number {
+  if (value?.kind !== "int" || value.value < 0n || value.value > BigInt(max)) {
+    throw new TarCheckpointStop(tarFinding(`the ${what} count ${value ? describeValue(value) : "?"} is not an int from 0 to ${max}`, location));
+  }
+  return Number(value.value);
+}
+
+/** A (key, ...) tuple of `n` fields, or why not. */
+function tupleOf(value: SymbolicValue | undefined, n: number): SymbolicValue[] | undefined {
+  return value?.kind === "tuple" && value.truncated !== true && value.items.length === n ? value.items : undefined;
+}
+
+/**
+ * `storages`: pickle(count); per storage pickle((key, location, StorageClass)), then
+ * UntypedStorage._new_with_file: an int64 LE element count and count * element_size raw bytes
+ * (skipped, never parsed); then pickle(storage views: (view key, root key, offset, numel) list).
+ */
+function readTarStorages(source: ByteSource, location: string, ctx: FormatContext, node: InspectionNode, storages: Map<bigint, number>): void {
+  const max = ctx.containerLimits.maxEntries;
+  let at = tarPickleAt(source, `${location}#count`, ctx, 0, node);
+  const count = countOf(at.value, "storage", location, max);
+  for (let i = 0; i < count; i++) {
+    const where = `${location}#storage-${i}`;
+    at = tarPickleAt(source, where, ctx, at.end, node);
+    const [key, device, type] = tupleOf(at.value, 3) ?? [];
+    const elementSize = type?.kind === "global" && type.module === "torch" ? TORCH_STORAGE_ELEMENT_SIZE[type.name] : undefined;
+    if (key?.kind !== "int" || device?.kind !== "str" || !/^[A-Za-z0-9_:.-]{1,64}$/.test(device.value) || elementSize === undefined) {
+      throw new TarCheckpointStop(pidFinding(`storage ${i} is not a (key, location, torch storage class) tuple: ${at.value ? describeValue(at.value) : "?"}`, where, at.end));
+    }
+    if (storages.has(key.value)) throw new TarCheckpointStop(pidFinding(`storage key ${key.value.toString()} is declared twice`, where, at.end));
+    const cursor = new Cursor(source, { start: at.end, errorCode: "malformed_container", what: where });
+    const numel = cursor.u64leBig("storage element count");
+    const bytes = numel * BigInt(elementSize);
+    if (bytes > BigInt(cursor.remaining)) {
+      throw new TarCheckpointStop(tarFinding(`storage ${key.value.toString()} declares ${bytes.toString()} bytes but ${cursor.remaining} remain`, where, at.end));
+    }
+    cursor.skip(Number(bytes), "storage bytes");
+    storages.set(key.value, elementSize);
+    at = { value: undefined, end: cursor.position };
+  }
+  const viewsAt = `${location}#views`;
+  at = tarPickleAt(source, viewsAt, ctx, at.end, node);
+  if (at.value?.kind !== "list" || at.value.truncated === true) throw new TarCheckpointStop(tarFinding("the storage views pickle is not a list", viewsAt));
+  for (const view of at.value.items) {
+    const fields = tupleOf(view, 4);
+    if (fields === undefined || !fields.every((f) => f.kind === "int") || fields[1]?.kind !== "int" || !storages.has(fields[1].value)) {
+      throw new TarCheckpointStop(tarFinding(`storage view ${describeValue(view)} is not (key, root key, offset, numel) of a declared storage`, viewsAt));
+    }
+    const target = fields[0];
+    if (target?.kind === "int") storages.set(target.value, storages.get(fields[1].value) ?? 1);
+  }
+  if (at.end !== source.size) throw new TarCheckpointStop(tarFinding(`${source.size - at.end} bytes after the storage views pickle (torch never reads them)`, location, at.end));
+}
+
+/**
+ * `tensors`: pickle(count); per tensor pickle((key, storage key, TensorClass)), then ndim as an
+ * int32 LE plus 4 ignored bytes, ndim int64 sizes, ndim int64 strides, an int64 storage offset.
+ */
+function readTarTensors(source: ByteSource, location: string, ctx: FormatContext, node: InspectionNode, storages: ReadonlyMap<bigint, number>, tensors: Set<bigint>): void {
+  let at = tarPickleAt(source, `${location}#count`, ctx, 0, node);
+  const count = countOf(at.value, "tensor", location, ctx.containerLimits.maxEntries);
+  for (let i = 0; i < count; i++) {
+    const where = `${location}#tensor-${i}`;
+    at = tarPickleAt(source, where, ctx, at.end, node);
+    const [key, storage, type] = tupleOf(at.value, 3) ?? [];
+    if (key?.kind !== "int" || storage?.kind !== "int" || type?.kind !== "global" || type.module !== "torch" || !type.name.endsWith("Tensor")) {
+      throw new TarCheckpointStop(pidFinding(`tensor ${i} is not a (key, storage key, torch tensor class) tuple: ${at.value ? describeValue(at.value) : "?"}`, where, at.end));
+    }
+    if (!storages.has(storage.value)) throw new TarCheckpointStop(pidFinding(`tensor ${i} names storage ${storage.value.toString()}, which the storages member does not declare`, where, at.end));
+    if (storages.has(key.value) || tensors.has(key.value)) throw new TarCheckpointStop(pidFinding(`tensor key ${key.value.toString()} is declared twice`, where, at.end));
+    const cursor = new Cursor(source, { start: at.end, errorCode: "malformed_container", what: where });
+    const ndim = cursor.i32le("ndim");
+    cursor.skip(4, "ndim high bytes");
+    // sizes, strides and the offset: 8 * (2 * ndim + 1) bytes that must be in the member
+    if (ndim < 0 || 8 * (2 * ndim + 1) > cursor.remaining) throw new TarCheckpointStop(tarFinding(`tensor ${i} declares ${ndim} dimensions`, where, at.end));
+    cursor.skip(8 * (2 * ndim + 1), "tensor sizes, strides and offset");
+    tensors.add(key.value);
+    at = { value: undefined, end: cursor.position };
+  }
+  if (at.end !== source.size) throw new TarCheckpointStop(tarFinding(`${source.size - at.end} bytes after the last tensor (torch never reads them)`, location, at.end));
+}
+
+/**
+ * Inspect a tar checkpoint exactly as torch.load reads it: `storages`, then `tensors`, then
+ * `pickle`, every pickle in each at the offset pickle.load reaches it, raw bytes skipped by
+ * their counts (a back-to-back pickle walker would read them as opcodes and could take a later
+ * pickle for string data). A structure torch would fail on ends the inspection there with
+ * malformed_container; every other member (sys_info, anything else) is inspected by content.
+ */
+export async function inspectTorchTar(archive: ArchiveContents, path: string, ctx: FormatContext): Promise<InspectionNode> {
+  const node = archive.node;
+  node.format = "pytorch-tar";
+  const inner = deeper(ctx);
+  const byPath = new Map(archive.members.map((m) => [m.path, m]));
+  const storages = new Map<bigint, number>();
+  const tensors = new Set<bigint>();
+  const handled = new Set<string>();
+  const read = async (name: (typeof TORCH_TAR_MEMBERS)[number], reader: (source: ByteSource, location: string, child: InspectionNode) => void): Promise<boolean> => {
+    const member = byPath.get(name);
+    const location = memberPath(path, name);
+    if (member === undefined || member.isDirectory) {
+      node.findings.push(tarFinding(`no regular member ${JSON.stringify(name)} (torch.load fails there)`, location));
+      return false;
+    }
+    handled.add(name);
+    const child = await withMember(member, location, (source) => {
+      const memberNode: InspectionNode = { kind: "pytorch-tar-member", path: location, format: `pytorch-tar-${name}`, findings: [], children: [] };
+      try {
+        reader(source, location, memberNode);
+      } catch (err) {
+        memberNode.findings.push(err instanceof TarCheckpointStop ? err.finding : findingOf(err, location));
+      }
+      return Promise.resolve(memberNode);
+    });
+    node.children.push(child);
+    return !child.findings.some((f) => f.severity === "malformed");
+  };
+  const ok =
+    (await read("storages", (source, location, child) => {
+      readTarStorages(source, location, inner, child, storages);
+    })) &&
+    (await read("tensors", (source, location, child) => {
+      readTarTensors(source, location, inner, child, storages, tensors);
+    })) &&
+    (await read("pickle", (source, location, child) => {
+      // persistent_load: a tuple is (container class, source file, source); anything else is
+      // deserialized_objects[int(saved_id)], a storage or tensor key.
+      const at = tarPickleAt(source, `${location}#pickle`, inner, 0, child, (id) => {
+        if (id.kind === "tuple" && id.truncated !== true && id.items.length === 3 && id.items[0]?.kind === "global") return undefined;
+        if (id.kind === "str" && /^[0-9]{1,20}$/.test(id.value) && (storages.has(BigInt(id.value)) || tensors.has(BigInt(id.value)))) return undefined;
+        return `persistent id ${describeValue(id)} is neither a container class tuple nor a declared storage or tensor key`;
+      });
+      if (at.end !== source.size) throw new TarCheckpointStop(tarFinding(`${source.size - at.end} bytes after the object pickle's STOP`, location, at.end));
+    }));
+  node.details = { ...node.details, storages: storages.size, tensors: tensors.size, complete: ok };
+  for (const m of archive.members) {
+    if (m.isDirectory || handled.has(m.path)) continue;
+    const p = memberPath(path, m.path);
+    appendMemberNode(node, await withMember(m, p, (source) => ctx.inspectMember(source, p, inner)), ctx);
+  }
+  return node;
 }

@@ -21,6 +21,7 @@ const FORMATS = [
   "pickle",
   "pytorch-zip",
   "pytorch-legacy",
+  "pytorch-tar",
   "torchscript",
   "joblib",
   "npy",

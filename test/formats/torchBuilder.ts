@@ -115,7 +115,28 @@ export function buildLegacyTorch(o: LegacyOptions): Uint8Array {
   const parts: Uint8Array[] = [
     Uint8Array.from([...op.proto(2), ...op.long1(o.magic ?? 0x1950a86a20f9469cfc6cn), ...op.stop]),
     Uint8Array.from([...op.proto(2), ...op.int(1001), ...op.stop]),
-    Uint8Array.from([...op.proto(2), ...op.emptyDict, ...op.mark, ...op.str("little_endian"), 0x88, ...op.setitems, ...op.stop]),
+    // sys_info as _legacy_save writes it: protocol_version, little_endian, type_sizes
+    Uint8Array.from([
+      ...op.proto(2),
+      ...op.emptyDict,
+      ...op.mark,
+      ...op.str("protocol_version"),
+      ...op.int(1001),
+      ...op.str("little_endian"),
+      0x88,
+      ...op.str("type_sizes"),
+      ...op.emptyDict,
+      ...op.mark,
+      ...op.str("short"),
+      ...op.int(2),
+      ...op.str("int"),
+      ...op.int(4),
+      ...op.str("long"),
+      ...op.int(8),
+      ...op.setitems,
+      ...op.setitems,
+      ...op.stop,
+    ]),
     stateDictPickle(o.tensors, true),
   ];
   const keys = o.keys ?? o.tensors.map((t) => t.key);
