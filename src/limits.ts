@@ -225,7 +225,8 @@ export const MAX_PULL_METADATA_BYTES = 64 * MiB;
 /**
  * Bytes of an error answer `modelgate push` and `pull` read to find the server's code: the
  * gateway's are a few hundred bytes; anything longer is not one of its answers and is reported as
- * an answer without an error body (exit `internal`), without reading the rest.
+ * an answer without an error body (exit `internal`), without reading the rest. An inspection
+ * refusal (422) carries the report and is read to MAX_SERVER_ANSWER_BYTES, as an upload answer is.
  */
 export const MAX_SERVER_ERROR_BODY_BYTES = 1 * MiB;
 

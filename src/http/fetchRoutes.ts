@@ -107,6 +107,19 @@ function etagMatches(header: string | undefined, hex: string): boolean {
   });
 }
 
+/**
+ * If-Range (RFC 9110 §13.1.5): the Range applies only when the validator matches the current
+ * representation; otherwise the Range is ignored and the whole representation is sent (200), so a
+ * client resuming a download of something else never splices two bodies. An entity tag matches
+ * by strong comparison only (§8.8.3.2: a weak tag never does). An HTTP-date would have to equal a
+ * strong Last-Modified exactly; this route sends no Last-Modified, so a date never matches.
+ * Without If-Range the Range applies as sent.
+ */
+function ifRangeHolds(header: string | undefined, hex: string): boolean {
+  if (header === undefined) return true;
+  return header.trim() === `"sha256:${hex}"`;
+}
+
 /** GET/HEAD /v1/artifacts/<digest>, GET /v1/artifacts/<digest>/metadata, GET /v1/artifacts. */
 export function fetchRouter(deps: FetchRouteDeps): Router {
   const router = Router();
@@ -189,17 +202,19 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
         await quarantine(res, hex, `size on disk ${String(stat.size)} differs from the record's ${String(record.size)}`);
         throw new GatewayError("integrity_error", "the stored artifact is damaged and was quarantined");
       }
-      const range = parseRange(req.get("range"), stat.size);
+      // RFC 9110 §13.2.2: If-None-Match is evaluated before the Range (a 304 wins over a 416).
+      if (etagMatches(req.get("if-none-match"), hex)) {
+        setContentHeaders(res, hex);
+        status = 304;
+        res.status(304).end();
+        return;
+      }
+      const range = ifRangeHolds(req.get("if-range"), hex) ? parseRange(req.get("range"), stat.size) : ({ kind: "none" } as const);
       if (range.kind === "unsatisfiable") {
         res.setHeader("Content-Range", `bytes */${String(stat.size)}`);
         throw new GatewayError("range_not_satisfiable", `the range is not one satisfiable byte range of ${String(stat.size)} bytes`);
       }
       setContentHeaders(res, hex);
-      if (etagMatches(req.get("if-none-match"), hex)) {
-        status = 304;
-        res.status(304).end();
-        return;
-      }
       const isRange = range.kind === "range";
       const length = isRange ? range.end - range.start + 1 : stat.size;
       status = isRange ? 206 : 200;

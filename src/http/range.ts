@@ -6,7 +6,21 @@
  */
 export type RangeRequest = { kind: "none" } | { kind: "range"; start: number; end: number } | { kind: "unsatisfiable" };
 
-const SINGLE = /^(\d{0,15})-(\d{0,15})$/;
+/**
+ * `first-pos "-" [ last-pos ]` or `"-" suffix-length`; each is `1*DIGIT` (RFC 9110 §14.1.1), so
+ * leading zeros and any number of digits are valid. The header itself is bounded by node's
+ * maxHeaderSize (16 KiB), and this pattern matches in linear time.
+ */
+const SINGLE = /^(\d*)-(\d*)$/;
+
+/**
+ * The value of a digit string. Beyond 2^53 it is rounded, but rounding is monotonic and every
+ * stored size is far below 2^53, so comparisons with the size stay exact in their outcome: a huge
+ * first-pos is unsatisfiable, a huge last-pos or suffix-length means "to the end" / "all of it".
+ */
+function digits(text: string): number {
+  return Number(text);
+}
 
 export function parseRange(header: string | undefined, size: number): RangeRequest {
   if (header === undefined) return { kind: "none" };
@@ -18,14 +32,17 @@ export function parseRange(header: string | undefined, size: number): RangeReque
   const [, first = "", last = ""] = m;
   if (first === "" && last === "") return { kind: "unsatisfiable" };
   if (first === "") {
-    const suffix = Number(last);
-    if (suffix === 0 || size === 0) return { kind: "unsatisfiable" };
+    // §14.1.1: a suffix-length of 0 is unsatisfiable; one at least the size selects the whole
+    // representation. An empty representation has no byte range to name: send it whole (200).
+    const suffix = digits(last);
+    if (suffix === 0) return { kind: "unsatisfiable" };
+    if (size === 0) return { kind: "none" };
     return { kind: "range", start: Math.max(0, size - suffix), end: size - 1 };
   }
-  const start = Number(first);
+  const start = digits(first);
   if (start >= size) return { kind: "unsatisfiable" };
   if (last === "") return { kind: "range", start, end: size - 1 };
-  const end = Number(last);
+  const end = digits(last);
   if (end < start) return { kind: "unsatisfiable" };
   return { kind: "range", start, end: Math.min(end, size - 1) };
 }

@@ -2,6 +2,8 @@ import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { RequestHandler } from "express";
 import { gatewayUrl, pushCommand } from "../../src/cli/commands/push";
+import { scanCommand } from "../../src/cli/commands/scan";
+import { inspectFile } from "../../src/formats/inspectFile";
 import { createApp } from "../../src/http/app";
 import { GatewayError } from "../../src/errors";
 import { artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "../http/helpers";
@@ -177,6 +179,71 @@ describe("modelgate push of a large untrusted file", () => {
     } finally {
       await server.close();
       await env.cleanup();
+    }
+  });
+});
+
+describe("modelgate push refused by content inspection", () => {
+  const FIXTURES = path.join(__dirname, "..", "fixtures");
+  let env: TestEnv;
+  let server: { url: string; close(): Promise<void> };
+  beforeAll(async () => {
+    env = await makeEnv({ sources: [{ id: "pub", keys: [{ pub: publisher }] }], inspect: inspectFile });
+    server = await listen(env.app);
+    await fsp.writeFile(path.join(env.dir, "x.bin"), "x");
+    await fsp.writeFile(path.join(env.dir, "x.sig.json"), signFor(publisher, Buffer.from("x"), "models/x"));
+  });
+  afterAll(async () => {
+    await server.close();
+    await env.cleanup();
+  });
+
+  async function pushFixture(fixture: string, extra: string[]): Promise<{ push: { code: number; stderr: string }; scanLines: string[] }> {
+    const bytes = await fsp.readFile(path.join(FIXTURES, fixture));
+    const base = path.basename(fixture);
+    await fsp.writeFile(path.join(env.dir, base), bytes);
+    await fsp.writeFile(path.join(env.dir, `${base}.sig.json`), signFor(publisher, bytes, `models/${base}`));
+    const push = await runCli(pushCommand, [base, "--sig", `${base}.sig.json`, "--url", server.url, ...extra], {}, env.dir);
+    const scan = await runCli(scanCommand, [base], {}, env.dir);
+    expect(scan.code).toBe(1);
+    // scan's lines for the rejecting findings and the refused imports (innocuous ones are scan-only).
+    const scanLines = scan.stdout.split("\n").filter((l) => l.startsWith("  ") && !l.startsWith("  innocuous "));
+    return { push, scanLines };
+  }
+
+  it.each([[[]], [["--multipart"]]])("prints the rejecting findings (code, member path, import) as scan does %j", async (extra) => {
+    const { push, scanLines } = await pushFixture("torch/malicious_data_pkl.pt", extra);
+    expect(push.code).toBe(1);
+    expect(push.stderr).toContain(": unsafe_artifact: ");
+    expect(push.stderr).toMatch(/^ {2}dangerous dangerous_global archive\/data\.pkl#pickle\S*@\d+: .*os\.system/m);
+    expect(push.stderr).toContain("  imports not allowed: os.system\n");
+    expect(scanLines.length).toBeGreaterThan(1);
+    for (const line of scanLines) expect(push.stderr).toContain(`${line}\n`);
+    expect(push.stderr).not.toContain("  innocuous ");
+  });
+
+  it("a malformed artifact's findings too", async () => {
+    const { push, scanLines } = await pushFixture("torch/legacy_truncated.pt", []);
+    expect(push.code).toBe(1);
+    expect(push.stderr).toContain(": malformed_artifact: ");
+    expect(push.stderr).toMatch(/^ {2}malformed malformed_container /m);
+    for (const line of scanLines) expect(push.stderr).toContain(`${line}\n`);
+  });
+
+  it("prints a server's findings with control characters escaped", async () => {
+    const hostile = await listen((_req, res) => {
+      const finding = { code: "dangerous_global", severity: "dangerous", message: "imports \u001b[2Jx", location: "a\u001b]0;title\u0007/data.pkl", offset: 3 };
+      res.writeHead(422, { "Content-Type": "application/json" });
+      res.end(JSON.stringify({ error: { code: "unsafe_artifact", message: "rejected\u001b[31m", details: { inspection: { findings: [finding], imports: [] } } } }));
+    });
+    try {
+      const res = await runCli(pushCommand, ["x.bin", "--sig", "x.sig.json", "--url", hostile.url], {}, env.dir);
+      expect(res.code).toBe(1);
+      // eslint-disable-next-line no-control-regex -- no raw control character may reach the terminal
+      expect(res.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
+      expect(res.stderr).toContain("  dangerous dangerous_global a\\u001b]0;title\\u0007/data.pkl@3: imports \\u001b[2Jx\n");
+    } finally {
+      await hostile.close();
     }
   });
 });

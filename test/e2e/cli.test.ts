@@ -49,6 +49,8 @@ async function stopServer(server: Server | undefined): Promise<void> {
 }
 
 const ONE_LINE_ERROR = (cmd: string, code: string): RegExp => new RegExp(`^modelgate ${cmd}: ${code}: [^\\n]+\\n$`);
+/** An inspection refusal: the one error line, then its rejecting findings indented, as `scan` prints them. */
+const REFUSAL_WITH_FINDINGS = (cmd: string, code: string): RegExp => new RegExp(`^modelgate ${cmd}: ${code}: [^\\n]+\\n(  [^\\n]+\\n)+$`);
 
 describe("modelgate binary end to end", () => {
   let dir: string;
@@ -120,7 +122,7 @@ describe("modelgate binary end to end", () => {
       const push = await run("push", `models/${file}`, "--sig", `models/${file}.sig.json`);
       // The bundle needs sklearn imports, which source research does not allow: refused as unsafe, not io_error.
       expect([file, push.status, push.stderr]).toEqual(
-        file === "arrays.joblib.z" ? [file, 0, expect.stringContaining("stored: research/arrays.joblib.z")] : [file, 1, expect.stringMatching(ONE_LINE_ERROR("push", "unsafe_artifact"))],
+        file === "arrays.joblib.z" ? [file, 0, expect.stringContaining("stored: research/arrays.joblib.z")] : [file, 1, expect.stringMatching(REFUSAL_WITH_FINDINGS("push", "unsafe_artifact"))],
       );
     }
     expect(readdirSync(path.join(dataDir, "tmp"))).toEqual([]);
@@ -142,7 +144,8 @@ describe("modelgate binary end to end", () => {
     expect((await run("sign", "models/evil.joblib", "--key", "publisher.key", "--name", "research/evil.joblib")).status).toBe(0);
     const evil = await run("push", "models/evil.joblib", "--sig", "models/evil.joblib.sig.json");
     expect(evil.status).toBe(1);
-    expect(evil.stderr).toMatch(ONE_LINE_ERROR("push", "unsafe_artifact"));
+    expect(evil.stderr).toMatch(REFUSAL_WITH_FINDINGS("push", "unsafe_artifact"));
+    expect(evil.stderr).toContain("  imports not allowed: os.system\n");
 
     // Every refusal is in the hash-chained audit log, which still verifies.
     const lines = readFileSync(path.join(dataDir, "audit.log"), "utf8").trim().split("\n");

@@ -130,7 +130,7 @@ describe("red team: fetch and upload probes that held", () => {
   it.each([
     ["bytes=0-", 206, "bytes 0-999/1000"],
     ["bytes=-0", 416, "bytes */1000"],
-    ["bytes=0-99999999999999999", 416, "bytes */1000"],
+    ["bytes=0-99999999999999999", 206, "bytes 0-999/1000"],
     ["bytes=999999999999999-", 416, "bytes */1000"],
     ["bytes=0-1,2-3", 416, "bytes */1000"],
     ["bytes=-1001", 206, "bytes 0-999/1000"],
@@ -139,7 +139,7 @@ describe("red team: fetch and upload probes that held", () => {
     ["bytes=-", 416, "bytes */1000"],
     ["bytes=999-999", 206, "bytes 999-999/1000"],
     ["bytes=1000-", 416, "bytes */1000"],
-    ["bytes=-9999999999999999999", 416, "bytes */1000"],
+    ["bytes=-9999999999999999999", 206, "bytes 0-999/1000"],
   ])("Range %s never leaks past the blob (%d)", async (range, status, contentRange) => {
     const bytes = artifactBytes("r", 1000);
     const up = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, "r"))).send(bytes);

@@ -6,6 +6,7 @@ import { HTTP_STATUS } from "../../http/errorStatus";
 import { MAX_ENVELOPE_BYTES, MAX_SERVER_ANSWER_BYTES, MAX_SERVER_ERROR_BODY_BYTES, MAX_SIGNATURE_HEADER_BYTES } from "../../limits";
 import { multipartAround, readJsonCapped, uploadFile } from "../gatewayClient";
 import { parseCommandArgs } from "../args";
+import { findingLines, printable } from "../findingLines";
 import type { CliIo, Command } from "../command";
 
 const DEFAULT_URL = "http://127.0.0.1:8080";
@@ -38,16 +39,43 @@ export function authHeaders(io: CliIo): Record<string, string> {
   return token !== undefined && token !== "" ? { Authorization: `Bearer ${token}` } : {};
 }
 
-const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+const ErrorBodySchema = z.object({ error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }) });
 
-/** Turn a non-2xx answer into the server's own code (unknown codes become `internal`). */
+/** The part of an inspection report (a 422's `details.inspection`) the finding lines print. */
+const InspectionDetailsSchema = z.object({
+  inspection: z.object({
+    findings: z.array(
+      z.object({
+        code: z.string(),
+        severity: z.enum(["innocuous", "suspicious", "dangerous", "malformed"]),
+        message: z.string(),
+        location: z.string().optional(),
+        offset: z.number().optional(),
+      }),
+    ),
+    imports: z.array(z.object({ module: z.string(), name: z.string(), safety: z.enum(["innocuous", "unknown", "dangerous"]) })).default([]),
+    omittedFindings: z.object({ count: z.number(), byCode: z.record(z.string(), z.number()) }).optional(),
+  }),
+});
+
+/** An inspection refusal (422) carries the report, as large as an upload answer's; others are small. */
+const INSPECTION_REFUSAL_STATUS = HTTP_STATUS.unsafe_artifact;
+
+/**
+ * Turn a non-2xx answer into the server's own code (unknown codes become `internal`). An
+ * inspection refusal also lists its rejecting findings (code, member path, import), as `scan`
+ * prints them, one per line after the message.
+ */
 export async function serverError(res: Response): Promise<GatewayError> {
-  const result = ErrorBodySchema.safeParse(await readJsonCapped(res, MAX_SERVER_ERROR_BODY_BYTES).catch(() => undefined));
+  const cap = res.status === INSPECTION_REFUSAL_STATUS ? MAX_SERVER_ANSWER_BYTES : MAX_SERVER_ERROR_BODY_BYTES;
+  const result = ErrorBodySchema.safeParse(await readJsonCapped(res, cap).catch(() => undefined));
   const parsed = result.success ? result.data : undefined;
   if (parsed === undefined) return new GatewayError("internal", `server answered HTTP ${String(res.status)} without an error body`);
   const known = Object.prototype.hasOwnProperty.call(HTTP_STATUS, parsed.error.code);
   const code = (known ? parsed.error.code : "internal") as ErrorCode;
-  return new GatewayError(code, `${parsed.error.message} (HTTP ${String(res.status)})`);
+  const inspection = InspectionDetailsSchema.safeParse(parsed.error.details);
+  const lines = inspection.success ? findingLines(inspection.data.inspection, { rejectingOnly: true }) : [];
+  return new GatewayError(code, [printable(`${parsed.error.message} (HTTP ${String(res.status)})`), ...lines].join("\n"));
 }
 
 export async function request(url: URL, init: RequestInit): Promise<Response> {

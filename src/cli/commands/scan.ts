@@ -7,6 +7,7 @@ import { inspectFile } from "../../formats/inspectFile";
 import { invalidGlobalPattern } from "../../pickle/policy";
 import { loadAllowlist } from "../../trust/allowlist";
 import { parseCommandArgs } from "../args";
+import { findingLines, printable } from "../findingLines";
 import type { CliIo, Command } from "../command";
 import { EXIT_OK, EXIT_REJECTED, EXIT_USAGE } from "../exitCodes";
 
@@ -62,27 +63,8 @@ function policyFrom(
   return policy;
 }
 
-function where(f: Finding): string {
-  const loc = f.location ?? "";
-  if (f.offset === undefined) return loc;
-  return `${loc}@${f.offset.toString()}`;
-}
-
 function humanReport(r: FileResult): string {
-  const lines = [`${r.verdict === "accept" ? "ACCEPT" : "REJECT"} ${r.path} (${r.format})`];
-  for (const f of r.findings) {
-    const at = where(f);
-    lines.push(`  ${f.severity} ${f.code}${at.length > 0 ? ` ${at}` : ""}: ${f.message}`);
-  }
-  if (r.omittedFindings !== undefined) {
-    const byCode = Object.entries(r.omittedFindings.byCode).map(([code, n]) => `${code} ${n.toString()}`);
-    lines.push(`  ... ${r.omittedFindings.count.toString()} more finding(s) not listed (${byCode.join(", ")})`);
-  }
-  const refused = r.imports.filter((i) => i.safety !== "innocuous");
-  if (refused.length > 0) {
-    const names = [...new Set(refused.map((i) => `${i.module}.${i.name}`))];
-    lines.push(`  imports not allowed: ${names.join(", ")}`);
-  }
+  const lines = [printable(`${r.verdict === "accept" ? "ACCEPT" : "REJECT"} ${r.path} (${r.format})`), ...findingLines(r, { rejectingOnly: false })];
   return `${lines.join("\n")}\n`;
 }
 

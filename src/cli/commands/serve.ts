@@ -1,6 +1,8 @@
+import * as http from "node:http";
 import * as path from "node:path";
 import pino from "pino";
 import { loadConfig } from "../../config";
+import { GatewayError, messageOf } from "../../errors";
 import { inspectPath } from "../../formats/inspectFile";
 import { AllowlistHolder } from "../../http/allowlistHolder";
 import { createApp } from "../../http/app";
@@ -8,6 +10,26 @@ import { createOps, loadOpsConfig, opsAppDeps } from "../../ops";
 import { FsArtifactStore } from "../../store/fsStore";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+
+/**
+ * Bind and resolve with the bound port once the server listens; reject on a listen error
+ * (EADDRINUSE, EACCES). Not express's app.listen: in express 5 its callback also runs on an
+ * error (it is registered with server.once("error")), which logged "listening" for a port
+ * another process held.
+ */
+function listenOn(server: http.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      reject(err);
+    };
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      const address = server.address();
+      resolve(typeof address === "object" && address !== null ? address.port : port);
+    });
+  });
+}
 
 export const serveCommand: Command = {
   name: "serve",
@@ -46,8 +68,6 @@ export const serveCommand: Command = {
     }
     const store = new FsArtifactStore(config.dataDir);
     await store.init();
-    holder.watch();
-    ops.watchTokens();
     const app = createApp({
       config,
       logger,
@@ -60,13 +80,22 @@ export const serveCommand: Command = {
       inspect: (file, options) => inspectPath(file, { ...options, tempRoot: path.join(config.dataDir, "tmp") }),
       ...opsAppDeps(ops),
     });
+    const server = http.createServer(app);
+    ops.applyServerTimeouts(server);
+    let port: number;
+    try {
+      port = await listenOn(server, config.port, config.host);
+    } catch (err) {
+      // Port in use, or not ours to bind: nothing is served, so nothing may keep the process up
+      // (no file watchers were started yet; the audit log is closed). One line, exit 2.
+      holder.close();
+      await ops.close();
+      throw new GatewayError("io_error", `cannot listen on ${config.host}:${String(config.port)}: ${messageOf(err)}`);
+    }
+    logger.info({ host: config.host, port, dataDir: config.dataDir }, "modelgate listening");
+    holder.watch();
+    ops.watchTokens();
     await new Promise<void>((resolve, reject) => {
-      const server = app.listen(config.port, config.host, () => {
-        const address = server.address();
-        const port = typeof address === "object" && address !== null ? address.port : config.port;
-        logger.info({ host: config.host, port, dataDir: config.dataDir }, "modelgate listening");
-      });
-      ops.applyServerTimeouts(server);
       server.on("error", reject);
       const onHup = (): void => {
         void holder.reload();
