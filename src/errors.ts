@@ -35,6 +35,7 @@ export const INSPECTION_ERROR_CODES = [
   "opaque_member",
   "bad_persistent_id",
   "direct_requirement",
+  "unsafe_dtype",
 ] as const;
 
 export type InspectionErrorCode = (typeof INSPECTION_ERROR_CODES)[number];

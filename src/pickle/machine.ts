@@ -1,6 +1,7 @@
 import { GatewayError } from "../errors";
 import type { PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
+import { isNumpyDtypeObject } from "./numpyDtype";
 import { opcodeName } from "./opcodes";
 import {
   BUFFER,
@@ -11,6 +12,7 @@ import {
   UNKNOWN,
   intValue,
   type DictValue,
+  type ObjectValue,
   type SymbolicValue,
 } from "./values";
 
@@ -94,6 +96,12 @@ export class PickleMachine {
   /** Protocol declared by the last PROTO (0 when none): decides the Python 2 name fixes. */
   protocol = 0;
   ops = 0;
+  /**
+   * numpy dtype objects referenced again (memo GET, DUP) before a BUILD set their state: numpy
+   * writes a dtype's BUILD right after the dtype, so a later BUILD would change a dtype that an
+   * array, scalar or structured dtype already uses (the analyzer rejects it: unsafe_dtype).
+   */
+  readonly dtypesReferencedBeforeBuild = new WeakSet();
 
   constructor(
     private readonly limits: PickleLimits,
@@ -182,6 +190,7 @@ export class PickleMachine {
           let v = this.memo[reader.num];
           if (v === undefined) malformed(`memo value not found at index ${reader.num.toString()}`, offset);
           if (v === LAZY) v = this.materialize(reader.num);
+          else if (v.kind === "object" && v.state === undefined) this.noteUnbuiltReference(v);
           stack.push(v);
           break;
         }
@@ -304,9 +313,12 @@ export class PickleMachine {
           else if (this.marks.length > 0) this.popMarkIndex(offset);
           else malformed("POP on an empty stack", offset);
           break;
-        case 0x32 /* DUP */:
-          stack.push(this.top(offset));
+        case 0x32 /* DUP */: {
+          const v = this.top(offset);
+          if (v.kind === "object" && v.state === undefined) this.noteUnbuiltReference(v);
+          stack.push(v);
           break;
+        }
         case 0x95 /* FRAME */:
           break;
         default:
@@ -422,6 +434,10 @@ export class PickleMachine {
       default:
         malformed(`unhandled opcode ${opcodeName(op)}`, offset);
     }
+  }
+
+  private noteUnbuiltReference(v: ObjectValue): void {
+    if (isNumpyDtypeObject(v)) this.dtypesReferencedBeforeBuild.add(v);
   }
 
   private decoded(bytes: number, offset: number): void {
