@@ -117,6 +117,10 @@ def check_composite_rules(fixed, flexible):
         ts, st = reduce_of(sub)
         assert ts == f"V{sub.itemsize}" and st[2][1] == (2, 3) and st[3] is None and st[4] is None, st
         assert u8(st[7]) == u8(t.flags) and st[5] == t.itemsize * 6 and st[6] == t.alignment, (t, st)
+    # numpy.record dtypes (recarrays) are written with the class instead of a type string, the rest as V.
+    rec = np.dtype((np.record, [("a", "O"), ("b", "<f8")]))
+    cls, args, st = rec.__reduce__()
+    assert args == (np.record, False, True) and st == reduce_of(np.dtype([("a", "O"), ("b", "<f8")]))[1], st
     titled = np.dtype({"names": ["x"], "formats": ["<f4"], "titles": ["T"]})
     _, st = reduce_of(titled)
     assert st[4]["T"] == st[4]["x"] and len(st[4]["x"]) == 3, st

@@ -145,13 +145,17 @@ function computeDtype(v: ObjectValue, depth: number): NumpyDtype {
   const args = v.args;
   if (args.kind !== "tuple" || isTruncated(args) || args.items.length !== 3) unsafe("numpy.dtype", `arguments ${show(args)}: numpy writes (<type string>, False, True)`);
   const [ts, align, copy] = args.items;
-  if (ts?.kind !== "str" || ts.truncated === true) unsafe("numpy.dtype", `type string ${show(ts)} is not a string`);
-  const what = `numpy.dtype(${JSON.stringify(ts.value)})`;
+  // A void dtype of a scalar type other than numpy.void (numpy.record: recarrays) is written with
+  // the class instead of a type string; its size is the state's elsize (arraydescr_reduce).
+  const isRecord = ts?.kind === "global" && ts.module === "numpy" && ts.name === "record";
+  if (!isRecord && (ts?.kind !== "str" || ts.truncated === true)) unsafe("numpy.dtype", `type string ${show(ts)} is not a string`);
+  const typeName = ts.kind === "str" ? ts.value : "numpy.record";
+  const what = `numpy.dtype(${isRecord ? typeName : JSON.stringify(typeName)})`;
   if (boolOf(align) !== false) unsafe(what, `align argument ${show(align)}: numpy writes False (alignment is in the state)`);
   // copy=False returns numpy's shared builtin dtype; numpy writes True (a private copy BUILD may set).
   if (boolOf(copy) !== true) unsafe(what, `copy argument ${show(copy)}: numpy writes True`);
-  const type = parseTypeString(ts.value, what);
   const state = v.state;
+  const type: TypeString = isRecord ? { kind: "flexible", typeString: typeName, flexKind: "V", count: recordSize(state, what) } : parseTypeString(typeName, what);
   if (state === undefined) return defaultDtype(type);
   if (state.kind !== "tuple" || isTruncated(state)) unsafe(what, `state ${show(state)} is not a complete tuple`);
   const s = state.items;
@@ -201,10 +205,19 @@ function computeDtype(v: ObjectValue, depth: number): NumpyDtype {
   const alignment = intOf(alignmentValue);
   if (alignment !== BigInt(expected.alignment)) unsafe(what, `alignment ${show(alignmentValue)}: numpy writes ${expected.alignment.toString()}`);
   const flags = intOf(flagsValue);
-  if (flags !== signedFlags(expected.flags)) {
+  // numpy 1 writes the flags char signed (-112 for 0x90), numpy 2 unsigned (PyLong_FromUnsignedLongLong): the same byte.
+  if (flags !== signedFlags(expected.flags) && flags !== BigInt(expected.flags)) {
     unsafe(what, `flags ${show(flagsValue)}: numpy writes ${signedFlags(expected.flags).toString()}${(expected.flags & NPY_ITEM_HASOBJECT) !== 0 ? " (the object flags: NPY_ITEM_HASOBJECT, NPY_LIST_PICKLE...)" : ""}`);
   }
   return { typeString: type.typeString, byteOrder, itemsize: expected.itemsize, alignment: expected.dtypeAlignment, flags: expected.flags, hasObject: (expected.flags & NPY_ITEM_HASOBJECT) !== 0 };
+}
+
+/** The item size of a numpy.record dtype: the elsize of its state (0 without one, as numpy.dtype(numpy.record) is). */
+function recordSize(state: SymbolicValue | undefined, what: string): number {
+  if (state === undefined) return 0;
+  const elsize = state.kind === "tuple" ? intOf(state.items[5]) : undefined;
+  if (elsize === undefined || elsize < 0n || elsize > BigInt(MAX_ELSIZE)) unsafe(what, `elsize (itemsize) ${show(state.kind === "tuple" ? state.items[5] : state)} is not one numpy writes`);
+  return Number(elsize);
 }
 
 function defaultDtype(type: TypeString): NumpyDtype {
