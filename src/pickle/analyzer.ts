@@ -5,7 +5,7 @@ import { DEFAULT_PICKLE_LIMITS, type PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
 import { BAIL, FastScanner } from "./fast";
 import { PickleMachine, type MachineEvents } from "./machine";
-import { checkNumpyDtype, isNumpyDtypeObject } from "./numpyDtype";
+import { checkNumpyDtype, dtypeFieldsDict, isNumpyDtypeObject } from "./numpyDtype";
 import { OP, opcodeName } from "./opcodes";
 import { classifyGlobal, type PicklePolicy } from "./policy";
 import { UNKNOWN, describeValue, globalName, type ObjectValue, type SymbolicValue } from "./values";
@@ -179,6 +179,8 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     if (problem === undefined) {
       try {
         checkNumpyDtype(target);
+        const fields = dtypeFieldsDict(target);
+        if (fields !== undefined) machine.freeze(fields);
       } catch (err) {
         if (!isGatewayError(err) || err.code !== "unsafe_dtype") throw err;
         problem = err.message;
@@ -254,6 +256,18 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
       if (options.onPersistentId) {
         for (const f of options.onPersistentId(id, offset)) add({ ...f, location: f.location ?? streamLocation, offset: f.offset ?? offset });
       }
+    },
+    mutateFrozen(opcode, offset) {
+      add(
+        {
+          code: "unsafe_dtype",
+          severity: "dangerous",
+          message: `${opcodeName(opcode)} at offset ${offset.toString()} changes the fields dict of a numpy.dtype after its BUILD (numpy keeps the dict by reference; numpy never writes this)`,
+          location: streamLocation,
+          offset,
+        },
+        `frozen|${offset.toString()}`,
+      );
     },
     build(target, end) {
       if (isNumpyDtypeObject(target)) checkDtypeBuild(target, end);

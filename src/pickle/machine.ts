@@ -60,6 +60,8 @@ export interface MachineEvents {
   persistent(id: SymbolicValue, offset: number): void;
   /** After BUILD; `end` is the offset just after the opcode. */
   build(target: SymbolicValue, end: number): void;
+  /** SETITEM/SETITEMS on a dict the analyzer froze (the fields dict of a checked numpy dtype, which numpy keeps by reference). */
+  mutateFrozen(opcode: number, offset: number): void;
 }
 
 export class LimitError extends GatewayError {
@@ -102,6 +104,8 @@ export class PickleMachine {
    * array, scalar or structured dtype already uses (the analyzer rejects it: unsafe_dtype).
    */
   readonly dtypesReferencedBeforeBuild = new WeakSet();
+  /** Dicts that must not change any more (see `freeze`); undefined until one is frozen, so data pickles pay nothing. */
+  private frozenDicts: WeakSet<object> | undefined = undefined;
 
   constructor(
     private readonly limits: PickleLimits,
@@ -216,8 +220,10 @@ export class PickleMachine {
           const v = this.pop(offset);
           const k = this.pop(offset);
           const d = this.top(offset);
-          if (d.kind === "dict") this.retainEntry(d, k, v);
-          else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          if (d.kind === "dict") {
+            if (this.frozenDicts?.has(d) === true) ev.mutateFrozen(op, offset);
+            this.retainEntry(d, k, v);
+          } else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
           break;
         }
         case 0x75 /* SETITEMS */: {
@@ -225,6 +231,7 @@ export class PickleMachine {
           if ((stack.length - mark) % 2 !== 0) malformed("odd number of items for SETITEMS", offset);
           const d = this.belowMark(mark, offset);
           if (d.kind === "dict") {
+            if (this.frozenDicts?.has(d) === true) ev.mutateFrozen(op, offset);
             const pairs = (stack.length - mark) / 2;
             if (d.entries.length === 0 && pairs <= SMALL_CONTAINER && this.retainedItems < MAX_RETAINED_HARD) {
               // The common case (CPython writes EMPTY_DICT, MARK, pairs, SETITEMS): one exact-size array.
@@ -434,6 +441,15 @@ export class PickleMachine {
       default:
         malformed(`unhandled opcode ${opcodeName(op)}`, offset);
     }
+  }
+
+  /**
+   * numpy's dtype.__setstate__ keeps the fields dict of its state by reference: a SETITEM on it
+   * after the BUILD changes the fields of a checked dtype (a plain field turned into an object
+   * field under flags that say "no objects"). The analyzer freezes it once the state is checked.
+   */
+  freeze(d: DictValue): void {
+    (this.frozenDicts ??= new WeakSet()).add(d);
   }
 
   private noteUnbuiltReference(v: ObjectValue): void {

@@ -8,7 +8,7 @@ import {
   NUMPY_FROM_FIELDS,
   NUMPY_STRUCT_BASE_FLAGS,
 } from "./numpyDtypeTable";
-import { describeValue, type ObjectValue, type SymbolicValue } from "./values";
+import { describeValue, type DictValue, type ObjectValue, type SymbolicValue } from "./values";
 
 /**
  * The one check of a pickled numpy dtype, used wherever a pickle is analyzed (the analyzer runs it
@@ -48,8 +48,11 @@ const MAX_ELSIZE = 0x7fffffff;
 
 /** Whether a global names numpy's dtype class, an alias of it, or one of its subclasses (numpy.dtypes, numpy >= 1.25). */
 export function isNumpyDtypeClass(module: string, name: string): boolean {
+  // Any module's `dtype` (or dotted `np.dtype`) may be numpy's class re-exported (find_class
+  // resolves `module.name` by getattr): treated as the dtype class, fail closed.
+  if (name === "dtype" || name.endsWith(".dtype")) return true;
   if (module !== "numpy" && !module.startsWith("numpy.")) return false;
-  return name === "dtype" || module === "numpy.dtypes" || name.endsWith("DType");
+  return module === "numpy.dtypes" || name.endsWith("DType");
 }
 
 const RECONSTRUCTORS: ReadonlySet<string> = new Set(["copyreg._reconstructor", "copy_reg._reconstructor"]);
@@ -76,6 +79,13 @@ export function isNumpyDtypeObject(v: SymbolicValue): v is ObjectValue {
   // Arguments the machine could not keep: cannot be shown not to name a dtype class.
   if (args.kind !== "tuple" || args.truncated === true) return true;
   return isDtypeClassValue(args.items[0]) || isDtypeClassValue(args.items[1]);
+}
+
+/** The fields dict of a dtype's BUILD state, when it has one (numpy keeps it by reference: the analyzer freezes it). */
+export function dtypeFieldsDict(v: ObjectValue): DictValue | undefined {
+  const state = v.state;
+  const fields = state?.kind === "tuple" ? state.items[4] : undefined;
+  return fields?.kind === "dict" ? fields : undefined;
 }
 
 function unsafe(what: string, message: string): never {

@@ -148,6 +148,23 @@ describe("numpy dtype BUILD states (synthetic variants)", () => {
     for (const analyze of [run, runFast]) expect(codesOf(analyze(ops))).toEqual(["unsafe_dtype"]);
   });
 
+  it("rejects a change to a checked dtype's fields dict after its BUILD (numpy keeps the dict by reference)", () => {
+    const f8 = dtype("f8", plainState("<", -1, -1, 0));
+    const state: PickleOp[] = [["BININT1", 3], ["SHORT_BINUNICODE", "|"], ["NONE"], ["SHORT_BINUNICODE", "x"], ["TUPLE1"], ["EMPTY_DICT"], ["BINPUT", 1], ["SHORT_BINUNICODE", "x"], ...f8, ["BININT1", 0], ["TUPLE2"], ["SETITEM"], ["BININT", 8], ["BININT", 1], ["BININT", 16]];
+    const plain: PickleOp[] = [...dtype("V8", state), ["POP"]];
+    expect(verdictOf(run([...plain, ["NONE"]]))).toBe("accept");
+    // After the BUILD: fields["x"] = (O8 dtype, 0), an object field under flags that say "no objects".
+    const mutate: PickleOp[] = [["BINGET", 1], ["SHORT_BINUNICODE", "x"], ...dtype("O8", O8_STATE), ["BININT1", 0], ["TUPLE2"], ["SETITEM"], ["POP"], ["NONE"]];
+    for (const analyze of [run, runFast]) expect(codesOf(analyze([...plain, ...mutate]))).toEqual(["unsafe_dtype"]);
+    const mutateMany: PickleOp[] = [["BINGET", 1], ["MARK"], ["SHORT_BINUNICODE", "x"], ...dtype("O8", O8_STATE), ["BININT1", 0], ["TUPLE2"], ["SETITEMS"], ["POP"], ["NONE"]];
+    expect(codesOf(run([...plain, ...mutateMany]))).toEqual(["unsafe_dtype"]);
+  });
+
+  it("checks the dtype class reached through another module's attribute (np.dtype) as numpy.dtype", () => {
+    const ops: PickleOp[] = [["PROTO", 4], ["SHORT_BINUNICODE", "sklearn.utils.validation"], ["SHORT_BINUNICODE", "np.dtype"], ["STACK_GLOBAL"], ["SHORT_BINUNICODE", "O8"], ["NEWFALSE"], ["NEWTRUE"], ["TUPLE3"], ["REDUCE"], ["MARK"], ...O8_NO_FLAGS, ["TUPLE"], ["BUILD"], ["STOP"]];
+    for (const valueFree of [false, true]) expect(codesOf(analyzeOps(ops, { valueFree, allow: ["sklearn.*"] }))).toContain("unsafe_dtype");
+  });
+
   it("rejects a second BUILD on the same dtype", () => {
     const ops: PickleOp[] = [...dtype("V8", plainState("|", 8, 1, 0)), ["MARK"], ...structState([["o", dtype("O8", O8_STATE), 0]], 8, 1, 27), ["TUPLE"], ["BUILD"]];
     expect(codesOf(run(ops))).toEqual(["unsafe_dtype"]);
