@@ -224,6 +224,7 @@ export class PickleMachine {
             if (this.frozenDicts?.has(d) === true) ev.mutateFrozen(op, offset);
             this.retainEntry(d, k, v);
           } else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          else if (d.kind === "unknown" && this.frozenDicts !== undefined) ev.mutateFrozen(op, offset); // a memo placeholder may stand for a frozen dict
           break;
         }
         case 0x75 /* SETITEMS */: {
@@ -241,6 +242,7 @@ export class PickleMachine {
               this.retainedItems += pairs;
             } else for (let k = mark; k < stack.length; k += 2) this.retainEntry(d, stack[k] as SymbolicValue, stack[k + 1] as SymbolicValue);
           } else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          else if (d.kind === "unknown" && this.frozenDicts !== undefined) ev.mutateFrozen(op, offset);
           stack.length = mark;
           break;
         }
@@ -447,6 +449,9 @@ export class PickleMachine {
    * numpy's dtype.__setstate__ keeps the fields dict of its state by reference: a SETITEM on it
    * after the BUILD changes the fields of a checked dtype (a plain field turned into an object
    * field under flags that say "no objects"). The analyzer freezes it once the state is checked.
+   * Past the retention budget the memo keeps dicts as unknown placeholders (`lightweight`), so once
+   * a dict is frozen a SETITEM(S) on an unknown value counts as a change too (CPython's pickler
+   * never sets items on a dict fetched from the memo).
    */
   freeze(d: DictValue): void {
     (this.frozenDicts ??= new WeakSet()).add(d);

@@ -160,6 +160,17 @@ describe("numpy dtype BUILD states (synthetic variants)", () => {
     expect(codesOf(run([...plain, ...mutateMany]))).toEqual(["unsafe_dtype"]);
   });
 
+  it("still sees the change once the memo keeps the fields dict as a placeholder (past the retention budget)", () => {
+    // 13 lists of 4096 items: past MAX_RETAINED_TOTAL, the memo stores dicts as unknown.
+    const filler: PickleOp[] = [];
+    for (let i = 0; i < 13; i++) filler.push(["EMPTY_LIST"], ["MARK"], ...Array.from({ length: 4096 }, (): PickleOp => ["BININT1", 1]), ["APPENDS"], ["POP"]);
+    const f8 = dtype("f8", plainState("<", -1, -1, 0));
+    const state: PickleOp[] = [["BININT1", 3], ["SHORT_BINUNICODE", "|"], ["NONE"], ["SHORT_BINUNICODE", "x"], ["TUPLE1"], ["EMPTY_DICT"], ["BINPUT", 1], ["SHORT_BINUNICODE", "x"], ...f8, ["BININT1", 0], ["TUPLE2"], ["SETITEM"], ["BININT", 8], ["BININT", 1], ["BININT", 16]];
+    const mutate: PickleOp[] = [["BINGET", 1], ["SHORT_BINUNICODE", "x"], ...dtype("O8", O8_STATE), ["BININT1", 0], ["TUPLE2"], ["SETITEM"], ["POP"]];
+    expect(verdictOf(run([...filler, ...dtype("V8", state), ["POP"], ["NONE"]]))).toBe("accept");
+    expect(codesOf(run([...filler, ...dtype("V8", state), ["POP"], ...mutate, ["NONE"]]))).toEqual(["unsafe_dtype"]);
+  });
+
   it("checks the dtype class reached through another module's attribute (np.dtype) as numpy.dtype", () => {
     const ops: PickleOp[] = [["PROTO", 4], ["SHORT_BINUNICODE", "sklearn.utils.validation"], ["SHORT_BINUNICODE", "np.dtype"], ["STACK_GLOBAL"], ["SHORT_BINUNICODE", "O8"], ["NEWFALSE"], ["NEWTRUE"], ["TUPLE3"], ["REDUCE"], ["MARK"], ...O8_NO_FLAGS, ["TUPLE"], ["BUILD"], ["STOP"]];
     for (const valueFree of [false, true]) expect(codesOf(analyzeOps(ops, { valueFree, allow: ["sklearn.*"] }))).toContain("unsafe_dtype");
