@@ -38,6 +38,7 @@ export const INSPECTION_ERROR_CODES = [
   "bad_persistent_id",
   "direct_requirement",
   "remote_code",
+  "unsafe_dtype",
 ] as const;
 
 export type InspectionErrorCode = (typeof INSPECTION_ERROR_CODES)[number];

@@ -179,6 +179,12 @@ export const MAX_JOBLIB_ARRAYS = 100_000;
  * (details.arraysNotListed). Keeps the stored report of a 1000-tree forest small.
  */
 export const MAX_JOBLIB_ARRAY_NODES = 256;
+/**
+ * Nesting of numpy dtypes checked inside one another (a structured dtype's fields, a subarray's
+ * base): bounds the recursion a forged dtype state can make the dtype check do (stack depth).
+ * numpy's own pickles of real models nest a few levels.
+ */
+export const MAX_NUMPY_DTYPE_DEPTH = 16;
 /** YAML alias expansions when reading MLmodel / conda.yaml: stops billion-laughs documents (CWE-776). */
 export const MAX_YAML_ALIAS_COUNT = 100;
 /**

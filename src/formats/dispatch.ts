@@ -36,6 +36,7 @@ export function severityOf(code: InspectionErrorCode): Severity {
     case "extension_opcode":
     case "embedded_code":
     case "polyglot":
+    case "unsafe_dtype":
       return "dangerous";
     case "unknown_global":
     case "unresolved_global":

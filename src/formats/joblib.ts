@@ -6,6 +6,7 @@ import type { PickleLimits } from "../limits";
 import { MAX_JOBLIB_ARRAY_NODES, MAX_JOBLIB_ARRAYS, MAX_JOBLIB_POLYGLOT_SCAN_OPS } from "../limits";
 import { analyzePickle, type BuildEvent } from "../pickle/analyzer";
 import { PickleReader } from "../pickle/disassembler";
+import { checkNumpyDtype } from "../pickle/numpyDtype";
 import { OP, opcodeInfo, opcodeName } from "../pickle/opcodes";
 import type { PicklePolicy } from "../pickle/policy";
 import { describeValue, type SymbolicValue } from "../pickle/values";
@@ -40,9 +41,6 @@ const WRAPPER_CLASSES: ReadonlySet<string> = new Set([
 ]);
 
 const WRAPPER_FIELDS: ReadonlySet<string> = new Set(["subclass", "shape", "order", "dtype", "allow_mmap", "numpy_array_alignment_bytes"]);
-
-/** numpy's NPY_ITEM_HASOBJECT flag bit in a dtype's pickled state (dtype.hasobject reads it). */
-const NPY_ITEM_HASOBJECT = 0x01;
 
 export interface DtypeInfo {
   /** The type string as pickled ("f8", "U10", "V24"), with the byte order of the state. */
@@ -140,110 +138,19 @@ function stringDict(v: SymbolicValue | undefined, what: string): Map<string, Sym
   return out;
 }
 
-/** Item sizes numpy uses for each fixed-size kind on the platforms joblib dumps come from. */
-const FIXED_SIZES: Readonly<Record<string, readonly number[]>> = {
-  b: [1],
-  i: [1, 2, 4, 8],
-  u: [1, 2, 4, 8],
-  f: [2, 4, 8, 16],
-  c: [8, 16, 32],
-  m: [8],
-  M: [8],
-  O: [8],
-};
-
-const MAX_DTYPE_DEPTH = 8;
-
 /**
- * Size a pickled numpy dtype: `numpy.dtype(<type string>, False, True)` plus the BUILD state
- * `(version, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata])`.
- * numpy's __setstate__ takes `flags` verbatim (so `hasobject` is whatever the file says) and,
- * for flexible kinds (S, U, V), takes `elsize` as the item size. We require both to agree with
- * the type string and the fields, so every reader sizes the array the same way.
+ * Size a pickled numpy dtype with the one dtype check (src/pickle/numpyDtype.ts): the state must
+ * be exactly what numpy writes for its type string, so `hasobject` (numpy believes the state's
+ * flags) and the item size are what every reader of the file sees. joblib-specific limits on top:
+ * the dtype must be numpy.dtype(...) itself, and not zero-size (read_array cannot read it).
  */
-export function dtypeInfo(v: SymbolicValue, depth = 0): DtypeInfo {
-  if (depth > MAX_DTYPE_DEPTH) unsupported(`dtype nested deeper than ${MAX_DTYPE_DEPTH} levels`);
-  // Memo-shared dtypes (every array of a dump, every field of a structured dtype) are sized
-  // once: without the cache, fields referring to dtypes with many fields cost exponential time.
-  // The key includes the state object: a second BUILD replaces the state (numpy's __setstate__
-  // replaces it too) and must be read again.
-  const cached = v.kind === "object" ? DTYPE_CACHE.get(v) : undefined;
-  if (cached !== undefined && v.kind === "object" && cached.state === v.state) return cached.info;
-  const info = computeDtypeInfo(v, depth);
-  if (v.kind === "object") DTYPE_CACHE.set(v, { state: v.state, info });
-  return info;
-}
-
-const DTYPE_CACHE = new WeakMap<object, { state: SymbolicValue | undefined; info: DtypeInfo }>();
-
-function computeDtypeInfo(v: SymbolicValue, depth: number): DtypeInfo {
+export function dtypeInfo(v: SymbolicValue): DtypeInfo {
   if (v.kind !== "object" || v.callable.kind !== "global" || v.callable.module !== "numpy" || v.callable.name !== "dtype") {
     unsupported(`dtype ${describeValue(v)} is not numpy.dtype(...)`);
   }
-  const args = items(v.args, "tuple", "dtype arguments");
-  if (args.length !== 3) bad(`dtype takes ${args.length} arguments, numpy writes 3`);
-  const typeString = str(args[0], "dtype type string");
-  if (bool(args[1], "dtype align")) unsupported("dtype with align=True");
-  bool(args[2], "dtype copy");
-  const m = /^([biufcmMOSUV])(\d{1,9})$/.exec(typeString);
-  if (m === null) unsupported(`dtype type string ${JSON.stringify(typeString)}`);
-  const kind = m[1] as string;
-  const n = Number(m[2]);
-  let itemsize: number;
-  const fixed = FIXED_SIZES[kind];
-  if (fixed !== undefined) {
-    if (!fixed.includes(n)) unsupported(`dtype ${typeString}: no ${kind} type of ${n} bytes`);
-    itemsize = n;
-  } else {
-    itemsize = kind === "U" ? n * 4 : n;
-  }
-  if (itemsize === 0) unsupported(`zero-size dtype ${typeString} (joblib cannot read it)`);
-
-  let byteorder = "|";
-  let flags: bigint | undefined;
-  let structuralObject = kind === "O";
-  const state = v.state;
-  if (state !== undefined) {
-    const s = items(state, "tuple", "dtype state");
-    const version = int(s[0], "dtype state version");
-    if (!((version === 3n && s.length === 8) || (version === 4n && s.length === 9))) unsupported(`dtype state version ${version.toString()} with ${s.length} items`);
-    byteorder = str(s[1], "dtype byte order");
-    if (!["<", ">", "|", "="].includes(byteorder)) bad(`dtype byte order ${JSON.stringify(byteorder)}`);
-    const subarray = s[2];
-    const names = s[3];
-    const fields = s[4];
-    if (subarray !== undefined && subarray.kind !== "none") {
-      if (kind !== "V") bad(`subarray state on a ${typeString} dtype`);
-      const sub = items(subarray, "tuple", "dtype subarray");
-      const base = sub[0];
-      if (sub.length !== 2 || base === undefined) bad("dtype subarray is not (base, shape)");
-      if (dtypeInfo(base, depth + 1).hasObject) structuralObject = true;
-    }
-    if (fields !== undefined && fields.kind !== "none") {
-      if (kind !== "V") bad(`fields on a ${typeString} dtype`);
-      if (names?.kind !== "tuple") bad("dtype fields without names");
-      for (const [name, field] of stringDict(fields, "dtype fields")) {
-        const f = items(field, "tuple", `dtype field ${JSON.stringify(name)}`);
-        const fieldDtype = f[0];
-        if ((f.length !== 2 && f.length !== 3) || fieldDtype === undefined) bad(`dtype field ${JSON.stringify(name)} is not (dtype, offset[, title])`);
-        const offset = int(f[1], `offset of dtype field ${JSON.stringify(name)}`);
-        const fi = dtypeInfo(fieldDtype, depth + 1);
-        if (offset < 0n || offset + BigInt(fi.itemsize) > BigInt(itemsize)) bad(`dtype field ${JSON.stringify(name)} lies outside its ${itemsize}-byte item`);
-        if (fi.hasObject) structuralObject = true;
-      }
-    } else if (names !== undefined && names.kind !== "none") bad("dtype names without fields");
-    const elsize = int(s[5], "dtype elsize");
-    if (kind === "S" || kind === "U" || kind === "V") {
-      if (elsize !== BigInt(itemsize)) bad(`dtype ${typeString} state says ${elsize.toString()} bytes per item, its type string ${itemsize}`);
-    } else if (elsize !== -1n) bad(`dtype ${typeString} state sets elsize ${elsize.toString()} on a fixed-size type`);
-    int(s[6], "dtype alignment");
-    flags = int(s[7], "dtype flags");
-  }
-  const hasObject = flags === undefined ? structuralObject : (flags & BigInt(NPY_ITEM_HASOBJECT)) !== 0n;
-  // numpy believes the flags; a file whose flags disagree with its type would be read as a nested
-  // pickle by one reader and as raw bytes by another.
-  if (hasObject !== structuralObject) bad(`dtype ${typeString} flags say hasobject=${String(hasObject)}, its type says ${String(structuralObject)}`);
-  return { descr: `${byteorder === "|" ? "" : byteorder}${typeString}`, itemsize, hasObject };
+  const dtype = checkNumpyDtype(v);
+  if (dtype.itemsize === 0) unsupported(`zero-size dtype ${dtype.typeString} (joblib cannot read it)`);
+  return { descr: `${dtype.byteOrder === "|" ? "" : dtype.byteOrder}${dtype.typeString}`, itemsize: dtype.itemsize, hasObject: dtype.hasObject };
 }
 
 /** The wrapper's fields, from its BUILD state only: exactly the attributes read_array uses. */

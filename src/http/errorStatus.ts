@@ -27,6 +27,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   malformed_container: 422,
   embedded_code: 422,
   polyglot: 422,
+  unsafe_dtype: 422,
   extension_mismatch: 422,
   opaque_member: 422,
   bad_persistent_id: 422,

@@ -5,9 +5,10 @@ import { DEFAULT_PICKLE_LIMITS, type PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
 import { BAIL, FastScanner } from "./fast";
 import { PickleMachine, type MachineEvents } from "./machine";
+import { checkNumpyDtype, dtypeFieldsDict, isNumpyDtypeObject } from "./numpyDtype";
 import { OP, opcodeName } from "./opcodes";
 import { classifyGlobal, type PicklePolicy } from "./policy";
-import { UNKNOWN, describeValue, globalName, type SymbolicValue } from "./values";
+import { UNKNOWN, describeValue, globalName, type ObjectValue, type SymbolicValue } from "./values";
 
 export interface BuildEvent {
   /** The object after BUILD, with its state. */
@@ -160,6 +161,36 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     else if (calls.size < MAX_CALL_SITES) calls.set(key, { opcode: opcodeName(opcode), callable: shown, count, offset, stream });
   };
 
+  /** numpy dtypes a BUILD has set the state of (numpy writes one BUILD per dtype). */
+  const builtDtypes = new WeakSet();
+  /**
+   * Every BUILD of a numpy dtype runs numpy.dtype.__setstate__, which believes the state's flags,
+   * sizes and fields: the state must be exactly what numpy writes (src/pickle/numpyDtype.ts).
+   * The value-light scanner hands every stream with such a BUILD to the machine.
+   */
+  const checkDtypeBuild = (target: ObjectValue, end: number): void => {
+    const offset = end - 1;
+    let problem: string | undefined;
+    if (builtDtypes.has(target)) problem = "a second BUILD sets the state of the same numpy.dtype: numpy writes one, right after the dtype";
+    else if (machine.dtypesReferencedBeforeBuild.has(target)) {
+      problem = "BUILD sets the state of a numpy.dtype that the pickle already referenced (memo or DUP): numpy writes it right after the dtype, before any use";
+    }
+    builtDtypes.add(target);
+    if (problem === undefined) {
+      try {
+        checkNumpyDtype(target);
+        const fields = dtypeFieldsDict(target);
+        if (fields !== undefined) machine.freeze(fields);
+      } catch (err) {
+        if (!isGatewayError(err) || err.code !== "unsafe_dtype") throw err;
+        problem = err.message;
+      }
+    }
+    if (problem !== undefined) {
+      add({ code: "unsafe_dtype", severity: "dangerous", message: `BUILD at offset ${offset.toString()}: ${problem}`, location: streamLocation, offset }, `dtype|${offset.toString()}`);
+    }
+  };
+
   const events: MachineEvents = {
     import(module, name, opcode, offset) {
       const c = classify(module, name);
@@ -226,7 +257,20 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
         for (const f of options.onPersistentId(id, offset)) add({ ...f, location: f.location ?? streamLocation, offset: f.offset ?? offset });
       }
     },
+    mutateFrozen(opcode, offset) {
+      add(
+        {
+          code: "unsafe_dtype",
+          severity: "dangerous",
+          message: `${opcodeName(opcode)} at offset ${offset.toString()} changes the fields dict of a numpy.dtype after its BUILD (numpy keeps the dict by reference; numpy never writes this)`,
+          location: streamLocation,
+          offset,
+        },
+        `frozen|${offset.toString()}`,
+      );
+    },
     build(target, end) {
+      if (isNumpyDtypeObject(target)) checkDtypeBuild(target, end);
       const onBuild = options.onBuild;
       if (!onBuild) return;
       cursor.seek(end);
@@ -315,7 +359,8 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
       add(
         {
           code,
-          severity: "malformed",
+          // A hook (joblib) that cannot size an array by a dtype numpy would not write.
+          severity: code === "unsafe_dtype" ? "dangerous" : "malformed",
           message: afterStop ? `bytes after STOP at offset ${streamStart.toString()} are not a pickle: ${err.message}` : err.message,
           location: streamLocation,
           offset,

@@ -1,6 +1,7 @@
 import type { ByteSource } from "../bytes/source";
 import type { PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
+import { isDtypeMakingCallable } from "./numpyDtype";
 import { HIGHEST_PROTOCOL } from "./opcodes";
 
 /**
@@ -9,7 +10,8 @@ import { HIGHEST_PROTOCOL } from "./opcodes";
  * analyzer. It proves, for the common shape of a data pickle, that a stream does nothing but
  * data and the imports and calls it lists; whenever anything else happens (any malformed
  * structure, any limit reached, an EXT or persistent id, a call whose callable is not an import,
- * module state mutated, a STACK_GLOBAL whose operands are not string constants, a rare or
+ * module state mutated, a BUILD on an object made by numpy.dtype or copyreg._reconstructor (the
+ * analyzer checks every dtype state, see numpyDtype.ts), a STACK_GLOBAL whose operands are not string constants, a rare or
  * protocol 0 text opcode) it gives up (`BAIL`) and the analyzer runs the full machine on the
  * whole stream from its start, which then produces every finding exactly as before.
  *
@@ -94,7 +96,10 @@ export class FastScanner {
   /** Imports of the stream: module and name by id. */
   private globalModules: string[] = [];
   private globalNames: string[] = [];
-  /** Per import id: a BUILD on an object it made needs the caller's onBuild hook (the full machine). */
+  /**
+   * Per import id: a BUILD on an object it made needs the full machine: the caller's onBuild hook
+   * reads it, or it may be a numpy dtype, whose state the analyzer checks (numpyDtype.ts).
+   */
   private buildHooked: boolean[] = [];
   private globalIds = new Map<string, number>();
   private callCounts = new Float64Array(64);
@@ -177,7 +182,7 @@ export class FastScanner {
       this.globalIds.set(key, g);
       this.globalModules.push(module);
       this.globalNames.push(name);
-      this.buildHooked.push(this.buildHook !== undefined && this.buildHook(module, name));
+      this.buildHooked.push(isDtypeMakingCallable(module, name) || (this.buildHook !== undefined && this.buildHook(module, name)));
       if (4 * (g + 1) > this.callCounts.length) {
         const counts = new Float64Array(this.callCounts.length * 2);
         counts.set(this.callCounts);

@@ -1,6 +1,7 @@
 import { GatewayError } from "../errors";
 import type { PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
+import { isNumpyDtypeObject } from "./numpyDtype";
 import { opcodeName } from "./opcodes";
 import {
   BUFFER,
@@ -11,6 +12,7 @@ import {
   UNKNOWN,
   intValue,
   type DictValue,
+  type ObjectValue,
   type SymbolicValue,
 } from "./values";
 
@@ -58,6 +60,8 @@ export interface MachineEvents {
   persistent(id: SymbolicValue, offset: number): void;
   /** After BUILD; `end` is the offset just after the opcode. */
   build(target: SymbolicValue, end: number): void;
+  /** SETITEM/SETITEMS on a dict the analyzer froze (the fields dict of a checked numpy dtype, which numpy keeps by reference). */
+  mutateFrozen(opcode: number, offset: number): void;
 }
 
 export class LimitError extends GatewayError {
@@ -94,6 +98,14 @@ export class PickleMachine {
   /** Protocol declared by the last PROTO (0 when none): decides the Python 2 name fixes. */
   protocol = 0;
   ops = 0;
+  /**
+   * numpy dtype objects referenced again (memo GET, DUP) before a BUILD set their state: numpy
+   * writes a dtype's BUILD right after the dtype, so a later BUILD would change a dtype that an
+   * array, scalar or structured dtype already uses (the analyzer rejects it: unsafe_dtype).
+   */
+  readonly dtypesReferencedBeforeBuild = new WeakSet();
+  /** Dicts that must not change any more (see `freeze`); undefined until one is frozen, so data pickles pay nothing. */
+  private frozenDicts: WeakSet<object> | undefined = undefined;
 
   constructor(
     private readonly limits: PickleLimits,
@@ -182,6 +194,7 @@ export class PickleMachine {
           let v = this.memo[reader.num];
           if (v === undefined) malformed(`memo value not found at index ${reader.num.toString()}`, offset);
           if (v === LAZY) v = this.materialize(reader.num);
+          else if (v.kind === "object" && v.state === undefined) this.noteUnbuiltReference(v);
           stack.push(v);
           break;
         }
@@ -207,8 +220,11 @@ export class PickleMachine {
           const v = this.pop(offset);
           const k = this.pop(offset);
           const d = this.top(offset);
-          if (d.kind === "dict") this.retainEntry(d, k, v);
-          else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          if (d.kind === "dict") {
+            if (this.frozenDicts?.has(d) === true) ev.mutateFrozen(op, offset);
+            this.retainEntry(d, k, v);
+          } else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          else if (d.kind === "unknown" && this.frozenDicts !== undefined) ev.mutateFrozen(op, offset); // a memo placeholder may stand for a frozen dict
           break;
         }
         case 0x75 /* SETITEMS */: {
@@ -216,6 +232,7 @@ export class PickleMachine {
           if ((stack.length - mark) % 2 !== 0) malformed("odd number of items for SETITEMS", offset);
           const d = this.belowMark(mark, offset);
           if (d.kind === "dict") {
+            if (this.frozenDicts?.has(d) === true) ev.mutateFrozen(op, offset);
             const pairs = (stack.length - mark) / 2;
             if (d.entries.length === 0 && pairs <= SMALL_CONTAINER && this.retainedItems < MAX_RETAINED_HARD) {
               // The common case (CPython writes EMPTY_DICT, MARK, pairs, SETITEMS): one exact-size array.
@@ -225,6 +242,7 @@ export class PickleMachine {
               this.retainedItems += pairs;
             } else for (let k = mark; k < stack.length; k += 2) this.retainEntry(d, stack[k] as SymbolicValue, stack[k + 1] as SymbolicValue);
           } else if (d.kind === "global") ev.mutateGlobal(op, d, offset);
+          else if (d.kind === "unknown" && this.frozenDicts !== undefined) ev.mutateFrozen(op, offset);
           stack.length = mark;
           break;
         }
@@ -304,9 +322,12 @@ export class PickleMachine {
           else if (this.marks.length > 0) this.popMarkIndex(offset);
           else malformed("POP on an empty stack", offset);
           break;
-        case 0x32 /* DUP */:
-          stack.push(this.top(offset));
+        case 0x32 /* DUP */: {
+          const v = this.top(offset);
+          if (v.kind === "object" && v.state === undefined) this.noteUnbuiltReference(v);
+          stack.push(v);
           break;
+        }
         case 0x95 /* FRAME */:
           break;
         default:
@@ -422,6 +443,22 @@ export class PickleMachine {
       default:
         malformed(`unhandled opcode ${opcodeName(op)}`, offset);
     }
+  }
+
+  /**
+   * numpy's dtype.__setstate__ keeps the fields dict of its state by reference: a SETITEM on it
+   * after the BUILD changes the fields of a checked dtype (a plain field turned into an object
+   * field under flags that say "no objects"). The analyzer freezes it once the state is checked.
+   * Past the retention budget the memo keeps dicts as unknown placeholders (`lightweight`), so once
+   * a dict is frozen a SETITEM(S) on an unknown value counts as a change too (CPython's pickler
+   * never sets items on a dict fetched from the memo).
+   */
+  freeze(d: DictValue): void {
+    (this.frozenDicts ??= new WeakSet()).add(d);
+  }
+
+  private noteUnbuiltReference(v: ObjectValue): void {
+    if (isNumpyDtypeObject(v)) this.dtypesReferencedBeforeBuild.add(v);
   }
 
   private decoded(bytes: number, offset: number): void {

@@ -20,6 +20,7 @@ interface DtypeSpec {
   byteorder?: string;
   elsize?: number;
   flags?: number;
+  alignment?: number;
   /** Structured dtype: names and (dtype, offset) fields. */
   fields?: [string, DtypeSpec, number][];
   /** Omit the BUILD state entirely. */
@@ -60,22 +61,29 @@ function isFlexible(type: string): boolean {
   return /^[SUV]/.test(type);
 }
 
+/** The flags numpy writes: 63 for O8, 8 (NEEDS_INIT) for U, 16 | the fields' NPY_FROM_FIELDS bits for structs. */
+function defaultFlags(spec: DtypeSpec): number {
+  if (spec.fields) return spec.fields.reduce((f, [, d]) => f | (defaultFlags(d) & 0x1b), 16);
+  return spec.type.startsWith("O") ? 63 : spec.type.startsWith("U") ? 8 : 0;
+}
+
 function dtypeOps(spec: DtypeSpec): PickleOp[] {
   const [module, name] = spec.callable ?? ["numpy", "dtype"];
   const ops: PickleOp[] = [["GLOBAL", module, name]];
   ops.push(...(spec.args ?? ([["SHORT_BINUNICODE", spec.type], ["NEWFALSE"], ["NEWTRUE"], ["TUPLE3"]] as PickleOp[])));
   ops.push(["REDUCE"]);
   if (spec.noState === true) return ops;
-  const hasObject = spec.type.startsWith("O") || (spec.fields ?? []).some(([, f]) => f.type.startsWith("O"));
-  const flags = spec.flags ?? (spec.type.startsWith("O") ? 63 : hasObject ? 27 : 0);
-  ops.push(["MARK"], ["BININT1", 3], ["SHORT_BINUNICODE", spec.byteorder ?? (isFlexible(spec.type) && !spec.type.startsWith("U") ? "|" : "<")], ["NONE"]);
+  const flags = spec.flags ?? defaultFlags(spec);
+  ops.push(["MARK"], ["BININT1", 3], ["SHORT_BINUNICODE", spec.byteorder ?? (/^([SVO]|[biu]1$)/.test(spec.type) ? "|" : "<")], ["NONE"]);
   if (spec.fields) {
     ops.push(["MARK"], ...spec.fields.map(([n]) => ["SHORT_BINUNICODE", n] as PickleOp), ["TUPLE"]);
     ops.push(["EMPTY_DICT"], ["MARK"]);
     for (const [n, f, offset] of spec.fields) ops.push(["SHORT_BINUNICODE", n], ...dtypeOps(f), ["BININT1", offset], ["TUPLE2"]);
     ops.push(["SETITEMS"]);
   } else ops.push(["NONE"], ["NONE"]);
-  ops.push(["BININT", spec.elsize ?? (isFlexible(spec.type) ? itemsizeOf(spec.type) : -1)], ["BININT", -1], ["BININT1", flags], ["TUPLE"], ["BUILD"]);
+  // What numpy writes (scripts/gen_numpy_dtype_table.py): alignment 1 for S/V and structs, 4 for U, -1 for fixed types.
+  const alignment = spec.alignment ?? (spec.type.startsWith("U") ? 4 : isFlexible(spec.type) ? 1 : -1);
+  ops.push(["BININT", spec.elsize ?? (isFlexible(spec.type) ? itemsizeOf(spec.type) : -1)], ["BININT", alignment], ["BININT1", flags], ["TUPLE"], ["BUILD"]);
   return ops;
 }
 
@@ -291,18 +299,18 @@ describe("joblib dumps built byte by byte", () => {
       ["a huge shape", { dtype: "f8", shape: [2 ** 31 - 1, 2 ** 31 - 1], data: new Uint8Array(8) }, "malformed_container"],
       ["a negative dimension", { dtype: "f8", shape: [-1], data: new Uint8Array() }, "malformed_container"],
       ["an unknown order", { dtype: "f8", shape: [1], order: "K" }, "malformed_container"],
-      ["an unknown dtype kind", { dtype: "x8", shape: [1] }, "unsupported_format"],
-      ["a dtype size numpy has no type for", { dtype: "f3", shape: [1] }, "unsupported_format"],
-      ["a dtype name instead of a type string", { dtype: { type: "float64", elsize: -1 }, shape: [1] }, "unsupported_format"],
+      ["an unknown dtype kind", { dtype: "x8", shape: [1] }, "unsafe_dtype"],
+      ["a dtype size numpy has no type for", { dtype: "f3", shape: [1] }, "unsafe_dtype"],
+      ["a dtype name instead of a type string", { dtype: { type: "float64", elsize: -1 }, shape: [1] }, "unsafe_dtype"],
       ["a zero-size dtype", { dtype: "S0", shape: [1] }, "unsupported_format"],
       ["a dtype that is not numpy.dtype", { dtype: { type: "f8", callable: ["numpy", "float64"] }, shape: [1] }, "unsupported_format"],
-      ["dtype align=True", { dtype: { type: "f8", args: [["SHORT_BINUNICODE", "f8"], ["NEWTRUE"], ["NEWTRUE"], ["TUPLE3"]] }, shape: [1] }, "unsupported_format"],
-      ["hasobject flags on a float dtype", { dtype: { type: "f8", flags: 63 }, shape: [1] }, "malformed_container"],
-      ["an object dtype without the hasobject flag", { dtype: { type: "O8", flags: 0 }, shape: [1] }, "malformed_container"],
-      ["a flexible dtype whose elsize disagrees", { dtype: { type: "U3", elsize: 24 }, shape: [1] }, "malformed_container"],
-      ["elsize on a fixed-size dtype", { dtype: { type: "f8", elsize: 16 }, shape: [1] }, "malformed_container"],
-      ["a byte order numpy does not know", { dtype: { type: "f8", byteorder: "!" }, shape: [1] }, "malformed_container"],
-      ["a field outside its item", { dtype: { type: "V8", fields: [["x", { type: "f8" }, 4]] }, shape: [1] }, "malformed_container"],
+      ["dtype align=True", { dtype: { type: "f8", args: [["SHORT_BINUNICODE", "f8"], ["NEWTRUE"], ["NEWTRUE"], ["TUPLE3"]] }, shape: [1] }, "unsafe_dtype"],
+      ["hasobject flags on a float dtype", { dtype: { type: "f8", flags: 63 }, shape: [1] }, "unsafe_dtype"],
+      ["an object dtype without the hasobject flag", { dtype: { type: "O8", flags: 0 }, shape: [1] }, "unsafe_dtype"],
+      ["a flexible dtype whose elsize disagrees", { dtype: { type: "U3", elsize: 24 }, shape: [1] }, "unsafe_dtype"],
+      ["elsize on a fixed-size dtype", { dtype: { type: "f8", elsize: 16 }, shape: [1] }, "unsafe_dtype"],
+      ["a byte order numpy does not know", { dtype: { type: "f8", byteorder: "!" }, shape: [1] }, "unsafe_dtype"],
+      ["a field outside its item", { dtype: { type: "V8", fields: [["x", { type: "f8" }, 4]] }, shape: [1] }, "unsafe_dtype"],
       ["an unknown wrapper field", { dtype: "f8", shape: [1], extraFields: [["SHORT_BINUNICODE", "read_array"], ["NONE"]] }, "malformed_container"],
       ["a field set twice", { dtype: "f8", shape: [1], extraFields: [["SHORT_BINUNICODE", "order"], ["SHORT_BINUNICODE", "F"]] }, "malformed_container"],
       ["a missing dtype", { dtype: "f8", shape: [1], omit: ["dtype"] }, "malformed_container"],
@@ -323,7 +331,7 @@ describe("joblib dumps built byte by byte", () => {
         for (let i = 0; i < 64; i++) out.push(["SHORT_BINUNICODE", `f${i.toString()}`]);
         out.push(["TUPLE"], ["EMPTY_DICT"], ["MARK"]);
         for (let i = 0; i < 64; i++) out.push(["SHORT_BINUNICODE", `f${i.toString()}`], ...fieldRef, ["BININT1", 0], ["TUPLE2"]);
-        out.push(["SETITEMS"], ["BININT", size], ["BININT", -1], ["BININT1", 0], ["TUPLE"], ["BUILD"]);
+        out.push(["SETITEMS"], ["BININT", size], ["BININT", 1], ["BININT1", 16], ["TUPLE"], ["BUILD"]);
         return out;
       };
       // memo[k] holds level k's dtype.
