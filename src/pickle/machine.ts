@@ -60,6 +60,20 @@ export interface MachineEvents {
   build(target: SymbolicValue, end: number): void;
 }
 
+/**
+ * The messages of the limits, shared with the value-light scanner (fast.ts), which reports the
+ * limits it reaches itself and must produce the machine's finding word for word.
+ */
+export const limitMessage = {
+  ops: (max: number): string => `more than ${max.toString()} opcodes in one pickle (maxOpsPerStream)`,
+  marks: (max: number): string => `MARK nesting deeper than ${max.toString()} (maxMarkDepth)`,
+  stack: (max: number): string => `stack deeper than ${max.toString()} (maxStackDepth)`,
+  memo: (max: number): string => `more than ${max.toString()} memo entries (maxMemoEntries)`,
+  decoded: (max: number): string => `decoded strings exceed ${max.toString()} bytes (maxDecodedStringBytes)`,
+  memoIndex: (index: number, opsBefore: number): string =>
+    `memo index ${index.toString()} is beyond the ${opsBefore.toString()} opcodes before it: no pickler writes it, and CPython's unpickler would size its memo table by it (memo index rule)`,
+};
+
 export class LimitError extends GatewayError {
   constructor(message: string, offset: number) {
     super("limit_exceeded", `${message} at offset ${offset.toString()}`, { offset });
@@ -91,6 +105,11 @@ export class PickleMachine {
   private retainedItems = 0;
   /** Decoded string/bytes argument bytes of the whole analysis (maxDecodedStringBytes). */
   decodedBytes = 0;
+  /**
+   * Opcodes of the earlier pickles of the sequence, set by the analyzer (the memo index rule spans
+   * a sequence: a Pickler reused for several dump() calls numbers a later pickle's memo on).
+   */
+  opsBefore = 0;
   /** Protocol declared by the last PROTO (0 when none): decides the Python 2 name fixes. */
   protocol = 0;
   ops = 0;
@@ -118,13 +137,13 @@ export class PickleMachine {
     for (;;) {
       const op = reader.next();
       const offset = reader.offset;
-      if (++this.ops > maxOps) throw new LimitError(`more than ${maxOps.toString()} opcodes in one pickle (maxOpsPerStream)`, offset);
+      if (++this.ops > maxOps) throw new LimitError(limitMessage.ops(maxOps), offset);
       if ((this.ops & 0xffff) === 0 && Date.now() > this.deadline) {
         throw new LimitError(`analysis exceeded its time budget of ${limits.timeBudgetMs.toString()} ms (timeBudgetMs)`, offset);
       }
       switch (op) {
         case 0x28 /* MARK */:
-          if (this.marks.length >= limits.maxMarkDepth) throw new LimitError(`MARK nesting deeper than ${limits.maxMarkDepth.toString()} (maxMarkDepth)`, offset);
+          if (this.marks.length >= limits.maxMarkDepth) throw new LimitError(limitMessage.marks(limits.maxMarkDepth), offset);
           this.marks.push(stack.length);
           this.fence = stack.length;
           break;
@@ -312,7 +331,7 @@ export class PickleMachine {
         default:
           this.rare(op, reader, offset);
       }
-      if (stack.length > maxStack) throw new LimitError(`stack deeper than ${maxStack.toString()} (maxStackDepth)`, offset);
+      if (stack.length > maxStack) throw new LimitError(limitMessage.stack(maxStack), offset);
     }
   }
 
@@ -427,7 +446,7 @@ export class PickleMachine {
   private decoded(bytes: number, offset: number): void {
     this.decodedBytes += bytes;
     if (this.decodedBytes > this.limits.maxDecodedStringBytes) {
-      throw new LimitError(`decoded strings exceed ${this.limits.maxDecodedStringBytes.toString()} bytes (maxDecodedStringBytes)`, offset);
+      throw new LimitError(limitMessage.decoded(this.limits.maxDecodedStringBytes), offset);
     }
   }
 
@@ -474,10 +493,16 @@ export class PickleMachine {
   }
 
   private memoPut(index: number, v: SymbolicValue, offset: number): void {
+    // The memo index rule (README "Memo index rule"): _pickle.c _Unpickler_MemoPut resizes its
+    // table to (index + 1) * 2 pointers, so LONG_BINPUT 0xffffffff asks for 64 GiB. A pickler's
+    // index counts objects memoized before (len(memo), 1-based in Python 2's cPickle), each pushed
+    // by an opcode of this sequence: it never exceeds the opcodes before the PUT.
+    const opsBefore = this.opsBefore + this.ops - 1;
+    if (index > opsBefore) throw new LimitError(limitMessage.memoIndex(index, opsBefore), offset);
     const memo = this.memo;
     if (memo[index] === undefined) {
       if (this.memoCount >= this.limits.maxMemoEntries) {
-        throw new LimitError(`more than ${this.limits.maxMemoEntries.toString()} memo entries (maxMemoEntries)`, offset);
+        throw new LimitError(limitMessage.memo(this.limits.maxMemoEntries), offset);
       }
       this.memoCount++;
     }
