@@ -40,6 +40,17 @@ export const MAX_RETAINED_TOTAL = 50_000;
 export const MAX_RETAINED_HARD = 2_000_000;
 /** Containers up to this size are kept whole until MAX_RETAINED_HARD. */
 export const SMALL_CONTAINER = 16;
+/**
+ * Memo stores of one stream that keep their value as it is (strings kept as offsets aside);
+ * past it the memo keeps only what the events depend on (see `memoPlaceholder`). Without it a
+ * flood of memoized tuples, lists or floats kept one object per memo entry: 1.6 GB at
+ * maxMemoEntries (README "Memory of one inspection").
+ */
+export const MAX_MEMO_VALUES_KEPT = 2_000_000;
+/** Distinct imports and object callables the memo shares one placeholder for past MAX_MEMO_VALUES_KEPT. */
+export const MAX_MEMO_SHARED = 4096;
+/** What a persistent id memoized past MAX_MEMO_VALUES_KEPT is GET as (the event fired when it was read). */
+const PERSISTENT_PLACEHOLDER: SymbolicValue = Object.freeze({ kind: "persistent", id: UNKNOWN });
 
 
 /** Memo indices below this can hold a lazily decoded string (the offsets array is 8 bytes per index). */
@@ -103,6 +114,10 @@ export class PickleMachine {
   private side: PickleReader | undefined = undefined;
   private reader: PickleReader | undefined = undefined;
   private retainedItems = 0;
+  /** Memo stores of this stream that kept their value (MAX_MEMO_VALUES_KEPT). */
+  private memoValuesKept = 0;
+  /** Past MAX_MEMO_VALUES_KEPT: one memo value per import, and per object callable (MAX_MEMO_SHARED). */
+  private memoShared = new Map<string, SymbolicValue>();
   /** Decoded string/bytes argument bytes of the whole analysis (maxDecodedStringBytes). */
   decodedBytes = 0;
   /**
@@ -459,6 +474,8 @@ export class PickleMachine {
     this.memoCount = 0;
     this.lastStr = undefined;
     this.retainedItems = 0;
+    this.memoValuesKept = 0;
+    this.memoShared.clear();
     this.protocol = 0;
     this.ops = 0;
   }
@@ -518,7 +535,53 @@ export class PickleMachine {
       memo[index] = LAZY;
       return;
     }
+    if (this.memoValuesKept >= MAX_MEMO_VALUES_KEPT) {
+      memo[index] = this.memoPlaceholder(v);
+      return;
+    }
+    this.memoValuesKept++;
     memo[index] = this.retainedItems < MAX_RETAINED_TOTAL ? v : lightweight(v);
+  }
+
+  /**
+   * What the memo keeps past MAX_MEMO_VALUES_KEPT, with no allocation per entry: what the events
+   * depend on, shared. Strings (kept as they come: STACK_GLOBAL) and constants stay; an import is
+   * stored as the first value of that module and name (calls, BUILD and mutations name it), an
+   * object as one placeholder per callable (BUILD counts a call of it), a persistent id as one
+   * placeholder (its event fired when it was read); any other value becomes unknown, as containers
+   * do past the retention budget (`lightweight`): CPython's pickler memoizes no scalars, and a
+   * container GET from past the budget is only data. Past MAX_MEMO_SHARED distinct imports or
+   * callables, unknown too: every import was classified when it was read.
+   */
+  private memoPlaceholder(v: SymbolicValue): SymbolicValue {
+    switch (v.kind) {
+      case "str":
+      case "none":
+      case "bool":
+      case "unknown":
+      case "buffer":
+        return v;
+      case "persistent":
+        return PERSISTENT_PLACEHOLDER;
+      case "global":
+        return this.shared(`g\n${v.module}\n${v.name}`, v);
+      case "object": {
+        const c = v.callable;
+        const key = c.kind === "global" ? `o\n${c.module}\n${c.name}` : `o\n${c.kind}`;
+        return this.memoShared.get(key) ?? this.shared(key, { kind: "object", callable: c, args: UNKNOWN });
+      }
+      default:
+        return v === EMPTY_TUPLE ? v : UNKNOWN;
+    }
+  }
+
+  /** The memo's shared value for `key`, made `v` on first use; unknown past MAX_MEMO_SHARED keys. */
+  private shared(key: string, v: SymbolicValue): SymbolicValue {
+    const known = this.memoShared.get(key);
+    if (known !== undefined) return known;
+    if (this.memoShared.size >= MAX_MEMO_SHARED) return UNKNOWN;
+    this.memoShared.set(key, v);
+    return v;
   }
 
   /** Decode a lazily memoized string again from its opcode (validated when it was first read). */
@@ -571,6 +634,7 @@ export class PickleMachine {
     } else d.truncated = true;
   }
 }
+
 
 /**
  * What the memo keeps once the large-container budget is spent: strings, globals, scalars and
