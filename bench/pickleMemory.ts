@@ -8,9 +8,14 @@
  * named "... (machine)" start with a protocol 0 INT opcode, which the value-light scanner does
  * not handle: the full symbolic machine analyzes them, the path any upload can force.
  *
- * Usage: npm run bench:pickle-memory [-- --only memo]   (runs the cases whose name contains "memo")
+ * Peak RSS includes garbage V8 has not collected yet (it grows the heap rather than collect when
+ * allocation is fast), so `--heap <MiB>` runs the children with --max-old-space-size: a case that
+ * completes under it keeps less than that alive; one that needs more dies "out of memory".
+ *
+ * Usage: npm run bench:pickle-memory [-- --only memo] [-- --heap 512]
+ *   --only: the cases whose name contains the text; --heap: the children's V8 old-space cap in MiB.
  */
-import { execFileSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -110,17 +115,24 @@ function child(path: string): void {
 function main(): void {
   const onlyArg = process.argv.indexOf("--only");
   const only = onlyArg >= 0 ? process.argv[onlyArg + 1] : undefined;
+  const heapArg = process.argv.indexOf("--heap");
+  const heap = heapArg >= 0 ? [`--max-old-space-size=${process.argv[heapArg + 1] ?? ""}`] : [];
   const dir = mkdtempSync(join(tmpdir(), "modelgate-bench-pickle-memory-"));
   try {
-    console.log("case | input MB | findings | wall s | peak RSS MiB");
+    console.log(`case | input MB | findings | wall s | peak RSS MiB${heap.length > 0 ? ` (${heap[0] ?? ""})` : ""}`);
     for (const c of cases()) {
       if (only !== undefined && !c.name.includes(only)) continue;
       const path = join(dir, "case.pkl");
       write(path, c);
       const size = statSync(path).size;
-      const out = execFileSync(process.execPath, [__filename, "--child", path], { encoding: "utf8", maxBuffer: 1 << 20 });
-      const r = JSON.parse(out.trim()) as { codes: string[]; seconds: number; maxRssMiB: number };
-      console.log(`${c.name} | ${(size / 1e6).toFixed(1)} | ${r.codes.join(",") || "-"} | ${r.seconds.toFixed(2)} | ${r.maxRssMiB.toFixed(0)}`);
+      const run = spawnSync(process.execPath, [...heap, __filename, "--child", path], { encoding: "utf8", maxBuffer: 1 << 20 });
+      if (run.status !== 0) {
+        const oom = /heap out of memory/i.test(run.stderr);
+        console.log(`${c.name} | ${(size / 1e6).toFixed(1)} | ${oom ? "out of memory" : `child failed (${String(run.status ?? run.signal)})`} | - | -`);
+      } else {
+        const r = JSON.parse(run.stdout.trim()) as { codes: string[]; seconds: number; maxRssMiB: number };
+        console.log(`${c.name} | ${(size / 1e6).toFixed(1)} | ${r.codes.join(",") || "-"} | ${r.seconds.toFixed(2)} | ${r.maxRssMiB.toFixed(0)}`);
+      }
       rmSync(path, { force: true });
     }
   } finally {

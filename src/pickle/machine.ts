@@ -523,11 +523,13 @@ export class PickleMachine {
       }
       this.memoCount++;
     }
-    // Lazy only for indices near the dense range: the offsets array never grows by more than
-    // double for one input-chosen index (a LONG_BINPUT of 2^24 must not allocate 128 MB).
-    if (v === this.lastStr && index < MAX_LAZY_INDEX && index < this.lazyOffsets.length * 2) {
+    // Lazy for indices below MAX_LAZY_INDEX: the memo index rule above bounds the index by the
+    // opcodes read, so the offsets array (8 bytes per index) grows with the input, never past 128 MiB.
+    if (v === this.lastStr && index < MAX_LAZY_INDEX) {
       if (index >= this.lazyOffsets.length) {
-        const grown = new Float64Array(Math.min(MAX_LAZY_INDEX, this.lazyOffsets.length * 2));
+        let size = this.lazyOffsets.length * 2;
+        while (size <= index) size *= 2;
+        const grown = new Float64Array(Math.min(MAX_LAZY_INDEX, size));
         grown.set(this.lazyOffsets);
         this.lazyOffsets = grown;
       }
@@ -545,7 +547,9 @@ export class PickleMachine {
 
   /**
    * What the memo keeps past MAX_MEMO_VALUES_KEPT, with no allocation per entry: what the events
-   * depend on, shared. Strings (kept as they come: STACK_GLOBAL) and constants stay; an import is
+   * depend on, shared. Constants stay; a string that is not kept as an offset (an index past
+   * MAX_LAZY_INDEX, a string fetched and memoized again) becomes unknown, which fails closed:
+   * STACK_GLOBAL on it is an unresolved_global (no pickler writes either); an import is
    * stored as the first value of that module and name (calls, BUILD and mutations name it), an
    * object as one placeholder per callable (BUILD counts a call of it), a persistent id as one
    * placeholder (its event fired when it was read); any other value becomes unknown, as containers
@@ -555,7 +559,6 @@ export class PickleMachine {
    */
   private memoPlaceholder(v: SymbolicValue): SymbolicValue {
     switch (v.kind) {
-      case "str":
       case "none":
       case "bool":
       case "unknown":

@@ -142,26 +142,30 @@ describe("the value-light scanner reports the limits it reaches (the machine doe
 });
 
 describe("the machine's memo keeps values up to MAX_MEMO_VALUES_KEPT per stream, then placeholders", () => {
-  it("a list memoized within the budget is GET as a list, one past it as unknown; imports stay exact", () => {
+  it("a list memoized within the budget is GET as a list, one past it as unknown; imports stay exact; strings fail closed", () => {
     // Built directly (not with buildPickle) to keep a 2M-entry pickle cheap: EMPTY_LIST, MEMOIZE, POP.
     const unit = Uint8Array.from([0x5d, 0x94, 0x30]);
-    const head = buildPickle([["PROTO", 4], ["GLOBAL", "collections", "OrderedDict"], ["MEMOIZE"], ["POP"]]);
-    const flood = new Uint8Array(unit.length * (MAX_MEMO_VALUES_KEPT - 1));
+    // Memo 0: collections.OrderedDict (a kept value); 1, 2: "os", "system" (kept as offsets, not counted).
+    const head = buildPickle([["PROTO", 4], ["GLOBAL", "collections", "OrderedDict"], ["MEMOIZE"], ["POP"], str("os"), ["MEMOIZE"], ["POP"], str("system"), ["MEMOIZE"], ["POP"]]);
+    const flood = new Uint8Array(unit.length * (MAX_MEMO_VALUES_KEPT - 1)); // memo 3 .. MAX + 1
     for (let i = 0; i < flood.length; i += unit.length) flood.set(unit, i);
     const u32 = (n: number): number[] => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, (n >>> 24) & 0xff];
-    const getList = (index: number): Uint8Array => Uint8Array.from([0x6a, ...u32(index)]); // LONG_BINGET
+    const get = (index: number): Uint8Array => Uint8Array.from([0x6a, ...u32(index)]); // LONG_BINGET
     const tail = concat(
-      Uint8Array.from([0x5d, 0x94, 0x30]), // one more list: memo index MAX_MEMO_VALUES_KEPT, past the budget
+      Uint8Array.from([0x5d, 0x94, 0x30]), // memo MAX + 2: a list past the budget
+      Uint8Array.from([0x68, 0x01, 0x94, 0x30]), // BINGET 1 ("os" decoded again), MEMOIZE (memo MAX + 3), POP
       Uint8Array.from([0x28]), // MARK
-      getList(MAX_MEMO_VALUES_KEPT - 1), // the last list kept
-      getList(MAX_MEMO_VALUES_KEPT), // the first placeholder
+      get(MAX_MEMO_VALUES_KEPT + 1), // the last list kept
+      get(MAX_MEMO_VALUES_KEPT + 2), // the first placeholder
       Uint8Array.from([0x68, 0x00, 0x29, 0x52]), // BINGET 0 (the import), EMPTY_TUPLE, REDUCE
+      get(MAX_MEMO_VALUES_KEPT + 3), // "os" memoized again past the budget: unknown
+      Uint8Array.from([0x68, 0x02, 0x93]), // BINGET 2 ("system"), STACK_GLOBAL
       Uint8Array.from([0x74, 0x2e]), // TUPLE, STOP
     );
     const a = analyzeBytes(concat(head, flood, tail), { limits: { timeBudgetMs: 60_000 } });
-    expect(codesOf(a)).toEqual([]);
+    expect(codesOf(a)).toEqual(["unresolved_global"]);
     const v = a.values[0];
-    expect(v?.kind === "tuple" ? v.items.map((x) => x.kind) : undefined).toEqual(["list", "unknown", "object"]);
+    expect(v?.kind === "tuple" ? v.items.map((x) => x.kind) : undefined).toEqual(["list", "unknown", "object", "unknown"]);
     expect(a.node.details?.calls).toEqual([expect.objectContaining({ callable: "collections.OrderedDict", count: 1 })]);
   });
 });
