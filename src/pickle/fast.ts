@@ -321,7 +321,7 @@ export class FastScanner {
     const marks = this.marks;
     const memo = this.memo;
     const checkAt = s.checkAt;
-    /** Opcodes of the sequence before this stream's first (the memo index rule, see machine.ts memoPut). */
+    /** Earlier streams' opcodes, minus one: `opsBefore + ops` is the opcodes read before the current one (memo index rule, machine.ts memoPut). */
     const opsBefore = s.opsBefore - 1;
     let memoCount = s.memoCount;
     let memoHigh = s.memoHigh;
