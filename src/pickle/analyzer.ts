@@ -3,7 +3,7 @@ import { GatewayError, isGatewayError, isInspectionErrorCode, type InspectionErr
 import type { Finding, ImportRecord, ImportSafety, InspectionNode } from "../inspect/report";
 import { DEFAULT_PICKLE_LIMITS, type PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
-import { BAIL, FastScanner } from "./fast";
+import { BAIL, FastScanner, LIMIT } from "./fast";
 import { PickleMachine, type MachineEvents } from "./machine";
 import { checkNumpyDtype, dtypeFieldsDict, isNumpyDtypeObject } from "./numpyDtype";
 import { OP, opcodeName } from "./opcodes";
@@ -299,20 +299,48 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   let end = reader.pos;
 
   /**
-   * Scan the stream at `start` with the value-light scanner; on success replay its imports and
-   * calls in order of first occurrence (the same records, findings and counts the machine's
-   * events produce) and move the reader past STOP. False: nothing was recorded, run the machine.
+   * The finding that ends the analysis where stream `streamStart` broke after `streamOps` opcodes
+   * (the machine's exception or the limit the value-light scanner reached).
    */
-  const scanFast = (scanner: FastScanner, start: number): boolean => {
-    const after = scanner.run(start, machine.decodedBytes);
+  const addEnding = (code: InspectionErrorCode, message: string, offset: number, streamStart: number, streamOps: number): void => {
+    const afterStop = stream > 0 && streamOps <= 1;
+    add(
+      {
+        code,
+        // A hook (joblib) that cannot size an array by a dtype numpy would not write.
+        severity: code === "unsafe_dtype" ? "dangerous" : "malformed",
+        message: afterStop ? `bytes after STOP at offset ${streamStart.toString()} are not a pickle: ${message}` : message,
+        location: streamLocation,
+        offset,
+      },
+      undefined,
+      true,
+    );
+    end = Math.max(end, Math.min(offset, reader.end));
+  };
+
+  /**
+   * Scan the stream at `start` with the value-light scanner; when it reaches STOP or a limit,
+   * replay its imports and calls in order of first occurrence (the same records, findings and
+   * counts the machine's events produce) and then move the reader past STOP ("done") or add the
+   * machine's limit finding ("limit"). "machine": nothing was recorded, run the machine.
+   */
+  const scanFast = (scanner: FastScanner, start: number): "done" | "limit" | "machine" => {
+    const after = scanner.run(start, machine.decodedBytes, totalOps);
     // Past the findings cap the machine's duplicate events count as omitted findings: let it.
-    if (after === BAIL || findings.length + scanner.imports.length >= MAX_FINDINGS) return false;
-    machine.decodedBytes += scanner.decodedBytes;
+    if (after === BAIL || findings.length + scanner.imports.length >= MAX_FINDINGS) return "machine";
     for (const imp of scanner.imports) events.import(imp.module, imp.name, imp.opcode, imp.offset);
     for (const c of scanner.calls()) callSite(c.opcode, { kind: "global", module: c.module, name: c.name }, c.offset, c.count);
+    if (after === LIMIT) {
+      lastProtocol = scanner.protocol;
+      totalOps += scanner.ops;
+      addEnding("limit_exceeded", `${scanner.limitMessage} at offset ${scanner.limitOffset.toString()}`, scanner.limitOffset, start, scanner.ops);
+      return "limit";
+    }
+    machine.decodedBytes += scanner.decodedBytes;
     reader.seek(after);
     reader.frameEnd = -1;
-    return true;
+    return "done";
   };
 
   for (;;) {
@@ -333,7 +361,9 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     stream = streams++;
     streamLocation = `${location}#pickle[${stream.toString()}]`;
     const streamStart = reader.pos;
-    if (fast !== undefined && scanFast(fast, streamStart)) {
+    const scanned = fast === undefined ? "machine" : scanFast(fast, streamStart);
+    if (scanned === "limit") break;
+    if (fast !== undefined && scanned === "done") {
       values.push(UNKNOWN);
       firstProtocol ??= fast.protocol;
       lastProtocol = fast.protocol;
@@ -343,6 +373,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
       continue;
     }
     machine.reset();
+    machine.opsBefore = totalOps;
     try {
       values.push(machine.run(reader));
       firstProtocol ??= machine.protocol;
@@ -355,20 +386,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
       if (!isGatewayError(err)) throw err;
       const code: InspectionErrorCode = isInspectionErrorCode(err.code) ? err.code : "malformed_pickle";
       const offset = typeof err.details?.offset === "number" ? err.details.offset : reader.offset;
-      const afterStop = stream > 0 && machine.ops <= 1;
-      add(
-        {
-          code,
-          // A hook (joblib) that cannot size an array by a dtype numpy would not write.
-          severity: code === "unsafe_dtype" ? "dangerous" : "malformed",
-          message: afterStop ? `bytes after STOP at offset ${streamStart.toString()} are not a pickle: ${err.message}` : err.message,
-          location: streamLocation,
-          offset,
-        },
-        undefined,
-        true,
-      );
-      end = Math.max(end, Math.min(offset, reader.end));
+      addEnding(code, err.message, offset, streamStart, machine.ops);
       break;
     }
     if (options.single === true || reader.pos >= reader.end) break;

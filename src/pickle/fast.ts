@@ -1,6 +1,7 @@
 import type { ByteSource } from "../bytes/source";
 import type { PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
+import { limitMessage } from "./machine";
 import { isDtypeMakingCallable } from "./numpyDtype";
 import { HIGHEST_PROTOCOL } from "./opcodes";
 
@@ -9,11 +10,16 @@ import { HIGHEST_PROTOCOL } from "./opcodes";
  * needs no values (no onBuild / onPersistentId hook, `values` unread). It is not a second
  * analyzer. It proves, for the common shape of a data pickle, that a stream does nothing but
  * data and the imports and calls it lists; whenever anything else happens (any malformed
- * structure, any limit reached, an EXT or persistent id, a call whose callable is not an import,
- * module state mutated, a BUILD on an object made by numpy.dtype or copyreg._reconstructor (the
- * analyzer checks every dtype state, see numpyDtype.ts), a STACK_GLOBAL whose operands are not string constants, a rare or
- * protocol 0 text opcode) it gives up (`BAIL`) and the analyzer runs the full machine on the
- * whole stream from its start, which then produces every finding exactly as before.
+ * structure, an EXT or persistent id, a call whose callable is not an import, module state
+ * mutated, a BUILD on an object made by numpy.dtype or copyreg._reconstructor (the analyzer checks
+ * every dtype state, see numpyDtype.ts), a STACK_GLOBAL whose operands are not string constants,
+ * a rare or protocol 0 text opcode) it gives up (`BAIL`) and the analyzer runs the full machine on
+ * the whole stream from its start, which then produces every finding exactly as before.
+ *
+ * A PickleLimits bound reached on an opcode handled here is reported at once (`LIMIT`, with the
+ * machine's own message, offset and opcode count): the machine, run on the same prefix, would stop
+ * at the same opcode with the same finding, and re-running it on a stream built to reach a limit
+ * (a memo flood, a deep stack) is what cost gigabytes (README "Memory of one inspection").
  *
  * What it keeps per value is one int32 ("tag"), on a typed-array stack and a paged memo:
  *   tag >= 1        a str, 1 + the offset (from the stream's start) of the opcode that wrote it (decoded again only when
@@ -35,6 +41,8 @@ import { HIGHEST_PROTOCOL } from "./opcodes";
 export const BAIL = -1;
 /** Returned by chunk() when it stopped at its opcode budget. */
 const CONTINUE = -2;
+/** Returned by run() when a PickleLimits bound was reached: `limitMessage` / `limitOffset` say which, where. */
+export const LIMIT = -3;
 
 const OTHER = -1;
 /** Memo slot never written (no value has tag 0: a fresh Int32Array is all empty). */
@@ -91,7 +99,7 @@ export class FastScanner {
   private memo: Int32Array[] = new Array<Int32Array>(MAX_MEMO_INDEX >>> PAGE_BITS).fill(ZERO_PAGE);
   private memoHigh = 0;
   /** The scan state between chunks. */
-  private readonly s = { start: 0, pos: 0, maxDecoded: 0, memoCount: 0, memoHigh: 0, sp: 0, md: 0, fence: 0, ops: 0, decoded: 0, frameEnd: -1, stopAt: 0, checkAt: 0 };
+  private readonly s = { start: 0, pos: 0, maxDecoded: 0, opsBefore: 0, memoCount: 0, memoHigh: 0, sp: 0, md: 0, fence: 0, ops: 0, decoded: 0, frameEnd: -1, stopAt: 0, checkAt: 0 };
   private side: PickleReader | undefined = undefined;
   /** Imports of the stream: module and name by id. */
   private globalModules: string[] = [];
@@ -110,6 +118,9 @@ export class FastScanner {
   ops = 0;
   protocol = 0;
   decodedBytes = 0;
+  /** After LIMIT: the machine's LimitError message (without "at offset") and the offending opcode's offset. */
+  limitMessage = "";
+  limitOffset = 0;
   /** Distinct imports (per opcode, module, name) in order of first occurrence, with that offset. */
   imports: FastImport[] = [];
   /** Distinct call sites (per opcode and import) in order of first occurrence, with counts. */
@@ -161,9 +172,14 @@ export class FastScanner {
 
   /** Decode the string written by the opcode at `offset` (validated by the scan); undefined when it cannot be used. */
   private decodeAt(offset: number): PickleReader | undefined {
+    return this.decodeAtFrame(offset, -1);
+  }
+
+  /** decodeAt inside a frame that ends at `frameEnd` (-1: none): the reader's framing checks too. */
+  private decodeAtFrame(offset: number, frameEnd: number): PickleReader | undefined {
     this.side ??= new PickleReader(this.source, 0, this.end, this.limits.maxRetainedArgumentBytes, 256);
     const side = this.side;
-    side.frameEnd = -1;
+    side.frameEnd = frameEnd;
     side.seek(offset);
     try {
       side.next();
@@ -230,13 +246,25 @@ export class FastScanner {
     this.ops = 0;
     this.protocol = 0;
     this.decodedBytes = 0;
+    this.limitMessage = "";
+    this.limitOffset = 0;
+  }
+
+  /** Record the limit reached by the opcode at `offset` (the `ops`-th of the stream); returns LIMIT. */
+  private limit(message: string, offset: number, ops: number, decoded: number): number {
+    this.limitMessage = message;
+    this.limitOffset = offset;
+    this.ops = ops;
+    this.decodedBytes = decoded;
+    return LIMIT;
   }
 
   /**
-   * Scan one pickle from `start` to its STOP. Returns the offset just after STOP, or BAIL.
-   * `decodedBefore` is the analysis' decoded-string total so far (maxDecodedStringBytes spans streams).
+   * Scan one pickle from `start` to its STOP. Returns the offset just after STOP, BAIL or LIMIT.
+   * `decodedBefore` is the analysis' decoded-string total so far (maxDecodedStringBytes spans streams),
+   * `opsBefore` the opcodes of its earlier streams (the memo index rule spans a sequence).
    */
-  run(start: number, decodedBefore: number): number {
+  run(start: number, decodedBefore: number, opsBefore = 0): number {
     this.resetStream();
     if (this.end - start > MAX_STREAM_BYTES) return BAIL;
     const maxOps = this.limits.maxOpsPerStream;
@@ -244,6 +272,7 @@ export class FastScanner {
     s.start = start;
     s.pos = start;
     s.maxDecoded = this.limits.maxDecodedStringBytes - decodedBefore;
+    s.opsBefore = opsBefore;
     s.memoCount = 0;
     s.memoHigh = 0;
     s.sp = 0;
@@ -264,8 +293,20 @@ export class FastScanner {
       const r = this.chunk();
       if (r !== CONTINUE) return r;
       // The next opcode would be past maxOpsPerStream (or there is none: no STOP), or time is up.
-      if (s.ops >= maxOps || Date.now() > this.deadline) return BAIL;
+      if (s.ops >= maxOps) return this.opsLimit();
+      if (Date.now() > this.deadline) return BAIL;
     }
+  }
+
+  /**
+   * maxOpsPerStream opcodes scanned and no STOP: the machine reads the next opcode (its reader
+   * throws malformed_pickle first when it does not parse) and then counts it past the limit.
+   */
+  private opsLimit(): number {
+    const s = this.s;
+    const side = this.decodeAtFrame(s.pos, s.frameEnd);
+    if (side === undefined) return BAIL;
+    return this.limit(limitMessage.ops(this.limits.maxOpsPerStream), s.pos, s.ops + 1, s.decoded);
   }
 
   /** Scan until STOP (offset after it), a bail, or `checkAt` opcodes (CONTINUE, state saved in `s`). */
@@ -285,6 +326,8 @@ export class FastScanner {
     const marks = this.marks;
     const memo = this.memo;
     const checkAt = s.checkAt;
+    /** Earlier streams' opcodes, minus one: `opsBefore + ops` is the opcodes read before the current one (memo index rule, machine.ts memoPut). */
+    const opsBefore = s.opsBefore - 1;
     let memoCount = s.memoCount;
     let memoHigh = s.memoHigh;
     let sp = s.sp;
@@ -331,7 +374,7 @@ export class FastScanner {
       const op = buf[i] as number;
       switch (op) {
         case 0x28 /* MARK */:
-          if (md >= maxMarks) return BAIL;
+          if (md >= maxMarks) return this.limit(limitMessage.marks(maxMarks), at, ops, decoded);
           marks[md++] = sp;
           fence = sp;
           pos = at + 1;
@@ -434,7 +477,7 @@ export class FastScanner {
             }
             stack[sp++] = at - start + 1;
           }
-          if (decoded > maxDecoded) return BAIL;
+          if (decoded > maxDecoded) return pos > stopAt ? BAIL : this.limit(limitMessage.decoded(limits.maxDecodedStringBytes), at, ops, decoded);
           break;
         }
         case 0x43 /* SHORT_BINBYTES */:
@@ -463,7 +506,7 @@ export class FastScanner {
           pos = from + n;
           if (n <= maxRetained) {
             decoded += n;
-            if (decoded > maxDecoded) return BAIL;
+            if (decoded > maxDecoded) return pos > stopAt ? BAIL : this.limit(limitMessage.decoded(limits.maxDecodedStringBytes), at, ops, decoded);
           }
           stack[sp++] = OTHER;
           break;
@@ -503,11 +546,12 @@ export class FastScanner {
             idx = ((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0;
           }
           if (sp <= fence) return BAIL;
+          if (idx > opsBefore + ops) return pos > stopAt ? BAIL : this.limit(limitMessage.memoIndex(idx, opsBefore + ops), at, ops, decoded);
           if (idx >= MAX_MEMO_INDEX) return BAIL;
           let page = memo[idx >>> PAGE_BITS] as Int32Array;
           const slot = idx & PAGE_MASK;
           if (page[slot] === EMPTY) {
-            if (memoCount >= maxMemo) return BAIL;
+            if (memoCount >= maxMemo) return pos > stopAt ? BAIL : this.limit(limitMessage.memo(maxMemo), at, ops, decoded);
             memoCount++;
             if (idx >= memoHigh) this.memoHigh = memoHigh = idx + 1;
             if (page === ZERO_PAGE) memo[idx >>> PAGE_BITS] = page = new Int32Array(1 << PAGE_BITS);
@@ -624,7 +668,7 @@ export class FastScanner {
           const module = r.str;
           const name = r.str2;
           decoded += module.length + name.length;
-          if (decoded > maxDecoded) return BAIL;
+          if (decoded > maxDecoded) return pos > stopAt ? BAIL : this.limit(limitMessage.decoded(limits.maxDecodedStringBytes), at, ops, decoded);
           const g = this.globalId(module, name);
           if (g < 0 || !this.recordImport(module, name, op, at)) return BAIL;
           stack[sp++] = -2 - 2 * g;
@@ -694,7 +738,8 @@ export class FastScanner {
       // An opcode that crosses the end of its FRAME is malformed.
       // Past stopAt: an opcode that crosses the end of its FRAME (malformed), or a truncated argument.
       if (pos > stopAt || sp > stackCheck) {
-        if (pos > stopAt || sp > maxStack) return BAIL;
+        if (pos > stopAt) return BAIL;
+        if (sp > maxStack) return this.limit(limitMessage.stack(maxStack), at, ops, decoded);
         const grown = new Int32Array(Math.min(maxStack + 2, stack.length * 2));
         grown.set(stack);
         this.stack = stack = grown;

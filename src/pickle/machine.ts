@@ -42,6 +42,17 @@ export const MAX_RETAINED_TOTAL = 50_000;
 export const MAX_RETAINED_HARD = 2_000_000;
 /** Containers up to this size are kept whole until MAX_RETAINED_HARD. */
 export const SMALL_CONTAINER = 16;
+/**
+ * Memo stores of one stream that keep their value as it is (strings kept as offsets aside);
+ * past it the memo keeps only what the events depend on (see `memoPlaceholder`). Without it a
+ * flood of memoized tuples, lists or floats kept one object per memo entry: 1.6 GB at
+ * maxMemoEntries (README "Memory of one inspection").
+ */
+export const MAX_MEMO_VALUES_KEPT = 2_000_000;
+/** Distinct imports and object callables the memo shares one placeholder for past MAX_MEMO_VALUES_KEPT. */
+export const MAX_MEMO_SHARED = 4096;
+/** What a persistent id memoized past MAX_MEMO_VALUES_KEPT is GET as (the event fired when it was read). */
+const PERSISTENT_PLACEHOLDER: SymbolicValue = Object.freeze({ kind: "persistent", id: UNKNOWN });
 
 
 /** Memo indices below this can hold a lazily decoded string (the offsets array is 8 bytes per index). */
@@ -63,6 +74,20 @@ export interface MachineEvents {
   /** SETITEM/SETITEMS on a dict the analyzer froze (the fields dict of a checked numpy dtype, which numpy keeps by reference). */
   mutateFrozen(opcode: number, offset: number): void;
 }
+
+/**
+ * The messages of the limits, shared with the value-light scanner (fast.ts), which reports the
+ * limits it reaches itself and must produce the machine's finding word for word.
+ */
+export const limitMessage = {
+  ops: (max: number): string => `more than ${max.toString()} opcodes in one pickle (maxOpsPerStream)`,
+  marks: (max: number): string => `MARK nesting deeper than ${max.toString()} (maxMarkDepth)`,
+  stack: (max: number): string => `stack deeper than ${max.toString()} (maxStackDepth)`,
+  memo: (max: number): string => `more than ${max.toString()} memo entries (maxMemoEntries)`,
+  decoded: (max: number): string => `decoded strings exceed ${max.toString()} bytes (maxDecodedStringBytes)`,
+  memoIndex: (index: number, opsBefore: number): string =>
+    `memo index ${index.toString()} is beyond the ${opsBefore.toString()} opcodes before it: no pickler writes it, and CPython's unpickler would size its memo table by it (memo index rule)`,
+};
 
 export class LimitError extends GatewayError {
   constructor(message: string, offset: number) {
@@ -93,8 +118,17 @@ export class PickleMachine {
   private side: PickleReader | undefined = undefined;
   private reader: PickleReader | undefined = undefined;
   private retainedItems = 0;
+  /** Memo stores of this stream that kept their value (MAX_MEMO_VALUES_KEPT). */
+  private memoValuesKept = 0;
+  /** Past MAX_MEMO_VALUES_KEPT: one memo value per import, and per object callable (MAX_MEMO_SHARED). */
+  private memoShared = new Map<string, SymbolicValue>();
   /** Decoded string/bytes argument bytes of the whole analysis (maxDecodedStringBytes). */
   decodedBytes = 0;
+  /**
+   * Opcodes of the earlier pickles of the sequence, set by the analyzer (the memo index rule spans
+   * a sequence: a Pickler reused for several dump() calls numbers a later pickle's memo on).
+   */
+  opsBefore = 0;
   /** Protocol declared by the last PROTO (0 when none): decides the Python 2 name fixes. */
   protocol = 0;
   ops = 0;
@@ -130,13 +164,13 @@ export class PickleMachine {
     for (;;) {
       const op = reader.next();
       const offset = reader.offset;
-      if (++this.ops > maxOps) throw new LimitError(`more than ${maxOps.toString()} opcodes in one pickle (maxOpsPerStream)`, offset);
+      if (++this.ops > maxOps) throw new LimitError(limitMessage.ops(maxOps), offset);
       if ((this.ops & 0xffff) === 0 && Date.now() > this.deadline) {
         throw new LimitError(`analysis exceeded its time budget of ${limits.timeBudgetMs.toString()} ms (timeBudgetMs)`, offset);
       }
       switch (op) {
         case 0x28 /* MARK */:
-          if (this.marks.length >= limits.maxMarkDepth) throw new LimitError(`MARK nesting deeper than ${limits.maxMarkDepth.toString()} (maxMarkDepth)`, offset);
+          if (this.marks.length >= limits.maxMarkDepth) throw new LimitError(limitMessage.marks(limits.maxMarkDepth), offset);
           this.marks.push(stack.length);
           this.fence = stack.length;
           break;
@@ -333,7 +367,7 @@ export class PickleMachine {
         default:
           this.rare(op, reader, offset);
       }
-      if (stack.length > maxStack) throw new LimitError(`stack deeper than ${maxStack.toString()} (maxStackDepth)`, offset);
+      if (stack.length > maxStack) throw new LimitError(limitMessage.stack(maxStack), offset);
     }
   }
 
@@ -464,7 +498,7 @@ export class PickleMachine {
   private decoded(bytes: number, offset: number): void {
     this.decodedBytes += bytes;
     if (this.decodedBytes > this.limits.maxDecodedStringBytes) {
-      throw new LimitError(`decoded strings exceed ${this.limits.maxDecodedStringBytes.toString()} bytes (maxDecodedStringBytes)`, offset);
+      throw new LimitError(limitMessage.decoded(this.limits.maxDecodedStringBytes), offset);
     }
   }
 
@@ -477,6 +511,8 @@ export class PickleMachine {
     this.memoCount = 0;
     this.lastStr = undefined;
     this.retainedItems = 0;
+    this.memoValuesKept = 0;
+    this.memoShared.clear();
     this.protocol = 0;
     this.ops = 0;
   }
@@ -511,18 +547,26 @@ export class PickleMachine {
   }
 
   private memoPut(index: number, v: SymbolicValue, offset: number): void {
+    // The memo index rule (README "Memo index rule"): _pickle.c _Unpickler_MemoPut resizes its
+    // table to (index + 1) * 2 pointers, so LONG_BINPUT 0xffffffff asks for 64 GiB. A pickler's
+    // index counts objects memoized before (len(memo), 1-based in Python 2's cPickle), each pushed
+    // by an opcode of this sequence: it never exceeds the opcodes before the PUT.
+    const opsBefore = this.opsBefore + this.ops - 1;
+    if (index > opsBefore) throw new LimitError(limitMessage.memoIndex(index, opsBefore), offset);
     const memo = this.memo;
     if (memo[index] === undefined) {
       if (this.memoCount >= this.limits.maxMemoEntries) {
-        throw new LimitError(`more than ${this.limits.maxMemoEntries.toString()} memo entries (maxMemoEntries)`, offset);
+        throw new LimitError(limitMessage.memo(this.limits.maxMemoEntries), offset);
       }
       this.memoCount++;
     }
-    // Lazy only for indices near the dense range: the offsets array never grows by more than
-    // double for one input-chosen index (a LONG_BINPUT of 2^24 must not allocate 128 MB).
-    if (v === this.lastStr && index < MAX_LAZY_INDEX && index < this.lazyOffsets.length * 2) {
+    // Lazy for indices below MAX_LAZY_INDEX: the memo index rule above bounds the index by the
+    // opcodes read, so the offsets array (8 bytes per index) grows with the input, never past 128 MiB.
+    if (v === this.lastStr && index < MAX_LAZY_INDEX) {
       if (index >= this.lazyOffsets.length) {
-        const grown = new Float64Array(Math.min(MAX_LAZY_INDEX, this.lazyOffsets.length * 2));
+        let size = this.lazyOffsets.length * 2;
+        while (size <= index) size *= 2;
+        const grown = new Float64Array(Math.min(MAX_LAZY_INDEX, size));
         grown.set(this.lazyOffsets);
         this.lazyOffsets = grown;
       }
@@ -530,7 +574,54 @@ export class PickleMachine {
       memo[index] = LAZY;
       return;
     }
+    if (this.memoValuesKept >= MAX_MEMO_VALUES_KEPT) {
+      memo[index] = this.memoPlaceholder(v);
+      return;
+    }
+    this.memoValuesKept++;
     memo[index] = this.retainedItems < MAX_RETAINED_TOTAL ? v : lightweight(v);
+  }
+
+  /**
+   * What the memo keeps past MAX_MEMO_VALUES_KEPT, with no allocation per entry: what the events
+   * depend on, shared. Constants stay; a string that is not kept as an offset (an index past
+   * MAX_LAZY_INDEX, a string fetched and memoized again) becomes unknown, which fails closed:
+   * STACK_GLOBAL on it is an unresolved_global (no pickler writes either); an import is
+   * stored as the first value of that module and name (calls, BUILD and mutations name it), an
+   * object as one placeholder per callable (BUILD counts a call of it), a persistent id as one
+   * placeholder (its event fired when it was read); any other value becomes unknown, as containers
+   * do past the retention budget (`lightweight`): CPython's pickler memoizes no scalars, and a
+   * container GET from past the budget is only data. Past MAX_MEMO_SHARED distinct imports or
+   * callables, unknown too: every import was classified when it was read.
+   */
+  private memoPlaceholder(v: SymbolicValue): SymbolicValue {
+    switch (v.kind) {
+      case "none":
+      case "bool":
+      case "unknown":
+      case "buffer":
+        return v;
+      case "persistent":
+        return PERSISTENT_PLACEHOLDER;
+      case "global":
+        return this.shared(`g\n${v.module}\n${v.name}`, v);
+      case "object": {
+        const c = v.callable;
+        const key = c.kind === "global" ? `o\n${c.module}\n${c.name}` : `o\n${c.kind}`;
+        return this.memoShared.get(key) ?? this.shared(key, { kind: "object", callable: c, args: UNKNOWN });
+      }
+      default:
+        return v === EMPTY_TUPLE ? v : UNKNOWN;
+    }
+  }
+
+  /** The memo's shared value for `key`, made `v` on first use; unknown past MAX_MEMO_SHARED keys. */
+  private shared(key: string, v: SymbolicValue): SymbolicValue {
+    const known = this.memoShared.get(key);
+    if (known !== undefined) return known;
+    if (this.memoShared.size >= MAX_MEMO_SHARED) return UNKNOWN;
+    this.memoShared.set(key, v);
+    return v;
   }
 
   /** Decode a lazily memoized string again from its opcode (validated when it was first read). */
@@ -583,6 +674,7 @@ export class PickleMachine {
     } else d.truncated = true;
   }
 }
+
 
 /**
  * What the memo keeps once the large-container budget is spent: strings, globals, scalars and

@@ -9,6 +9,11 @@ function valueOf(ops: PickleOp[]): SymbolicValue | undefined {
   return a.values[0];
 }
 
+/** `n` opcodes that leave the stack as it was (NONE, POP pairs). */
+function filler(n: number): PickleOp[] {
+  return Array.from({ length: n }, (_v, i): PickleOp => (i % 2 === 0 ? ["NONE"] : ["POP"]));
+}
+
 /** Plain JSON-ish view of a value for assertions. */
 function plain(v: SymbolicValue | undefined): unknown {
   if (v === undefined) return undefined;
@@ -113,13 +118,14 @@ describe("symbolic machine: values", () => {
   });
 
   it("MEMOIZE indexes by len(memo), after PUTs at arbitrary indices", () => {
-    const v = valueOf([["PROTO", 4], ["SHORT_BINUNICODE", "a"], ["BINPUT", 7], ["POP"], ["SHORT_BINUNICODE", "b"], ["MEMOIZE"], ["POP"], ["BINGET", 1]]);
+    const v = valueOf([["PROTO", 4], ["SHORT_BINUNICODE", "a"], ["BINPUT", 2], ["POP"], ["SHORT_BINUNICODE", "b"], ["MEMOIZE"], ["POP"], ["BINGET", 1]]);
     expect(plain(v)).toBe("b");
   });
 
   it("PUT/GET text forms and LONG_BINPUT/LONG_BINGET share one memo", () => {
-    expect(plain(valueOf([["STRING", "v"], ["PUT", 3], ["POP"], ["GET", 3]]))).toBe("v");
-    expect(plain(valueOf([["PROTO", 2], ["SHORT_BINUNICODE", "w"], ["LONG_BINPUT", 100000], ["POP"], ["LONG_BINGET", 100000]]))).toBe("w");
+    // Filler opcodes first: the memo index rule admits an index up to the opcodes before the PUT.
+    expect(plain(valueOf([["NONE"], ["POP"], ["STRING", "v"], ["PUT", 3], ["POP"], ["GET", 3]]))).toBe("v");
+    expect(plain(valueOf([["PROTO", 2], ...filler(100_000), ["SHORT_BINUNICODE", "w"], ["LONG_BINPUT", 100000], ["POP"], ["LONG_BINGET", 100000]]))).toBe("w");
   });
 
   it("POP on an empty frame after MARK pops the mark (CPython's load_pop)", () => {
@@ -344,10 +350,11 @@ describe("memoized strings decoded again on GET", () => {
   });
 
   it("returns the exact string (ASCII, UTF-8, Python 2 str) after many opcodes", () => {
-    const filler: PickleOp[] = [];
-    for (let i = 0; i < 3000; i++) filler.push(["SHORT_BINUNICODE", `f${i.toString()}`], ["MEMOIZE"], ["POP"]);
+    const strings: PickleOp[] = [];
+    for (let i = 0; i < 3000; i++) strings.push(["SHORT_BINUNICODE", `f${i.toString()}`], ["MEMOIZE"], ["POP"]);
     const v = valueOf([
       ["PROTO", 4],
+      ...filler(100_000),
       ["SHORT_BINUNICODE", "ascii"],
       ["MEMOIZE"],
       ["POP"],
@@ -357,7 +364,7 @@ describe("memoized strings decoded again on GET", () => {
       ["BINSTRING", "py2"],
       ["LONG_BINPUT", 100000],
       ["POP"],
-      ...filler,
+      ...strings,
       ["BINGET", 0],
       ["MARK"],
       ["LONG_BINGET", 70000],
@@ -410,8 +417,15 @@ describe("the finding that ends a stream is never dropped by the findings cap", 
 });
 
 describe("memo indices chosen by the input", () => {
-  it("a string PUT at a huge index is kept without allocating for the index", () => {
-    expect(plain(valueOf([["PROTO", 2], ["SHORT_BINUNICODE", "far"], ["LONG_BINPUT", 0xffffffff], ["POP"], ["LONG_BINGET", 0xffffffff]]))).toBe("far");
-    expect(plain(valueOf([["PROTO", 2], ["SHORT_BINUNICODE", "mid"], ["LONG_BINPUT", (1 << 24) - 1], ["POP"], ["LONG_BINGET", (1 << 24) - 1]]))).toBe("mid");
+  it("a string PUT at an index far past the opcodes before it is limit_exceeded (memo index rule)", () => {
+    for (const index of [0xffffffff, (1 << 24) - 1, 3]) {
+      const a = analyzeOps([["PROTO", 2], ["SHORT_BINUNICODE", "far"], ["LONG_BINPUT", index], ["POP"], ["LONG_BINGET", index], ["STOP"]]);
+      expect(a.node.findings.map((f) => f.code)).toEqual(["limit_exceeded"]);
+      expect(a.node.findings[0]?.offset).toBe(7);
+    }
+  });
+
+  it("a string PUT at a high index the opcodes before it allow is kept without allocating for the index", () => {
+    expect(plain(valueOf([["PROTO", 2], ...filler(70_000), ["SHORT_BINUNICODE", "mid"], ["LONG_BINPUT", 70_000], ["POP"], ["LONG_BINGET", 70_000]]))).toBe("mid");
   });
 });
