@@ -5,18 +5,20 @@ import { DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../../inspect/policy
 import type { Finding, ImportRecord, InspectionReport } from "../../inspect/report";
 import { inspectFile } from "../../formats/inspectFile";
 import { invalidGlobalPattern } from "../../pickle/policy";
+import { isPresetName, PRESET_NAMES, type PresetName } from "../../pickle/presets";
 import { loadAllowlist } from "../../trust/allowlist";
 import { parseCommandArgs } from "../args";
 import type { CliIo, Command } from "../command";
 import { EXIT_OK, EXIT_REJECTED, EXIT_USAGE } from "../exitCodes";
 
-const USAGE = `usage: modelgate scan <file>... [--json] [--allow-global <pattern>]... [--policy <allowlist.json> --source <id>]
+const USAGE = `usage: modelgate scan <file>... [--json] [--allow-global <pattern>]... [--preset <name>]... [--policy <allowlist.json> --source <id>]
 
 Inspect model files without loading them and print a verdict per file.
 
   --json                    print {"files": [{path, verdict, format, findings, imports, omittedFindings?}]} on stdout
   --allow-global <pattern>  also allow this pickle import: "module.name" or "module.*" (repeatable);
                             the hard floor (os, subprocess, builtins.eval, ...) can never be allowed
+  --preset <name>           also allow a named preset's exact imports (repeatable): ${PRESET_NAMES.join(", ")}
   --policy <allowlist.json> use the content policy of a source in this allowlist (with --source)
   --source <id>             the source whose policy applies
 
@@ -32,7 +34,10 @@ interface FileResult {
   omittedFindings?: { count: number; byCode: Record<string, number> };
 }
 
-function policyFrom(values: { policy?: string | undefined; source?: string | undefined; "allow-global"?: string[] | undefined }, io: CliIo): ContentPolicy {
+function policyFrom(
+  values: { policy?: string | undefined; source?: string | undefined; "allow-global"?: string[] | undefined; preset?: string[] | undefined },
+  io: CliIo,
+): ContentPolicy {
   if ((values.policy === undefined) !== (values.source === undefined)) {
     throw new GatewayError("usage", "--policy and --source go together: the allowlist file and the source whose policy applies");
   }
@@ -52,7 +57,14 @@ function policyFrom(values: { policy?: string | undefined; source?: string | und
     const why = invalidGlobalPattern(p);
     if (why !== undefined) throw new GatewayError("usage", `--allow-global ${why}`);
   }
-  return { ...base, allowGlobals: [...base.allowGlobals, ...extra] };
+  const presets: PresetName[] = [...(base.presets ?? [])];
+  for (const p of values.preset ?? []) {
+    if (!isPresetName(p)) throw new GatewayError("usage", `--preset "${p}" is not a preset (known presets: ${PRESET_NAMES.join(", ")})`);
+    if (!presets.includes(p)) presets.push(p);
+  }
+  const policy: ContentPolicy = { ...base, allowGlobals: [...base.allowGlobals, ...extra] };
+  if (presets.length > 0) policy.presets = presets;
+  return policy;
 }
 
 function where(f: Finding): string {
@@ -89,6 +101,7 @@ export function makeScanCommand(inspector: Inspector): Command {
       const { values, positionals } = parseCommandArgs(args, {
         json: { type: "boolean" },
         "allow-global": { type: "string", multiple: true },
+        preset: { type: "string", multiple: true },
         policy: { type: "string" },
         source: { type: "string" },
       });
