@@ -3,7 +3,8 @@
 
 Run:  /usr/bin/python3 scripts/gen_pickle_names.py      (from the repository root; ~1 minute)
 Needs the Debian python3-sklearn, -scipy, -numpy, -torch, -joblib and -pandas packages (whichever
-are installed are walked; the versions go into the generated headers). No network. This script
+are installed are walked; the versions go into the generated headers) and node with the
+repository's node_modules (to read the safe set from src/pickle/safeSet.ts). No network. This script
 imports every importable module of those packages (that is how it sees what each name *is*), fits
 small sklearn estimators on random data and pickles them; it never unpickles anything.
 
@@ -22,21 +23,25 @@ Writes three TypeScript files (commit them with this script):
      c  a callable that runs code: a Python function, or a Python class whose __new__, __init__,
         __setstate__, __setitem__, append or extend (what REDUCE, NEWOBJ, BUILD, SETITEMS and
         APPENDS call) is Python code, where that code or any code nested in it (inner functions,
-        lambdas, comprehensions) - RULE:
-          - names one of RUNS_CODE_NAMES below (dynamic import, exec/eval/compile, process
-            spawning, file opening/removal/temporary files, URL fetching, nested unpicklers), or
-          - names `load`/`loads` together with one of DESERIALIZER_MODULES (pickle.load,
-            joblib.load, torch.load, np.load, yaml.load, marshal.loads), or
-          - names a global of its module (or a builtin) that is a hard-floor callable, except the
-            reflective builtins in ORDINARY_BUILTINS (getattr, setattr, isinstance... appear in most
-            code; a function that forwards its arguments to them is not detected: documented).
-        Code objects are what the interpreter runs, so a name the code never mentions cannot be
-        called by it directly. The rule over-approximates (any `open` attribute counts) and does not
-        follow calls into other functions; a callable it misses is still only reachable through a
-        policy that allows it, and the hard floor covers what it calls by name.
+        lambdas, comprehensions) reaches - through a global of its module or a builtin
+        (LOAD_GLOBAL), an attribute of a module (LOAD_GLOBAL np; LOAD_ATTR load), or a
+        function-level import (IMPORT_NAME/IMPORT_FROM) - a hard-floor callable that is either
+          - in a floor group of ALWAYS_DANGEROUS_GROUPS (code-execution, import-machinery,
+            nested-deserialization, network, debuggers-profilers, package-tools: eval, exec,
+            compile, open, __import__, importlib.import_module, pickle.loads, joblib.load, ...),
+            except native bindings in BINDINGS_ON_FLOOR (torch._C behind every tensor method), or
+          - named in DANGEROUS_ATTRS (os.system, subprocess.run/Popen/check_output, os.remove,
+            shutil.rmtree, tempfile.mkstemp, ...: the processes, filesystem and interpreter-state
+            groups are otherwise mostly harmless helpers such as os.path.join or os.cpu_count).
+        The reflective builtins of ORDINARY_BUILTINS (getattr, setattr, vars, ...) do not count:
+        they appear in most code. Code objects are what the interpreter runs, so code that never
+        names such a callable cannot call it directly; the rule does not follow calls into other
+        functions nor arguments forwarded to getattr (documented in README "Aliases of dangerous
+        callables"). A callable it misses is still only reachable through a policy that allows it.
    Names already on the hard floor are not repeated. Entries are grouped by containing module.
-   KNOWN_OTHER_VERSIONS adds aliases that exist in versions not installed here (sklearn >= 1.3
-   moved all_estimators to sklearn.utils.discovery, which imports importlib.import_module).
+   Test suites shipped inside the packages (a module segment tests/test/conftest or test_*) are
+   not walked: no wildcard admits them. KNOWN_OTHER_VERSIONS pins the aliases the issue cites, so
+   that a walk of other versions (where a module moved or is missing) still lists them.
 
 2. src/pickle/wildcardNames.generated.ts - names a wildcard pattern ("sklearn.*") may admit
    although a module segment or the final name starts with "_": the name pickle itself writes for
@@ -49,7 +54,8 @@ Writes three TypeScript files (commit them with this script):
    segment `tests`, `testing`, `_testing`, `conftest`) and alias-map names are never listed.
 
 3. src/pickle/sklearnPreset.generated.ts - the "sklearn" preset: every estimator class of
-   sklearn.utils.all_estimators() by its pickle name, every class defined in sklearn's loss, link
+   sklearn.utils.all_estimators() and every BaseEstimator subclass sklearn defines (Pipeline,
+   FeatureUnion, _BinMapper) by its pickle name, every class defined in sklearn's loss, link
    and tree-structure modules, and every import of the pickles of fitted instances of each
    estimator this script can construct (_construct_instance, fitted on small random data), which
    brings in the Cython helpers (`sklearn.tree._tree.Tree`, `sklearn.neighbors._kd_tree.newObj`,
