@@ -99,7 +99,7 @@ DANGEROUS_ATTRS = {
     "open", "fdopen", "FileIO", "remove", "unlink", "rmdir", "removedirs", "rmtree", "rename", "renames", "replace", "move",
     "copy", "copy2", "copyfile", "copytree", "truncate", "chmod", "chown", "symlink", "link", "makedirs", "mkdir", "putenv",
     "chdir", "mkstemp", "mkdtemp", "NamedTemporaryFile", "TemporaryFile", "TemporaryDirectory", "SpooledTemporaryFile",
-    "start_new_thread", "settrace", "setprofile", "addaudithook", "_getframe", "get_referrers", "get_objects",
+    "start_new_thread", "settrace", "setprofile", "addaudithook",
 }
 # Native bindings and test helpers on the floor that library code calls everywhere (torch._C
 # behind every tensor method, numpy.testing, joblib.parallel): a pickle may not import them, but
@@ -226,7 +226,15 @@ def code_objects(code):
 def python_codes(obj):
     """The Python code objects a pickle reaches by calling `obj` (function) or building it (class)."""
     if isinstance(obj, types.FunctionType):
-        return [(obj.__code__, obj.__globals__)]
+        out = [(obj.__code__, obj.__globals__)]
+        # A decorated function runs what it wraps: functools.wraps' __wrapped__ (numpy's
+        # array_function_dispatch, contextlib.contextmanager, pandas' Appender) and functions held
+        # in its closure cells.
+        inner = [getattr(obj, "__wrapped__", None)] + [attribute(c, "cell_contents") for c in obj.__closure__ or ()]
+        for f in inner:
+            if isinstance(f, types.FunctionType) and f is not obj:
+                out.append((f.__code__, f.__globals__))
+        return out
     if isinstance(obj, type):
         out = []
         for meth in CLASS_ENTRY_METHODS:
@@ -254,7 +262,22 @@ def floor_hit(obj, floor_ids):
     if hit is not None and hit[1] is obj:
         return FLOOR[hit[0]]
     own = own_name(obj)
-    return floor_group(own) if own is not None else None
+    return floor_group(own) if own is not None and names_itself(own, obj) else None
+
+
+def names_itself(own, obj):
+    """Whether `module.qualname` really resolves to obj, as pickle's save_global insists (Cython
+    enums claim __module__ "importlib._bootstrap" and are not there)."""
+    for i in range(own.count("."), 0, -1):
+        mod, qual = own.rsplit(".", i)[0], ".".join(own.rsplit(".", i)[1:])
+        module = sys.modules.get(mod)
+        if module is None:
+            continue
+        target = module
+        for part in qual.split("."):
+            target = attribute(target, part)
+        return target is obj
+    return False
 
 
 def dangerous_reference(name, obj, floor_ids):
@@ -269,10 +292,17 @@ def dangerous_reference(name, obj, floor_ids):
     return (group in ALWAYS_DANGEROUS_GROUPS and not binding) or name in DANGEROUS_ATTRS
 
 
-def runs_code(obj, floor_ids):
-    """The RULE of the header: the name through which calling/building `obj` runs dangerous code, or None."""
+def scan_code(obj, floor_ids):
+    """(the name through which `obj`'s own code reaches a dangerous callable or None, the Python
+    functions and classes of the walked packages that its code references)."""
     import builtins
     import dis
+
+    refs = []
+
+    def note(target):
+        if isinstance(target, (types.FunctionType, type)) and str(getattr(target, "__module__", "")).split(".")[0] in PACKAGES:
+            refs.append(target)
 
     for code, globs in python_codes(obj):
         for c in code_objects(code):
@@ -284,7 +314,8 @@ def runs_code(obj, floor_ids):
                 if op in ("LOAD_GLOBAL", "LOAD_NAME") and isinstance(arg, str):
                     target = globs.get(arg, getattr(builtins, arg, None))
                     if dangerous_reference(arg, target, floor_ids):
-                        return arg
+                        return arg, refs
+                    note(target)
                     prev = target if isinstance(target, types.ModuleType) else None
                     continue
                 if op == "IMPORT_NAME" and isinstance(arg, str):
@@ -295,7 +326,8 @@ def runs_code(obj, floor_ids):
                 if op == "IMPORT_FROM" and isinstance(arg, str) and import_base is not None:
                     target = attribute(import_base, arg)
                     if dangerous_reference(arg, target, floor_ids):
-                        return f"{import_base.__name__}.{arg}"
+                        return f"{import_base.__name__}.{arg}", refs
+                    note(target)
                     prev = target if isinstance(target, types.ModuleType) else None
                     continue
                 if op in ("LOAD_FAST", "LOAD_DEREF") and isinstance(arg, str):
@@ -304,7 +336,8 @@ def runs_code(obj, floor_ids):
                 if op in ("LOAD_ATTR", "LOAD_METHOD") and isinstance(arg, str) and prev is not None:
                     target = attribute(prev, arg)
                     if dangerous_reference(arg, target, floor_ids):
-                        return f"{prev.__name__}.{arg}"
+                        return f"{prev.__name__}.{arg}", refs
+                    note(target)
                     prev = target if isinstance(target, types.ModuleType) else None
                     continue
                 if op in ("STORE_FAST", "STORE_DEREF") and prev is not None and isinstance(arg, str):
@@ -312,6 +345,32 @@ def runs_code(obj, floor_ids):
                 if op == "POP_TOP":
                     import_base = None
                 prev = None
+    return None, refs
+
+
+# Calls are followed this many levels into the walked packages' own functions (scipy.io.savemat
+# -> _open_file_context -> _open_file -> open): deep enough for the helpers libraries put
+# between an API and the builtin, shallow enough not to reach everything through shared utilities.
+MAX_CALL_DEPTH = 3
+_scanned = {}
+
+
+def runs_code(obj, floor_ids, depth=0):
+    """The RULE of the header: the chain through which calling/building `obj` runs dangerous code, or None."""
+    key = id(obj)
+    if key not in _scanned:
+        _scanned[key] = (obj,) + scan_code(obj, floor_ids)
+    _obj, why, refs = _scanned[key]
+    if why is not None:
+        return why
+    if depth >= MAX_CALL_DEPTH:
+        return None
+    for ref in refs:
+        if ref is obj:
+            continue
+        inner = runs_code(ref, floor_ids, depth + 1)
+        if inner is not None:
+            return f"{own_name(ref)} -> {inner}"
     return None
 
 
@@ -522,7 +581,7 @@ def main():
             if hit is not None and hit[1] is obj:
                 aliases[full] = ("f", hit[0])
                 continue
-            if own is not None and on_floor(own):
+            if own is not None and on_floor(own) and names_itself(own, obj):
                 aliases[full] = ("f", own)
                 continue
             why = runs_code(obj, floor_ids)

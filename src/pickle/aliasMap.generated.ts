@@ -9,30 +9,30 @@
  * `<module>.<attr>` itself (m) or the callable's own definition (c). Parsed by aliasMap.ts.
  */
 export const ALIAS_TABLE = `
-joblib c:PrintTime=joblib.logger.PrintTime c:dump=joblib.numpy_pickle.dump f:Parallel=joblib.parallel.Parallel f:cpu_count=joblib.parallel.cpu_count f:delayed=joblib.parallel.delayed f:effective_n_jobs=joblib.parallel.effective_n_jobs f:parallel_backend=joblib.parallel.parallel_backend f:register_parallel_backend=joblib.parallel.register_parallel_backend f:wrap_non_picklable_objects=joblib.externals.loky.cloudpickle_wrapper.wrap_non_picklable_objects m:_cloudpickle_wrapper m:_dask m:_deprecated_format_stack m:_deprecated_my_exceptions m:_memmapping_reducer m:_multiprocessing_helpers m:_parallel_backends m:_store_backends m:_utils m:backports m:compressor m:disk m:executor m:format_stack m:func_inspect m:hashing m:logger m:memory m:my_exceptions m:numpy_pickle m:numpy_pickle_utils m:os m:pool m:test m:testing
+joblib c:PrintTime=joblib.logger.PrintTime c:dump=joblib.numpy_pickle.dump c:hash=joblib.hashing.hash f:Parallel=joblib.parallel.Parallel f:cpu_count=joblib.parallel.cpu_count f:delayed=joblib.parallel.delayed f:effective_n_jobs=joblib.parallel.effective_n_jobs f:parallel_backend=joblib.parallel.parallel_backend f:register_parallel_backend=joblib.parallel.register_parallel_backend f:wrap_non_picklable_objects=joblib.externals.loky.cloudpickle_wrapper.wrap_non_picklable_objects m:_cloudpickle_wrapper m:_dask m:_deprecated_format_stack m:_deprecated_my_exceptions m:_memmapping_reducer m:_multiprocessing_helpers m:_parallel_backends m:_store_backends m:_utils m:backports m:compressor m:disk m:executor m:format_stack m:func_inspect m:hashing m:logger m:memory m:my_exceptions m:numpy_pickle m:numpy_pickle_utils m:os m:pool m:test m:testing
 joblib._cloudpickle_wrapper f:wrap_non_picklable_objects=joblib.externals.loky.cloudpickle_wrapper.wrap_non_picklable_objects m:mp=multiprocessing
 joblib._dask f:BatchedCalls=joblib.parallel.BatchedCalls f:parallel_backend=joblib.parallel.parallel_backend m:asyncio m:concurrent m:contextlib m:time m:weakref
-joblib._deprecated_format_stack c:format_records m:inspect m:keyword m:linecache m:os m:pydoc m:sys m:time m:tokenize m:traceback
-joblib._memmapping_reducer c:_get_temp_dir c:delete_folder=joblib.disk.delete_folder c:dump=joblib.numpy_pickle.dump c:load_temporary_memmap=joblib.numpy_pickle.load_temporary_memmap c:reduce_array_memmap_backward c:unlink_file f:PicklingError=_pickle.PicklingError f:dumps=_pickle.dumps f:load=joblib.numpy_pickle.load f:loads=_pickle.loads f:whichmodule=pickle.whichmodule m:atexit m:errno m:np=numpy m:os m:resource_tracker=joblib.externals.loky.backend.resource_tracker m:stat m:tempfile m:threading m:time m:util=multiprocessing.util m:warnings m:weakref
+joblib._deprecated_format_stack c:format_exc c:format_outer_frames c:format_records m:inspect m:keyword m:linecache m:os m:pydoc m:sys m:time m:tokenize m:traceback
+joblib._memmapping_reducer c:_get_temp_dir c:_reduce_memmap_backed c:_strided_from_memmap c:delete_folder=joblib.disk.delete_folder c:dump=joblib.numpy_pickle.dump c:get_memmapping_reducers c:load_temporary_memmap=joblib.numpy_pickle.load_temporary_memmap c:make_memmap=joblib.backports.make_memmap c:reduce_array_memmap_backward c:unlink_file f:PicklingError=_pickle.PicklingError f:dumps=_pickle.dumps f:load=joblib.numpy_pickle.load f:loads=_pickle.loads f:whichmodule=pickle.whichmodule m:atexit m:errno m:np=numpy m:os m:resource_tracker=joblib.externals.loky.backend.resource_tracker m:stat m:tempfile m:threading m:time m:util=multiprocessing.util m:warnings m:weakref
 joblib._multiprocessing_helpers f:SemLock=_multiprocessing.SemLock f:assert_spawning=multiprocessing.context.assert_spawning m:_multiprocessing m:mp=multiprocessing m:os m:tempfile m:warnings
-joblib._parallel_backends f:ThreadPool=multiprocessing.pool.ThreadPool f:TimeoutError=multiprocessing.context.TimeoutError f:cpu_count=joblib.externals.loky.backend.context.cpu_count m:contextlib m:functools m:gc m:mp=multiprocessing m:os m:process_executor=joblib.externals.loky.process_executor m:threading m:warnings
-joblib._store_backends c:mkdirp=joblib.disk.mkdirp f:concurrency_safe_rename=posix.replace m:collections m:datetime m:json m:numpy_pickle=joblib.numpy_pickle m:operator m:os m:re m:shutil m:threading m:warnings
+joblib._parallel_backends c:MemmappingPool=joblib.pool.MemmappingPool f:ThreadPool=multiprocessing.pool.ThreadPool f:TimeoutError=multiprocessing.context.TimeoutError f:cpu_count=joblib.externals.loky.backend.context.cpu_count m:contextlib m:functools m:gc m:mp=multiprocessing m:os m:process_executor=joblib.externals.loky.process_executor m:threading m:warnings
+joblib._store_backends c:mkdirp=joblib.disk.mkdirp c:rm_subdirs=joblib.disk.rm_subdirs f:concurrency_safe_rename=posix.replace m:collections m:datetime m:json m:numpy_pickle=joblib.numpy_pickle m:operator m:os m:re m:shutil m:threading m:warnings
 joblib._utils m:ast m:op=operator
-joblib.backports f:concurrency_safe_rename=posix.replace m:distutils m:np=numpy m:os m:re m:time m:util=multiprocessing.util
-joblib.compressor c:BinaryGzipFile c:BinaryZlibFile c:LZ4FrameFile=lz4.frame.LZ4FrameFile f:RLock=threading.RLock m:bz2 m:io m:lz4 m:lzma m:zlib
-joblib.disk c:delete_folder c:mkdirp m:errno m:os m:shutil m:sys m:time m:util=multiprocessing.util
-joblib.executor f:_ReusablePoolExecutor=joblib.externals.loky.reusable_executor._ReusablePoolExecutor
+joblib.backports c:make_memmap f:concurrency_safe_rename=posix.replace m:distutils m:np=numpy m:os m:re m:time m:util=multiprocessing.util
+joblib.compressor c:BinaryGzipFile c:BinaryZlibFile c:GzipCompressorWrapper c:LZ4FrameFile=lz4.frame.LZ4FrameFile c:ZlibCompressorWrapper f:RLock=threading.RLock m:bz2 m:io m:lz4 m:lzma m:zlib
+joblib.disk c:delete_folder c:mkdirp c:rm_subdirs m:errno m:os m:shutil m:sys m:time m:util=multiprocessing.util
+joblib.executor c:get_memmapping_reducers=joblib._memmapping_reducer.get_memmapping_reducers f:_ReusablePoolExecutor=joblib.externals.loky.reusable_executor._ReusablePoolExecutor
 joblib.format_stack m:_deprecated_format_stack=joblib._deprecated_format_stack
-joblib.func_inspect c:_clean_win_chars c:open_py_source=tokenize.open m:collections m:inspect m:os m:re m:warnings
-joblib.hashing c:Hasher f:Pickler=pickle._Pickler m:decimal m:hashlib m:io m:pickle m:struct m:sys m:types
+joblib.func_inspect c:_clean_win_chars c:filter_args c:format_call c:format_signature c:get_func_name c:open_py_source=tokenize.open m:collections m:inspect m:os m:re m:warnings
+joblib.hashing c:Hasher c:NumpyHasher c:_ConsistentSet c:hash f:Pickler=pickle._Pickler m:decimal m:hashlib m:io m:pickle m:struct m:sys m:types
 joblib.logger c:PrintTime c:mkdirp=joblib.disk.mkdirp m:logging m:os m:pprint m:shutil m:sys m:time
-joblib.memory c:MemorizedFunc c:open_py_source=tokenize.open m:functools m:hashing=joblib.hashing m:inspect m:os m:pathlib m:pydoc m:re m:time m:traceback m:warnings m:weakref
+joblib.memory c:MemorizedFunc c:_build_func_identifier c:_get_func_fullname c:filter_args=joblib.func_inspect.filter_args c:format_call=joblib.func_inspect.format_call c:format_signature=joblib.func_inspect.format_signature c:get_func_name=joblib.func_inspect.get_func_name c:open_py_source=tokenize.open m:functools m:hashing=joblib.hashing m:inspect m:os m:pathlib m:pydoc m:re m:time m:traceback m:warnings m:weakref
 joblib.my_exceptions m:_deprecated_my_exceptions=joblib._deprecated_my_exceptions
-joblib.numpy_pickle c:BinaryZlibFile=joblib.compressor.BinaryZlibFile c:NumpyPickler c:_unpickle c:dump c:load_temporary_memmap f:NDArrayWrapper=joblib.numpy_pickle_compat.NDArrayWrapper f:Pickler=pickle._Pickler f:Unpickler=pickle._Unpickler f:ZNDArrayWrapper=joblib.numpy_pickle_compat.ZNDArrayWrapper f:load_compatibility=joblib.numpy_pickle_compat.load_compatibility m:io m:lz4 m:os m:pickle m:warnings
-joblib.numpy_pickle_utils c:_is_raw_file f:Pickler=pickle._Pickler f:Unpickler=pickle._Unpickler m:bz2 m:contextlib m:io m:np=numpy m:pickle m:sys m:warnings
-joblib.pool c:CustomizablePickler f:BytesIO=_io.BytesIO f:Pickler=_pickle.Pickler f:Pool=multiprocessing.pool.Pool f:assert_spawning=multiprocessing.context.assert_spawning m:copyreg m:mp=multiprocessing m:np=numpy m:sys m:warnings
+joblib.numpy_pickle c:BinaryZlibFile=joblib.compressor.BinaryZlibFile c:GzipCompressorWrapper=joblib.compressor.GzipCompressorWrapper c:NumpyPickler c:ZlibCompressorWrapper=joblib.compressor.ZlibCompressorWrapper c:_read_fileobject=joblib.numpy_pickle_utils._read_fileobject c:_unpickle c:dump c:load_temporary_memmap c:make_memmap=joblib.backports.make_memmap f:NDArrayWrapper=joblib.numpy_pickle_compat.NDArrayWrapper f:Pickler=pickle._Pickler f:Unpickler=pickle._Unpickler f:ZNDArrayWrapper=joblib.numpy_pickle_compat.ZNDArrayWrapper f:load_compatibility=joblib.numpy_pickle_compat.load_compatibility m:io m:lz4 m:os m:pickle m:warnings
+joblib.numpy_pickle_utils c:_is_raw_file c:_read_fileobject f:Pickler=pickle._Pickler f:Unpickler=pickle._Unpickler m:bz2 m:contextlib m:io m:np=numpy m:pickle m:sys m:warnings
+joblib.pool c:CustomizablePickler c:MemmappingPool c:get_memmapping_reducers=joblib._memmapping_reducer.get_memmapping_reducers f:BytesIO=_io.BytesIO f:Pickler=_pickle.Pickler f:Pool=multiprocessing.pool.Pool f:assert_spawning=multiprocessing.context.assert_spawning m:copyreg m:mp=multiprocessing m:np=numpy m:sys m:warnings
 joblib.testing c:check_subprocess_call m:_pytest m:os m:pytest m:re m:subprocess m:sys m:threading m:warnings
-numpy c:DataSource c:add_newdoc=numpy.core.function_base.add_newdoc c:bmat c:genfromtxt c:info c:loadtxt c:lookfor c:memmap c:who=numpy.lib.utils.who f:recfromcsv=numpy.lib.npyio.recfromcsv f:recfromtxt=numpy.lib.npyio.recfromtxt m:_builtins=builtins m:_distributor_init m:_globals m:_mat=numpy.matrixlib m:_pyinstaller m:_pytesttester m:_typing m:_version m:array_api m:char=numpy.core.defchararray m:compat m:conftest m:core m:doc m:dual m:emath=numpy.lib.scimath m:fft m:lib m:linalg m:ma m:math m:matlib m:matrixlib m:polynomial m:random m:rec=numpy.core.records m:setup m:tests m:typing m:version
+numpy c:DataSource c:add_newdoc=numpy.core.function_base.add_newdoc c:block c:fromregex c:genfromtxt c:info c:loadtxt c:lookfor c:memmap c:save c:savetxt c:savez c:savez_compressed f:recfromcsv=numpy.lib.npyio.recfromcsv f:recfromtxt=numpy.lib.npyio.recfromtxt m:_builtins=builtins m:_distributor_init m:_globals m:_mat=numpy.matrixlib m:_pyinstaller m:_pytesttester m:_typing m:_version m:array_api m:char=numpy.core.defchararray m:compat m:conftest m:core m:doc m:dual m:emath=numpy.lib.scimath m:fft m:lib m:linalg m:ma m:math m:matlib m:matrixlib m:polynomial m:random m:rec=numpy.core.records m:setup m:tests m:typing m:version
 numpy.__config__ m:os m:sys
 numpy._globals m:enum
 numpy._pyinstaller m:pyinstaller-smoke m:test_pyinstaller
@@ -62,46 +62,48 @@ numpy.array_api._typing m:sys
 numpy.array_api._utility_functions m:np=numpy
 numpy.array_api.linalg m:np=numpy m:numpy
 numpy.array_api.setup c:configuration
-numpy.compat c:isfileobj=numpy.compat.py3k.isfileobj c:open_latin1=numpy.compat.py3k.open_latin1 f:os_PathLike=os.PathLike f:os_fspath=posix.fspath m:_inspect m:_pep440 m:pickle m:py3k m:setup m:tests
-numpy.compat._inspect c:iscode c:isfunction c:ismethod m:types
+numpy.compat c:getargspec=numpy.compat._inspect.getargspec c:isfileobj=numpy.compat.py3k.isfileobj c:open_latin1=numpy.compat.py3k.open_latin1 f:os_PathLike=os.PathLike f:os_fspath=posix.fspath m:_inspect m:_pep440 m:pickle m:py3k m:setup m:tests
+numpy.compat._inspect c:getargs c:getargspec c:getargvalues c:iscode c:isfunction c:ismethod m:types
 numpy.compat._pep440 m:collections m:itertools m:re
 numpy.compat.py3k c:isfileobj c:open_latin1 f:os_PathLike=os.PathLike f:os_fspath=posix.fspath m:io m:os m:pickle m:sys
 numpy.compat.setup c:configuration
-numpy.core c:_ufunc_reconstruct c:memmap=numpy.memmap m:_add_newdocs m:_add_newdocs_scalars m:_asarray m:_dtype m:_dtype_ctypes m:_exceptions m:_internal m:_machar m:_methods m:_multiarray_tests m:_multiarray_umath m:_operand_flag_tests m:_rational_tests m:_simd m:_string_helpers m:_struct_ufunc_tests m:_type_aliases m:_ufunc_config m:_umath_tests m:arrayprint m:char=numpy.core.defchararray m:defchararray m:einsumfunc m:fromnumeric m:function_base m:getlimits m:multiarray m:numeric m:numerictypes m:overrides m:rec=numpy.core.records m:records m:shape_base m:tests m:umath m:umath_tests m:warnings
+numpy.core c:_ufunc_reconstruct c:block=numpy.block c:memmap=numpy.memmap m:_add_newdocs m:_add_newdocs_scalars m:_asarray m:_dtype m:_dtype_ctypes m:_exceptions m:_internal m:_machar m:_methods m:_multiarray_tests m:_multiarray_umath m:_operand_flag_tests m:_rational_tests m:_simd m:_string_helpers m:_struct_ufunc_tests m:_type_aliases m:_ufunc_config m:_umath_tests m:arrayprint m:char=numpy.core.defchararray m:defchararray m:einsumfunc m:fromnumeric m:function_base m:getlimits m:multiarray m:numeric m:numerictypes m:overrides m:rec=numpy.core.records m:records m:shape_base m:tests m:umath m:umath_tests m:warnings
 numpy.core._add_newdocs c:add_newdoc=numpy.core.function_base.add_newdoc
-numpy.core._add_newdocs_scalars c:add_newdoc=numpy.core.function_base.add_newdoc m:_numerictypes=numpy.core.numerictypes m:os m:sys
+numpy.core._add_newdocs_scalars c:add_newdoc=numpy.core.function_base.add_newdoc c:add_newdoc_for_scalar_type m:_numerictypes=numpy.core.numerictypes m:os m:sys
+numpy.core._asarray c:array_function_dispatch=numpy.core.overrides.array_function_dispatch
 numpy.core._dtype m:np=numpy
 numpy.core._dtype_ctypes m:np=numpy
 numpy.core._internal m:ast m:ctypes m:re m:sys m:warnings
 numpy.core._methods c:_dump c:_dumps f:os_fspath=posix.fspath m:_exceptions=numpy.core._exceptions m:mu=numpy.core.multiarray m:nt=numpy.core.numerictypes m:pickle m:um=numpy.core.umath m:warnings
 numpy.core._simd m:AVX512F m:AVX512_SKX m:FMA3__AVX2 m:SSE42 m:baseline
 numpy.core._ufunc_config m:collections m:contextlib m:contextvars m:umath=numpy.core.umath
-numpy.core.arrayprint f:get_ident=_thread.get_ident m:_nt=numpy.core.numerictypes m:contextlib m:functools m:multiarray=numpy.core.multiarray m:np=numpy m:numbers m:operator m:sys m:warnings
+numpy.core.arrayprint c:array_function_dispatch=numpy.core.overrides.array_function_dispatch f:get_ident=_thread.get_ident m:_nt=numpy.core.numerictypes m:contextlib m:functools m:multiarray=numpy.core.multiarray m:np=numpy m:numbers m:operator m:sys m:warnings
 numpy.core.defchararray m:functools m:numpy m:overrides=numpy.core.overrides
-numpy.core.einsumfunc m:itertools m:operator
+numpy.core.einsumfunc c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:itertools m:operator
 numpy.core.fromnumeric m:_methods=numpy.core._methods m:functools m:mu=numpy.core.multiarray m:np=numpy m:nt=numpy.core.numerictypes m:overrides=numpy.core.overrides m:types m:um=numpy.core.umath m:warnings
-numpy.core.function_base c:_needs_add_docstring c:add_newdoc m:_nx=numpy.core.numeric m:functools m:operator m:overrides=numpy.core.overrides m:types m:warnings
+numpy.core.function_base c:_add_docstring c:_needs_add_docstring c:add_newdoc m:_nx=numpy.core.numeric m:functools m:operator m:overrides=numpy.core.overrides m:types m:warnings
 numpy.core.getlimits m:ntypes=numpy.core.numerictypes m:numeric=numpy.core.numeric m:warnings
 numpy.core.memmap c:memmap=numpy.memmap f:os_fspath=posix.fspath m:np=numpy
 numpy.core.multiarray m:_multiarray_umath=numpy.core._multiarray_umath m:functools m:overrides=numpy.core.overrides
 numpy.core.numeric m:_asarray=numpy.core._asarray m:_ufunc_config=numpy.core._ufunc_config m:arrayprint=numpy.core.arrayprint m:fromnumeric=numpy.core.fromnumeric m:functools m:itertools m:multiarray=numpy.core.multiarray m:np=numpy m:numbers m:numerictypes=numpy.core.numerictypes m:operator m:overrides=numpy.core.overrides m:shape_base=numpy.core.shape_base m:sys m:umath=numpy.core.umath m:warnings
 numpy.core.numerictypes m:numbers
-numpy.core.overrides m:collections m:functools m:os
-numpy.core.records c:fromfile=numpy.rec.fromfile f:os_fspath=posix.fspath m:nt=numpy.core.numerictypes m:sb=numpy.core.numeric m:warnings
-numpy.core.shape_base c:_block_info_recursion m:_from_nx=numpy.core.fromnumeric m:_nx=numpy.core.numeric m:functools m:itertools m:operator m:overrides=numpy.core.overrides m:warnings
+numpy.core.overrides c:array_function_dispatch c:getargspec=numpy.compat._inspect.getargspec c:verify_matching_signatures m:collections m:functools m:os
+numpy.core.records c:array=numpy.rec.array c:fromfile=numpy.rec.fromfile f:os_fspath=posix.fspath m:nt=numpy.core.numerictypes m:sb=numpy.core.numeric m:warnings
+numpy.core.shape_base c:_block_info_recursion c:_block_slicing c:block=numpy.block m:_from_nx=numpy.core.fromnumeric m:_nx=numpy.core.numeric m:functools m:itertools m:operator m:overrides=numpy.core.overrides m:warnings
 numpy.core.umath m:_multiarray_umath=numpy.core._multiarray_umath
 numpy.core.umath_tests m:warnings
 numpy.doc m:constants m:os m:ufuncs
 numpy.doc.constants m:re m:textwrap
-numpy.dual c:register_func c:restore_func m:fftpkg=numpy.fft m:linpkg=numpy.linalg m:sys m:warnings
+numpy.dual m:fftpkg=numpy.fft m:linpkg=numpy.linalg m:sys m:warnings
 numpy.fft m:_pocketfft m:_pocketfft_internal m:helper m:setup m:tests
 numpy.fft._pocketfft m:functools m:overrides=numpy.core.overrides m:pfi=numpy.fft._pocketfft_internal
+numpy.fft.helper c:array_function_dispatch=numpy.core.overrides.array_function_dispatch
 numpy.fft.setup c:configuration m:sys
-numpy.lib c:DataSource=numpy.DataSource c:add_newdoc=numpy.core.function_base.add_newdoc c:genfromtxt=numpy.genfromtxt c:info=numpy.info c:loadtxt=numpy.loadtxt c:lookfor=numpy.lookfor c:who=numpy.lib.utils.who f:load=numpy.load f:recfromcsv=numpy.lib.npyio.recfromcsv f:recfromtxt=numpy.lib.npyio.recfromtxt m:_datasource m:_iotools m:_version m:arraypad m:arraysetops m:arrayterator m:emath=numpy.lib.scimath m:function_base m:histograms m:index_tricks m:math m:mixins m:nanfunctions m:polynomial m:recfunctions m:scimath m:setup m:shape_base m:stride_tricks m:tests m:twodim_base m:type_check m:ufunclike m:user_array m:utils
-numpy.lib._datasource c:DataSource=numpy.DataSource c:_FileOpeners f:_open=builtins.open m:io m:os
+numpy.lib c:DataSource=numpy.DataSource c:add_newdoc=numpy.core.function_base.add_newdoc c:fromregex=numpy.fromregex c:genfromtxt=numpy.genfromtxt c:info=numpy.info c:loadtxt=numpy.loadtxt c:lookfor=numpy.lookfor c:save=numpy.save c:savetxt=numpy.savetxt c:savez=numpy.savez c:savez_compressed=numpy.savez_compressed f:load=numpy.load f:recfromcsv=numpy.lib.npyio.recfromcsv f:recfromtxt=numpy.lib.npyio.recfromtxt m:_datasource m:_iotools m:_version m:arraypad m:arraysetops m:arrayterator m:emath=numpy.lib.scimath m:function_base m:histograms m:index_tricks m:math m:mixins m:nanfunctions m:polynomial m:recfunctions m:scimath m:setup m:shape_base m:stride_tricks m:tests m:twodim_base m:type_check m:ufunclike m:user_array m:utils
+numpy.lib._datasource c:DataSource=numpy.DataSource c:Repository c:_FileOpeners c:open f:_open=builtins.open m:io m:os
 numpy.lib._iotools m:np=numpy m:nx=numpy.core.numeric
 numpy.lib._version m:re
-numpy.lib.arraypad m:np=numpy
+numpy.lib.arraypad c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:np=numpy
 numpy.lib.arraysetops m:functools m:np=numpy m:overrides=numpy.core.overrides
 numpy.lib.arrayterator f:reduce=functools.reduce
 numpy.lib.function_base c:add_newdoc=numpy.core.function_base.add_newdoc m:_nx=numpy.core.numeric m:builtins m:collections m:functools m:np=numpy m:overrides=numpy.core.overrides m:re m:sys m:warnings
@@ -110,43 +112,43 @@ numpy.lib.index_tricks m:_nx=numpy.core.numeric m:functools m:math m:matrixlib=n
 numpy.lib.mixins m:um=numpy.core.umath
 numpy.lib.nanfunctions m:function_base=numpy.lib.function_base m:functools m:np=numpy m:overrides=numpy.core.overrides m:warnings
 numpy.lib.polynomial m:NX=numpy.core.numeric m:functools m:overrides=numpy.core.overrides m:re m:warnings
-numpy.lib.recfunctions m:itertools m:ma=numpy.ma m:np=numpy
-numpy.lib.scimath m:nt=numpy.core.numerictypes m:nx=numpy.core.numeric
+numpy.lib.recfunctions c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:itertools m:ma=numpy.ma m:np=numpy
+numpy.lib.scimath c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:nt=numpy.core.numerictypes m:nx=numpy.core.numeric
 numpy.lib.setup c:configuration
 numpy.lib.shape_base m:_nx=numpy.core.numeric m:functools m:overrides=numpy.core.overrides
-numpy.lib.stride_tricks m:np=numpy
+numpy.lib.stride_tricks c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:np=numpy
 numpy.lib.twodim_base m:functools m:operator m:overrides=numpy.core.overrides
 numpy.lib.type_check m:_nx=numpy.core.numeric m:functools m:overrides=numpy.core.overrides m:warnings
-numpy.lib.ufunclike m:functools m:nx=numpy.core.numeric m:warnings
-numpy.lib.utils c:_lookfor_generate_cache c:_makenamedict c:info=numpy.info c:lookfor=numpy.lookfor c:who m:functools m:np=numpy m:os m:re m:sys m:textwrap m:types m:warnings
+numpy.lib.ufunclike c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:functools m:nx=numpy.core.numeric m:warnings
+numpy.lib.utils c:_lookfor_generate_cache c:_makenamedict c:info=numpy.info c:lookfor=numpy.lookfor m:functools m:np=numpy m:os m:re m:sys m:textwrap m:types m:warnings
 numpy.linalg m:_umath_linalg m:lapack_lite m:linalg m:setup m:tests
 numpy.linalg.linalg m:_umath_linalg=numpy.linalg._umath_linalg m:functools m:operator m:overrides=numpy.core.overrides m:warnings
 numpy.linalg.setup c:configuration m:os m:sys m:sysconfig
 numpy.ma m:bench m:core m:extras m:mrecords m:setup m:tests m:testutils m:timer_comparison
-numpy.ma.bench c:timer m:numpy m:timeit
-numpy.ma.core f:reduce=functools.reduce m:builtins m:inspect m:mu=numpy.core.multiarray m:np=numpy m:ntypes=numpy.core.numerictypes m:operator m:re m:textwrap m:umath=numpy.core.umath m:warnings
+numpy.ma.bench c:compare_functions_1v c:compare_functions_2v c:compare_methods c:timer m:numpy m:timeit
+numpy.ma.core c:get_object_signature c:getargspec=numpy.compat._inspect.getargspec f:reduce=functools.reduce m:builtins m:inspect m:mu=numpy.core.multiarray m:np=numpy m:ntypes=numpy.core.numerictypes m:operator m:re m:textwrap m:umath=numpy.core.umath m:warnings
 numpy.ma.extras m:itertools m:ma=numpy.ma.core m:np=numpy m:warnings
-numpy.ma.mrecords c:openfile m:ma=numpy.ma m:np=numpy m:warnings
+numpy.ma.mrecords c:fromtextfile c:openfile m:ma=numpy.ma m:np=numpy m:warnings
 numpy.ma.setup c:configuration
 numpy.ma.testutils f:TestCase=unittest.case.TestCase f:assert_=numpy.testing._private.utils.assert_ f:assert_allclose=numpy.testing._private.utils.assert_allclose f:assert_array_almost_equal_nulp=numpy.testing._private.utils.assert_array_almost_equal_nulp f:assert_raises=numpy.testing._private.utils.assert_raises f:build_err_msg=numpy.testing._private.utils.build_err_msg m:np=numpy m:numpy m:operator m:umath=numpy.core.umath
 numpy.ma.timer_comparison f:build_err_msg=numpy.testing._private.utils.build_err_msg f:reduce=functools.reduce m:fromnumeric=numpy.core.fromnumeric m:np=numpy m:timeit
-numpy.matlib c:DataSource=numpy.DataSource c:add_newdoc=numpy.core.function_base.add_newdoc c:bmat=numpy.bmat c:genfromtxt=numpy.genfromtxt c:info=numpy.info c:loadtxt=numpy.loadtxt c:lookfor=numpy.lookfor c:memmap=numpy.memmap c:who=numpy.lib.utils.who f:load=numpy.load f:recfromcsv=numpy.lib.npyio.recfromcsv f:recfromtxt=numpy.lib.npyio.recfromtxt m:char=numpy.core.defchararray m:ctypeslib=numpy.ctypeslib m:emath=numpy.lib.scimath m:fft=numpy.fft m:linalg=numpy.linalg m:ma=numpy.ma m:math m:np=numpy m:random=numpy.random m:rec=numpy.core.records m:warnings
-numpy.matrixlib c:bmat=numpy.bmat m:defmatrix m:setup m:tests
-numpy.matrixlib.defmatrix c:bmat=numpy.bmat m:N=numpy.core.numeric m:ast m:sys m:warnings
+numpy.matlib c:DataSource=numpy.DataSource c:add_newdoc=numpy.core.function_base.add_newdoc c:block=numpy.block c:fromregex=numpy.fromregex c:genfromtxt=numpy.genfromtxt c:info=numpy.info c:loadtxt=numpy.loadtxt c:lookfor=numpy.lookfor c:memmap=numpy.memmap c:save=numpy.save c:savetxt=numpy.savetxt c:savez=numpy.savez c:savez_compressed=numpy.savez_compressed f:load=numpy.load f:recfromcsv=numpy.lib.npyio.recfromcsv f:recfromtxt=numpy.lib.npyio.recfromtxt m:char=numpy.core.defchararray m:ctypeslib=numpy.ctypeslib m:emath=numpy.lib.scimath m:fft=numpy.fft m:linalg=numpy.linalg m:ma=numpy.ma m:math m:np=numpy m:random=numpy.random m:rec=numpy.core.records m:warnings
+numpy.matrixlib m:defmatrix m:setup m:tests
+numpy.matrixlib.defmatrix m:N=numpy.core.numeric m:ast m:sys m:warnings
 numpy.matrixlib.setup c:configuration
 numpy.polynomial m:_polybase m:chebyshev m:hermite m:hermite_e m:laguerre m:legendre m:polynomial m:polyutils m:setup m:tests
 numpy.polynomial._polybase m:abc m:np=numpy m:numbers m:os m:pu=numpy.polynomial.polyutils
-numpy.polynomial.chebyshev m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
-numpy.polynomial.hermite m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
-numpy.polynomial.hermite_e m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
-numpy.polynomial.laguerre m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
-numpy.polynomial.legendre m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
-numpy.polynomial.polynomial m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
-numpy.polynomial.polyutils c:_vander_nd m:functools m:np=numpy m:operator m:warnings
+numpy.polynomial.chebyshev c:chebvander2d c:chebvander3d m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
+numpy.polynomial.hermite c:hermvander2d c:hermvander3d m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
+numpy.polynomial.hermite_e c:hermevander2d c:hermevander3d m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
+numpy.polynomial.laguerre c:lagvander2d c:lagvander3d m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
+numpy.polynomial.legendre c:legvander2d c:legvander3d m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
+numpy.polynomial.polynomial c:polyvander2d c:polyvander3d m:la=numpy.linalg m:np=numpy m:pu=numpy.polynomial.polyutils
+numpy.polynomial.polyutils c:_vander_nd c:_vander_nd_flat m:functools m:np=numpy m:operator m:warnings
 numpy.polynomial.setup c:configuration
 numpy.random m:_bounded_integers m:_common m:_generator m:_mt19937 m:_pcg64 m:_philox m:_pickle m:_sfc64 m:bit_generator m:mtrand m:setup m:tests
 numpy.random._bounded_integers m:np=numpy
-numpy.random._common c:namedtuple=collections.namedtuple f:interface=importlib._bootstrap.interface m:np=numpy m:sys
+numpy.random._common c:namedtuple=collections.namedtuple m:np=numpy m:sys
 numpy.random._generator m:np=numpy m:operator m:warnings
 numpy.random._mt19937 m:np=numpy m:operator
 numpy.random._pcg64 m:np=numpy
@@ -159,7 +161,7 @@ numpy.setup c:configuration
 numpy.typing m:mypy_plugin m:setup m:tests
 numpy.typing.mypy_plugin m:np=numpy
 numpy.typing.setup c:configuration
-pandas f:to_pickle=pandas.io.pickle.to_pickle m:__version m:_config m:_libs m:_testing m:_typing m:_version m:api m:arrays m:compat m:conftest m:core m:errors m:io m:offsets=pandas.tseries.offsets m:pandas m:plotting m:testing m:tests m:tseries m:util
+pandas c:ExcelFile=pandas.io.excel._base.ExcelFile c:ExcelWriter=pandas.io.excel._base.ExcelWriter c:HDFStore=pandas.io.pytables.HDFStore c:read_clipboard=pandas.io.clipboards.read_clipboard c:read_feather=pandas.io.feather_format.read_feather c:read_gbq=pandas.io.gbq.read_gbq c:read_hdf=pandas.io.pytables.read_hdf c:read_html=pandas.io.html.read_html c:read_orc=pandas.io.orc.read_orc c:read_parquet=pandas.io.parquet.read_parquet c:read_sas=pandas.io.sas.sasreader.read_sas c:read_spss=pandas.io.spss.read_spss c:read_sql=pandas.io.sql.read_sql c:read_sql_query=pandas.io.sql.read_sql_query c:read_sql_table=pandas.io.sql.read_sql_table c:read_stata=pandas.io.stata.read_stata c:read_xml=pandas.io.xml.read_xml c:show_versions=pandas.util._print_versions.show_versions c:test=pandas.util._tester.test f:to_pickle=pandas.io.pickle.to_pickle m:__version m:_config m:_libs m:_testing m:_typing m:_version m:api m:arrays m:compat m:conftest m:core m:errors m:io m:offsets=pandas.tseries.offsets m:pandas m:plotting m:testing m:tests m:tseries m:util
 pandas._config m:config m:dates m:display m:localization
 pandas._config.config m:re m:warnings
 pandas._config.dates m:cf=pandas._config.config
@@ -193,7 +195,7 @@ pandas._libs.tslibs.offsets m:np=numpy m:operator m:re m:time m:warnings
 pandas._libs.tslibs.parsing m:np=numpy m:re m:time m:warnings
 pandas._libs.tslibs.period m:np=numpy m:warnings
 pandas._libs.tslibs.strptime f:_thread_allocate_lock=_thread.allocate_lock m:calendar m:locale m:np=numpy m:pytz m:re m:time
-pandas._libs.tslibs.timedeltas f:Components=importlib._bootstrap.Components m:collections m:np=numpy m:warnings
+pandas._libs.tslibs.timedeltas m:collections m:np=numpy m:warnings
 pandas._libs.tslibs.timestamps m:np=numpy m:warnings
 pandas._libs.tslibs.timezones c:_dateutil_tzfile=dateutil.tz.tz.tzfile c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:np=numpy m:pytz m:zoneinfo
 pandas._libs.tslibs.tzconversion m:np=numpy m:pytz
@@ -202,20 +204,20 @@ pandas._libs.window m:aggregations m:indexers
 pandas._libs.window.aggregations m:np=numpy
 pandas._libs.window.indexers m:np=numpy
 pandas._libs.writers m:np=numpy
-pandas._testing c:round_trip_pickle=pandas._testing._io.round_trip_pickle m:_hypothesis m:_io m:_random m:_warnings m:asserters m:collections m:compat m:contexts m:np=numpy m:operator m:os m:pd=pandas m:re m:string m:warnings
+pandas._testing c:decompress_file=pandas._testing.contexts.decompress_file c:ensure_clean=pandas._testing.contexts.ensure_clean c:ensure_clean_dir=pandas._testing.contexts.ensure_clean_dir c:network=pandas._testing._io.network c:round_trip_localpath=pandas._testing._io.round_trip_localpath c:round_trip_pathlib=pandas._testing._io.round_trip_pathlib c:round_trip_pickle=pandas._testing._io.round_trip_pickle c:write_to_compressed=pandas._testing._io.write_to_compressed m:_hypothesis m:_io m:_random m:_warnings m:asserters m:collections m:compat m:contexts m:np=numpy m:operator m:os m:pd=pandas m:re m:string m:warnings
 pandas._testing._hypothesis m:pd=pandas m:st=hypothesis.strategies
-pandas._testing._io c:_get_default_network_errors c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:round_trip_pickle c:urlopen=pandas.io.common.urlopen m:bz2 m:gzip m:io m:pd=pandas m:socket m:tarfile m:zipfile
+pandas._testing._io c:_get_default_network_errors c:can_connect c:ensure_clean=pandas._testing.contexts.ensure_clean c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:network c:round_trip_localpath c:round_trip_pathlib c:round_trip_pickle c:urlopen=pandas.io.common.urlopen c:write_to_compressed m:bz2 m:gzip m:io m:pd=pandas m:socket m:tarfile m:zipfile
 pandas._testing._random m:np=numpy m:string
 pandas._testing._warnings m:platform m:re m:sys m:warnings
 pandas._testing.asserters m:_testing=pandas._libs.testing m:np=numpy m:pd=pandas m:warnings
-pandas._testing.contexts c:get_handle=pandas.io.common.get_handle f:rmtree=shutil.rmtree m:np=numpy m:os m:tempfile m:uuid
+pandas._testing.contexts c:decompress_file c:ensure_clean c:ensure_clean_dir c:get_handle=pandas.io.common.get_handle f:rmtree=shutil.rmtree m:np=numpy m:os m:tempfile m:uuid
 pandas._typing f:PathLike=os.PathLike m:np=numpy
 pandas._version m:json
 pandas.api m:extensions m:indexers m:interchange m:types
 pandas.compat m:_optional m:chainmap m:numpy m:os m:pickle_compat m:platform m:pyarrow m:sys
 pandas.compat._optional c:import_optional_dependency m:importlib m:platform m:re m:sys m:types m:warnings
 pandas.compat.numpy m:function m:np=numpy
-pandas.compat.pickle_compat m:contextlib m:copy m:io m:np=numpy m:pkl=pickle m:warnings
+pandas.compat.pickle_compat c:patch_pickle m:contextlib m:copy m:io m:np=numpy m:pkl=pickle m:warnings
 pandas.core m:_numba m:accessor m:algorithms m:api m:apply m:array_algos m:arraylike m:arrays m:base m:common m:computation m:config_init m:construction m:describe m:dtypes m:flags m:frame m:generic m:groupby m:index m:indexers m:indexes m:indexing m:interchange m:internals m:missing m:nanops m:ops m:resample m:reshape m:roperator m:sample m:series m:shared_docs m:sorting m:sparse m:strings m:tools m:util m:window
 pandas.core._numba m:executor m:kernels
 pandas.core._numba.executor c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:functools m:np=numpy
@@ -265,18 +267,18 @@ pandas.core.arrays.timedeltas m:com=pandas.core.common m:dtl=pandas.core.arrays.
 pandas.core.base m:algorithms=pandas.core.algorithms m:lib=pandas._libs.lib m:nanops=pandas.core.nanops m:np=numpy m:nv=pandas.compat.numpy.function m:ops=pandas.core.ops m:textwrap m:warnings
 pandas.core.common m:abc=collections.abc m:builtins m:contextlib m:inspect m:lib=pandas._libs.lib m:np=numpy m:warnings
 pandas.core.computation m:align m:api m:check m:common m:engines m:eval m:expr m:expressions m:ops m:parsing m:pytables m:scope
-pandas.core.computation.align c:result_type_many=pandas.core.computation.common.result_type_many m:com=pandas.core.common m:np=numpy m:warnings
+pandas.core.computation.align c:_align_core c:_filter_special_cases c:align_terms c:result_type_many=pandas.core.computation.common.result_type_many m:com=pandas.core.common m:np=numpy m:warnings
 pandas.core.computation.check c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:ne=numexpr
 pandas.core.computation.common c:result_type_many f:reduce=functools.reduce m:np=numpy
-pandas.core.computation.engines m:abc m:printing=pandas.io.formats.printing
+pandas.core.computation.engines c:align_terms=pandas.core.computation.align.align_terms m:abc m:printing=pandas.io.formats.printing
 pandas.core.computation.eval m:tokenize m:warnings
-pandas.core.computation.expr c:Scope=pandas.core.computation.scope.Scope c:_compose f:reduce=functools.reduce m:ast m:com=pandas.core.common m:np=numpy m:printing=pandas.io.formats.printing m:tokenize
+pandas.core.computation.expr c:_compose f:reduce=functools.reduce m:ast m:com=pandas.core.common m:np=numpy m:printing=pandas.io.formats.printing m:tokenize
 pandas.core.computation.expressions m:ne=numexpr m:np=numpy m:operator m:roperator=pandas.core.roperator m:warnings
 pandas.core.computation.ops c:result_type_many=pandas.core.computation.common.result_type_many m:com=pandas.core.common m:np=numpy m:operator
 pandas.core.computation.parsing f:StringIO=_io.StringIO m:token m:tokenize
 pandas.core.computation.pytables m:_scope=pandas.core.computation.scope m:ast m:com=pandas.core.common m:expr=pandas.core.computation.expr m:np=numpy m:ops=pandas.core.computation.ops
-pandas.core.computation.scope c:Scope f:StringIO=_io.StringIO m:datetime m:inspect m:itertools m:np=numpy m:pprint m:struct m:sys
-pandas.core.config_init m:cf=pandas._config.config m:os m:warnings
+pandas.core.computation.scope f:StringIO=_io.StringIO m:datetime m:inspect m:itertools m:np=numpy m:pprint m:struct m:sys
+pandas.core.config_init c:register_converter_cb c:register_plotting_backend_cb c:use_numba_cb m:cf=pandas._config.config m:os m:warnings
 pandas.core.construction m:com=pandas.core.common m:lib=pandas._libs.lib m:ma=numpy.ma m:np=numpy m:warnings
 pandas.core.describe m:np=numpy m:pd=pandas m:warnings
 pandas.core.dtypes m:api m:astype m:base m:cast m:common m:concat m:dtypes m:generic m:inference m:missing
@@ -294,11 +296,11 @@ pandas.core.generic c:import_optional_dependency=pandas.compat._optional.import_
 pandas.core.groupby m:base m:categorical m:generic m:groupby m:grouper m:indexing m:numba_ m:ops
 pandas.core.groupby.base m:dataclasses
 pandas.core.groupby.categorical m:np=numpy
-pandas.core.groupby.generic m:abc=collections.abc m:algorithms=pandas.core.algorithms m:base=pandas.core.groupby.base m:com=pandas.core.common m:lib=pandas._libs.lib m:libreduction=pandas._libs.reduction m:nanops=pandas.core.nanops m:np=numpy m:warnings
+pandas.core.groupby.generic c:boxplot_frame_groupby=pandas.plotting._core.boxplot_frame_groupby m:abc=collections.abc m:algorithms=pandas.core.algorithms m:base=pandas.core.groupby.base m:com=pandas.core.common m:lib=pandas._libs.lib m:libreduction=pandas._libs.reduction m:nanops=pandas.core.nanops m:np=numpy m:warnings
 pandas.core.groupby.groupby m:algorithms=pandas.core.algorithms m:base=pandas.core.groupby.base m:com=pandas.core.common m:datetime m:executor=pandas.core._numba.executor m:inspect m:lib=pandas._libs.lib m:libgroupby=pandas._libs.groupby m:nanops=pandas.core.nanops m:np=numpy m:numba_=pandas.core.groupby.numba_ m:nv=pandas.compat.numpy.function m:ops=pandas.core.groupby.ops m:sample=pandas.core.sample m:types m:warnings
 pandas.core.groupby.grouper m:algorithms=pandas.core.algorithms m:com=pandas.core.common m:np=numpy m:ops=pandas.core.groupby.ops m:warnings
 pandas.core.groupby.indexing m:np=numpy
-pandas.core.groupby.numba_ c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:functools m:inspect m:np=numpy
+pandas.core.groupby.numba_ c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:jit_user_function=pandas.core.util.numba_.jit_user_function m:functools m:inspect m:np=numpy
 pandas.core.groupby.ops m:collections m:functools m:grouper=pandas.core.groupby.grouper m:lib=pandas._libs.lib m:libgroupby=pandas._libs.groupby m:libreduction=pandas._libs.reduction m:np=numpy
 pandas.core.index m:warnings
 pandas.core.indexers m:objects m:utils
@@ -334,7 +336,7 @@ pandas.core.internals.blocks m:algos=pandas.core.algorithms m:com=pandas.core.co
 pandas.core.internals.concat m:algos=pandas.core.algorithms m:copy m:itertools m:libinternals=pandas._libs.internals m:np=numpy
 pandas.core.internals.construction m:abc=collections.abc m:algorithms=pandas.core.algorithms m:com=pandas.core.common m:lib=pandas._libs.lib m:ma=numpy.ma m:np=numpy m:warnings
 pandas.core.internals.managers m:algos=pandas.core.algorithms m:com=pandas.core.common m:itertools m:lib=pandas._libs.lib m:libalgos=pandas._libs.algos m:libinternals=pandas._libs.internals m:np=numpy m:warnings m:weakref
-pandas.core.missing c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:algos=pandas._libs.algos m:lib=pandas._libs.lib m:np=numpy
+pandas.core.missing c:_interpolate_1d c:_interpolate_2d_with_fill c:_interpolate_scipy_wrapper c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:algos=pandas._libs.algos m:lib=pandas._libs.lib m:np=numpy
 pandas.core.nanops c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:bn=bottleneck m:functools m:itertools m:lib=pandas._libs.lib m:np=numpy m:operator m:warnings
 pandas.core.ops m:algorithms=pandas.core.algorithms m:array_ops m:common m:dispatch m:docstrings m:invalid m:mask_ops m:methods m:missing m:np=numpy m:operator m:roperator=pandas.core.roperator m:warnings
 pandas.core.ops.array_ops m:datetime m:expressions=pandas.core.computation.expressions m:lib=pandas._libs.lib m:libops=pandas._libs.ops m:missing=pandas.core.ops.missing m:np=numpy m:operator m:roperator=pandas.core.roperator
@@ -368,71 +370,72 @@ pandas.core.tools.timedeltas m:lib=pandas._libs.lib m:np=numpy
 pandas.core.tools.times m:np=numpy
 pandas.core.util m:hashing m:numba_
 pandas.core.util.hashing m:itertools m:lib=pandas._libs.lib m:np=numpy
-pandas.core.util.numba_ c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:np=numpy m:types
+pandas.core.util.numba_ c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:jit_user_function c:set_use_numba m:np=numpy m:types
 pandas.core.window m:common m:doc m:ewm m:expanding m:numba_ m:online m:rolling
 pandas.core.window.common m:np=numpy m:warnings
-pandas.core.window.ewm m:common=pandas.core.common m:datetime m:np=numpy m:nv=pandas.compat.numpy.function m:warnings m:window_aggregations=pandas._libs.window.aggregations
+pandas.core.window.ewm c:generate_online_numba_ewma_func=pandas.core.window.online.generate_online_numba_ewma_func m:common=pandas.core.common m:datetime m:np=numpy m:nv=pandas.compat.numpy.function m:warnings m:window_aggregations=pandas._libs.window.aggregations
 pandas.core.window.expanding m:nv=pandas.compat.numpy.function
-pandas.core.window.numba_ c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:functools m:np=numpy
-pandas.core.window.online c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:np=numpy
+pandas.core.window.numba_ c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:jit_user_function=pandas.core.util.numba_.jit_user_function m:functools m:np=numpy
+pandas.core.window.online c:generate_online_numba_ewma_func c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:np=numpy
 pandas.core.window.rolling c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:com=pandas.core.common m:copy m:executor=pandas.core._numba.executor m:inspect m:np=numpy m:nv=pandas.compat.numpy.function m:warnings m:window_aggregations=pandas._libs.window.aggregations
 pandas.errors m:ctypes
 pandas.io m:api m:clipboard m:clipboards m:common m:date_converters m:excel m:feather_format m:formats m:gbq m:html m:json m:orc m:parquet m:parsers m:pytables m:sas m:spss m:sql m:stata m:xml
-pandas.io.api f:read_pickle=pandas.read_pickle f:to_pickle=pandas.io.pickle.to_pickle
-pandas.io.clipboard c:_executable_exists c:init_dev_clipboard_clipboard c:init_klipper_clipboard c:init_osx_pbcopy_clipboard c:init_wsl_clipboard c:init_xclip_clipboard c:init_xsel_clipboard f:c_size_t=ctypes.c_ulong f:c_wchar=ctypes.c_wchar f:c_wchar_p=ctypes.c_wchar_p f:get_errno=_ctypes.get_errno f:sizeof=_ctypes.sizeof f:which=shutil.which m:contextlib m:ctypes m:os m:platform m:subprocess m:time m:warnings
-pandas.io.clipboards f:StringIO=_io.StringIO m:warnings
+pandas.io.api c:ExcelFile=pandas.io.excel._base.ExcelFile c:ExcelWriter=pandas.io.excel._base.ExcelWriter c:HDFStore=pandas.io.pytables.HDFStore c:read_clipboard=pandas.io.clipboards.read_clipboard c:read_feather=pandas.io.feather_format.read_feather c:read_gbq=pandas.io.gbq.read_gbq c:read_hdf=pandas.io.pytables.read_hdf c:read_html=pandas.io.html.read_html c:read_orc=pandas.io.orc.read_orc c:read_parquet=pandas.io.parquet.read_parquet c:read_sas=pandas.io.sas.sasreader.read_sas c:read_spss=pandas.io.spss.read_spss c:read_sql=pandas.io.sql.read_sql c:read_sql_query=pandas.io.sql.read_sql_query c:read_sql_table=pandas.io.sql.read_sql_table c:read_stata=pandas.io.stata.read_stata c:read_xml=pandas.io.xml.read_xml f:read_pickle=pandas.read_pickle f:to_pickle=pandas.io.pickle.to_pickle
+pandas.io.clipboard c:_executable_exists c:clipboard_get=pandas.io.clipboard.lazy_load_stub_paste c:clipboard_set=pandas.io.clipboard.lazy_load_stub_copy c:copy=pandas.io.clipboard.lazy_load_stub_copy c:determine_clipboard c:init_dev_clipboard_clipboard c:init_klipper_clipboard c:init_osx_pbcopy_clipboard c:init_wsl_clipboard c:init_xclip_clipboard c:init_xsel_clipboard c:is_available c:lazy_load_stub_copy c:lazy_load_stub_paste c:paste=pandas.io.clipboard.lazy_load_stub_paste c:set_clipboard f:c_size_t=ctypes.c_ulong f:c_wchar=ctypes.c_wchar f:c_wchar_p=ctypes.c_wchar_p f:get_errno=_ctypes.get_errno f:sizeof=_ctypes.sizeof f:which=shutil.which m:contextlib m:ctypes m:os m:platform m:subprocess m:time m:warnings
+pandas.io.clipboards c:read_clipboard c:to_clipboard f:StringIO=_io.StringIO m:warnings
 pandas.io.common c:_get_filepath_or_buffer c:_maybe_memory_map c:file_path_to_url c:get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:is_url c:urlopen f:BufferedIOBase=io.BufferedIOBase f:BytesIO=_io.BytesIO f:RawIOBase=io.RawIOBase f:StringIO=_io.StringIO f:TextIOBase=io.TextIOBase f:TextIOWrapper=_io.TextIOWrapper f:parse_url=urllib.parse.urlparse f:urljoin=urllib.parse.urljoin m:bz2 m:codecs m:dataclasses m:functools m:gzip m:mmap m:os m:re m:tarfile m:warnings m:zipfile
 pandas.io.date_converters m:np=numpy m:parsing=pandas._libs.tslibs.parsing m:warnings
-pandas.io.excel m:_base m:_odfreader m:_odswriter m:_openpyxl m:_pyxlsb m:_util m:_xlrd m:_xlsxwriter m:_xlwt
-pandas.io.excel._base c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency f:BytesIO=_io.BytesIO m:abc m:config=pandas._config.config m:datetime m:os m:warnings m:zipfile
-pandas.io.excel._odfreader c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:np=numpy m:pd=pandas
-pandas.io.excel._odswriter m:datetime m:json=pandas._libs.json
-pandas.io.excel._openpyxl c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:mmap m:np=numpy
-pandas.io.excel._pyxlsb c:import_optional_dependency=pandas.compat._optional.import_optional_dependency
-pandas.io.excel._util c:import_optional_dependency=pandas.compat._optional.import_optional_dependency
-pandas.io.excel._xlrd c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:np=numpy
-pandas.io.excel._xlsxwriter m:json=pandas._libs.json
-pandas.io.excel._xlwt m:json=pandas._libs.json
-pandas.io.feather_format c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency
+pandas.io.excel c:ExcelFile=pandas.io.excel._base.ExcelFile c:ExcelWriter=pandas.io.excel._base.ExcelWriter c:_ODSWriter=pandas.io.excel._odswriter.ODSWriter c:_OpenpyxlWriter=pandas.io.excel._openpyxl.OpenpyxlWriter c:_XlsxWriter=pandas.io.excel._xlsxwriter.XlsxWriter c:_XlwtWriter=pandas.io.excel._xlwt.XlwtWriter m:_base m:_odfreader m:_odswriter m:_openpyxl m:_pyxlsb m:_util m:_xlrd m:_xlsxwriter m:_xlwt
+pandas.io.excel._base c:BaseExcelReader c:ExcelFile c:ExcelWriter c:get_default_engine=pandas.io.excel._util.get_default_engine c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:inspect_excel_format f:BytesIO=_io.BytesIO m:abc m:config=pandas._config.config m:datetime m:os m:warnings m:zipfile
+pandas.io.excel._odfreader c:BaseExcelReader=pandas.io.excel._base.BaseExcelReader c:ODFReader c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:np=numpy m:pd=pandas
+pandas.io.excel._odswriter c:ExcelWriter=pandas.io.excel._base.ExcelWriter c:ODSWriter m:datetime m:json=pandas._libs.json
+pandas.io.excel._openpyxl c:BaseExcelReader=pandas.io.excel._base.BaseExcelReader c:ExcelWriter=pandas.io.excel._base.ExcelWriter c:OpenpyxlReader c:OpenpyxlWriter c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:mmap m:np=numpy
+pandas.io.excel._pyxlsb c:BaseExcelReader=pandas.io.excel._base.BaseExcelReader c:PyxlsbReader c:import_optional_dependency=pandas.compat._optional.import_optional_dependency
+pandas.io.excel._util c:get_default_engine c:import_optional_dependency=pandas.compat._optional.import_optional_dependency
+pandas.io.excel._xlrd c:BaseExcelReader=pandas.io.excel._base.BaseExcelReader c:XlrdReader c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:np=numpy
+pandas.io.excel._xlsxwriter c:ExcelWriter=pandas.io.excel._base.ExcelWriter c:XlsxWriter m:json=pandas._libs.json
+pandas.io.excel._xlwt c:ExcelWriter=pandas.io.excel._base.ExcelWriter c:XlwtWriter m:json=pandas._libs.json
+pandas.io.feather_format c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:read_feather c:to_feather
 pandas.io.formats m:_color_data m:console m:css m:csvs m:excel m:format m:html m:info m:latex m:printing m:string m:style m:style_render m:xml
 pandas.io.formats.console f:get_terminal_size=shutil.get_terminal_size
 pandas.io.formats.css m:re m:warnings
 pandas.io.formats.csvs c:get_handle=pandas.io.common.get_handle m:csvlib=csv m:libwriters=pandas._libs.writers m:np=numpy m:os
 pandas.io.formats.excel f:reduce=functools.reduce m:com=pandas.core.common m:itertools m:missing=pandas.core.dtypes.missing m:np=numpy m:re m:warnings
-pandas.io.formats.format f:StringIO=_io.StringIO f:get_terminal_size=shutil.get_terminal_size m:com=pandas.core.common m:decimal m:lib=pandas._libs.lib m:math m:np=numpy m:re
+pandas.io.formats.format c:get_buffer c:save_to_buffer f:StringIO=_io.StringIO f:get_terminal_size=shutil.get_terminal_size m:com=pandas.core.common m:decimal m:lib=pandas._libs.lib m:math m:np=numpy m:re
 pandas.io.formats.html c:is_url=pandas.io.common.is_url m:lib=pandas._libs.lib
 pandas.io.formats.info m:fmt=pandas.io.formats.format m:sys
 pandas.io.formats.latex m:np=numpy
 pandas.io.formats.printing m:sys
 pandas.io.formats.string f:get_terminal_size=shutil.get_terminal_size m:np=numpy
-pandas.io.formats.style c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:com=pandas.core.common m:copy m:jinja2 m:lib=pandas._libs.lib m:mpl=matplotlib m:np=numpy m:operator m:pd=pandas m:plt=matplotlib.pyplot m:warnings
+pandas.io.formats.style c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:save_to_buffer=pandas.io.formats.format.save_to_buffer m:com=pandas.core.common m:copy m:jinja2 m:lib=pandas._libs.lib m:mpl=matplotlib m:np=numpy m:operator m:pd=pandas m:plt=matplotlib.pyplot m:warnings
 pandas.io.formats.style_render c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:com=pandas.core.common m:jinja2 m:lib=pandas._libs.lib m:np=numpy m:re
-pandas.io.formats.xml c:get_handle=pandas.io.common.get_handle m:codecs m:io
-pandas.io.gbq c:import_optional_dependency=pandas.compat._optional.import_optional_dependency
-pandas.io.html c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:is_url=pandas.io.common.is_url c:urlopen=pandas.io.common.urlopen m:abc=collections.abc m:numbers m:re
-pandas.io.json m:_json m:_normalize m:_table_schema
-pandas.io.json._json c:get_handle=pandas.io.common.get_handle c:is_url=pandas.io.common.is_url f:StringIO=_io.StringIO m:abc=collections.abc m:functools m:json=pandas._libs.json m:np=numpy
+pandas.io.formats.xml c:get_data_from_filepath=pandas.io.xml.get_data_from_filepath c:get_handle=pandas.io.common.get_handle m:codecs m:io
+pandas.io.gbq c:_try_import c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:read_gbq c:to_gbq
+pandas.io.html c:_importers c:_parse c:_parser_dispatch c:_read c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:is_url=pandas.io.common.is_url c:read_html c:urlopen=pandas.io.common.urlopen m:abc=collections.abc m:numbers m:re
+pandas.io.json c:to_json=pandas.io.json._json.to_json m:_json m:_normalize m:_table_schema
+pandas.io.json._json c:get_handle=pandas.io.common.get_handle c:is_url=pandas.io.common.is_url c:to_json f:StringIO=_io.StringIO m:abc=collections.abc m:functools m:json=pandas._libs.json m:np=numpy
 pandas.io.json._normalize m:abc=collections.abc m:copy m:np=numpy m:pd=pandas
 pandas.io.json._table_schema m:com=pandas.core.common m:json=pandas._libs.json m:warnings
-pandas.io.orc c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:io
-pandas.io.parquet c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:is_url=pandas.io.common.is_url m:io m:os
+pandas.io.orc c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:read_orc c:to_orc m:io
+pandas.io.parquet c:FastParquetImpl c:PyArrowImpl c:_get_path_or_handle c:get_engine c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:is_url=pandas.io.common.is_url c:read_parquet c:to_parquet m:io m:os
 pandas.io.parsers m:arrow_parser_wrapper m:base_parser m:c_parser_wrapper m:python_parser m:readers
 pandas.io.parsers.arrow_parser_wrapper c:import_optional_dependency=pandas.compat._optional.import_optional_dependency
 pandas.io.parsers.base_parser m:algorithms=pandas.core.algorithms m:csv m:datetime m:itertools m:lib=pandas._libs.lib m:libops=pandas._libs.ops m:np=numpy m:parsers=pandas._libs.parsers m:parsing=pandas._libs.tslibs.parsing m:tools=pandas.core.tools.datetimes m:warnings
 pandas.io.parsers.c_parser_wrapper m:np=numpy m:parsers=pandas._libs.parsers m:warnings
 pandas.io.parsers.python_parser f:StringIO=_io.StringIO m:abc=collections.abc m:csv m:lib=pandas._libs.lib m:np=numpy m:re m:sys m:warnings
 pandas.io.parsers.readers c:get_handle=pandas.io.common.get_handle m:abc=collections.abc m:csv m:lib=pandas._libs.lib m:np=numpy m:sys m:warnings
-pandas.io.pytables c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:com=pandas.core.common m:config=pandas._config.config m:copy m:itertools m:lib=pandas._libs.lib m:libwriters=pandas._libs.writers m:np=numpy m:os m:platform m:re m:timezones=pandas._libs.tslibs.timezones m:warnings
-pandas.io.sas m:_sas m:sas7bdat m:sas_constants m:sas_xport m:sasreader
+pandas.io.pytables c:BlockManagerFixed c:Fixed c:FrameFixed c:GenericFixed c:HDFStore c:SeriesFixed c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:patch_pickle=pandas.compat.pickle_compat.patch_pickle c:read_hdf c:to_hdf m:com=pandas.core.common m:config=pandas._config.config m:copy m:itertools m:lib=pandas._libs.lib m:libwriters=pandas._libs.writers m:np=numpy m:os m:platform m:re m:timezones=pandas._libs.tslibs.timezones m:warnings
+pandas.io.sas c:read_sas=pandas.io.sas.sasreader.read_sas m:_sas m:sas7bdat m:sas_constants m:sas_xport m:sasreader
 pandas.io.sas._sas m:const=pandas.io.sas.sas_constants m:np=numpy
-pandas.io.sas.sas7bdat c:get_handle=pandas.io.common.get_handle m:abc=collections.abc m:const=pandas.io.sas.sas_constants m:np=numpy m:pd=pandas m:struct
-pandas.io.sas.sas_xport c:get_handle=pandas.io.common.get_handle m:abc=collections.abc m:np=numpy m:pd=pandas m:struct m:warnings
-pandas.io.spss c:import_optional_dependency=pandas.compat._optional.import_optional_dependency
-pandas.io.sql c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:com=pandas.core.common m:lib=pandas._libs.lib m:np=numpy m:re m:warnings
-pandas.io.stata c:get_handle=pandas.io.common.get_handle f:BytesIO=_io.BytesIO m:abc=collections.abc m:datetime m:np=numpy m:os m:platform m:re m:struct m:sys m:warnings
-pandas.io.xml c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:is_url=pandas.io.common.is_url m:io
-pandas.plotting m:_core m:_matplotlib m:_misc
-pandas.plotting._core c:_load_backend m:importlib m:itertools m:types m:warnings
+pandas.io.sas.sas7bdat c:SAS7BDATReader c:get_handle=pandas.io.common.get_handle m:abc=collections.abc m:const=pandas.io.sas.sas_constants m:np=numpy m:pd=pandas m:struct
+pandas.io.sas.sas_xport c:XportReader c:get_handle=pandas.io.common.get_handle m:abc=collections.abc m:np=numpy m:pd=pandas m:struct m:warnings
+pandas.io.sas.sasreader c:read_sas
+pandas.io.spss c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:read_spss
+pandas.io.sql c:SQLAlchemyEngine c:execute c:get_engine c:get_schema c:has_table c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:pandasSQL_builder c:read_sql c:read_sql_query c:read_sql_table c:table_exists=pandas.io.sql.has_table c:to_sql m:com=pandas.core.common m:lib=pandas._libs.lib m:np=numpy m:re m:warnings
+pandas.io.stata c:StataReader c:get_handle=pandas.io.common.get_handle c:read_stata f:BytesIO=_io.BytesIO m:abc=collections.abc m:datetime m:np=numpy m:os m:platform m:re m:struct m:sys m:warnings
+pandas.io.xml c:_parse c:get_data_from_filepath c:get_handle=pandas.io.common.get_handle c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:is_url=pandas.io.common.is_url c:read_xml m:io
+pandas.plotting c:andrews_curves=pandas.plotting._misc.andrews_curves c:autocorrelation_plot=pandas.plotting._misc.autocorrelation_plot c:bootstrap_plot=pandas.plotting._misc.bootstrap_plot c:boxplot=pandas.plotting._core.boxplot c:boxplot_frame=pandas.plotting._core.boxplot_frame c:boxplot_frame_groupby=pandas.plotting._core.boxplot_frame_groupby c:deregister_matplotlib_converters=pandas.plotting._misc.deregister c:hist_frame=pandas.plotting._core.hist_frame c:hist_series=pandas.plotting._core.hist_series c:lag_plot=pandas.plotting._misc.lag_plot c:parallel_coordinates=pandas.plotting._misc.parallel_coordinates c:radviz=pandas.plotting._misc.radviz c:register_matplotlib_converters=pandas.plotting._misc.register c:scatter_matrix=pandas.plotting._misc.scatter_matrix c:table=pandas.plotting._misc.table m:_core m:_matplotlib m:_misc
+pandas.plotting._core c:_get_plot_backend c:_load_backend c:boxplot c:boxplot_frame c:boxplot_frame_groupby c:hist_frame c:hist_series m:importlib m:itertools m:types m:warnings
 pandas.plotting._matplotlib m:compat m:converter m:core m:groupby m:hist m:misc m:style m:timeseries m:tools
 pandas.plotting._matplotlib.boxplot m:com=pandas.core.common m:np=numpy m:pd=pandas m:warnings
 pandas.plotting._matplotlib.compat m:operator
@@ -444,6 +447,7 @@ pandas.plotting._matplotlib.misc m:mlines=matplotlib.lines m:np=numpy m:patches=
 pandas.plotting._matplotlib.style m:cm=matplotlib.cm m:com=pandas.core.common m:itertools m:matplotlib m:mpl=matplotlib m:np=numpy m:warnings
 pandas.plotting._matplotlib.timeseries m:functools m:np=numpy
 pandas.plotting._matplotlib.tools m:compat=pandas.plotting._matplotlib.compat m:matplotlib m:np=numpy m:ticker=matplotlib.ticker m:warnings
+pandas.plotting._misc c:_get_plot_backend=pandas.plotting._core._get_plot_backend c:andrews_curves c:autocorrelation_plot c:bootstrap_plot c:deregister c:lag_plot c:parallel_coordinates c:radviz c:register c:scatter_matrix c:table
 pandas.tseries m:api m:frequencies m:holiday m:offsets
 pandas.tseries.api m:offsets=pandas.tseries.offsets
 pandas.tseries.frequencies m:np=numpy m:warnings
@@ -452,23 +456,23 @@ pandas.util m:_decorators m:_doctools m:_exceptions m:_print_versions m:_test_de
 pandas.util._decorators m:inspect m:warnings
 pandas.util._doctools m:np=numpy m:pd=pandas
 pandas.util._exceptions m:contextlib m:inspect m:os m:re m:warnings
-pandas.util._print_versions c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:codecs m:json m:locale m:os m:platform m:struct m:sys
-pandas.util._test_decorators c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:safe_import m:locale m:np=numpy m:pytest m:warnings
-pandas.util._tester c:import_optional_dependency=pandas.compat._optional.import_optional_dependency m:os m:sys
+pandas.util._print_versions c:_get_dependency_info c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:main c:show_versions m:codecs m:json m:locale m:os m:platform m:struct m:sys
+pandas.util._test_decorators c:_skip_if_no_mpl c:_skip_if_no_scipy c:async_mark c:check_file_leaks c:file_leak_context c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:safe_import c:skip_if_installed c:skip_if_no m:locale m:np=numpy m:pytest m:warnings
+pandas.util._tester c:import_optional_dependency=pandas.compat._optional.import_optional_dependency c:test m:os m:sys
 pandas.util._validators m:np=numpy m:warnings
-pandas.util.testing c:round_trip_pickle=pandas._testing._io.round_trip_pickle m:warnings
+pandas.util.testing c:decompress_file=pandas._testing.contexts.decompress_file c:ensure_clean=pandas._testing.contexts.ensure_clean c:ensure_clean_dir=pandas._testing.contexts.ensure_clean_dir c:network=pandas._testing._io.network c:round_trip_localpath=pandas._testing._io.round_trip_localpath c:round_trip_pathlib=pandas._testing._io.round_trip_pathlib c:round_trip_pickle=pandas._testing._io.round_trip_pickle c:write_to_compressed=pandas._testing._io.write_to_compressed m:warnings
 pandas.util.version m:collections m:itertools m:re m:warnings
-scipy c:DataSource=numpy.DataSource c:memmap=numpy.memmap f:load=numpy.load f:recfromcsv=numpy.lib.npyio.recfromcsv f:recfromtxt=numpy.lib.npyio.recfromtxt m:_importlib=importlib m:_lib m:cluster m:conftest m:constants m:datasets m:fft m:fftpack m:integrate m:interpolate m:io m:linalg m:misc m:ndimage m:odr m:optimize m:signal m:sparse m:spatial m:special m:stats m:version
+scipy c:DataSource=numpy.DataSource c:add_newdoc=numpy.core.function_base.add_newdoc c:fromregex=numpy.fromregex c:genfromtxt=numpy.genfromtxt c:info=numpy.info c:load=numpy.load c:loadtxt=numpy.loadtxt c:lookfor=numpy.lookfor c:memmap=numpy.memmap c:recfromcsv=numpy.lib.npyio.recfromcsv c:recfromtxt=numpy.lib.npyio.recfromtxt m:_importlib=importlib m:_lib m:cluster m:conftest m:constants m:datasets m:fft m:fftpack m:integrate m:interpolate m:io m:linalg m:misc m:ndimage m:odr m:optimize m:signal m:sparse m:spatial m:special m:stats m:version
 scipy._lib m:_bunch m:_ccallback m:_ccallback_c m:_disjoint_set m:_docscrape m:_finite_differences m:_fpumode m:_gcutils m:_pep440 m:_test_ccallback m:_test_deprecation_call m:_test_deprecation_def m:_testutils m:_threadsafety m:_tmpdirs m:_uarray m:_util m:decorator m:deprecation m:doccer m:messagestream m:tests m:uarray
 scipy._lib._bunch c:_make_tuple_bunch m:_sys=sys
 scipy._lib._ccallback f:PyCFuncPtr=_ctypes.CFuncPtr m:_ccallback_c=scipy._lib._ccallback_c m:ctypes
-scipy._lib._ccallback_c f:plus1_t=ctypes.CFUNCTYPE.<locals>.CFunctionType f:plus1b_t=ctypes.CFUNCTYPE.<locals>.CFunctionType f:plus1bc_t=ctypes.CFUNCTYPE.<locals>.CFunctionType f:sine_t=ctypes.CFUNCTYPE.<locals>.CFunctionType m:ctypes
+scipy._lib._ccallback_c m:ctypes
 scipy._lib._docscrape c:ClassDoc c:namedtuple=collections.namedtuple m:copy m:inspect m:pydoc m:re m:sys m:textwrap
 scipy._lib._gcutils m:gc m:weakref
 scipy._lib._pep440 m:collections m:itertools m:re
-scipy._lib._testutils c:_get_mem_available c:_pytest_has_xdist m:inspect m:np=numpy m:os m:re m:sys
+scipy._lib._testutils c:_get_mem_available c:_pytest_has_xdist c:check_free_memory m:inspect m:np=numpy m:os m:re m:sys
 scipy._lib._threadsafety m:scipy m:threading
-scipy._lib._tmpdirs f:mkdtemp=tempfile.mkdtemp f:rmtree=shutil.rmtree m:os
+scipy._lib._tmpdirs c:in_dir c:in_tempdir c:tempdir f:mkdtemp=tempfile.mkdtemp f:rmtree=shutil.rmtree m:os
 scipy._lib._uarray m:_backend m:_uarray=uarray._uarray
 scipy._lib._uarray._backend c:pickle_function c:unpickle_function m:_uarray=uarray._uarray m:contextlib m:copyreg m:functools m:inspect m:pickle m:types m:typing
 scipy._lib._util c:_aligned_zeros c:namedtuple=collections.namedtuple m:functools m:inspect m:math m:np=numpy m:numbers m:operator m:warnings
@@ -487,10 +491,10 @@ scipy.constants._codata m:warnings
 scipy.constants._constants m:_math=math m:_np=numpy
 scipy.constants.codata m:_codata=scipy.constants._codata m:warnings
 scipy.constants.constants m:_constants=scipy.constants._constants m:warnings
-scipy.datasets c:ascent=scipy.datasets._fetchers.ascent c:electrocardiogram=scipy.datasets._fetchers.electrocardiogram c:face=scipy.datasets._fetchers.face m:_download_all m:_fetchers m:_registry m:_utils m:tests
+scipy.datasets c:ascent=scipy.datasets._fetchers.ascent c:clear_cache=scipy.datasets._utils.clear_cache c:electrocardiogram=scipy.datasets._fetchers.electrocardiogram c:face=scipy.datasets._fetchers.face m:_download_all m:_fetchers m:_registry m:_utils m:tests
 scipy.datasets._download_all m:_registry=scipy.datasets._registry m:argparse
 scipy.datasets._fetchers c:ascent c:electrocardiogram c:face f:load=numpy.load
-scipy.datasets._utils c:_clear_cache m:appdirs m:os m:shutil
+scipy.datasets._utils c:_clear_cache c:clear_cache m:appdirs m:os m:shutil
 scipy.fft m:_backend m:_basic m:_debug_backends m:_fftlog m:_fftlog_multimethods m:_helper m:_pocketfft m:_realtransforms m:tests
 scipy.fft._backend m:_fftlog=scipy.fft._fftlog m:_pocketfft=scipy.fft._pocketfft m:ua=scipy._lib.uarray
 scipy.fft._basic m:np=numpy
@@ -557,7 +561,7 @@ scipy.interpolate.interpolate m:_interpolate=scipy.interpolate._interpolate m:wa
 scipy.interpolate.ndgriddata m:_ndgriddata=scipy.interpolate._ndgriddata m:warnings
 scipy.interpolate.polyint m:_polyint=scipy.interpolate._polyint m:warnings
 scipy.interpolate.rbf m:_rbf=scipy.interpolate._rbf m:warnings
-scipy.io c:FortranFile=scipy.io._fortran.FortranFile c:hb_read=scipy.io._harwell_boeing.hb.hb_read c:hb_write=scipy.io._harwell_boeing.hb.hb_write c:netcdf_file=scipy.io._netcdf.netcdf_file c:readsav=scipy.io._idl.readsav m:_fortran m:_harwell_boeing m:_idl m:_mmio m:_netcdf m:_test_fortran m:arff m:harwell_boeing m:idl m:matlab m:mmio m:netcdf m:tests m:wavfile
+scipy.io c:FortranFile=scipy.io._fortran.FortranFile c:hb_read=scipy.io._harwell_boeing.hb.hb_read c:hb_write=scipy.io._harwell_boeing.hb.hb_write c:loadmat=scipy.io.matlab._mio.loadmat c:netcdf_file=scipy.io._netcdf.netcdf_file c:readsav=scipy.io._idl.readsav c:savemat=scipy.io.matlab._mio.savemat c:whosmat=scipy.io.matlab._mio.whosmat m:_fortran m:_harwell_boeing m:_idl m:_mmio m:_netcdf m:_test_fortran m:arff m:harwell_boeing m:idl m:matlab m:mmio m:netcdf m:tests m:wavfile
 scipy.io._fortran c:FortranFile m:np=numpy m:warnings
 scipy.io._harwell_boeing c:hb_read=scipy.io._harwell_boeing.hb.hb_read c:hb_write=scipy.io._harwell_boeing.hb.hb_write m:_fortran_format_parser m:hb m:tests
 scipy.io._harwell_boeing._fortran_format_parser m:np=numpy m:re
@@ -566,13 +570,13 @@ scipy.io._idl c:readsav m:np=numpy m:struct m:tempfile m:warnings m:zlib
 scipy.io._mmio m:np=numpy m:os
 scipy.io._netcdf c:NetCDFFile=scipy.io._netcdf.netcdf_file c:netcdf_file f:reduce=functools.reduce m:mm=mmap m:np=numpy m:warnings m:weakref
 scipy.io.arff c:loadarff=scipy.io.arff._arffread.loadarff m:_arffread m:arffread m:tests
-scipy.io.arff._arffread c:loadarff m:csv m:ctypes m:datetime m:np=numpy m:re
+scipy.io.arff._arffread c:loadarff c:test_weka m:csv m:ctypes m:datetime m:np=numpy m:re
 scipy.io.arff.arffread m:_arffread=scipy.io.arff._arffread m:warnings
 scipy.io.harwell_boeing m:_harwell_boeing=scipy.io._harwell_boeing m:warnings
 scipy.io.idl m:_idl=scipy.io._idl m:warnings
-scipy.io.matlab m:_byteordercodes m:_mio m:_mio4 m:_mio5 m:_mio5_params m:_mio5_utils m:_mio_utils m:_miobase m:_streams m:byteordercodes m:mio m:mio4 m:mio5 m:mio5_params m:mio5_utils m:mio_utils m:miobase m:streams m:tests
+scipy.io.matlab c:loadmat=scipy.io.matlab._mio.loadmat c:savemat=scipy.io.matlab._mio.savemat c:whosmat=scipy.io.matlab._mio.whosmat m:_byteordercodes m:_mio m:_mio4 m:_mio5 m:_mio5_params m:_mio5_utils m:_mio_utils m:_miobase m:_streams m:byteordercodes m:mio m:mio4 m:mio5 m:mio5_params m:mio5_utils m:mio_utils m:miobase m:streams m:tests
 scipy.io.matlab._byteordercodes m:sys
-scipy.io.matlab._mio c:_open_file
+scipy.io.matlab._mio c:_open_file c:_open_file_context c:loadmat c:mat_reader_factory c:savemat c:whosmat
 scipy.io.matlab._mio4 f:reduce=functools.reduce m:np=numpy m:scipy m:sys m:warnings
 scipy.io.matlab._mio5 f:BytesIO=_io.BytesIO m:np=numpy m:os m:scipy m:sys m:time m:warnings m:zlib
 scipy.io.matlab._mio5_params m:np=numpy
@@ -591,7 +595,7 @@ scipy.io.matlab.miobase m:_miobase=scipy.io.matlab._miobase m:warnings
 scipy.io.matlab.streams m:_streams=scipy.io.matlab._streams m:warnings
 scipy.io.mmio m:_mmio=scipy.io._mmio m:warnings
 scipy.io.netcdf m:_netcdf=scipy.io._netcdf m:warnings
-scipy.io.wavfile c:read c:write m:io m:numpy m:struct m:sys m:warnings
+scipy.io.wavfile c:_read_data_chunk c:read c:write m:io m:numpy m:struct m:sys m:warnings
 scipy.linalg m:_basic m:_cythonized_array_utils m:_decomp m:_decomp_cholesky m:_decomp_cossin m:_decomp_ldl m:_decomp_lu m:_decomp_polar m:_decomp_qr m:_decomp_qz m:_decomp_schur m:_decomp_svd m:_decomp_update m:_expm_frechet m:_fblas m:_flapack m:_flinalg m:_flinalg_py m:_interpolative m:_interpolative_backend m:_matfuncs m:_matfuncs_expm m:_matfuncs_inv_ssq m:_matfuncs_sqrtm m:_matfuncs_sqrtm_triu m:_misc m:_procrustes m:_sketches m:_solve_toeplitz m:_solvers m:_special_matrices m:_testutils m:basic m:blas m:cython_blas m:cython_lapack m:decomp m:decomp_cholesky m:decomp_lu m:decomp_qr m:decomp_schur m:decomp_svd m:flinalg m:interpolative m:lapack m:matfuncs m:misc m:special_matrices m:tests
 scipy.linalg._basic m:_decomp=scipy.linalg._decomp m:_decomp_svd=scipy.linalg._decomp_svd m:np=numpy
 scipy.linalg._cythonized_array_utils m:np=numpy
@@ -631,8 +635,8 @@ scipy.linalg.lapack m:_flapack=scipy.linalg._flapack m:_np=numpy
 scipy.linalg.matfuncs m:_matfuncs=scipy.linalg._matfuncs m:warnings
 scipy.linalg.misc m:_misc=scipy.linalg._misc m:warnings
 scipy.linalg.special_matrices m:_special_matrices=scipy.linalg._special_matrices m:warnings
-scipy.misc m:common m:doccer m:tests m:warnings
-scipy.misc._common f:load=numpy.load
+scipy.misc c:ascent=scipy.misc._common.ascent c:electrocardiogram=scipy.misc._common.electrocardiogram c:face=scipy.misc._common.face m:common m:doccer m:tests m:warnings
+scipy.misc._common c:ascent c:electrocardiogram c:face f:load=numpy.load
 scipy.misc.common m:_common=scipy.misc._common m:warnings
 scipy.misc.doccer m:doccer=scipy._lib.doccer m:warnings
 scipy.ndimage m:_ctest m:_cytest m:_filters m:_fourier m:_interpolation m:_measurements m:_morphology m:_nd_image m:_ni_docstrings m:_ni_label m:_ni_support m:filters m:fourier m:interpolation m:measurements m:morphology m:tests
@@ -655,7 +659,7 @@ scipy.odr._models m:np=numpy
 scipy.odr._odrpack c:ODR m:__odrpack=_odrpack m:numpy m:os
 scipy.odr.models m:_models=scipy.odr._models m:warnings
 scipy.odr.odrpack m:_odrpack=scipy.odr._odrpack m:warnings
-scipy.optimize c:show_options=scipy.optimize._optimize.show_options m:__nnls m:_basinhopping m:_bglu_dense m:_cobyla m:_cobyla_py m:_constraints m:_differentiable_functions m:_differentialevolution m:_direct m:_direct_py m:_dual_annealing m:_group_columns m:_hessian_update_strategy m:_highs m:_lbfgsb m:_lbfgsb_py m:_linesearch m:_linprog m:_linprog_doc m:_linprog_highs m:_linprog_ip m:_linprog_rs m:_linprog_simplex m:_linprog_util m:_lsap m:_lsq m:_milp m:_minimize m:_minpack m:_minpack2 m:_minpack_py m:_moduleTNC m:_nnls m:_nonlin m:_numdiff m:_optimize m:_qap m:_remove_redundancy m:_root m:_root_scalar m:_shgo m:_shgo_lib m:_slsqp m:_slsqp_py m:_spectral m:_tnc m:_trlib m:_trustregion m:_trustregion_constr m:_trustregion_dogleg m:_trustregion_exact m:_trustregion_krylov m:_trustregion_ncg m:_tstutils m:_zeros m:_zeros_py m:cobyla m:cython_optimize m:lbfgsb m:linesearch m:minpack m:minpack2 m:moduleTNC m:nonlin m:optimize m:slsqp m:tests m:tnc m:zeros
+scipy.optimize c:KrylovJacobian=scipy.optimize._nonlin.KrylovJacobian c:newton_krylov=scipy.optimize._nonlin.newton_krylov c:show_options=scipy.optimize._optimize.show_options m:__nnls m:_basinhopping m:_bglu_dense m:_cobyla m:_cobyla_py m:_constraints m:_differentiable_functions m:_differentialevolution m:_direct m:_direct_py m:_dual_annealing m:_group_columns m:_hessian_update_strategy m:_highs m:_lbfgsb m:_lbfgsb_py m:_linesearch m:_linprog m:_linprog_doc m:_linprog_highs m:_linprog_ip m:_linprog_rs m:_linprog_simplex m:_linprog_util m:_lsap m:_lsq m:_milp m:_minimize m:_minpack m:_minpack2 m:_minpack_py m:_moduleTNC m:_nnls m:_nonlin m:_numdiff m:_optimize m:_qap m:_remove_redundancy m:_root m:_root_scalar m:_shgo m:_shgo_lib m:_slsqp m:_slsqp_py m:_spectral m:_tnc m:_trlib m:_trustregion m:_trustregion_constr m:_trustregion_dogleg m:_trustregion_exact m:_trustregion_krylov m:_trustregion_ncg m:_tstutils m:_zeros m:_zeros_py m:cobyla m:cython_optimize m:lbfgsb m:linesearch m:minpack m:minpack2 m:moduleTNC m:nonlin m:optimize m:slsqp m:tests m:tnc m:zeros
 scipy.optimize._basinhopping m:math m:np=numpy m:scipy
 scipy.optimize._bglu_dense m:np=numpy
 scipy.optimize._cobyla_py f:RLock=threading.RLock m:cobyla=scipy.optimize._cobyla m:functools m:np=numpy
@@ -689,12 +693,12 @@ scipy.optimize._minimize m:np=numpy
 scipy.optimize._minpack_py m:_minpack=scipy.optimize._minpack m:linalg=scipy.linalg m:np=numpy m:warnings
 scipy.optimize._moduleTNC m:np=numpy
 scipy.optimize._nnls m:__nnls=scipy.optimize.__nnls
-scipy.optimize._nonlin c:_nonlin_wrapper m:inspect m:np=numpy m:scipy m:sys
+scipy.optimize._nonlin c:KrylovJacobian c:_nonlin_wrapper c:asjacobian c:newton_krylov m:inspect m:np=numpy m:scipy m:sys
 scipy.optimize._numdiff m:functools m:np=numpy
 scipy.optimize._optimize c:show_options m:np=numpy m:sys m:warnings
 scipy.optimize._qap m:itertools m:np=numpy m:operator
 scipy.optimize._remove_redundancy m:np=numpy m:scipy
-scipy.optimize._root m:nonlin=scipy.optimize._nonlin m:np=numpy
+scipy.optimize._root c:_root_nonlin_solve m:nonlin=scipy.optimize._nonlin m:np=numpy
 scipy.optimize._root_scalar m:np=numpy m:optzeros=scipy.optimize._zeros_py
 scipy.optimize._shgo m:logging m:np=numpy m:spatial=scipy.spatial m:time m:warnings
 scipy.optimize._shgo_lib m:triangulation
@@ -729,23 +733,23 @@ scipy.optimize.optimize m:_optimize=scipy.optimize._optimize m:warnings
 scipy.optimize.slsqp m:_slsqp_py=scipy.optimize._slsqp_py m:warnings
 scipy.optimize.tnc m:_tnc=scipy.optimize._tnc m:warnings
 scipy.optimize.zeros m:_zeros_py=scipy.optimize._zeros_py m:warnings
-scipy.signal c:hilbert2=scipy.signal._signaltools.hilbert2 m:_arraytools m:_bsplines m:_czt m:_filter_design m:_fir_filter_design m:_lti_conversion m:_ltisys m:_max_len_seq m:_max_len_seq_inner m:_peak_finding m:_peak_finding_utils m:_savitzky_golay m:_signaltools m:_sigtools m:_sosfilt m:_spectral m:_spectral_py m:_spline m:_upfirdn m:_upfirdn_apply m:_waveforms m:_wavelets m:bsplines m:filter_design m:fir_filter_design m:lti_conversion m:ltisys m:signaltools m:spectral m:spline m:tests m:waveforms m:wavelets m:windows
+scipy.signal c:choose_conv_method=scipy.signal._signaltools.choose_conv_method c:cont2discrete=scipy.signal._lti_conversion.cont2discrete c:convolve=scipy.signal._signaltools.convolve c:correlate=scipy.signal._signaltools.correlate c:cwt=scipy.signal._wavelets.cwt c:deconvolve=scipy.signal._signaltools.deconvolve c:hilbert2=scipy.signal._signaltools.hilbert2 m:_arraytools m:_bsplines m:_czt m:_filter_design m:_fir_filter_design m:_lti_conversion m:_ltisys m:_max_len_seq m:_max_len_seq_inner m:_peak_finding m:_peak_finding_utils m:_savitzky_golay m:_signaltools m:_sigtools m:_sosfilt m:_spectral m:_spectral_py m:_spline m:_upfirdn m:_upfirdn_apply m:_waveforms m:_wavelets m:bsplines m:filter_design m:fir_filter_design m:lti_conversion m:ltisys m:signaltools m:spectral m:spline m:tests m:waveforms m:wavelets m:windows
 scipy.signal._arraytools m:np=numpy
 scipy.signal._czt m:cmath m:np=numpy m:numbers
 scipy.signal._filter_design m:math m:np=numpy m:numpy m:operator m:optimize=scipy.optimize m:sp_fft=scipy.fft m:special=scipy.special m:warnings
 scipy.signal._fir_filter_design m:_sigtools=scipy.signal._sigtools m:np=numpy m:operator m:warnings
-scipy.signal._lti_conversion m:linalg=scipy.linalg m:np=numpy m:numpy
-scipy.signal._ltisys m:copy m:integrate=scipy.integrate m:interpolate=scipy.interpolate m:linalg=scipy.linalg m:np=numpy m:numpy m:warnings
+scipy.signal._lti_conversion c:cont2discrete m:linalg=scipy.linalg m:np=numpy m:numpy
+scipy.signal._ltisys c:cont2discrete=scipy.signal._lti_conversion.cont2discrete m:copy m:integrate=scipy.integrate m:interpolate=scipy.interpolate m:linalg=scipy.linalg m:np=numpy m:numpy m:warnings
 scipy.signal._max_len_seq m:np=numpy
-scipy.signal._peak_finding m:math m:np=numpy
+scipy.signal._peak_finding c:cwt=scipy.signal._wavelets.cwt m:math m:np=numpy
 scipy.signal._peak_finding_utils m:np=numpy m:warnings
 scipy.signal._savitzky_golay m:np=numpy
-scipy.signal._signaltools c:_timeit_fast c:hilbert2 m:_sigtools=scipy.signal._sigtools m:linalg=scipy.linalg m:math m:np=numpy m:operator m:sp_fft=scipy.fft m:timeit m:warnings
+scipy.signal._signaltools c:_timeit_fast c:choose_conv_method c:convolve c:correlate c:deconvolve c:hilbert2 m:_sigtools=scipy.signal._sigtools m:linalg=scipy.linalg m:math m:np=numpy m:operator m:sp_fft=scipy.fft m:timeit m:warnings
 scipy.signal._spectral_py m:_signaltools=scipy.signal._signaltools m:np=numpy m:sp_fft=scipy.fft m:warnings
 scipy.signal._upfirdn m:np=numpy
 scipy.signal._upfirdn_apply m:np=numpy
 scipy.signal._waveforms m:np=numpy
-scipy.signal._wavelets m:np=numpy
+scipy.signal._wavelets c:convolve=scipy.signal._signaltools.convolve c:cwt m:np=numpy
 scipy.signal.bsplines m:_bsplines=scipy.signal._bsplines m:warnings
 scipy.signal.filter_design m:_filter_design=scipy.signal._filter_design m:warnings
 scipy.signal.fir_filter_design m:_fir_filter_design=scipy.signal._fir_filter_design m:warnings
@@ -759,7 +763,7 @@ scipy.signal.wavelets m:_wavelets=scipy.signal._wavelets m:warnings
 scipy.signal.windows m:_windows m:windows
 scipy.signal.windows._windows m:linalg=scipy.linalg m:np=numpy m:operator m:sp_fft=scipy.fft m:special=scipy.special m:warnings
 scipy.signal.windows.windows m:_windows=scipy.signal.windows._windows m:warnings
-scipy.sparse c:load_npz=scipy.sparse._matrix_io.load_npz m:_arrays m:_base m:_bsr m:_compressed m:_construct m:_coo m:_csc m:_csparsetools m:_csr m:_data m:_dia m:_dok m:_extract m:_index m:_lil m:_matrix_io m:_sparsetools m:_spfuncs m:_sputils m:_warnings=warnings m:base m:bsr m:compressed m:construct m:coo m:csc m:csgraph m:csr m:data m:dia m:dok m:extract m:lil m:linalg m:sparsetools m:spfuncs m:sputils m:tests
+scipy.sparse c:load_npz=scipy.sparse._matrix_io.load_npz c:save_npz=scipy.sparse._matrix_io.save_npz m:_arrays m:_base m:_bsr m:_compressed m:_construct m:_coo m:_csc m:_csparsetools m:_csr m:_data m:_dia m:_dok m:_extract m:_index m:_lil m:_matrix_io m:_sparsetools m:_spfuncs m:_sputils m:_warnings=warnings m:base m:bsr m:compressed m:construct m:coo m:csc m:csgraph m:csr m:data m:dia m:dok m:extract m:lil m:linalg m:sparsetools m:spfuncs m:sputils m:tests
 scipy.sparse._base m:np=numpy
 scipy.sparse._bsr m:_sparsetools=scipy.sparse._sparsetools m:np=numpy
 scipy.sparse._compressed m:_sparsetools=scipy.sparse._sparsetools m:np=numpy m:operator
@@ -773,7 +777,7 @@ scipy.sparse._dia m:np=numpy
 scipy.sparse._dok m:itertools m:np=numpy
 scipy.sparse._index m:np=numpy
 scipy.sparse._lil m:_csparsetools=scipy.sparse._csparsetools m:np=numpy
-scipy.sparse._matrix_io c:load_npz m:np=numpy m:scipy
+scipy.sparse._matrix_io c:load_npz c:save_npz m:np=numpy m:scipy
 scipy.sparse._sputils m:np=numpy m:operator m:sp=scipy.sparse m:sys
 scipy.sparse.base m:_base=scipy.sparse._base m:warnings
 scipy.sparse.bsr m:_bsr=scipy.sparse._bsr m:warnings
@@ -798,26 +802,26 @@ scipy.sparse.dia m:_dia=scipy.sparse._dia m:warnings
 scipy.sparse.dok m:_dok=scipy.sparse._dok m:warnings
 scipy.sparse.extract m:_extract=scipy.sparse._extract m:warnings
 scipy.sparse.lil m:_lil=scipy.sparse._lil m:warnings
-scipy.sparse.linalg m:_dsolve m:_eigen m:_expm_multiply m:_interface m:_isolve m:_matfuncs m:_norm m:_onenormest m:_propack m:_svdp m:dsolve m:eigen m:interface m:isolve m:matfuncs m:tests
+scipy.sparse.linalg c:bicg=scipy.sparse.linalg._isolve.iterative.bicg c:bicgstab=scipy.sparse.linalg._isolve.iterative.bicgstab c:cg=scipy.sparse.linalg._isolve.iterative.cg c:cgs=scipy.sparse.linalg._isolve.iterative.cgs c:eigs=scipy.sparse.linalg._eigen.arpack.arpack.eigs c:eigsh=scipy.sparse.linalg._eigen.arpack.arpack.eigsh c:gmres=scipy.sparse.linalg._isolve.iterative.gmres c:lobpcg=scipy.sparse.linalg._eigen.lobpcg.lobpcg.lobpcg c:qmr=scipy.sparse.linalg._isolve.iterative.qmr c:svds=scipy.sparse.linalg._eigen._svds.svds m:_dsolve m:_eigen m:_expm_multiply m:_interface m:_isolve m:_matfuncs m:_norm m:_onenormest m:_propack m:_svdp m:dsolve m:eigen m:interface m:isolve m:matfuncs m:tests
 scipy.sparse.linalg._dsolve m:_add_newdocs m:_superlu m:linsolve m:tests
 scipy.sparse.linalg._dsolve._add_newdocs c:add_newdoc=numpy.core.function_base.add_newdoc
 scipy.sparse.linalg._dsolve.linsolve m:_superlu=scipy.sparse.linalg._dsolve._superlu m:copy m:np=numpy
-scipy.sparse.linalg._eigen m:_svds m:_svds_doc m:arpack=scipy.sparse.linalg._eigen.arpack.arpack m:tests
-scipy.sparse.linalg._eigen._svds m:_arpack=scipy.sparse.linalg._eigen.arpack._arpack m:np=numpy m:os
-scipy.sparse.linalg._eigen.arpack m:_arpack m:arpack m:tests
-scipy.sparse.linalg._eigen.arpack.arpack c:_aligned_zeros=scipy._lib._util._aligned_zeros m:_arpack=scipy.sparse.linalg._eigen.arpack._arpack m:np=numpy m:warnings
-scipy.sparse.linalg._eigen.lobpcg m:tests
-scipy.sparse.linalg._eigen.lobpcg.lobpcg m:np=numpy m:warnings
+scipy.sparse.linalg._eigen c:eigs=scipy.sparse.linalg._eigen.arpack.arpack.eigs c:eigsh=scipy.sparse.linalg._eigen.arpack.arpack.eigsh c:lobpcg=scipy.sparse.linalg._eigen.lobpcg.lobpcg.lobpcg c:svds=scipy.sparse.linalg._eigen._svds.svds m:_svds m:_svds_doc m:arpack=scipy.sparse.linalg._eigen.arpack.arpack m:tests
+scipy.sparse.linalg._eigen._svds c:eigsh=scipy.sparse.linalg._eigen.arpack.arpack.eigsh c:lobpcg=scipy.sparse.linalg._eigen.lobpcg.lobpcg.lobpcg c:svds m:_arpack=scipy.sparse.linalg._eigen.arpack._arpack m:np=numpy m:os
+scipy.sparse.linalg._eigen.arpack c:eigs=scipy.sparse.linalg._eigen.arpack.arpack.eigs c:eigsh=scipy.sparse.linalg._eigen.arpack.arpack.eigsh m:_arpack m:arpack m:tests
+scipy.sparse.linalg._eigen.arpack.arpack c:_SymmetricArpackParams c:_UnsymmetricArpackParams c:_aligned_zeros=scipy._lib._util._aligned_zeros c:eigs c:eigsh c:gmres=scipy.sparse.linalg._isolve.iterative.gmres c:gmres_loose m:_arpack=scipy.sparse.linalg._eigen.arpack._arpack m:np=numpy m:warnings
+scipy.sparse.linalg._eigen.lobpcg c:lobpcg=scipy.sparse.linalg._eigen.lobpcg.lobpcg.lobpcg m:tests
+scipy.sparse.linalg._eigen.lobpcg.lobpcg c:bmat=numpy.block c:lobpcg m:np=numpy m:warnings
 scipy.sparse.linalg._expm_multiply m:np=numpy m:scipy
 scipy.sparse.linalg._interface m:np=numpy m:warnings
-scipy.sparse.linalg._isolve m:_gcrotmk m:_iterative m:iterative m:tests m:utils
+scipy.sparse.linalg._isolve c:bicg=scipy.sparse.linalg._isolve.iterative.bicg c:bicgstab=scipy.sparse.linalg._isolve.iterative.bicgstab c:cg=scipy.sparse.linalg._isolve.iterative.cg c:cgs=scipy.sparse.linalg._isolve.iterative.cgs c:gmres=scipy.sparse.linalg._isolve.iterative.gmres c:qmr=scipy.sparse.linalg._isolve.iterative.qmr m:_gcrotmk m:_iterative m:iterative m:tests m:utils
 scipy.sparse.linalg._isolve._gcrotmk m:np=numpy m:warnings
-scipy.sparse.linalg._isolve.iterative c:_aligned_zeros=scipy._lib._util._aligned_zeros m:_iterative=scipy.sparse.linalg._isolve._iterative m:np=numpy m:warnings
+scipy.sparse.linalg._isolve.iterative c:_aligned_zeros=scipy._lib._util._aligned_zeros c:bicg c:bicgstab c:cg c:cgs c:gmres c:qmr m:_iterative=scipy.sparse.linalg._isolve._iterative m:np=numpy m:warnings
 scipy.sparse.linalg._isolve.lgmres m:np=numpy m:warnings
 scipy.sparse.linalg._isolve.lsqr m:np=numpy
 scipy.sparse.linalg._isolve.tfqmr m:np=numpy
 scipy.sparse.linalg._matfuncs m:np=numpy m:scipy
-scipy.sparse.linalg._norm m:np=numpy m:sp=scipy.sparse
+scipy.sparse.linalg._norm c:svds=scipy.sparse.linalg._eigen._svds.svds m:np=numpy m:sp=scipy.sparse
 scipy.sparse.linalg._onenormest m:np=numpy
 scipy.sparse.linalg._svdp m:_cpropack=scipy.sparse.linalg._propack._cpropack m:_dpropack=scipy.sparse.linalg._propack._dpropack m:_spropack=scipy.sparse.linalg._propack._spropack m:_zpropack=scipy.sparse.linalg._propack._zpropack m:np=numpy
 scipy.sparse.linalg.dsolve m:_dsolve=scipy.sparse.linalg._dsolve m:warnings
@@ -857,13 +861,13 @@ scipy.special._precompute m:cosine_cdf m:expn_asy m:gammainc_asy m:gammainc_data
 scipy.special._precompute.cosine_cdf m:mpmath
 scipy.special._precompute.expn_asy c:main m:os m:sympy
 scipy.special._precompute.gammainc_asy c:main m:mp=mpmath m:os
-scipy.special._precompute.gammainc_data m:mp=mpmath m:np=numpy m:os
+scipy.special._precompute.gammainc_data c:main m:mp=mpmath m:np=numpy m:os
 scipy.special._precompute.lambertw m:mpmath m:np=numpy m:plt=matplotlib.pyplot
 scipy.special._precompute.loggamma m:mpmath
 scipy.special._precompute.struve_convergence m:mpmath m:np=numpy m:plt=matplotlib.pyplot
 scipy.special._precompute.utils m:mp=mpmath
 scipy.special._precompute.wright_bessel m:np=numpy m:sympy
-scipy.special._precompute.wright_bessel_data m:mp=mpmath m:np=numpy m:os
+scipy.special._precompute.wright_bessel_data c:main m:mp=mpmath m:np=numpy m:os
 scipy.special._precompute.wrightomega m:mpmath m:np=numpy
 scipy.special._precompute.zetac m:mpmath
 scipy.special._sf_error m:warnings
@@ -878,7 +882,7 @@ scipy.special.orthogonal m:_orthogonal=scipy.special._orthogonal m:warnings
 scipy.special.sf_error m:_sf_error=scipy.special._sf_error m:warnings
 scipy.special.specfun m:_specfun=scipy.special._specfun m:warnings
 scipy.special.spfun_stats m:_spfun_stats=scipy.special._spfun_stats m:warnings
-scipy.stats m:_axis_nan_policy m:_biasedurn m:_binned_statistic m:_binomtest m:_boost m:_common m:_constants m:_continuous_distns m:_covariance m:_crosstab m:_discrete_distns m:_distn_infrastructure m:_distr_params m:_entropy m:_fit m:_generate_pyx m:_hypotests m:_kde m:_ksstats m:_levy_stable m:_mannwhitneyu m:_morestats m:_mstats_basic m:_mstats_extras m:_multivariate m:_mvn m:_odds_ratio m:_page_trend_test m:_qmc m:_qmc_cy m:_rcont m:_relative_risk m:_resampling m:_result_classes m:_rvs_sampling m:_sobol m:_statlib m:_stats m:_stats_mstats_common m:_stats_py m:_stats_pythran m:_tukeylambda_stats m:_unuran m:_variation m:_warnings_errors m:biasedurn m:contingency m:distributions m:kde m:morestats m:mstats m:mstats_basic m:mstats_extras m:mvn m:qmc m:sampling m:statlib m:stats m:tests
+scipy.stats c:chi2_contingency=scipy.stats.contingency.chi2_contingency c:median_test=scipy.stats._morestats.median_test m:_axis_nan_policy m:_biasedurn m:_binned_statistic m:_binomtest m:_boost m:_common m:_constants m:_continuous_distns m:_covariance m:_crosstab m:_discrete_distns m:_distn_infrastructure m:_distr_params m:_entropy m:_fit m:_generate_pyx m:_hypotests m:_kde m:_ksstats m:_levy_stable m:_mannwhitneyu m:_morestats m:_mstats_basic m:_mstats_extras m:_multivariate m:_mvn m:_odds_ratio m:_page_trend_test m:_qmc m:_qmc_cy m:_rcont m:_relative_risk m:_resampling m:_result_classes m:_rvs_sampling m:_sobol m:_statlib m:_stats m:_stats_mstats_common m:_stats_py m:_stats_pythran m:_tukeylambda_stats m:_unuran m:_variation m:_warnings_errors m:biasedurn m:contingency m:distributions m:kde m:morestats m:mstats m:mstats_basic m:mstats_extras m:mvn m:qmc m:sampling m:statlib m:stats m:tests
 scipy.stats._axis_nan_policy m:inspect m:np=numpy
 scipy.stats._biasedurn m:np=numpy
 scipy.stats._binned_statistic c:namedtuple=collections.namedtuple f:suppress_warnings=numpy.testing._private.utils.suppress_warnings m:builtins m:np=numpy
@@ -900,7 +904,7 @@ scipy.stats._kde m:_mvn=scipy.stats._mvn m:linalg=scipy.linalg m:np=numpy m:spec
 scipy.stats._ksstats m:np=numpy m:scipy m:scu=scipy.special._ufuncs
 scipy.stats._levy_stable m:integrate=scipy.integrate m:interpolate=scipy.interpolate m:levyst m:np=numpy m:optimize=scipy.optimize m:sc=scipy.special m:warnings
 scipy.stats._mannwhitneyu c:namedtuple=collections.namedtuple m:np=numpy m:special=scipy.special m:stats=scipy.stats
-scipy.stats._morestats c:_make_tuple_bunch=scipy._lib._bunch._make_tuple_bunch c:namedtuple=collections.namedtuple m:_statlib=scipy.stats._statlib m:_stats_py=scipy.stats._stats_py m:distributions=scipy.stats.distributions m:math m:np=numpy m:optimize=scipy.optimize m:special=scipy.special m:warnings
+scipy.stats._morestats c:_make_tuple_bunch=scipy._lib._bunch._make_tuple_bunch c:chi2_contingency=scipy.stats.contingency.chi2_contingency c:median_test c:namedtuple=collections.namedtuple m:_statlib=scipy.stats._statlib m:_stats_py=scipy.stats._stats_py m:distributions=scipy.stats.distributions m:math m:np=numpy m:optimize=scipy.optimize m:special=scipy.special m:warnings
 scipy.stats._mstats_basic c:_make_tuple_bunch=scipy._lib._bunch._make_tuple_bunch c:namedtuple=collections.namedtuple m:distributions=scipy.stats.distributions m:itertools m:ma=numpy.ma m:math m:np=numpy m:scipy m:special=scipy.special m:warnings
 scipy.stats._mstats_extras m:ma=numpy.ma m:mstats=scipy.stats._mstats_basic m:np=numpy
 scipy.stats._multivariate m:_covariance=scipy.stats._covariance m:_mvn=scipy.stats._mvn m:_rcont=scipy.stats._rcont m:doccer=scipy._lib.doccer m:math m:np=numpy m:scipy
@@ -919,10 +923,10 @@ scipy.stats._stats_mstats_common c:_make_tuple_bunch=scipy._lib._bunch._make_tup
 scipy.stats._stats_py c:_make_tuple_bunch=scipy._lib._bunch._make_tuple_bunch c:namedtuple=collections.namedtuple f:suppress_warnings=numpy.testing._private.utils.suppress_warnings m:_measurements=scipy.ndimage._measurements m:distributions=scipy.stats.distributions m:linalg=scipy.linalg m:ma=numpy.ma m:math m:mstats_basic=scipy.stats._mstats_basic m:np=numpy m:special=scipy.special m:stats=scipy.stats m:warnings
 scipy.stats._tukeylambda_stats m:np=numpy
 scipy.stats._unuran m:unuran_wrapper
-scipy.stats._unuran.unuran_wrapper c:namedtuple=collections.namedtuple f:UError=importlib._bootstrap.UError m:functools m:np=numpy m:stats=scipy.stats m:threading m:warnings
+scipy.stats._unuran.unuran_wrapper c:namedtuple=collections.namedtuple m:functools m:np=numpy m:stats=scipy.stats m:threading m:warnings
 scipy.stats._variation m:np=numpy
 scipy.stats.biasedurn m:_biasedurn=scipy.stats._biasedurn m:warnings
-scipy.stats.contingency c:_make_tuple_bunch=scipy._lib._bunch._make_tuple_bunch c:expected_freq f:reduce=functools.reduce m:math m:np=numpy
+scipy.stats.contingency c:_make_tuple_bunch=scipy._lib._bunch._make_tuple_bunch c:association c:chi2_contingency c:expected_freq f:reduce=functools.reduce m:math m:np=numpy
 scipy.stats.distributions m:_continuous_distns=scipy.stats._continuous_distns m:_discrete_distns=scipy.stats._discrete_distns
 scipy.stats.kde m:_kde=scipy.stats._kde m:warnings
 scipy.stats.morestats m:_morestats=scipy.stats._morestats m:warnings
@@ -931,11 +935,11 @@ scipy.stats.mstats_extras m:_mstats_extras=scipy.stats._mstats_extras m:warnings
 scipy.stats.mvn m:_mvn=scipy.stats._mvn m:warnings
 scipy.stats.statlib m:_statlib=scipy.stats._statlib m:warnings
 scipy.stats.stats m:_stats_py=scipy.stats._stats_py m:warnings
-sklearn m:__check_build m:_build_utils m:_config m:_distributor_init m:_isotonic m:_loss m:_min_dependencies m:base m:calibration m:cluster m:compose m:conftest m:covariance m:cross_decomposition m:datasets m:decomposition m:discriminant_analysis m:dummy m:ensemble m:exceptions m:experimental m:externals m:feature_extraction m:feature_selection m:gaussian_process m:impute m:inspection m:isotonic m:kernel_approximation m:kernel_ridge m:linear_model m:logging m:manifold m:metrics m:mixture m:model_selection m:multiclass m:multioutput m:naive_bayes m:neighbors m:neural_network m:os m:pipeline m:preprocessing m:random m:random_projection m:semi_supervised m:svm m:sys m:tests m:tree m:utils
+sklearn c:show_versions=sklearn.utils._show_versions.show_versions m:__check_build m:_build_utils m:_config m:_distributor_init m:_isotonic m:_loss m:_min_dependencies m:base m:calibration m:cluster m:compose m:conftest m:covariance m:cross_decomposition m:datasets m:decomposition m:discriminant_analysis m:dummy m:ensemble m:exceptions m:experimental m:externals m:feature_extraction m:feature_selection m:gaussian_process m:impute m:inspection m:isotonic m:kernel_approximation m:kernel_ridge m:linear_model m:logging m:manifold m:metrics m:mixture m:model_selection m:multiclass m:multioutput m:naive_bayes m:neighbors m:neural_network m:os m:pipeline m:preprocessing m:random m:random_projection m:semi_supervised m:svm m:sys m:tests m:tree m:utils
 sklearn.__check_build m:_check_build m:os
-sklearn._build_utils c:gen_from_templates m:contextlib m:openmp_helpers m:os m:pre_build_helpers m:sklearn
-sklearn._build_utils.openmp_helpers c:compile_test_program=sklearn._build_utils.pre_build_helpers.compile_test_program m:os m:sys m:textwrap m:warnings
-sklearn._build_utils.pre_build_helpers c:compile_test_program f:customize_compiler=distutils.sysconfig.customize_compiler f:new_compiler=distutils.ccompiler.new_compiler m:glob m:os m:subprocess m:sys m:tempfile m:textwrap
+sklearn._build_utils c:basic_check_build=sklearn._build_utils.pre_build_helpers.basic_check_build c:check_openmp_support=sklearn._build_utils.openmp_helpers.check_openmp_support c:cythonize_extensions c:gen_from_templates m:contextlib m:openmp_helpers m:os m:pre_build_helpers m:sklearn
+sklearn._build_utils.openmp_helpers c:check_openmp_support c:compile_test_program=sklearn._build_utils.pre_build_helpers.compile_test_program m:os m:sys m:textwrap m:warnings
+sklearn._build_utils.pre_build_helpers c:basic_check_build c:compile_test_program f:customize_compiler=distutils.sysconfig.customize_compiler f:new_compiler=distutils.ccompiler.new_compiler m:glob m:os m:subprocess m:sys m:tempfile m:textwrap
 sklearn._config m:os m:threading
 sklearn._isotonic m:np=numpy
 sklearn._loss m:_loss m:glm_distribution m:link m:loss m:tests
@@ -949,7 +953,7 @@ sklearn.calibration f:signature=inspect.signature m:np=numpy m:warnings
 sklearn.cluster m:_affinity_propagation m:_agglomerative m:_bicluster m:_birch m:_bisect_k_means m:_dbscan m:_dbscan_inner m:_feature_agglomeration m:_hierarchical_fast m:_k_means_common m:_k_means_elkan m:_k_means_lloyd m:_k_means_minibatch m:_kmeans m:_mean_shift m:_optics m:_spectral m:tests
 sklearn.cluster._affinity_propagation m:np=numpy m:warnings
 sklearn.cluster._agglomerative m:_hierarchical=sklearn.cluster._hierarchical_fast m:np=numpy m:sparse=scipy.sparse m:warnings
-sklearn.cluster._bicluster m:np=numpy
+sklearn.cluster._bicluster c:eigsh=scipy.sparse.linalg._eigen.arpack.arpack.eigsh c:svds=scipy.sparse.linalg._eigen._svds.svds m:np=numpy
 sklearn.cluster._birch m:np=numpy m:sparse=scipy.sparse m:warnings
 sklearn.cluster._bisect_k_means m:np=numpy m:sp=scipy.sparse m:warnings
 sklearn.cluster._dbscan m:np=numpy m:sparse=scipy.sparse m:warnings
@@ -959,7 +963,7 @@ sklearn.cluster._k_means_common m:np=numpy
 sklearn.cluster._kmeans m:np=numpy m:sp=scipy.sparse m:warnings
 sklearn.cluster._mean_shift m:np=numpy m:warnings
 sklearn.cluster._optics m:np=numpy m:warnings
-sklearn.cluster._spectral m:np=numpy m:warnings
+sklearn.cluster._spectral c:spectral_embedding=sklearn.manifold._spectral_embedding.spectral_embedding m:np=numpy m:warnings
 sklearn.compose m:_column_transformer m:_target m:tests
 sklearn.compose._column_transformer m:np=numpy m:sparse=scipy.sparse
 sklearn.compose._target m:np=numpy m:warnings
@@ -971,34 +975,34 @@ sklearn.covariance._robust_covariance m:linalg=scipy.linalg m:np=numpy m:warning
 sklearn.covariance._shrunk_covariance m:np=numpy m:warnings
 sklearn.cross_decomposition m:_pls m:tests
 sklearn.cross_decomposition._pls m:np=numpy m:warnings
-sklearn.datasets c:clear_data_home=sklearn.datasets._base.clear_data_home c:dump_svmlight_file=sklearn.datasets._svmlight_format_io.dump_svmlight_file c:fetch_20newsgroups=sklearn.datasets._twenty_newsgroups.fetch_20newsgroups c:fetch_20newsgroups_vectorized=sklearn.datasets._twenty_newsgroups.fetch_20newsgroups_vectorized c:fetch_california_housing=sklearn.datasets._california_housing.fetch_california_housing c:fetch_covtype=sklearn.datasets._covtype.fetch_covtype c:fetch_olivetti_faces=sklearn.datasets._olivetti_faces.fetch_olivetti_faces c:fetch_rcv1=sklearn.datasets._rcv1.fetch_rcv1 c:fetch_species_distributions=sklearn.datasets._species_distributions.fetch_species_distributions c:get_data_home=sklearn.datasets._base.get_data_home c:load_sample_images=sklearn.datasets._base.load_sample_images m:_arff_parser m:_base m:_california_housing m:_covtype m:_kddcup99 m:_lfw m:_olivetti_faces m:_openml m:_rcv1 m:_samples_generator m:_species_distributions m:_svmlight_format_fast m:_svmlight_format_io m:_twenty_newsgroups m:data m:descr m:images m:tests m:textwrap
+sklearn.datasets c:clear_data_home=sklearn.datasets._base.clear_data_home c:dump_svmlight_file=sklearn.datasets._svmlight_format_io.dump_svmlight_file c:fetch_20newsgroups=sklearn.datasets._twenty_newsgroups.fetch_20newsgroups c:fetch_20newsgroups_vectorized=sklearn.datasets._twenty_newsgroups.fetch_20newsgroups_vectorized c:fetch_california_housing=sklearn.datasets._california_housing.fetch_california_housing c:fetch_covtype=sklearn.datasets._covtype.fetch_covtype c:fetch_kddcup99=sklearn.datasets._kddcup99.fetch_kddcup99 c:fetch_lfw_pairs=sklearn.datasets._lfw.fetch_lfw_pairs c:fetch_lfw_people=sklearn.datasets._lfw.fetch_lfw_people c:fetch_olivetti_faces=sklearn.datasets._olivetti_faces.fetch_olivetti_faces c:fetch_openml=sklearn.datasets._openml.fetch_openml c:fetch_rcv1=sklearn.datasets._rcv1.fetch_rcv1 c:fetch_species_distributions=sklearn.datasets._species_distributions.fetch_species_distributions c:get_data_home=sklearn.datasets._base.get_data_home c:load_breast_cancer=sklearn.datasets._base.load_breast_cancer c:load_diabetes=sklearn.datasets._base.load_diabetes c:load_digits=sklearn.datasets._base.load_digits c:load_iris=sklearn.datasets._base.load_iris c:load_linnerud=sklearn.datasets._base.load_linnerud c:load_sample_image=sklearn.datasets._base.load_sample_image c:load_sample_images=sklearn.datasets._base.load_sample_images c:load_svmlight_file=sklearn.datasets._svmlight_format_io.load_svmlight_file c:load_svmlight_files=sklearn.datasets._svmlight_format_io.load_svmlight_files c:load_wine=sklearn.datasets._base.load_wine m:_arff_parser m:_base m:_california_housing m:_covtype m:_kddcup99 m:_lfw m:_olivetti_faces m:_openml m:_rcv1 m:_samples_generator m:_species_distributions m:_svmlight_format_fast m:_svmlight_format_io m:_twenty_newsgroups m:data m:descr m:images m:tests m:textwrap
 sklearn.datasets._arff_parser m:_arff=sklearn.externals._arff m:itertools m:np=numpy m:re m:sp=scipy
-sklearn.datasets._base c:_fetch_remote c:_open_binary=sklearn.utils.fixes._open_binary c:_open_text=sklearn.utils.fixes._open_text c:_read_text=sklearn.utils.fixes._read_text c:_sha256 c:clear_data_home c:get_data_home c:load_gzip_compressed_csv_data c:load_sample_images c:namedtuple=collections.namedtuple f:listdir=posix.listdir f:makedirs=os.makedirs f:urlretrieve=urllib.request.urlretrieve m:csv m:gzip m:hashlib m:np=numpy m:os m:resources=importlib.resources m:shutil
-sklearn.datasets._california_housing c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_california_housing c:get_data_home=sklearn.datasets._base.get_data_home f:makedirs=os.makedirs f:remove=posix.remove m:joblib m:logging m:np=numpy m:tarfile
-sklearn.datasets._covtype c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_covtype c:get_data_home=sklearn.datasets._base.get_data_home f:GzipFile=gzip.GzipFile f:TemporaryDirectory=tempfile.TemporaryDirectory m:joblib m:logging m:np=numpy m:os
-sklearn.datasets._kddcup99 c:_fetch_brute_kddcup99 c:_fetch_remote=sklearn.datasets._base._fetch_remote c:_mkdirp c:get_data_home=sklearn.datasets._base.get_data_home f:GzipFile=gzip.GzipFile m:errno m:joblib m:logging m:np=numpy m:os
-sklearn.datasets._lfw c:_check_fetch_lfw c:_fetch_lfw_pairs c:_fetch_remote=sklearn.datasets._base._fetch_remote c:get_data_home=sklearn.datasets._base.get_data_home f:listdir=posix.listdir f:makedirs=os.makedirs f:remove=posix.remove m:logging m:np=numpy
-sklearn.datasets._olivetti_faces c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_olivetti_faces c:get_data_home=sklearn.datasets._base.get_data_home f:makedirs=os.makedirs f:remove=posix.remove m:joblib m:np=numpy
-sklearn.datasets._openml c:_get_json_content_from_openml_api c:_open_openml_url c:_retry_on_network_error c:_retry_with_clean_cache c:get_data_home=sklearn.datasets._base.get_data_home f:HTTPError=urllib.error.HTTPError f:Request=urllib.request.Request f:TemporaryDirectory=tempfile.TemporaryDirectory f:URLError=urllib.error.URLError f:urlopen=urllib.request.urlopen m:gzip m:hashlib m:json m:np=numpy m:os m:shutil m:time
-sklearn.datasets._rcv1 c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_rcv1 c:get_data_home=sklearn.datasets._base.get_data_home f:GzipFile=gzip.GzipFile f:makedirs=os.makedirs f:remove=posix.remove m:joblib m:logging m:np=numpy m:sp=scipy.sparse
+sklearn.datasets._base c:_fetch_remote c:_open_binary=sklearn.utils.fixes._open_binary c:_open_text=sklearn.utils.fixes._open_text c:_read_text=sklearn.utils.fixes._read_text c:_sha256 c:clear_data_home c:get_data_home c:load_breast_cancer c:load_csv_data c:load_descr c:load_diabetes c:load_digits c:load_gzip_compressed_csv_data c:load_iris c:load_linnerud c:load_sample_image c:load_sample_images c:load_wine c:namedtuple=collections.namedtuple f:listdir=posix.listdir f:makedirs=os.makedirs f:urlretrieve=urllib.request.urlretrieve m:csv m:gzip m:hashlib m:np=numpy m:os m:resources=importlib.resources m:shutil
+sklearn.datasets._california_housing c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_california_housing c:get_data_home=sklearn.datasets._base.get_data_home c:load_descr=sklearn.datasets._base.load_descr f:makedirs=os.makedirs f:remove=posix.remove m:joblib m:logging m:np=numpy m:tarfile
+sklearn.datasets._covtype c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_covtype c:get_data_home=sklearn.datasets._base.get_data_home c:load_descr=sklearn.datasets._base.load_descr f:GzipFile=gzip.GzipFile f:TemporaryDirectory=tempfile.TemporaryDirectory m:joblib m:logging m:np=numpy m:os
+sklearn.datasets._kddcup99 c:_fetch_brute_kddcup99 c:_fetch_remote=sklearn.datasets._base._fetch_remote c:_mkdirp c:fetch_kddcup99 c:get_data_home=sklearn.datasets._base.get_data_home c:load_descr=sklearn.datasets._base.load_descr f:GzipFile=gzip.GzipFile m:errno m:joblib m:logging m:np=numpy m:os
+sklearn.datasets._lfw c:_check_fetch_lfw c:_fetch_lfw_pairs c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_lfw_pairs c:fetch_lfw_people c:get_data_home=sklearn.datasets._base.get_data_home c:load_descr=sklearn.datasets._base.load_descr f:listdir=posix.listdir f:makedirs=os.makedirs f:remove=posix.remove m:logging m:np=numpy
+sklearn.datasets._olivetti_faces c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_olivetti_faces c:get_data_home=sklearn.datasets._base.get_data_home c:load_descr=sklearn.datasets._base.load_descr c:loadmat=scipy.io.matlab._mio.loadmat f:makedirs=os.makedirs f:remove=posix.remove m:joblib m:np=numpy
+sklearn.datasets._openml c:_download_data_to_bunch c:_get_data_description_by_id c:_get_data_features c:_get_data_info_by_name c:_get_data_qualities c:_get_json_content_from_openml_api c:_load_arff_response c:_open_openml_url c:_retry_on_network_error c:_retry_with_clean_cache c:fetch_openml c:get_data_home=sklearn.datasets._base.get_data_home f:HTTPError=urllib.error.HTTPError f:Request=urllib.request.Request f:TemporaryDirectory=tempfile.TemporaryDirectory f:URLError=urllib.error.URLError f:urlopen=urllib.request.urlopen m:gzip m:hashlib m:json m:np=numpy m:os m:shutil m:time
+sklearn.datasets._rcv1 c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_rcv1 c:get_data_home=sklearn.datasets._base.get_data_home c:load_descr=sklearn.datasets._base.load_descr c:load_svmlight_files=sklearn.datasets._svmlight_format_io.load_svmlight_files f:GzipFile=gzip.GzipFile f:makedirs=os.makedirs f:remove=posix.remove m:joblib m:logging m:np=numpy m:sp=scipy.sparse
 sklearn.datasets._samples_generator m:array m:linalg=scipy.linalg m:np=numpy m:numbers m:sp=scipy.sparse m:warnings
-sklearn.datasets._species_distributions c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_species_distributions c:get_data_home=sklearn.datasets._base.get_data_home f:BytesIO=_io.BytesIO f:makedirs=os.makedirs f:remove=posix.remove m:joblib m:logging m:np=numpy
+sklearn.datasets._species_distributions c:_fetch_remote=sklearn.datasets._base._fetch_remote c:_load_coverage c:_load_csv c:fetch_species_distributions c:get_data_home=sklearn.datasets._base.get_data_home f:BytesIO=_io.BytesIO f:makedirs=os.makedirs f:remove=posix.remove m:joblib m:logging m:np=numpy
 sklearn.datasets._svmlight_format_fast m:array m:np=numpy
-sklearn.datasets._svmlight_format_io c:_gen_open c:dump_svmlight_file m:io m:np=numpy m:os m:sp=scipy.sparse
-sklearn.datasets._twenty_newsgroups c:_download_20newsgroups c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_20newsgroups c:fetch_20newsgroups_vectorized c:get_data_home=sklearn.datasets._base.get_data_home m:codecs m:joblib m:logging m:np=numpy m:os m:pickle m:preprocessing=sklearn.preprocessing m:re m:shutil m:sp=scipy.sparse m:tarfile
+sklearn.datasets._svmlight_format_io c:_gen_open c:_open_and_load c:dump_svmlight_file c:load_svmlight_file c:load_svmlight_files m:io m:np=numpy m:os m:sp=scipy.sparse
+sklearn.datasets._twenty_newsgroups c:_download_20newsgroups c:_fetch_remote=sklearn.datasets._base._fetch_remote c:fetch_20newsgroups c:fetch_20newsgroups_vectorized c:get_data_home=sklearn.datasets._base.get_data_home c:load_descr=sklearn.datasets._base.load_descr m:codecs m:joblib m:logging m:np=numpy m:os m:pickle m:preprocessing=sklearn.preprocessing m:re m:shutil m:sp=scipy.sparse m:tarfile
 sklearn.decomposition m:_base m:_cdnmf_fast m:_dict_learning m:_factor_analysis m:_fastica m:_incremental_pca m:_kernel_pca m:_lda m:_nmf m:_online_lda_fast m:_pca m:_sparse_pca m:_truncated_svd m:tests
 sklearn.decomposition._base m:linalg=scipy.linalg m:np=numpy
 sklearn.decomposition._dict_learning f:effective_n_jobs=joblib.parallel.effective_n_jobs m:itertools m:linalg=scipy.linalg m:np=numpy m:sys m:time m:warnings
 sklearn.decomposition._factor_analysis m:linalg=scipy.linalg m:np=numpy m:warnings
 sklearn.decomposition._fastica m:linalg=scipy.linalg m:np=numpy m:warnings
 sklearn.decomposition._incremental_pca m:linalg=scipy.linalg m:np=numpy m:sparse=scipy.sparse
-sklearn.decomposition._kernel_pca m:linalg=scipy.linalg m:np=numpy
+sklearn.decomposition._kernel_pca c:eigsh=scipy.sparse.linalg._eigen.arpack.arpack.eigsh m:linalg=scipy.linalg m:np=numpy
 sklearn.decomposition._lda f:effective_n_jobs=joblib.parallel.effective_n_jobs m:np=numpy m:sp=scipy.sparse
 sklearn.decomposition._nmf m:itertools m:linalg=scipy.linalg m:np=numpy m:sp=scipy.sparse m:time m:warnings
 sklearn.decomposition._online_lda_fast m:np=numpy
-sklearn.decomposition._pca m:linalg=scipy.linalg m:np=numpy
+sklearn.decomposition._pca c:svds=scipy.sparse.linalg._eigen._svds.svds m:linalg=scipy.linalg m:np=numpy
 sklearn.decomposition._sparse_pca m:np=numpy
-sklearn.decomposition._truncated_svd m:np=numpy m:sp=scipy.sparse
+sklearn.decomposition._truncated_svd c:svds=scipy.sparse.linalg._eigen._svds.svds m:np=numpy m:sp=scipy.sparse
 sklearn.discriminant_analysis m:linalg=scipy.linalg m:np=numpy m:scipy m:warnings
 sklearn.dummy m:np=numpy m:sp=scipy.sparse m:warnings
 sklearn.ensemble m:_bagging m:_base m:_forest m:_gb m:_gb_losses m:_gradient_boosting m:_hist_gradient_boosting m:_iforest m:_stacking m:_voting m:_weight_boosting m:tests
@@ -1012,9 +1016,9 @@ sklearn.ensemble._hist_gradient_boosting m:_binning m:_bitset m:_gradient_boosti
 sklearn.ensemble._hist_gradient_boosting._gradient_boosting m:np=numpy
 sklearn.ensemble._hist_gradient_boosting._predictor m:np=numpy
 sklearn.ensemble._hist_gradient_boosting.binning m:np=numpy
-sklearn.ensemble._hist_gradient_boosting.common f:MonotonicConstraint=importlib._bootstrap.MonotonicConstraint m:np=numpy
-sklearn.ensemble._hist_gradient_boosting.gradient_boosting c:TreeGrower=sklearn.ensemble._hist_gradient_boosting.grower.TreeGrower m:itertools m:np=numpy m:warnings
-sklearn.ensemble._hist_gradient_boosting.grower c:TreeGrower f:MonotonicConstraint=importlib._bootstrap.MonotonicConstraint m:np=numpy m:numbers
+sklearn.ensemble._hist_gradient_boosting.common m:np=numpy
+sklearn.ensemble._hist_gradient_boosting.gradient_boosting m:itertools m:np=numpy m:warnings
+sklearn.ensemble._hist_gradient_boosting.grower m:np=numpy m:numbers
 sklearn.ensemble._hist_gradient_boosting.histogram m:np=numpy
 sklearn.ensemble._hist_gradient_boosting.predictor m:np=numpy
 sklearn.ensemble._hist_gradient_boosting.splitting m:np=numpy
@@ -1028,7 +1032,7 @@ sklearn.experimental.enable_hist_gradient_boosting m:warnings
 sklearn.experimental.enable_iterative_imputer m:impute=sklearn.impute
 sklearn.externals m:_arff m:_lobpcg m:_packaging m:conftest
 sklearn.externals._arff m:csv m:re
-sklearn.externals._lobpcg m:inspect m:np=numpy m:warnings
+sklearn.externals._lobpcg c:bmat=numpy.block c:lobpcg m:inspect m:np=numpy m:warnings
 sklearn.externals._packaging m:_structures m:version
 sklearn.externals._packaging.version m:collections m:itertools m:re m:warnings
 sklearn.feature_extraction m:_dict_vectorizer m:_hash m:_hashing_fast m:_stop_words m:image m:tests m:text
@@ -1077,21 +1081,21 @@ sklearn.linear_model._logistic f:effective_n_jobs=joblib.parallel.effective_n_jo
 sklearn.linear_model._omp m:linalg=scipy.linalg m:np=numpy m:warnings
 sklearn.linear_model._quantile m:np=numpy m:sparse=scipy.sparse m:warnings
 sklearn.linear_model._ransac m:np=numpy m:warnings
-sklearn.linear_model._ridge m:linalg=scipy.linalg m:np=numpy m:numbers m:optimize=scipy.optimize m:sp_linalg=scipy.sparse.linalg m:sparse=scipy.sparse m:warnings
+sklearn.linear_model._ridge c:_ridge_regression c:_solve_sparse_cg m:linalg=scipy.linalg m:np=numpy m:numbers m:optimize=scipy.optimize m:sp_linalg=scipy.sparse.linalg m:sparse=scipy.sparse m:warnings
 sklearn.linear_model._sag m:np=numpy m:warnings
 sklearn.linear_model._sag_fast m:np=numpy
 sklearn.linear_model._sgd_fast m:np=numpy
 sklearn.linear_model._stochastic_gradient m:np=numpy m:warnings
 sklearn.linear_model._theil_sen f:effective_n_jobs=joblib.parallel.effective_n_jobs m:linalg=scipy.linalg m:np=numpy m:warnings
-sklearn.manifold m:_barnes_hut_tsne m:_isomap m:_locally_linear m:_mds m:_spectral_embedding m:_t_sne m:_utils m:tests
+sklearn.manifold c:spectral_embedding=sklearn.manifold._spectral_embedding.spectral_embedding m:_barnes_hut_tsne m:_isomap m:_locally_linear m:_mds m:_spectral_embedding m:_t_sne m:_utils m:tests
 sklearn.manifold._barnes_hut_tsne m:np=numpy
 sklearn.manifold._isomap m:np=numpy m:warnings
-sklearn.manifold._locally_linear m:np=numpy
+sklearn.manifold._locally_linear c:eigsh=scipy.sparse.linalg._eigen.arpack.arpack.eigsh c:null_space m:np=numpy
 sklearn.manifold._mds f:effective_n_jobs=joblib.parallel.effective_n_jobs m:np=numpy m:warnings
-sklearn.manifold._spectral_embedding m:np=numpy m:sparse=scipy.sparse m:warnings
+sklearn.manifold._spectral_embedding c:eigsh=scipy.sparse.linalg._eigen.arpack.arpack.eigsh c:lobpcg=scipy.sparse.linalg._eigen.lobpcg.lobpcg.lobpcg c:spectral_embedding m:np=numpy m:sparse=scipy.sparse m:warnings
 sklearn.manifold._t_sne m:_barnes_hut_tsne=sklearn.manifold._barnes_hut_tsne m:_utils=sklearn.manifold._utils m:linalg=scipy.linalg m:np=numpy m:warnings
 sklearn.manifold._utils m:np=numpy
-sklearn.metrics m:_base m:_classification m:_dist_metrics m:_pairwise_distances_reduction m:_pairwise_fast m:_plot m:_ranking m:_regression m:_scorer m:cluster m:pairwise m:tests
+sklearn.metrics c:auc=sklearn.metrics._ranking.auc c:roc_auc_score=sklearn.metrics._ranking.roc_auc_score m:_base m:_classification m:_dist_metrics m:_pairwise_distances_reduction m:_pairwise_fast m:_plot m:_ranking m:_regression m:_scorer m:cluster m:pairwise m:tests
 sklearn.metrics._base m:np=numpy
 sklearn.metrics._classification m:np=numpy m:warnings
 sklearn.metrics._dist_metrics m:np=numpy
@@ -1106,9 +1110,10 @@ sklearn.metrics._plot m:base m:confusion_matrix m:det_curve m:precision_recall_c
 sklearn.metrics._plot.confusion_matrix m:np=numpy
 sklearn.metrics._plot.det_curve m:sp=scipy
 sklearn.metrics._plot.regression m:np=numpy m:numbers
-sklearn.metrics._ranking m:np=numpy m:warnings
+sklearn.metrics._plot.roc_curve c:auc=sklearn.metrics._ranking.auc
+sklearn.metrics._ranking c:_binary_roc_auc_score c:_multiclass_roc_auc_score c:auc c:roc_auc_score m:np=numpy m:warnings
 sklearn.metrics._regression m:np=numpy m:numbers m:warnings
-sklearn.metrics._scorer m:copy m:np=numpy m:warnings
+sklearn.metrics._scorer c:roc_auc_score=sklearn.metrics._ranking.roc_auc_score m:copy m:np=numpy m:warnings
 sklearn.metrics.cluster m:_bicluster m:_expected_mutual_info_fast m:_supervised m:_unsupervised m:tests
 sklearn.metrics.cluster._bicluster m:np=numpy
 sklearn.metrics.cluster._expected_mutual_info_fast m:np=numpy
@@ -1174,12 +1179,10 @@ sklearn.tree._tree m:np=numpy m:struct
 sklearn.utils c:all_estimators=sklearn.utils.discovery.all_estimators f:parallel_backend=joblib.parallel.parallel_backend f:register_parallel_backend=joblib.parallel.register_parallel_backend m:_arpack m:_array_api m:_available_if m:_bunch m:_cython_blas m:_encode m:_estimator_html_repr m:_fast_dict m:_heap m:_isfinite m:_joblib m:_logistic_sigmoid m:_mask m:_mocking m:_openmp_helpers m:_param_validation m:_pprint m:_random m:_readonly_array_wrapper m:_seq_dataset m:_set_output m:_show_versions m:_sorting m:_tags m:_testing m:_typedefs m:_vector_sentinel m:_weight_vector m:arrayfuncs m:class_weight m:deprecation m:discovery m:estimator_checks m:extmath m:fixes m:graph m:math m:metaestimators m:multiclass m:murmurhash m:np=numpy m:numbers m:optimize m:parallel m:platform m:random m:sparsefuncs m:sparsefuncs_fast m:stats m:struct m:tests m:timeit m:validation m:warnings
 sklearn.utils._array_api m:numpy m:special=scipy.special
 sklearn.utils._available_if f:MethodType=types.MethodType
-sklearn.utils._cython_blas f:BLAS_Order=importlib._bootstrap.BLAS_Order f:BLAS_Trans=importlib._bootstrap.BLAS_Trans
 sklearn.utils._encode m:np=numpy
 sklearn.utils._estimator_html_repr f:StringIO=_io.StringIO f:isclass=inspect.isclass m:html
 sklearn.utils._fast_dict m:np=numpy
-sklearn.utils._isfinite f:FiniteStatus=importlib._bootstrap.FiniteStatus
-sklearn.utils._joblib c:dump=joblib.numpy_pickle.dump f:Parallel=joblib.parallel.Parallel f:cpu_count=joblib.parallel.cpu_count f:delayed=joblib.parallel.delayed f:effective_n_jobs=joblib.parallel.effective_n_jobs f:load=joblib.numpy_pickle.load f:parallel_backend=joblib.parallel.parallel_backend f:register_parallel_backend=joblib.parallel.register_parallel_backend m:_warnings=warnings m:joblib m:logger=joblib.logger
+sklearn.utils._joblib c:dump=joblib.numpy_pickle.dump c:hash=joblib.hashing.hash f:Parallel=joblib.parallel.Parallel f:cpu_count=joblib.parallel.cpu_count f:delayed=joblib.parallel.delayed f:effective_n_jobs=joblib.parallel.effective_n_jobs f:load=joblib.numpy_pickle.load f:parallel_backend=joblib.parallel.parallel_backend f:register_parallel_backend=joblib.parallel.register_parallel_backend m:_warnings=warnings m:joblib m:logger=joblib.logger
 sklearn.utils._mask m:np=numpy m:sp=scipy.sparse
 sklearn.utils._mocking m:np=numpy
 sklearn.utils._openmp_helpers f:cpu_count=joblib.parallel.cpu_count m:os
@@ -1187,20 +1190,20 @@ sklearn.utils._param_validation f:signature=inspect.signature m:functools m:math
 sklearn.utils._pprint m:inspect m:pprint
 sklearn.utils._random m:np=numpy
 sklearn.utils._seq_dataset m:np=numpy
-sklearn.utils._show_versions c:_get_deps_info m:platform m:sys
+sklearn.utils._show_versions c:_get_deps_info c:show_versions m:platform m:sys
 sklearn.utils._tags m:np=numpy
-sklearn.utils._testing c:_delete_folder c:assert_run_python_script c:check_skip_network c:create_memmap_backed_data f:CalledProcessError=subprocess.CalledProcessError f:SkipTest=unittest.case.SkipTest f:TestCase=unittest.case.TestCase f:TimeoutExpired=subprocess.TimeoutExpired f:assert_almost_equal=numpy.testing._private.utils.assert_almost_equal f:assert_approx_equal=numpy.testing._private.utils.assert_approx_equal f:assert_array_almost_equal=numpy.testing._private.utils.assert_array_almost_equal f:assert_array_equal=numpy.testing._private.utils.assert_array_equal f:assert_array_less=numpy.testing._private.utils.assert_array_less f:assert_dict_equal=unittest.case.TestCase.assertDictEqual f:assert_raises=unittest.case.TestCase.assertRaises f:assert_raises_regex=unittest.case.TestCase.assertRaisesRegex f:assert_raises_regexp=unittest.case.TestCase.assertRaisesRegex f:check_output=subprocess.check_output f:np_assert_allclose=numpy.testing._private.utils.assert_allclose f:signature=inspect.signature m:atexit m:contextlib m:functools m:inspect m:joblib m:np=numpy m:op=posixpath m:os m:pytest m:re m:shutil m:sklearn m:sp=scipy m:sys m:tempfile m:unittest m:warnings
+sklearn.utils._testing c:_create_aligned_memmap_backed_arrays c:_create_memmap_backed_array c:_delete_folder c:assert_run_python_script c:check_skip_network c:create_memmap_backed_data f:CalledProcessError=subprocess.CalledProcessError f:SkipTest=unittest.case.SkipTest f:TestCase=unittest.case.TestCase f:TimeoutExpired=subprocess.TimeoutExpired f:assert_almost_equal=numpy.testing._private.utils.assert_almost_equal f:assert_approx_equal=numpy.testing._private.utils.assert_approx_equal f:assert_array_almost_equal=numpy.testing._private.utils.assert_array_almost_equal f:assert_array_equal=numpy.testing._private.utils.assert_array_equal f:assert_array_less=numpy.testing._private.utils.assert_array_less f:check_output=subprocess.check_output f:np_assert_allclose=numpy.testing._private.utils.assert_allclose f:signature=inspect.signature m:atexit m:contextlib m:functools m:inspect m:joblib m:np=numpy m:op=posixpath m:os m:pytest m:re m:shutil m:sklearn m:sp=scipy m:sys m:tempfile m:unittest m:warnings
 sklearn.utils._typedefs m:np=numpy
 sklearn.utils.arrayfuncs m:np=numpy
 sklearn.utils.class_weight m:np=numpy m:sparse=scipy.sparse
 sklearn.utils.deprecation m:functools m:warnings
 sklearn.utils.discovery c:all_displays c:all_estimators c:all_functions f:import_module=importlib.import_module m:inspect m:pkgutil
-sklearn.utils.estimator_checks c:_check_transformer c:_construct_instance c:_maybe_skip c:check_dataframe_column_names_consistency c:check_estimator c:check_global_ouptut_transform_pandas c:check_parameters_default_constructible c:check_set_output_transform_pandas c:check_transformer_get_feature_names_out_pandas c:create_memmap_backed_data=sklearn.utils._testing.create_memmap_backed_data f:SkipTest=unittest.case.SkipTest f:assert_array_almost_equal=numpy.testing._private.utils.assert_array_almost_equal f:assert_array_equal=numpy.testing._private.utils.assert_array_equal f:assert_array_less=numpy.testing._private.utils.assert_array_less f:signature=inspect.signature m:joblib m:np=numpy m:pickle m:re m:sparse=scipy.sparse m:types m:warnings
+sklearn.utils.estimator_checks c:_check_transformer c:_construct_instance c:_maybe_skip c:_yield_all_checks c:_yield_checks c:_yield_classifier_checks c:_yield_clustering_checks c:_yield_outliers_checks c:_yield_regressor_checks c:_yield_transformer_checks c:check_classifier_data_not_an_array c:check_classifiers_multilabel_output_format_decision_function c:check_classifiers_multilabel_output_format_predict c:check_classifiers_multilabel_output_format_predict_proba c:check_classifiers_train c:check_clustering c:check_dataframe_column_names_consistency c:check_estimator c:check_estimators_data_not_an_array c:check_estimators_fit_returns_self c:check_estimators_overwrite_params c:check_estimators_pickle c:check_global_ouptut_transform_pandas c:check_non_transformer_estimators_n_iter c:check_outliers_train c:check_parameters_default_constructible c:check_pipeline_consistency c:check_regressor_data_not_an_array c:check_regressors_train c:check_sample_weights_pandas_series c:check_set_output_transform_pandas c:check_sparsify_coefficients c:check_transformer_data_not_an_array c:check_transformer_general c:check_transformer_get_feature_names_out_pandas c:create_memmap_backed_data=sklearn.utils._testing.create_memmap_backed_data c:load_iris=sklearn.datasets._base.load_iris c:parametrize_with_checks f:SkipTest=unittest.case.SkipTest f:assert_array_almost_equal=numpy.testing._private.utils.assert_array_almost_equal f:assert_array_equal=numpy.testing._private.utils.assert_array_equal f:assert_array_less=numpy.testing._private.utils.assert_array_less f:signature=inspect.signature m:joblib m:np=numpy m:pickle m:re m:sparse=scipy.sparse m:types m:warnings
 sklearn.utils.extmath m:linalg=scipy.linalg m:np=numpy m:sparse=scipy.sparse m:warnings
-sklearn.utils.fixes c:_is_resource c:_open_binary c:_open_text c:_path c:_read_text m:np=numpy m:resources=importlib.resources m:scipy m:sklearn m:sys m:threadpoolctl
+sklearn.utils.fixes c:_is_resource c:_open_binary c:_open_text c:_path c:_read_text c:lobpcg=scipy.sparse.linalg._eigen.lobpcg.lobpcg.lobpcg m:np=numpy m:resources=importlib.resources m:scipy m:sklearn m:sys m:threadpoolctl
 sklearn.utils.graph m:np=numpy m:sparse=scipy.sparse
 sklearn.utils.metaestimators f:attrgetter=operator.attrgetter m:np=numpy m:warnings
-sklearn.utils.multiclass c:_assert_all_finite=sklearn.utils.validation._assert_all_finite m:np=numpy m:warnings
+sklearn.utils.multiclass m:np=numpy m:warnings
 sklearn.utils.murmurhash m:np=numpy
 sklearn.utils.optimize m:np=numpy m:warnings
 sklearn.utils.parallel m:functools m:joblib m:warnings
@@ -1208,19 +1211,19 @@ sklearn.utils.random m:array m:np=numpy m:sp=scipy.sparse
 sklearn.utils.sparsefuncs m:np=numpy m:sp=scipy.sparse
 sklearn.utils.sparsefuncs_fast m:np=numpy
 sklearn.utils.stats m:np=numpy
-sklearn.utils.validation c:_assert_all_finite f:FiniteStatus=importlib._bootstrap.FiniteStatus f:Parameter=inspect.Parameter f:isclass=inspect.isclass f:signature=inspect.signature m:joblib m:np=numpy m:numbers m:operator m:sp=scipy.sparse m:warnings
-torch c:_import_dotted_name=torch._utils._import_dotted_name f:CompilationUnit=torch.jit.CompilationUnit f:DisableTorchFunction=torch._C.DisableTorchFunction f:Generator=torch._C.Generator f:JITException=torch.jit.Error f:LoggerBase=torch._C.LoggerBase f:ScriptFunction=torch.jit.ScriptFunction f:StorageBase=torch._C.StorageBase f:_initExtension=torch._C._initExtension f:to_dlpack=torch._C._to_dlpack m:_C_flatbuffer m:_VF m:_appdirs m:_classes m:_decomp m:_deploy m:_dispatch m:_jit_internal m:_lazy m:_linalg_utils m:_lobpcg m:_lowrank m:_meta_registrations m:_namedtensor_internals m:_ops m:_prims m:_prims_common m:_python_dispatcher m:_refs m:_six m:_sources m:_subclasses m:_tensor m:_tensor_str m:_utils m:_utils_internal m:_vmap_internals m:_weights_only_unpickler m:amp m:ao m:autograd m:backends m:builtins m:contrib m:cpp=torch._C.cpp m:cpu m:ctypes m:cuda m:distributed m:distributions m:fft m:functional m:futures m:fx m:inspect m:library m:linalg m:masked m:monitor m:multiprocessing m:nested m:nn m:onnx m:optim m:os m:overrides m:platform m:profiler m:quantization m:quasirandom m:random m:return_types m:serialization m:sparse m:special m:storage m:sys m:testing m:textwrap m:torch m:torch_version m:types m:utils m:version
+sklearn.utils.validation f:Parameter=inspect.Parameter f:isclass=inspect.isclass f:signature=inspect.signature m:joblib m:np=numpy m:numbers m:operator m:sp=scipy.sparse m:warnings
+torch c:_import_dotted_name=torch._utils._import_dotted_name c:autocast=torch.amp.autocast_mode.autocast c:save=torch.serialization.save c:set_default_tensor_type f:CompilationUnit=torch.jit.CompilationUnit f:DisableTorchFunction=torch._C.DisableTorchFunction f:Generator=torch._C.Generator f:JITException=torch.jit.Error f:LoggerBase=torch._C.LoggerBase f:ScriptFunction=torch.jit.ScriptFunction f:StorageBase=torch._C.StorageBase f:_initExtension=torch._C._initExtension f:to_dlpack=torch._C._to_dlpack m:_C_flatbuffer m:_VF m:_appdirs m:_classes m:_decomp m:_deploy m:_dispatch m:_jit_internal m:_lazy m:_linalg_utils m:_lobpcg m:_lowrank m:_meta_registrations m:_namedtensor_internals m:_ops m:_prims m:_prims_common m:_python_dispatcher m:_refs m:_six m:_sources m:_subclasses m:_tensor m:_tensor_str m:_utils m:_utils_internal m:_vmap_internals m:_weights_only_unpickler m:amp m:ao m:autograd m:backends m:builtins m:contrib m:cpp=torch._C.cpp m:cpu m:ctypes m:cuda m:distributed m:distributions m:fft m:functional m:futures m:fx m:inspect m:library m:linalg m:masked m:monitor m:multiprocessing m:nested m:nn m:onnx m:optim m:os m:overrides m:platform m:profiler m:quantization m:quasirandom m:random m:return_types m:serialization m:sparse m:special m:storage m:sys m:testing m:textwrap m:torch m:torch_version m:types m:utils m:version
 torch.__config__ m:torch
 torch._appdirs m:os m:sys
 torch._classes m:classes=torch.classes m:torch m:types
 torch._decomp m:decompositions m:decompositions_for_jvp m:inspect m:torch
-torch._decomp.decompositions c:_sum_tensors c:matmul f:reduce=functools.reduce m:F=torch.nn.functional m:aten=torch.ops.aten m:functools m:operator m:sys m:torch m:utils=torch._prims_common
-torch._decomp.decompositions_for_jvp m:aten=torch.ops.aten m:inspect m:torch
+torch._decomp.decompositions c:_sum_tensors c:_upsample_cubic_interp1d c:col2im c:grid_sampler_2d c:im2col c:log_sigmoid_forward c:matmul c:norm c:out_wrapper=torch._prims_common.wrappers.out_wrapper c:soft_margin_loss c:upsample_bicubic2d_default c:upsample_bicubic2d_vec f:reduce=functools.reduce m:F=torch.nn.functional m:aten=torch.ops.aten m:functools m:operator m:sys m:torch m:utils=torch._prims_common
+torch._decomp.decompositions_for_jvp c:_register_jit_decomposition_for_jvp m:aten=torch.ops.aten m:inspect m:torch
 torch._deploy c:_get_package c:_load_storages c:_save_storages f:Importer=torch.package.importer.Importer f:OrderedImporter=torch.package.importer.OrderedImporter f:PackageImporter=torch.package.package_importer.PackageImporter f:PackageUnpickler=torch.package._package_unpickler.PackageUnpickler f:create_pickler=torch.package._package_pickler.create_pickler m:io m:torch
 torch._dispatch m:python
 torch._dispatch.python m:torch
-torch._jit_internal c:_qualified_name f:Future=torch.jit.Future f:LockType=_thread.lock f:PyRRef=torch._C._distributed_rpc.PyRRef m:_thread m:ast m:builtins m:collections m:contextlib m:enum m:inspect m:io m:package_mangling=torch.package._mangling m:pickle m:sys m:threading m:torch m:typing m:warnings m:weakref
-torch._lazy m:closure m:computation m:config m:debug m:device_context m:extract_compiled_graph m:ir_cache m:metrics m:tensor_factory_functions m:threading m:torch m:ts_backend
+torch._jit_internal c:_get_named_tuple_properties c:_get_overloaded_methods c:_overload c:_overload_method c:_qualified_name c:get_overload_no_implementation_error_message f:Future=torch.jit.Future f:PyRRef=torch._C._distributed_rpc.PyRRef m:_thread m:ast m:builtins m:collections m:contextlib m:enum m:inspect m:io m:package_mangling=torch.package._mangling m:pickle m:sys m:threading m:torch m:typing m:warnings m:weakref
+torch._lazy c:save m:closure m:computation m:config m:debug m:device_context m:extract_compiled_graph m:ir_cache m:metrics m:tensor_factory_functions m:threading m:torch m:ts_backend
 torch._lazy.closure m:os m:threading
 torch._lazy.computation m:torch
 torch._lazy.config m:torch
@@ -1234,38 +1237,39 @@ torch._lazy.ts_backend m:torch
 torch._linalg_utils m:torch
 torch._lobpcg f:has_torch_function=torch._C._has_torch_function m:_utils=torch._linalg_utils m:torch
 torch._lowrank f:has_torch_function=torch._C._has_torch_function m:_utils=torch._linalg_utils m:torch
-torch._meta_registrations c:_broadcast_shapes=torch._refs._broadcast_shapes m:aten=torch.ops.aten m:math m:torch m:utils=torch._prims_common
-torch._ops f:is_included_in_alias=torch._C.PyCapsule._dispatch_is_included_in_alias m:_utils_internal=torch._utils_internal m:contextlib m:ctypes m:inspect m:ops=torch.ops m:sys m:torch m:types
+torch._meta_registrations c:_broadcast_shapes=torch._refs._broadcast_shapes c:meta_addbmm c:meta_complex c:meta_diag c:meta_fft_c2r c:meta_nanmedian_dim c:meta_nansum c:out_wrapper=torch._prims_common.wrappers.out_wrapper m:aten=torch.ops.aten m:math m:torch m:utils=torch._prims_common
+torch._ops m:_utils_internal=torch._utils_internal m:contextlib m:ctypes m:inspect m:ops=torch.ops m:sys m:torch m:types
 torch._prims c:_as_strided_meta c:_broadcast_in_dim_meta c:_reshape_meta f:_get_default_device=torch._C._get_default_device f:has_torch_function=torch._C._has_torch_function f:reduce=functools.reduce m:context m:contextlib m:executor m:itertools m:math m:nvfuser_executor m:nvfuser_prims m:operator m:torch m:utils=torch._prims_common m:weakref
-torch._prims.context m:functools m:torch
+torch._prims.context c:_is_func_unsupported_nvfuser c:get_isolated_graphmodule=torch.fx.experimental.proxy_tensor.get_isolated_graphmodule m:functools m:torch
+torch._prims.executor c:make_fx=torch.fx.experimental.proxy_tensor.make_fx c:make_traced
 torch._prims.nvfuser_executor m:torch
 torch._prims.nvfuser_prims m:torch
 torch._prims_common c:check_in_bounds_for_storage c:prod f:reduce=functools.reduce m:operator m:torch m:weakref m:wrappers
-torch._prims_common.wrappers c:_maybe_resize_out f:reduce=functools.reduce m:inspect m:operator m:torch m:utils=torch._prims_common m:warnings
+torch._prims_common.wrappers c:_maybe_resize_out c:out_wrapper f:reduce=functools.reduce m:inspect m:operator m:torch m:utils=torch._prims_common m:warnings
 torch._python_dispatcher m:C=torch._C m:re
-torch._refs c:_broadcast_shapes c:_maybe_resize_out=torch._prims_common.wrappers._maybe_resize_out c:mean f:mvlgamma=torch._C._special.special_multigammaln f:reduce=functools.reduce m:builtins m:collections m:fft m:linalg m:math m:nn m:operator m:prims=torch._prims m:special m:torch m:utils=torch._prims_common m:warnings
-torch._refs.fft m:math m:prims=torch._prims m:torch m:utils=torch._prims_common
-torch._refs.linalg m:linalg=torch._refs.linalg m:prims=torch._prims m:refs=torch._refs m:torch m:utils=torch._prims_common
+torch._refs c:_broadcast_shapes c:_copysign c:_floor_divide c:_floor_divide_float c:_floor_divide_integer c:_heaviside c:_logical_or c:_make_elementwise_binary_reference c:_make_elementwise_unary_reference c:_maybe_broadcast c:_maybe_resize_out=torch._prims_common.wrappers._maybe_resize_out c:_reduction c:_trunc_divide c:abs c:acos c:acosh c:add c:addcdiv c:addr c:all c:amax c:amin c:any c:arange c:asin c:asinh c:atan c:atan2=torch._refs._make_elementwise_binary_reference.<locals>._ref c:atanh c:bitwise_and=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_left_shift=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_not c:bitwise_or=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_right_shift=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_xor=torch._refs._make_elementwise_binary_reference.<locals>._ref c:broadcast_shapes c:broadcast_tensors c:cat c:ceil c:clamp c:clamp_max c:clamp_min c:column_stack c:conj_physical c:copysign=torch._refs._make_elementwise_binary_reference.<locals>._ref c:cos c:cosh c:cumsum c:digamma c:div c:dstack c:empty c:eq=torch._refs._make_elementwise_binary_reference.<locals>._ref c:equal c:erf c:erfc c:erfinv c:exp c:exp2 c:expm1 c:eye c:fill c:float_power c:floor c:floor_divide=torch._refs._make_elementwise_binary_reference.<locals>._ref c:fmax=torch._refs._make_elementwise_binary_reference.<locals>._ref c:fmin=torch._refs._make_elementwise_binary_reference.<locals>._ref c:fmod=torch._refs._make_elementwise_binary_reference.<locals>._ref c:frac c:full c:full_like c:gcd=torch._refs._make_elementwise_binary_reference.<locals>._ref c:ge=torch._refs._make_elementwise_binary_reference.<locals>._ref c:gt=torch._refs._make_elementwise_binary_reference.<locals>._ref c:heaviside=torch._refs._make_elementwise_binary_reference.<locals>._ref c:hstack c:hypot=torch._refs._make_elementwise_binary_reference.<locals>._ref c:i0 c:igamma=torch._refs._make_elementwise_binary_reference.<locals>._ref c:igammac=torch._refs._make_elementwise_binary_reference.<locals>._ref c:index_add c:index_copy c:index_select c:isclose c:isfinite c:isinf c:isnan c:isneginf c:isposinf c:isreal c:lcm=torch._refs._make_elementwise_binary_reference.<locals>._ref c:le=torch._refs._make_elementwise_binary_reference.<locals>._ref c:lgamma c:linspace c:log c:log10 c:log1p c:log2 c:log_softmax c:logical_and=torch._refs._make_elementwise_binary_reference.<locals>._ref c:logical_not c:logical_or=torch._refs._make_elementwise_binary_reference.<locals>._ref c:logical_xor=torch._refs._make_elementwise_binary_reference.<locals>._ref c:logspace c:logsumexp c:lt=torch._refs._make_elementwise_binary_reference.<locals>._ref c:maximum=torch._refs._make_elementwise_binary_reference.<locals>._ref c:mean c:minimum=torch._refs._make_elementwise_binary_reference.<locals>._ref c:mul=torch._refs._make_elementwise_binary_reference.<locals>._ref c:nan_to_num c:ne=torch._refs._make_elementwise_binary_reference.<locals>._ref c:neg c:nextafter=torch._refs._make_elementwise_binary_reference.<locals>._ref c:norm c:ones c:out_wrapper=torch._prims_common.wrappers.out_wrapper c:pow=torch._refs._make_elementwise_binary_reference.<locals>._ref c:prod c:randn c:reciprocal c:remainder=torch._refs._make_elementwise_binary_reference.<locals>._ref c:rfloordiv=torch._refs._make_r_binary_op.<locals>.rop c:round c:rpow=torch._refs._make_r_binary_op.<locals>.rop c:rsqrt c:rsub c:rtruediv=torch._refs._make_r_binary_op.<locals>.rop c:sgn c:sigmoid c:sign c:signbit c:sin c:sinc c:sinh c:softmax c:sqrt c:square c:stack c:std c:std_mean c:sub c:sum c:tan c:tanh c:tril c:triu c:true_divide=torch._refs._make_elementwise_binary_reference.<locals>._ref c:trunc c:trunc_divide=torch._refs._make_elementwise_binary_reference.<locals>._ref c:var c:var_mean c:vstack c:where c:zeros f:mvlgamma=torch._C._special.special_multigammaln f:reduce=functools.reduce m:builtins m:collections m:fft m:linalg m:math m:nn m:operator m:prims=torch._prims m:special m:torch m:utils=torch._prims_common m:warnings
+torch._refs.fft c:fft c:fft2 c:fftn c:hfft c:hfft2 c:hfftn c:ifft c:ifft2 c:ifftn c:ihfft c:ihfft2 c:ihfftn c:irfft c:irfft2 c:irfftn c:out_wrapper=torch._prims_common.wrappers.out_wrapper c:rfft c:rfft2 c:rfftn m:math m:prims=torch._prims m:torch m:utils=torch._prims_common
+torch._refs.linalg c:matrix_norm c:norm c:out_wrapper=torch._prims_common.wrappers.out_wrapper c:svd c:svdvals c:vector_norm m:linalg=torch._refs.linalg m:prims=torch._prims m:refs=torch._refs m:torch m:utils=torch._prims_common
 torch._refs.nn m:functional
-torch._refs.nn.functional m:prims=torch._prims m:refs=torch._refs m:torch m:utils=torch._prims_common
-torch._refs.special m:math m:prims=torch._prims m:refs=torch._refs m:torch m:utils=torch._prims_common
+torch._refs.nn.functional c:_apply_loss_reduction c:_make_elementwise_binary_reference=torch._refs._make_elementwise_binary_reference c:_make_elementwise_unary_reference=torch._refs._make_elementwise_unary_reference c:dropout c:gelu c:glu c:hardshrink c:hinge_embedding_loss c:huber_loss c:l1_loss c:margin_ranking_loss c:mse_loss c:out_wrapper=torch._prims_common.wrappers.out_wrapper c:pairwise_distance c:pdist c:poisson_nll_loss c:prelu c:softplus c:softshrink m:prims=torch._prims m:refs=torch._refs m:torch m:utils=torch._prims_common
+torch._refs.special c:_make_elementwise_binary_reference=torch._refs._make_elementwise_binary_reference c:_make_elementwise_unary_reference=torch._refs._make_elementwise_unary_reference c:bessel_j0 c:bessel_j1 c:i0e c:i1 c:i1e c:logit c:multigammaln c:out_wrapper=torch._prims_common.wrappers.out_wrapper c:spherical_bessel_j0 c:zeta=torch._refs._make_elementwise_binary_reference.<locals>._ref m:math m:prims=torch._prims m:refs=torch._refs m:torch m:utils=torch._prims_common
 torch._six m:math
 torch._sources f:SourceRangeFactory=torch._C._jit_tree_views.SourceRangeFactory m:ast m:functools m:inspect
 torch._storage_docs f:add_docstr=torch._C._add_docstr m:torch
 torch._subclasses m:fake_tensor m:fake_utils m:meta_utils m:torch
-torch._subclasses.fake_tensor m:aten=torch.ops.aten m:contextlib m:functools m:itertools m:pytree=torch.utils._pytree m:sys m:torch m:warnings m:weakref
+torch._subclasses.fake_tensor c:normalize_function=torch.fx.operator_schemas.normalize_function m:aten=torch.ops.aten m:contextlib m:functools m:itertools m:pytree=torch.utils._pytree m:sys m:torch m:warnings m:weakref
 torch._subclasses.fake_utils m:aten=torch.ops.aten m:pytree=torch.utils._pytree m:torch m:warnings
 torch._subclasses.meta_utils m:torch m:utils=torch._prims_common m:weakref
 torch._tensor f:has_torch_function=torch._C._has_torch_function f:has_torch_function_unary=torch._C._has_torch_function_unary f:has_torch_function_variadic=torch._C._has_torch_function_variadic m:_C=torch._C m:copyreg m:enum m:functools m:hooks=torch.utils.hooks m:torch m:warnings
 torch._tensor_docs f:add_docstr=torch._C._add_docstr m:torch
 torch._tensor_str m:math m:textwrap m:torch
 torch._torch_docs f:add_docstr=torch._C._add_docstr m:re m:torch
-torch._utils c:_import_dotted_name m:sys m:torch m:traceback m:warnings
+torch._utils c:_import_dotted_name c:_type m:sys m:torch m:traceback m:warnings
 torch._utils_internal c:get_writable_path m:os m:sys m:tempfile
 torch._vmap_internals m:functools m:torch m:warnings
 torch._weights_only_unpickler f:UnpicklingError=_pickle.UnpicklingError f:decode_long=pickle.decode_long m:_functools=functools m:torch
-torch.amp m:autocast_mode
-torch.amp.autocast_mode m:functools m:torch m:warnings
+torch.amp c:autocast=torch.amp.autocast_mode.autocast m:autocast_mode
+torch.amp.autocast_mode c:autocast m:functools m:torch m:warnings
 torch.ao m:nn m:ns m:quantization m:sparsity
 torch.ao.nn m:importlib m:intrinsic m:qat m:quantizable m:quantized m:sparse
 torch.ao.nn.intrinsic m:modules
@@ -1316,16 +1320,16 @@ torch.ao.nn.sparse.quantized.linear m:torch
 torch.ao.nn.sparse.quantized.utils m:threading
 torch.ao.ns m:_numeric_suite m:_numeric_suite_fx m:fx
 torch.ao.ns._numeric_suite m:nn=torch.nn m:nnq=torch.ao.nn.quantized m:nnqd=torch.ao.nn.quantized.dynamic m:torch
-torch.ao.ns._numeric_suite_fx m:collections m:nn=torch.nn m:quantize_fx=torch.ao.quantization.quantize_fx m:torch
+torch.ao.ns._numeric_suite_fx c:_add_loggers_impl c:_add_loggers_one_model c:_add_shadow_loggers_impl c:_extract_weights_impl c:_extract_weights_one_model c:add_loggers c:add_loggers_to_model=torch.ao.ns.fx.graph_passes.add_loggers_to_model c:create_a_shadows_b=torch.ao.ns.fx.graph_passes.create_a_shadows_b c:extract_weight_from_node=torch.ao.ns.fx.weight_utils.extract_weight_from_node c:get_matching_subgraph_pairs=torch.ao.ns.fx.graph_matcher.get_matching_subgraph_pairs c:get_target_type_str=torch.ao.ns.fx.utils.get_target_type_str m:collections m:nn=torch.nn m:quantize_fx=torch.ao.quantization.quantize_fx m:torch
 torch.ao.ns.fx m:graph_matcher m:graph_passes m:mappings m:ns_types m:pattern_utils m:utils m:weight_utils
-torch.ao.ns.fx.graph_matcher c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn m:collections m:enum m:toq=torch.ops.quantized m:torch
-torch.ao.ns.fx.graph_passes c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn m:torch
+torch.ao.ns.fx.graph_matcher c:_get_name_for_subgraph c:_get_node_target_type c:_get_subgraph_relationship_type c:end_node_matches_reversed_fusion=torch.ao.ns.fx.pattern_utils.end_node_matches_reversed_fusion c:get_matching_subgraph_pairs c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn m:collections m:enum m:toq=torch.ops.quantized m:torch
+torch.ao.ns.fx.graph_passes c:_can_insert_copy_of_subgraph_a c:_copy_node_from_a_to_c c:_insert_copy_of_node_a_after_input_node_c c:_insert_copy_of_subgraph_a_after_input_node_c c:_insert_dtype_cast_after_node c:_insert_logger_after_node c:_maybe_get_fqn c:add_loggers_to_model c:create_a_shadows_b c:get_node_first_input_and_output_type=torch.ao.ns.fx.utils.get_node_first_input_and_output_type c:get_node_input_qparams=torch.ao.ns.fx.utils.get_node_input_qparams c:get_number_of_non_param_args=torch.ao.ns.fx.utils.get_number_of_non_param_args c:get_target_type_str=torch.ao.ns.fx.utils.get_target_type_str c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn c:return_first_non_observer_node=torch.ao.ns.fx.utils.return_first_non_observer_node m:torch
 torch.ao.ns.fx.mappings m:F=torch.nn.functional m:_lower_to_native_backend=torch.ao.quantization.fx._lower_to_native_backend m:nn=torch.nn m:nni=torch.nn.intrinsic m:nniq=torch.nn.intrinsic.quantized m:nniqat=torch.nn.intrinsic.qat m:nniqd=torch.nn.intrinsic.quantized.dynamic m:nnq=torch.ao.nn.quantized m:nnqat=torch.ao.nn.qat m:nnqatd=torch.ao.nn.qat.dynamic m:nnqd=torch.ao.nn.quantized.dynamic m:operator m:quantization_mappings=torch.ao.quantization.quantization_mappings m:toq=torch.ops.quantized m:torch
 torch.ao.ns.fx.ns_types m:enum
-torch.ao.ns.fx.pattern_utils c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn m:F=torch.nn.functional m:nn=torch.nn m:toq=torch.ops.quantized m:torch
-torch.ao.ns.fx.utils c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn m:enum m:nn=torch.nn m:nniq=torch.nn.intrinsic.quantized m:nnq=torch.ao.nn.quantized m:operator m:toq=torch.ops.quantized m:torch
-torch.ao.ns.fx.weight_utils c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn m:F=torch.nn.functional m:nn=torch.nn m:nni=torch.nn.intrinsic m:nniq=torch.nn.intrinsic.quantized m:nniqat=torch.nn.intrinsic.qat m:nnq=torch.ao.nn.quantized m:nnqat=torch.ao.nn.qat m:nnqd=torch.ao.nn.quantized.dynamic m:toq=torch.ops.quantized m:torch
-torch.ao.quantization f:wrap_cpp_module=torch.jit._recursive.wrap_cpp_module m:F=torch.nn.functional m:_correct_bias m:_equalize m:_learnable_fake_quantize m:ao_nn=torch.ao.nn m:backend_config m:copy m:fake_quantize m:fuser_method_mappings m:fx m:itertools m:nn=torch.nn m:nni=torch.nn.intrinsic m:nniq=torch.nn.intrinsic.quantized m:nniqat=torch.nn.intrinsic.qat m:nniqd=torch.nn.intrinsic.quantized.dynamic m:nnq=torch.ao.nn.quantized m:nnqat=torch.ao.nn.qat m:nnqatd=torch.ao.nn.qat.dynamic m:nnqd=torch.ao.nn.quantized.dynamic m:nnqr=torch.ao.nn.quantized.reference m:observer m:qconfig m:qconfig_mapping m:qconfig_mapping_utils m:quant_type m:quantization_mappings m:quantization_types m:quantize_fx m:re m:stubs m:torch m:utils m:warnings
+torch.ao.ns.fx.pattern_utils c:end_node_matches_reversed_fusion c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn m:F=torch.nn.functional m:nn=torch.nn m:toq=torch.ops.quantized m:torch
+torch.ao.ns.fx.utils c:get_node_first_input_and_output_type c:get_node_input_qparams c:get_number_of_non_param_args c:get_target_type_str c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn c:return_first_non_observer_node m:enum m:nn=torch.nn m:nniq=torch.nn.intrinsic.quantized m:nnq=torch.ao.nn.quantized m:operator m:toq=torch.ops.quantized m:torch
+torch.ao.ns.fx.weight_utils c:extract_weight_from_node c:get_conv_fun_weight c:get_linear_fun_weight c:get_op_to_type_to_weight_extraction_fn c:get_qconv_fun_weight c:get_qlinear_fun_weight c:get_target_type_str=torch.ao.ns.fx.utils.get_target_type_str c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn c:return_first_non_observer_node=torch.ao.ns.fx.utils.return_first_non_observer_node m:F=torch.nn.functional m:nn=torch.nn m:nni=torch.nn.intrinsic m:nniq=torch.nn.intrinsic.quantized m:nniqat=torch.nn.intrinsic.qat m:nnq=torch.ao.nn.quantized m:nnqat=torch.ao.nn.qat m:nnqd=torch.ao.nn.quantized.dynamic m:toq=torch.ops.quantized m:torch
+torch.ao.quantization c:script_qconfig=torch.ao.quantization.quantize_jit.script_qconfig c:script_qconfig_dict=torch.ao.quantization.quantize_jit.script_qconfig_dict f:wrap_cpp_module=torch.jit._recursive.wrap_cpp_module m:F=torch.nn.functional m:_correct_bias m:_equalize m:_learnable_fake_quantize m:ao_nn=torch.ao.nn m:backend_config m:copy m:fake_quantize m:fuser_method_mappings m:fx m:itertools m:nn=torch.nn m:nni=torch.nn.intrinsic m:nniq=torch.nn.intrinsic.quantized m:nniqat=torch.nn.intrinsic.qat m:nniqd=torch.nn.intrinsic.quantized.dynamic m:nnq=torch.ao.nn.quantized m:nnqat=torch.ao.nn.qat m:nnqatd=torch.ao.nn.qat.dynamic m:nnqd=torch.ao.nn.quantized.dynamic m:nnqr=torch.ao.nn.quantized.reference m:observer m:qconfig m:qconfig_mapping m:qconfig_mapping_utils m:quant_type m:quantization_mappings m:quantization_types m:quantize_fx m:re m:stubs m:torch m:utils m:warnings
 torch.ao.quantization._correct_bias m:nn=torch.nn m:nnq=torch.ao.nn.quantized m:ns=torch.ao.ns._numeric_suite m:torch
 torch.ao.quantization._equalize m:copy m:torch
 torch.ao.quantization._learnable_fake_quantize m:torch
@@ -1370,7 +1374,7 @@ torch.ao.quantization.quant_type m:enum
 torch.ao.quantization.quantization_mappings m:F=torch.nn.functional m:ao_nn=torch.ao.nn m:copy m:nn=torch.nn m:nni=torch.nn.intrinsic m:nniq=torch.nn.intrinsic.quantized m:nniqat=torch.nn.intrinsic.qat m:nniqd=torch.nn.intrinsic.quantized.dynamic m:nnq=torch.ao.nn.quantized m:nnqat=torch.ao.nn.qat m:nnqatd=torch.ao.nn.qat.dynamic m:nnqd=torch.ao.nn.quantized.dynamic m:nnqr=torch.ao.nn.quantized.reference m:torch
 torch.ao.quantization.quantize m:copy m:itertools m:nn=torch.nn m:nnq=torch.ao.nn.quantized m:torch m:warnings
 torch.ao.quantization.quantize_fx m:torch m:warnings
-torch.ao.quantization.quantize_jit f:wrap_cpp_module=torch.jit._recursive.wrap_cpp_module m:torch
+torch.ao.quantization.quantize_jit c:script_qconfig c:script_qconfig_dict f:wrap_cpp_module=torch.jit._recursive.wrap_cpp_module m:torch
 torch.ao.quantization.stubs m:nn=torch.nn
 torch.ao.quantization.utils c:getattr_from_fqn f:getfullargspec=inspect.getfullargspec f:signature=inspect.signature m:functools m:torch m:warnings
 torch.ao.sparsity c:WeightNormSparsifier=torch.ao.sparsity.sparsifier.weight_norm_sparsifier.WeightNormSparsifier m:_experimental m:_mappings m:scheduler m:sparsifier
@@ -1398,7 +1402,7 @@ torch.ao.sparsity.sparsifier.base_sparsifier m:abc m:copy m:nn=torch.nn m:parame
 torch.ao.sparsity.sparsifier.nearly_diagonal_sparsifier m:base_sparsifier=torch.ao.sparsity.sparsifier.base_sparsifier m:torch
 torch.ao.sparsity.sparsifier.utils m:nn=torch.nn
 torch.ao.sparsity.sparsifier.weight_norm_sparsifier c:WeightNormSparsifier f:reduce=functools.reduce m:F=torch.nn.functional m:torch
-torch.autograd f:DeviceType=torch._C._autograd.DeviceType f:ProfilerActivity=torch._C._profiler.ProfilerActivity f:ProfilerConfig=torch._C._profiler.ProfilerConfig f:ProfilerEvent=torch._C._autograd.ProfilerEvent f:ProfilerState=torch._C._profiler.ProfilerState f:SavedTensor=torch._C._autograd.SavedTensor f:_KinetoEvent=torch._C._autograd._KinetoEvent f:_ProfilerResult=torch._C._autograd._ProfilerResult f:_add_metadata_json=torch._C._autograd.PyCapsule._add_metadata_json f:_disable_profiler=torch._C._autograd.PyCapsule._disable_profiler f:_disable_profiler_legacy=torch._C._autograd.PyCapsule._disable_profiler_legacy f:_enable_profiler=torch._C._autograd.PyCapsule._enable_profiler f:_enable_profiler_legacy=torch._C._autograd.PyCapsule._enable_profiler_legacy f:_enable_record_function=torch._C._autograd.PyCapsule._enable_record_function f:_kineto_step=torch._C._autograd.PyCapsule._kineto_step f:_pop_saved_tensors_default_hooks=torch._C._autograd.PyCapsule._pop_saved_tensors_default_hooks f:_prepare_profiler=torch._C._autograd.PyCapsule._prepare_profiler f:_profiler_enabled=torch._C._autograd.PyCapsule._profiler_enabled f:_push_saved_tensors_default_hooks=torch._C._autograd.PyCapsule._push_saved_tensors_default_hooks f:_record_function_with_args_enter=torch._C._autograd.PyCapsule._record_function_with_args_enter f:_record_function_with_args_exit=torch._C._autograd.PyCapsule._record_function_with_args_exit f:_set_empty_test_observer=torch._C._autograd.PyCapsule._set_empty_test_observer f:_supported_activities=torch._C._autograd.PyCapsule._supported_activities f:has_torch_function=torch._C._has_torch_function f:kineto_available=torch._C._autograd.PyCapsule.kineto_available m:_functions m:_vmap_internals=torch._vmap_internals m:anomaly_mode m:forward_ad m:function m:functional m:grad_mode m:graph m:profiler m:profiler_legacy m:profiler_util m:torch m:warnings
+torch.autograd f:DeviceType=torch._C._autograd.DeviceType f:ProfilerActivity=torch._C._profiler.ProfilerActivity f:ProfilerConfig=torch._C._profiler.ProfilerConfig f:ProfilerEvent=torch._C._autograd.ProfilerEvent f:ProfilerState=torch._C._profiler.ProfilerState f:SavedTensor=torch._C._autograd.SavedTensor f:_KinetoEvent=torch._C._autograd._KinetoEvent f:_ProfilerResult=torch._C._autograd._ProfilerResult f:has_torch_function=torch._C._has_torch_function m:_functions m:_vmap_internals=torch._vmap_internals m:anomaly_mode m:forward_ad m:function m:functional m:grad_mode m:graph m:profiler m:profiler_legacy m:profiler_util m:torch m:warnings
 torch.autograd._functions f:reduce=functools.reduce m:tensor m:torch m:utils
 torch.autograd._functions.tensor f:reduce=functools.reduce m:torch
 torch.autograd._functions.utils c:check_onnx_broadcast f:reduce=functools.reduce
@@ -1409,13 +1413,13 @@ torch.autograd.functional m:fwAD=torch.autograd.forward_ad m:torch
 torch.autograd.grad_mode m:functools m:inspect m:sys m:torch
 torch.autograd.gradcheck m:collections m:functools m:torch m:warnings
 torch.autograd.graph m:contextlib m:torch
-torch.autograd.profiler f:DeviceType=torch._C._autograd.DeviceType f:Future=torch.jit.Future f:ProfilerActivity=torch._C._profiler.ProfilerActivity f:ProfilerConfig=torch._C._profiler.ProfilerConfig f:ProfilerState=torch._C._profiler.ProfilerState f:_ExperimentalConfig=torch._C._profiler._ExperimentalConfig f:_ProfilerResult=torch._C._autograd._ProfilerResult f:_disable_profiler=torch._C._autograd.PyCapsule._disable_profiler f:_enable_profiler=torch._C._autograd.PyCapsule._enable_profiler f:_kineto_step=torch._C._autograd.PyCapsule._kineto_step f:_prepare_profiler=torch._C._autograd.PyCapsule._prepare_profiler f:_supported_activities=torch._C._autograd.PyCapsule._supported_activities f:kineto_available=torch._C._autograd.PyCapsule.kineto_available m:torch
-torch.autograd.profiler_legacy f:DeviceType=torch._C._autograd.DeviceType f:ProfilerConfig=torch._C._profiler.ProfilerConfig f:ProfilerState=torch._C._profiler.ProfilerState f:_disable_profiler_legacy=torch._C._autograd.PyCapsule._disable_profiler_legacy f:_enable_profiler_legacy=torch._C._autograd.PyCapsule._enable_profiler_legacy m:itertools m:torch
+torch.autograd.profiler f:DeviceType=torch._C._autograd.DeviceType f:Future=torch.jit.Future f:ProfilerActivity=torch._C._profiler.ProfilerActivity f:ProfilerConfig=torch._C._profiler.ProfilerConfig f:ProfilerState=torch._C._profiler.ProfilerState f:_ExperimentalConfig=torch._C._profiler._ExperimentalConfig f:_ProfilerResult=torch._C._autograd._ProfilerResult m:torch
+torch.autograd.profiler_legacy f:DeviceType=torch._C._autograd.DeviceType f:ProfilerConfig=torch._C._profiler.ProfilerConfig f:ProfilerState=torch._C._profiler.ProfilerState m:itertools m:torch
 torch.autograd.profiler_util c:namedtuple=collections.namedtuple f:DeviceType=torch._C._autograd.DeviceType f:attrgetter=operator.attrgetter m:bisect m:itertools m:math m:torch
-torch.autograd.variable f:ImperativeEngine=torch._C._EngineBase m:torch
+torch.autograd.variable m:torch
 torch.backends m:_coreml m:_nnapi m:cuda m:cudnn m:mkl m:mkldnn m:mps m:openmp m:opt_einsum m:quantized m:types m:xeon m:xnnpack
 torch.backends._nnapi m:prepare m:serializer
-torch.backends._nnapi.prepare m:torch
+torch.backends._nnapi.prepare c:convert_model_to_nnapi c:process_for_nnapi m:torch
 torch.backends._nnapi.serializer m:array m:enum m:functools m:logging m:struct m:sys m:torch
 torch.backends.cuda m:contextlib m:sys m:torch
 torch.backends.cudnn m:m=torch.backends.cudnn m:rnn
@@ -1427,7 +1431,7 @@ torch.backends.openmp m:torch
 torch.backends.opt_einsum m:m=torch.backends.opt_einsum
 torch.backends.quantized m:m=torch.backends.quantized
 torch.backends.xeon m:run_cpu
-torch.backends.xeon.run_cpu c:_CPUinfo c:main c:start_processes=torch.distributed.elastic.multiprocessing.start_processes m:glob m:logging m:os m:platform m:re m:subprocess m:sys
+torch.backends.xeon.run_cpu c:_CPUinfo c:_Launcher c:main c:start_processes=torch.distributed.elastic.multiprocessing.start_processes m:glob m:logging m:os m:platform m:re m:subprocess m:sys
 torch.backends.xnnpack m:m=torch.backends.xnnpack
 torch.cpu m:amp
 torch.cpu.amp m:autocast_mode
@@ -1436,10 +1440,10 @@ torch.cuda m:_memory_viz m:_sanitizer m:_utils m:amp m:comm m:contextlib m:error
 torch.cuda._memory_viz c:format_flamegraph m:io m:os m:pickle m:subprocess m:sys
 torch.cuda._sanitizer m:cuda_trace=torch.utils._cuda_trace m:enum m:functools m:io m:logging m:sys m:textwrap m:torch m:traceback
 torch.cuda._utils m:torch
-torch.cuda.amp m:autocast_mode m:common m:grad_scaler
+torch.cuda.amp c:GradScaler=torch.cuda.amp.grad_scaler.GradScaler m:autocast_mode m:common m:grad_scaler
 torch.cuda.amp.autocast_mode m:collections m:functools m:np=numpy m:torch
 torch.cuda.amp.common c:amp_definitely_not_available f:find_spec=importlib.util.find_spec m:torch
-torch.cuda.amp.grad_scaler c:amp_definitely_not_available=torch.cuda.amp.common.amp_definitely_not_available m:abc=collections.abc m:torch m:warnings
+torch.cuda.amp.grad_scaler c:GradScaler c:amp_definitely_not_available=torch.cuda.amp.common.amp_definitely_not_available m:abc=collections.abc m:torch m:warnings
 torch.cuda.graphs m:gc m:torch
 torch.cuda.jiterator m:re m:torch
 torch.cuda.memory c:_save_memory_usage c:_save_segment_usage m:_C=torch._C m:collections m:contextlib m:torch m:warnings
@@ -1447,7 +1451,7 @@ torch.cuda.nccl m:collections m:torch m:warnings
 torch.cuda.profiler c:init m:contextlib m:tempfile
 torch.cuda.random m:torch
 torch.cuda.streams m:ctypes m:torch
-torch.distributed f:BuiltinCommHookType=torch._C._distributed_c10d.BuiltinCommHookType f:FileStore=torch._C._distributed_c10d.FileStore f:GradBucket=torch._C._distributed_c10d.GradBucket f:HashStore=torch._C._distributed_c10d.HashStore f:Logger=torch._C._distributed_c10d.Logger f:Reducer=torch._C._distributed_c10d.Reducer f:TCPStore=torch._C._distributed_c10d.TCPStore f:_broadcast_coalesced=torch._C._distributed_c10d.PyCapsule._broadcast_coalesced f:_compute_bucket_assignment_by_size=torch._C._distributed_c10d.PyCapsule._compute_bucket_assignment_by_size f:_make_nccl_premul_sum=torch._C._distributed_c10d.PyCapsule._make_nccl_premul_sum f:_register_builtin_comm_hook=torch._C._distributed_c10d.PyCapsule._register_builtin_comm_hook f:_register_comm_hook=torch._C._distributed_c10d.PyCapsule._register_comm_hook f:_round_robin_process_groups=torch._C._distributed_c10d.PyCapsule._round_robin_process_groups f:_test_python_store=torch._C._distributed_c10d.PyCapsule._test_python_store f:_verify_params_across_processes=torch._C._distributed_c10d.PyCapsule._verify_params_across_processes f:set_debug_level=torch._C._distributed_c10d.PyCapsule.set_debug_level f:set_debug_level_from_env=torch._C._distributed_c10d.PyCapsule.set_debug_level_from_env m:_spmd m:algorithms m:argparse_util m:autograd m:constants m:distributed_c10d m:elastic m:launch m:launcher m:nn m:optim m:os m:pipeline m:remote_device m:rpc m:run m:sys m:torch m:utils
+torch.distributed c:_create_store_from_options=torch.distributed.rendezvous._create_store_from_options c:all_gather_object=torch.distributed.distributed_c10d.all_gather_object c:broadcast_object_list=torch.distributed.distributed_c10d.broadcast_object_list c:gather_object=torch.distributed.distributed_c10d.gather_object c:init_process_group=torch.distributed.distributed_c10d.init_process_group c:rendezvous=torch.distributed.rendezvous.rendezvous c:scatter_object_list=torch.distributed.distributed_c10d.scatter_object_list f:BuiltinCommHookType=torch._C._distributed_c10d.BuiltinCommHookType f:FileStore=torch._C._distributed_c10d.FileStore f:GradBucket=torch._C._distributed_c10d.GradBucket f:HashStore=torch._C._distributed_c10d.HashStore f:Logger=torch._C._distributed_c10d.Logger f:Reducer=torch._C._distributed_c10d.Reducer f:TCPStore=torch._C._distributed_c10d.TCPStore m:_spmd m:algorithms m:argparse_util m:autograd m:constants m:distributed_c10d m:elastic m:launch m:launcher m:nn m:optim m:os m:pipeline m:remote_device m:rpc m:run m:sys m:torch m:utils
 torch.distributed._spmd m:comm_tensor
 torch.distributed._spmd.comm_tensor f:_disabled_torch_function_impl=torch._C._disabled_torch_function_impl m:torch
 torch.distributed.algorithms m:_checkpoint m:_comm_hooks m:_quantization m:ddp_comm_hooks m:join m:model_averaging
@@ -1471,8 +1475,8 @@ torch.distributed.algorithms.model_averaging.averagers m:dist=torch.distributed 
 torch.distributed.algorithms.model_averaging.hierarchical_model_averager m:averagers=torch.distributed.algorithms.model_averaging.averagers m:dist=torch.distributed m:logging m:torch m:utils=torch.distributed.algorithms.model_averaging.utils m:warnings
 torch.distributed.algorithms.model_averaging.utils m:dist=torch.distributed m:itertools m:torch
 torch.distributed.argparse_util m:os
-torch.distributed.autograd f:DistAutogradContext=torch._C._distributed_autograd.DistAutogradContext f:_current_context=torch._C._distributed_autograd.PyCapsule._current_context f:_get_debug_info=torch._C._distributed_autograd.PyCapsule._get_debug_info f:_get_max_id=torch._C._distributed_autograd.PyCapsule._get_max_id f:_init=torch._C._distributed_autograd.PyCapsule._init f:_is_valid_context=torch._C._distributed_autograd.PyCapsule._is_valid_context f:_new_context=torch._C._distributed_autograd.PyCapsule._new_context f:_release_context=torch._C._distributed_autograd.PyCapsule._release_context f:_retrieve_context=torch._C._distributed_autograd.PyCapsule._retrieve_context f:backward=torch._C._distributed_autograd.PyCapsule.backward f:get_gradients=torch._C._distributed_autograd.PyCapsule.get_gradients m:sys m:torch
-torch.distributed.distributed_c10d c:_object_to_tensor c:_tensor_to_object c:namedtuple=collections.namedtuple f:_DistributedBackendOptions=torch._C._distributed_c10d._DistributedBackendOptions f:_ProcessGroupWrapper=torch._C._distributed_c10d._ProcessGroupWrapper f:_pickler=_pickle.Pickler f:_unpickler=_pickle.Unpickler m:collections m:contextlib m:io m:itertools m:logging m:os m:pickle m:time m:torch m:warnings
+torch.distributed.autograd f:DistAutogradContext=torch._C._distributed_autograd.DistAutogradContext m:sys m:torch
+torch.distributed.distributed_c10d c:_object_to_tensor c:_tensor_to_object c:all_gather_object c:broadcast_object_list c:gather_object c:init_process_group c:namedtuple=collections.namedtuple c:rendezvous=torch.distributed.rendezvous.rendezvous c:scatter_object_list f:_DistributedBackendOptions=torch._C._distributed_c10d._DistributedBackendOptions f:_ProcessGroupWrapper=torch._C._distributed_c10d._ProcessGroupWrapper f:_pickler=_pickle.Pickler f:_unpickler=_pickle.Unpickler m:collections m:contextlib m:io m:itertools m:logging m:os m:pickle m:time m:torch m:warnings
 torch.distributed.elastic m:agent m:events m:metrics m:multiprocessing m:rendezvous m:timer m:utils
 torch.distributed.elastic.agent m:server
 torch.distributed.elastic.agent.server m:api m:local_elastic_agent
@@ -1487,12 +1491,13 @@ torch.distributed.elastic.multiprocessing c:start_processes m:api m:errors m:os 
 torch.distributed.elastic.multiprocessing.api c:SubprocessHandler m:abc m:logging m:mp=torch.multiprocessing m:os m:re m:signal m:subprocess m:synchronize=multiprocessing.synchronize m:sys m:time
 torch.distributed.elastic.multiprocessing.errors m:error_handler m:handlers m:json m:os m:signal m:socket m:time m:warnings
 torch.distributed.elastic.multiprocessing.errors.error_handler m:faulthandler m:json m:logging m:os m:time m:traceback m:warnings
-torch.distributed.elastic.multiprocessing.redirects m:ctypes m:logging m:os m:sys
+torch.distributed.elastic.multiprocessing.redirects c:redirect m:ctypes m:logging m:os m:sys
 torch.distributed.elastic.multiprocessing.tail_log c:tail_logfile f:Event=threading.Event m:logging m:os m:time
-torch.distributed.elastic.rendezvous m:api m:c10d_rendezvous_backend m:dynamic_rendezvous m:etcd_server m:registry m:static_tcp_rendezvous m:utils
-torch.distributed.elastic.rendezvous.c10d_rendezvous_backend c:_create_file_store c:_matches_machine_hostname=torch.distributed.elastic.rendezvous.utils._matches_machine_hostname c:construct_and_record_rdzv_event=torch.distributed.elastic.events.construct_and_record_rdzv_event f:FileStore=torch._C._distributed_c10d.FileStore f:TCPStore=torch._C._distributed_c10d.TCPStore m:binascii m:logging m:os m:tempfile
-torch.distributed.elastic.rendezvous.dynamic_rendezvous c:construct_and_record_rdzv_event=torch.distributed.elastic.events.construct_and_record_rdzv_event m:inspect m:logging m:os m:pickle m:socket m:threading m:time m:weakref
+torch.distributed.elastic.rendezvous c:_register_default_handlers=torch.distributed.elastic.rendezvous.registry._register_default_handlers m:api m:c10d_rendezvous_backend m:dynamic_rendezvous m:etcd_server m:registry m:static_tcp_rendezvous m:utils
+torch.distributed.elastic.rendezvous.c10d_rendezvous_backend c:_create_file_store c:_create_tcp_store c:_matches_machine_hostname=torch.distributed.elastic.rendezvous.utils._matches_machine_hostname c:construct_and_record_rdzv_event=torch.distributed.elastic.events.construct_and_record_rdzv_event c:create_backend f:FileStore=torch._C._distributed_c10d.FileStore f:TCPStore=torch._C._distributed_c10d.TCPStore m:binascii m:logging m:os m:tempfile
+torch.distributed.elastic.rendezvous.dynamic_rendezvous c:construct_and_record_rdzv_event=torch.distributed.elastic.events.construct_and_record_rdzv_event c:create_handler m:inspect m:logging m:os m:pickle m:socket m:threading m:time m:weakref
 torch.distributed.elastic.rendezvous.etcd_server c:EtcdServer c:find_free_port c:stop_etcd m:atexit m:logging m:os m:shlex m:shutil m:socket m:subprocess m:tempfile m:time
+torch.distributed.elastic.rendezvous.registry c:_create_c10d_handler c:_create_etcd_v2_handler c:_register_default_handlers c:create_handler=torch.distributed.elastic.rendezvous.dynamic_rendezvous.create_handler
 torch.distributed.elastic.rendezvous.static_tcp_rendezvous f:TCPStore=torch._C._distributed_c10d.TCPStore m:datetime m:logging
 torch.distributed.elastic.rendezvous.utils c:_matches_machine_hostname f:Event=threading.Event f:Thread=threading.Thread m:ipaddress m:random m:re m:socket m:time m:weakref
 torch.distributed.elastic.timer c:FileTimerServer=torch.distributed.elastic.timer.file_based_local_timer.FileTimerServer m:api m:file_based_local_timer m:local_timer
@@ -1503,19 +1508,19 @@ torch.distributed.elastic.utils c:get_socket_with_port=torch.distributed.elastic
 torch.distributed.elastic.utils.api c:get_socket_with_port m:os m:socket
 torch.distributed.elastic.utils.data m:cycling_iterator m:elastic_distributed_sampler
 torch.distributed.elastic.utils.data.elastic_distributed_sampler m:math m:torch
-torch.distributed.elastic.utils.distributed c:get_socket_with_port m:datetime m:dist=torch.distributed m:socket
+torch.distributed.elastic.utils.distributed c:create_c10d_store c:get_free_port c:get_socket_with_port m:datetime m:dist=torch.distributed m:socket
 torch.distributed.elastic.utils.logging m:inspect m:logging m:os m:warnings
-torch.distributed.launch m:logging m:warnings
+torch.distributed.launch c:launch c:run=torch.distributed.run.run m:logging m:warnings
 torch.distributed.launcher m:api
 torch.distributed.launcher.api m:events=torch.distributed.elastic.events m:metrics=torch.distributed.elastic.metrics m:rdzv_registry=torch.distributed.elastic.rendezvous.registry m:sys m:uuid
-torch.distributed.nn m:api m:dist=torch.distributed m:functional m:jit m:torch
+torch.distributed.nn c:RemoteModule=torch.distributed.nn.api.remote_module.RemoteModule m:api m:dist=torch.distributed m:functional m:jit m:torch
 torch.distributed.nn.api m:remote_module
-torch.distributed.nn.api.remote_module c:_remote_module_receiver m:_NON_SCRIPTABLE_REMOTE_MODULE_MODULE=_remote_module_non_scriptable m:collections m:instantiator=torch.distributed.nn.jit.instantiator m:io m:nn=torch.nn m:rpc=torch.distributed.rpc m:sys m:torch m:types
+torch.distributed.nn.api.remote_module c:RemoteModule c:_RemoteModule c:_create_module_with_interface c:_instantiate_template c:_remote_module_receiver c:_remote_module_reducer m:_NON_SCRIPTABLE_REMOTE_MODULE_MODULE=_remote_module_non_scriptable m:collections m:instantiator=torch.distributed.nn.jit.instantiator m:io m:nn=torch.nn m:rpc=torch.distributed.rpc m:sys m:torch m:types
 torch.distributed.nn.functional m:dist=torch.distributed m:torch
 torch.distributed.nn.jit m:instantiator m:templates
-torch.distributed.nn.jit.instantiator c:_do_instantiate_remote_module_template c:_write m:importlib m:logging m:os m:sys m:tempfile m:torch
+torch.distributed.nn.jit.instantiator c:_do_instantiate_remote_module_template c:_write c:get_arg_return_types_from_interface c:instantiate_non_scriptable_remote_module_template c:instantiate_scriptable_remote_module_template m:importlib m:logging m:os m:sys m:tempfile m:torch
 torch.distributed.nn.jit.templates m:remote_module_template
-torch.distributed.optim m:functional_adadelta m:functional_adagrad m:functional_adam m:functional_adamax m:functional_adamw m:functional_rmsprop m:functional_rprop m:functional_sgd m:optim=torch.optim m:optimizer m:post_localSGD_optimizer m:torch m:utils m:zero_redundancy_optimizer
+torch.distributed.optim c:DistributedOptimizer=torch.distributed.optim.optimizer.DistributedOptimizer m:functional_adadelta m:functional_adagrad m:functional_adam m:functional_adamax m:functional_adamw m:functional_rmsprop m:functional_rprop m:functional_sgd m:optim=torch.optim m:optimizer m:post_localSGD_optimizer m:torch m:utils m:zero_redundancy_optimizer
 torch.distributed.optim.functional_adadelta m:F=torch.optim._functional m:torch
 torch.distributed.optim.functional_adagrad m:F=torch.optim._functional m:torch
 torch.distributed.optim.functional_adam m:F=torch.optim._functional m:torch
@@ -1524,7 +1529,7 @@ torch.distributed.optim.functional_adamw m:F=torch.optim._functional m:torch
 torch.distributed.optim.functional_rmsprop m:F=torch.optim._functional m:torch
 torch.distributed.optim.functional_rprop m:F=torch.optim._functional m:torch
 torch.distributed.optim.functional_sgd m:F=torch.optim._functional m:torch
-torch.distributed.optim.optimizer f:Lock=_thread.allocate_lock m:dist_autograd=torch.distributed.autograd m:jit=torch.jit m:logging m:nn=torch.nn m:rpc=torch.distributed.rpc m:torch
+torch.distributed.optim.optimizer c:DistributedOptimizer c:_new_script_local_optimizer f:Lock=_thread.allocate_lock m:dist_autograd=torch.distributed.autograd m:jit=torch.jit m:logging m:nn=torch.nn m:rpc=torch.distributed.rpc m:torch
 torch.distributed.optim.post_localSGD_optimizer m:averagers=torch.distributed.algorithms.model_averaging.averagers m:torch m:warnings
 torch.distributed.optim.utils m:optim=torch.optim
 torch.distributed.optim.zero_redundancy_optimizer c:_broadcast_object m:collections m:copy m:dist=torch.distributed m:enum m:inspect m:io m:logging m:torch
@@ -1550,19 +1555,19 @@ torch.distributed.pipeline.sync.stream m:torch
 torch.distributed.pipeline.sync.utils m:nn=torch.nn
 torch.distributed.pipeline.sync.worker f:Thread=threading.Thread m:sys m:torch
 torch.distributed.remote_device m:torch
-torch.distributed.rendezvous c:_env_rendezvous_handler c:_file_rendezvous_handler c:_rendezvous_helper c:_tcp_rendezvous_handler f:FileStore=torch._C._distributed_c10d.FileStore f:TCPStore=torch._C._distributed_c10d.TCPStore f:urlparse=urllib.parse.urlparse f:urlunparse=urllib.parse.urlunparse m:numbers m:os m:six=torch._six m:sys
-torch.distributed.rpc f:PyRRef=torch._C._distributed_rpc.PyRRef f:RemoteProfilerManager=torch._C._distributed_rpc.RemoteProfilerManager f:RpcAgent=torch._C._distributed_rpc.RpcAgent f:RpcBackendOptions=torch._C._distributed_rpc.RpcBackendOptions f:TensorPipeAgent=torch._C._distributed_rpc.TensorPipeAgent f:WorkerInfo=torch._C._distributed_rpc.WorkerInfo f:_TensorPipeRpcBackendOptionsBase=torch._C._distributed_rpc._TensorPipeRpcBackendOptionsBase f:_cleanup_python_rpc_handler=torch._C._distributed_rpc.PyCapsule._cleanup_python_rpc_handler f:_delete_all_user_and_unforked_owner_rrefs=torch._C._distributed_rpc.PyCapsule._delete_all_user_and_unforked_owner_rrefs f:_destroy_rref_context=torch._C._distributed_rpc.PyCapsule._destroy_rref_context f:_disable_jit_rref_pickle=torch._C._distributed_rpc.PyCapsule._disable_jit_rref_pickle f:_disable_server_process_global_profiler=torch._C._distributed_rpc.PyCapsule._disable_server_process_global_profiler f:_enable_jit_rref_pickle=torch._C._distributed_rpc.PyCapsule._enable_jit_rref_pickle f:_enable_server_process_global_profiler=torch._C._distributed_rpc.PyCapsule._enable_server_process_global_profiler f:_get_current_rpc_agent=torch._C._distributed_rpc.PyCapsule._get_current_rpc_agent f:_invoke_remote_builtin=torch._C._distributed_rpc.PyCapsule._invoke_remote_builtin f:_invoke_remote_python_udf=torch._C._distributed_rpc.PyCapsule._invoke_remote_python_udf f:_invoke_remote_torchscript=torch._C._distributed_rpc.PyCapsule._invoke_remote_torchscript f:_invoke_rpc_builtin=torch._C._distributed_rpc.PyCapsule._invoke_rpc_builtin f:_invoke_rpc_python_udf=torch._C._distributed_rpc.PyCapsule._invoke_rpc_python_udf f:_invoke_rpc_torchscript=torch._C._distributed_rpc.PyCapsule._invoke_rpc_torchscript f:_is_current_rpc_agent_set=torch._C._distributed_rpc.PyCapsule._is_current_rpc_agent_set f:_reset_current_rpc_agent=torch._C._distributed_rpc.PyCapsule._reset_current_rpc_agent f:_rref_context_get_debug_info=torch._C._distributed_rpc.PyCapsule._rref_context_get_debug_info f:_set_and_start_rpc_agent=torch._C._distributed_rpc.PyCapsule._set_and_start_rpc_agent f:_set_profiler_node_id=torch._C._distributed_rpc.PyCapsule._set_profiler_node_id f:_set_rpc_timeout=torch._C._distributed_rpc.PyCapsule._set_rpc_timeout f:enable_gil_profiling=torch._C._distributed_rpc.PyCapsule.enable_gil_profiling f:get_rpc_timeout=torch._C._distributed_rpc.PyCapsule.get_rpc_timeout f:urlparse=urllib.parse.urlparse m:_testing m:_utils m:api m:backend_registry m:constants m:dist=torch.distributed m:dist_autograd=torch.distributed.autograd m:functions m:internal m:logging m:numbers m:options m:os m:rref_proxy m:server_process_global_profiler m:threading m:torch m:warnings
+torch.distributed.rendezvous c:_create_store_from_options c:_env_rendezvous_handler c:_file_rendezvous_handler c:_rendezvous_helper c:_tcp_rendezvous_handler c:rendezvous f:FileStore=torch._C._distributed_c10d.FileStore f:TCPStore=torch._C._distributed_c10d.TCPStore f:urlparse=urllib.parse.urlparse f:urlunparse=urllib.parse.urlunparse m:numbers m:os m:six=torch._six m:sys
+torch.distributed.rpc c:init_rpc c:remote=torch.distributed.rpc.api.remote c:rpc_async=torch.distributed.rpc.api.rpc_async c:rpc_sync=torch.distributed.rpc.api.rpc_sync c:shutdown=torch.distributed.rpc.api.shutdown f:PyRRef=torch._C._distributed_rpc.PyRRef f:RemoteProfilerManager=torch._C._distributed_rpc.RemoteProfilerManager f:RpcAgent=torch._C._distributed_rpc.RpcAgent f:RpcBackendOptions=torch._C._distributed_rpc.RpcBackendOptions f:TensorPipeAgent=torch._C._distributed_rpc.TensorPipeAgent f:WorkerInfo=torch._C._distributed_rpc.WorkerInfo f:_TensorPipeRpcBackendOptionsBase=torch._C._distributed_rpc._TensorPipeRpcBackendOptionsBase f:urlparse=urllib.parse.urlparse m:_testing m:_utils m:api m:backend_registry m:constants m:dist=torch.distributed m:dist_autograd=torch.distributed.autograd m:functions m:internal m:logging m:numbers m:options m:os m:rref_proxy m:server_process_global_profiler m:threading m:torch m:warnings
 torch.distributed.rpc._testing f:FaultyTensorPipeAgent=torch._C._distributed_rpc_testing.FaultyTensorPipeAgent f:FaultyTensorPipeRpcBackendOptions=torch._C._distributed_rpc_testing.FaultyTensorPipeRpcBackendOptions m:faulty_agent_backend_registry m:torch
 torch.distributed.rpc._testing.faulty_agent_backend_registry m:dist=torch.distributed m:rpc=torch.distributed.rpc
 torch.distributed.rpc._utils f:TensorPipeAgent=torch._C._distributed_rpc.TensorPipeAgent m:api=torch.distributed.rpc.api m:logging
-torch.distributed.rpc.api f:Future=torch.jit.Future f:PyRRef=torch._C._distributed_rpc.PyRRef f:RemoteProfilerManager=torch._C._distributed_rpc.RemoteProfilerManager f:TensorPipeAgent=torch._C._distributed_rpc.TensorPipeAgent f:WorkerInfo=torch._C._distributed_rpc.WorkerInfo f:_cleanup_python_rpc_handler=torch._C._distributed_rpc.PyCapsule._cleanup_python_rpc_handler f:_delete_all_user_and_unforked_owner_rrefs=torch._C._distributed_rpc.PyCapsule._delete_all_user_and_unforked_owner_rrefs f:_destroy_rref_context=torch._C._distributed_rpc.PyCapsule._destroy_rref_context f:_get_current_rpc_agent=torch._C._distributed_rpc.PyCapsule._get_current_rpc_agent f:_invoke_remote_builtin=torch._C._distributed_rpc.PyCapsule._invoke_remote_builtin f:_invoke_remote_python_udf=torch._C._distributed_rpc.PyCapsule._invoke_remote_python_udf f:_invoke_remote_torchscript=torch._C._distributed_rpc.PyCapsule._invoke_remote_torchscript f:_invoke_rpc_builtin=torch._C._distributed_rpc.PyCapsule._invoke_rpc_builtin f:_invoke_rpc_python_udf=torch._C._distributed_rpc.PyCapsule._invoke_rpc_python_udf f:_invoke_rpc_torchscript=torch._C._distributed_rpc.PyCapsule._invoke_rpc_torchscript f:_is_current_rpc_agent_set=torch._C._distributed_rpc.PyCapsule._is_current_rpc_agent_set f:_reset_current_rpc_agent=torch._C._distributed_rpc.PyCapsule._reset_current_rpc_agent f:_set_and_start_rpc_agent=torch._C._distributed_rpc.PyCapsule._set_and_start_rpc_agent f:get_rpc_timeout=torch._C._distributed_rpc.PyCapsule.get_rpc_timeout f:method=torch._C._distributed_rpc.PyCapsule.to_here m:collections m:contextlib m:functools m:inspect m:logging m:threading m:torch
-torch.distributed.rpc.backend_registry m:api=torch.distributed.rpc.api m:collections m:dist=torch.distributed m:enum m:rpc_constants=torch.distributed.rpc.constants m:torch
+torch.distributed.rpc.api c:_all_gather c:_enable_rpc_profiler c:_invoke_rpc c:_rref_typeof_on_user c:remote c:rpc_async c:rpc_sync c:shutdown f:Future=torch.jit.Future f:PyRRef=torch._C._distributed_rpc.PyRRef f:RemoteProfilerManager=torch._C._distributed_rpc.RemoteProfilerManager f:TensorPipeAgent=torch._C._distributed_rpc.TensorPipeAgent f:WorkerInfo=torch._C._distributed_rpc.WorkerInfo m:collections m:contextlib m:functools m:inspect m:logging m:threading m:torch
+torch.distributed.rpc.backend_registry c:_set_devices_and_reverse_device_map c:_tensorpipe_exchange_and_check_all_device_maps c:_tensorpipe_init_backend_handler m:api=torch.distributed.rpc.api m:collections m:dist=torch.distributed m:enum m:rpc_constants=torch.distributed.rpc.constants m:torch
 torch.distributed.rpc.functions m:functools
-torch.distributed.rpc.internal f:_get_current_rpc_agent=torch._C._distributed_rpc.PyCapsule._get_current_rpc_agent f:_pickler=_pickle.Pickler f:_unpickler=_pickle.Unpickler m:collections m:copyreg m:dist=torch.distributed m:io m:pickle m:sys m:threading m:torch m:traceback
+torch.distributed.rpc.internal f:_pickler=_pickle.Pickler f:_unpickler=_pickle.Unpickler m:collections m:copyreg m:dist=torch.distributed m:io m:pickle m:sys m:threading m:torch m:traceback
 torch.distributed.rpc.options f:_TensorPipeRpcBackendOptionsBase=torch._C._distributed_rpc._TensorPipeRpcBackendOptionsBase m:rpc_contants=torch.distributed.rpc.constants m:torch
-torch.distributed.rpc.rref_proxy f:Future=torch.jit.Future m:functions=torch.distributed.rpc.functions m:torch
-torch.distributed.rpc.server_process_global_profiler f:_disable_server_process_global_profiler=torch._C._distributed_rpc.PyCapsule._disable_server_process_global_profiler f:_enable_server_process_global_profiler=torch._C._distributed_rpc.PyCapsule._enable_server_process_global_profiler m:itertools m:torch
-torch.distributed.run c:run_script_path m:logging m:os m:sys m:torch m:uuid
+torch.distributed.rpc.rref_proxy c:_invoke_rpc c:rpc_async=torch.distributed.rpc.api.rpc_async f:Future=torch.jit.Future m:functions=torch.distributed.rpc.functions m:torch
+torch.distributed.rpc.server_process_global_profiler m:itertools m:torch
+torch.distributed.run c:config_from_args c:main c:run c:run_script_path m:logging m:os m:sys m:torch m:uuid
 torch.distributed.utils m:dist=torch.distributed m:torch
 torch.distributions m:bernoulli m:beta m:binomial m:categorical m:cauchy m:chi2 m:constraint_registry m:constraints m:continuous_bernoulli m:dirichlet m:distribution m:exp_family m:exponential m:fishersnedecor m:gamma m:geometric m:gumbel m:half_cauchy m:half_normal m:independent m:kl m:kumaraswamy m:laplace m:lkj_cholesky m:log_normal m:logistic_normal m:lowrank_multivariate_normal m:mixture_same_family m:multinomial m:multivariate_normal m:negative_binomial m:normal m:one_hot_categorical m:pareto m:poisson m:relaxed_bernoulli m:relaxed_categorical m:studentT m:transformed_distribution m:transforms m:uniform m:utils m:von_mises m:weibull m:wishart
 torch.distributions.bernoulli m:constraints=torch.distributions.constraints m:torch
@@ -1607,11 +1612,11 @@ torch.distributions.transformed_distribution m:constraints=torch.distributions.c
 torch.distributions.transforms f:softplus=torch._C._nn.softplus m:F=torch.nn.functional m:constraints=torch.distributions.constraints m:functools m:math m:numbers m:operator m:torch m:weakref
 torch.distributions.uniform m:constraints=torch.distributions.constraints m:torch
 torch.distributions.utils m:F=torch.nn.functional m:torch
-torch.distributions.von_mises m:constraints=torch.distributions.constraints m:math m:torch
+torch.distributions.von_mises c:_rejection_sample m:constraints=torch.distributions.constraints m:math m:torch
 torch.distributions.weibull m:constraints=torch.distributions.constraints m:torch
 torch.distributions.wishart m:constraints=torch.distributions.constraints m:math m:torch m:warnings
 torch.fft f:_add_docstr=torch._C._add_docstr f:fft2=torch._C._fft.fft_fft2 f:fft=torch._C._fft.fft_fft f:fftfreq=torch._C._fft.fft_fftfreq f:fftn=torch._C._fft.fft_fftn f:fftshift=torch._C._fft.fft_fftshift f:hfft2=torch._C._fft.fft_hfft2 f:hfft=torch._C._fft.fft_hfft f:hfftn=torch._C._fft.fft_hfftn f:ifft2=torch._C._fft.fft_ifft2 f:ifft=torch._C._fft.fft_ifft f:ifftn=torch._C._fft.fft_ifftn f:ifftshift=torch._C._fft.fft_ifftshift f:ihfft2=torch._C._fft.fft_ihfft2 f:ihfft=torch._C._fft.fft_ihfft f:ihfftn=torch._C._fft.fft_ihfftn f:irfft2=torch._C._fft.fft_irfft2 f:irfft=torch._C._fft.fft_irfft f:irfftn=torch._C._fft.fft_irfftn f:rfft2=torch._C._fft.fft_rfft2 f:rfft=torch._C._fft.fft_rfft f:rfftfreq=torch._C._fft.fft_rfftfreq f:rfftn=torch._C._fft.fft_rfftn m:_fft=torch._C._fft m:sys m:torch
-torch.functional f:_add_docstr=torch._C._add_docstr f:has_torch_function=torch._C._has_torch_function f:has_torch_function_unary=torch._C._has_torch_function_unary f:has_torch_function_variadic=torch._C._has_torch_function_variadic m:F=torch.nn.functional m:_VF=torch._VF m:opt_einsum=torch.backends.opt_einsum m:torch
+torch.functional c:overload=torch._jit_internal._overload f:_add_docstr=torch._C._add_docstr f:has_torch_function=torch._C._has_torch_function f:has_torch_function_unary=torch._C._has_torch_function_unary f:has_torch_function_variadic=torch._C._has_torch_function_variadic m:F=torch.nn.functional m:_VF=torch._VF m:opt_einsum=torch.backends.opt_einsum m:torch
 torch.futures f:Future=torch.jit.Future m:torch
 torch.fx m:_compatibility m:_pytree m:_symbolic_trace m:annotate m:experimental m:graph m:graph_module m:immutable_collections m:interpreter m:node m:operator_schemas m:passes m:proxy m:subgraph_rewriter m:tensor_type m:traceback
 torch.fx._compatibility m:textwrap
@@ -1621,15 +1626,15 @@ torch.fx.experimental m:accelerator_partitioner m:const_fold m:debug m:graph_gra
 torch.fx.experimental.accelerator_partitioner m:operator m:torch
 torch.fx.experimental.const_fold m:re m:torch
 torch.fx.experimental.debug m:fx=torch.fx
-torch.fx.experimental.graph_gradual_typechecker c:flatten_check c:reshape_inference_rule f:reduce=functools.reduce m:itertools m:operator m:sympy m:torch
+torch.fx.experimental.graph_gradual_typechecker c:flatten_check c:flatten_inference_rule c:reshape_inference_rule f:reduce=functools.reduce m:itertools m:operator m:sympy m:torch
 torch.fx.experimental.merge_matmul m:itertools m:operator m:torch
 torch.fx.experimental.meta_tracer m:builtins m:functools m:torch m:warnings
 torch.fx.experimental.migrate_gradual_types m:constraint m:constraint_generator m:constraint_transformation m:operation m:transform_to_z3 m:util m:z3_types
 torch.fx.experimental.migrate_gradual_types.constraint_generator m:operator m:torch m:warnings
 torch.fx.experimental.migrate_gradual_types.constraint_transformation m:copy m:itertools
-torch.fx.experimental.normalize m:fx=torch.fx m:operator m:torch
+torch.fx.experimental.normalize c:normalize_function=torch.fx.operator_schemas.normalize_function m:fx=torch.fx m:operator m:torch
 torch.fx.experimental.optimization m:F=torch.nn.functional m:copy m:fx=torch.fx m:logging m:nn=torch.nn m:operator m:th_mkldnn=torch.utils.mkldnn m:time m:torch
-torch.fx.experimental.proxy_tensor c:fake_signature m:aten=torch.ops.aten m:contextlib m:functools m:fx=torch.fx m:inspect m:operator m:prim=torch.ops.prim m:pytree=torch.utils._pytree m:torch m:weakref
+torch.fx.experimental.proxy_tensor c:fake_signature c:get_isolated_graphmodule c:make_fx m:aten=torch.ops.aten m:contextlib m:functools m:fx=torch.fx m:inspect m:operator m:prim=torch.ops.prim m:pytree=torch.utils._pytree m:torch m:weakref
 torch.fx.experimental.rewriter c:_rewrite f:FunctionType=types.LambdaType m:ast m:copy m:functools m:inspect m:textwrap m:torch
 torch.fx.experimental.schema_type_annotation c:_torchscript_type_to_python_type=torch.fx.operator_schemas._torchscript_type_to_python_type m:inspect m:torch
 torch.fx.experimental.symbolic_shapes m:aten=torch.ops.aten m:collections m:functools m:math m:operator m:pytree=torch.utils._pytree m:sympy m:textwrap m:torch m:traceback
@@ -1640,14 +1645,14 @@ torch.fx.experimental.unification.multipledispatch.dispatcher m:inspect m:itl=it
 torch.fx.experimental.unification.multipledispatch.variadic m:six
 torch.fx.experimental.unification.unification_tools c:get_in f:reduce=functools.reduce m:collections m:operator
 torch.fx.graph c:_type_repr=torch.fx.node._type_repr m:builtins m:contextlib m:copy m:fx_pytree=torch.fx._pytree m:inspect m:keyword m:math m:pytree=torch.utils._pytree m:re m:torch m:warnings
-torch.fx.graph_module c:_exec_with_source f:Importer=torch.package.importer.Importer f:PackageExporter=torch.package.package_exporter.PackageExporter f:PackageImporter=torch.package.package_importer.PackageImporter m:copy m:itertools m:linecache m:nn=torch.nn m:os m:sys m:torch m:traceback m:warnings
+torch.fx.graph_module c:_exec_with_source c:_forward_from_src c:reduce_deploy_graph_module c:reduce_graph_module f:Importer=torch.package.importer.Importer f:PackageExporter=torch.package.package_exporter.PackageExporter f:PackageImporter=torch.package.package_importer.PackageImporter m:copy m:itertools m:linecache m:nn=torch.nn m:os m:sys m:torch m:traceback m:warnings
 torch.fx.interpreter m:fx_traceback=torch.fx.traceback m:inspect
-torch.fx.node c:_type_repr m:builtins m:torch m:types m:warnings
-torch.fx.operator_schemas c:_torchscript_type_to_python_type m:enum m:inspect m:numbers m:torch m:types m:typing m:warnings
+torch.fx.node c:_type_repr c:normalize_function=torch.fx.operator_schemas.normalize_function m:builtins m:torch m:types m:warnings
+torch.fx.operator_schemas c:_torchscript_schema_to_signature c:_torchscript_type_to_python_type c:check_for_mutable_operation c:get_signature_for_torch_op c:normalize_function m:enum m:inspect m:numbers m:torch m:types m:typing m:warnings
 torch.fx.passes m:backends m:dialect m:fake_tensor_prop m:graph_drawer m:graph_manipulation m:infra m:net_min_base m:operator_support m:param_fetch m:pass_manager m:reinplace m:shape_prop m:split_module m:split_utils m:splitter_base m:tests m:tools_common m:utils
 torch.fx.passes.backends m:cudagraphs m:nvfuser
 torch.fx.passes.backends.cudagraphs m:operator m:torch
-torch.fx.passes.backends.nvfuser m:logging m:t=typing m:torch
+torch.fx.passes.backends.nvfuser c:decomp_fn=torch._refs._make_elementwise_binary_reference.<locals>._ref m:logging m:t=typing m:torch
 torch.fx.passes.dialect m:common
 torch.fx.passes.dialect.common m:cse_pass
 torch.fx.passes.dialect.common.cse_pass m:aten=torch.ops.aten m:torch
@@ -1671,7 +1676,7 @@ torch.fx.passes.tools_common m:collections m:torch
 torch.fx.passes.utils m:common m:fuser_utils m:matcher_utils
 torch.fx.passes.utils.fuser_utils m:copy m:torch
 torch.fx.passes.utils.matcher_utils m:copy m:logging m:pytree=torch.utils._pytree
-torch.fx.proxy m:dis m:fx_traceback=torch.fx.traceback m:inspect m:operator m:torch m:traceback
+torch.fx.proxy c:check_for_mutable_operation=torch.fx.operator_schemas.check_for_mutable_operation m:dis m:fx_traceback=torch.fx.traceback m:inspect m:operator m:torch m:traceback
 torch.fx.subgraph_rewriter m:copy m:torch
 torch.fx.traceback m:traceback
 torch.library m:os m:torch m:traceback
@@ -1685,8 +1690,8 @@ torch.masked.maskedtensor.core m:torch m:warnings
 torch.masked.maskedtensor.passthrough m:torch
 torch.masked.maskedtensor.reductions m:torch m:warnings
 torch.masked.maskedtensor.unary m:torch
-torch.monitor f:Aggregation=torch._C._monitor.Aggregation f:Event=torch._C._monitor.Event f:EventHandlerHandle=torch._C._monitor.EventHandlerHandle f:Stat=torch._C._monitor.Stat f:data_value_t=torch._C._monitor.data_value_t f:log_event=torch._C._monitor.PyCapsule.log_event f:register_event_handler=torch._C._monitor.PyCapsule.register_event_handler f:unregister_event_handler=torch._C._monitor.PyCapsule.unregister_event_handler
-torch.multiprocessing f:Array=multiprocessing.context.BaseContext.Array f:AuthenticationError=multiprocessing.context.AuthenticationError f:Barrier=multiprocessing.context.BaseContext.Barrier f:BoundedSemaphore=multiprocessing.context.BaseContext.BoundedSemaphore f:BufferTooShort=multiprocessing.context.BufferTooShort f:Condition=multiprocessing.context.BaseContext.Condition f:Event=multiprocessing.context.BaseContext.Event f:JoinableQueue=multiprocessing.context.BaseContext.JoinableQueue f:Lock=multiprocessing.context.BaseContext.Lock f:Manager=multiprocessing.context.BaseContext.Manager f:Pipe=multiprocessing.context.BaseContext.Pipe f:Pool=multiprocessing.context.BaseContext.Pool f:Process=multiprocessing.context.Process f:ProcessError=multiprocessing.context.ProcessError f:Queue=multiprocessing.context.BaseContext.Queue f:RLock=multiprocessing.context.BaseContext.RLock f:RawArray=multiprocessing.context.BaseContext.RawArray f:RawValue=multiprocessing.context.BaseContext.RawValue f:Semaphore=multiprocessing.context.BaseContext.Semaphore f:SimpleQueue=multiprocessing.context.BaseContext.SimpleQueue f:TimeoutError=multiprocessing.context.TimeoutError f:Value=multiprocessing.context.BaseContext.Value f:active_children=multiprocessing.process.active_children f:allow_connection_pickling=multiprocessing.context.BaseContext.allow_connection_pickling f:cpu_count=multiprocessing.context.BaseContext.cpu_count f:current_process=multiprocessing.process.current_process f:freeze_support=multiprocessing.context.BaseContext.freeze_support f:get_all_start_methods=multiprocessing.context.DefaultContext.get_all_start_methods f:get_context=multiprocessing.context.DefaultContext.get_context f:get_logger=multiprocessing.context.BaseContext.get_logger f:get_start_method=multiprocessing.context.DefaultContext.get_start_method f:log_to_stderr=multiprocessing.context.BaseContext.log_to_stderr f:parent_process=multiprocessing.process.parent_process f:set_executable=multiprocessing.context.BaseContext.set_executable f:set_forkserver_preload=multiprocessing.context.BaseContext.set_forkserver_preload f:set_start_method=multiprocessing.context.DefaultContext.set_start_method m:_atfork m:multiprocessing m:pool m:queue m:reducer=multiprocessing.reduction m:reductions m:sys m:torch
+torch.monitor f:Aggregation=torch._C._monitor.Aggregation f:Event=torch._C._monitor.Event f:EventHandlerHandle=torch._C._monitor.EventHandlerHandle f:Stat=torch._C._monitor.Stat f:data_value_t=torch._C._monitor.data_value_t
+torch.multiprocessing f:AuthenticationError=multiprocessing.context.AuthenticationError f:BufferTooShort=multiprocessing.context.BufferTooShort f:Process=multiprocessing.context.Process f:ProcessError=multiprocessing.context.ProcessError f:TimeoutError=multiprocessing.context.TimeoutError f:active_children=multiprocessing.process.active_children f:current_process=multiprocessing.process.current_process f:parent_process=multiprocessing.process.parent_process m:_atfork m:multiprocessing m:pool m:queue m:reducer=multiprocessing.reduction m:reductions m:sys m:torch
 torch.multiprocessing._atfork m:os m:sys
 torch.multiprocessing.pool m:multiprocessing m:util=multiprocessing.util
 torch.multiprocessing.queue f:ForkingPickler=multiprocessing.reduction.ForkingPickler m:io m:multiprocessing m:pickle
@@ -1697,7 +1702,7 @@ torch.nn m:_reduction m:backends m:common_types m:cpp m:functional m:grad m:init
 torch.nn._reduction m:warnings
 torch.nn.backends m:thnn
 torch.nn.cpp m:nn=torch.nn
-torch.nn.functional f:_add_docstr=torch._C._add_docstr f:_infer_size=torch._C._infer_size f:_scaled_dot_product_attention=torch._C._nn._scaled_dot_product_attention f:avg_pool2d=torch._C._nn.avg_pool2d f:avg_pool3d=torch._C._nn.avg_pool3d f:elu_=torch._C._nn.elu_ f:gelu=torch._C._nn.gelu f:hardtanh_=torch._C._nn.hardtanh_ f:has_torch_function=torch._C._has_torch_function f:has_torch_function_unary=torch._C._has_torch_function_unary f:has_torch_function_variadic=torch._C._has_torch_function_variadic f:leaky_relu_=torch._C._nn.leaky_relu_ f:linear=torch._C._nn.linear f:logsigmoid=torch._C._nn.log_sigmoid f:one_hot=torch._C._nn.one_hot f:softplus=torch._C._nn.softplus f:softshrink=torch._C._nn.softshrink m:_Reduction=torch.nn._reduction m:_VF=torch._VF m:grad=torch.nn.grad m:math m:torch m:utils=torch.nn.modules.utils m:warnings
+torch.nn.functional c:_overload=torch._jit_internal._overload f:_add_docstr=torch._C._add_docstr f:_infer_size=torch._C._infer_size f:_scaled_dot_product_attention=torch._C._nn._scaled_dot_product_attention f:avg_pool2d=torch._C._nn.avg_pool2d f:avg_pool3d=torch._C._nn.avg_pool3d f:elu_=torch._C._nn.elu_ f:gelu=torch._C._nn.gelu f:hardtanh_=torch._C._nn.hardtanh_ f:has_torch_function=torch._C._has_torch_function f:has_torch_function_unary=torch._C._has_torch_function_unary f:has_torch_function_variadic=torch._C._has_torch_function_variadic f:leaky_relu_=torch._C._nn.leaky_relu_ f:linear=torch._C._nn.linear f:logsigmoid=torch._C._nn.log_sigmoid f:one_hot=torch._C._nn.one_hot f:softplus=torch._C._nn.softplus f:softshrink=torch._C._nn.softshrink m:_Reduction=torch.nn._reduction m:_VF=torch._VF m:grad=torch.nn.grad m:math m:torch m:utils=torch.nn.modules.utils m:warnings
 torch.nn.grad m:torch
 torch.nn.init m:math m:torch m:warnings
 torch.nn.intrinsic m:modules m:qat m:quantized
@@ -1787,7 +1792,7 @@ torch.nn.utils.prune m:numbers m:torch
 torch.nn.utils.rnn c:namedtuple=collections.namedtuple m:_VF=torch._VF m:torch m:warnings
 torch.nn.utils.spectral_norm m:torch
 torch.nn.utils.stateless m:contextlib m:torch m:warnings
-torch.onnx f:OperatorExportTypes=torch._C._onnx.OperatorExportTypes f:TensorProtoDataType=torch._C._onnx.TensorProtoDataType f:TrainingMode=torch._C._onnx.TrainingMode f:is_onnx_log_enabled=torch._C.PyCapsule._jit_is_onnx_log_enabled f:log=torch._C.PyCapsule._jit_onnx_log f:set_log_stream=torch._C.PyCapsule._jit_set_onnx_log_output_stream m:_C=torch._C m:_C_onnx=torch._C._onnx m:_constants m:_deprecation m:_experimental m:_exporter_states m:_globals m:_internal m:_onnx_supported_ops m:_patch_torch m:_type_utils m:errors m:operators m:symbolic_caffe2 m:symbolic_helper m:symbolic_opset10 m:symbolic_opset11 m:symbolic_opset12 m:symbolic_opset13 m:symbolic_opset14 m:symbolic_opset15 m:symbolic_opset16 m:symbolic_opset17 m:symbolic_opset7 m:symbolic_opset8 m:symbolic_opset9 m:utils m:verification
+torch.onnx c:_export c:_run_symbolic_function=torch.onnx.utils._run_symbolic_function c:export=torch.onnx.utils.export f:OperatorExportTypes=torch._C._onnx.OperatorExportTypes f:TensorProtoDataType=torch._C._onnx.TensorProtoDataType f:TrainingMode=torch._C._onnx.TrainingMode m:_C=torch._C m:_C_onnx=torch._C._onnx m:_constants m:_deprecation m:_experimental m:_exporter_states m:_globals m:_internal m:_onnx_supported_ops m:_patch_torch m:_type_utils m:errors m:operators m:symbolic_caffe2 m:symbolic_helper m:symbolic_opset10 m:symbolic_opset11 m:symbolic_opset12 m:symbolic_opset13 m:symbolic_opset14 m:symbolic_opset15 m:symbolic_opset16 m:symbolic_opset17 m:symbolic_opset7 m:symbolic_opset8 m:symbolic_opset9 m:utils m:verification
 torch.onnx._deprecation m:functools m:textwrap m:warnings
 torch.onnx._experimental m:_C_onnx=torch._C._onnx m:dataclasses m:torch
 torch.onnx._exporter_states m:_C=torch._C m:enum
@@ -1875,8 +1880,8 @@ torch.onnx.symbolic_opset17 m:_C=torch._C m:functools m:jit_utils=torch.onnx._in
 torch.onnx.symbolic_opset7 m:functools m:jit_utils=torch.onnx._internal.jit_utils m:opset9=torch.onnx.symbolic_opset9 m:registration=torch.onnx._internal.registration m:symbolic_helper=torch.onnx.symbolic_helper m:warnings
 torch.onnx.symbolic_opset8 m:_type_utils=torch.onnx._type_utils m:errors=torch.onnx.errors m:functools m:jit_utils=torch.onnx._internal.jit_utils m:opset9=torch.onnx.symbolic_opset9 m:registration=torch.onnx._internal.registration m:symbolic_helper=torch.onnx.symbolic_helper m:torch m:warnings
 torch.onnx.symbolic_opset9 m:_C=torch._C m:_C_onnx=torch._C._onnx m:_beartype=torch.onnx._internal._beartype m:_constants=torch.onnx._constants m:_patch_torch=torch.onnx._patch_torch m:_type_utils=torch.onnx._type_utils m:errors=torch.onnx.errors m:functools m:jit_utils=torch.onnx._internal.jit_utils m:math m:registration=torch.onnx._internal.registration m:symbolic_helper=torch.onnx.symbolic_helper m:sys m:torch m:warnings
-torch.onnx.utils c:_export m:_C=torch._C m:_C_onnx=torch._C._onnx m:_beartype=torch.onnx._internal._beartype m:_constants=torch.onnx._constants m:_deprecation=torch.onnx._deprecation m:_exporter_states=torch.onnx._exporter_states m:_patch_torch=torch.onnx._patch_torch m:contextlib m:copy m:diagnostics=torch.onnx._internal.diagnostics m:errors=torch.onnx.errors m:inspect m:io m:jit_utils=torch.onnx._internal.jit_utils m:os m:re m:registration=torch.onnx._internal.registration m:symbolic_caffe2=torch.onnx.symbolic_caffe2 m:symbolic_helper=torch.onnx.symbolic_helper m:textwrap m:torch m:typing m:warnings m:zipfile
-torch.onnx.verification c:verify m:_C=torch._C m:_C_onnx=torch._C._onnx m:_beartype=torch.onnx._internal._beartype m:_constants=torch.onnx._constants m:_experimental=torch.onnx._experimental m:contextlib m:copy m:difflib m:io m:itertools m:np=numpy m:os m:tempfile m:torch m:utils=torch.onnx.utils m:warnings
+torch.onnx.utils c:_export c:_model_to_graph c:_pre_trace_quant_model c:_run_symbolic_function c:export c:unconvertible_ops m:_C=torch._C m:_C_onnx=torch._C._onnx m:_beartype=torch.onnx._internal._beartype m:_constants=torch.onnx._constants m:_deprecation=torch.onnx._deprecation m:_exporter_states=torch.onnx._exporter_states m:_patch_torch=torch.onnx._patch_torch m:contextlib m:copy m:diagnostics=torch.onnx._internal.diagnostics m:errors=torch.onnx.errors m:inspect m:io m:jit_utils=torch.onnx._internal.jit_utils m:os m:re m:registration=torch.onnx._internal.registration m:symbolic_caffe2=torch.onnx.symbolic_caffe2 m:symbolic_helper=torch.onnx.symbolic_helper m:textwrap m:torch m:typing m:warnings m:zipfile
+torch.onnx.verification c:_traced_graph_from_model c:verify m:_C=torch._C m:_C_onnx=torch._C._onnx m:_beartype=torch.onnx._internal._beartype m:_constants=torch.onnx._constants m:_experimental=torch.onnx._experimental m:contextlib m:copy m:difflib m:io m:itertools m:np=numpy m:os m:tempfile m:torch m:utils=torch.onnx.utils m:warnings
 torch.optim m:_functional m:_multi_tensor m:lr_scheduler m:swa_utils
 torch.optim._functional m:math
 torch.optim._multi_tensor m:optim=torch.optim
@@ -1897,36 +1902,38 @@ torch.optim.sgd m:torch
 torch.optim.sparse_adam m:F=torch.optim._functional m:torch
 torch.optim.swa_utils m:itertools m:math m:torch m:warnings
 torch.overrides f:_add_docstr=torch._C._add_docstr f:_get_function_stack_at=torch._C._get_function_stack_at f:_has_torch_function=torch._C._has_torch_function f:_has_torch_function_unary=torch._C._has_torch_function_unary f:_has_torch_function_variadic=torch._C._has_torch_function_variadic f:_is_torch_function_mode_enabled=torch._C._is_torch_function_mode_enabled f:_len_torch_function_stack=torch._C._len_torch_function_stack f:_pop_torch_function_stack=torch._C._pop_torch_function_stack f:_push_on_torch_function_stack=torch._C._push_on_torch_function_stack f:_set_torch_function_mode=torch._C._set_torch_function_mode f:has_torch_function=torch._C._has_torch_function f:has_torch_function_unary=torch._C._has_torch_function_unary f:has_torch_function_variadic=torch._C._has_torch_function_variadic m:collections m:contextlib m:functools m:torch m:types m:warnings
-torch.profiler f:DeviceType=torch._C._autograd.DeviceType f:ProfilerActivity=torch._C._profiler.ProfilerActivity f:RecordScope=torch._C._profiler.RecordScope f:_ExperimentalConfig=torch._C._profiler._ExperimentalConfig f:_supported_activities=torch._C._autograd.PyCapsule._supported_activities f:kineto_available=torch._C._autograd.PyCapsule.kineto_available m:_pattern_matcher m:_utils m:itt m:profiler m:python_tracer
+torch.profiler f:DeviceType=torch._C._autograd.DeviceType f:ProfilerActivity=torch._C._profiler.ProfilerActivity f:RecordScope=torch._C._profiler.RecordScope f:_ExperimentalConfig=torch._C._profiler._ExperimentalConfig m:_pattern_matcher m:_utils m:itt m:profiler m:python_tracer
 torch.profiler._pattern_matcher c:report_all_anti_patterns f:_EventType=torch._C._profiler._EventType f:_ExtraFields_PyCCall=torch._C._profiler._ExtraFields_PyCCall f:_ExtraFields_PyCall=torch._C._profiler._ExtraFields_PyCall f:_ExtraFields_TorchOp=torch._C._profiler._ExtraFields_TorchOp f:_ProfilerEvent=torch._C._profiler._ProfilerEvent m:benchmark=torch.utils.benchmark m:json m:math m:os m:re m:torch
 torch.profiler._utils f:DeviceType=torch._C._autograd.DeviceType f:_KinetoEvent=torch._C._autograd._KinetoEvent m:functools m:re
-torch.profiler.profiler f:ProfilerActivity=torch._C._profiler.ProfilerActivity f:_ExperimentalConfig=torch._C._profiler._ExperimentalConfig f:_add_execution_graph_observer=torch._C._autograd.PyCapsule._add_execution_graph_observer f:_disable_execution_graph_observer=torch._C._autograd.PyCapsule._disable_execution_graph_observer f:_enable_execution_graph_observer=torch._C._autograd.PyCapsule._enable_execution_graph_observer f:_remove_execution_graph_observer=torch._C._autograd.PyCapsule._remove_execution_graph_observer f:kineto_available=torch._C._autograd.PyCapsule.kineto_available m:gzip m:json m:os m:prof=torch.autograd.profiler m:tempfile m:torch
+torch.profiler.profiler f:ProfilerActivity=torch._C._profiler.ProfilerActivity f:_ExperimentalConfig=torch._C._profiler._ExperimentalConfig m:gzip m:json m:os m:prof=torch.autograd.profiler m:tempfile m:torch
 torch.profiler.python_tracer c:_prefix_regex m:os m:site m:sys m:torch m:typing
-torch.quantization m:_numeric_suite m:_numeric_suite_fx m:fake_quantize m:fuser_method_mappings m:fx m:observer m:qconfig m:quant_type m:quantization_mappings m:quantize_fx m:stubs m:utils
+torch.quantization c:script_qconfig=torch.ao.quantization.quantize_jit.script_qconfig c:script_qconfig_dict=torch.ao.quantization.quantize_jit.script_qconfig_dict m:_numeric_suite m:_numeric_suite_fx m:fake_quantize m:fuser_method_mappings m:fx m:observer m:qconfig m:quant_type m:quantization_mappings m:quantize_fx m:stubs m:utils
+torch.quantization._numeric_suite_fx c:_add_loggers_impl=torch.ao.ns._numeric_suite_fx._add_loggers_impl c:_add_loggers_one_model=torch.ao.ns._numeric_suite_fx._add_loggers_one_model c:_add_shadow_loggers_impl=torch.ao.ns._numeric_suite_fx._add_shadow_loggers_impl c:_extract_weights_impl=torch.ao.ns._numeric_suite_fx._extract_weights_impl c:_extract_weights_one_model=torch.ao.ns._numeric_suite_fx._extract_weights_one_model c:add_loggers=torch.ao.ns._numeric_suite_fx.add_loggers
 torch.quantization.fx m:_equalize m:convert m:fuse m:fusion_patterns m:graph_module m:match_utils m:pattern_utils m:prepare m:quantization_patterns m:quantization_types m:utils
+torch.quantization.quantize_jit c:script_qconfig=torch.ao.quantization.quantize_jit.script_qconfig c:script_qconfig_dict=torch.ao.quantization.quantize_jit.script_qconfig_dict
 torch.quantization.utils c:getattr_from_fqn=torch.ao.quantization.utils.getattr_from_fqn
 torch.quasirandom m:torch
 torch.random m:contextlib m:torch m:warnings
 torch.return_types m:inspect m:return_types=torch._C._return_types m:torch
-torch.serialization c:_import_dotted_name=torch._utils._import_dotted_name c:_legacy_load c:_open_file m:_weights_only_unpickler=torch._weights_only_unpickler m:copyreg m:difflib m:io m:os m:pathlib m:pickle m:shutil m:struct m:sys m:tarfile m:tempfile m:torch m:warnings
+torch.serialization c:_import_dotted_name=torch._utils._import_dotted_name c:_legacy_load c:_open_file c:_open_file_like c:mkdtemp c:save c:storage_to_tensor_type m:_weights_only_unpickler=torch._weights_only_unpickler m:copyreg m:difflib m:io m:os m:pathlib m:pickle m:shutil m:struct m:sys m:tarfile m:tempfile m:torch m:warnings
 torch.sparse f:_add_docstr=torch._C._add_docstr f:addmm=torch._C._sparse._sparse_addmm f:log_softmax=torch._C._sparse._sparse_log_softmax f:mm=torch._C._sparse._sparse_mm f:sampled_addmm=torch._C._sparse.sparse_sampled_addmm f:softmax=torch._C._sparse._sparse_softmax f:spdiags=torch._C._sparse._spdiags m:_sparse=torch._C._sparse m:torch
 torch.special f:_add_docstr=torch._C._add_docstr f:airy_ai=torch._C._special.special_airy_ai f:bessel_j0=torch._C._special.special_bessel_j0 f:bessel_j1=torch._C._special.special_bessel_j1 f:bessel_y0=torch._C._special.special_bessel_y0 f:bessel_y1=torch._C._special.special_bessel_y1 f:chebyshev_polynomial_t=torch._C._special.special_chebyshev_polynomial_t f:chebyshev_polynomial_u=torch._C._special.special_chebyshev_polynomial_u f:chebyshev_polynomial_v=torch._C._special.special_chebyshev_polynomial_v f:chebyshev_polynomial_w=torch._C._special.special_chebyshev_polynomial_w f:digamma=torch._C._special.special_digamma f:entr=torch._C._special.special_entr f:erf=torch._C._special.special_erf f:erfc=torch._C._special.special_erfc f:erfcx=torch._C._special.special_erfcx f:erfinv=torch._C._special.special_erfinv f:exp2=torch._C._special.special_exp2 f:expit=torch._C._special.special_expit f:expm1=torch._C._special.special_expm1 f:gammainc=torch._C._special.special_gammainc f:gammaincc=torch._C._special.special_gammaincc f:gammaln=torch._C._special.special_gammaln f:hermite_polynomial_h=torch._C._special.special_hermite_polynomial_h f:hermite_polynomial_he=torch._C._special.special_hermite_polynomial_he f:i0=torch._C._special.special_i0 f:i0e=torch._C._special.special_i0e f:i1=torch._C._special.special_i1 f:i1e=torch._C._special.special_i1e f:laguerre_polynomial_l=torch._C._special.special_laguerre_polynomial_l f:legendre_polynomial_p=torch._C._special.special_legendre_polynomial_p f:log1p=torch._C._special.special_log1p f:log_ndtr=torch._C._special.special_log_ndtr f:log_softmax=torch._C._special.special_log_softmax f:logit=torch._C._special.special_logit f:logsumexp=torch._C._special.special_logsumexp f:modified_bessel_i0=torch._C._special.special_modified_bessel_i0 f:modified_bessel_i1=torch._C._special.special_modified_bessel_i1 f:modified_bessel_k0=torch._C._special.special_modified_bessel_k0 f:modified_bessel_k1=torch._C._special.special_modified_bessel_k1 f:multigammaln=torch._C._special.special_multigammaln f:ndtr=torch._C._special.special_ndtr f:ndtri=torch._C._special.special_ndtri f:polygamma=torch._C._special.special_polygamma f:psi=torch._C._special.special_psi f:round=torch._C._special.special_round f:scaled_modified_bessel_k0=torch._C._special.special_scaled_modified_bessel_k0 f:scaled_modified_bessel_k1=torch._C._special.special_scaled_modified_bessel_k1 f:shifted_chebyshev_polynomial_t=torch._C._special.special_shifted_chebyshev_polynomial_t f:shifted_chebyshev_polynomial_u=torch._C._special.special_shifted_chebyshev_polynomial_u f:shifted_chebyshev_polynomial_v=torch._C._special.special_shifted_chebyshev_polynomial_v f:shifted_chebyshev_polynomial_w=torch._C._special.special_shifted_chebyshev_polynomial_w f:sinc=torch._C._special.special_sinc f:softmax=torch._C._special.special_softmax f:spherical_bessel_j0=torch._C._special.special_spherical_bessel_j0 f:xlog1py=torch._C._special.special_xlog1py f:xlogy=torch._C._special.special_xlogy f:zeta=torch._C._special.special_zeta m:_special=torch._C._special m:torch
-torch.storage m:collections m:copy m:io m:np=numpy m:torch
+torch.storage c:_type=torch._utils._type m:collections m:copy m:io m:np=numpy m:torch
 torch.testing m:_comparison m:_creation m:_deprecated m:_internal m:_legacy
 torch.testing._comparison m:abc m:cmath m:collections m:contextlib m:np=numpy m:torch
 torch.testing._creation m:collections m:math m:torch
 torch.testing._deprecated m:_legacy=torch.testing._legacy m:functools m:random m:torch m:warnings
 torch.testing._internal m:check_kernel_launches m:codegen m:common_dtype m:common_subclass m:composite_compliance m:data m:distributed m:generated m:logging_tensor m:quantization_torch_package_models m:test_module
-torch.testing._internal.check_kernel_launches c:check_file m:os m:re m:sys
+torch.testing._internal.check_kernel_launches c:check_cuda_kernel_launches c:check_file m:os m:re m:sys
 torch.testing._internal.codegen m:random_topo_test
-torch.testing._internal.codegen.random_topo_test m:argparse m:np=numpy m:torch
+torch.testing._internal.codegen.random_topo_test c:runDefaultTestWithSeed c:runTest m:argparse m:np=numpy m:torch
 torch.testing._internal.common_subclass m:torch
 torch.testing._internal.composite_compliance m:fwAD=torch.autograd.forward_ad m:itertools m:re m:torch
 torch.testing._internal.data m:network1 m:network2
 torch.testing._internal.data.network1 m:nn=torch.nn
 torch.testing._internal.data.network2 m:nn=torch.nn
 torch.testing._internal.distributed m:_shard m:distributed_utils m:nn m:pipeline m:rpc
-torch.testing._internal.distributed.distributed_utils m:c10d=torch.distributed.distributed_c10d m:dist=torch.distributed
+torch.testing._internal.distributed.distributed_utils c:mock_init_dist m:c10d=torch.distributed.distributed_c10d m:dist=torch.distributed
 torch.testing._internal.distributed.nn m:api
 torch.testing._internal.distributed.rpc m:examples m:jit
 torch.testing._internal.generated m:annotated_fn_args
@@ -1938,7 +1945,7 @@ torch.types m:builtins m:torch
 torch.utils m:_cpp_extension_versioner m:_crash_handler m:_cuda_trace m:_freeze m:_mode_utils m:_osp=posixpath m:_python_dispatch m:_pytree m:_zip m:backcompat m:benchmark m:bottleneck m:bundled_inputs m:checkpoint m:collect_env m:cpp_backtrace m:data m:dlpack m:file_baton m:hipify m:hooks m:jit m:mkldnn m:mobile_optimizer m:model_dump m:model_zoo m:show_pickle m:sys m:throughput_benchmark
 torch.utils._cpp_extension_versioner c:hash_source_files m:collections
 torch.utils._crash_handler m:os m:pathlib m:sys m:torch
-torch.utils._cuda_trace c:ParamSpec=typing.ParamSpec m:logging
+torch.utils._cuda_trace m:logging
 torch.utils._freeze m:argparse m:functools m:itertools m:marshal m:os m:types
 torch.utils._mode_utils m:torch
 torch.utils._python_dispatch f:_get_dispatch_stack_at=torch._C._get_dispatch_stack_at f:_len_torch_dispatch_stack=torch._C._len_torch_dispatch_stack f:_pop_torch_dispatch_stack=torch._C._pop_torch_dispatch_stack f:_push_on_torch_dispatch_stack=torch._C._push_on_torch_dispatch_stack f:_set_torch_dispatch_mode=torch._C._set_torch_dispatch_mode m:contextlib m:warnings
@@ -1950,11 +1957,11 @@ torch.utils.benchmark.examples m:blas_compare m:blas_compare_setup m:compare m:e
 torch.utils.benchmark.examples.blas_compare c:_compare_main c:_subprocess_main c:clear_worker_pool c:fill_core_pool c:main c:run_subprocess m:argparse m:blas_compare_setup=torch.utils.benchmark.examples.blas_compare_setup m:datetime m:it=itertools m:multiprocessing m:os m:pickle m:queue m:shutil m:subprocess m:sys m:tempfile m:threading m:time
 torch.utils.benchmark.examples.blas_compare_setup c:main m:collections m:os m:shutil m:subprocess
 torch.utils.benchmark.examples.compare c:main m:benchmark_utils=torch.utils.benchmark m:pickle m:sys m:time m:torch
-torch.utils.benchmark.examples.end_to_end c:Timer=torch.utils.benchmark.utils.timer.Timer c:construct_table c:map_fn c:read_results c:run c:subprocess_main m:argparse m:it=itertools m:multiprocessing m:np=numpy m:os m:pickle m:queue m:subprocess m:tempfile m:textwrap m:torch m:unary=torch.utils.benchmark.op_fuzzers.unary
-torch.utils.benchmark.examples.fuzzer m:benchmark_utils=torch.utils.benchmark m:sys
-torch.utils.benchmark.examples.op_benchmark c:Timer=torch.utils.benchmark.utils.timer.Timer m:np=numpy m:torch
-torch.utils.benchmark.examples.simple_timeit m:benchmark_utils=torch.utils.benchmark m:torch
-torch.utils.benchmark.examples.spectral_ops_fuzz_test c:namedtuple=collections.namedtuple m:benchmark=torch.utils.benchmark m:torch
+torch.utils.benchmark.examples.end_to_end c:Timer=torch.utils.benchmark.utils.timer.Timer c:_main c:construct_table c:main c:map_fn c:process_results c:read_results c:run c:subprocess_main c:test_source m:argparse m:it=itertools m:multiprocessing m:np=numpy m:os m:pickle m:queue m:subprocess m:tempfile m:textwrap m:torch m:unary=torch.utils.benchmark.op_fuzzers.unary
+torch.utils.benchmark.examples.fuzzer c:main m:benchmark_utils=torch.utils.benchmark m:sys
+torch.utils.benchmark.examples.op_benchmark c:Timer=torch.utils.benchmark.utils.timer.Timer c:main c:run m:np=numpy m:torch
+torch.utils.benchmark.examples.simple_timeit c:main m:benchmark_utils=torch.utils.benchmark m:torch
+torch.utils.benchmark.examples.spectral_ops_fuzz_test c:namedtuple=collections.namedtuple c:run_benchmark m:benchmark=torch.utils.benchmark m:torch
 torch.utils.benchmark.op_fuzzers m:binary m:sparse_binary m:sparse_unary m:spectral m:unary
 torch.utils.benchmark.op_fuzzers.binary m:np=numpy m:torch
 torch.utils.benchmark.op_fuzzers.sparse_binary m:np=numpy m:torch
@@ -1970,13 +1977,13 @@ torch.utils.benchmark.utils.fuzzer c:prod m:functools m:it=itertools m:np=numpy 
 torch.utils.benchmark.utils.sparse_fuzzer m:math m:torch
 torch.utils.benchmark.utils.timer c:Timer m:common=torch.utils.benchmark.utils.common m:cpp_jit=torch.utils.benchmark.utils.cpp_jit m:enum m:textwrap m:timeit m:torch m:valgrind_timer_interface=torch.utils.benchmark.utils.valgrind_wrapper.timer_interface
 torch.utils.benchmark.utils.valgrind_wrapper m:timer_interface
-torch.utils.benchmark.utils.valgrind_wrapper.timer_interface c:GlobalsBridge c:_ValgrindWrapper f:CompletedProcessType=subprocess.CompletedProcess m:collections m:common=torch.utils.benchmark.utils.common m:cpp_jit=torch.utils.benchmark.utils.cpp_jit m:dataclasses m:enum m:it=itertools m:os m:pickle m:re m:shutil m:subprocess m:sys m:textwrap m:torch
-torch.utils.bottleneck.__main__ c:main c:run_autograd_prof c:run_cprofile m:argparse m:cProfile m:os m:profiler=torch.autograd.profiler m:pstats m:sys m:torch
+torch.utils.benchmark.utils.valgrind_wrapper.timer_interface c:GlobalsBridge c:_ValgrindWrapper c:wrapper_singleton f:CompletedProcessType=subprocess.CompletedProcess m:collections m:common=torch.utils.benchmark.utils.common m:cpp_jit=torch.utils.benchmark.utils.cpp_jit m:dataclasses m:enum m:it=itertools m:os m:pickle m:re m:shutil m:subprocess m:sys m:textwrap m:torch
+torch.utils.bottleneck.__main__ c:get_env_info=torch.utils.collect_env.get_env_info c:main c:run_autograd_prof c:run_cprofile c:run_env_analysis m:argparse m:cProfile m:os m:profiler=torch.autograd.profiler m:pstats m:sys m:torch
 torch.utils.bundled_inputs f:wrap_cpp_module=torch.jit._recursive.wrap_cpp_module m:textwrap m:torch
 torch.utils.checkpoint m:torch m:warnings m:weakref
-torch.utils.collect_env c:namedtuple=collections.namedtuple c:run m:datetime m:locale m:os m:re m:subprocess m:sys m:torch
+torch.utils.collect_env c:get_env_info c:get_pretty_env_info c:main c:namedtuple=collections.namedtuple c:run m:datetime m:locale m:os m:re m:subprocess m:sys m:torch
 torch.utils.cpp_backtrace f:_get_cpp_backtrace=torch._C._get_cpp_backtrace
-torch.utils.data m:_utils m:backward_compatibility m:communication m:dataloader m:dataloader_experimental m:datapipes m:dataset m:distributed m:graph m:graph_settings m:sampler
+torch.utils.data c:DataLoader2=torch.utils.data.dataloader_experimental.DataLoader2 c:DataLoader=torch.utils.data.dataloader.DataLoader m:_utils m:backward_compatibility m:communication m:dataloader m:dataloader_experimental m:datapipes m:dataset m:distributed m:graph m:graph_settings m:sampler
 torch.utils.data._utils m:atexit m:collate m:fetch m:numpy m:pin_memory m:serialization m:signal_handling m:sys m:worker
 torch.utils.data._utils.collate m:collections m:contextlib m:np=numpy m:re m:torch
 torch.utils.data._utils.pin_memory m:collections m:queue m:torch
@@ -1984,13 +1991,13 @@ torch.utils.data._utils.signal_handling f:_error_if_any_worker_fails=torch._C._e
 torch.utils.data._utils.worker m:os m:queue m:random m:signal_handling=torch.utils.data._utils.signal_handling m:torch
 torch.utils.data.backward_compatibility m:warnings
 torch.utils.data.communication m:eventloop m:iter m:map m:messages m:protocol m:queue
-torch.utils.data.communication.eventloop c:SpawnThreadForDataPipeline m:communication=torch.utils.data.communication m:pickle m:threading m:torch
-torch.utils.data.communication.iter c:EnsureNonBlockingDataPipe m:communication=torch.utils.data.communication m:time m:types
-torch.utils.data.communication.map c:EnsureNonBlockingMapDataPipe m:communication=torch.utils.data.communication m:time m:types
+torch.utils.data.communication.eventloop c:DataPipeToQueuesLoop c:SpawnProcessForDataPipeline c:SpawnThreadForDataPipeline m:communication=torch.utils.data.communication m:pickle m:threading m:torch
+torch.utils.data.communication.iter c:DataPipeBehindQueues c:EnsureNonBlockingDataPipe m:communication=torch.utils.data.communication m:time m:types
+torch.utils.data.communication.map c:DataPipeBehindQueues c:EnsureNonBlockingMapDataPipe m:communication=torch.utils.data.communication m:time m:types
 torch.utils.data.communication.protocol m:communication=torch.utils.data.communication
 torch.utils.data.communication.queue m:threading m:time
-torch.utils.data.dataloader c:_IterDataPipeSerializationWrapper=torch.utils.data.datapipes.datapipe._IterDataPipeSerializationWrapper c:_MapDataPipeSerializationWrapper=torch.utils.data.datapipes.datapipe._MapDataPipeSerializationWrapper m:_utils=torch.utils.data._utils m:dist=torch.distributed m:functools m:itertools m:logging m:multiprocessing=torch.multiprocessing m:os m:python_multiprocessing=multiprocessing m:queue m:threading m:torch m:warnings
-torch.utils.data.dataloader_experimental m:communication=torch.utils.data.communication m:time m:torch
+torch.utils.data.dataloader c:DataLoader c:_IterDataPipeSerializationWrapper=torch.utils.data.datapipes.datapipe._IterDataPipeSerializationWrapper c:_MapDataPipeSerializationWrapper=torch.utils.data.datapipes.datapipe._MapDataPipeSerializationWrapper m:_utils=torch.utils.data._utils m:dist=torch.distributed m:functools m:itertools m:logging m:multiprocessing=torch.multiprocessing m:os m:python_multiprocessing=multiprocessing m:queue m:threading m:torch m:warnings
+torch.utils.data.dataloader_experimental c:DataLoader2 c:DataLoader=torch.utils.data.dataloader.DataLoader c:_ThreadingDataLoader2 m:communication=torch.utils.data.communication m:time m:torch
 torch.utils.data.datapipes m:_decorator m:_hook_iterator m:_typing m:dataframe m:datapipe m:gen_pyi m:iter m:map m:utils
 torch.utils.data.datapipes._decorator m:inspect
 torch.utils.data.datapipes._hook_iterator m:functools m:inspect m:torch
@@ -1999,13 +2006,13 @@ torch.utils.data.datapipes.dataframe m:dataframe_wrapper m:dataframes m:datapipe
 torch.utils.data.datapipes.dataframe.datapipes m:df_wrapper=torch.utils.data.datapipes.dataframe.dataframe_wrapper m:random
 torch.utils.data.datapipes.dataframe.structures m:df_wrapper=torch.utils.data.datapipes.dataframe.dataframe_wrapper
 torch.utils.data.datapipes.datapipe c:_DataPipeSerializationWrapper c:_IterDataPipeSerializationWrapper c:_MapDataPipeSerializationWrapper m:functools m:pickle
-torch.utils.data.datapipes.gen_pyi c:gen_from_template c:parse_datapipe_file m:os m:pathlib
-torch.utils.data.datapipes.iter m:callable m:combinatorics m:combining m:filelister m:fileopener m:grouping m:routeddecoder m:selecting m:streamreader m:utils
+torch.utils.data.datapipes.gen_pyi c:gen_from_template c:get_method_definitions c:main c:parse_datapipe_file c:parse_datapipe_files m:os m:pathlib
+torch.utils.data.datapipes.iter c:RoutedDecoder=torch.utils.data.datapipes.iter.routeddecoder.RoutedDecoderIterDataPipe m:callable m:combinatorics m:combining m:filelister m:fileopener m:grouping m:routeddecoder m:selecting m:streamreader m:utils
 torch.utils.data.datapipes.iter.callable c:namedtuple=collections.namedtuple m:df_wrapper=torch.utils.data.datapipes.dataframe.dataframe_wrapper m:functools
 torch.utils.data.datapipes.iter.combinatorics m:random m:torch
 torch.utils.data.datapipes.iter.combining m:warnings
 torch.utils.data.datapipes.iter.fileopener c:get_file_binaries_from_pathnames=torch.utils.data.datapipes.utils.common.get_file_binaries_from_pathnames f:IOBase=io.IOBase
-torch.utils.data.datapipes.iter.routeddecoder c:decoder_basichandlers=torch.utils.data.datapipes.utils.decoder.basichandlers f:BufferedIOBase=io.BufferedIOBase
+torch.utils.data.datapipes.iter.routeddecoder c:RoutedDecoderIterDataPipe c:decoder_basichandlers=torch.utils.data.datapipes.utils.decoder.basichandlers f:BufferedIOBase=io.BufferedIOBase
 torch.utils.data.datapipes.iter.selecting m:df_wrapper=torch.utils.data.datapipes.dataframe.dataframe_wrapper
 torch.utils.data.datapipes.iter.utils m:copy m:warnings
 torch.utils.data.datapipes.map m:callable m:combinatorics m:combining m:grouping m:utils
@@ -2014,22 +2021,23 @@ torch.utils.data.datapipes.map.utils m:copy m:warnings
 torch.utils.data.datapipes.utils m:common m:decoder m:snapshot
 torch.utils.data.datapipes.utils.common c:get_file_binaries_from_pathnames f:IOBase=io.IOBase m:fnmatch m:inspect m:os m:warnings
 torch.utils.data.datapipes.utils.decoder c:audiohandler c:basichandlers c:videohandler m:io m:json m:os m:pickle m:tempfile m:torch
+torch.utils.data.datapipes.utils.snapshot c:apply_random_seed=torch.utils.data.graph_settings.apply_random_seed
 torch.utils.data.dataset f:Generator=torch._C.Generator m:bisect m:math m:warnings
 torch.utils.data.distributed m:dist=torch.distributed m:math m:torch
-torch.utils.data.graph c:_list_connected_datapipes m:io m:pickle m:warnings
-torch.utils.data.graph_settings m:inspect m:torch m:warnings
+torch.utils.data.graph c:_list_connected_datapipes c:_traverse_helper c:traverse c:traverse_dps m:io m:pickle m:warnings
+torch.utils.data.graph_settings c:apply_random_seed c:apply_sharding c:apply_shuffle_settings c:traverse_dps=torch.utils.data.graph.traverse_dps m:inspect m:torch m:warnings
 torch.utils.data.sampler m:torch
 torch.utils.dlpack f:_from_dlpack=torch._C._from_dlpack f:to_dlpack=torch._C._to_dlpack m:enum m:torch
 torch.utils.file_baton m:os m:time
 torch.utils.hipify m:constants m:cuda_to_hip_mappings m:hipify_python m:version
 torch.utils.hipify.cuda_to_hip_mappings m:collections m:os m:re m:subprocess
-torch.utils.hipify.hipify_python c:hipify c:openf c:preprocessor m:argparse m:constants=torch.utils.hipify.constants m:fnmatch m:os m:re m:shutil m:sys
+torch.utils.hipify.hipify_python c:file_add_header c:file_specific_replacement c:hipify c:openf c:preprocess_file_and_save_result c:preprocessor m:argparse m:constants=torch.utils.hipify.constants m:fnmatch m:os m:re m:shutil m:sys
 torch.utils.hooks m:torch m:warnings m:weakref
 torch.utils.jit m:log_extract
-torch.utils.jit.log_extract c:Timer=torch.utils.benchmark.utils.timer.Timer c:extract_ir m:random m:time m:torch
+torch.utils.jit.log_extract c:Timer=torch.utils.benchmark.utils.timer.Timer c:extract_ir c:run_baseline_no_fusion c:run_nnc c:run_nvfuser c:run_test c:time_cuda m:random m:time m:torch
 torch.utils.mkldnn m:torch
 torch.utils.mobile_optimizer m:torch
-torch.utils.model_dump c:get_inline_skeleton c:get_model_info m:argparse m:io m:json m:os m:pathlib m:pickle m:pprint m:re m:sys m:torch m:urllib m:zipfile
+torch.utils.model_dump c:get_info_and_burn_skeleton c:get_inline_skeleton c:get_model_info c:main m:argparse m:io m:json m:os m:pathlib m:pickle m:pprint m:re m:sys m:torch m:urllib m:zipfile
 torch.utils.model_zoo f:load_url=torch.hub.load_state_dict_from_url f:tqdm=torch.hub.tqdm
 torch.utils.show_pickle c:main m:fnmatch m:pickle m:pprint m:struct m:sys m:zipfile
 torch.utils.throughput_benchmark m:torch

@@ -19,34 +19,59 @@ export interface AliasEntry {
 
 const KINDS: Readonly<Record<string, AliasKind>> = { f: "floor-callable", m: "module", c: "runs-code" };
 
-let parsed: ReadonlyMap<string, AliasEntry> | undefined;
+let lines: ReadonlyMap<string, string> | undefined;
+const parsedModules = new Map<string, ReadonlyMap<string, AliasEntry>>();
 
-function parseAliasTable(): ReadonlyMap<string, AliasEntry> {
-  const map = new Map<string, AliasEntry>();
-  for (const line of ALIAS_TABLE.split("\n")) {
-    const [module, ...items] = line.split(" ");
-    if (module === undefined || module.length === 0) continue;
-    for (const item of items) {
-      const colon = item.indexOf(":");
-      const kind = KINDS[item.slice(0, colon)];
-      if (colon < 0 || kind === undefined) throw new Error(`aliasMap.generated.ts: bad item "${item}" for ${module}`);
-      const eq = item.indexOf("=", colon);
-      const attr = eq < 0 ? item.slice(colon + 1) : item.slice(colon + 1, eq);
-      const full = `${module}.${attr}`;
-      // No target: the module `module.attr` itself, or the callable's own definition.
-      map.set(full, { kind, target: eq < 0 ? full : item.slice(eq + 1) });
+/** Containing module -> its line's items, split once; the items of a module are parsed when first asked. */
+function moduleLines(): ReadonlyMap<string, string> {
+  if (lines === undefined) {
+    const byModule = new Map<string, string>();
+    for (const line of ALIAS_TABLE.split("\n")) {
+      const space = line.indexOf(" ");
+      if (space > 0) byModule.set(line.slice(0, space), line.slice(space + 1));
     }
+    lines = byModule;
+  }
+  return lines;
+}
+
+function parseModule(module: string, items: string): ReadonlyMap<string, AliasEntry> {
+  const map = new Map<string, AliasEntry>();
+  for (const item of items.split(" ")) {
+    const colon = item.indexOf(":");
+    const kind = KINDS[item.slice(0, colon)];
+    if (colon < 0 || kind === undefined) throw new Error(`aliasMap.generated.ts: bad item "${item}" for ${module}`);
+    const eq = item.indexOf("=", colon);
+    const attr = eq < 0 ? item.slice(colon + 1) : item.slice(colon + 1, eq);
+    // No target: the module `module.attr` itself, or the callable's own definition.
+    map.set(attr, { kind, target: eq < 0 ? `${module}.${attr}` : item.slice(eq + 1) });
   }
   return map;
 }
 
-/** Every alias, parsed once on first use. */
-export function aliasMap(): ReadonlyMap<string, AliasEntry> {
-  parsed ??= parseAliasTable();
+function aliasesOfModule(module: string): ReadonlyMap<string, AliasEntry> | undefined {
+  let parsed = parsedModules.get(module);
+  if (parsed === undefined) {
+    const items = moduleLines().get(module);
+    if (items === undefined) return undefined;
+    parsed = parseModule(module, items);
+    parsedModules.set(module, parsed);
+  }
   return parsed;
 }
 
-/** The alias entry for the full dotted name `module.name`, or undefined. */
+/** Every alias by its full dotted name (for tests and tools; the policy looks up one module at a time). */
+export function aliasMap(): ReadonlyMap<string, AliasEntry> {
+  const all = new Map<string, AliasEntry>();
+  for (const module of moduleLines().keys()) {
+    for (const [attr, entry] of aliasesOfModule(module) ?? []) all.set(`${module}.${attr}`, entry);
+  }
+  return all;
+}
+
+/** The alias entry for the full dotted name `module.name` (name without dots), or undefined. */
 export function aliasOf(fullName: string): AliasEntry | undefined {
-  return aliasMap().get(fullName);
+  const dot = fullName.lastIndexOf(".");
+  if (dot <= 0) return undefined;
+  return aliasesOfModule(fullName.slice(0, dot))?.get(fullName.slice(dot + 1));
 }
