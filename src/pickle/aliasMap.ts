@@ -75,3 +75,60 @@ export function aliasOf(fullName: string): AliasEntry | undefined {
   if (dot <= 0) return undefined;
   return aliasesOfModule(fullName.slice(0, dot))?.get(fullName.slice(dot + 1));
 }
+
+/**
+ * Vendored copies of other packages, by the prefix a pickle names them with, and the package
+ * they are: scikit-learn < 0.23 shipped joblib as `sklearn.externals.joblib` (so
+ * `sklearn.externals.joblib.load` is `joblib.load` for a consumer running such a version), and
+ * six's `moves` module re-exports stdlib modules and callables under other names
+ * (six.py `_moved_attributes`: `six.moves.builtins` is builtins, `six.moves.cPickle` is pickle).
+ * The installed packages the alias map was generated from do not have these, so they are listed
+ * here; the policy checks the floor and the alias map on the name they stand for.
+ */
+const VENDORED_PREFIXES: readonly (readonly [string, string])[] = [
+  ["sklearn.externals.joblib", "joblib"],
+  ["sklearn.externals._joblib", "joblib"],
+  ["sklearn.externals.six", "six"],
+];
+
+const SIX_MOVES: Readonly<Record<string, string>> = {
+  builtins: "builtins",
+  cPickle: "pickle",
+  copyreg: "copyreg",
+  reload_module: "importlib.reload",
+  reduce: "functools.reduce",
+  input: "builtins.input",
+  getcwd: "os.getcwd",
+  getcwdb: "os.getcwdb",
+  _thread: "_thread",
+  socketserver: "socketserver",
+  http_client: "http.client",
+  urllib: "urllib",
+  urllib_parse: "urllib.parse",
+  urllib_request: "urllib.request",
+  urllib_error: "urllib.error",
+  xmlrpc_client: "xmlrpc.client",
+  shlex_quote: "shlex.quote",
+  filter: "builtins.filter",
+  map: "builtins.map",
+};
+
+/** The name a vendored `module.name` stands for (`sklearn.externals.joblib.load` -> `joblib.load`), or undefined. */
+export function devendoredName(fullName: string): string | undefined {
+  let name = fullName;
+  for (const [prefix, real] of VENDORED_PREFIXES) {
+    if (name === prefix || name.startsWith(`${prefix}.`)) {
+      name = real + name.slice(prefix.length);
+      break;
+    }
+  }
+  if (name === "six.moves" || name.startsWith("six.moves.")) {
+    const rest = name.slice("six.moves.".length);
+    const dot = rest.indexOf(".");
+    const head = dot < 0 ? rest : rest.slice(0, dot);
+    const moved = SIX_MOVES[head];
+    // An unknown move is still a stdlib re-export: treat the whole of six.moves as a module alias.
+    name = moved === undefined ? "six.moves" : moved + (dot < 0 ? "" : rest.slice(dot));
+  }
+  return name === fullName ? undefined : name;
+}

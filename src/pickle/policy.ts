@@ -1,7 +1,7 @@
 import { GatewayError } from "../errors";
 import type { ContentPolicy } from "../inspect/policy";
 import type { ImportSafety } from "../inspect/report";
-import { aliasOf, type AliasKind } from "./aliasMap";
+import { aliasOf, devendoredName, type AliasKind } from "./aliasMap";
 import { IMPORT_MAPPING, NAME_MAPPING } from "./compatNames";
 import { floorGroupOf } from "./floor";
 import { presetGlobals, wildcardPrivateNames, type PresetName } from "./presets";
@@ -37,6 +37,13 @@ export interface PicklePolicy {
  * subprocess.check_output); no model pickle names them, so no wildcard admits them.
  */
 export const TEST_MODULE_SEGMENTS: ReadonlySet<string> = new Set(["tests", "test", "testing", "_testing", "conftest"]);
+
+/**
+ * Module segments of vendored third-party code (sklearn.externals, six.moves, pip's _vendor):
+ * re-exports of other packages under the allowed prefix, which the alias map, generated from
+ * today's versions, does not list.
+ */
+export const VENDORED_MODULE_SEGMENTS: ReadonlySet<string> = new Set(["externals", "extern", "vendor", "vendored", "moves"]);
 
 const IDENT = "[A-Za-z_][A-Za-z0-9_]*";
 const PATTERN_RE = new RegExp(`^${IDENT}(?:\\.${IDENT})*(?:\\.\\*)?$`);
@@ -95,14 +102,14 @@ function isAllowed(module: string, name: string, policy: PicklePolicy): boolean 
  * Whether a wildcard pattern may admit `module.name` at all. Pickle resolves any attribute of any
  * module, so "sklearn.*" would otherwise admit sklearn's test helpers and private re-exports
  * (sklearn.utils._joblib.load is joblib.load). A wildcard never admits a name in a test module
- * (a segment in TEST_MODULE_SEGMENTS), nor a name with a private segment (a module segment or the
+ * or a vendored copy (a segment in TEST_MODULE_SEGMENTS or VENDORED_MODULE_SEGMENTS), nor a name with a private segment (a module segment or the
  * name starting with "_"), unless that exact name is one pickle itself writes for the package's
  * public API or one of its documented reconstructors (the generated wildcard list: sklearn's
  * classes are defined in private modules, `sklearn.linear_model._logistic.LogisticRegression`).
  */
 export function wildcardAdmits(module: string, name: string): boolean {
   const segments = module.split(".");
-  if (segments.some((s) => TEST_MODULE_SEGMENTS.has(s))) return false;
+  if (segments.some((s) => TEST_MODULE_SEGMENTS.has(s) || VENDORED_MODULE_SEGMENTS.has(s))) return false;
   if (!name.startsWith("_") && !segments.some((s) => s.startsWith("_"))) return true;
   return wildcardPrivateNames().has(`${module}.${name}`);
 }
@@ -138,6 +145,15 @@ export function classifyGlobal(module: string, name: string, policy: PicklePolic
     const alias = aliasOf(`${m}.${n}`);
     if (alias !== undefined) {
       return { safety: "dangerous", code: "dangerous_global", reason: `${m}.${n} ${ALIAS_KIND_TEXT[alias.kind]} ${alias.target} (alias map, on the hard floor)` };
+    }
+    // Vendored copies (sklearn.externals.joblib, six.moves) are judged as what they stand for.
+    const real = devendoredName(`${m}.${n}`);
+    if (real !== undefined) {
+      const realGroup = floorGroupOf(real);
+      const realAlias = aliasOf(real);
+      if (realGroup !== undefined || realAlias !== undefined || real === "six.moves") {
+        return { safety: "dangerous", code: "dangerous_global", reason: `${m}.${n} is the vendored ${real} (${realGroup ?? "alias map"}, on the hard floor)` };
+      }
     }
   }
   if (name.includes(".") && name.split(".").some(isDunder)) {

@@ -8,7 +8,7 @@ import { exitCodeFor } from "../../src/cli/exitCodes";
 import { isGatewayError } from "../../src/errors";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { ContentPolicySchema, contentPolicyDigest, DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../../src/inspect/policy";
-import { aliasMap, aliasOf } from "../../src/pickle/aliasMap";
+import { aliasMap, aliasOf, devendoredName } from "../../src/pickle/aliasMap";
 import { floorGroupOf } from "../../src/pickle/floor";
 import { classifyGlobal, makePicklePolicy, wildcardAdmits } from "../../src/pickle/policy";
 import { presetGlobals } from "../../src/pickle/presets";
@@ -48,6 +48,9 @@ describe("aliases of dangerous callables under an allowed prefix (real fixtures)
     ["pickle/alias_sklearn_joblib_load.pkl", { allowGlobals: ["sklearn.utils._joblib.load"] }],
     ["pickle/alias_sklearn_run_python_script.pkl", { allowGlobals: ["sklearn.*"] }],
     ["pickle/alias_sklearn_module_object.pkl", { allowGlobals: ["sklearn.*"] }],
+    ["pickle/alias_sklearn_externals_joblib_load.pkl", { allowGlobals: ["sklearn.*"] }],
+    ["pickle/alias_sklearn_externals_joblib_load.pkl", { allowGlobals: ["sklearn.externals.joblib.load"] }],
+    ["pickle/alias_sklearn_six_moves_eval.pkl", { allowGlobals: ["sklearn.*"] }],
     ["pickle/alias_numpy_ufunc_reconstruct.pkl", { allowGlobals: ["numpy.*"] }],
     ["pickle/alias_scipy_load.pkl", { allowGlobals: ["scipy.*"] }],
     ["pickle/alias_torch_import_dotted_name.pkl", { allowGlobals: ["torch._utils._import_dotted_name"] }],
@@ -108,6 +111,19 @@ describe("classifyGlobal with the alias map, wildcards and presets", () => {
     expect(aliasOf("sklearn.utils._testing.assert_run_python_script")?.kind).toBe("runs-code");
     expect(aliasOf("sklearn.base.np")).toEqual({ kind: "module", target: "numpy" });
     expect(aliasOf("sklearn.linear_model._logistic.LogisticRegression")).toBeUndefined();
+  });
+
+  it("vendored copies are judged as what they stand for", () => {
+    expect(devendoredName("sklearn.externals.joblib.load")).toBe("joblib.load");
+    expect(devendoredName("sklearn.externals.six.moves.builtins.eval")).toBe("builtins.eval");
+    expect(devendoredName("six.moves.cPickle.loads")).toBe("pickle.loads");
+    expect(devendoredName("six.moves.unknown_move")).toBe("six.moves");
+    expect(devendoredName("sklearn.linear_model.LogisticRegression")).toBeUndefined();
+    const wild = makePicklePolicy(SKLEARN_WILD);
+    expect(classifyGlobal("sklearn.externals.joblib", "load", wild).code).toBe("dangerous_global");
+    expect(classifyGlobal("sklearn.externals.joblib.numpy_pickle", "NumpyArrayWrapper", wild).safety).toBe("innocuous");
+    expect(classifyGlobal("sklearn.externals.joblib", "Memory", wild).code).toBe("unknown_global");
+    expect(wildcardAdmits("mypkg.vendor.requests", "get")).toBe(false);
   });
 
   it("wildcards skip test modules and private names outside the generated list", () => {
