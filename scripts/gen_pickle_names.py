@@ -64,6 +64,7 @@ Writes three TypeScript files (commit them with this script):
 """
 
 import contextlib
+import functools
 import io
 import importlib
 import os
@@ -196,6 +197,22 @@ def walk(package):
     return mods
 
 
+def module_attributes(mod):
+    """(name, object) of every attribute find_class can read: the module's namespace plus what
+    its __all__ and __dir__ list, which a module-level __getattr__ may serve lazily (PEP 562)."""
+    names = set(vars(mod))
+    with contextlib.suppress(BaseException):
+        names |= {n for n in getattr(mod, "__all__", ()) if isinstance(n, str)}
+    with contextlib.suppress(BaseException):
+        names |= {n for n in dir(mod) if isinstance(n, str)}
+    out = []
+    for name in sorted(names):
+        obj = vars(mod)[name] if name in vars(mod) else attribute(mod, name)
+        if obj is not None or name in vars(mod):
+            out.append((name, obj))
+    return out
+
+
 def pickle_name(obj):
     """The GLOBAL that pickle writes for `obj` by reference, or None."""
     try:
@@ -235,6 +252,10 @@ def python_codes(obj):
             if isinstance(f, types.FunctionType) and f is not obj:
                 out.append((f.__code__, f.__globals__))
         return out
+    if isinstance(obj, types.MethodType):  # a bound method at module level (random.seed-style)
+        return python_codes(obj.__func__)
+    if isinstance(obj, functools.partial):
+        return python_codes(obj.func)
     if isinstance(obj, type):
         out = []
         for meth in CLASS_ENTRY_METHODS:
@@ -565,7 +586,7 @@ def main():
     for mname, mod in sorted(walked.items()):
         if is_test_suite(mname):
             continue
-        for attr, obj in sorted(vars(mod).items(), key=lambda kv: kv[0]):
+        for attr, obj in module_attributes(mod):
             if is_dunder(attr) or not isinstance(attr, str):
                 continue
             full = f"{mname}.{attr}"
@@ -575,6 +596,9 @@ def main():
                 aliases[full] = ("m", obj.__name__)
                 continue
             if not callable(obj):
+                continue
+            if isinstance(obj, functools.partial) and floor_hit(obj.func, floor_ids) is not None:
+                aliases[full] = ("f", own_name(obj.func) or full)
                 continue
             hit = floor_ids.get(id(obj))
             own = own_name(obj)

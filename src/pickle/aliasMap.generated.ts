@@ -32,7 +32,7 @@ joblib.numpy_pickle c:BinaryZlibFile=joblib.compressor.BinaryZlibFile c:GzipComp
 joblib.numpy_pickle_utils c:_is_raw_file c:_read_fileobject f:Pickler=pickle._Pickler f:Unpickler=pickle._Unpickler m:bz2 m:contextlib m:io m:np=numpy m:pickle m:sys m:warnings
 joblib.pool c:CustomizablePickler c:MemmappingPool c:get_memmapping_reducers=joblib._memmapping_reducer.get_memmapping_reducers f:BytesIO=_io.BytesIO f:Pickler=_pickle.Pickler f:Pool=multiprocessing.pool.Pool f:assert_spawning=multiprocessing.context.assert_spawning m:copyreg m:mp=multiprocessing m:np=numpy m:sys m:warnings
 joblib.testing c:check_subprocess_call m:_pytest m:os m:pytest m:re m:subprocess m:sys m:threading m:warnings
-numpy c:DataSource c:add_newdoc=numpy.core.function_base.add_newdoc c:block c:fromregex c:genfromtxt c:info c:loadtxt c:lookfor c:memmap c:save c:savetxt c:savez c:savez_compressed f:recfromcsv=numpy.lib.npyio.recfromcsv f:recfromtxt=numpy.lib.npyio.recfromtxt m:_builtins=builtins m:_distributor_init m:_globals m:_mat=numpy.matrixlib m:_pyinstaller m:_pytesttester m:_typing m:_version m:array_api m:char=numpy.core.defchararray m:compat m:conftest m:core m:doc m:dual m:emath=numpy.lib.scimath m:fft m:lib m:linalg m:ma m:math m:matlib m:matrixlib m:polynomial m:random m:rec=numpy.core.records m:setup m:tests m:typing m:version
+numpy c:DataSource c:add_newdoc=numpy.core.function_base.add_newdoc c:block c:fromregex c:genfromtxt c:info c:loadtxt c:lookfor c:memmap c:save c:savetxt c:savez c:savez_compressed f:Tester=numpy.testing._private.nosetester.NoseTester f:recfromcsv=numpy.lib.npyio.recfromcsv f:recfromtxt=numpy.lib.npyio.recfromtxt m:_builtins=builtins m:_distributor_init m:_globals m:_mat=numpy.matrixlib m:_pyinstaller m:_pytesttester m:_typing m:_version m:array_api m:char=numpy.core.defchararray m:compat m:conftest m:core m:doc m:dual m:emath=numpy.lib.scimath m:fft m:lib m:linalg m:ma m:math m:matlib m:matrixlib m:polynomial m:random m:rec=numpy.core.records m:setup m:tests m:typing m:version
 numpy.__config__ m:os m:sys
 numpy._globals m:enum
 numpy._pyinstaller m:pyinstaller-smoke m:test_pyinstaller
@@ -78,25 +78,25 @@ numpy.core._methods c:_dump c:_dumps f:os_fspath=posix.fspath m:_exceptions=nump
 numpy.core._simd m:AVX512F m:AVX512_SKX m:FMA3__AVX2 m:SSE42 m:baseline
 numpy.core._ufunc_config m:collections m:contextlib m:contextvars m:umath=numpy.core.umath
 numpy.core.arrayprint c:array_function_dispatch=numpy.core.overrides.array_function_dispatch f:get_ident=_thread.get_ident m:_nt=numpy.core.numerictypes m:contextlib m:functools m:multiarray=numpy.core.multiarray m:np=numpy m:numbers m:operator m:sys m:warnings
-numpy.core.defchararray m:functools m:numpy m:overrides=numpy.core.overrides
+numpy.core.defchararray c:array_function_dispatch m:functools m:numpy m:overrides=numpy.core.overrides
 numpy.core.einsumfunc c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:itertools m:operator
-numpy.core.fromnumeric m:_methods=numpy.core._methods m:functools m:mu=numpy.core.multiarray m:np=numpy m:nt=numpy.core.numerictypes m:overrides=numpy.core.overrides m:types m:um=numpy.core.umath m:warnings
-numpy.core.function_base c:_add_docstring c:_needs_add_docstring c:add_newdoc m:_nx=numpy.core.numeric m:functools m:operator m:overrides=numpy.core.overrides m:types m:warnings
+numpy.core.fromnumeric c:array_function_dispatch m:_methods=numpy.core._methods m:functools m:mu=numpy.core.multiarray m:np=numpy m:nt=numpy.core.numerictypes m:overrides=numpy.core.overrides m:types m:um=numpy.core.umath m:warnings
+numpy.core.function_base c:_add_docstring c:_needs_add_docstring c:add_newdoc c:array_function_dispatch m:_nx=numpy.core.numeric m:functools m:operator m:overrides=numpy.core.overrides m:types m:warnings
 numpy.core.getlimits m:ntypes=numpy.core.numerictypes m:numeric=numpy.core.numeric m:warnings
 numpy.core.memmap c:memmap=numpy.memmap f:os_fspath=posix.fspath m:np=numpy
 numpy.core.multiarray m:_multiarray_umath=numpy.core._multiarray_umath m:functools m:overrides=numpy.core.overrides
-numpy.core.numeric m:_asarray=numpy.core._asarray m:_ufunc_config=numpy.core._ufunc_config m:arrayprint=numpy.core.arrayprint m:fromnumeric=numpy.core.fromnumeric m:functools m:itertools m:multiarray=numpy.core.multiarray m:np=numpy m:numbers m:numerictypes=numpy.core.numerictypes m:operator m:overrides=numpy.core.overrides m:shape_base=numpy.core.shape_base m:sys m:umath=numpy.core.umath m:warnings
+numpy.core.numeric c:array_function_dispatch m:_asarray=numpy.core._asarray m:_ufunc_config=numpy.core._ufunc_config m:arrayprint=numpy.core.arrayprint m:fromnumeric=numpy.core.fromnumeric m:functools m:itertools m:multiarray=numpy.core.multiarray m:np=numpy m:numbers m:numerictypes=numpy.core.numerictypes m:operator m:overrides=numpy.core.overrides m:shape_base=numpy.core.shape_base m:sys m:umath=numpy.core.umath m:warnings
 numpy.core.numerictypes m:numbers
 numpy.core.overrides c:array_function_dispatch c:getargspec=numpy.compat._inspect.getargspec c:verify_matching_signatures m:collections m:functools m:os
 numpy.core.records c:array=numpy.rec.array c:fromfile=numpy.rec.fromfile f:os_fspath=posix.fspath m:nt=numpy.core.numerictypes m:sb=numpy.core.numeric m:warnings
-numpy.core.shape_base c:_block_info_recursion c:_block_slicing c:block=numpy.block m:_from_nx=numpy.core.fromnumeric m:_nx=numpy.core.numeric m:functools m:itertools m:operator m:overrides=numpy.core.overrides m:warnings
+numpy.core.shape_base c:_block_info_recursion c:_block_slicing c:array_function_dispatch c:block=numpy.block m:_from_nx=numpy.core.fromnumeric m:_nx=numpy.core.numeric m:functools m:itertools m:operator m:overrides=numpy.core.overrides m:warnings
 numpy.core.umath m:_multiarray_umath=numpy.core._multiarray_umath
 numpy.core.umath_tests m:warnings
 numpy.doc m:constants m:os m:ufuncs
 numpy.doc.constants m:re m:textwrap
 numpy.dual m:fftpkg=numpy.fft m:linpkg=numpy.linalg m:sys m:warnings
 numpy.fft m:_pocketfft m:_pocketfft_internal m:helper m:setup m:tests
-numpy.fft._pocketfft m:functools m:overrides=numpy.core.overrides m:pfi=numpy.fft._pocketfft_internal
+numpy.fft._pocketfft c:array_function_dispatch m:functools m:overrides=numpy.core.overrides m:pfi=numpy.fft._pocketfft_internal
 numpy.fft.helper c:array_function_dispatch=numpy.core.overrides.array_function_dispatch
 numpy.fft.setup c:configuration m:sys
 numpy.lib c:DataSource=numpy.DataSource c:add_newdoc=numpy.core.function_base.add_newdoc c:fromregex=numpy.fromregex c:genfromtxt=numpy.genfromtxt c:info=numpy.info c:loadtxt=numpy.loadtxt c:lookfor=numpy.lookfor c:save=numpy.save c:savetxt=numpy.savetxt c:savez=numpy.savez c:savez_compressed=numpy.savez_compressed f:load=numpy.load f:recfromcsv=numpy.lib.npyio.recfromcsv f:recfromtxt=numpy.lib.npyio.recfromtxt m:_datasource m:_iotools m:_version m:arraypad m:arraysetops m:arrayterator m:emath=numpy.lib.scimath m:function_base m:histograms m:index_tricks m:math m:mixins m:nanfunctions m:polynomial m:recfunctions m:scimath m:setup m:shape_base m:stride_tricks m:tests m:twodim_base m:type_check m:ufunclike m:user_array m:utils
@@ -104,25 +104,25 @@ numpy.lib._datasource c:DataSource=numpy.DataSource c:Repository c:_FileOpeners 
 numpy.lib._iotools m:np=numpy m:nx=numpy.core.numeric
 numpy.lib._version m:re
 numpy.lib.arraypad c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:np=numpy
-numpy.lib.arraysetops m:functools m:np=numpy m:overrides=numpy.core.overrides
+numpy.lib.arraysetops c:array_function_dispatch m:functools m:np=numpy m:overrides=numpy.core.overrides
 numpy.lib.arrayterator f:reduce=functools.reduce
-numpy.lib.function_base c:add_newdoc=numpy.core.function_base.add_newdoc m:_nx=numpy.core.numeric m:builtins m:collections m:functools m:np=numpy m:overrides=numpy.core.overrides m:re m:sys m:warnings
-numpy.lib.histograms m:contextlib m:functools m:np=numpy m:operator m:overrides=numpy.core.overrides m:warnings
-numpy.lib.index_tricks m:_nx=numpy.core.numeric m:functools m:math m:matrixlib=numpy.matrixlib m:overrides=numpy.core.overrides m:sys m:warnings
+numpy.lib.function_base c:add_newdoc=numpy.core.function_base.add_newdoc c:array_function_dispatch m:_nx=numpy.core.numeric m:builtins m:collections m:functools m:np=numpy m:overrides=numpy.core.overrides m:re m:sys m:warnings
+numpy.lib.histograms c:array_function_dispatch m:contextlib m:functools m:np=numpy m:operator m:overrides=numpy.core.overrides m:warnings
+numpy.lib.index_tricks c:array_function_dispatch m:_nx=numpy.core.numeric m:functools m:math m:matrixlib=numpy.matrixlib m:overrides=numpy.core.overrides m:sys m:warnings
 numpy.lib.mixins m:um=numpy.core.umath
-numpy.lib.nanfunctions m:function_base=numpy.lib.function_base m:functools m:np=numpy m:overrides=numpy.core.overrides m:warnings
-numpy.lib.polynomial m:NX=numpy.core.numeric m:functools m:overrides=numpy.core.overrides m:re m:warnings
+numpy.lib.nanfunctions c:array_function_dispatch m:function_base=numpy.lib.function_base m:functools m:np=numpy m:overrides=numpy.core.overrides m:warnings
+numpy.lib.polynomial c:array_function_dispatch m:NX=numpy.core.numeric m:functools m:overrides=numpy.core.overrides m:re m:warnings
 numpy.lib.recfunctions c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:itertools m:ma=numpy.ma m:np=numpy
 numpy.lib.scimath c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:nt=numpy.core.numerictypes m:nx=numpy.core.numeric
 numpy.lib.setup c:configuration
-numpy.lib.shape_base m:_nx=numpy.core.numeric m:functools m:overrides=numpy.core.overrides
+numpy.lib.shape_base c:array_function_dispatch m:_nx=numpy.core.numeric m:functools m:overrides=numpy.core.overrides
 numpy.lib.stride_tricks c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:np=numpy
-numpy.lib.twodim_base m:functools m:operator m:overrides=numpy.core.overrides
-numpy.lib.type_check m:_nx=numpy.core.numeric m:functools m:overrides=numpy.core.overrides m:warnings
+numpy.lib.twodim_base c:array_function_dispatch m:functools m:operator m:overrides=numpy.core.overrides
+numpy.lib.type_check c:array_function_dispatch m:_nx=numpy.core.numeric m:functools m:overrides=numpy.core.overrides m:warnings
 numpy.lib.ufunclike c:array_function_dispatch=numpy.core.overrides.array_function_dispatch m:functools m:nx=numpy.core.numeric m:warnings
 numpy.lib.utils c:_lookfor_generate_cache c:_makenamedict c:info=numpy.info c:lookfor=numpy.lookfor m:functools m:np=numpy m:os m:re m:sys m:textwrap m:types m:warnings
 numpy.linalg m:_umath_linalg m:lapack_lite m:linalg m:setup m:tests
-numpy.linalg.linalg m:_umath_linalg=numpy.linalg._umath_linalg m:functools m:operator m:overrides=numpy.core.overrides m:warnings
+numpy.linalg.linalg c:array_function_dispatch m:_umath_linalg=numpy.linalg._umath_linalg m:functools m:operator m:overrides=numpy.core.overrides m:warnings
 numpy.linalg.setup c:configuration m:os m:sys m:sysconfig
 numpy.ma m:bench m:core m:extras m:mrecords m:setup m:tests m:testutils m:timer_comparison
 numpy.ma.bench c:compare_functions_1v c:compare_functions_2v c:compare_methods c:timer m:numpy m:timeit
@@ -515,7 +515,7 @@ scipy.fftpack._realtransforms m:_pocketfft=scipy.fft._pocketfft
 scipy.fftpack.basic m:_basic=scipy.fftpack._basic m:warnings
 scipy.fftpack.convolve m:np=numpy
 scipy.fftpack.helper m:_helper=scipy.fftpack._helper m:warnings
-scipy.fftpack.pseudo_diffs m:_pseudo_diffs=scipy.fftpack._pseudo_diffs m:warnings
+scipy.fftpack.pseudo_diffs m:_pseudo_diffs=scipy.fftpack._pseudo_diffs m:convolve=scipy.fftpack.convolve m:warnings
 scipy.fftpack.realtransforms m:_realtransforms=scipy.fftpack._realtransforms m:warnings
 scipy.integrate m:_bvp m:_dop m:_ivp m:_lsoda m:_ode m:_odepack m:_odepack_py m:_quad_vec m:_quadpack m:_quadpack_py m:_quadrature m:_test_multivariate m:_test_odeint_banded m:_vode m:dop m:lsoda m:odepack m:quadpack m:tests m:vode
 scipy.integrate._bvp m:np=numpy
@@ -555,12 +555,12 @@ scipy.interpolate._rbfinterp m:np=numpy m:warnings
 scipy.interpolate._rgi m:itertools m:np=numpy
 scipy.interpolate._rgi_cython m:np=numpy
 scipy.interpolate.fitpack m:_fitpack_py=scipy.interpolate._fitpack_py m:warnings
-scipy.interpolate.fitpack2 m:_fitpack2=scipy.interpolate._fitpack2 m:warnings
+scipy.interpolate.fitpack2 m:_fitpack2=scipy.interpolate._fitpack2 m:dfitpack=scipy.interpolate.dfitpack m:warnings
 scipy.interpolate.interpnd m:np=numpy m:qhull=scipy.spatial._qhull m:warnings
-scipy.interpolate.interpolate m:_interpolate=scipy.interpolate._interpolate m:warnings
+scipy.interpolate.interpolate m:_interpolate=scipy.interpolate._interpolate m:dfitpack=scipy.interpolate.dfitpack m:spec=scipy.special m:warnings
 scipy.interpolate.ndgriddata m:_ndgriddata=scipy.interpolate._ndgriddata m:warnings
 scipy.interpolate.polyint m:_polyint=scipy.interpolate._polyint m:warnings
-scipy.interpolate.rbf m:_rbf=scipy.interpolate._rbf m:warnings
+scipy.interpolate.rbf m:_rbf=scipy.interpolate._rbf m:linalg=scipy.linalg m:warnings
 scipy.io c:FortranFile=scipy.io._fortran.FortranFile c:hb_read=scipy.io._harwell_boeing.hb.hb_read c:hb_write=scipy.io._harwell_boeing.hb.hb_write c:loadmat=scipy.io.matlab._mio.loadmat c:netcdf_file=scipy.io._netcdf.netcdf_file c:readsav=scipy.io._idl.readsav c:savemat=scipy.io.matlab._mio.savemat c:whosmat=scipy.io.matlab._mio.whosmat m:_fortran m:_harwell_boeing m:_idl m:_mmio m:_netcdf m:_test_fortran m:arff m:harwell_boeing m:idl m:matlab m:mmio m:netcdf m:tests m:wavfile
 scipy.io._fortran c:FortranFile m:np=numpy m:warnings
 scipy.io._harwell_boeing c:hb_read=scipy.io._harwell_boeing.hb.hb_read c:hb_write=scipy.io._harwell_boeing.hb.hb_write m:_fortran_format_parser m:hb m:tests
@@ -571,9 +571,9 @@ scipy.io._mmio m:np=numpy m:os
 scipy.io._netcdf c:NetCDFFile=scipy.io._netcdf.netcdf_file c:netcdf_file f:reduce=functools.reduce m:mm=mmap m:np=numpy m:warnings m:weakref
 scipy.io.arff c:loadarff=scipy.io.arff._arffread.loadarff m:_arffread m:arffread m:tests
 scipy.io.arff._arffread c:loadarff c:test_weka m:csv m:ctypes m:datetime m:np=numpy m:re
-scipy.io.arff.arffread m:_arffread=scipy.io.arff._arffread m:warnings
-scipy.io.harwell_boeing m:_harwell_boeing=scipy.io._harwell_boeing m:warnings
-scipy.io.idl m:_idl=scipy.io._idl m:warnings
+scipy.io.arff.arffread c:loadarff=scipy.io.arff._arffread.loadarff c:test_weka=scipy.io.arff._arffread.test_weka m:_arffread=scipy.io.arff._arffread m:warnings
+scipy.io.harwell_boeing c:hb_read=scipy.io._harwell_boeing.hb.hb_read c:hb_write=scipy.io._harwell_boeing.hb.hb_write m:_harwell_boeing=scipy.io._harwell_boeing m:hb=scipy.io._harwell_boeing.hb m:warnings
+scipy.io.idl c:readsav=scipy.io._idl.readsav m:_idl=scipy.io._idl m:warnings
 scipy.io.matlab c:loadmat=scipy.io.matlab._mio.loadmat c:savemat=scipy.io.matlab._mio.savemat c:whosmat=scipy.io.matlab._mio.whosmat m:_byteordercodes m:_mio m:_mio4 m:_mio5 m:_mio5_params m:_mio5_utils m:_mio_utils m:_miobase m:_streams m:byteordercodes m:mio m:mio4 m:mio5 m:mio5_params m:mio5_utils m:mio_utils m:miobase m:streams m:tests
 scipy.io.matlab._byteordercodes m:sys
 scipy.io.matlab._mio c:_open_file c:_open_file_context c:loadmat c:mat_reader_factory c:savemat c:whosmat
@@ -585,16 +585,16 @@ scipy.io.matlab._mio_utils m:np=numpy
 scipy.io.matlab._miobase m:boc=scipy.io.matlab._byteordercodes m:doccer=scipy._lib.doccer m:functools m:np=numpy m:operator
 scipy.io.matlab._streams m:zlib
 scipy.io.matlab.byteordercodes m:_byteordercodes=scipy.io.matlab._byteordercodes m:warnings
-scipy.io.matlab.mio m:_mio=scipy.io.matlab._mio m:warnings
+scipy.io.matlab.mio c:loadmat=scipy.io.matlab._mio.loadmat c:mat_reader_factory=scipy.io.matlab._mio.mat_reader_factory c:savemat=scipy.io.matlab._mio.savemat c:whosmat=scipy.io.matlab._mio.whosmat m:_mio=scipy.io.matlab._mio m:warnings
 scipy.io.matlab.mio4 m:_mio4=scipy.io.matlab._mio4 m:warnings
-scipy.io.matlab.mio5 m:_mio5=scipy.io.matlab._mio5 m:warnings
+scipy.io.matlab.mio5 f:BytesIO=_io.BytesIO m:_mio5=scipy.io.matlab._mio5 m:warnings
 scipy.io.matlab.mio5_params m:_mio5_params=scipy.io.matlab._mio5_params m:warnings
-scipy.io.matlab.mio5_utils m:_mio5_utils=scipy.io.matlab._mio5_utils m:warnings
+scipy.io.matlab.mio5_utils m:_mio5_utils=scipy.io.matlab._mio5_utils m:mio5p=scipy.io.matlab._mio5_params m:warnings
 scipy.io.matlab.mio_utils m:_mio_utils=scipy.io.matlab._mio_utils m:warnings
-scipy.io.matlab.miobase m:_miobase=scipy.io.matlab._miobase m:warnings
+scipy.io.matlab.miobase m:_miobase=scipy.io.matlab._miobase m:boc=scipy.io.matlab._byteordercodes m:doccer=scipy._lib.doccer m:warnings
 scipy.io.matlab.streams m:_streams=scipy.io.matlab._streams m:warnings
 scipy.io.mmio m:_mmio=scipy.io._mmio m:warnings
-scipy.io.netcdf m:_netcdf=scipy.io._netcdf m:warnings
+scipy.io.netcdf c:NetCDFFile=scipy.io._netcdf.netcdf_file c:netcdf_file=scipy.io._netcdf.netcdf_file m:_netcdf=scipy.io._netcdf m:warnings
 scipy.io.wavfile c:_read_data_chunk c:read c:write m:io m:numpy m:struct m:sys m:warnings
 scipy.linalg m:_basic m:_cythonized_array_utils m:_decomp m:_decomp_cholesky m:_decomp_cossin m:_decomp_ldl m:_decomp_lu m:_decomp_polar m:_decomp_qr m:_decomp_qz m:_decomp_schur m:_decomp_svd m:_decomp_update m:_expm_frechet m:_fblas m:_flapack m:_flinalg m:_flinalg_py m:_interpolative m:_interpolative_backend m:_matfuncs m:_matfuncs_expm m:_matfuncs_inv_ssq m:_matfuncs_sqrtm m:_matfuncs_sqrtm_triu m:_misc m:_procrustes m:_sketches m:_solve_toeplitz m:_solvers m:_special_matrices m:_testutils m:basic m:blas m:cython_blas m:cython_lapack m:decomp m:decomp_cholesky m:decomp_lu m:decomp_qr m:decomp_schur m:decomp_svd m:flinalg m:interpolative m:lapack m:matfuncs m:misc m:special_matrices m:tests
 scipy.linalg._basic m:_decomp=scipy.linalg._decomp m:_decomp_svd=scipy.linalg._decomp_svd m:np=numpy
@@ -637,7 +637,7 @@ scipy.linalg.misc m:_misc=scipy.linalg._misc m:warnings
 scipy.linalg.special_matrices m:_special_matrices=scipy.linalg._special_matrices m:warnings
 scipy.misc c:ascent=scipy.misc._common.ascent c:electrocardiogram=scipy.misc._common.electrocardiogram c:face=scipy.misc._common.face m:common m:doccer m:tests m:warnings
 scipy.misc._common c:ascent c:electrocardiogram c:face f:load=numpy.load
-scipy.misc.common m:_common=scipy.misc._common m:warnings
+scipy.misc.common c:ascent=scipy.misc._common.ascent c:electrocardiogram=scipy.misc._common.electrocardiogram c:face=scipy.misc._common.face f:load=numpy.load m:_common=scipy.misc._common m:warnings
 scipy.misc.doccer m:doccer=scipy._lib.doccer m:warnings
 scipy.ndimage m:_ctest m:_cytest m:_filters m:_fourier m:_interpolation m:_measurements m:_morphology m:_nd_image m:_ni_docstrings m:_ni_label m:_ni_support m:filters m:fourier m:interpolation m:measurements m:morphology m:tests
 scipy.ndimage._filters m:_nd_image=scipy.ndimage._nd_image m:_ni_docstrings=scipy.ndimage._ni_docstrings m:_ni_support=scipy.ndimage._ni_support m:numbers m:numpy m:operator m:warnings
@@ -658,7 +658,7 @@ scipy.odr._add_newdocs c:add_newdoc=numpy.core.function_base.add_newdoc
 scipy.odr._models m:np=numpy
 scipy.odr._odrpack c:ODR m:__odrpack=_odrpack m:numpy m:os
 scipy.odr.models m:_models=scipy.odr._models m:warnings
-scipy.odr.odrpack m:_odrpack=scipy.odr._odrpack m:warnings
+scipy.odr.odrpack c:ODR=scipy.odr._odrpack.ODR m:_odrpack=scipy.odr._odrpack m:warnings
 scipy.optimize c:KrylovJacobian=scipy.optimize._nonlin.KrylovJacobian c:newton_krylov=scipy.optimize._nonlin.newton_krylov c:show_options=scipy.optimize._optimize.show_options m:__nnls m:_basinhopping m:_bglu_dense m:_cobyla m:_cobyla_py m:_constraints m:_differentiable_functions m:_differentialevolution m:_direct m:_direct_py m:_dual_annealing m:_group_columns m:_hessian_update_strategy m:_highs m:_lbfgsb m:_lbfgsb_py m:_linesearch m:_linprog m:_linprog_doc m:_linprog_highs m:_linprog_ip m:_linprog_rs m:_linprog_simplex m:_linprog_util m:_lsap m:_lsq m:_milp m:_minimize m:_minpack m:_minpack2 m:_minpack_py m:_moduleTNC m:_nnls m:_nonlin m:_numdiff m:_optimize m:_qap m:_remove_redundancy m:_root m:_root_scalar m:_shgo m:_shgo_lib m:_slsqp m:_slsqp_py m:_spectral m:_tnc m:_trlib m:_trustregion m:_trustregion_constr m:_trustregion_dogleg m:_trustregion_exact m:_trustregion_krylov m:_trustregion_ncg m:_tstutils m:_zeros m:_zeros_py m:cobyla m:cython_optimize m:lbfgsb m:linesearch m:minpack m:minpack2 m:moduleTNC m:nonlin m:optimize m:slsqp m:tests m:tnc m:zeros
 scipy.optimize._basinhopping m:math m:np=numpy m:scipy
 scipy.optimize._bglu_dense m:np=numpy
@@ -721,18 +721,18 @@ scipy.optimize._trustregion_exact m:np=numpy
 scipy.optimize._trustregion_ncg m:math m:np=numpy m:scipy
 scipy.optimize._tstutils m:cc=scipy.optimize._zeros_py m:np=numpy
 scipy.optimize._zeros_py c:namedtuple=collections.namedtuple m:_zeros=scipy.optimize._zeros m:np=numpy m:operator m:warnings
-scipy.optimize.cobyla m:_cobyla_py=scipy.optimize._cobyla_py m:warnings
+scipy.optimize.cobyla f:RLock=threading.RLock m:_cobyla_py=scipy.optimize._cobyla_py m:functools m:warnings
 scipy.optimize.cython_optimize m:_zeros
 scipy.optimize.lbfgsb m:_lbfgsb_py=scipy.optimize._lbfgsb_py m:warnings
-scipy.optimize.linesearch m:_linesearch=scipy.optimize._linesearch m:warnings
+scipy.optimize.linesearch m:_linesearch=scipy.optimize._linesearch m:minpack2=scipy.optimize._minpack2 m:warnings
 scipy.optimize.minpack m:_minpack_py=scipy.optimize._minpack_py m:warnings
 scipy.optimize.minpack2 m:_minpack2=scipy.optimize._minpack2 m:warnings
 scipy.optimize.moduleTNC m:_moduleTNC=scipy.optimize._moduleTNC m:warnings
-scipy.optimize.nonlin m:_nonlin=scipy.optimize._nonlin m:warnings
-scipy.optimize.optimize m:_optimize=scipy.optimize._optimize m:warnings
-scipy.optimize.slsqp m:_slsqp_py=scipy.optimize._slsqp_py m:warnings
-scipy.optimize.tnc m:_tnc=scipy.optimize._tnc m:warnings
-scipy.optimize.zeros m:_zeros_py=scipy.optimize._zeros_py m:warnings
+scipy.optimize.nonlin c:KrylovJacobian=scipy.optimize._nonlin.KrylovJacobian c:asjacobian=scipy.optimize._nonlin.asjacobian c:newton_krylov=scipy.optimize._nonlin.newton_krylov m:_nonlin=scipy.optimize._nonlin m:inspect m:scipy m:sys m:warnings
+scipy.optimize.optimize c:show_options=scipy.optimize._optimize.show_options m:_optimize=scipy.optimize._optimize m:sys m:warnings
+scipy.optimize.slsqp m:_slsqp_py=scipy.optimize._slsqp_py m:linalg=numpy.linalg m:warnings
+scipy.optimize.tnc m:_tnc=scipy.optimize._tnc m:moduleTNC=scipy.optimize._moduleTNC m:warnings
+scipy.optimize.zeros c:namedtuple=collections.namedtuple m:_zeros_py=scipy.optimize._zeros_py m:operator m:warnings
 scipy.signal c:choose_conv_method=scipy.signal._signaltools.choose_conv_method c:cont2discrete=scipy.signal._lti_conversion.cont2discrete c:convolve=scipy.signal._signaltools.convolve c:correlate=scipy.signal._signaltools.correlate c:cwt=scipy.signal._wavelets.cwt c:deconvolve=scipy.signal._signaltools.deconvolve c:hilbert2=scipy.signal._signaltools.hilbert2 m:_arraytools m:_bsplines m:_czt m:_filter_design m:_fir_filter_design m:_lti_conversion m:_ltisys m:_max_len_seq m:_max_len_seq_inner m:_peak_finding m:_peak_finding_utils m:_savitzky_golay m:_signaltools m:_sigtools m:_sosfilt m:_spectral m:_spectral_py m:_spline m:_upfirdn m:_upfirdn_apply m:_waveforms m:_wavelets m:bsplines m:filter_design m:fir_filter_design m:lti_conversion m:ltisys m:signaltools m:spectral m:spline m:tests m:waveforms m:wavelets m:windows
 scipy.signal._arraytools m:np=numpy
 scipy.signal._czt m:cmath m:np=numpy m:numbers
@@ -751,18 +751,18 @@ scipy.signal._upfirdn_apply m:np=numpy
 scipy.signal._waveforms m:np=numpy
 scipy.signal._wavelets c:convolve=scipy.signal._signaltools.convolve c:cwt m:np=numpy
 scipy.signal.bsplines m:_bsplines=scipy.signal._bsplines m:warnings
-scipy.signal.filter_design m:_filter_design=scipy.signal._filter_design m:warnings
+scipy.signal.filter_design m:_filter_design=scipy.signal._filter_design m:optimize=scipy.optimize m:sp_fft=scipy.fft m:warnings
 scipy.signal.fir_filter_design m:_fir_filter_design=scipy.signal._fir_filter_design m:warnings
-scipy.signal.lti_conversion m:_lti_conversion=scipy.signal._lti_conversion m:warnings
-scipy.signal.ltisys m:_ltisys=scipy.signal._ltisys m:warnings
-scipy.signal.signaltools m:_signaltools=scipy.signal._signaltools m:warnings
-scipy.signal.spectral m:_spectral_py=scipy.signal._spectral_py m:warnings
+scipy.signal.lti_conversion c:cont2discrete=scipy.signal._lti_conversion.cont2discrete m:_lti_conversion=scipy.signal._lti_conversion m:linalg=scipy.linalg m:warnings
+scipy.signal.ltisys c:cont2discrete=scipy.signal._lti_conversion.cont2discrete m:_ltisys=scipy.signal._ltisys m:integrate=scipy.integrate m:interpolate=scipy.interpolate m:linalg=scipy.linalg m:warnings
+scipy.signal.signaltools c:choose_conv_method=scipy.signal._signaltools.choose_conv_method c:convolve=scipy.signal._signaltools.convolve c:correlate=scipy.signal._signaltools.correlate c:deconvolve=scipy.signal._signaltools.deconvolve c:hilbert2=scipy.signal._signaltools.hilbert2 m:_signaltools=scipy.signal._signaltools m:linalg=scipy.linalg m:sp_fft=scipy.fft m:timeit m:warnings
+scipy.signal.spectral m:_spectral_py=scipy.signal._spectral_py m:sp_fft=scipy.fft m:warnings
 scipy.signal.spline m:_spline=scipy.signal._spline m:warnings
 scipy.signal.waveforms m:_waveforms=scipy.signal._waveforms m:warnings
-scipy.signal.wavelets m:_wavelets=scipy.signal._wavelets m:warnings
+scipy.signal.wavelets c:convolve=scipy.signal._signaltools.convolve c:cwt=scipy.signal._wavelets.cwt m:_wavelets=scipy.signal._wavelets m:warnings
 scipy.signal.windows m:_windows m:windows
 scipy.signal.windows._windows m:linalg=scipy.linalg m:np=numpy m:operator m:sp_fft=scipy.fft m:special=scipy.special m:warnings
-scipy.signal.windows.windows m:_windows=scipy.signal.windows._windows m:warnings
+scipy.signal.windows.windows m:_windows=scipy.signal.windows._windows m:linalg=scipy.linalg m:sp_fft=scipy.fft m:warnings
 scipy.sparse c:load_npz=scipy.sparse._matrix_io.load_npz c:save_npz=scipy.sparse._matrix_io.save_npz m:_arrays m:_base m:_bsr m:_compressed m:_construct m:_coo m:_csc m:_csparsetools m:_csr m:_data m:_dia m:_dok m:_extract m:_index m:_lil m:_matrix_io m:_sparsetools m:_spfuncs m:_sputils m:_warnings=warnings m:base m:bsr m:compressed m:construct m:coo m:csc m:csgraph m:csr m:data m:dia m:dok m:extract m:lil m:linalg m:sparsetools m:spfuncs m:sputils m:tests
 scipy.sparse._base m:np=numpy
 scipy.sparse._bsr m:_sparsetools=scipy.sparse._sparsetools m:np=numpy
@@ -781,9 +781,9 @@ scipy.sparse._matrix_io c:load_npz c:save_npz m:np=numpy m:scipy
 scipy.sparse._sputils m:np=numpy m:operator m:sp=scipy.sparse m:sys
 scipy.sparse.base m:_base=scipy.sparse._base m:warnings
 scipy.sparse.bsr m:_bsr=scipy.sparse._bsr m:warnings
-scipy.sparse.compressed m:_compressed=scipy.sparse._compressed m:warnings
-scipy.sparse.construct m:_construct=scipy.sparse._construct m:warnings
-scipy.sparse.coo m:_coo=scipy.sparse._coo m:warnings
+scipy.sparse.compressed m:_compressed=scipy.sparse._compressed m:operator m:warnings
+scipy.sparse.construct m:_construct=scipy.sparse._construct m:numbers m:warnings
+scipy.sparse.coo m:_coo=scipy.sparse._coo m:operator m:warnings
 scipy.sparse.csc m:_csc=scipy.sparse._csc m:warnings
 scipy.sparse.csgraph m:_flow m:_laplacian m:_matching m:_min_spanning_tree m:_reordering m:_shortest_path m:_tools m:_traversal m:_validation m:setup m:tests
 scipy.sparse.csgraph._flow m:np=numpy m:warnings
@@ -799,7 +799,7 @@ scipy.sparse.csgraph.setup c:configuration
 scipy.sparse.csr m:_csr=scipy.sparse._csr m:warnings
 scipy.sparse.data m:_data=scipy.sparse._data m:warnings
 scipy.sparse.dia m:_dia=scipy.sparse._dia m:warnings
-scipy.sparse.dok m:_dok=scipy.sparse._dok m:warnings
+scipy.sparse.dok m:_dok=scipy.sparse._dok m:itertools m:warnings
 scipy.sparse.extract m:_extract=scipy.sparse._extract m:warnings
 scipy.sparse.lil m:_lil=scipy.sparse._lil m:warnings
 scipy.sparse.linalg c:bicg=scipy.sparse.linalg._isolve.iterative.bicg c:bicgstab=scipy.sparse.linalg._isolve.iterative.bicgstab c:cg=scipy.sparse.linalg._isolve.iterative.cg c:cgs=scipy.sparse.linalg._isolve.iterative.cgs c:eigs=scipy.sparse.linalg._eigen.arpack.arpack.eigs c:eigsh=scipy.sparse.linalg._eigen.arpack.arpack.eigsh c:gmres=scipy.sparse.linalg._isolve.iterative.gmres c:lobpcg=scipy.sparse.linalg._eigen.lobpcg.lobpcg.lobpcg c:qmr=scipy.sparse.linalg._isolve.iterative.qmr c:svds=scipy.sparse.linalg._eigen._svds.svds m:_dsolve m:_eigen m:_expm_multiply m:_interface m:_isolve m:_matfuncs m:_norm m:_onenormest m:_propack m:_svdp m:dsolve m:eigen m:interface m:isolve m:matfuncs m:tests
@@ -824,14 +824,14 @@ scipy.sparse.linalg._matfuncs m:np=numpy m:scipy
 scipy.sparse.linalg._norm c:svds=scipy.sparse.linalg._eigen._svds.svds m:np=numpy m:sp=scipy.sparse
 scipy.sparse.linalg._onenormest m:np=numpy
 scipy.sparse.linalg._svdp m:_cpropack=scipy.sparse.linalg._propack._cpropack m:_dpropack=scipy.sparse.linalg._propack._dpropack m:_spropack=scipy.sparse.linalg._propack._spropack m:_zpropack=scipy.sparse.linalg._propack._zpropack m:np=numpy
-scipy.sparse.linalg.dsolve m:_dsolve=scipy.sparse.linalg._dsolve m:warnings
-scipy.sparse.linalg.eigen m:_eigen=scipy.sparse.linalg._eigen m:warnings
+scipy.sparse.linalg.dsolve m:_dsolve=scipy.sparse.linalg._dsolve m:linsolve=scipy.sparse.linalg._dsolve.linsolve m:warnings
+scipy.sparse.linalg.eigen c:eigs=scipy.sparse.linalg._eigen.arpack.arpack.eigs c:eigsh=scipy.sparse.linalg._eigen.arpack.arpack.eigsh c:lobpcg=scipy.sparse.linalg._eigen.lobpcg.lobpcg.lobpcg c:svds=scipy.sparse.linalg._eigen._svds.svds m:_eigen=scipy.sparse.linalg._eigen m:arpack=scipy.sparse.linalg._eigen.arpack.arpack m:warnings
 scipy.sparse.linalg.interface m:_interface=scipy.sparse.linalg._interface m:warnings
-scipy.sparse.linalg.isolve m:_isolve=scipy.sparse.linalg._isolve m:warnings
+scipy.sparse.linalg.isolve c:bicg=scipy.sparse.linalg._isolve.iterative.bicg c:bicgstab=scipy.sparse.linalg._isolve.iterative.bicgstab c:cg=scipy.sparse.linalg._isolve.iterative.cg c:cgs=scipy.sparse.linalg._isolve.iterative.cgs c:gmres=scipy.sparse.linalg._isolve.iterative.gmres c:qmr=scipy.sparse.linalg._isolve.iterative.qmr m:_isolve=scipy.sparse.linalg._isolve m:iterative=scipy.sparse.linalg._isolve.iterative m:utils=scipy.sparse.linalg._isolve.utils m:warnings
 scipy.sparse.linalg.matfuncs m:_matfuncs=scipy.sparse.linalg._matfuncs m:warnings
 scipy.sparse.sparsetools m:_sparsetools=scipy.sparse._sparsetools m:warnings
 scipy.sparse.spfuncs m:_spfuncs=scipy.sparse._spfuncs m:warnings
-scipy.sparse.sputils m:_sputils=scipy.sparse._sputils m:warnings
+scipy.sparse.sputils m:_sputils=scipy.sparse._sputils m:operator m:sys m:warnings
 scipy.spatial m:_ckdtree m:_distance_pybind m:_distance_wrap m:_geometric_slerp m:_hausdorff m:_kdtree m:_plotutils m:_procrustes m:_qhull m:_spherical_voronoi m:_voronoi m:ckdtree m:distance m:kdtree m:qhull m:tests m:transform
 scipy.spatial._ckdtree m:np=numpy m:operator m:os m:scipy m:threading
 scipy.spatial._geometric_slerp m:np=numpy m:warnings
@@ -842,7 +842,7 @@ scipy.spatial._procrustes m:np=numpy
 scipy.spatial._qhull m:np=numpy m:warnings
 scipy.spatial._spherical_voronoi m:_voronoi=scipy.spatial._voronoi m:np=numpy m:scipy
 scipy.spatial._voronoi m:np=numpy
-scipy.spatial.ckdtree m:_ckdtree=scipy.spatial._ckdtree m:warnings
+scipy.spatial.ckdtree m:_ckdtree=scipy.spatial._ckdtree m:operator m:os m:scipy m:threading m:warnings
 scipy.spatial.distance m:_distance_pybind=scipy.spatial._distance_pybind m:_distance_wrap=scipy.spatial._distance_wrap m:_hausdorff=scipy.spatial._hausdorff m:dataclasses m:np=numpy m:warnings
 scipy.spatial.kdtree m:_kdtree=scipy.spatial._kdtree m:warnings
 scipy.spatial.qhull m:_qhull=scipy.spatial._qhull m:warnings
@@ -850,7 +850,7 @@ scipy.spatial.transform m:_rotation m:_rotation_groups m:_rotation_spline m:rota
 scipy.spatial.transform._rotation m:np=numpy m:re m:warnings
 scipy.spatial.transform._rotation_groups m:np=numpy
 scipy.spatial.transform._rotation_spline m:np=numpy
-scipy.spatial.transform.rotation m:_rotation=scipy.spatial.transform._rotation m:warnings
+scipy.spatial.transform.rotation m:_rotation=scipy.spatial.transform._rotation m:re m:warnings
 scipy.special m:_add_newdocs m:_basic m:_comb m:_ellip_harm m:_ellip_harm_2 m:_lambertw m:_logsumexp m:_mptestutils m:_orthogonal m:_precompute m:_sf_error m:_specfun m:_spfun_stats m:_spherical_bessel m:_test_internal m:_testutils m:_ufuncs m:_ufuncs_cxx m:add_newdocs m:basic m:cython_special m:orthogonal m:sf_error m:specfun m:spfun_stats m:tests
 scipy.special._basic m:_specfun=scipy.special._specfun m:_ufuncs=scipy.special._ufuncs m:math m:np=numpy m:operator m:warnings
 scipy.special._ellip_harm m:np=numpy
@@ -878,7 +878,7 @@ scipy.special._ufuncs m:np=numpy
 scipy.special.add_newdocs m:_add_newdocs=scipy.special._add_newdocs m:warnings
 scipy.special.basic m:_basic=scipy.special._basic m:warnings
 scipy.special.cython_special m:_ufuncs=scipy.special._ufuncs
-scipy.special.orthogonal m:_orthogonal=scipy.special._orthogonal m:warnings
+scipy.special.orthogonal m:_orthogonal=scipy.special._orthogonal m:linalg=scipy.linalg m:warnings
 scipy.special.sf_error m:_sf_error=scipy.special._sf_error m:warnings
 scipy.special.specfun m:_specfun=scipy.special._specfun m:warnings
 scipy.special.spfun_stats m:_spfun_stats=scipy.special._spfun_stats m:warnings
@@ -928,13 +928,13 @@ scipy.stats._variation m:np=numpy
 scipy.stats.biasedurn m:_biasedurn=scipy.stats._biasedurn m:warnings
 scipy.stats.contingency c:_make_tuple_bunch=scipy._lib._bunch._make_tuple_bunch c:association c:chi2_contingency c:expected_freq f:reduce=functools.reduce m:math m:np=numpy
 scipy.stats.distributions m:_continuous_distns=scipy.stats._continuous_distns m:_discrete_distns=scipy.stats._discrete_distns
-scipy.stats.kde m:_kde=scipy.stats._kde m:warnings
-scipy.stats.morestats m:_morestats=scipy.stats._morestats m:warnings
-scipy.stats.mstats_basic m:_mstats_basic=scipy.stats._mstats_basic m:warnings
-scipy.stats.mstats_extras m:_mstats_extras=scipy.stats._mstats_extras m:warnings
+scipy.stats.kde m:_kde=scipy.stats._kde m:linalg=scipy.linalg m:warnings
+scipy.stats.morestats c:chi2_contingency=scipy.stats.contingency.chi2_contingency c:median_test=scipy.stats._morestats.median_test c:namedtuple=collections.namedtuple m:_morestats=scipy.stats._morestats m:distributions=scipy.stats.distributions m:optimize=scipy.optimize m:warnings
+scipy.stats.mstats_basic c:namedtuple=collections.namedtuple m:_mstats_basic=scipy.stats._mstats_basic m:distributions=scipy.stats.distributions m:ma=numpy.ma m:warnings
+scipy.stats.mstats_extras m:_mstats_extras=scipy.stats._mstats_extras m:ma=numpy.ma m:mstats=scipy.stats._mstats_basic m:warnings
 scipy.stats.mvn m:_mvn=scipy.stats._mvn m:warnings
 scipy.stats.statlib m:_statlib=scipy.stats._statlib m:warnings
-scipy.stats.stats m:_stats_py=scipy.stats._stats_py m:warnings
+scipy.stats.stats c:namedtuple=collections.namedtuple m:_stats_py=scipy.stats._stats_py m:distributions=scipy.stats.distributions m:linalg=scipy.linalg m:ma=numpy.ma m:mstats_basic=scipy.stats._mstats_basic m:warnings
 sklearn c:show_versions=sklearn.utils._show_versions.show_versions m:__check_build m:_build_utils m:_config m:_distributor_init m:_isotonic m:_loss m:_min_dependencies m:base m:calibration m:cluster m:compose m:conftest m:covariance m:cross_decomposition m:datasets m:decomposition m:discriminant_analysis m:dummy m:ensemble m:exceptions m:experimental m:externals m:feature_extraction m:feature_selection m:gaussian_process m:impute m:inspection m:isotonic m:kernel_approximation m:kernel_ridge m:linear_model m:logging m:manifold m:metrics m:mixture m:model_selection m:multiclass m:multioutput m:naive_bayes m:neighbors m:neural_network m:os m:pipeline m:preprocessing m:random m:random_projection m:semi_supervised m:svm m:sys m:tests m:tree m:utils
 sklearn.__check_build m:_check_build m:os
 sklearn._build_utils c:basic_check_build=sklearn._build_utils.pre_build_helpers.basic_check_build c:check_openmp_support=sklearn._build_utils.openmp_helpers.check_openmp_support c:cythonize_extensions c:gen_from_templates m:contextlib m:openmp_helpers m:os m:pre_build_helpers m:sklearn
@@ -1192,7 +1192,7 @@ sklearn.utils._random m:np=numpy
 sklearn.utils._seq_dataset m:np=numpy
 sklearn.utils._show_versions c:_get_deps_info c:show_versions m:platform m:sys
 sklearn.utils._tags m:np=numpy
-sklearn.utils._testing c:_create_aligned_memmap_backed_arrays c:_create_memmap_backed_array c:_delete_folder c:assert_run_python_script c:check_skip_network c:create_memmap_backed_data f:CalledProcessError=subprocess.CalledProcessError f:SkipTest=unittest.case.SkipTest f:TestCase=unittest.case.TestCase f:TimeoutExpired=subprocess.TimeoutExpired f:assert_almost_equal=numpy.testing._private.utils.assert_almost_equal f:assert_approx_equal=numpy.testing._private.utils.assert_approx_equal f:assert_array_almost_equal=numpy.testing._private.utils.assert_array_almost_equal f:assert_array_equal=numpy.testing._private.utils.assert_array_equal f:assert_array_less=numpy.testing._private.utils.assert_array_less f:check_output=subprocess.check_output f:np_assert_allclose=numpy.testing._private.utils.assert_allclose f:signature=inspect.signature m:atexit m:contextlib m:functools m:inspect m:joblib m:np=numpy m:op=posixpath m:os m:pytest m:re m:shutil m:sklearn m:sp=scipy m:sys m:tempfile m:unittest m:warnings
+sklearn.utils._testing c:_create_aligned_memmap_backed_arrays c:_create_memmap_backed_array c:_delete_folder c:assert_dict_equal=unittest.case.TestCase.assertDictEqual c:assert_raises=unittest.case.TestCase.assertRaises c:assert_raises_regex=unittest.case.TestCase.assertRaisesRegex c:assert_raises_regexp=unittest.case.TestCase.assertRaisesRegex c:assert_run_python_script c:check_skip_network c:create_memmap_backed_data f:CalledProcessError=subprocess.CalledProcessError f:SkipTest=unittest.case.SkipTest f:TestCase=unittest.case.TestCase f:TimeoutExpired=subprocess.TimeoutExpired f:assert_almost_equal=numpy.testing._private.utils.assert_almost_equal f:assert_approx_equal=numpy.testing._private.utils.assert_approx_equal f:assert_array_almost_equal=numpy.testing._private.utils.assert_array_almost_equal f:assert_array_equal=numpy.testing._private.utils.assert_array_equal f:assert_array_less=numpy.testing._private.utils.assert_array_less f:check_output=subprocess.check_output f:np_assert_allclose=numpy.testing._private.utils.assert_allclose f:signature=inspect.signature m:atexit m:contextlib m:functools m:inspect m:joblib m:np=numpy m:op=posixpath m:os m:pytest m:re m:shutil m:sklearn m:sp=scipy m:sys m:tempfile m:unittest m:warnings
 sklearn.utils._typedefs m:np=numpy
 sklearn.utils.arrayfuncs m:np=numpy
 sklearn.utils.class_weight m:np=numpy m:sparse=scipy.sparse
@@ -1247,7 +1247,7 @@ torch._prims.nvfuser_prims m:torch
 torch._prims_common c:check_in_bounds_for_storage c:prod f:reduce=functools.reduce m:operator m:torch m:weakref m:wrappers
 torch._prims_common.wrappers c:_maybe_resize_out c:out_wrapper f:reduce=functools.reduce m:inspect m:operator m:torch m:utils=torch._prims_common m:warnings
 torch._python_dispatcher m:C=torch._C m:re
-torch._refs c:_broadcast_shapes c:_copysign c:_floor_divide c:_floor_divide_float c:_floor_divide_integer c:_heaviside c:_logical_or c:_make_elementwise_binary_reference c:_make_elementwise_unary_reference c:_maybe_broadcast c:_maybe_resize_out=torch._prims_common.wrappers._maybe_resize_out c:_reduction c:_trunc_divide c:abs c:acos c:acosh c:add c:addcdiv c:addr c:all c:amax c:amin c:any c:arange c:asin c:asinh c:atan c:atan2=torch._refs._make_elementwise_binary_reference.<locals>._ref c:atanh c:bitwise_and=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_left_shift=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_not c:bitwise_or=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_right_shift=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_xor=torch._refs._make_elementwise_binary_reference.<locals>._ref c:broadcast_shapes c:broadcast_tensors c:cat c:ceil c:clamp c:clamp_max c:clamp_min c:column_stack c:conj_physical c:copysign=torch._refs._make_elementwise_binary_reference.<locals>._ref c:cos c:cosh c:cumsum c:digamma c:div c:dstack c:empty c:eq=torch._refs._make_elementwise_binary_reference.<locals>._ref c:equal c:erf c:erfc c:erfinv c:exp c:exp2 c:expm1 c:eye c:fill c:float_power c:floor c:floor_divide=torch._refs._make_elementwise_binary_reference.<locals>._ref c:fmax=torch._refs._make_elementwise_binary_reference.<locals>._ref c:fmin=torch._refs._make_elementwise_binary_reference.<locals>._ref c:fmod=torch._refs._make_elementwise_binary_reference.<locals>._ref c:frac c:full c:full_like c:gcd=torch._refs._make_elementwise_binary_reference.<locals>._ref c:ge=torch._refs._make_elementwise_binary_reference.<locals>._ref c:gt=torch._refs._make_elementwise_binary_reference.<locals>._ref c:heaviside=torch._refs._make_elementwise_binary_reference.<locals>._ref c:hstack c:hypot=torch._refs._make_elementwise_binary_reference.<locals>._ref c:i0 c:igamma=torch._refs._make_elementwise_binary_reference.<locals>._ref c:igammac=torch._refs._make_elementwise_binary_reference.<locals>._ref c:index_add c:index_copy c:index_select c:isclose c:isfinite c:isinf c:isnan c:isneginf c:isposinf c:isreal c:lcm=torch._refs._make_elementwise_binary_reference.<locals>._ref c:le=torch._refs._make_elementwise_binary_reference.<locals>._ref c:lgamma c:linspace c:log c:log10 c:log1p c:log2 c:log_softmax c:logical_and=torch._refs._make_elementwise_binary_reference.<locals>._ref c:logical_not c:logical_or=torch._refs._make_elementwise_binary_reference.<locals>._ref c:logical_xor=torch._refs._make_elementwise_binary_reference.<locals>._ref c:logspace c:logsumexp c:lt=torch._refs._make_elementwise_binary_reference.<locals>._ref c:maximum=torch._refs._make_elementwise_binary_reference.<locals>._ref c:mean c:minimum=torch._refs._make_elementwise_binary_reference.<locals>._ref c:mul=torch._refs._make_elementwise_binary_reference.<locals>._ref c:nan_to_num c:ne=torch._refs._make_elementwise_binary_reference.<locals>._ref c:neg c:nextafter=torch._refs._make_elementwise_binary_reference.<locals>._ref c:norm c:ones c:out_wrapper=torch._prims_common.wrappers.out_wrapper c:pow=torch._refs._make_elementwise_binary_reference.<locals>._ref c:prod c:randn c:reciprocal c:remainder=torch._refs._make_elementwise_binary_reference.<locals>._ref c:rfloordiv=torch._refs._make_r_binary_op.<locals>.rop c:round c:rpow=torch._refs._make_r_binary_op.<locals>.rop c:rsqrt c:rsub c:rtruediv=torch._refs._make_r_binary_op.<locals>.rop c:sgn c:sigmoid c:sign c:signbit c:sin c:sinc c:sinh c:softmax c:sqrt c:square c:stack c:std c:std_mean c:sub c:sum c:tan c:tanh c:tril c:triu c:true_divide=torch._refs._make_elementwise_binary_reference.<locals>._ref c:trunc c:trunc_divide=torch._refs._make_elementwise_binary_reference.<locals>._ref c:var c:var_mean c:vstack c:where c:zeros f:mvlgamma=torch._C._special.special_multigammaln f:reduce=functools.reduce m:builtins m:collections m:fft m:linalg m:math m:nn m:operator m:prims=torch._prims m:special m:torch m:utils=torch._prims_common m:warnings
+torch._refs c:_broadcast_shapes c:_copysign c:_floor_divide c:_floor_divide_float c:_floor_divide_integer c:_heaviside c:_logical_or c:_make_elementwise_binary_reference c:_make_elementwise_unary_reference c:_maybe_broadcast c:_maybe_resize_out=torch._prims_common.wrappers._maybe_resize_out c:_reduction c:_trunc_divide c:abs c:acos c:acosh c:add c:addcdiv c:addr c:all c:amax c:amin c:any c:arange c:asin c:asinh c:atan c:atan2=torch._refs._make_elementwise_binary_reference.<locals>._ref c:atanh c:bitwise_and=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_left_shift=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_not c:bitwise_or=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_right_shift=torch._refs._make_elementwise_binary_reference.<locals>._ref c:bitwise_xor=torch._refs._make_elementwise_binary_reference.<locals>._ref c:broadcast_shapes c:broadcast_tensors c:cat c:ceil c:clamp c:clamp_max c:clamp_min c:column_stack c:conj_physical c:copysign=torch._refs._make_elementwise_binary_reference.<locals>._ref c:cos c:cosh c:cumsum c:digamma c:div c:dstack c:empty c:eq=torch._refs._make_elementwise_binary_reference.<locals>._ref c:equal c:erf c:erfc c:erfinv c:exp c:exp2 c:expm1 c:eye c:fill c:float_power c:floor c:floor_divide=torch._refs._make_elementwise_binary_reference.<locals>._ref c:fmax=torch._refs._make_elementwise_binary_reference.<locals>._ref c:fmin=torch._refs._make_elementwise_binary_reference.<locals>._ref c:fmod=torch._refs._make_elementwise_binary_reference.<locals>._ref c:frac c:full c:full_like c:gcd=torch._refs._make_elementwise_binary_reference.<locals>._ref c:ge=torch._refs._make_elementwise_binary_reference.<locals>._ref c:gt=torch._refs._make_elementwise_binary_reference.<locals>._ref c:heaviside=torch._refs._make_elementwise_binary_reference.<locals>._ref c:hstack c:hypot=torch._refs._make_elementwise_binary_reference.<locals>._ref c:i0 c:igamma=torch._refs._make_elementwise_binary_reference.<locals>._ref c:igammac=torch._refs._make_elementwise_binary_reference.<locals>._ref c:index_add c:index_copy c:index_select c:isclose c:isfinite c:isinf c:isnan c:isneginf c:isposinf c:isreal c:lcm=torch._refs._make_elementwise_binary_reference.<locals>._ref c:le=torch._refs._make_elementwise_binary_reference.<locals>._ref c:lgamma c:linspace c:log c:log10 c:log1p c:log2 c:log_softmax c:logical_and=torch._refs._make_elementwise_binary_reference.<locals>._ref c:logical_not c:logical_or=torch._refs._make_elementwise_binary_reference.<locals>._ref c:logical_xor=torch._refs._make_elementwise_binary_reference.<locals>._ref c:logspace c:logsumexp c:lt=torch._refs._make_elementwise_binary_reference.<locals>._ref c:maximum=torch._refs._make_elementwise_binary_reference.<locals>._ref c:mean c:minimum=torch._refs._make_elementwise_binary_reference.<locals>._ref c:mul=torch._refs._make_elementwise_binary_reference.<locals>._ref c:nan_to_num c:ne=torch._refs._make_elementwise_binary_reference.<locals>._ref c:neg c:nextafter=torch._refs._make_elementwise_binary_reference.<locals>._ref c:norm c:ones c:ones_like c:out_wrapper=torch._prims_common.wrappers.out_wrapper c:pow=torch._refs._make_elementwise_binary_reference.<locals>._ref c:prod c:randn c:reciprocal c:remainder=torch._refs._make_elementwise_binary_reference.<locals>._ref c:rfloordiv=torch._refs._make_r_binary_op.<locals>.rop c:round c:rpow=torch._refs._make_r_binary_op.<locals>.rop c:rsqrt c:rsub c:rtruediv=torch._refs._make_r_binary_op.<locals>.rop c:sgn c:sigmoid c:sign c:signbit c:sin c:sinc c:sinh c:softmax c:sqrt c:square c:stack c:std c:std_mean c:sub c:sum c:tan c:tanh c:tril c:triu c:true_divide=torch._refs._make_elementwise_binary_reference.<locals>._ref c:trunc c:trunc_divide=torch._refs._make_elementwise_binary_reference.<locals>._ref c:var c:var_mean c:vstack c:where c:zeros c:zeros_like f:mvlgamma=torch._C._special.special_multigammaln f:reduce=functools.reduce m:builtins m:collections m:fft m:linalg m:math m:nn m:operator m:prims=torch._prims m:special m:torch m:utils=torch._prims_common m:warnings
 torch._refs.fft c:fft c:fft2 c:fftn c:hfft c:hfft2 c:hfftn c:ifft c:ifft2 c:ifftn c:ihfft c:ihfft2 c:ihfftn c:irfft c:irfft2 c:irfftn c:out_wrapper=torch._prims_common.wrappers.out_wrapper c:rfft c:rfft2 c:rfftn m:math m:prims=torch._prims m:torch m:utils=torch._prims_common
 torch._refs.linalg c:matrix_norm c:norm c:out_wrapper=torch._prims_common.wrappers.out_wrapper c:svd c:svdvals c:vector_norm m:linalg=torch._refs.linalg m:prims=torch._prims m:refs=torch._refs m:torch m:utils=torch._prims_common
 torch._refs.nn m:functional
@@ -1488,10 +1488,10 @@ torch.distributed.elastic.events.handlers m:logging
 torch.distributed.elastic.metrics m:api
 torch.distributed.elastic.metrics.api c:namedtuple=collections.namedtuple m:abc m:time m:warnings
 torch.distributed.elastic.multiprocessing c:start_processes m:api m:errors m:os m:redirects m:tail_log
-torch.distributed.elastic.multiprocessing.api c:SubprocessHandler m:abc m:logging m:mp=torch.multiprocessing m:os m:re m:signal m:subprocess m:synchronize=multiprocessing.synchronize m:sys m:time
+torch.distributed.elastic.multiprocessing.api c:SubprocessHandler c:redirect_stderr c:redirect_stdout m:abc m:logging m:mp=torch.multiprocessing m:os m:re m:signal m:subprocess m:synchronize=multiprocessing.synchronize m:sys m:time
 torch.distributed.elastic.multiprocessing.errors m:error_handler m:handlers m:json m:os m:signal m:socket m:time m:warnings
 torch.distributed.elastic.multiprocessing.errors.error_handler m:faulthandler m:json m:logging m:os m:time m:traceback m:warnings
-torch.distributed.elastic.multiprocessing.redirects c:redirect m:ctypes m:logging m:os m:sys
+torch.distributed.elastic.multiprocessing.redirects c:redirect c:redirect_stderr c:redirect_stdout m:ctypes m:logging m:os m:sys
 torch.distributed.elastic.multiprocessing.tail_log c:tail_logfile f:Event=threading.Event m:logging m:os m:time
 torch.distributed.elastic.rendezvous c:_register_default_handlers=torch.distributed.elastic.rendezvous.registry._register_default_handlers m:api m:c10d_rendezvous_backend m:dynamic_rendezvous m:etcd_server m:registry m:static_tcp_rendezvous m:utils
 torch.distributed.elastic.rendezvous.c10d_rendezvous_backend c:_create_file_store c:_create_tcp_store c:_matches_machine_hostname=torch.distributed.elastic.rendezvous.utils._matches_machine_hostname c:construct_and_record_rdzv_event=torch.distributed.elastic.events.construct_and_record_rdzv_event c:create_backend f:FileStore=torch._C._distributed_c10d.FileStore f:TCPStore=torch._C._distributed_c10d.TCPStore m:binascii m:logging m:os m:tempfile
