@@ -14,6 +14,7 @@ Writes three TypeScript files (commit them with this script):
    by importing `module` and reading the attribute `name` (Lib/pickle.py `_Unpickler.find_class`,
    `_getattribute`), so a name under an allowed prefix can be a re-export of something else.
    Every importable module of the walked packages is imported, and every attribute `module.attr`
+   (its namespace, plus what __all__ and __dir__ list for a PEP 562 module __getattr__)
    (dunder names aside: no pattern or exact name may contain one) is recorded when its object is:
      f  a hard-floor callable: its own pickle name (`__module__` + `__qualname__`) is on the hard
         floor (src/pickle/floor.ts, parsed from that file), or it *is* (identity) the object a
@@ -35,9 +36,11 @@ Writes three TypeScript files (commit them with this script):
             groups are otherwise mostly harmless helpers such as os.path.join or os.cpu_count).
         The reflective builtins of ORDINARY_BUILTINS (getattr, setattr, vars, ...) do not count:
         they appear in most code. Code objects are what the interpreter runs, so code that never
-        names such a callable cannot call it directly; the rule does not follow calls into other
-        functions nor arguments forwarded to getattr (documented in README "Aliases of dangerous
-        callables"). A callable it misses is still only reachable through a policy that allows it.
+        names such a callable cannot call it directly. Calls into the walked packages' own
+        functions and classes are followed MAX_CALL_DEPTH levels, and through decorators
+        (__wrapped__, closure cells), bound methods and functools.partial; arguments forwarded to
+        getattr are not (documented in README "Aliases of dangerous callables"). A callable the
+        rule misses is still only reachable through a policy that allows it.
    Names already on the hard floor are not repeated. Entries are grouped by containing module.
    Test suites shipped inside the packages (a module segment tests/test/conftest or test_*) are
    not walked: no wildcard admits them. KNOWN_OTHER_VERSIONS pins the aliases the issue cites, so
