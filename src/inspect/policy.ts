@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { invalidGlobalPattern } from "../pickle/policy";
+import { PRESET_NAMES } from "../pickle/presets";
 
 /**
  * A source's content policy, as it appears under `pickle` in allowlist.json and as the CLI's
@@ -26,6 +27,15 @@ export const ContentPolicySchema = z
       )
       .max(1000)
       .default([]),
+    /**
+     * Named exact import lists generated from the real package ("sklearn": the classes and
+     * reconstructors real scikit-learn pickles import). Optional, so that a policy without it
+     * keeps its digest.
+     */
+    presets: z
+      .array(z.enum(PRESET_NAMES, { error: (issue) => `unknown preset ${JSON.stringify(issue.input)} (known presets: ${PRESET_NAMES.join(", ")})` }))
+      .max(16)
+      .optional(),
     /** TorchScript archives (code/, constants.pkl) carry executable code: off unless named. */
     allowTorchScript: z.boolean().default(false),
     /** MLflow code/, python_model.pkl, custom loader modules: off unless named. */
@@ -52,7 +62,8 @@ export const DEFAULT_CONTENT_POLICY: Readonly<ContentPolicy> = Object.freeze({
 
 /**
  * A fingerprint of what a content policy admits: "sha256:<hex>" of its canonical JSON (patterns
- * sorted and deduplicated, every flag explicit). Stored with each signature of a record, so a
+ * sorted and deduplicated, every flag explicit; `presets` sorted and deduplicated, and left out
+ * when empty so that the digests of policies written before presets existed do not change). Stored with each signature of a record, so a
  * fetch can tell whether the source's policy changed since the bytes were inspected under it.
  */
 export function contentPolicyDigest(policy: ContentPolicy): string {
@@ -60,8 +71,10 @@ export function contentPolicyDigest(policy: ContentPolicy): string {
   // the allowlist that parsed it, so each is hashed once.
   const known = policyDigests.get(policy);
   if (known !== undefined) return known;
+  const presets = [...new Set(policy.presets ?? [])].sort();
   const canonical = JSON.stringify({
     allowGlobals: [...new Set(policy.allowGlobals)].sort(),
+    ...(presets.length > 0 ? { presets } : {}),
     allowTorchScript: policy.allowTorchScript,
     allowEmbeddedCode: policy.allowEmbeddedCode,
     allowOpaqueMembers: policy.allowOpaqueMembers,

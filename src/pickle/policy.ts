@@ -1,8 +1,10 @@
 import { GatewayError } from "../errors";
 import type { ContentPolicy } from "../inspect/policy";
 import type { ImportSafety } from "../inspect/report";
+import { aliasOf, devendoredName, type AliasKind } from "./aliasMap";
 import { IMPORT_MAPPING, NAME_MAPPING } from "./compatNames";
 import { floorGroupOf } from "./floor";
+import { presetGlobals, wildcardPrivateNames, type PresetName } from "./presets";
 import { SAFE_GLOBALS } from "./safeSet";
 
 /**
@@ -13,15 +15,35 @@ import { SAFE_GLOBALS } from "./safeSet";
  * Patterns (allowlist.json `pickle.allowGlobals`, `--allow-global`):
  * - "module.name": exactly that import;
  * - "module.*": any name directly or indirectly inside that module ("sklearn.*" matches
- *   "sklearn.tree._classes.DecisionTreeClassifier").
+ *   "sklearn.tree._classes.DecisionTreeClassifier"), except names in test modules and private
+ *   names (see wildcardAdmits).
+ * Presets (allowlist.json `pickle.presets`, `--preset`): exact lists generated from the real
+ * package (presets.ts).
  * A name with a dunder segment ("__globals__", "__class__", "__reduce__") or a dotted name (the
  * unpickler would traverse attributes: "Foo.bar.__globals__") is never matched by a pattern.
+ * A name in the alias map (aliasMap.ts: a re-export of a floor callable, a module object, a
+ * callable that runs code) is on the hard floor like the floor's own entries.
  */
 export interface PicklePolicy {
   readonly content: ContentPolicy;
   readonly exact: ReadonlySet<string>;
   readonly prefixes: readonly string[];
+  readonly presets: readonly PresetName[];
 }
+
+/**
+ * Module segments of test code. Pickle imports whatever module it is told to, and test helpers
+ * are where libraries keep process runners and re-exports (sklearn.utils._testing imports
+ * subprocess.check_output); no model pickle names them, so no wildcard admits them.
+ */
+export const TEST_MODULE_SEGMENTS: ReadonlySet<string> = new Set(["tests", "test", "testing", "_testing", "conftest"]);
+
+/**
+ * Module segments of vendored third-party code (sklearn.externals, six.moves, pip's _vendor):
+ * re-exports of other packages under the allowed prefix, which the alias map, generated from
+ * today's versions, does not list.
+ */
+export const VENDORED_MODULE_SEGMENTS: ReadonlySet<string> = new Set(["externals", "extern", "vendor", "vendored", "moves"]);
 
 const IDENT = "[A-Za-z_][A-Za-z0-9_]*";
 const PATTERN_RE = new RegExp(`^${IDENT}(?:\\.${IDENT})*(?:\\.\\*)?$`);
@@ -35,7 +57,7 @@ export function invalidGlobalPattern(pattern: string): string | undefined {
 }
 
 /** Build the policy; throws GatewayError("invalid_config") for a malformed pattern. */
-export function makePicklePolicy(content: ContentPolicy, extraAllowGlobals: string[] = []): PicklePolicy {
+export function makePicklePolicy(content: ContentPolicy, extraAllowGlobals: string[] = [], extraPresets: readonly PresetName[] = []): PicklePolicy {
   const exact = new Set<string>();
   const prefixes: string[] = [];
   for (const p of [...content.allowGlobals, ...extraAllowGlobals]) {
@@ -44,7 +66,8 @@ export function makePicklePolicy(content: ContentPolicy, extraAllowGlobals: stri
     if (p.endsWith(".*")) prefixes.push(p.slice(0, -2));
     else exact.add(p);
   }
-  return { content, exact, prefixes };
+  const presets = [...new Set([...(content.presets ?? []), ...extraPresets])];
+  return { content, exact, prefixes, presets };
 }
 
 function isDunder(segment: string): boolean {
@@ -68,11 +91,34 @@ function isAllowed(module: string, name: string, policy: PicklePolicy): boolean 
   // Patterns never match dunder names.
   if (isDunder(name) || module.split(".").some((s) => s.length === 0)) return false;
   if (policy.exact.has(full)) return true;
+  if (policy.presets.some((p) => presetGlobals(p).has(full))) return true;
   for (const prefix of policy.prefixes) {
-    if (module === prefix || module.startsWith(`${prefix}.`)) return true;
+    if ((module === prefix || module.startsWith(`${prefix}.`)) && wildcardAdmits(module, name)) return true;
   }
   return false;
 }
+
+/**
+ * Whether a wildcard pattern may admit `module.name` at all. Pickle resolves any attribute of any
+ * module, so "sklearn.*" would otherwise admit sklearn's test helpers and private re-exports
+ * (sklearn.utils._joblib.load is joblib.load). A wildcard never admits a name in a test module
+ * or a vendored copy (a segment in TEST_MODULE_SEGMENTS or VENDORED_MODULE_SEGMENTS), nor a name with a private segment (a module segment or the
+ * name starting with "_"), unless that exact name is one pickle itself writes for the package's
+ * public API or one of its documented reconstructors (the generated wildcard list: sklearn's
+ * classes are defined in private modules, `sklearn.linear_model._logistic.LogisticRegression`).
+ */
+export function wildcardAdmits(module: string, name: string): boolean {
+  const segments = module.split(".");
+  if (segments.some((s) => TEST_MODULE_SEGMENTS.has(s) || VENDORED_MODULE_SEGMENTS.has(s))) return false;
+  if (!name.startsWith("_") && !segments.some((s) => s.startsWith("_"))) return true;
+  return wildcardPrivateNames().has(`${module}.${name}`);
+}
+
+const ALIAS_KIND_TEXT: Readonly<Record<AliasKind, string>> = {
+  "floor-callable": "is the hard-floor callable",
+  module: "is the module object",
+  "runs-code": "runs code (imports, executes, opens files or spawns processes): defined as",
+};
 
 export interface GlobalClassification {
   safety: ImportSafety;
@@ -94,6 +140,21 @@ export function classifyGlobal(module: string, name: string, policy: PicklePolic
     if (group !== undefined) {
       return { safety: "dangerous", code: "dangerous_global", reason: `${m}.${n} is on the hard floor (${group})` };
     }
+    // The alias map is part of the floor: checked before any policy, so neither an exact name,
+    // a preset nor a wildcard can admit a re-export of subprocess.check_output.
+    const alias = aliasOf(`${m}.${n}`);
+    if (alias !== undefined) {
+      return { safety: "dangerous", code: "dangerous_global", reason: `${m}.${n} ${ALIAS_KIND_TEXT[alias.kind]} ${alias.target} (alias map, on the hard floor)` };
+    }
+    // Vendored copies (sklearn.externals.joblib, six.moves) are judged as what they stand for.
+    const real = devendoredName(`${m}.${n}`);
+    if (real !== undefined) {
+      const realGroup = floorGroupOf(real);
+      const realAlias = aliasOf(real);
+      if (realGroup !== undefined || realAlias !== undefined || real === "six.moves") {
+        return { safety: "dangerous", code: "dangerous_global", reason: `${m}.${n} is the vendored ${real} (${realGroup ?? "alias map"}, on the hard floor)` };
+      }
+    }
   }
   if (name.includes(".") && name.split(".").some(isDunder)) {
     return { safety: "dangerous", code: "dangerous_global", reason: `attribute traversal into a dunder attribute: ${module}.${name}` };
@@ -107,6 +168,6 @@ export function classifyGlobal(module: string, name: string, policy: PicklePolic
   return {
     safety: "unknown",
     code: "unknown_global",
-    reason: `${module}.${name} is not in the safe set or the source's allowGlobals`,
+    reason: `${module}.${name} is not in the safe set, the source's presets or its allowGlobals (wildcards never admit test modules or private names outside the generated list)`,
   };
 }

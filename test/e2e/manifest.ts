@@ -18,6 +18,7 @@ const EntrySchema = z.object({
   policy: z
     .object({
       allowGlobals: z.array(z.string()).optional(),
+      presets: z.array(z.enum(["sklearn"])).optional(),
       allowTorchScript: z.boolean().optional(),
       allowEmbeddedCode: z.boolean().optional(),
       allowOpaqueMembers: z.boolean().optional(),

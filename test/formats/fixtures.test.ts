@@ -44,6 +44,7 @@ const FORMATS = [
 /** ContentPolicy fields as written in the manifest (no defaults filled in, so titles stay short). */
 const PolicySchema = z.strictObject({
   allowGlobals: z.array(z.string()).optional(),
+  presets: z.array(z.enum(["sklearn"])).optional(),
   allowTorchScript: z.boolean().optional(),
   allowEmbeddedCode: z.boolean().optional(),
   allowOpaqueMembers: z.boolean().optional(),

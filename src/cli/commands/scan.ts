@@ -5,19 +5,21 @@ import { DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../../inspect/policy
 import type { Finding, ImportRecord, InspectionReport } from "../../inspect/report";
 import { inspectFile } from "../../formats/inspectFile";
 import { invalidGlobalPattern } from "../../pickle/policy";
+import { isPresetName, PRESET_NAMES, type PresetName } from "../../pickle/presets";
 import { loadAllowlist } from "../../trust/allowlist";
 import { parseCommandArgs } from "../args";
 import { findingLines, printable } from "../findingLines";
 import type { CliIo, Command } from "../command";
 import { EXIT_OK, EXIT_REJECTED, EXIT_USAGE } from "../exitCodes";
 
-const USAGE = `usage: modelgate scan <file>... [--json] [--allow-global <pattern>]... [--policy <allowlist.json> --source <id>] [--allow-remote-code]
+const USAGE = `usage: modelgate scan <file>... [--json] [--allow-global <pattern>]... [--preset <name>]... [--policy <allowlist.json> --source <id>] [--allow-remote-code]
 
 Inspect model files without loading them and print a verdict per file.
 
   --json                    print {"files": [{path, verdict, format, findings, imports, omittedFindings?}]} on stdout
   --allow-global <pattern>  also allow this pickle import: "module.name" or "module.*" (repeatable);
                             the hard floor (os, subprocess, builtins.eval, ...) can never be allowed
+  --preset <name>           also allow a named preset's exact imports (repeatable): ${PRESET_NAMES.join(", ")}
   --policy <allowlist.json> use the content policy of a source in this allowlist (with --source)
   --source <id>             the source whose policy applies
   --allow-remote-code       admit Hugging Face configs whose auto_map / custom_pipelines name code
@@ -36,7 +38,13 @@ interface FileResult {
 }
 
 function policyFrom(
-  values: { policy?: string | undefined; source?: string | undefined; "allow-global"?: string[] | undefined; "allow-remote-code"?: boolean | undefined },
+  values: {
+    policy?: string | undefined;
+    source?: string | undefined;
+    "allow-global"?: string[] | undefined;
+    preset?: string[] | undefined;
+    "allow-remote-code"?: boolean | undefined;
+  },
   io: CliIo,
 ): ContentPolicy {
   if ((values.policy === undefined) !== (values.source === undefined)) {
@@ -58,7 +66,13 @@ function policyFrom(
     const why = invalidGlobalPattern(p);
     if (why !== undefined) throw new GatewayError("usage", `--allow-global ${why}`);
   }
+  const presets: PresetName[] = [...(base.presets ?? [])];
+  for (const p of values.preset ?? []) {
+    if (!isPresetName(p)) throw new GatewayError("usage", `--preset "${p}" is not a preset (known presets: ${PRESET_NAMES.join(", ")})`);
+    if (!presets.includes(p)) presets.push(p);
+  }
   const policy: ContentPolicy = { ...base, allowGlobals: [...base.allowGlobals, ...extra] };
+  if (presets.length > 0) policy.presets = presets;
   if (values["allow-remote-code"] === true) policy.allowRemoteCode = true;
   return policy;
 }
@@ -79,6 +93,7 @@ export function makeScanCommand(inspector: Inspector): Command {
         json: { type: "boolean" },
         "allow-global": { type: "string", multiple: true },
         "allow-remote-code": { type: "boolean" },
+        preset: { type: "string", multiple: true },
         policy: { type: "string" },
         source: { type: "string" },
       });
