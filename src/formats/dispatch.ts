@@ -481,9 +481,14 @@ function flagCodeMembers(archive: ArchiveContents, path: string, ctx: FormatCont
  * model.weights.h5 / .npz or metadata.json), and a TF SavedModel (tf.saved_model.load reads
  * `<dir>/saved_model.pb` or, without it, `saved_model.pbtxt`, in any folder).
  */
-function unsupportedLayout(members: readonly ArchiveMember[], configs: readonly LoaderConfig[]): { format: string; what: string } | undefined {
+function unsupportedLayout(kind: ArchiveContents["kind"], members: readonly ArchiveMember[], configs: readonly LoaderConfig[]): { format: string; what: string } | undefined {
   const keras = kerasFolder(members, configs);
   if (keras !== undefined) return { format: "keras", what: `Keras v3 model (${keras === "" ? "" : keras}config.json)` };
+  // A zip holding config.json and nothing else is what keras.saving.load_model opens as a .keras
+  // file: saving_lib deserializes config.json before it finds no weights, and no other loader
+  // reads a zip of one config file, so it is Keras whatever the config holds (fail closed).
+  const files = members.filter((m) => !m.isDirectory);
+  if (kind === "zip" && files.length === 1 && files[0]?.path.toLowerCase() === "config.json") return { format: "keras", what: "Keras v3 model (config.json alone)" };
   for (const m of members) {
     if (m.isDirectory) continue;
     const base = (m.path.split("/").pop() ?? "").toLowerCase();
@@ -517,7 +522,7 @@ export async function inspectArchive(archive: ArchiveContents, path: string, ctx
     // torch.load reads a tar with these members as a checkpoint (_legacy_load's legacy_load),
     // whatever else it holds: inspected as torch reads it, before any other layout.
     if (archive.kind === "tar" && isTorchTarLayout(archive.members)) return await inspectTorchTar(archive, path, ctx);
-    const unsupported = unsupportedLayout(archive.members, configs);
+    const unsupported = unsupportedLayout(archive.kind, archive.members, configs);
     if (unsupported !== undefined) {
       node.format = unsupported.format;
       node.findings.push({

@@ -103,6 +103,11 @@ describe("family 4: Keras v3 recognised by what keras.saving.load_model reads", 
     expect([r.format, rejecting(r)]).toEqual(["keras", ["unsupported_format"]]);
   });
 
+  it("a zip of config.json alone is Keras whatever it holds (saving_lib deserializes it before it misses the weights)", async () => {
+    const r = await inspectBytes(buildZip([{ name: "config.json", data: json({ model_type: "x" }) }]), "k.zip");
+    expect([r.format, rejecting(r)]).toEqual(["keras", ["unsupported_format"]]);
+  });
+
   it("a config.json with no Keras object and no Keras sibling stays data (a flat HF folder)", async () => {
     const r = await inspectBytes(fixture("hf_benign_flat.zip"), "hf.zip");
     expect([r.verdict, r.format]).toEqual(["accept", "zip"]);
