@@ -1,15 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { BufferSource } from "../../src/bytes/source";
 import { Cursor } from "../../src/bytes/cursor";
-import { inspectFile } from "../../src/formats/inspectFile";
 import { disassemble } from "../../src/pickle/disassembler";
 import { deflateSync } from "node:zlib";
-import { ContentPolicySchema } from "../../src/inspect/policy";
 import type { InspectionReport } from "../../src/inspect/report";
 import { stateDictPickle } from "./torchBuilder";
 import { buildZip, type ZipEntrySpec } from "./zipBuilder";
+import { useInspectBytes } from "../helpers/inspectBytes";
 
 /**
  * Red-team regressions: inputs a real Python loader would make import (and call) something
@@ -17,20 +13,7 @@ import { buildZip, type ZipEntrySpec } from "./zipBuilder";
  * checked against the loader with a harmless payload (builtins.print).
  */
 
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "redteam-test-"));
-});
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
-
-let counter = 0;
-async function inspectBytes(bytes: Uint8Array, fileName: string, policy: Record<string, unknown> = {}): Promise<InspectionReport> {
-  const path = join(dir, `f${String(counter++)}`);
-  writeFileSync(path, bytes);
-  return inspectFile(path, { policy: ContentPolicySchema.parse(policy), fileName });
-}
+const inspectBytes = useInspectBytes("redteam-test");
 
 function ascii(s: string): Uint8Array {
   return Uint8Array.from(s, (c) => c.charCodeAt(0));

@@ -1,18 +1,16 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BufferSource } from "../../src/bytes/source";
 import { scanCommand } from "../../src/cli/commands/scan";
 import { hdf5SignatureAt } from "../../src/formats/detect";
-import { inspectFile } from "../../src/formats/inspectFile";
 import type { ArchiveContents } from "../../src/formats/archive";
 import { codeReferences, parseClassReference, readLoaderConfigs } from "../../src/formats/loaderConfigs";
 import { protobufModelFormat } from "../../src/formats/protobuf";
-import { ContentPolicySchema } from "../../src/inspect/policy";
 import type { Finding, InspectionReport } from "../../src/inspect/report";
 import { MAX_PROTOBUF_SNIFF_FIELDS } from "../../src/limits";
 import { buildTar } from "./builders/tar";
 import { buildZip } from "./zipBuilder";
+import { useInspectBytes } from "../helpers/inspectBytes";
 
 /**
  * Red-team regressions of issue 10, families 4 and 5: formats recognised by what their loaders
@@ -24,20 +22,7 @@ import { buildZip } from "./zipBuilder";
 
 const FIXTURES = join(__dirname, "..", "fixtures");
 
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "redteam-formats-"));
-});
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
-
-let counter = 0;
-async function inspectBytes(bytes: Uint8Array, fileName: string, policy: Record<string, unknown> = {}): Promise<InspectionReport> {
-  const path = join(dir, `f${String(counter++)}`);
-  writeFileSync(path, bytes);
-  return inspectFile(path, { policy: ContentPolicySchema.parse(policy), fileName });
-}
+const inspectBytes = useInspectBytes("redteam-formats");
 
 function fixture(name: string): Uint8Array {
   return readFileSync(join(FIXTURES, "other", name));

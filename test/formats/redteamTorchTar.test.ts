@@ -1,14 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { detectMagic, tarfileNti, tarfileWouldOpen } from "../../src/formats/detect";
-import { inspectFile } from "../../src/formats/inspectFile";
-import { ContentPolicySchema } from "../../src/inspect/policy";
 import { rejects, type InspectionReport } from "../../src/inspect/report";
 import { buildTar, tarHeader } from "./builders/tar";
 import { osSystemPickle } from "./torchBuilder";
 import { buildZip } from "./zipBuilder";
+import { useInspectBytes } from "../helpers/inspectBytes";
 
 /**
  * Red team, issue 10 family 1: torch.load's tar checkpoint path. torch.load (weights_only=False)
@@ -21,20 +19,8 @@ import { buildZip } from "./zipBuilder";
 
 const FIXTURES = join(__dirname, "..", "fixtures", "torch");
 
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "redteam-torch-tar-"));
-});
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
-
-let counter = 0;
-async function inspectBytes(bytes: Uint8Array, policy: Record<string, unknown> = {}): Promise<InspectionReport> {
-  const path = join(dir, `f${String(counter++)}.pt`);
-  writeFileSync(path, bytes);
-  return inspectFile(path, { policy: ContentPolicySchema.parse(policy), fileName: "model.pt" });
-}
+const inspectAs = useInspectBytes("redteam-torch-tar");
+const inspectBytes = (bytes: Uint8Array, policy: Record<string, unknown> = {}): Promise<InspectionReport> => inspectAs(bytes, "model.pt", policy);
 
 function fixture(name: string): Uint8Array {
   return readFileSync(join(FIXTURES, name));

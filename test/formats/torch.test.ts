@@ -1,29 +1,14 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { inspectFile } from "../../src/formats/inspectFile";
 import { parseStoragePid, readLegacyKeys, torchZipLayout } from "../../src/formats/torch";
 import { BufferSource } from "../../src/bytes/source";
-import { ContentPolicySchema, type ContentPolicy } from "../../src/inspect/policy";
+import { type ContentPolicy } from "../../src/inspect/policy";
 import type { InspectionReport } from "../../src/inspect/report";
 import type { SymbolicValue } from "../../src/pickle/values";
 import { buildLegacyTorch, listPickle, op, osSystemPickle, stateDictPickle, type TensorSpec } from "./torchBuilder";
 import { buildZip, type ZipEntrySpec } from "./zipBuilder";
+import { useInspectBytes } from "../helpers/inspectBytes";
 
-let dir: string;
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "torch-test-"));
-});
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
-
-let counter = 0;
-async function inspectBytes(bytes: Uint8Array, policy: Partial<ContentPolicy> = {}, fileName = "model.pt"): Promise<InspectionReport> {
-  const path = join(dir, `f${String(counter++)}`);
-  writeFileSync(path, bytes);
-  return inspectFile(path, { policy: ContentPolicySchema.parse(policy), fileName });
-}
+const inspectAs = useInspectBytes("torch-test");
+const inspectBytes = (bytes: Uint8Array, policy: Partial<ContentPolicy> = {}, fileName = "model.pt"): Promise<InspectionReport> => inspectAs(bytes, fileName, policy);
 
 function rejectingCodes(r: InspectionReport): string[] {
   return r.findings.filter((f) => f.severity !== "innocuous").map((f) => f.code);
