@@ -1,7 +1,7 @@
 import { GatewayError, isGatewayError, messageOf } from "../errors";
-import type { CliIo, Command } from "./command";
+import type { CliIo } from "./command";
 import { EXIT_USAGE, exitCodeFor } from "./exitCodes";
-import { commands } from "./commands";
+import { commands, type CommandEntry } from "./commands";
 
 function topUsage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -33,7 +33,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     io.stdout(topUsage());
     return name === undefined ? EXIT_USAGE : 0;
   }
-  const command: Command | undefined = commands.find((c) => c.name === name);
+  const command: CommandEntry | undefined = commands.find((c) => c.name === name);
   if (!command) {
     io.stderr(`modelgate: unknown command '${name}'\n${topUsage()}`);
     return EXIT_USAGE;
@@ -43,7 +43,8 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     return 0;
   }
   try {
-    return await command.run(rest, io);
+    // Only the chosen command's module graph is loaded (see commands/index.ts).
+    return await (await command.load()).run(rest, io);
   } catch (err) {
     if (isGatewayError(err)) {
       io.stderr(`modelgate ${name}: ${err.code}: ${err.message}\n`);

@@ -213,8 +213,17 @@ interface LzmaStream extends DecoderStream {
 interface LzmaNative {
   createStream(coder: "streamDecoder" | "aloneDecoder", options: { memlimit: number; flags?: number }): LzmaStream;
 }
-// lzma-native ships no type declarations: load it untyped and describe the two calls we use.
-const lzmaNative = createRequire(__filename)("lzma-native") as LzmaNative;
+let lzmaNativeModule: LzmaNative | undefined;
+/**
+ * lzma-native, loaded at the first xz/lzma layer rather than at import: the native addon and its
+ * JS wrapper cost every `modelgate scan` / `push` / `pull` start-up time that only an xz/lzma
+ * decode needs. It ships no type declarations: load it untyped and describe the two calls we use.
+ * A failure to load (missing prebuild) propagates unchanged, as it did when loaded at import.
+ */
+function lzmaNative(): LzmaNative {
+  lzmaNativeModule ??= createRequire(__filename)("lzma-native") as LzmaNative;
+  return lzmaNativeModule;
+}
 
 interface GzipHeader {
   end: number;
@@ -281,6 +290,9 @@ async function decodeGzip(source: ByteSource, sink: BoundedSink, what: string): 
  */
 export async function decompressToTempFile(source: ByteSource, compression: Compression, ctx: DecompressContext, options: DecompressOptions = {}): Promise<DecompressedStream> {
   const what = options.what ?? "stream";
+  // Load the decoder before the temp file and outside the try below: a broken install (the
+  // addon failing to load) is not a malformed stream, and propagates as it did at import time.
+  if (compression === "xz" || compression === "lzma") lzmaNative();
   const path = join(ctx.tempDir, `decompressed-${randomUUID()}`);
   const fd = openSync(path, "wx", 0o600);
   let fdOpen = true;
@@ -352,7 +364,7 @@ async function decodeInto(source: ByteSource, compression: Compression, sink: Bo
     case "xz":
     case "lzma": {
       const memlimit = options.lzmaMemoryLimit ?? MAX_LZMA_DECODER_MEMORY_BYTES;
-      const decoder = lzmaNative.createStream(compression === "xz" ? "streamDecoder" : "aloneDecoder", { memlimit });
+      const decoder = lzmaNative().createStream(compression === "xz" ? "streamDecoder" : "aloneDecoder", { memlimit });
       await pump(decoder, source, 0, source.size, sink);
       // totalIn counts the first stream only: a concatenated stream or trailing bytes show here.
       if (decoder.totalIn() !== source.size) throw malformed(compression, what, `has ${source.size - decoder.totalIn()} bytes after its first stream`);

@@ -3,19 +3,11 @@ import { verifyAuditLog } from "../../audit/fileLog";
 import { GatewayError } from "../../errors";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+import { COMMAND_HELP } from "./help";
 import { EXIT_OK, EXIT_REJECTED } from "../exitCodes";
 
-const USAGE = `usage: modelgate audit verify [<file>] [--head <sha256>]
-
-Check the audit log's hash chain. Prints the entry count and the head hash (exit 0), or the
-first broken, edited, reordered or truncated entry (exit 1). <file> defaults to
-$MODELGATE_AUDIT_LOG, else <$MODELGATE_DATA_DIR or ./data>/audit.log. --head: a head hash
-printed earlier; the log must still contain it (detects entries cut from the end).`;
-
 export const auditCommand: Command = {
-  name: "audit",
-  summary: "verify the audit log's hash chain",
-  usage: USAGE,
+  ...COMMAND_HELP.audit,
   async run(args, io) {
     const { values, positionals } = parseCommandArgs(args, { head: { type: "string" } });
     const [action, fileArg, ...extra] = positionals;

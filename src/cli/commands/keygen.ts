@@ -5,6 +5,7 @@ import { GatewayError } from "../../errors";
 import { keyIdOf, parsePublicKey } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+import { COMMAND_HELP } from "./help";
 
 function writeNew(file: string, content: string, mode: number): void {
   let fd: number;
@@ -24,14 +25,7 @@ function writeNew(file: string, content: string, mode: number): void {
 }
 
 export const keygenCommand: Command = {
-  name: "keygen",
-  summary: "generate an Ed25519 signing key pair",
-  usage: [
-    "usage: modelgate keygen --out <prefix>",
-    "",
-    "  writes <prefix>.key (PEM PKCS#8 private key, mode 0600) and <prefix>.pub (PEM SPKI public",
-    "  key), prints the key id (sha256 of the raw public key); never overwrites existing files",
-  ].join("\n"),
+  ...COMMAND_HELP.keygen,
   run(args, io) {
     const { values, positionals } = parseCommandArgs(args, { out: { type: "string" } });
     if (positionals.length > 0) return Promise.reject(new GatewayError("usage", `unexpected argument '${positionals[0] ?? ""}'`));

@@ -10,6 +10,7 @@ import { sameDigest, writeHashed } from "../../store/hashing";
 import { hashFileInto, loadAllowlist, parseDigest, recheckTrust, sha256File } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+import { COMMAND_HELP } from "./help";
 import { readBodyCapped } from "../gatewayClient";
 import { apiUrl, authHeaders, gatewayUrl, request, serverError } from "./push";
 
@@ -81,19 +82,7 @@ async function readMetadataJson(res: Response): Promise<unknown> {
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+)$/;
 
 export const pullCommand: Command = {
-  name: "pull",
-  summary: "download an artifact by digest and verify it",
-  usage: [
-    "usage: modelgate pull <digest> --out <path> [--url <url>] [--allowlist <path>]",
-    "",
-    "  <digest>     sha256:<64 hex> (or bare 64 hex)",
-    "  --out        where to put the verified file (written only after verification)",
-    "  --url        gateway base URL (env MODELGATE_URL, default http://127.0.0.1:8080)",
-    "  --allowlist  also verify the stored signature envelopes locally against this allowlist",
-    "",
-    "Downloads to a partial file next to --out, checks the sha256, then renames into place;",
-    "an interrupted download resumes (HTTP Range) when run again. Env MODELGATE_TOKEN: API token.",
-  ].join("\n"),
+  ...COMMAND_HELP.pull,
   async run(args, io) {
     const { values, positionals } = parseCommandArgs(args, {
       out: { type: "string" },

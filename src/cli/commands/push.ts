@@ -8,6 +8,7 @@ import { multipartAround, readJsonCapped, uploadFile } from "../gatewayClient";
 import { parseCommandArgs } from "../args";
 import { findingLines, printable } from "../findingLines";
 import type { CliIo, Command } from "../command";
+import { COMMAND_HELP } from "./help";
 
 const DEFAULT_URL = "http://127.0.0.1:8080";
 
@@ -90,21 +91,7 @@ export async function request(url: URL, init: RequestInit): Promise<Response> {
 const PushResultSchema = z.object({ digest: z.string(), size: z.number(), name: z.string(), source: z.string() });
 
 export const pushCommand: Command = {
-  name: "push",
-  summary: "upload a signed artifact to a gateway",
-  usage: [
-    "usage: modelgate push <file> --sig <envelope.json> [--name <name>] [--url <url>] [--multipart]",
-    "",
-    "  --sig        the DSSE envelope made by `modelgate sign` (sent before the body, so an",
-    "               untrusted upload is refused before its body is stored)",
-    "  --name       the artifact name (must equal the signed statement's subject name)",
-    "  --url        gateway base URL (env MODELGATE_URL, default http://127.0.0.1:8080)",
-    "  --multipart  upload with POST multipart/form-data instead of the raw PUT (envelope in the",
-    "               Modelgate-Signature header); also used when the envelope is too big for a header",
-    "",
-    "Env MODELGATE_TOKEN: API token sent as a Bearer token. Prints the digest on success;",
-    "exits 1 with the server's error code when the upload is refused.",
-  ].join("\n"),
+  ...COMMAND_HELP.push,
   async run(args, io) {
     const { values, positionals } = parseCommandArgs(args, {
       sig: { type: "string" },

@@ -10,22 +10,8 @@ import { loadAllowlist } from "../../trust/allowlist";
 import { parseCommandArgs } from "../args";
 import { findingLines, printable } from "../findingLines";
 import type { CliIo, Command } from "../command";
+import { COMMAND_HELP } from "./help";
 import { EXIT_OK, EXIT_REJECTED, EXIT_USAGE } from "../exitCodes";
-
-const USAGE = `usage: modelgate scan <file>... [--json] [--allow-global <pattern>]... [--preset <name>]... [--policy <allowlist.json> --source <id>] [--allow-remote-code]
-
-Inspect model files without loading them and print a verdict per file.
-
-  --json                    print {"files": [{path, verdict, format, findings, imports, omittedFindings?}]} on stdout
-  --allow-global <pattern>  also allow this pickle import: "module.name" or "module.*" (repeatable);
-                            the hard floor (os, subprocess, builtins.eval, ...) can never be allowed
-  --preset <name>           also allow a named preset's exact imports (repeatable): ${PRESET_NAMES.join(", ")}
-  --policy <allowlist.json> use the content policy of a source in this allowlist (with --source)
-  --source <id>             the source whose policy applies
-  --allow-remote-code       admit Hugging Face configs whose auto_map / custom_pipelines name code
-                            (remote_code findings become innocuous; .py members stay embedded_code)
-
-Exit status: 0 every file accepted, 1 any file rejected, 2 usage or I/O error.`;
 
 interface FileResult {
   path: string;
@@ -85,9 +71,7 @@ function humanReport(r: FileResult): string {
 /** `modelgate scan` over an Inspector (the all-formats one in production, raw pickles in this issue). */
 export function makeScanCommand(inspector: Inspector): Command {
   return {
-    name: "scan",
-    summary: "inspect model files without loading them (exit 1 if any is rejected)",
-    usage: USAGE,
+    ...COMMAND_HELP.scan,
     async run(args: string[], io: CliIo): Promise<number> {
       const { values, positionals } = parseCommandArgs(args, {
         json: { type: "boolean" },

@@ -10,6 +10,7 @@ import { createOps, loadOpsConfig, opsAppDeps } from "../../ops";
 import { FsArtifactStore } from "../../store/fsStore";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+import { COMMAND_HELP } from "./help";
 
 /**
  * Bind and resolve with the bound port once the server listens; reject on a listen error
@@ -32,20 +33,7 @@ function listenOn(server: http.Server, port: number, host: string): Promise<numb
 }
 
 export const serveCommand: Command = {
-  name: "serve",
-  summary: "run the gateway HTTP server",
-  usage: [
-    "usage: modelgate serve [--host <addr>] [--port <n>] [--data <dir>] [--allowlist <path>]",
-    "",
-    "  --host       address to bind (env HOST, default 127.0.0.1)",
-    "  --port       port (env PORT, default 8080)",
-    "  --data       data directory (env MODELGATE_DATA_DIR, default ./data)",
-    "  --allowlist  allowlist.json (env MODELGATE_ALLOWLIST, default ./allowlist.json)",
-    "",
-    "Refuses to start when the allowlist is invalid. SIGHUP (or editing the file) reloads it;",
-    "an invalid new allowlist is refused and the previous one stays in force. The tokens file",
-    "(MODELGATE_TOKENS_FILE) is reloaded the same way, so `token revoke` applies without a restart.",
-  ].join("\n"),
+  ...COMMAND_HELP.serve,
   async run(args, io) {
     const { values } = parseCommandArgs(args, {
       host: { type: "string" },

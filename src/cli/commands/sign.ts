@@ -3,21 +3,11 @@ import { GatewayError } from "../../errors";
 import { buildPublishStatement, keyIdOf, parseArtifactName, readPrivateKey, sha256File, signEnvelope, writeFileAtomicSync } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+import { COMMAND_HELP } from "./help";
 import { MAX_KEY_FILE_BYTES, readSmallFile } from "./trust";
 
 export const signCommand: Command = {
-  name: "sign",
-  summary: "sign a model file for publishing (writes a DSSE envelope)",
-  usage: [
-    "usage: modelgate sign <file> --key <keyfile> [--name <name>] [--out <sigfile>]",
-    "",
-    "  --key   PEM PKCS#8 Ed25519 private key (modelgate keygen, openssl genpkey -algorithm ed25519)",
-    "  --name  artifact name in the statement (default: the file's base name); a relative",
-    "          path of '/'-separated segments, no '.' or '..', NFC, no control or invisible characters",
-    "  --out   envelope file (default <file>.sig.json); replaced atomically",
-    "",
-    "  The file is hashed while streaming; prints its sha256 digest.",
-  ].join("\n"),
+  ...COMMAND_HELP.sign,
   async run(args, io) {
     const { values, positionals } = parseCommandArgs(args, { key: { type: "string" }, name: { type: "string" }, out: { type: "string" } });
     const [fileArg, ...extra] = positionals;

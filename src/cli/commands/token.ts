@@ -6,14 +6,7 @@ import { SCOPES, type Scope } from "../../auth/types";
 import { GatewayError, messageOf } from "../../errors";
 import { parseCommandArgs } from "../args";
 import type { CliIo, Command } from "../command";
-
-const USAGE = `usage: modelgate token create --id <id> --scope <scope,...> [--tokens <file>]
-       modelgate token list [--tokens <file>]
-       modelgate token revoke --id <id> [--tokens <file>]
-
-Manage API tokens. The tokens file (default: $MODELGATE_TOKENS_FILE) stores only the SHA-256 of
-each token. \`create\` prints the new token once on stdout: store it now, it cannot be shown again.
-Scopes: ${SCOPES.join(", ")}.`;
+import { COMMAND_HELP } from "./help";
 
 const ScopeList = z
   .string()
@@ -47,9 +40,7 @@ async function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
 }
 
 export const tokenCommand: Command = {
-  name: "token",
-  summary: "create, list or revoke API tokens (the file stores hashes only)",
-  usage: USAGE,
+  ...COMMAND_HELP.token,
   async run(args, io) {
     const { values, positionals } = parseCommandArgs(args, {
       id: { type: "string" },

@@ -16,6 +16,7 @@ import {
 } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { CliIo, Command } from "../command";
+import { COMMAND_HELP } from "./help";
 
 /** `--allowlist`, else env MODELGATE_ALLOWLIST, else ./allowlist.json; relative to the CLI's cwd. */
 export function resolveAllowlistPath(flag: string | undefined, io: CliIo): string {
@@ -62,18 +63,6 @@ export function keyState(key: TrustedKey, now: Date, revokedElsewhere = false): 
   if (key.notAfter && now.getTime() >= key.notAfter.getTime()) return "expired";
   return "active";
 }
-
-const usage = [
-  "usage: modelgate trust add --source <id> --pub <pubfile> [--allowlist <path>]",
-  "       modelgate trust list [--allowlist <path>]",
-  "",
-  "  add    trust a public key (PEM SPKI or base64 raw 32 bytes) for a source, creating the",
-  "         source when new; the key is copied into keys/ beside allowlist.json unless it already",
-  "         lives under that directory; allowlist.json is rewritten atomically (2-space JSON)",
-  "  list   show sources, their constraints, key ids and key states",
-  "",
-  "  --allowlist  allowlist.json (env MODELGATE_ALLOWLIST, default ./allowlist.json)",
-].join("\n");
 
 function isMissing(err: unknown): boolean {
   return err instanceof GatewayError && err.code === "io_error" && (err.cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT";
@@ -174,9 +163,7 @@ function listKeys(args: string[], io: CliIo): number {
 }
 
 export const trustCommand: Command = {
-  name: "trust",
-  summary: "add a trusted key to allowlist.json, or list sources and keys",
-  usage,
+  ...COMMAND_HELP.trust,
   run(args, io) {
     const [sub, ...rest] = args;
     try {

@@ -4,20 +4,11 @@ import { MAX_ENVELOPE_BYTES } from "../../limits";
 import { loadAllowlist, parseArtifactName, sha256File, verifyPublish } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
+import { COMMAND_HELP } from "./help";
 import { readSmallFile, resolveAllowlistPath } from "./trust";
 
 export const verifyCommand: Command = {
-  name: "verify",
-  summary: "check a model file and its signature against the allowlist",
-  usage: [
-    "usage: modelgate verify <file> --sig <sigfile> [--name <name>] [--allowlist <path>]",
-    "",
-    "  --sig        DSSE envelope (as written by modelgate sign)",
-    "  --name       expected artifact name (default: the statement's subject name)",
-    "  --allowlist  allowlist.json (env MODELGATE_ALLOWLIST, default ./allowlist.json)",
-    "",
-    "  exit 0: trusted and valid (prints the source); 1: rejected (prints the code); 2: usage or I/O error",
-  ].join("\n"),
+  ...COMMAND_HELP.verify,
   async run(args, io) {
     const { values, positionals } = parseCommandArgs(args, { sig: { type: "string" }, name: { type: "string" }, allowlist: { type: "string" } });
     const [fileArg, ...extra] = positionals;
