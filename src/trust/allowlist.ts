@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
+import { Sha256HexSchema } from "../digest";
 import { GatewayError } from "../errors";
 import { ContentPolicySchema, DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../inspect/policy";
 import { MAX_ALLOWLIST_BYTES } from "../limits";
@@ -50,7 +51,6 @@ const MAX_KEY_FILE_BYTES = 16 * 1024;
 const MAX_SOURCES = 1000;
 const MAX_KEYS_PER_SOURCE = 64;
 export const SOURCE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const KEY_ID_PATTERN = /^[0-9a-f]{64}$/;
 
 const Timestamp = z.iso.datetime({ offset: true });
 
@@ -60,7 +60,7 @@ export const AllowlistKeySchema = z.strictObject({
   /** Inline public key: PEM SPKI or base64 of the raw 32 bytes. */
   publicKey: z.string().min(1).max(4096).optional(),
   /** Optional, for humans and as a check: must equal sha256 of the raw key. */
-  keyId: z.string().regex(KEY_ID_PATTERN, "lowercase hex sha256 (64 characters)").optional(),
+  keyId: Sha256HexSchema.optional(),
   notBefore: Timestamp.optional(),
   notAfter: Timestamp.optional(),
   revoked: z.boolean().default(false),
