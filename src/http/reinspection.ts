@@ -1,6 +1,7 @@
 import { inspectionSummary, type AuditSink } from "../audit/types";
 import { formatDigest, sameDigest, sha256File } from "../digest";
 import { GatewayError } from "../errors";
+import { MAX_REMEMBERED_REFUSALS } from "../limits";
 import type { Inspector } from "../inspect/inspector";
 import { contentPolicyDigest } from "../inspect/policy";
 import { rejectionCode, type InspectionReport } from "../inspect/report";
@@ -15,9 +16,6 @@ export interface ReinspectionDeps {
   metrics: GatewayMetrics;
 }
 
-
-/** Refusals remembered per (artifact, source, name, policy), so repeated fetches do not inspect again. */
-const MAX_REMEMBERED_REFUSALS = 256;
 
 /**
  * Whether one of the trusted signatures was accepted under its source's content policy as it is now.

@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import { z } from "zod";
 import { assertHexDigest, formatDigest, isSha256Hex, parseDigest, Sha256DigestSchema, Sha256HexSchema } from "../digest";
 import { GatewayError } from "../errors";
+import { MAX_RECORD_BYTES } from "../limits";
 import { writeHashed } from "./hashing";
 import { namesOf } from "./names";
 import type {
@@ -34,8 +35,6 @@ import type {
  */
 
 const RECORD_SUFFIX = ".json";
-/** Records are small (envelopes are capped); anything bigger was not written by us. */
-const MAX_RECORD_BYTES = 64 * 1024 * 1024;
 
 /** A record's JSON, refused (`too_large`) when it is bigger than readRecord accepts. */
 function serializeRecord(record: ArtifactRecord): string {

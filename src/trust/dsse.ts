@@ -2,7 +2,7 @@ import nacl from "tweetnacl";
 import { z } from "zod";
 import { Sha256HexSchema } from "../digest";
 import { GatewayError } from "../errors";
-import { MAX_ENVELOPE_BYTES, MAX_SIGNATURES_PER_ENVELOPE } from "../limits";
+import { MAX_ENVELOPE_BYTES, MAX_SIG_BASE64_LENGTH, MAX_SIGNATURES_PER_ENVELOPE } from "../limits";
 import { parseArtifactName, quoteUntrusted, type ArtifactName } from "./artifactName";
 import { decodeBase64Strict, encodeBase64 } from "./base64";
 import { parseStrictJson } from "./strictJson";
@@ -18,7 +18,6 @@ export const STATEMENT_TYPE = "https://in-toto.io/Statement/v1";
 
 /** DSSE allows any key id string; we accept printable ASCII only (they end up in messages and logs). */
 const KEYID_PATTERN = /^[\x21-\x7e]{1,256}$/;
-const MAX_SIG_BASE64_LENGTH = 128;
 
 /** Optional metadata a publisher may attach; strict: an unknown field is malformed. */
 export const PublishPredicateSchema = z.strictObject({
