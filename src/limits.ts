@@ -253,3 +253,104 @@ export const MAX_PROTOBUF_SNIFF_FIELDS = 100_000;
  * `limit_exceeded`: the file a loader reads by name is never skipped.
  */
 export const MAX_LOADER_CONFIG_BYTES = 32 * MiB;
+
+// ---- pickle machine memory (src/pickle/machine.ts) ----------------------------------------------
+
+/**
+ * Items one large list/tuple/dict/set keeps (the rest are counted, the container is marked
+ * `truncated`): a pickle that APPENDS millions of items to one list must not make us keep them all.
+ */
+export const MAX_RETAINED_ITEMS = 4096;
+/**
+ * Items all large containers of one stream keep together: retaining is what a data pickle's
+ * analysis spends its time on (the garbage collector walks everything kept), so a stream of many
+ * large containers must not cost CPU without bound.
+ */
+export const MAX_RETAINED_TOTAL = 50_000;
+/**
+ * Items all containers of one stream keep together, small ones included: the memory bound against
+ * a flood of small containers (README "Memory of one inspection": ~200 MiB at this bound).
+ */
+export const MAX_RETAINED_HARD = 2_000_000;
+/**
+ * Memo stores of one stream that keep their value as it is (strings kept as offsets aside);
+ * past it the memo keeps only what the events depend on (machine.ts `memoPlaceholder`). Without
+ * it a flood of memoized tuples, lists or floats kept one object per memo entry: 1.6 GB at
+ * maxMemoEntries (memory exhaustion, CWE-400; README "Memory of one inspection").
+ */
+export const MAX_MEMO_VALUES_KEPT = 2_000_000;
+/**
+ * Distinct imports and object callables the memo shares one placeholder for past
+ * MAX_MEMO_VALUES_KEPT; past it they are unknown (fail closed). Stops a flood of distinct
+ * memoized globals from growing the shared map without bound.
+ */
+export const MAX_MEMO_SHARED = 4096;
+/**
+ * Memo indices below this can hold a lazily decoded string (the offsets array is 8 bytes per
+ * index: at most 128 MiB); a huge memo index from a hostile pickle must not size that array.
+ */
+export const MAX_LAZY_STRING_INDEX = 1 << 24;
+
+// ---- pickle fast scanner (src/pickle/fast.ts): past these the full machine takes the stream --
+
+/**
+ * Largest stack / mark array the scanner preallocates; larger configured limits use the full
+ * machine, so a configured depth never makes the scanner allocate more than this up front.
+ */
+export const MAX_SCANNER_PREALLOCATED = 1 << 20;
+/**
+ * Memo indices the scanner holds (4 bytes each, 64 MiB at most, in pages allocated as written);
+ * a MEMOIZE / PUT beyond goes to the full machine. MEMOIZE never reaches it under the default
+ * maxMemoEntries.
+ */
+export const MAX_SCANNER_MEMO_INDEX = 1 << 24;
+/** Distinct imports / calls one stream may record in the scanner before the full machine takes over (memory). */
+export const MAX_SCANNER_DISTINCT = 4096;
+
+// ---- pickle analysis report (src/pickle/analyzer.ts) ------------------------------------------
+
+/** Distinct call sites kept in details.calls (the findings already name every rejected one): bounds report size. */
+export const MAX_PICKLE_CALL_SITES = 256;
+/** Findings kept per analysis; past it one more finding says how many were left out (report size, CWE-400). */
+export const MAX_PICKLE_FINDINGS = 1000;
+/** Import records kept per analysis (distinct imports per stream); past it they are counted only (memory). */
+export const MAX_PICKLE_IMPORT_RECORDS = 10_000;
+/** Classifications cached (a pickle of millions of distinct names must not grow the cache without bound). */
+export const MAX_PICKLE_CLASSIFY_CACHE = 10_000;
+/** Persistent ids shown in details.persistentIdSamples (report size). */
+export const MAX_PICKLE_PERSISTENT_SAMPLES = 16;
+
+// ---- formats ------------------------------------------------------------------------------------
+
+/**
+ * Files an MLflow `-r`/`-c` requirements include chain may reach, each read once
+ * (src/formats/mlflow.ts): a chain or cycle of includes in a hostile artifact must not make the
+ * inspector read member after member.
+ */
+export const MAX_MLFLOW_REQUIREMENT_FILES = 16;
+
+// ---- store and fetch -----------------------------------------------------------------------------
+
+/**
+ * An artifact's metadata record (src/store/fsStore.ts). Records are small (envelopes are capped,
+ * reports are capped); a bigger one is refused on write (`too_large`) and on read was not written
+ * by us (`integrity_error`): a tampered data dir must not make a fetch read gigabytes.
+ */
+export const MAX_RECORD_BYTES = 64 * MiB;
+/**
+ * Refusals the fetch route remembers per (artifact, source, name, policy) so repeated fetches do
+ * not inspect again (src/http/reinspection.ts): the cache must not grow without bound under
+ * requests for many artifacts.
+ */
+export const MAX_REMEMBERED_REFUSALS = 256;
+
+// ---- trust: keys and allowlist entries ----------------------------------------------------------
+
+/** Base64 length of one DSSE signature: an Ed25519 signature is 88 characters; stops huge `sig` strings. */
+export const MAX_SIG_BASE64_LENGTH = 128;
+/** A public key file is a few hundred bytes; anything large is a mistake and is not read whole. */
+export const MAX_KEY_FILE_BYTES = 16 * KiB;
+/** Sources in allowlist.json: bounds the per-signature verification work (each source is tried). */
+export const MAX_ALLOWLIST_SOURCES = 1000;
+/** Keys (and threshold) per allowlist source: bounds signature checks per source. */
+export const MAX_ALLOWLIST_KEYS_PER_SOURCE = 64;

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { constants as fsConstants, promises as fs } from "node:fs";
 import * as path from "node:path";
+import { isSha256Hex } from "../digest";
 import { GatewayError, messageOf } from "../errors";
 import { MAX_AUDIT_LINE_BYTES } from "../limits";
 import type { AuditEvent, AuditSink } from "./types";
@@ -191,7 +192,7 @@ export function parseEntry(line: Buffer | string): AuditEntry | undefined {
   const v = value as Record<string, unknown>;
   if (typeof v.seq !== "number" || !Number.isSafeInteger(v.seq) || v.seq < 1) return undefined;
   if (typeof v.time !== "string" || typeof v.type !== "string") return undefined;
-  if (typeof v.prev !== "string" || !/^[0-9a-f]{64}$/.test(v.prev)) return undefined;
+  if (typeof v.prev !== "string" || !isSha256Hex(v.prev)) return undefined;
   return v as unknown as AuditEntry;
 }
 

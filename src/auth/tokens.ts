@@ -4,6 +4,7 @@ import * as path from "node:path";
 import type { Request, RequestHandler, Response } from "express";
 import { z } from "zod";
 import type { AuditSink } from "../audit/types";
+import { Sha256HexSchema } from "../digest";
 import { GatewayError, messageOf } from "../errors";
 import { MAX_TOKEN_LENGTH, MAX_TOKENS_FILE_BYTES } from "../limits";
 import { SCOPES, type AccessControl, type Scope } from "./types";
@@ -24,7 +25,7 @@ const ScopeSchema = z.enum(SCOPES as [Scope, ...Scope[]]);
 export const TokenRecordSchema = z
   .object({
     id: z.string().regex(TOKEN_ID_PATTERN),
-    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    sha256: Sha256HexSchema,
     scopes: z.array(ScopeSchema).min(1),
     createdAt: z.string().min(1),
   })

@@ -2,7 +2,7 @@ import { parseDocument, visit } from "yaml";
 import type { ByteSource } from "../bytes/source";
 import { GatewayError } from "../errors";
 import type { Finding, InspectionNode } from "../inspect/report";
-import { MAX_YAML_ALIAS_COUNT } from "../limits";
+import { MAX_MLFLOW_REQUIREMENT_FILES, MAX_YAML_ALIAS_COUNT } from "../limits";
 import type { ArchiveContents, ArchiveMember } from "./archive";
 import type { FormatContext } from "./context";
 import { findingOf, inspectAllMembers, memberPath, policyGatedFinding } from "./dispatch";
@@ -217,8 +217,6 @@ function parseMlmodel(text: string): Record<string, unknown> {
   return parsed;
 }
 
-/** Files a `-r`/`-c` include chain may reach (each read once). */
-const MAX_REQUIREMENT_FILES = 16;
 
 /** A YAML value reduced to plain JSON for the report (bounded). */
 function plain(v: unknown, depth = 0): unknown {
@@ -374,7 +372,7 @@ async function reportEnvironment(archive: ArchiveContents, checked: readonly Che
         node.findings.push({ code: "malformed_container", severity: "malformed", message: `mlflow environment: ${include.option} ${JSON.stringify(include.path.slice(0, 200))} names no file in the bundle`, location });
         continue;
       }
-      if (seen.has(target) || seen.size >= MAX_REQUIREMENT_FILES) continue;
+      if (seen.has(target) || seen.size >= MAX_MLFLOW_REQUIREMENT_FILES) continue;
       seen.add(target);
       try {
         queue.push({ member: included, result: checkPipRequirements(requirementLines(await readText(included, ctx))) });

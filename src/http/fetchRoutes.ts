@@ -1,17 +1,15 @@
-import { createHash } from "node:crypto";
-import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { Router, type Request, type Response } from "express";
 import { z } from "zod";
 import type { AuditSink } from "../audit/types";
 import type { AccessControl } from "../auth/types";
+import { formatDigest, parseDigest, VerifyingStream } from "../digest";
 import { GatewayError, isGatewayError, messageOf } from "../errors";
 import { MAX_LIST_LIMIT } from "../limits";
 import type { GatewayMetrics } from "../metrics/types";
-import { sameDigest } from "../store/hashing";
 import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore } from "../store/types";
-import { parseArtifactName, parseDigest, recheckTrustAll, type PublishVerification, type TrustedEnvelope } from "../trust";
+import { parseArtifactName, recheckTrustAll, type PublishVerification, type TrustedEnvelope } from "../trust";
 import type { Inspector } from "../inspect/inspector";
 import { acceptedUnderCurrentPolicy, Reinspector } from "./reinspection";
 import type { AllowlistProvider } from "./allowlistHolder";
@@ -28,39 +26,6 @@ export interface FetchRouteDeps {
   metrics: GatewayMetrics;
   access: AccessControl;
   now: () => Date;
-}
-
-/**
- * Re-hashes a full response while it streams and holds back the last chunk until the digest is
- * known: on a mismatch the stream fails before the final byte, so a client never receives a
- * complete wrong body (the Content-Length is never satisfied).
- */
-class VerifyingStream extends Transform {
-  private readonly hash = createHash("sha256");
-  private held: Buffer | undefined;
-  bytes = 0;
-
-  constructor(private readonly expectedHex: string) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    const previous = this.held;
-    this.held = chunk;
-    cb(null, previous);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    const actual = this.hash.digest("hex");
-    if (!sameDigest(actual, this.expectedHex)) {
-      cb(new GatewayError("integrity_error", `stored blob hashes to ${actual}, not ${this.expectedHex}`, { actual }));
-      return;
-    }
-    if (this.held) this.push(this.held);
-    cb();
-  }
 }
 
 const ListQuerySchema = z.strictObject({
@@ -89,7 +54,7 @@ function digestParam(req: Request): string {
 }
 
 function setContentHeaders(res: Response, hex: string): void {
-  const digest = `sha256:${hex}`;
+  const digest = formatDigest(hex);
   res.setHeader("Content-Type", "application/octet-stream");
   res.setHeader("ETag", `"${digest}"`);
   res.setHeader("Docker-Content-Digest", digest);
@@ -103,7 +68,7 @@ function etagMatches(header: string | undefined, hex: string): boolean {
   if (header === undefined) return false;
   return header.split(",").some((t) => {
     const tag = t.trim().replace(/^W\//, "");
-    return tag === "*" || tag === `"sha256:${hex}"`;
+    return tag === "*" || tag === `"${formatDigest(hex)}"`;
   });
 }
 
@@ -117,7 +82,7 @@ function etagMatches(header: string | undefined, hex: string): boolean {
  */
 function ifRangeHolds(header: string | undefined, hex: string): boolean {
   if (header === undefined) return true;
-  return header.trim() === `"sha256:${hex}"`;
+  return header.trim() === `"${formatDigest(hex)}"`;
 }
 
 /** GET/HEAD /v1/artifacts/<digest>, GET /v1/artifacts/<digest>/metadata, GET /v1/artifacts. */
@@ -134,7 +99,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
         requestId: requestIdOf(res),
         ...(tokenIdOf(res) !== undefined ? { tokenId: tokenIdOf(res) } : {}),
         ...(req.ip !== undefined ? { client: req.ip } : {}),
-        digest: `sha256:${hex}`,
+        digest: formatDigest(hex),
         ...(record ? { name: record.name } : {}),
         codes: [err.code],
       });
@@ -148,7 +113,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
 
   const trusted = async (req: Request, res: Response, hex: string): Promise<{ record: ArtifactRecord; verification: PublishVerification }> => {
     const record = await deps.store.readRecord(hex);
-    if (record === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
+    if (record === undefined) throw new GatewayError("not_found", `no artifact ${formatDigest(hex)}`);
     let trustedSignatures: TrustedEnvelope[];
     try {
       trustedSignatures = recheckTrustAll({
@@ -161,7 +126,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
       });
     } catch (err) {
       if (!isGatewayError(err)) throw err;
-      logOf(res).warn({ digest: `sha256:${hex}`, code: err.code, verdict: "refused" }, "fetch refused: artifact no longer trusted");
+      logOf(res).warn({ digest: formatDigest(hex), code: err.code, verdict: "refused" }, "fetch refused: artifact no longer trusted");
       return refuse(req, res, err, hex, record);
     }
     const current = acceptedUnderCurrentPolicy(record, trustedSignatures);
@@ -169,7 +134,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
     // Trusted, but accepted under a content policy its source no longer has: inspect again.
     try {
       const admitted = await reinspector.admit(hex, record, trustedSignatures, { requestId: requestIdOf(res) });
-      logOf(res).info({ digest: `sha256:${hex}`, source: admitted.verification.source.id, verdict: "accepted" }, "artifact inspected again under its source's current content policy");
+      logOf(res).info({ digest: formatDigest(hex), source: admitted.verification.source.id, verdict: "accepted" }, "artifact inspected again under its source's current content policy");
       return admitted;
     } catch (err) {
       if (!isGatewayError(err) || err.code === "unavailable" || err.code === "not_found") throw err;
@@ -177,17 +142,17 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
         await quarantine(res, hex, err.message);
         return refuse(req, res, new GatewayError("integrity_error", "the stored artifact is damaged and was quarantined"), hex, record);
       }
-      logOf(res).warn({ digest: `sha256:${hex}`, code: err.code, verdict: "refused" }, "fetch refused: the current content policy rejects the artifact");
+      logOf(res).warn({ digest: formatDigest(hex), code: err.code, verdict: "refused" }, "fetch refused: the current content policy rejects the artifact");
       return refuse(req, res, err, hex, record);
     }
   };
 
   const quarantine = async (res: Response, hex: string, reason: string): Promise<void> => {
-    logOf(res).error({ digest: `sha256:${hex}`, reason }, "stored blob failed verification; quarantined");
+    logOf(res).error({ digest: formatDigest(hex), reason }, "stored blob failed verification; quarantined");
     try {
       await deps.store.quarantine(hex, reason);
     } catch (err) {
-      logOf(res).error({ digest: `sha256:${hex}`, err: messageOf(err) }, "quarantine failed");
+      logOf(res).error({ digest: formatDigest(hex), err: messageOf(err) }, "quarantine failed");
     }
   };
 
@@ -197,7 +162,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
       const hex = digestParam(req);
       const { record } = await trusted(req, res, hex);
       const stat = await deps.store.stat(hex);
-      if (stat === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
+      if (stat === undefined) throw new GatewayError("not_found", `no artifact ${formatDigest(hex)}`);
       if (stat.size !== record.size) {
         await quarantine(res, hex, `size on disk ${String(stat.size)} differs from the record's ${String(record.size)}`);
         throw new GatewayError("integrity_error", "the stored artifact is damaged and was quarantined");
@@ -228,7 +193,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
       // `bytes=0-` (or any range spanning the whole blob) is a full read: re-hashed like one.
       const partial = isRange && length !== stat.size;
       const opened = await deps.store.openRead(hex, partial ? { start: range.start, end: range.end } : undefined);
-      if (opened === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
+      if (opened === undefined) throw new GatewayError("not_found", `no artifact ${formatDigest(hex)}`);
       if (partial) {
         // A part cannot be checked against the whole's digest; clients verify after reassembly.
         await pipeline(opened.stream, res);
@@ -245,7 +210,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
           res.destroy();
           await quarantine(res, hex, err.message);
           try {
-            await deps.audit.append({ type: "fetch.refused", requestId: requestIdOf(res), digest: `sha256:${hex}`, codes: ["integrity_error"] });
+            await deps.audit.append({ type: "fetch.refused", requestId: requestIdOf(res), digest: formatDigest(hex), codes: ["integrity_error"] });
           } catch {
             deps.metrics.auditWriteFailed();
           }
@@ -269,7 +234,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
   router.get("/v1/artifacts/:digest/metadata", read, async (req, res) => {
     const hex = digestParam(req);
     const record = await deps.store.readRecord(hex);
-    if (record === undefined) throw new GatewayError("not_found", `no artifact sha256:${hex}`);
+    if (record === undefined) throw new GatewayError("not_found", `no artifact ${formatDigest(hex)}`);
     let trust: Record<string, unknown>;
     try {
       const all = recheckTrustAll({ envelopes: record.signatures, digestHex: hex, name: record.name, allowlist: deps.allowlist.current(), now: deps.now() });

@@ -1,12 +1,13 @@
 import { inspectionSummary, type AuditSink } from "../audit/types";
+import { formatDigest, sameDigest, sha256File } from "../digest";
 import { GatewayError } from "../errors";
+import { MAX_REMEMBERED_REFUSALS } from "../limits";
 import type { Inspector } from "../inspect/inspector";
 import { contentPolicyDigest } from "../inspect/policy";
 import { rejectionCode, type InspectionReport } from "../inspect/report";
 import type { GatewayMetrics } from "../metrics/types";
-import { sameDigest } from "../store/hashing";
 import type { ArtifactRecord, ArtifactStore } from "../store/types";
-import { sha256File, type PublishVerification, type TrustedEnvelope } from "../trust";
+import type { PublishVerification, TrustedEnvelope } from "../trust";
 
 export interface ReinspectionDeps {
   store: ArtifactStore;
@@ -15,8 +16,6 @@ export interface ReinspectionDeps {
   metrics: GatewayMetrics;
 }
 
-/** Refusals remembered per (artifact, source, name, policy), so repeated fetches do not inspect again. */
-const MAX_REMEMBERED_REFUSALS = 256;
 
 /**
  * Whether one of the trusted signatures was accepted under its source's content policy as it is now.
@@ -93,7 +92,7 @@ export class Reinspector {
 
   private async inspect(key: string, hexDigest: string, verification: PublishVerification, context: { requestId?: string }): Promise<InspectionReport> {
     const file = await this.deps.store.localFile(hexDigest);
-    if (file === undefined) throw new GatewayError("not_found", `no artifact sha256:${hexDigest}`);
+    if (file === undefined) throw new GatewayError("not_found", `no artifact ${formatDigest(hexDigest)}`);
     let report: InspectionReport;
     try {
       // The inspector reads the file itself: make sure it reads the bytes that were signed.
@@ -112,7 +111,7 @@ export class Reinspector {
       await this.deps.audit.append({
         type: "artifact.reinspected",
         ...(context.requestId !== undefined ? { requestId: context.requestId } : {}),
-        digest: `sha256:${hexDigest}`,
+        digest: formatDigest(hexDigest),
         name: verification.name,
         source: verification.source.id,
         keyIds: verification.keyIds,

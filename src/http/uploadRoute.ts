@@ -2,6 +2,7 @@ import type { Request, RequestHandler, Response } from "express";
 import multer from "multer";
 import { z } from "zod";
 import { inspectionSummary, type AuditEvent, type AuditSink } from "../audit/types";
+import { formatDigest } from "../digest";
 import { GatewayError, messageOf } from "../errors";
 import type { Inspector } from "../inspect/inspector";
 import { contentPolicyDigest } from "../inspect/policy";
@@ -192,7 +193,7 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
         gerr = new GatewayError("unavailable", "the audit log cannot be written; try again later");
       }
       logOf(res).warn(
-        { digest: facts.digestHex !== undefined ? `sha256:${facts.digestHex}` : undefined, source: facts.verification?.source.id, verdict: "rejected", code: gerr.code },
+        { digest: facts.digestHex !== undefined ? formatDigest(facts.digestHex) : undefined, source: facts.verification?.source.id, verdict: "rejected", code: gerr.code },
         "upload rejected",
       );
       deps.metrics.uploadFinished("rejected", gerr.code, seconds());
@@ -258,7 +259,7 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
         policyDigest: contentPolicyDigest(verification.source.pickle),
       };
       const record: ArtifactRecord = {
-        digest: `sha256:${artifact.digestHex}`,
+        digest: formatDigest(artifact.digestHex),
         size: artifact.size,
         name: verification.name,
         names: [verification.name],
@@ -363,7 +364,7 @@ function common(req: Request, res: Response, facts: UploadFacts): Omit<AuditEven
   const tokenId = tokenIdOf(res);
   if (tokenId !== undefined) event.tokenId = tokenId;
   if (req.ip !== undefined) event.client = req.ip;
-  if (facts.digestHex !== undefined) event.digest = `sha256:${facts.digestHex}`;
+  if (facts.digestHex !== undefined) event.digest = formatDigest(facts.digestHex);
   if (facts.name !== undefined) event.name = facts.name;
   if (facts.size !== undefined) event.size = facts.size;
   if (facts.verification) {

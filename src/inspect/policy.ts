@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { formatDigest } from "../digest";
 import { invalidGlobalPattern } from "../pickle/policy";
 import { PRESET_NAMES } from "../pickle/presets";
 
@@ -82,7 +83,7 @@ export function contentPolicyDigest(policy: ContentPolicy): string {
     // Only written when set, so every digest stored before this flag existed stays valid.
     ...(policy.allowRemoteCode ? { allowRemoteCode: true } : {}),
   });
-  const digest = `sha256:${createHash("sha256").update(canonical).digest("hex")}`;
+  const digest = formatDigest(createHash("sha256").update(canonical).digest("hex"));
   policyDigests.set(policy, digest);
   return digest;
 }

@@ -1,7 +1,15 @@
 import type { Cursor } from "../bytes/cursor";
 import { GatewayError, isGatewayError, isInspectionErrorCode, type InspectionErrorCode } from "../errors";
 import type { Finding, ImportRecord, ImportSafety, InspectionNode } from "../inspect/report";
-import { DEFAULT_PICKLE_LIMITS, type PickleLimits } from "../limits";
+import {
+  DEFAULT_PICKLE_LIMITS,
+  MAX_PICKLE_CALL_SITES,
+  MAX_PICKLE_CLASSIFY_CACHE,
+  MAX_PICKLE_FINDINGS,
+  MAX_PICKLE_IMPORT_RECORDS,
+  MAX_PICKLE_PERSISTENT_SAMPLES,
+  type PickleLimits,
+} from "../limits";
 import { PickleReader } from "./disassembler";
 import { BAIL, FastScanner, LIMIT } from "./fast";
 import { PickleMachine, type MachineEvents } from "./machine";
@@ -57,16 +65,6 @@ export interface PickleAnalysis {
   values: SymbolicValue[];
 }
 
-/** Distinct call sites kept in details.calls (the findings already name every rejected one). */
-const MAX_CALL_SITES = 256;
-/** Findings kept per analysis; past it one more finding says how many were left out. */
-const MAX_FINDINGS = 1000;
-/** Import records kept per analysis (distinct imports per stream); past it they are counted only. */
-const MAX_IMPORT_RECORDS = 10_000;
-/** Classifications cached (a pickle of millions of distinct names must not grow the cache without bound). */
-const MAX_CLASSIFY_CACHE = 10_000;
-/** Persistent ids shown in details.persistentIdSamples. */
-const MAX_PERSISTENT_SAMPLES = 16;
 
 interface CallSite {
   opcode: string;
@@ -105,7 +103,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
 
   /** Add a finding; `always` for the one that ends a stream (malformed, limit), never dropped by the cap. */
   const add = (f: Finding, key?: string, always = false): void => {
-    if (findings.length >= MAX_FINDINGS && !always) {
+    if (findings.length >= MAX_PICKLE_FINDINGS && !always) {
       omittedFindings++;
       return;
     }
@@ -122,7 +120,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     let c = classified.get(key);
     if (c === undefined) {
       c = classifyGlobal(module, name, policy);
-      if (classified.size >= MAX_CLASSIFY_CACHE) classified.clear();
+      if (classified.size >= MAX_PICKLE_CLASSIFY_CACHE) classified.clear();
       classified.set(key, c);
     }
     return c;
@@ -131,7 +129,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   const record = (module: string, name: string, safety: ImportSafety, opcode: number, offset: number): void => {
     const key = `${stream.toString()}|${opcode.toString()}|${module}\n${name}`;
     if (seenImports.has(key)) return;
-    if (imports.length >= MAX_IMPORT_RECORDS) {
+    if (imports.length >= MAX_PICKLE_IMPORT_RECORDS) {
       omittedImports++;
       return;
     }
@@ -158,7 +156,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     const key = `${stream.toString()}|${opcode.toString()}|${shown}`;
     const site = calls.get(key);
     if (site) site.count += count;
-    else if (calls.size < MAX_CALL_SITES) calls.set(key, { opcode: opcodeName(opcode), callable: shown, count, offset, stream });
+    else if (calls.size < MAX_PICKLE_CALL_SITES) calls.set(key, { opcode: opcodeName(opcode), callable: shown, count, offset, stream });
   };
 
   /** numpy dtypes a BUILD has set the state of (numpy writes one BUILD per dtype). */
@@ -252,7 +250,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     },
     persistent(id, offset) {
       persistentIds++;
-      if (persistentIdSamples.length < MAX_PERSISTENT_SAMPLES) persistentIdSamples.push(describeValue(id));
+      if (persistentIdSamples.length < MAX_PICKLE_PERSISTENT_SAMPLES) persistentIdSamples.push(describeValue(id));
       if (options.onPersistentId) {
         for (const f of options.onPersistentId(id, offset)) add({ ...f, location: f.location ?? streamLocation, offset: f.offset ?? offset });
       }
@@ -328,7 +326,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   const scanFast = (scanner: FastScanner, start: number): "done" | "limit" | "machine" => {
     const after = scanner.run(start, machine.decodedBytes, totalOps);
     // Past the findings cap the machine's duplicate events count as omitted findings: let it.
-    if (after === BAIL || findings.length + scanner.imports.length >= MAX_FINDINGS) return "machine";
+    if (after === BAIL || findings.length + scanner.imports.length >= MAX_PICKLE_FINDINGS) return "machine";
     for (const imp of scanner.imports) events.import(imp.module, imp.name, imp.opcode, imp.offset);
     for (const c of scanner.calls()) callSite(c.opcode, { kind: "global", module: c.module, name: c.name }, c.offset, c.count);
     if (after === LIMIT) {

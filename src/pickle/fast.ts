@@ -1,5 +1,5 @@
 import type { ByteSource } from "../bytes/source";
-import type { PickleLimits } from "../limits";
+import { MAX_SCANNER_DISTINCT, MAX_SCANNER_MEMO_INDEX, MAX_SCANNER_PREALLOCATED, type PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
 import { limitMessage } from "./machine";
 import { isDtypeMakingCallable } from "./numpyDtype";
@@ -55,15 +55,6 @@ const ZERO_PAGE = new Int32Array(1 << PAGE_BITS);
 /** Streams longer than this keep offsets that do not fit a tag: the full machine takes them. */
 const MAX_STREAM_BYTES = 0x7ffffff0;
 
-/** Largest stack / mark array the scanner preallocates; larger configured limits use the full machine. */
-const MAX_PREALLOCATED = 1 << 20;
-/**
- * Memo indices the scanner holds (4 bytes each, 64 MiB at most, in pages allocated as written);
- * beyond, the full machine. MEMOIZE never reaches it under the default maxMemoEntries.
- */
-const MAX_MEMO_INDEX = 1 << 24;
-/** Distinct imports / calls one stream may record here before the full machine takes over. */
-const MAX_DISTINCT = 4096;
 
 const WINDOW = 1024 * 1024;
 
@@ -96,7 +87,7 @@ export class FastScanner {
   private bufLen = 0;
   private stack: Int32Array;
   private marks: Int32Array;
-  private memo: Int32Array[] = new Array<Int32Array>(MAX_MEMO_INDEX >>> PAGE_BITS).fill(ZERO_PAGE);
+  private memo: Int32Array[] = new Array<Int32Array>(MAX_SCANNER_MEMO_INDEX >>> PAGE_BITS).fill(ZERO_PAGE);
   private memoHigh = 0;
   /** The scan state between chunks. */
   private readonly s = { start: 0, pos: 0, maxDecoded: 0, opsBefore: 0, memoCount: 0, memoHigh: 0, sp: 0, md: 0, fence: 0, ops: 0, decoded: 0, frameEnd: -1, stopAt: 0, checkAt: 0 };
@@ -142,7 +133,7 @@ export class FastScanner {
 
   /** Whether the configured limits let the scanner preallocate its stack and marks. */
   static usable(limits: PickleLimits): boolean {
-    return limits.maxStackDepth <= MAX_PREALLOCATED && limits.maxMarkDepth <= MAX_PREALLOCATED && limits.maxRetainedArgumentBytes <= 64 * 1024 * 1024;
+    return limits.maxStackDepth <= MAX_SCANNER_PREALLOCATED && limits.maxMarkDepth <= MAX_SCANNER_PREALLOCATED && limits.maxRetainedArgumentBytes <= 64 * 1024 * 1024;
   }
 
   /** Calls recorded by the last successful run. */
@@ -194,7 +185,7 @@ export class FastScanner {
     let g = this.globalIds.get(key);
     if (g === undefined) {
       g = this.globalModules.length;
-      if (g >= MAX_DISTINCT) return BAIL;
+      if (g >= MAX_SCANNER_DISTINCT) return BAIL;
       this.globalIds.set(key, g);
       this.globalModules.push(module);
       this.globalNames.push(name);
@@ -214,7 +205,7 @@ export class FastScanner {
   private recordImport(module: string, name: string, opcode: number, offset: number): boolean {
     const key = `${opcode.toString()}|${module}\n${name}`;
     if (this.seenImport.has(key)) return true;
-    if (this.imports.length >= MAX_DISTINCT) return false;
+    if (this.imports.length >= MAX_SCANNER_DISTINCT) return false;
     this.seenImport.add(key);
     this.imports.push({ module, name, opcode, offset });
     return true;
@@ -523,7 +514,7 @@ export class FastScanner {
             if (pos > end) return BAIL;
             idx = ((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0;
           }
-          if (idx >= MAX_MEMO_INDEX) return BAIL;
+          if (idx >= MAX_SCANNER_MEMO_INDEX) return BAIL;
           const v = (memo[idx >>> PAGE_BITS] as Int32Array)[idx & PAGE_MASK] as number;
           if (v === EMPTY) return BAIL;
           stack[sp++] = v;
@@ -547,7 +538,7 @@ export class FastScanner {
           }
           if (sp <= fence) return BAIL;
           if (idx > opsBefore + ops) return pos > stopAt ? BAIL : this.limit(limitMessage.memoIndex(idx, opsBefore + ops), at, ops, decoded);
-          if (idx >= MAX_MEMO_INDEX) return BAIL;
+          if (idx >= MAX_SCANNER_MEMO_INDEX) return BAIL;
           let page = memo[idx >>> PAGE_BITS] as Int32Array;
           const slot = idx & PAGE_MASK;
           if (page[slot] === EMPTY) {

@@ -8,7 +8,8 @@ export { disassemble, PickleReader, type DisassembledOp, type OpArgument } from 
 export { FLOOR, FLOOR_GROUPS, floorGroupOf, type FloorGroup } from "./floor";
 export { inspectPickleSource, looksLikePickle } from "./inspect";
 export { inspectRawPickleFile } from "./inspectRawPickleFile";
-export { MAX_RETAINED_HARD, MAX_RETAINED_ITEMS, MAX_RETAINED_TOTAL, SMALL_CONTAINER } from "./machine";
+export { MAX_RETAINED_HARD, MAX_RETAINED_ITEMS, MAX_RETAINED_TOTAL } from "../limits";
+export { SMALL_CONTAINER } from "./machine";
 export { HIGHEST_PROTOCOL, OP, OPCODES, opcodeInfo, opcodeName, type ArgKind, type OpcodeInfo, type OpName } from "./opcodes";
 export { classifyGlobal, compatName, invalidGlobalPattern, makePicklePolicy, type GlobalClassification, type PicklePolicy } from "./policy";
 export { SAFE_GLOBALS, SAFE_SET, safeReason, type SafeEntry } from "./safeSet";

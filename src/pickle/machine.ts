@@ -1,5 +1,5 @@
 import { GatewayError } from "../errors";
-import type { PickleLimits } from "../limits";
+import { MAX_LAZY_STRING_INDEX, MAX_MEMO_SHARED, MAX_MEMO_VALUES_KEPT, MAX_RETAINED_HARD, MAX_RETAINED_ITEMS, MAX_RETAINED_TOTAL, type PickleLimits } from "../limits";
 import { PickleReader } from "./disassembler";
 import { isNumpyDtypeObject } from "./numpyDtype";
 import { opcodeName } from "./opcodes";
@@ -31,32 +31,12 @@ import {
  * consume, are always recoverable (bounded by maxDecodedStringBytes).
  */
 
-/** Items one large list/tuple/dict/set keeps. */
-export const MAX_RETAINED_ITEMS = 4096;
-/**
- * Items all large containers of one stream keep together (retaining is what a data pickle's
- * analysis spends its time on: the garbage collector walks everything kept).
- */
-export const MAX_RETAINED_TOTAL = 50_000;
-/** Items all containers of one stream keep together, small ones included: the memory bound. */
-export const MAX_RETAINED_HARD = 2_000_000;
 /** Containers up to this size are kept whole until MAX_RETAINED_HARD. */
 export const SMALL_CONTAINER = 16;
-/**
- * Memo stores of one stream that keep their value as it is (strings kept as offsets aside);
- * past it the memo keeps only what the events depend on (see `memoPlaceholder`). Without it a
- * flood of memoized tuples, lists or floats kept one object per memo entry: 1.6 GB at
- * maxMemoEntries (README "Memory of one inspection").
- */
-export const MAX_MEMO_VALUES_KEPT = 2_000_000;
-/** Distinct imports and object callables the memo shares one placeholder for past MAX_MEMO_VALUES_KEPT. */
-export const MAX_MEMO_SHARED = 4096;
 /** What a persistent id memoized past MAX_MEMO_VALUES_KEPT is GET as (the event fired when it was read). */
 const PERSISTENT_PLACEHOLDER: SymbolicValue = Object.freeze({ kind: "persistent", id: UNKNOWN });
 
 
-/** Memo indices below this can hold a lazily decoded string (the offsets array is 8 bytes per index). */
-const MAX_LAZY_INDEX = 1 << 24;
 /** Memo slot of a string kept as the offset of its opcode. */
 const LAZY: SymbolicValue = Object.freeze({ kind: "unknown" });
 
@@ -560,13 +540,13 @@ export class PickleMachine {
       }
       this.memoCount++;
     }
-    // Lazy for indices below MAX_LAZY_INDEX: the memo index rule above bounds the index by the
+    // Lazy for indices below MAX_LAZY_STRING_INDEX: the memo index rule above bounds the index by the
     // opcodes read, so the offsets array (8 bytes per index) grows with the input, never past 128 MiB.
-    if (v === this.lastStr && index < MAX_LAZY_INDEX) {
+    if (v === this.lastStr && index < MAX_LAZY_STRING_INDEX) {
       if (index >= this.lazyOffsets.length) {
         let size = this.lazyOffsets.length * 2;
         while (size <= index) size *= 2;
-        const grown = new Float64Array(Math.min(MAX_LAZY_INDEX, size));
+        const grown = new Float64Array(Math.min(MAX_LAZY_STRING_INDEX, size));
         grown.set(this.lazyOffsets);
         this.lazyOffsets = grown;
       }
@@ -585,7 +565,7 @@ export class PickleMachine {
   /**
    * What the memo keeps past MAX_MEMO_VALUES_KEPT, with no allocation per entry: what the events
    * depend on, shared. Constants stay; a string that is not kept as an offset (an index past
-   * MAX_LAZY_INDEX, a string fetched and memoized again) becomes unknown, which fails closed:
+   * MAX_LAZY_STRING_INDEX, a string fetched and memoized again) becomes unknown, which fails closed:
    * STACK_GLOBAL on it is an unresolved_global (no pickler writes either); an import is
    * stored as the first value of that module and name (calls, BUILD and mutations name it), an
    * object as one placeholder per callable (BUILD counts a call of it), a persistent id as one

@@ -3,8 +3,10 @@ import { createReadStream, promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { Readable } from "node:stream";
 import { z } from "zod";
+import { assertHexDigest, formatDigest, isSha256Hex, parseDigest, Sha256DigestSchema, Sha256HexSchema } from "../digest";
 import { GatewayError } from "../errors";
-import { assertHexDigest, writeHashed } from "./hashing";
+import { MAX_RECORD_BYTES } from "../limits";
+import { writeHashed } from "./hashing";
 import { namesOf } from "./names";
 import type {
   ArtifactRecord,
@@ -33,8 +35,6 @@ import type {
  */
 
 const RECORD_SUFFIX = ".json";
-/** Records are small (envelopes are capped); anything bigger was not written by us. */
-const MAX_RECORD_BYTES = 64 * 1024 * 1024;
 
 /** A record's JSON, refused (`too_large`) when it is bigger than readRecord accepts. */
 function serializeRecord(record: ArtifactRecord): string {
@@ -51,7 +51,7 @@ function serializeRecord(record: ArtifactRecord): string {
 }
 
 const RecordSchema = z.object({
-  digest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  digest: Sha256DigestSchema,
   size: z.number().int().nonnegative(),
   name: z.string(),
   names: z.array(z.string()).optional(),
@@ -97,7 +97,7 @@ function indexEntryOf(hex: string, record: ArtifactRecord): IndexEntry {
   return { hex, createdAt: record.createdAt, names: new Set(namesOf(record)), sources: new Set(record.signatures.map((s) => s.source)) };
 }
 
-const CursorSchema = z.tuple([z.string(), z.string().regex(/^[0-9a-f]{64}$/)]);
+const CursorSchema = z.tuple([z.string(), Sha256HexSchema]);
 
 function encodeCursor(entry: IndexEntry): string {
   return Buffer.from(JSON.stringify([entry.createdAt, entry.hex])).toString("base64url");
@@ -270,7 +270,7 @@ export class FsArtifactStore implements ArtifactStore {
       throw new GatewayError("integrity_error", `record of ${digestHex} is not valid JSON`, undefined, { cause: err });
     }
     const result = RecordSchema.safeParse(parsed);
-    if (!result.success || result.data.digest !== `sha256:${digestHex}`) {
+    if (!result.success || result.data.digest !== formatDigest(digestHex)) {
       throw new GatewayError("integrity_error", `record of ${digestHex} does not match the record schema or its digest`);
     }
     return parsed as ArtifactRecord;
@@ -299,8 +299,7 @@ export class FsArtifactStore implements ArtifactStore {
   }
 
   private async writeRecordJson(record: ArtifactRecord, json: string): Promise<void> {
-    const hex = record.digest.replace(/^sha256:/, "");
-    assertHexDigest(hex);
+    const hex = parseDigest(record.digest);
     const finalPath = this.blobPath(hex) + RECORD_SUFFIX;
     const tempPath = this.tempPath();
     try {
@@ -416,7 +415,7 @@ export class FsArtifactStore implements ArtifactStore {
 
   private indexRecord(record: ArtifactRecord): void {
     if (this.index === undefined) return;
-    const hex = record.digest.slice("sha256:".length);
+    const hex = parseDigest(record.digest);
     this.index.set(hex, indexEntryOf(hex, record));
   }
 
@@ -433,7 +432,7 @@ export class FsArtifactStore implements ArtifactStore {
       if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
       for (const file of await fsp.readdir(path.join(this.blobRoot, prefix))) {
         const hex = file.endsWith(RECORD_SUFFIX) ? file.slice(0, -RECORD_SUFFIX.length) : undefined;
-        if (hex === undefined || !/^[0-9a-f]{64}$/.test(hex)) continue;
+        if (hex === undefined || !isSha256Hex(hex)) continue;
         const record = await this.readRecord(hex);
         if (record === undefined) continue;
         index.set(hex, indexEntryOf(hex, record));

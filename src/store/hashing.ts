@@ -1,22 +1,8 @@
-import { createHash, timingSafeEqual, type Hash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { createWriteStream, promises as fsp } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { finished, type Readable } from "node:stream";
 import { GatewayError } from "../errors";
-
-/** Constant-time comparison of two lowercase hex sha256 digests. */
-export function sameDigest(aHex: string, bHex: string): boolean {
-  const a = Buffer.from(aHex, "hex");
-  const b = Buffer.from(bHex, "hex");
-  return a.length === 32 && b.length === 32 && timingSafeEqual(a, b);
-}
-
-const HEX64 = /^[0-9a-f]{64}$/;
-
-/** Guard for store entry points: a digest that reaches the filesystem is always 64 lowercase hex. */
-export function assertHexDigest(digestHex: string): void {
-  if (!HEX64.test(digestHex)) throw new GatewayError("bad_request", "digest must be 64 lowercase hex characters");
-}
 
 /**
  * Bytes the temp-file write stream buffers before it pushes back. The default (16 KiB) stops the

@@ -1,9 +1,10 @@
 import { readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
+import { Sha256HexSchema } from "../digest";
 import { GatewayError } from "../errors";
 import { ContentPolicySchema, DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../inspect/policy";
-import { MAX_ALLOWLIST_BYTES } from "../limits";
+import { MAX_ALLOWLIST_BYTES, MAX_ALLOWLIST_KEYS_PER_SOURCE, MAX_ALLOWLIST_SOURCES, MAX_KEY_FILE_BYTES } from "../limits";
 import { namePatternProblem } from "./glob";
 import { keyIdOf, parsePublicKey } from "./keys";
 
@@ -45,12 +46,7 @@ export function revokedKeyIdsOf(sources: readonly TrustedSource[]): ReadonlySet<
   return revoked;
 }
 
-/** A public key file is a few hundred bytes; anything large is a mistake. */
-const MAX_KEY_FILE_BYTES = 16 * 1024;
-const MAX_SOURCES = 1000;
-const MAX_KEYS_PER_SOURCE = 64;
 export const SOURCE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const KEY_ID_PATTERN = /^[0-9a-f]{64}$/;
 
 const Timestamp = z.iso.datetime({ offset: true });
 
@@ -60,7 +56,7 @@ export const AllowlistKeySchema = z.strictObject({
   /** Inline public key: PEM SPKI or base64 of the raw 32 bytes. */
   publicKey: z.string().min(1).max(4096).optional(),
   /** Optional, for humans and as a check: must equal sha256 of the raw key. */
-  keyId: z.string().regex(KEY_ID_PATTERN, "lowercase hex sha256 (64 characters)").optional(),
+  keyId: Sha256HexSchema.optional(),
   notBefore: Timestamp.optional(),
   notAfter: Timestamp.optional(),
   revoked: z.boolean().default(false),
@@ -71,7 +67,7 @@ export type AllowlistKeyEntry = z.infer<typeof AllowlistKeySchema>;
 export const AllowlistSourceSchema = z.strictObject({
   id: z.string().regex(SOURCE_ID_PATTERN, "letters, digits, '.', '_', '-' (at most 128, starting with a letter or digit)"),
   description: z.string().max(1024),
-  keys: z.array(AllowlistKeySchema).min(1).max(MAX_KEYS_PER_SOURCE),
+  keys: z.array(AllowlistKeySchema).min(1).max(MAX_ALLOWLIST_KEYS_PER_SOURCE),
   names: z
     .array(
       z.string().superRefine((pattern, ctx) => {
@@ -82,7 +78,7 @@ export const AllowlistSourceSchema = z.strictObject({
     .min(1)
     .max(1000)
     .optional(),
-  threshold: z.number().int().min(1).max(MAX_KEYS_PER_SOURCE).default(1),
+  threshold: z.number().int().min(1).max(MAX_ALLOWLIST_KEYS_PER_SOURCE).default(1),
   pickle: ContentPolicySchema.optional(),
 });
 export type AllowlistSourceEntry = z.infer<typeof AllowlistSourceSchema>;
@@ -90,7 +86,7 @@ export type AllowlistSourceEntry = z.infer<typeof AllowlistSourceSchema>;
 export const AllowlistFileSchema = z.strictObject({
   $comment: z.string().max(4096).optional(),
   version: z.literal(1),
-  sources: z.array(AllowlistSourceSchema).max(MAX_SOURCES),
+  sources: z.array(AllowlistSourceSchema).max(MAX_ALLOWLIST_SOURCES),
 });
 /** allowlist.json as written (before key files are read). */
 export type AllowlistFile = z.infer<typeof AllowlistFileSchema>;

@@ -1,7 +1,8 @@
 import nacl from "tweetnacl";
 import { z } from "zod";
+import { Sha256HexSchema } from "../digest";
 import { GatewayError } from "../errors";
-import { MAX_ENVELOPE_BYTES, MAX_SIGNATURES_PER_ENVELOPE } from "../limits";
+import { MAX_ENVELOPE_BYTES, MAX_SIG_BASE64_LENGTH, MAX_SIGNATURES_PER_ENVELOPE } from "../limits";
 import { parseArtifactName, quoteUntrusted, type ArtifactName } from "./artifactName";
 import { decodeBase64Strict, encodeBase64 } from "./base64";
 import { parseStrictJson } from "./strictJson";
@@ -15,10 +16,8 @@ export const DSSE_PAYLOAD_TYPE = "application/vnd.in-toto+json";
 /** in-toto Statement v1. */
 export const STATEMENT_TYPE = "https://in-toto.io/Statement/v1";
 
-const HEX_SHA256 = /^[0-9a-f]{64}$/;
 /** DSSE allows any key id string; we accept printable ASCII only (they end up in messages and logs). */
 const KEYID_PATTERN = /^[\x21-\x7e]{1,256}$/;
-const MAX_SIG_BASE64_LENGTH = 128;
 
 /** Optional metadata a publisher may attach; strict: an unknown field is malformed. */
 export const PublishPredicateSchema = z.strictObject({
@@ -36,7 +35,7 @@ export { quoteUntrusted };
 const SubjectSchema = z.strictObject({
   // Checked after the schema by parseArtifactName, so a bad name is `invalid_name`, not malformed.
   name: z.string(),
-  digest: z.strictObject({ sha256: z.string().regex(HEX_SHA256, "lowercase hex sha256 (64 characters)") }),
+  digest: z.strictObject({ sha256: Sha256HexSchema }),
 });
 
 /** First pass: everything but the predicate, so a foreign predicateType is reported as such. */

@@ -6,7 +6,6 @@
 export { loadAllowlist, parseAllowlist, revokedKeyIdsOf, parseAllowlistFile, readAllowlistJson, AllowlistFileSchema, SOURCE_ID_PATTERN } from "./allowlist";
 export type { Allowlist, AllowlistFile, AllowlistKeyEntry, AllowlistSourceEntry, TrustedKey, TrustedSource } from "./allowlist";
 export { decodeBase64Strict, encodeBase64 } from "./base64";
-export { hashFileInto, sha256File, parseDigest } from "./digest";
 export {
   PUBLISH_PREDICATE_TYPE,
   DSSE_PAYLOAD_TYPE,

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from "node:crypto";
+import { assertHexDigest, sameDigest } from "../digest";
 import { GatewayError, isGatewayError, type ErrorCode, type TrustErrorCode } from "../errors";
 import type { Allowlist, TrustedKey, TrustedSource } from "./allowlist";
 import { decodeBase64Strict } from "./base64";
@@ -180,11 +180,6 @@ function decideTrust(envelopeBytes: Uint8Array | string, allowlist: Allowlist, n
   return { statement, name, accepted };
 }
 
-function digestBytes(hex: string): Buffer {
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new GatewayError("bad_request", "digest must be 64 lowercase hex characters (sha256)");
-  return Buffer.from(hex, "hex");
-}
-
 /**
  * Verify a publish: the envelope's signatures against the allowlist (see decideTrust), then the
  * statement's subject digest against the artifact's (constant-time), and the optional predicate
@@ -200,9 +195,8 @@ export function verifyPublish(input: {
   now: Date;
 }): PublishVerification {
   const decision = decideTrust(input.envelope, input.allowlist, input.now, input.name);
-  const actual = digestBytes(input.digestHex);
-  const signed = Buffer.from(decision.statement.subject[0].digest.sha256, "hex");
-  if (!timingSafeEqual(actual, signed)) {
+  assertHexDigest(input.digestHex);
+  if (!sameDigest(input.digestHex, decision.statement.subject[0].digest.sha256)) {
     throw new GatewayError("digest_mismatch", `artifact sha256 ${input.digestHex} differs from the signed digest ${decision.statement.subject[0].digest.sha256}`, {
       reasons: [{ code: "digest_mismatch", message: "artifact digest differs from the statement's subject digest" }],
     });

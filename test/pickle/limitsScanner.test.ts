@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { PickleLimits } from "../../src/limits";
-import { MAX_MEMO_VALUES_KEPT, PickleMachine } from "../../src/pickle/machine";
+import { MAX_MEMO_VALUES_KEPT, type PickleLimits } from "../../src/limits";
+import { PickleMachine } from "../../src/pickle/machine";
 import { analyzeBytes, buildPickle, callOf, codesOf, concat, framed, type PickleOp } from "./builders";
 
 /**

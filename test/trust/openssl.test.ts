@@ -2,7 +2,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { keyIdOf, parseAllowlist, parsePublicKey, PUBLISH_PREDICATE_TYPE, sha256File, verifyPublish } from "../../src/trust";
+import { sha256File } from "../../src/digest";
+import { keyIdOf, parseAllowlist, parsePublicKey, PUBLISH_PREDICATE_TYPE, verifyPublish } from "../../src/trust";
 import { codeOf } from "./helpers";
 
 /** The shell block of README.md (Signing and trust) between the openssl-example markers: the docs are the test. */

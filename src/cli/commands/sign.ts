@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import { GatewayError } from "../../errors";
-import { buildPublishStatement, keyIdOf, parseArtifactName, readPrivateKey, sha256File, signEnvelope, writeFileAtomicSync } from "../../trust";
+import { sha256File } from "../../digest";
+import { buildPublishStatement, keyIdOf, parseArtifactName, readPrivateKey, signEnvelope, writeFileAtomicSync } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
 import { COMMAND_HELP } from "./help";

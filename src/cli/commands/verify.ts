@@ -1,7 +1,8 @@
 import * as path from "node:path";
 import { GatewayError } from "../../errors";
 import { MAX_ENVELOPE_BYTES } from "../../limits";
-import { loadAllowlist, parseArtifactName, sha256File, verifyPublish } from "../../trust";
+import { sha256File } from "../../digest";
+import { loadAllowlist, parseArtifactName, verifyPublish } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
 import { COMMAND_HELP } from "./help";

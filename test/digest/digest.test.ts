@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { parseDigest, sha256File } from "../../src/trust";
-import { codeOf } from "./helpers";
+import { parseDigest, sha256File } from "../../src/digest";
+import { codeOf } from "../trust/helpers";
 
 describe("sha256File", () => {
   let dir: string;
