@@ -5,6 +5,7 @@ import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
 import { COMMAND_HELP } from "./help";
 import { EXIT_OK, EXIT_REJECTED } from "../exitCodes";
+import { isSha256Hex } from "../../digest";
 
 export const auditCommand: Command = {
   ...COMMAND_HELP.audit,
@@ -13,7 +14,7 @@ export const auditCommand: Command = {
     const [action, fileArg, ...extra] = positionals;
     if (action !== "verify") throw new GatewayError("usage", action === undefined ? "missing action: verify" : `unknown action '${action}'`);
     if (extra.length > 0) throw new GatewayError("usage", `unexpected arguments: ${extra.join(" ")}`);
-    if (values.head !== undefined && !/^[0-9a-f]{64}$/.test(values.head)) throw new GatewayError("usage", "--head must be 64 lowercase hex characters");
+    if (values.head !== undefined && !isSha256Hex(values.head)) throw new GatewayError("usage", "--head must be 64 lowercase hex characters");
     const configured = io.env.MODELGATE_AUDIT_LOG;
     const fallback = path.join(io.env.MODELGATE_DATA_DIR ?? "./data", "audit.log");
     const file = path.resolve(io.cwd, fileArg ?? (configured !== undefined && configured !== "" ? configured : fallback));

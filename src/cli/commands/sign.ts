@@ -5,7 +5,8 @@ import { buildPublishStatement, keyIdOf, parseArtifactName, readPrivateKey, sign
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
 import { COMMAND_HELP } from "./help";
-import { MAX_KEY_FILE_BYTES, readSmallFile } from "./trust";
+import { MAX_KEY_FILE_BYTES } from "../../limits";
+import { readSmallFile } from "./trust";
 
 export const signCommand: Command = {
   ...COMMAND_HELP.sign,

@@ -17,6 +17,7 @@ import {
 import { parseCommandArgs } from "../args";
 import type { CliIo, Command } from "../command";
 import { COMMAND_HELP } from "./help";
+import { MAX_KEY_FILE_BYTES } from "../../limits";
 
 /** `--allowlist`, else env MODELGATE_ALLOWLIST, else ./allowlist.json; relative to the CLI's cwd. */
 export function resolveAllowlistPath(flag: string | undefined, io: CliIo): string {
@@ -52,8 +53,6 @@ export function readSmallFile(file: string, maxBytes: number, what: string, tooL
     closeSync(fd);
   }
 }
-
-export const MAX_KEY_FILE_BYTES = 16 * 1024;
 
 /** A key's state; `revokedElsewhere` is true when another source revokes it (revocation is global). */
 export function keyState(key: TrustedKey, now: Date, revokedElsewhere = false): string {
