@@ -308,7 +308,7 @@ async function main(): Promise<number> {
   const server = child;
   let failed = false;
   try {
-    console.log(`server on 127.0.0.1:${port.toString()} (data ${dataDir})`);
+    console.log(`server on 127.0.0.1:${port.toString()} (pid ${String(server.pid)}, data ${dataDir})`);
     const seed = makeArtifact("bench/fetch-target.safetensors", fetchBytes);
     const seeded = await upload(port, seed, signer);
     if (seeded.status !== 201) throw new Error(`seeding the fetch artifact failed: ${seeded.status.toString()} ${seeded.body}`);
