@@ -299,7 +299,7 @@ async function main(): Promise<number> {
     ({ child, port } = await startServer(dataDir, allowlistPath, {
       MODELGATE_LOG_LEVEL: "info",
       MODELGATE_RATE_LIMIT_RPS: "0",
-      MODELGATE_MAX_CONCURRENT_UPLOADS: String(publishers * 2),
+      MODELGATE_MAX_CONCURRENT_UPLOADS: String(Math.max(1, publishers * 2)),
     }));
   } catch (err) {
     removeDir();
