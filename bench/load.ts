@@ -157,6 +157,17 @@ function cpuSecondsOf(pid: number | undefined): number | undefined {
   }
 }
 
+/** Bytes a process passed to write(2) and friends so far (/proc/<pid>/io wchar: socket and file writes); undefined off Linux. */
+function bytesWrittenBy(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const m = /^wchar: (\d+)$/m.exec(readFileSync(`/proc/${String(pid)}/io`, "utf8"));
+    return m?.[1] !== undefined ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU seconds of this process (user + system). */
 function ownCpuSeconds(): number {
   const u = process.cpuUsage();
@@ -318,7 +329,7 @@ async function main(): Promise<number> {
     const uploadMs: number[] = [];
     const uploadErrors: string[] = [];
     let uploadedBytes = 0;
-    const cpuBefore = { server: cpuSecondsOf(server.pid), bench: ownCpuSeconds(), machine: machineCpu(), wall: performance.now() };
+    const cpuBefore = { server: cpuSecondsOf(server.pid), serverWrote: bytesWrittenBy(server.pid), bench: ownCpuSeconds(), machine: machineCpu(), wall: performance.now() };
     const deadline = performance.now() + seconds * 1000;
     const publisher = async (p: number): Promise<void> => {
       for (let i = 0; performance.now() < deadline; i++) {
@@ -357,7 +368,7 @@ async function main(): Promise<number> {
       });
     });
     const [fetchResult] = await Promise.all([fetchRun, Promise.all(Array.from({ length: publishers }, (_, p) => publisher(p)))]);
-    const cpuAfter = { server: cpuSecondsOf(server.pid), bench: ownCpuSeconds(), machine: machineCpu(), wall: performance.now() };
+    const cpuAfter = { server: cpuSecondsOf(server.pid), serverWrote: bytesWrittenBy(server.pid), bench: ownCpuSeconds(), machine: machineCpu(), wall: performance.now() };
 
     uploadMs.sort((a, b) => a - b);
     const f = fetchResult;
@@ -379,9 +390,13 @@ async function main(): Promise<number> {
     const m0 = cpuBefore.machine;
     const m1 = cpuAfter.machine;
     const othersCpu = m0 !== undefined && m1 !== undefined && serverCpu !== undefined ? m1.process - m0.process - serverCpu - benchCpu : undefined;
-    const servedGiB = (f.throughput.average * seconds + uploadedBytes) / (1024 * MiB);
+    // Work done, whether or not a response completed in the window: bytes the server wrote (responses
+    // to sockets, uploads to files). CPU per GiB of it stays put when only the machine's load changes.
+    const serverWroteGiB =
+      cpuAfter.serverWrote !== undefined && cpuBefore.serverWrote !== undefined ? (cpuAfter.serverWrote - cpuBefore.serverWrote) / (1024 * MiB) : undefined;
     console.log(
-      `cpu over ${fmt(wallS)} s: server ${fmt(serverCpu)} s (${fmt(serverCpu !== undefined ? serverCpu / servedGiB : undefined, 2)} s per GiB fetched + uploaded), ` +
+      `cpu over ${fmt(wallS)} s: server ${fmt(serverCpu)} s for ${fmt(serverWroteGiB, 2)} GiB written to sockets and files ` +
+        `(${fmt(serverCpu !== undefined && serverWroteGiB !== undefined ? serverCpu / serverWroteGiB : undefined, 2)} s/GiB), ` +
         `bench client ${fmt(benchCpu)} s, other processes ${fmt(othersCpu)} s (${fmt(othersCpu !== undefined ? othersCpu / wallS : undefined, 2)} cores), ` +
         `irq+softirq ${fmt(m0 !== undefined && m1 !== undefined ? m1.interrupts - m0.interrupts : undefined)} s, steal ${fmt(m0 !== undefined && m1 !== undefined ? m1.steal - m0.steal : undefined)} s; ` +
         `load average ${fmt(loadavg()[0], 2)} at the end`,
