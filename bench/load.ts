@@ -348,6 +348,7 @@ async function main(): Promise<number> {
     };
     // Fetched bytes per 5 s, counted when a response completes (as autocannon's own throughput).
     const fetchStart = performance.now();
+    const fetchErrorKinds = new Map<string, number>();
     const perFive: number[] = Array.from({ length: Math.max(1, Math.ceil(seconds / 5)) }, () => 0);
     const fetchRun = new Promise<autocannon.Result>((resolve, reject) => {
       const instance = autocannon(
@@ -362,6 +363,10 @@ async function main(): Promise<number> {
           else resolve(result);
         },
       );
+      instance.on("reqError", (err: unknown) => {
+        const kind = err instanceof Error ? ((err as NodeJS.ErrnoException).code ?? err.message) : "unknown";
+        fetchErrorKinds.set(kind, (fetchErrorKinds.get(kind) ?? 0) + 1);
+      });
       instance.on("response", (_client, statusCode, resBytes) => {
         const bucket = Math.min(perFive.length - 1, Math.floor((performance.now() - fetchStart) / 5000));
         if (statusCode === 200) perFive[bucket] = (perFive[bucket] ?? 0) + resBytes;
@@ -376,7 +381,8 @@ async function main(): Promise<number> {
     console.log(`\nfetch: ${fetchers.toString()} connections x ${seconds.toString()} s, ${(fetchBytes / MiB).toString()} MiB artifact`);
     console.log(`  requests ${f.requests.total.toString()} (${f.requests.average.toFixed(1)}/s), throughput ${(f.throughput.average / MiB).toFixed(1)} MiB/s`);
     console.log(`  latency p50 ${f.latency.p50.toString()} ms, p99 ${f.latency.p99.toString()} ms (p99/p50 ${(f.latency.p99 / Math.max(1, f.latency.p50)).toFixed(2)})`);
-    console.log(`  errors ${f.errors.toString()}, timeouts ${f.timeouts.toString()}, non-2xx ${f.non2xx.toString()}`);
+    const kinds = [...fetchErrorKinds].map(([k, n]) => `${k} x${n.toString()}`).join(", ");
+    console.log(`  errors ${f.errors.toString()}${kinds !== "" ? ` (${kinds})` : ""}, timeouts ${f.timeouts.toString()}, non-2xx ${f.non2xx.toString()}`);
     console.log(`upload: ${publishers.toString()} publishers x ${seconds.toString()} s, ${(uploadBytes / MiB).toString()} MiB distinct artifacts`);
     console.log(`  accepted ${uploadMs.length.toString()}, ${(uploadedBytes / MiB / seconds).toFixed(1)} MiB/s`);
     console.log(`  latency p50 ${percentile(uploadMs, 50).toFixed(0)} ms, p99 ${percentile(uploadMs, 99).toFixed(0)} ms`);
