@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
@@ -19,6 +19,12 @@ import { keyIdOf, publicKeyToPem } from "../src/trust/keys";
  * metadata id + zeros, streamed, signed with signEnvelope) for 30 s. Prints throughput, p50/p99
  * latency and errors; then re-downloads every stored artifact and checks its digest, checks that
  * every accepted upload is listed, and verifies the audit chain.
+ *
+ * Each run has its own temp dir (data dir, audit log, store tmp/), removed at the end, also when
+ * the server fails to start or the run is interrupted (SIGINT/SIGTERM); nothing carries over
+ * from one run to the next. Because the figures depend on what else the (shared) machine does,
+ * each run also prints the load average, the CPU the server and this process used, the CPU
+ * everything else used meanwhile (/proc/stat), and the fetch throughput per 5 s (issue 11).
  *
  *   npm run bench:load -- [--seconds 30] [--fetchers 64] [--publishers 8] [--fetch-mb 10] [--upload-mb 50] [--keep]
  */
@@ -139,6 +145,92 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
+/** User + system CPU seconds a process has used so far (/proc/<pid>/stat, ticks of 1/100 s); undefined off Linux. */
+function cpuSecondsOf(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${String(pid)}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes a process passed to write(2) and friends so far (/proc/<pid>/io wchar: socket and file writes); undefined off Linux. */
+function bytesWrittenBy(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const m = /^wchar: (\d+)$/m.exec(readFileSync(`/proc/${String(pid)}/io`, "utf8"));
+    return m?.[1] !== undefined ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds of this process (user + system). */
+function ownCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/** Whole-machine CPU seconds, all cores: process time (user, nice, system), interrupts (irq, softirq), steal; from /proc/stat. */
+interface MachineCpu {
+  process: number;
+  interrupts: number;
+  steal: number;
+}
+
+function machineCpu(): MachineCpu | undefined {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+    if (user === undefined || nice === undefined || system === undefined || irq === undefined || softirq === undefined || steal === undefined) return undefined;
+    return { process: (user + nice + system) / 100, interrupts: (irq + softirq) / 100, steal: steal / 100 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes under a path (no symlinks followed); 0 when it vanished meanwhile. */
+function bytesUnder(p: string): number {
+  try {
+    const st = lstatSync(p);
+    if (!st.isDirectory()) return st.size;
+    return readdirSync(p).reduce((sum, name) => sum + bytesUnder(path.join(p, name)), 0);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Temp dirs of other bench:load runs (interrupted before this version cleaned up, or running
+ * now: the machine is shared, so they are reported, never removed).
+ */
+function otherRunDirs(own: string): { count: number; bytes: number } {
+  const dirs = readdirSync(tmpdir())
+    .filter((n) => n.startsWith("modelgate-load-"))
+    .map((n) => path.join(tmpdir(), n))
+    .filter((p) => p !== own);
+  return { count: dirs.length, bytes: dirs.reduce((sum, p) => sum + bytesUnder(p), 0) };
+}
+
+function fmt(n: number | undefined, digits = 1): string {
+  return n === undefined || !Number.isFinite(n) ? "n/a" : n.toFixed(digits);
+}
+
+/** Kill the server (if still running) and wait for it to exit. */
+function stopServer(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", () => {
+      resolve();
+    });
+  });
+  child.kill(signal);
+  return exited;
+}
+
 function startServer(dataDir: string, allowlist: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number }> {
   const bin = path.resolve(__dirname, "..", "..", "bin", "modelgate.js");
   const child = spawn(process.execPath, [bin, "serve", "--host", "127.0.0.1", "--port", "0", "--data", dataDir, "--allowlist", allowlist], {
@@ -184,20 +276,50 @@ async function main(): Promise<number> {
   const dir = mkdtempSync(path.join(tmpdir(), "modelgate-load-"));
   const dataDir = path.join(dir, "data");
   const allowlistPath = path.join(dir, "allowlist.json");
+  let child: ChildProcess | undefined;
+  const removeDir = (): void => {
+    if (values.keep) return;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // An interrupted run used to leave its data dir (hundreds of MB of blobs) and, when only this
+  // process was signalled, a running server behind: stop the server and remove the dir first.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    console.error(`\n${signal}: stopping the server${values.keep ? "" : ` and removing ${dir}`}`);
+    void stopServer(child, "SIGKILL").finally(() => {
+      removeDir();
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  const others = otherRunDirs(dir);
+  const [load1, load5] = loadavg();
+  console.log(
+    `machine: ${cpus().length.toString()} CPU(s), load average ${fmt(load1, 2)} (1 min) ${fmt(load5, 2)} (5 min) at start` +
+      (others.count > 0 ? `; ${others.count.toString()} other modelgate-load-* dir(s) in ${tmpdir()} (${fmt(others.bytes / MiB, 0)} MiB), left alone` : ""),
+  );
   const keys = nacl.sign.keyPair();
   const signer: Signer = { secretKey: keys.secretKey, keyId: keyIdOf(keys.publicKey) };
   writeFileSync(
     allowlistPath,
     JSON.stringify({ version: 1, sources: [{ id: "bench", description: "bench:load key", keys: [{ publicKey: publicKeyToPem(keys.publicKey) }] }] }, null, 2),
   );
-  const { child, port } = await startServer(dataDir, allowlistPath, {
-    MODELGATE_LOG_LEVEL: "info",
-    MODELGATE_RATE_LIMIT_RPS: "0",
-    MODELGATE_MAX_CONCURRENT_UPLOADS: String(publishers * 2),
-  });
+  let port: number;
+  try {
+    ({ child, port } = await startServer(dataDir, allowlistPath, {
+      MODELGATE_LOG_LEVEL: "info",
+      MODELGATE_RATE_LIMIT_RPS: "0",
+      MODELGATE_MAX_CONCURRENT_UPLOADS: String(Math.max(1, publishers * 2)),
+    }));
+  } catch (err) {
+    removeDir();
+    throw err;
+  }
+  const server = child;
   let failed = false;
   try {
-    console.log(`server on 127.0.0.1:${port.toString()} (data ${dataDir})`);
+    console.log(`server on 127.0.0.1:${port.toString()} (pid ${String(server.pid)}, data ${dataDir})`);
     const seed = makeArtifact("bench/fetch-target.safetensors", fetchBytes);
     const seeded = await upload(port, seed, signer);
     if (seeded.status !== 201) throw new Error(`seeding the fetch artifact failed: ${seeded.status.toString()} ${seeded.body}`);
@@ -207,6 +329,7 @@ async function main(): Promise<number> {
     const uploadMs: number[] = [];
     const uploadErrors: string[] = [];
     let uploadedBytes = 0;
+    const cpuBefore = { server: cpuSecondsOf(server.pid), serverWrote: bytesWrittenBy(server.pid), bench: ownCpuSeconds(), machine: machineCpu(), wall: performance.now() };
     const deadline = performance.now() + seconds * 1000;
     const publisher = async (p: number): Promise<void> => {
       for (let i = 0; performance.now() < deadline; i++) {
@@ -223,13 +346,34 @@ async function main(): Promise<number> {
         }
       }
     };
-    const fetchRun = autocannon({
-      url: `http://127.0.0.1:${port.toString()}/v1/artifacts/sha256:${seed.digestHex}`,
-      connections: fetchers,
-      duration: seconds,
-      timeout: 60,
+    // Fetched bytes per 5 s, counted when a response completes (as autocannon's own throughput).
+    const fetchStart = performance.now();
+    const fetchErrorKinds = new Map<string, number>();
+    const perFive: number[] = Array.from({ length: Math.max(1, Math.ceil(seconds / 5)) }, () => 0);
+    const fetchRun = new Promise<autocannon.Result>((resolve, reject) => {
+      const instance = autocannon(
+        {
+          url: `http://127.0.0.1:${port.toString()}/v1/artifacts/sha256:${seed.digestHex}`,
+          connections: fetchers,
+          duration: seconds,
+          timeout: 60,
+        },
+        (err: unknown, result: autocannon.Result) => {
+          if (err !== null && err !== undefined) reject(err instanceof Error ? err : new Error("autocannon failed"));
+          else resolve(result);
+        },
+      );
+      instance.on("reqError", (err: unknown) => {
+        const kind = err instanceof Error ? ((err as NodeJS.ErrnoException).code ?? err.message) : "unknown";
+        fetchErrorKinds.set(kind, (fetchErrorKinds.get(kind) ?? 0) + 1);
+      });
+      instance.on("response", (_client, statusCode, resBytes) => {
+        const bucket = Math.min(perFive.length - 1, Math.floor((performance.now() - fetchStart) / 5000));
+        if (statusCode === 200) perFive[bucket] = (perFive[bucket] ?? 0) + resBytes;
+      });
     });
     const [fetchResult] = await Promise.all([fetchRun, Promise.all(Array.from({ length: publishers }, (_, p) => publisher(p)))]);
+    const cpuAfter = { server: cpuSecondsOf(server.pid), serverWrote: bytesWrittenBy(server.pid), bench: ownCpuSeconds(), machine: machineCpu(), wall: performance.now() };
 
     uploadMs.sort((a, b) => a - b);
     const f = fetchResult;
@@ -237,11 +381,32 @@ async function main(): Promise<number> {
     console.log(`\nfetch: ${fetchers.toString()} connections x ${seconds.toString()} s, ${(fetchBytes / MiB).toString()} MiB artifact`);
     console.log(`  requests ${f.requests.total.toString()} (${f.requests.average.toFixed(1)}/s), throughput ${(f.throughput.average / MiB).toFixed(1)} MiB/s`);
     console.log(`  latency p50 ${f.latency.p50.toString()} ms, p99 ${f.latency.p99.toString()} ms (p99/p50 ${(f.latency.p99 / Math.max(1, f.latency.p50)).toFixed(2)})`);
-    console.log(`  errors ${f.errors.toString()}, timeouts ${f.timeouts.toString()}, non-2xx ${f.non2xx.toString()}`);
+    const kinds = [...fetchErrorKinds].map(([k, n]) => `${k} x${n.toString()}`).join(", ");
+    console.log(`  errors ${f.errors.toString()}${kinds !== "" ? ` (${kinds})` : ""}, timeouts ${f.timeouts.toString()}, non-2xx ${f.non2xx.toString()}`);
     console.log(`upload: ${publishers.toString()} publishers x ${seconds.toString()} s, ${(uploadBytes / MiB).toString()} MiB distinct artifacts`);
     console.log(`  accepted ${uploadMs.length.toString()}, ${(uploadedBytes / MiB / seconds).toFixed(1)} MiB/s`);
     console.log(`  latency p50 ${percentile(uploadMs, 50).toFixed(0)} ms, p99 ${percentile(uploadMs, 99).toFixed(0)} ms`);
     console.log(`  errors ${uploadErrors.length.toString()}${uploadErrors.length > 0 ? `: ${uploadErrors.slice(0, 3).join(" | ")}` : ""}`);
+    // The first bucket is low by construction: the first 64 responses all complete after several seconds.
+    console.log(`  fetch MiB/s per 5 s (responses completed): ${perFive.map((b) => fmt(b / 5 / MiB, 0)).join(" ")}`);
+    // What the figures were measured against: a shared 2-core VM gives the server what others leave.
+    const wallS = (cpuAfter.wall - cpuBefore.wall) / 1000;
+    const serverCpu = cpuAfter.server !== undefined && cpuBefore.server !== undefined ? cpuAfter.server - cpuBefore.server : undefined;
+    const benchCpu = cpuAfter.bench - cpuBefore.bench;
+    const m0 = cpuBefore.machine;
+    const m1 = cpuAfter.machine;
+    const othersCpu = m0 !== undefined && m1 !== undefined && serverCpu !== undefined ? m1.process - m0.process - serverCpu - benchCpu : undefined;
+    // Work done, whether or not a response completed in the window: bytes the server wrote (responses
+    // to sockets, uploads to files). CPU per GiB of it stays put when only the machine's load changes.
+    const serverWroteGiB =
+      cpuAfter.serverWrote !== undefined && cpuBefore.serverWrote !== undefined ? (cpuAfter.serverWrote - cpuBefore.serverWrote) / (1024 * MiB) : undefined;
+    console.log(
+      `cpu over ${fmt(wallS)} s: server ${fmt(serverCpu)} s for ${fmt(serverWroteGiB, 2)} GiB written to sockets and files ` +
+        `(${fmt(serverCpu !== undefined && serverWroteGiB !== undefined ? serverCpu / serverWroteGiB : undefined, 2)} s/GiB), ` +
+        `bench client ${fmt(benchCpu)} s, other processes ${fmt(othersCpu)} s (${fmt(othersCpu !== undefined ? othersCpu / wallS : undefined, 2)} cores), ` +
+        `irq+softirq ${fmt(m0 !== undefined && m1 !== undefined ? m1.interrupts - m0.interrupts : undefined)} s, steal ${fmt(m0 !== undefined && m1 !== undefined ? m1.steal - m0.steal : undefined)} s; ` +
+        `load average ${fmt(loadavg()[0], 2)} at the end`,
+    );
 
     // Every accepted artifact is listed and re-hashes to its digest.
     const listed = new Set<string>();
@@ -267,14 +432,17 @@ async function main(): Promise<number> {
     failed = fetchErrors > 0 || uploadErrors.length > 0 || corrupted > 0 || lost > 0;
     console.log(`targets: zero errors ${failed ? "MISSED" : "met"}; p99 <= 5x p50 ${p99ok ? "met" : "MISSED"}`);
   } finally {
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGTERM");
-    await exited;
-    const audit = await verifyAuditLog(path.join(dataDir, "audit.log"));
-    console.log(audit.ok ? `audit: chain verifies, ${audit.count.toString()} entries` : `audit: BROKEN at line ${audit.line.toString()} (${audit.reason})`);
-    if (!audit.ok) failed = true;
-    if (values.keep) console.log(`kept ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
+    try {
+      await stopServer(server, "SIGTERM");
+      const audit = await verifyAuditLog(path.join(dataDir, "audit.log"));
+      console.log(audit.ok ? `audit: chain verifies, ${audit.count.toString()} entries` : `audit: BROKEN at line ${audit.line.toString()} (${audit.reason})`);
+      if (!audit.ok) failed = true;
+    } finally {
+      if (values.keep) console.log(`kept ${dir}`);
+      removeDir();
+      process.removeListener("SIGINT", onSignal);
+      process.removeListener("SIGTERM", onSignal);
+    }
   }
   return failed ? 1 : 0;
 }
