@@ -610,8 +610,16 @@ export function readZipDirectory(source: ByteSource, options: ZipReadOptions): Z
 }
 
 /** CRC-32 of a region, streamed in 1 MiB chunks (memory stays flat for multi-GB tensors). */
+/**
+ * One chunk buffer for every CRC pass (crc32Of is synchronous, so passes never interleave). A new
+ * 1 MiB buffer per entry is fresh memory the kernel must fault in page by page: on a torch.save of
+ * a thousand tensors that cost more time than the reads themselves.
+ */
+let crcScratch: Uint8Array | undefined;
+
 export function crc32Of(source: ByteSource, start = 0, length = source.size - start): number {
-  const buf = new Uint8Array(Math.min(CRC_CHUNK, Math.max(1, length)));
+  crcScratch ??= new Uint8Array(CRC_CHUNK);
+  const buf = crcScratch;
   let crc = 0;
   let pos = 0;
   while (pos < length) {
