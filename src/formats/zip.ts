@@ -53,6 +53,12 @@ const ALLOWED_FLAGS = 0x0002 | 0x0004 | FLAG_DESCRIPTOR | FLAG_UTF8;
 const METHOD_STORED = 0;
 const METHOD_DEFLATE = 8;
 
+/** APPNOTE 4.3.7: the local header's fixed part, before the name and extra field. */
+const LOCAL_HEADER_BYTES = 30;
+/** APPNOTE 4.3.9: optional signature, CRC-32, then two 4-byte (or, zip64, 8-byte) sizes. */
+const DESCRIPTOR_NARROW_BYTES = 4 + 4 + 4 + 4;
+const DESCRIPTOR_WIDE_BYTES = 4 + 4 + 8 + 8;
+
 const EXTRA_ZIP64 = 0x0001;
 const U32_MAX = 0xffffffff;
 const U16_MAX = 0xffff;
@@ -441,7 +447,12 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 /** Cross-check one entry's local header (and data descriptor) against its central record. */
 function checkLocalHeader(source: ByteSource, e: CentralEntry, cdOffset: number): void {
   const where = `entry ${JSON.stringify(e.name.slice(0, 200))}`;
-  const c = cursorAt(source, e.localHeaderOffset, cdOffset, `${where} local header`);
+  // Exact-sized reads: the fixed 30 bytes, then name + extra. A cursor reaching to the central
+  // directory would fill a 64 KiB window of tensor data per entry (about 50% more bytes read than
+  // a torch checkpoint of a thousand tensors holds), only to use the first few dozen.
+  const fixedEnd = e.localHeaderOffset + LOCAL_HEADER_BYTES;
+  if (fixedEnd > cdOffset) throw malformed(`${where}: local header at ${e.localHeaderOffset} runs into the central directory`, { cdOffset });
+  const c = cursorAt(source, e.localHeaderOffset, fixedEnd, `${where} local header`);
   if (c.u32le("local header signature") !== SIG_LOCAL) throw malformed(`${where}: no local header at offset ${e.localHeaderOffset}`);
   c.u16le();
   const flags = c.u16le();
@@ -453,8 +464,11 @@ function checkLocalHeader(source: ByteSource, e: CentralEntry, cdOffset: number)
   const usize32 = c.u32le();
   const nameLength = c.u16le();
   const extraLength = c.u16le();
-  const rawName = c.bytes(nameLength, "local name");
-  const extra = parseExtra(c.bytes(extraLength, "local extra field"), `${where} local header`);
+  const variableEnd = fixedEnd + nameLength + extraLength;
+  if (variableEnd > cdOffset) throw malformed(`${where}: local name and extra field run into the central directory`, { cdOffset });
+  const v = cursorAt(source, fixedEnd, variableEnd, `${where} local name and extra field`);
+  const rawName = v.bytes(nameLength, "local name");
+  const extra = parseExtra(v.bytes(extraLength, "local extra field"), `${where} local header`);
   checkExtraIds(extra, `${where} local header`);
   if (!bytesEqual(rawName, e.rawName)) throw malformed(`${where}: local header names a different file`);
   if (flags !== e.flags) throw malformed(`${where}: local flags 0x${flags.toString(16)} != central 0x${e.flags.toString(16)}`);
@@ -475,7 +489,7 @@ function checkLocalHeader(source: ByteSource, e: CentralEntry, cdOffset: number)
       throw malformed(`${where}: local header CRC/sizes disagree with the central directory`);
     }
   }
-  e.dataStart = c.position;
+  e.dataStart = variableEnd;
   const dataEnd = e.dataStart + e.compressedSize;
   if (dataEnd > cdOffset) throw malformed(`${where}: data runs into the central directory`, { dataEnd, cdOffset });
   e.recordEnd = dataEnd;
@@ -535,7 +549,8 @@ function localSizes(extra: Extra, csize32: number, usize32: number, e: CentralEn
 /** The end of a data descriptor of the given width that matches the central record, if it does. */
 function readDescriptor(source: ByteSource, e: ZipEntry, at: number, cdOffset: number, wide: boolean): number | undefined {
   try {
-    const d = cursorAt(source, at, cdOffset, "data descriptor");
+    // At most signature + CRC + two sizes: read those bytes, not a window of what follows.
+    const d = cursorAt(source, at, Math.min(cdOffset, at + (wide ? DESCRIPTOR_WIDE_BYTES : DESCRIPTOR_NARROW_BYTES)), "data descriptor");
     let first = d.u32le("data descriptor");
     if (first === SIG_DESCRIPTOR && e.crc32 !== SIG_DESCRIPTOR) first = d.u32le("data descriptor CRC");
     const dcsize = wide ? d.u64le("descriptor compressed size") : d.u32le("descriptor compressed size");
@@ -595,8 +610,16 @@ export function readZipDirectory(source: ByteSource, options: ZipReadOptions): Z
 }
 
 /** CRC-32 of a region, streamed in 1 MiB chunks (memory stays flat for multi-GB tensors). */
+/**
+ * One chunk buffer for every CRC pass (crc32Of is synchronous, so passes never interleave). A new
+ * 1 MiB buffer per entry is fresh memory the kernel must fault in page by page: on a torch.save of
+ * a thousand tensors that cost more time than the reads themselves.
+ */
+let crcScratch: Uint8Array | undefined;
+
 export function crc32Of(source: ByteSource, start = 0, length = source.size - start): number {
-  const buf = new Uint8Array(Math.min(CRC_CHUNK, Math.max(1, length)));
+  crcScratch ??= new Uint8Array(CRC_CHUNK);
+  const buf = crcScratch;
   let crc = 0;
   let pos = 0;
   while (pos < length) {
