@@ -55,7 +55,9 @@ function runOnce(bin: string, args: string[], env: NodeJS.ProcessEnv, nodeFlags:
 
 function loadedModules(bin: string, args: string[], hookPath: string, outPath: string): string[] {
   runOnce(bin, args, { PATH: process.env.PATH ?? "", MODELGATE_BENCH_MODULES_OUT: outPath }, ["--require", hookPath]);
-  return readFileSync(outPath, "utf8").split("\n").filter((line) => line !== "");
+  return readFileSync(outPath, "utf8")
+    .split("\n")
+    .filter((line) => line !== "");
 }
 
 function heavyIn(modules: string[]): string[] {

@@ -76,7 +76,13 @@ function timeSha256(path: string): number {
 function timeScan(path: string): { seconds: number; peakRssMiB: number; verdict: string; format: string; findings: string } {
   const child = spawnSync(process.execPath, [__filename, "--scan", path], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
   if (child.status !== 0) throw new Error(`scan child failed: ${child.stderr}`);
-  return JSON.parse(child.stdout.trim().split("\n").pop() ?? "{}") as { seconds: number; peakRssMiB: number; verdict: string; format: string; findings: string };
+  return JSON.parse(child.stdout.trim().split("\n").pop() ?? "{}") as {
+    seconds: number;
+    peakRssMiB: number;
+    verdict: string;
+    format: string;
+    findings: string;
+  };
 }
 
 async function scanChild(path: string): Promise<void> {
@@ -107,7 +113,16 @@ function measure(name: string, path: string): Row {
   timeSha256(path);
   const sha256Seconds = timeSha256(path);
   const scan = timeScan(path);
-  return { name, bytes, sha256Seconds, scanSeconds: scan.seconds, peakRssMiB: scan.peakRssMiB, verdict: scan.verdict, format: scan.format, findings: scan.findings };
+  return {
+    name,
+    bytes,
+    sha256Seconds,
+    scanSeconds: scan.seconds,
+    peakRssMiB: scan.peakRssMiB,
+    verdict: scan.verdict,
+    format: scan.format,
+    findings: scan.findings,
+  };
 }
 
 function main(): void {

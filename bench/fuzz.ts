@@ -407,7 +407,10 @@ function saveCrasher(outDir: string, target: string, input: Uint8Array, reason: 
   return file;
 }
 
-async function fuzzTarget(target: FuzzTarget, opts: { seconds: number; seed: number; maxLen: number; budgetMs: number; hangMs: number; outDir: string }): Promise<number> {
+async function fuzzTarget(
+  target: FuzzTarget,
+  opts: { seconds: number; seed: number; maxLen: number; budgetMs: number; hangMs: number; outDir: string },
+): Promise<number> {
   let crashFiles = 0;
   let hangs = 0;
   let remaining = opts.seconds;
@@ -419,7 +422,14 @@ async function fuzzTarget(target: FuzzTarget, opts: { seconds: number; seed: num
     const shared = new SharedArrayBuffer(HEADER + opts.maxLen);
     const counter = new Int32Array(shared, 0, 2);
     const worker = new Worker(__filename, {
-      workerData: { target: target.name, seconds: remaining, seed: opts.seed + attempt * 7919, maxLen: opts.maxLen, budgetMs: opts.budgetMs, shared } satisfies WorkerInput,
+      workerData: {
+        target: target.name,
+        seconds: remaining,
+        seed: opts.seed + attempt * 7919,
+        maxLen: opts.maxLen,
+        budgetMs: opts.budgetMs,
+        shared,
+      } satisfies WorkerInput,
     });
     const outcome = await new Promise<"done" | "hang" | "missing" | "error">((resolve) => {
       let lastCount = -1;

@@ -79,10 +79,14 @@ function cpuSeconds(pid: number): number {
 }
 
 async function startServer(dir: string, allowlist: string, dataName: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [path.join(__dirname, "..", "..", "bin", "modelgate.js"), "serve", "--port", "0", "--data", path.join(dir, dataName), "--allowlist", allowlist], {
-    env: { ...process.env, MODELGATE_LOG_LEVEL: "info", MODELGATE_MAX_UPLOAD_BYTES: String(20 * 1024 * MiB), MODELGATE_RATE_LIMIT_RPS: "1000" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = spawn(
+    process.execPath,
+    [path.join(__dirname, "..", "..", "bin", "modelgate.js"), "serve", "--port", "0", "--data", path.join(dir, dataName), "--allowlist", allowlist],
+    {
+      env: { ...process.env, MODELGATE_LOG_LEVEL: "info", MODELGATE_MAX_UPLOAD_BYTES: String(20 * 1024 * MiB), MODELGATE_RATE_LIMIT_RPS: "1000" },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   let buffered = "";
   const url = await new Promise<string>((resolve, reject) => {
     child.once("exit", (code) => {
@@ -218,7 +222,10 @@ async function runSize(sizeBytes: number, tmp: string, rounds: number): Promise<
     const allowlist = path.join(dir, "allowlist.json");
     await fsp.writeFile(
       allowlist,
-      JSON.stringify({ version: 1, sources: [{ id: "bench", description: "bench key", keys: [{ publicKey: Buffer.from(keys.publicKey).toString("base64") }] }] }),
+      JSON.stringify({
+        version: 1,
+        sources: [{ id: "bench", description: "bench key", keys: [{ publicKey: Buffer.from(keys.publicKey).toString("base64") }] }],
+      }),
     );
     const envelope = JSON.stringify(signEnvelope(buildPublishStatement({ name: "bench/model.safetensors", digestHex }), keys.secretKey, keyId));
 

@@ -329,7 +329,13 @@ async function main(): Promise<number> {
     const uploadMs: number[] = [];
     const uploadErrors: string[] = [];
     let uploadedBytes = 0;
-    const cpuBefore = { server: cpuSecondsOf(server.pid), serverWrote: bytesWrittenBy(server.pid), bench: ownCpuSeconds(), machine: machineCpu(), wall: performance.now() };
+    const cpuBefore = {
+      server: cpuSecondsOf(server.pid),
+      serverWrote: bytesWrittenBy(server.pid),
+      bench: ownCpuSeconds(),
+      machine: machineCpu(),
+      wall: performance.now(),
+    };
     const deadline = performance.now() + seconds * 1000;
     const publisher = async (p: number): Promise<void> => {
       for (let i = 0; performance.now() < deadline; i++) {
@@ -373,14 +379,22 @@ async function main(): Promise<number> {
       });
     });
     const [fetchResult] = await Promise.all([fetchRun, Promise.all(Array.from({ length: publishers }, (_, p) => publisher(p)))]);
-    const cpuAfter = { server: cpuSecondsOf(server.pid), serverWrote: bytesWrittenBy(server.pid), bench: ownCpuSeconds(), machine: machineCpu(), wall: performance.now() };
+    const cpuAfter = {
+      server: cpuSecondsOf(server.pid),
+      serverWrote: bytesWrittenBy(server.pid),
+      bench: ownCpuSeconds(),
+      machine: machineCpu(),
+      wall: performance.now(),
+    };
 
     uploadMs.sort((a, b) => a - b);
     const f = fetchResult;
     const fetchErrors = f.errors + f.timeouts + f.non2xx;
     console.log(`\nfetch: ${fetchers.toString()} connections x ${seconds.toString()} s, ${(fetchBytes / MiB).toString()} MiB artifact`);
     console.log(`  requests ${f.requests.total.toString()} (${f.requests.average.toFixed(1)}/s), throughput ${(f.throughput.average / MiB).toFixed(1)} MiB/s`);
-    console.log(`  latency p50 ${f.latency.p50.toString()} ms, p99 ${f.latency.p99.toString()} ms (p99/p50 ${(f.latency.p99 / Math.max(1, f.latency.p50)).toFixed(2)})`);
+    console.log(
+      `  latency p50 ${f.latency.p50.toString()} ms, p99 ${f.latency.p99.toString()} ms (p99/p50 ${(f.latency.p99 / Math.max(1, f.latency.p50)).toFixed(2)})`,
+    );
     const kinds = [...fetchErrorKinds].map(([k, n]) => `${k} x${n.toString()}`).join(", ");
     console.log(`  errors ${f.errors.toString()}${kinds !== "" ? ` (${kinds})` : ""}, timeouts ${f.timeouts.toString()}, non-2xx ${f.non2xx.toString()}`);
     console.log(`upload: ${publishers.toString()} publishers x ${seconds.toString()} s, ${(uploadBytes / MiB).toString()} MiB distinct artifacts`);
@@ -426,7 +440,9 @@ async function main(): Promise<number> {
       const got = await fetchDigest(port, digestHex);
       if (got.status !== 200 || got.digestHex !== digestHex) corrupted += 1;
     }
-    console.log(`verify: ${accepted.size.toString()} accepted artifacts re-hashed: ${corrupted.toString()} corrupted/unreadable, ${lost.toString()} missing from the listing`);
+    console.log(
+      `verify: ${accepted.size.toString()} accepted artifacts re-hashed: ${corrupted.toString()} corrupted/unreadable, ${lost.toString()} missing from the listing`,
+    );
 
     const p99ok = f.latency.p99 <= 5 * Math.max(1, f.latency.p50);
     failed = fetchErrors > 0 || uploadErrors.length > 0 || corrupted > 0 || lost > 0;

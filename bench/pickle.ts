@@ -202,8 +202,7 @@ function report(label: string, path: string, repeat: number, warmPath?: string):
   if (warmPath !== undefined) analyzeFile(warmPath, 3);
   const ours = analyzeFile(path, repeat);
   const mb = (size * repeat) / 1e6;
-  const rate = (seconds: number, ops: number): string =>
-    `${(mb / seconds).toFixed(1)} MB/s  ${((ops * repeat) / seconds / 1e6).toFixed(1)} M ops/s`;
+  const rate = (seconds: number, ops: number): string => `${(mb / seconds).toFixed(1)} MB/s  ${((ops * repeat) / seconds / 1e6).toFixed(1)} M ops/s`;
   const line = [
     `${label}: ${(size / 1e6).toFixed(size > 1e6 ? 1 : 4)} MB x${repeat.toString()}, ${ours.ops.toLocaleString("en-US")} ops`,
     `  modelgate analysis:  wall ${ours.seconds.toFixed(3)} s  ${rate(ours.seconds, ours.ops)} | cpu ${ours.cpu.toFixed(3)} s  ${rate(ours.cpu, ours.ops)}  (accepted: ${String(ours.verdictOk)})`,
@@ -236,7 +235,8 @@ function main(): void {
     if (torch !== undefined) report("(b) torch state_dict data.pkl", torch, 200);
     else console.log("(b) torch state_dict: skipped (python3 with torch not available)");
   } finally {
-    if (process.env.KEEP === undefined) rmSync(dir, { recursive: true, force: true }); else console.log(dir);
+    if (process.env.KEEP === undefined) rmSync(dir, { recursive: true, force: true });
+    else console.log(dir);
   }
 }
 

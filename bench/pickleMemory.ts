@@ -43,7 +43,13 @@ const u8 = (...b: number[]): Buffer => Buffer.from(b);
 const str15 = Buffer.concat([u8(0x8c, 15), Buffer.from("abcdefghijklmno", "latin1")]);
 const binunicode64k = Buffer.concat([u8(0x58, 0x00, 0x00, 0x01, 0x00), Buffer.alloc(65536, 0x61)]);
 const orderedDict = Buffer.from("ccollections\nOrderedDict\n", "latin1");
-const stackGlobalHead = Buffer.concat([u8(0x8c, 11), Buffer.from("collections", "latin1"), u8(0x94, 0x8c, 11), Buffer.from("OrderedDict", "latin1"), u8(0x94, 0x30, 0x30)]);
+const stackGlobalHead = Buffer.concat([
+  u8(0x8c, 11),
+  Buffer.from("collections", "latin1"),
+  u8(0x94, 0x8c, 11),
+  Buffer.from("OrderedDict", "latin1"),
+  u8(0x94, 0x30, 0x30),
+]);
 
 function cases(): Case[] {
   const memo = L.maxMemoEntries + 1;
@@ -71,7 +77,12 @@ function cases(): Case[] {
     // MARK, then 64 KiB strings kept on the stack.
     ...both("maxDecodedStringBytes: strings kept on the stack", u8(0x28), binunicode64k, Math.floor(L.maxDecodedStringBytes / 65536) + 1),
     // 64 KiB strings, each memoized (kept as an offset) and popped.
-    ...both("maxDecodedStringBytes: memoized strings", Buffer.alloc(0), Buffer.concat([binunicode64k, u8(0x94, 0x30)]), Math.floor(L.maxDecodedStringBytes / 65536) + 1),
+    ...both(
+      "maxDecodedStringBytes: memoized strings",
+      Buffer.alloc(0),
+      Buffer.concat([binunicode64k, u8(0x94, 0x30)]),
+      Math.floor(L.maxDecodedStringBytes / 65536) + 1,
+    ),
     // NONE, LONG_BINPUT 0xffffffff.
     ...both("memo index rule", Buffer.alloc(0), u8(0x4e, 0x72, 0xff, 0xff, 0xff, 0xff), 1),
   ];

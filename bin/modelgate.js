@@ -21,4 +21,6 @@ for (const stream of [process.stdout, process.stderr]) {
     throw err;
   });
 }
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -274,8 +274,7 @@ async function* readLines(file: string, start = 0): AsyncGenerator<{ line: Buffe
 export type AuditBreakReason = "edited" | "reordered" | "truncated" | "broken_chain" | "bad_json";
 
 export type AuditVerifyResult =
-  | { ok: true; count: number; head: string }
-  | { ok: false; count: number; line: number; reason: AuditBreakReason; detail: string };
+  { ok: true; count: number; head: string } | { ok: false; count: number; line: number; reason: AuditBreakReason; detail: string };
 
 export interface VerifyOptions {
   /**

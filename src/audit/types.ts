@@ -37,7 +37,12 @@ export interface AuditEvent {
 
 /** What the audit log keeps of an inspection report: verdict, format and counts, never the findings themselves. */
 export function inspectionSummary(report: InspectionReport): NonNullable<AuditEvent["inspection"]> {
-  return { verdict: report.verdict, format: report.format, findings: report.findings.length + (report.omittedFindings?.count ?? 0), imports: report.imports.length };
+  return {
+    verdict: report.verdict,
+    format: report.format,
+    findings: report.findings.length + (report.omittedFindings?.count ?? 0),
+    imports: report.imports.length,
+  };
 }
 
 export interface AuditSink {

@@ -69,7 +69,10 @@ export function uploadFile(upload: FileUpload): Promise<Response> {
     const head = upload.head ?? Buffer.alloc(0);
     const tail = upload.tail ?? Buffer.alloc(0);
     const client = upload.url.protocol === "https:" ? https : http;
-    const req = client.request(upload.url, { method: upload.method, headers: { ...upload.headers, "Content-Length": String(head.length + size + tail.length) } });
+    const req = client.request(upload.url, {
+      method: upload.method,
+      headers: { ...upload.headers, "Content-Length": String(head.length + size + tail.length) },
+    });
     const input = createReadStream(upload.file, { highWaterMark: 1024 * 1024 });
     let settled = false;
     const fail = (err: unknown): void => {
@@ -120,7 +123,10 @@ function dispositionValue(value: string): string {
  * head of the `artifact` file part; `tail` closes it. The boundary is random, so no part's bytes
  * contain it by chance.
  */
-export function multipartAround(fields: { signature: string; name?: string | undefined }, fileName: string): { contentType: string; head: Buffer; tail: Buffer } {
+export function multipartAround(
+  fields: { signature: string; name?: string | undefined },
+  fileName: string,
+): { contentType: string; head: Buffer; tail: Buffer } {
   const boundary = `----modelgate-${randomBytes(16).toString("hex")}`;
   const field = (name: string, value: string): string => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
   const head = Buffer.from(

@@ -6,15 +6,7 @@ import { commands, type CommandEntry } from "./commands";
 function topUsage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
   const lines = commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
-  return [
-    "usage: modelgate <command> [options]",
-    "",
-    "commands:",
-    ...lines,
-    "",
-    "Run `modelgate <command> --help` for a command's options.",
-    "",
-  ].join("\n");
+  return ["usage: modelgate <command> [options]", "", "commands:", ...lines, "", "Run `modelgate <command> --help` for a command's options.", ""].join("\n");
 }
 
 export function defaultIo(): CliIo {

@@ -28,7 +28,9 @@ export function isSha256Hex(text: string): boolean {
 export const Sha256HexSchema = z.string().regex(SHA256_HEX, "lowercase hex sha256 (64 characters)");
 
 /** zod: a `sha256:<64 lowercase hex>` digest. */
-export const Sha256DigestSchema = z.string().refine((text) => text.startsWith(SHA256_PREFIX) && isSha256Hex(text.slice(SHA256_PREFIX.length)), "sha256:<64 lowercase hex>");
+export const Sha256DigestSchema = z
+  .string()
+  .refine((text) => text.startsWith(SHA256_PREFIX) && isSha256Hex(text.slice(SHA256_PREFIX.length)), "sha256:<64 lowercase hex>");
 
 /** "sha256:<64 lowercase hex>" or bare 64 lowercase hex -> hex; anything else is `bad_request`. */
 export function parseDigest(text: string): string {

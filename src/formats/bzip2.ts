@@ -138,7 +138,8 @@ export function decodeBzip2(source: ByteSource, sink: (chunk: Uint8Array) => voi
   let blocks = 0;
   for (;;) {
     const streamStart = br.byteOffset;
-    if (br.bits(8) !== 0x42 || br.bits(8) !== 0x5a || br.bits(8) !== 0x68) fail(streams === 0 ? "bad magic" : "data after the end of the stream that is not another bz2 stream", streamStart);
+    if (br.bits(8) !== 0x42 || br.bits(8) !== 0x5a || br.bits(8) !== 0x68)
+      fail(streams === 0 ? "bad magic" : "data after the end of the stream that is not another bz2 stream", streamStart);
     const level = br.bits(8) - 0x30;
     if (level < 1 || level > 9) fail(`block size digit ${level.toString()}`, streamStart + 3);
     const blockMax = level * 100000;

@@ -121,19 +121,31 @@ class BoundedSink implements ChunkSink {
     const next = this.produced + chunk.length;
     const limits = this.ctx.containerLimits;
     if (next > this.maxOutput) {
-      throw new GatewayError("limit_exceeded", `${this.what}: ${this.compression} stream decompresses to more than ${limits.maxEntryUncompressedBytes} bytes (maxEntryUncompressedBytes)`, {
-        limit: "maxEntryUncompressedBytes",
-      });
+      throw new GatewayError(
+        "limit_exceeded",
+        `${this.what}: ${this.compression} stream decompresses to more than ${limits.maxEntryUncompressedBytes} bytes (maxEntryUncompressedBytes)`,
+        {
+          limit: "maxEntryUncompressedBytes",
+        },
+      );
     }
     if (next > this.ratioLimit) {
-      throw new GatewayError("limit_exceeded", `${this.what}: ${this.compression} stream expands more than ${limits.maxCompressionRatio}x (maxCompressionRatio)`, {
-        limit: "maxCompressionRatio",
-      });
+      throw new GatewayError(
+        "limit_exceeded",
+        `${this.what}: ${this.compression} stream expands more than ${limits.maxCompressionRatio}x (maxCompressionRatio)`,
+        {
+          limit: "maxCompressionRatio",
+        },
+      );
     }
     if (this.ctx.budget.uncompressedBytes + chunk.length > limits.maxTotalUncompressedBytes) {
-      throw new GatewayError("limit_exceeded", `${this.what}: the artifact decompresses to more than ${limits.maxTotalUncompressedBytes} bytes in total (maxTotalUncompressedBytes)`, {
-        limit: "maxTotalUncompressedBytes",
-      });
+      throw new GatewayError(
+        "limit_exceeded",
+        `${this.what}: the artifact decompresses to more than ${limits.maxTotalUncompressedBytes} bytes in total (maxTotalUncompressedBytes)`,
+        {
+          limit: "maxTotalUncompressedBytes",
+        },
+      );
     }
     let done = 0;
     while (done < chunk.length) done += writeSync(this.fd, chunk, done, chunk.length - done);
@@ -274,7 +286,11 @@ async function decodeGzip(source: ByteSource, sink: BoundedSink, what: string): 
   const trailerAt = header.end + inflate.bytesWritten;
   // Exactly one member: Node's gunzip would go on into a second member, joblib's reader does not.
   if (trailerAt + 8 !== source.size) {
-    throw malformed("gzip", what, trailerAt + 8 > source.size ? "ends inside its trailer" : `has ${source.size - trailerAt - 8} bytes after its end (a second member or trailing data)`);
+    throw malformed(
+      "gzip",
+      what,
+      trailerAt + 8 > source.size ? "ends inside its trailer" : `has ${source.size - trailerAt - 8} bytes after its end (a second member or trailing data)`,
+    );
   }
   const trailer = new Cursor(source, { start: trailerAt, errorCode: "malformed_container", what: `${what}: gzip trailer` });
   const expectedCrc = trailer.u32le("CRC32");
@@ -288,7 +304,12 @@ async function decodeGzip(source: ByteSource, sink: BoundedSink, what: string): 
  * `malformed_container` for corrupt, truncated or trailing data and `limit_exceeded` for
  * output past a bound; the temp file is removed on failure, and by `close()` on success.
  */
-export async function decompressToTempFile(source: ByteSource, compression: Compression, ctx: DecompressContext, options: DecompressOptions = {}): Promise<DecompressedStream> {
+export async function decompressToTempFile(
+  source: ByteSource,
+  compression: Compression,
+  ctx: DecompressContext,
+  options: DecompressOptions = {},
+): Promise<DecompressedStream> {
   const what = options.what ?? "stream";
   // Load the decoder before the temp file and outside the try below: a broken install (the
   // addon failing to load) is not a malformed stream, and propagates as it did at import time.
@@ -325,9 +346,13 @@ export async function decompressToTempFile(source: ByteSource, compression: Comp
     removeTemp();
     if (isGatewayError(err)) throw err;
     if (errorName(err) === "LZMA_MEMLIMIT_ERROR") {
-      throw new GatewayError("limit_exceeded", `${what}: ${compression} stream needs more decoder memory than ${options.lzmaMemoryLimit ?? MAX_LZMA_DECODER_MEMORY_BYTES} bytes (MAX_LZMA_DECODER_MEMORY_BYTES)`, {
-        limit: "MAX_LZMA_DECODER_MEMORY_BYTES",
-      });
+      throw new GatewayError(
+        "limit_exceeded",
+        `${what}: ${compression} stream needs more decoder memory than ${options.lzmaMemoryLimit ?? MAX_LZMA_DECODER_MEMORY_BYTES} bytes (MAX_LZMA_DECODER_MEMORY_BYTES)`,
+        {
+          limit: "MAX_LZMA_DECODER_MEMORY_BYTES",
+        },
+      );
     }
     // A full disk while writing the temp file is not a corrupt stream.
     throwIfEnvironmental(err);
@@ -378,7 +403,13 @@ async function decodeInto(source: ByteSource, compression: Compression, sink: Bo
   }
 }
 
-const FINDING_CODES: ReadonlySet<string> = new Set<InspectionErrorCode>(["malformed_container", "limit_exceeded", "malformed_pickle", "unknown_format", "unsupported_format"]);
+const FINDING_CODES: ReadonlySet<string> = new Set<InspectionErrorCode>([
+  "malformed_container",
+  "limit_exceeded",
+  "malformed_pickle",
+  "unknown_format",
+  "unsupported_format",
+]);
 
 /** A child context one nesting level deeper that shares everything else (budget included). */
 export function nestedContext(ctx: FormatContext): FormatContext {

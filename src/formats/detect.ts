@@ -11,19 +11,7 @@ import type { ByteSource } from "../bytes/source";
  */
 
 /** Formats modelgate inspects. */
-export type InspectedFormat =
-  | "zip"
-  | "tar"
-  | "npy"
-  | "safetensors"
-  | "gzip"
-  | "bz2"
-  | "xz"
-  | "lzma"
-  | "zlib"
-  | "lz4"
-  | "pytorch-legacy"
-  | "pickle";
+export type InspectedFormat = "zip" | "tar" | "npy" | "safetensors" | "gzip" | "bz2" | "xz" | "lzma" | "zlib" | "lz4" | "pytorch-legacy" | "pickle";
 
 /** Formats modelgate recognises but does not inspect: rejected as unsupported_format, by name. */
 export type UnsupportedFormat = "gguf" | "hdf5" | "7z" | "rar" | "onnx" | "tflite" | "tensorflow-savedmodel";

@@ -10,7 +10,16 @@ import { classifyData, dataNode } from "./data";
 import { MAX_REPORT_MEMBER_NODES } from "../limits";
 import { inspectCompressed } from "./decompress";
 import { throwIfEnvironmental } from "./ioFailure";
-import { COMPRESSED_FORMATS, detectMagic, hdf5SignatureAt, isLegacyTorchHead, readHead, tarfileWouldOpen, UNSUPPORTED_FORMATS, type DetectedFormat } from "./detect";
+import {
+  COMPRESSED_FORMATS,
+  detectMagic,
+  hdf5SignatureAt,
+  isLegacyTorchHead,
+  readHead,
+  tarfileWouldOpen,
+  UNSUPPORTED_FORMATS,
+  type DetectedFormat,
+} from "./detect";
 import { inspectMlflow, isMlflowLayout } from "./mlflow";
 import { inspectNpz, isNpzLayout } from "./npz";
 import { inspectNpy } from "./numpy";
@@ -127,7 +136,13 @@ export function couldBePickle(source: ByteSource, head: Uint8Array): boolean {
   const cursor = new Cursor(source, { errorCode: "malformed_pickle", what: "pickle probe" });
   // Frames read as the C unpickler reads them: an opcode straddling a frame end stops the strict
   // analyzer, but pickle.load reads on and runs what follows.
-  const probe = analyzePickle(cursor, { policy: makePicklePolicy(DEFAULT_CONTENT_POLICY), location: "", single: true, limits: PROBE_LIMITS, ignoreFrameBounds: true });
+  const probe = analyzePickle(cursor, {
+    policy: makePicklePolicy(DEFAULT_CONTENT_POLICY),
+    location: "",
+    single: true,
+    limits: PROBE_LIMITS,
+    ignoreFrameBounds: true,
+  });
   if (probe.node.findings.some((f) => f.severity === "dangerous")) return true;
   return callsUnsafeImport(probe.node);
 }
@@ -371,7 +386,12 @@ export async function inspectByContent(source: ByteSource, path: string, ctx: Fo
         findings: [
           ctx.policy.allowOpaqueMembers
             ? { code: "opaque_member", severity: "innocuous", message: `opaque binary member (${source.size} bytes) allowed by policy`, location: path }
-            : { code: "opaque_member", severity: "suspicious", message: `binary member of unknown content (${source.size} bytes): rejected unless the policy allows opaque members`, location: path },
+            : {
+                code: "opaque_member",
+                severity: "suspicious",
+                message: `binary member of unknown content (${source.size} bytes): rejected unless the policy allows opaque members`,
+                location: path,
+              },
         ],
         children: [],
       };
@@ -396,11 +416,7 @@ export async function inspectMember(source: ByteSource, path: string, ctx: Forma
 }
 
 /** Open a member, inspect it with `inspect`, close it; an open failure (CRC, inflate) is the member's finding. */
-export async function withMember(
-  member: ArchiveMember,
-  path: string,
-  inspect: (source: ByteSource) => Promise<InspectionNode>,
-): Promise<InspectionNode> {
+export async function withMember(member: ArchiveMember, path: string, inspect: (source: ByteSource) => Promise<InspectionNode>): Promise<InspectionNode> {
   let opened;
   try {
     opened = await member.open();
@@ -481,14 +497,19 @@ function flagCodeMembers(archive: ArchiveContents, path: string, ctx: FormatCont
  * model.weights.h5 / .npz or metadata.json), and a TF SavedModel (tf.saved_model.load reads
  * `<dir>/saved_model.pb` or, without it, `saved_model.pbtxt`, in any folder).
  */
-function unsupportedLayout(kind: ArchiveContents["kind"], members: readonly ArchiveMember[], configs: readonly LoaderConfig[]): { format: string; what: string } | undefined {
+function unsupportedLayout(
+  kind: ArchiveContents["kind"],
+  members: readonly ArchiveMember[],
+  configs: readonly LoaderConfig[],
+): { format: string; what: string } | undefined {
   const keras = kerasFolder(members, configs);
   if (keras !== undefined) return { format: "keras", what: `Keras v3 model (${keras === "" ? "" : keras}config.json)` };
   // A zip holding config.json and nothing else is what keras.saving.load_model opens as a .keras
   // file: saving_lib deserializes config.json before it finds no weights, and no other loader
   // reads a zip of one config file, so it is Keras whatever the config holds (fail closed).
   const files = members.filter((m) => !m.isDirectory);
-  if (kind === "zip" && files.length === 1 && files[0]?.path.toLowerCase() === "config.json") return { format: "keras", what: "Keras v3 model (config.json alone)" };
+  if (kind === "zip" && files.length === 1 && files[0]?.path.toLowerCase() === "config.json")
+    return { format: "keras", what: "Keras v3 model (config.json alone)" };
   for (const m of members) {
     if (m.isDirectory) continue;
     const base = (m.path.split("/").pop() ?? "").toLowerCase();

@@ -29,7 +29,8 @@ export function environmentalFailure(err: unknown): GatewayError | undefined {
   if (isGatewayError(err)) return err.code === "insufficient_storage" || err.code === "io_error" ? err : undefined;
   const errno = errnoOf(err);
   if (errno === undefined) return undefined;
-  if (NO_SPACE.has(errno)) return new GatewayError("insufficient_storage", `no space left for inspection temp files (${errno}): retry later`, { errno }, { cause: err });
+  if (NO_SPACE.has(errno))
+    return new GatewayError("insufficient_storage", `no space left for inspection temp files (${errno}): retry later`, { errno }, { cause: err });
   if (ENVIRONMENTAL.has(errno)) return new GatewayError("io_error", `inspection I/O failure (${errno})`, { errno }, { cause: err });
   return undefined;
 }

@@ -291,7 +291,13 @@ export interface JoblibReader {
  * wrapper's BUILD, skip exactly the bytes read_array reads (or analyze the nested pickle of an
  * object array) and leave the cursor where joblib's unpickler goes on.
  */
-export function createJoblibReader(options: { policy: PicklePolicy; limits?: Partial<PickleLimits>; location: string; maxArrays?: number; maxArrayNodes?: number }): JoblibReader {
+export function createJoblibReader(options: {
+  policy: PicklePolicy;
+  limits?: Partial<PickleLimits>;
+  location: string;
+  maxArrays?: number;
+  maxArrayNodes?: number;
+}): JoblibReader {
   const arrays: JoblibArrayRecord[] = [];
   const nodes: InspectionNode[] = [];
   const findings: Finding[] = [];
@@ -311,7 +317,11 @@ export function createJoblibReader(options: { policy: PicklePolicy; limits?: Par
     if (built.has(event.target)) bad(`the same array wrapper is built twice (offset ${event.offset.toString()})`, { offset: event.offset });
     built.add(event.target);
     if (arrays.length >= maxArrays) {
-      throw new GatewayError("limit_exceeded", `more than ${maxArrays.toString()} joblib arrays in one file (MAX_JOBLIB_ARRAYS) at offset ${event.offset.toString()}`, { offset: event.offset });
+      throw new GatewayError(
+        "limit_exceeded",
+        `more than ${maxArrays.toString()} joblib arrays in one file (MAX_JOBLIB_ARRAYS) at offset ${event.offset.toString()}`,
+        { offset: event.offset },
+      );
     }
     const info = readArrayWrapper(event.target);
     const index = arrays.length;
@@ -344,7 +354,11 @@ export function createJoblibReader(options: { policy: PicklePolicy; limits?: Par
       record.dataBytes = nested.end - start;
       node.details = { ...record };
       if (nested.node.findings.some((f) => f.severity === "malformed")) {
-        throw new GatewayError("malformed_pickle", `the nested pickle of object array ${index.toString()} at offset ${start.toString()} is malformed: joblib's reader cannot be followed past it`, { offset: start });
+        throw new GatewayError(
+          "malformed_pickle",
+          `the nested pickle of object array ${index.toString()} at offset ${start.toString()} is malformed: joblib's reader cannot be followed past it`,
+          { offset: start },
+        );
       }
       if (usesMemoize(cursor.source, start, nested.end)) {
         findings.push({
@@ -363,7 +377,10 @@ export function createJoblibReader(options: { policy: PicklePolicy; limits?: Par
       // write_array: padding = align - ((pos + 1) % align), one length byte, then 0xff bytes.
       const expected = info.alignment - ((start + 1) % info.alignment);
       const p = cursor.u8("joblib padding length");
-      if (p !== expected) bad(`padding length ${p.toString()} at offset ${start.toString()}, joblib writes ${expected.toString()} for alignment ${info.alignment.toString()}`, { offset: start });
+      if (p !== expected)
+        bad(`padding length ${p.toString()} at offset ${start.toString()}, joblib writes ${expected.toString()} for alignment ${info.alignment.toString()}`, {
+          offset: start,
+        });
       const padding = cursor.bytes(p, "joblib padding");
       if (padding.some((b) => b !== 0xff)) bad(`padding at offset ${(start + 1).toString()} is not 0xff bytes`, { offset: start + 1 });
       record.paddingBytes = 1 + p;
@@ -371,9 +388,12 @@ export function createJoblibReader(options: { policy: PicklePolicy; limits?: Par
     const count = info.shape.reduce((a, b) => a * b, 1n);
     const bytes = count * BigInt(info.dtype.itemsize);
     if (bytes > BigInt(cursor.remaining)) {
-      bad(`array ${index.toString()} of shape (${record.shape.join(", ")}) and dtype ${record.dtype} needs ${bytes.toString()} bytes at offset ${cursor.position.toString()}, ${cursor.remaining.toString()} remain`, {
-        offset: cursor.position,
-      });
+      bad(
+        `array ${index.toString()} of shape (${record.shape.join(", ")}) and dtype ${record.dtype} needs ${bytes.toString()} bytes at offset ${cursor.position.toString()}, ${cursor.remaining.toString()} remain`,
+        {
+          offset: cursor.position,
+        },
+      );
     }
     record.dataBytes = Number(bytes);
     cursor.skip(record.dataBytes, "joblib array data");

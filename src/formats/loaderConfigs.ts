@@ -75,12 +75,18 @@ function parseConfigJson(bytes: Uint8Array, name: string): unknown {
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new GatewayError("malformed_container", `${name} is not UTF-8: a loader reading it by name may still decode it (UTF-16/32), modelgate cannot inspect it`);
+    throw new GatewayError(
+      "malformed_container",
+      `${name} is not UTF-8: a loader reading it by name may still decode it (UTF-16/32), modelgate cannot inspect it`,
+    );
   }
   try {
     return JSON.parse(text.replace(/^\uFEFF/, "")) as unknown;
   } catch (err) {
-    throw new GatewayError("malformed_container", `${name} is not JSON as modelgate parses it (${(err as Error).message}); Python's json module also reads NaN and Infinity`);
+    throw new GatewayError(
+      "malformed_container",
+      `${name} is not JSON as modelgate parses it (${(err as Error).message}); Python's json module also reads NaN and Infinity`,
+    );
   }
 }
 
@@ -88,7 +94,12 @@ function parseConfigJson(bytes: Uint8Array, name: string): unknown {
  * Read and parse every loader config of an archive. A member that cannot be read, is larger than
  * MAX_LOADER_CONFIG_BYTES or does not parse gets its finding pushed to `findings`.
  */
-export async function readLoaderConfigs(archive: ArchiveContents, path: string, findings: Finding[], maxBytes = MAX_LOADER_CONFIG_BYTES): Promise<LoaderConfig[]> {
+export async function readLoaderConfigs(
+  archive: ArchiveContents,
+  path: string,
+  findings: Finding[],
+  maxBytes = MAX_LOADER_CONFIG_BYTES,
+): Promise<LoaderConfig[]> {
   const configs: LoaderConfig[] = [];
   for (const member of archive.members) {
     if (member.isDirectory || !isLoaderConfigName(member.path)) continue;
@@ -97,7 +108,10 @@ export async function readLoaderConfigs(archive: ArchiveContents, path: string, 
     configs.push(config);
     try {
       if (member.size > maxBytes) {
-        throw new GatewayError("limit_exceeded", `${member.path} is ${member.size} bytes, more than ${maxBytes} (MAX_LOADER_CONFIG_BYTES): a loader reads it by name, so it is not skipped`);
+        throw new GatewayError(
+          "limit_exceeded",
+          `${member.path} is ${member.size} bytes, more than ${maxBytes} (MAX_LOADER_CONFIG_BYTES): a loader reads it by name, so it is not skipped`,
+        );
       }
       config.value = parseConfigJson(await readMemberBytes(member), member.path);
     } catch (err) {
@@ -165,7 +179,8 @@ export function parseClassReference(reference: string): { module: string; class:
     rest = reference.slice(dashes + 2);
   }
   const dot = rest.lastIndexOf(".");
-  const parsed: { module: string; class: string; repository?: string } = dot < 0 ? { module: rest, class: "" } : { module: rest.slice(0, dot), class: rest.slice(dot + 1) };
+  const parsed: { module: string; class: string; repository?: string } =
+    dot < 0 ? { module: rest, class: "" } : { module: rest.slice(0, dot), class: rest.slice(dot + 1) };
   if (repository !== undefined) parsed.repository = repository;
   return parsed;
 }
@@ -264,4 +279,3 @@ export function remoteCodeFindings(configs: readonly LoaderConfig[], ctx: Format
   }
   return findings;
 }
-

@@ -274,7 +274,15 @@ export function decodeLz4Frame(source: ByteSource, sink: (chunk: Uint8Array) => 
   }
   if (contentSize !== undefined && produced !== contentSize) malformed(`content is ${produced} bytes, the frame declares ${contentSize}`, c.position);
   if (!c.atEnd) malformed(`${c.remaining} bytes after the end of the frame`, c.position);
-  const info: Lz4FrameInfo = { blockMaxSize, blockIndependence, blockChecksum, contentChecksum, blocks, compressedBytes: source.size, uncompressedBytes: produced };
+  const info: Lz4FrameInfo = {
+    blockMaxSize,
+    blockIndependence,
+    blockChecksum,
+    contentChecksum,
+    blocks,
+    compressedBytes: source.size,
+    uncompressedBytes: produced,
+  };
   if (contentSize !== undefined) info.contentSize = contentSize;
   return info;
 }

@@ -55,12 +55,7 @@ export const BUILTIN_LOADER_MODULES: ReadonlySet<string> = new Set([
 ]);
 
 /** Flavor names MLflow itself defines (an unknown flavor is reported, not rejected: it is not code). */
-const KNOWN_FLAVORS: ReadonlySet<string> = new Set([
-  "python_function",
-  "mleap",
-  "crate",
-  ...[...BUILTIN_LOADER_MODULES].map((m) => m.slice("mlflow.".length)),
-]);
+const KNOWN_FLAVORS: ReadonlySet<string> = new Set(["python_function", "mleap", "crate", ...[...BUILTIN_LOADER_MODULES].map((m) => m.slice("mlflow.".length))]);
 
 /** Tags PyYAML's SafeLoader resolves (YAML 1.1 types); anything else is a custom tag: refused. */
 const SAFE_YAML_TAGS: ReadonlySet<string> = new Set(
@@ -133,7 +128,10 @@ export function isMlflowLayout(members: readonly ArchiveMember[]): string | unde
 /** One member's bytes as UTF-8 text, bounded by maxTextMemberBytes. */
 async function readText(member: ArchiveMember, ctx: FormatContext): Promise<string> {
   if (member.size > ctx.containerLimits.maxTextMemberBytes) {
-    throw new GatewayError("limit_exceeded", `mlflow: ${member.path} is ${member.size} bytes, over the text limit of ${ctx.containerLimits.maxTextMemberBytes}`);
+    throw new GatewayError(
+      "limit_exceeded",
+      `mlflow: ${member.path} is ${member.size} bytes, over the text limit of ${ctx.containerLimits.maxTextMemberBytes}`,
+    );
   }
   const opened = await member.open();
   try {
@@ -158,7 +156,8 @@ export function embeddedCodeIn(mlmodel: Record<string, unknown>): string[] {
   if (!isRecord(flavors)) return reasons;
   for (const [name, flavor] of Object.entries(flavors)) {
     if (!isRecord(flavor)) continue;
-    if (flavor.code !== undefined && flavor.code !== null) reasons.push(`flavor ${name} adds code directory ${JSON.stringify(plain(flavor.code)).slice(0, 120)} to sys.path`);
+    if (flavor.code !== undefined && flavor.code !== null)
+      reasons.push(`flavor ${name} adds code directory ${JSON.stringify(plain(flavor.code)).slice(0, 120)} to sys.path`);
     if (flavor.model_code_path !== undefined && flavor.model_code_path !== null) reasons.push(`flavor ${name} is a model from code (model_code_path)`);
   }
   const pyfunc = flavors.python_function;
@@ -166,7 +165,8 @@ export function embeddedCodeIn(mlmodel: Record<string, unknown>): string[] {
     const loader = pyfunc.loader_module;
     if (typeof loader !== "string") reasons.push("python_function has no loader_module string (MLflow would need custom code to load it)");
     else if (loader === "mlflow.pyfunc.model") reasons.push("python_function loads a custom PythonModel (mlflow.pyfunc.model): cloudpickled code");
-    else if (!BUILTIN_LOADER_MODULES.has(loader)) reasons.push(`python_function.loader_module ${JSON.stringify(loader.slice(0, 120))} is not a built-in MLflow flavor module: a custom loader is code`);
+    else if (!BUILTIN_LOADER_MODULES.has(loader))
+      reasons.push(`python_function.loader_module ${JSON.stringify(loader.slice(0, 120))} is not a built-in MLflow flavor module: a custom loader is code`);
     if (pyfunc.python_model !== undefined) reasons.push("python_function.python_model names a cloudpickled PythonModel");
   }
   return reasons;
@@ -178,7 +178,17 @@ const PICKLE_MODULE_INFO = "pickle_module_info.txt";
 const PICKLE_MODULES: ReadonlySet<string> = new Set(["mlflow.pytorch.pickle_module", "pickle", "cloudpickle"]);
 
 /** Flavor keys that name a file or folder of the bundle, which the flavor's loader opens. */
-const PATH_KEYS: ReadonlySet<string> = new Set(["model_path", "data", "pickled_model", "model_data", "python_model", "code", "saved_model_dir", "model_file", "model_code_path"]);
+const PATH_KEYS: ReadonlySet<string> = new Set([
+  "model_path",
+  "data",
+  "pickled_model",
+  "model_data",
+  "python_model",
+  "code",
+  "saved_model_dir",
+  "model_file",
+  "model_code_path",
+]);
 
 /**
  * Path references of MLmodel that would make the loader read outside the bundle (an absolute path
@@ -217,14 +227,18 @@ function parseMlmodel(text: string): Record<string, unknown> {
   return parsed;
 }
 
-
 /** A YAML value reduced to plain JSON for the report (bounded). */
 function plain(v: unknown, depth = 0): unknown {
   if (depth > 6) return "...";
   if (v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean") return typeof v === "string" ? v.slice(0, 300) : v;
   if (v instanceof Date) return v.toISOString();
   if (Array.isArray(v)) return v.slice(0, 200).map((x) => plain(x, depth + 1));
-  if (isRecord(v)) return Object.fromEntries(Object.entries(v).slice(0, 200).map(([k, x]) => [k.slice(0, 100), plain(x, depth + 1)]));
+  if (isRecord(v))
+    return Object.fromEntries(
+      Object.entries(v)
+        .slice(0, 200)
+        .map(([k, x]) => [k.slice(0, 100), plain(x, depth + 1)]),
+    );
   return typeof v === "bigint" ? v.toString() : v instanceof Uint8Array ? `<${v.length} binary bytes>` : "<unrepresentable>";
 }
 
@@ -272,7 +286,12 @@ export async function inspectMlflow(archive: ArchiveContents, root: string, path
       if (mlmodel.signature !== undefined) details.signature = plain(mlmodel.signature);
       const unknownFlavors = Object.keys(flavors).filter((f) => !KNOWN_FLAVORS.has(f));
       if (unknownFlavors.length > 0) {
-        node.findings.push({ code: "info", severity: "innocuous", message: `flavors not defined by MLflow: ${unknownFlavors.slice(0, 10).join(", ")}`, location: at(mlmodelPath) });
+        node.findings.push({
+          code: "info",
+          severity: "innocuous",
+          message: `flavors not defined by MLflow: ${unknownFlavors.slice(0, 10).join(", ")}`,
+          location: at(mlmodelPath),
+        });
       }
       for (const reason of embeddedCodeIn(mlmodel)) codeFinding(reason, at(mlmodelPath));
       for (const problem of badPathReferences(mlmodel, archive.members, prefix)) {
@@ -284,15 +303,21 @@ export async function inspectMlflow(archive: ArchiveContents, root: string, path
   }
 
   const codeMembers = archive.members.filter((m) => m.path.startsWith(`${prefix}code/`) || m.path === `${prefix}code`);
-  if (codeMembers.length > 0) codeFinding(`the bundle carries a code/ directory (${codeMembers.filter((m) => !m.isDirectory).length} files) that MLflow puts on sys.path`, at(`${prefix}code`));
+  if (codeMembers.length > 0)
+    codeFinding(
+      `the bundle carries a code/ directory (${codeMembers.filter((m) => !m.isDirectory).length} files) that MLflow puts on sys.path`,
+      at(`${prefix}code`),
+    );
   for (const m of archive.members) {
-    if (!m.isDirectory && baseName(m.path) === "python_model.pkl") codeFinding("python_model.pkl is a cloudpickled PythonModel: its classes are code", at(m.path));
+    if (!m.isDirectory && baseName(m.path) === "python_model.pkl")
+      codeFinding("python_model.pkl is a cloudpickled PythonModel: its classes are code", at(m.path));
     if (!m.isDirectory && baseName(m.path) === PICKLE_MODULE_INFO) {
       // mlflow.pytorch._load_model imports this file's exact text (importlib.import_module) and
       // hands the module to torch.load as its pickle module: any other name is an import of code.
       try {
         const name = await readText(m, ctx);
-        if (!PICKLE_MODULES.has(name)) codeFinding(`${PICKLE_MODULE_INFO} names pickle module ${JSON.stringify(name.slice(0, 120))}, which mlflow.pytorch imports on load`, at(m.path));
+        if (!PICKLE_MODULES.has(name))
+          codeFinding(`${PICKLE_MODULE_INFO} names pickle module ${JSON.stringify(name.slice(0, 120))}, which mlflow.pytorch imports on load`, at(m.path));
       } catch (err) {
         node.findings.push(findingOf(err, at(m.path)));
       }
@@ -369,7 +394,12 @@ async function reportEnvironment(archive: ArchiveContents, checked: readonly Che
       const target = normalizeRelative(`${dir}${include.path}`);
       const included = members.get(target);
       if (included === undefined) {
-        node.findings.push({ code: "malformed_container", severity: "malformed", message: `mlflow environment: ${include.option} ${JSON.stringify(include.path.slice(0, 200))} names no file in the bundle`, location });
+        node.findings.push({
+          code: "malformed_container",
+          severity: "malformed",
+          message: `mlflow environment: ${include.option} ${JSON.stringify(include.path.slice(0, 200))} names no file in the bundle`,
+          location,
+        });
         continue;
       }
       if (seen.has(target) || seen.size >= MAX_MLFLOW_REQUIREMENT_FILES) continue;

@@ -29,7 +29,16 @@ export interface RequirementCheck {
 /** PEP 508 name with optional extras, then version specifiers, markers or per-line --hash options. */
 const NAMED_REQUIREMENT = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:\[[A-Za-z0-9._,\s-]*\])?\s*(?:[<>=!~;(]|--hash[=\s]|$)/;
 /** Options that only shape how named packages are chosen from the index. */
-const HARMLESS_OPTIONS = new Set(["--pre", "--prefer-binary", "--only-binary", "--no-binary", "--require-hashes", "--use-pep517", "--no-build-isolation", "--hash"]);
+const HARMLESS_OPTIONS = new Set([
+  "--pre",
+  "--prefer-binary",
+  "--only-binary",
+  "--no-binary",
+  "--require-hashes",
+  "--use-pep517",
+  "--no-build-isolation",
+  "--hash",
+]);
 /** Options that name another requirements file: followed, not refused. */
 const INCLUDE_OPTIONS: Readonly<Record<string, "-r" | "-c">> = { "-r": "-r", "--requirement": "-r", "-c": "-c", "--constraint": "-c" };
 /** Options that make pip look somewhere else than its configured index, or install a path. */
@@ -106,11 +115,13 @@ export function checkCondaEnvironment(env: unknown): RequirementCheck {
   const { channels, dependencies } = env as Record<string, unknown>;
   for (const channel of Array.isArray(channels) ? channels : []) {
     const text = String(channel);
-    if (text.includes("://") || /^[./~]/.test(text) || /^file:/i.test(text)) problems.push({ entry: bounded(text), why: "a conda channel given as a URL or path (conda installs whatever it serves)" });
+    if (text.includes("://") || /^[./~]/.test(text) || /^file:/i.test(text))
+      problems.push({ entry: bounded(text), why: "a conda channel given as a URL or path (conda installs whatever it serves)" });
   }
   for (const dep of Array.isArray(dependencies) ? dependencies : []) {
     if (typeof dep === "string") {
-      if (dep.includes("://") || /^[./~]/.test(dep) || /^file:/i.test(dep)) problems.push({ entry: bounded(dep), why: "a conda dependency given as a URL or path" });
+      if (dep.includes("://") || /^[./~]/.test(dep) || /^file:/i.test(dep))
+        problems.push({ entry: bounded(dep), why: "a conda dependency given as a URL or path" });
       continue;
     }
     if (typeof dep === "object" && dep !== null && !Array.isArray(dep)) {

@@ -215,7 +215,9 @@ export function readSafetensors(source: ByteSource, maxHeaderBytes: number, maxT
   const cur = new Cursor(source, { errorCode: "malformed_container", what: "safetensors" });
   const n = cur.u64leBig("header length");
   if (n > BigInt(maxHeaderBytes)) {
-    throw new GatewayError("limit_exceeded", `safetensors: header of ${n.toString()} bytes exceeds the limit of ${maxHeaderBytes}`, { limit: "maxSafetensorsHeaderBytes" });
+    throw new GatewayError("limit_exceeded", `safetensors: header of ${n.toString()} bytes exceeds the limit of ${maxHeaderBytes}`, {
+      limit: "maxSafetensorsHeaderBytes",
+    });
   }
   const headerBytes = Number(n);
   if (headerBytes > cur.remaining) malformed(`header length ${headerBytes} runs past the end of the file`);
@@ -249,7 +251,10 @@ export function readSafetensors(source: ByteSource, maxHeaderBytes: number, maxT
     if (spans.length >= maxTensors) throw new GatewayError("limit_exceeded", `safetensors: more than ${maxTensors} tensors`, { limit: "maxEntries" });
     const where = `tensor ${JSON.stringify(name.slice(0, 64))}`;
     if (!isObj(info)) return malformed(`${where} is not an object`);
-    const keys = info.obj.map(([k]) => k).sort().join(",");
+    const keys = info.obj
+      .map(([k]) => k)
+      .sort()
+      .join(",");
     if (keys !== "data_offsets,dtype,shape") malformed(`${where} must have exactly dtype, shape, data_offsets`);
     const field = (k: string): Json | undefined => info.obj.find(([key]) => key === k)?.[1];
     const dtype = field("dtype");

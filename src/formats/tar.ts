@@ -143,7 +143,10 @@ export interface TarEntry {
 }
 
 /** Walk and check the whole archive; returns its entries (throws GatewayError on any problem). */
-export function readTarEntries(source: ByteSource, ctx: Pick<FormatContext, "containerLimits">): { entries: TarEntry[]; paxHeaders: number; gnuLongNames: number; endOffset: number } {
+export function readTarEntries(
+  source: ByteSource,
+  ctx: Pick<FormatContext, "containerLimits">,
+): { entries: TarEntry[]; paxHeaders: number; gnuLongNames: number; endOffset: number } {
   const limits = ctx.containerLimits;
   const entries: TarEntry[] = [];
   const files = new Set<string>();
@@ -195,7 +198,8 @@ export function readTarEntries(source: ByteSource, ctx: Pick<FormatContext, "con
       if (!/^(0|[1-9]\d{0,19})$/.test(s)) throw malformed("pax size is not a decimal integer", { offset: pos });
       size = BigInt(s);
     }
-    if (size > BigInt(source.size - dataOffset)) throw malformed(`member at offset ${pos} claims ${size.toString()} bytes, past the end of the archive`, { offset: pos });
+    if (size > BigInt(source.size - dataOffset))
+      throw malformed(`member at offset ${pos} claims ${size.toString()} bytes, past the end of the archive`, { offset: pos });
     const n = Number(size);
     const next = dataOffset + Math.ceil(n / BLOCK) * BLOCK;
     if (next > source.size) throw malformed(`member data at offset ${dataOffset} is not padded to a whole block`, { offset: pos });
@@ -279,7 +283,8 @@ export function readTarEntries(source: ByteSource, ctx: Pick<FormatContext, "con
     const segments = name.split("/");
     for (let i = 1; i < segments.length; i++) {
       const parent = segments.slice(0, i).join("/");
-      if (files.has(parent)) throw malformed(`member ${JSON.stringify(name.slice(0, 200))} is inside the file ${JSON.stringify(parent.slice(0, 200))}`, { offset: pos });
+      if (files.has(parent))
+        throw malformed(`member ${JSON.stringify(name.slice(0, 200))} is inside the file ${JSON.stringify(parent.slice(0, 200))}`, { offset: pos });
       dirs.add(parent);
     }
     if (isDirectory) {

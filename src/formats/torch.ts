@@ -152,7 +152,14 @@ const TORCHSCRIPT_BUILDERS: ReadonlySet<string> = new Set([
 ]);
 
 function isTorchScriptNative(global: string): boolean {
-  return TORCHSCRIPT_BUILDERS.has(global) || (global.startsWith("__torch__.") && !global.slice("__torch__.".length).split(".").some((s) => s.startsWith("__") && s.endsWith("__")));
+  return (
+    TORCHSCRIPT_BUILDERS.has(global) ||
+    (global.startsWith("__torch__.") &&
+      !global
+        .slice("__torch__.".length)
+        .split(".")
+        .some((s) => s.startsWith("__") && s.endsWith("__")))
+  );
 }
 
 /** Under an allowing policy, mark TorchScript-native imports of a pickle node innocuous. */
@@ -177,7 +184,14 @@ function isModulePid(id: SymbolicValue): boolean {
 }
 
 /** Scan one pickle of a torch checkpoint, collecting its storage references. */
-function scanTorchPickle(source: ByteSource, path: string, ctx: FormatContext, legacy: boolean, refs: Map<string, StorageRef>, start = 0): { node: InspectionNode; end: number; value: SymbolicValue | undefined } {
+function scanTorchPickle(
+  source: ByteSource,
+  path: string,
+  ctx: FormatContext,
+  legacy: boolean,
+  refs: Map<string, StorageRef>,
+  start = 0,
+): { node: InspectionNode; end: number; value: SymbolicValue | undefined } {
   const location = `${path}#pickle`;
   const cursor = new Cursor(source, { start, errorCode: "malformed_pickle", what: location });
   const analysis = analyzePickle(cursor, {
@@ -224,7 +238,12 @@ export async function inspectTorchZip(archive: ArchiveContents, layout: TorchZip
     node.findings.push(
       ctx.policy.allowTorchScript
         ? { code: "embedded_code", severity: "innocuous", message: "TorchScript archive (code/, constants.pkl) allowed by the source's policy", location: path }
-        : { code: "embedded_code", severity: "dangerous", message: "TorchScript archive: its code/ runs on torch.jit.load; rejected unless the source's policy allows TorchScript", location: path },
+        : {
+            code: "embedded_code",
+            severity: "dangerous",
+            message: "TorchScript archive: its code/ runs on torch.jit.load; rejected unless the source's policy allows TorchScript",
+            location: path,
+          },
     );
   }
   // torch's record lookup ignores ASCII case: two entries that differ only in case are one
@@ -284,7 +303,10 @@ export async function inspectTorchZip(archive: ArchiveContents, layout: TorchZip
     const expected = ref.numel * BigInt(ref.elementSize);
     if (BigInt(member.size) !== expected) {
       node.findings.push(
-        pidFinding(`storage ${ref.key} declares ${expected.toString()} bytes (${ref.numel.toString()} x ${ref.elementSize}) but ${dataPath} holds ${member.size}`, memberPath(path, dataPath)),
+        pidFinding(
+          `storage ${ref.key} declares ${expected.toString()} bytes (${ref.numel.toString()} x ${ref.elementSize}) but ${dataPath} holds ${member.size}`,
+          memberPath(path, dataPath),
+        ),
       );
       continue;
     }
@@ -400,7 +422,13 @@ function sysInfoProblem(value: SymbolicValue | undefined): string | undefined {
     seen.add(k.value);
     if (k.value === "protocol_version" && v.kind === "int") continue;
     if (k.value === "little_endian" && v.kind === "bool") continue;
-    if (k.value === "type_sizes" && v.kind === "dict" && v.truncated !== true && v.entries.every(([tk, tv]) => tk.kind === "str" && ["short", "int", "long"].includes(tk.value) && tv.kind === "int")) continue;
+    if (
+      k.value === "type_sizes" &&
+      v.kind === "dict" &&
+      v.truncated !== true &&
+      v.entries.every(([tk, tv]) => tk.kind === "str" && ["short", "int", "long"].includes(tk.value) && tv.kind === "int")
+    )
+      continue;
     return `the sys info entry ${JSON.stringify(k.value.slice(0, 64))} is not one torch writes`;
   }
   return seen.size === 3 ? undefined : "the sys info dict lacks protocol_version, little_endian or type_sizes";
@@ -456,13 +484,17 @@ export function inspectLegacyTorch(source: ByteSource, path: string, ctx: Format
     for (const keyValue of keys) {
       const ref = refs.get(keyValue);
       if (!ref) {
-        node.findings.push(pidFinding(`storage key ${JSON.stringify(keyValue.slice(0, 64))} is listed but no persistent id declares it`, path, cursor.position));
+        node.findings.push(
+          pidFinding(`storage key ${JSON.stringify(keyValue.slice(0, 64))} is listed but no persistent id declares it`, path, cursor.position),
+        );
         return Promise.resolve(node);
       }
       const at = cursor.position;
       const numel = cursor.u64leBig(`size of storage ${keyValue}`);
       if (numel !== ref.numel) {
-        node.findings.push(pidFinding(`storage ${keyValue} holds ${numel.toString()} elements in the file, ${ref.numel.toString()} in its persistent id`, path, at));
+        node.findings.push(
+          pidFinding(`storage ${keyValue} holds ${numel.toString()} elements in the file, ${ref.numel.toString()} in its persistent id`, path, at),
+        );
         return Promise.resolve(node);
       }
       const bytes = numel * BigInt(ref.elementSize);
@@ -515,9 +547,7 @@ function tarFinding(message: string, location: string, offset?: number): Finding
 
 /** Thrown by the member readers below where torch's own reading would fail or we cannot follow it. */
 class TarCheckpointStop extends Error {
-  constructor(
-    readonly finding: Finding,
-  ) {
+  constructor(readonly finding: Finding) {
     super(finding.message);
   }
 }
@@ -527,7 +557,14 @@ class TarCheckpointStop extends Error {
  * the member. `pid` judges persistent ids (storages and tensors are read by a plain pickle.load
  * with no persistent_load: any PERSID there raises UnpicklingError in torch).
  */
-function tarPickleAt(source: ByteSource, location: string, ctx: FormatContext, start: number, into: InspectionNode, pid?: (id: SymbolicValue) => string | undefined): { value: SymbolicValue | undefined; end: number } {
+function tarPickleAt(
+  source: ByteSource,
+  location: string,
+  ctx: FormatContext,
+  start: number,
+  into: InspectionNode,
+  pid?: (id: SymbolicValue) => string | undefined,
+): { value: SymbolicValue | undefined; end: number } {
   const cursor = new Cursor(source, { start, errorCode: "malformed_pickle", what: location });
   const analysis = analyzePickle(cursor, {
     policy: makePicklePolicy(ctx.policy),
@@ -576,14 +613,18 @@ function readTarStorages(source: ByteSource, location: string, ctx: FormatContex
     const [key, device, type] = tupleOf(at.value, 3) ?? [];
     const elementSize = type?.kind === "global" && type.module === "torch" ? TORCH_STORAGE_ELEMENT_SIZE[type.name] : undefined;
     if (key?.kind !== "int" || device?.kind !== "str" || !/^[A-Za-z0-9_:.-]{1,64}$/.test(device.value) || elementSize === undefined) {
-      throw new TarCheckpointStop(pidFinding(`storage ${i} is not a (key, location, torch storage class) tuple: ${at.value ? describeValue(at.value) : "?"}`, where, at.end));
+      throw new TarCheckpointStop(
+        pidFinding(`storage ${i} is not a (key, location, torch storage class) tuple: ${at.value ? describeValue(at.value) : "?"}`, where, at.end),
+      );
     }
     if (storages.has(key.value)) throw new TarCheckpointStop(pidFinding(`storage key ${key.value.toString()} is declared twice`, where, at.end));
     const cursor = new Cursor(source, { start: at.end, errorCode: "malformed_container", what: where });
     const numel = cursor.u64leBig("storage element count");
     const bytes = numel * BigInt(elementSize);
     if (bytes > BigInt(cursor.remaining)) {
-      throw new TarCheckpointStop(tarFinding(`storage ${key.value.toString()} declares ${bytes.toString()} bytes but ${cursor.remaining} remain`, where, at.end));
+      throw new TarCheckpointStop(
+        tarFinding(`storage ${key.value.toString()} declares ${bytes.toString()} bytes but ${cursor.remaining} remain`, where, at.end),
+      );
     }
     cursor.skip(Number(bytes), "storage bytes");
     storages.set(key.value, elementSize);
@@ -600,14 +641,22 @@ function readTarStorages(source: ByteSource, location: string, ctx: FormatContex
     const target = fields[0];
     if (target?.kind === "int") storages.set(target.value, storages.get(fields[1].value) ?? 1);
   }
-  if (at.end !== source.size) throw new TarCheckpointStop(tarFinding(`${source.size - at.end} bytes after the storage views pickle (torch never reads them)`, location, at.end));
+  if (at.end !== source.size)
+    throw new TarCheckpointStop(tarFinding(`${source.size - at.end} bytes after the storage views pickle (torch never reads them)`, location, at.end));
 }
 
 /**
  * `tensors`: pickle(count); per tensor pickle((key, storage key, TensorClass)), then ndim as an
  * int32 LE plus 4 ignored bytes, ndim int64 sizes, ndim int64 strides, an int64 storage offset.
  */
-function readTarTensors(source: ByteSource, location: string, ctx: FormatContext, node: InspectionNode, storages: ReadonlyMap<bigint, number>, tensors: Set<bigint>): void {
+function readTarTensors(
+  source: ByteSource,
+  location: string,
+  ctx: FormatContext,
+  node: InspectionNode,
+  storages: ReadonlyMap<bigint, number>,
+  tensors: Set<bigint>,
+): void {
   let at = tarPickleAt(source, `${location}#count`, ctx, 0, node);
   const count = countOf(at.value, "tensor", location, ctx.containerLimits.maxEntries);
   for (let i = 0; i < count; i++) {
@@ -615,10 +664,16 @@ function readTarTensors(source: ByteSource, location: string, ctx: FormatContext
     at = tarPickleAt(source, where, ctx, at.end, node);
     const [key, storage, type] = tupleOf(at.value, 3) ?? [];
     if (key?.kind !== "int" || storage?.kind !== "int" || type?.kind !== "global" || type.module !== "torch" || !type.name.endsWith("Tensor")) {
-      throw new TarCheckpointStop(pidFinding(`tensor ${i} is not a (key, storage key, torch tensor class) tuple: ${at.value ? describeValue(at.value) : "?"}`, where, at.end));
+      throw new TarCheckpointStop(
+        pidFinding(`tensor ${i} is not a (key, storage key, torch tensor class) tuple: ${at.value ? describeValue(at.value) : "?"}`, where, at.end),
+      );
     }
-    if (!storages.has(storage.value)) throw new TarCheckpointStop(pidFinding(`tensor ${i} names storage ${storage.value.toString()}, which the storages member does not declare`, where, at.end));
-    if (storages.has(key.value) || tensors.has(key.value)) throw new TarCheckpointStop(pidFinding(`tensor key ${key.value.toString()} is declared twice`, where, at.end));
+    if (!storages.has(storage.value))
+      throw new TarCheckpointStop(
+        pidFinding(`tensor ${i} names storage ${storage.value.toString()}, which the storages member does not declare`, where, at.end),
+      );
+    if (storages.has(key.value) || tensors.has(key.value))
+      throw new TarCheckpointStop(pidFinding(`tensor key ${key.value.toString()} is declared twice`, where, at.end));
     const cursor = new Cursor(source, { start: at.end, errorCode: "malformed_container", what: where });
     const ndim = cursor.i32le("ndim");
     cursor.skip(4, "ndim high bytes");
@@ -628,7 +683,8 @@ function readTarTensors(source: ByteSource, location: string, ctx: FormatContext
     tensors.add(key.value);
     at = { value: undefined, end: cursor.position };
   }
-  if (at.end !== source.size) throw new TarCheckpointStop(tarFinding(`${source.size - at.end} bytes after the last tensor (torch never reads them)`, location, at.end));
+  if (at.end !== source.size)
+    throw new TarCheckpointStop(tarFinding(`${source.size - at.end} bytes after the last tensor (torch never reads them)`, location, at.end));
 }
 
 /**
@@ -646,7 +702,10 @@ export async function inspectTorchTar(archive: ArchiveContents, path: string, ct
   const storages = new Map<bigint, number>();
   const tensors = new Set<bigint>();
   const handled = new Set<string>();
-  const read = async (name: (typeof TORCH_TAR_MEMBERS)[number], reader: (source: ByteSource, location: string, child: InspectionNode) => void): Promise<boolean> => {
+  const read = async (
+    name: (typeof TORCH_TAR_MEMBERS)[number],
+    reader: (source: ByteSource, location: string, child: InspectionNode) => void,
+  ): Promise<boolean> => {
     const member = byPath.get(name);
     const location = memberPath(path, name);
     if (member === undefined || member.isDirectory) {

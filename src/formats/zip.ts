@@ -400,7 +400,8 @@ function readCentralDirectory(source: ByteSource, bounds: DirectoryBounds, limit
     if (versionMadeBy >> 8 === HOST_UNIX && ((externalAttributes >>> 16) & 0xf000) === 0xa000) throw malformed(`${where} is a symbolic link`);
     if ((flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION)) !== 0) throw malformed(`${where} is encrypted`, { flags });
     if ((flags & ~ALLOWED_FLAGS) !== 0) throw malformed(`${where} has unsupported flag bits 0x${flags.toString(16)}`, { flags });
-    if (method !== METHOD_STORED && method !== METHOD_DEFLATE) throw malformed(`${where} uses compression method ${method} (only stored and deflate)`, { method });
+    if (method !== METHOD_STORED && method !== METHOD_DEFLATE)
+      throw malformed(`${where} uses compression method ${method} (only stored and deflate)`, { method });
     const z = applyZip64(extra, { usize: usize32, csize: csize32, offset: offset32 }, diskStart === U16_MAX, where);
     const isDirectory = name.endsWith("/");
     const key = isDirectory ? name.slice(0, -1) : name;

@@ -134,7 +134,10 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
     // Trusted, but accepted under a content policy its source no longer has: inspect again.
     try {
       const admitted = await reinspector.admit(hex, record, trustedSignatures, { requestId: requestIdOf(res) });
-      logOf(res).info({ digest: formatDigest(hex), source: admitted.verification.source.id, verdict: "accepted" }, "artifact inspected again under its source's current content policy");
+      logOf(res).info(
+        { digest: formatDigest(hex), source: admitted.verification.source.id, verdict: "accepted" },
+        "artifact inspected again under its source's current content policy",
+      );
       return admitted;
     } catch (err) {
       if (!isGatewayError(err) || err.code === "unavailable" || err.code === "not_found") throw err;

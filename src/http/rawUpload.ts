@@ -18,9 +18,13 @@ export function envelopeFromHeader(header: string | undefined): string {
   }
   const value = header.trim();
   if (value.length > MAX_SIGNATURE_HEADER_BYTES) {
-    throw new GatewayError("too_large", `the Modelgate-Signature header exceeds ${String(MAX_SIGNATURE_HEADER_BYTES)} bytes; send larger envelopes through the multipart route`, {
-      maxBytes: MAX_SIGNATURE_HEADER_BYTES,
-    });
+    throw new GatewayError(
+      "too_large",
+      `the Modelgate-Signature header exceeds ${String(MAX_SIGNATURE_HEADER_BYTES)} bytes; send larger envelopes through the multipart route`,
+      {
+        maxBytes: MAX_SIGNATURE_HEADER_BYTES,
+      },
+    );
   }
   if (!BASE64.test(value) || value.length % 4 === 1) throw new GatewayError("bad_request", "the Modelgate-Signature header is not base64");
   // Strict UTF-8 (malformed_signature), not Buffer's toString, which turns bad bytes into U+FFFD.
@@ -46,11 +50,16 @@ function nameFromHeader(header: string | undefined, state: UploadState): Artifac
 export function rawUploadHandler(deps: UploadRouteDeps): RequestHandler {
   return runUpload(deps, async (req, _res, state) => {
     if (!req.is("application/octet-stream")) {
-      throw new GatewayError("unsupported_media_type", "PUT /v1/artifacts takes the artifact bytes as application/octet-stream, the envelope in Modelgate-Signature");
+      throw new GatewayError(
+        "unsupported_media_type",
+        "PUT /v1/artifacts takes the artifact bytes as application/octet-stream, the envelope in Modelgate-Signature",
+      );
     }
     const header = req.get("content-length");
     if (header !== undefined && /^\d{1,16}$/.test(header) && Number(header) > deps.maxUploadBytes) {
-      throw new GatewayError("too_large", `request body of ${header} bytes exceeds the upload limit of ${String(deps.maxUploadBytes)} bytes`, { maxBytes: deps.maxUploadBytes });
+      throw new GatewayError("too_large", `request body of ${header} bytes exceeds the upload limit of ${String(deps.maxUploadBytes)} bytes`, {
+        maxBytes: deps.maxUploadBytes,
+      });
     }
     const envelope = envelopeFromHeader(req.get(SIGNATURE_HEADER));
     const name = nameFromHeader(req.get(NAME_HEADER), state);

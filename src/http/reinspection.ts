@@ -16,7 +16,6 @@ export interface ReinspectionDeps {
   metrics: GatewayMetrics;
 }
 
-
 /**
  * Whether one of the trusted signatures was accepted under its source's content policy as it is now.
  * A signature without a recorded policy (records written before it was kept) never was.
@@ -43,7 +42,12 @@ export class Reinspector {
   constructor(private readonly deps: ReinspectionDeps) {}
 
   /** The verification to serve under, and the record as updated; throws the refusal. */
-  async admit(hexDigest: string, record: ArtifactRecord, trusted: readonly TrustedEnvelope[], context: { requestId?: string }): Promise<{ verification: PublishVerification; record: ArtifactRecord }> {
+  async admit(
+    hexDigest: string,
+    record: ArtifactRecord,
+    trusted: readonly TrustedEnvelope[],
+    context: { requestId?: string },
+  ): Promise<{ verification: PublishVerification; record: ArtifactRecord }> {
     let refusal: { report: InspectionReport; verification: PublishVerification; code: "unsafe_artifact" | "malformed_artifact" } | undefined;
     const tried = new Set<string>();
     for (const candidate of trusted) {
@@ -60,7 +64,9 @@ export class Reinspector {
       }
       // Every trusted signature of this source and name holds under this policy now.
       const envelopes = new Set(
-        trusted.filter((t) => t.verification.source.id === verification.source.id && t.verification.name === verification.name).map((t) => record.signatures[t.index]?.envelope),
+        trusted
+          .filter((t) => t.verification.source.id === verification.source.id && t.verification.name === verification.name)
+          .map((t) => record.signatures[t.index]?.envelope),
       );
       const updated = await this.deps.store.updateRecord(hexDigest, (current) => ({
         ...current,

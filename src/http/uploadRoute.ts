@@ -116,7 +116,9 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
     }
     const length = declaredLength(req);
     if (length !== undefined && length > deps.maxUploadBytes + MAX_MULTIPART_OVERHEAD_BYTES) {
-      throw new GatewayError("too_large", `request body of ${String(length)} bytes exceeds the upload limit of ${String(deps.maxUploadBytes)} bytes`, { maxBytes: deps.maxUploadBytes });
+      throw new GatewayError("too_large", `request body of ${String(length)} bytes exceeds the upload limit of ${String(deps.maxUploadBytes)} bytes`, {
+        maxBytes: deps.maxUploadBytes,
+      });
     }
     // Refused mid-body with much left to read: answer now and close instead of draining it all.
     state.onArtifactRejected = async (err) => {
@@ -126,7 +128,10 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
     await runMultipart(req, res);
     const fields = FieldsSchema.safeParse({ ...(req.body as Record<string, unknown>) });
     if (!fields.success) {
-      throw new GatewayError("bad_request", `invalid form fields: ${fields.error.issues.map((i) => `${i.path.join(".") || "(form)"}: ${i.message}`).join("; ")}`);
+      throw new GatewayError(
+        "bad_request",
+        `invalid form fields: ${fields.error.issues.map((i) => `${i.path.join(".") || "(form)"}: ${i.message}`).join("; ")}`,
+      );
     }
     state.requestedName = fields.data.name;
     const name = fields.data.name === undefined ? undefined : parseArtifactName(fields.data.name, "the 'name' field");
@@ -193,7 +198,12 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
         gerr = new GatewayError("unavailable", "the audit log cannot be written; try again later");
       }
       logOf(res).warn(
-        { digest: facts.digestHex !== undefined ? formatDigest(facts.digestHex) : undefined, source: facts.verification?.source.id, verdict: "rejected", code: gerr.code },
+        {
+          digest: facts.digestHex !== undefined ? formatDigest(facts.digestHex) : undefined,
+          source: facts.verification?.source.id,
+          verdict: "rejected",
+          code: gerr.code,
+        },
         "upload rejected",
       );
       deps.metrics.uploadFinished("rejected", gerr.code, seconds());
@@ -288,7 +298,10 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
       outcome.answered = true;
       deps.metrics.bytesIn(artifact.size);
       deps.metrics.uploadFinished("accepted", "ok", seconds());
-      logOf(res).info({ digest: record.digest, source: verification.source.id, verdict: "accepted", created: result.created, size: artifact.size, ...timings }, "upload accepted");
+      logOf(res).info(
+        { digest: record.digest, source: verification.source.id, verdict: "accepted", created: result.created, size: artifact.size, ...timings },
+        "upload accepted",
+      );
       res.status(result.created ? 201 : 200).json({
         digest: result.record.digest,
         size: result.record.size,
@@ -355,7 +368,8 @@ function pickEnvelope(state: UploadState, req: Request): string {
   const field = signatureField(req);
   if (state.signatureFile !== undefined && field !== undefined) throw new GatewayError("bad_request", "the signature was sent twice (field and file)");
   const envelope = state.signatureFile ?? field;
-  if (typeof envelope !== "string" || envelope === "") throw new GatewayError("bad_request", "the 'signature' part (the DSSE envelope JSON) is missing; send it first");
+  if (typeof envelope !== "string" || envelope === "")
+    throw new GatewayError("bad_request", "the 'signature' part (the DSSE envelope JSON) is missing; send it first");
   return envelope;
 }
 

@@ -6,11 +6,15 @@ import { GatewayError } from "../errors";
  * Operations settings from the environment (src/config.ts holds the gateway's own). Parsed once
  * at start by loadOpsConfig; defaults are safe for a loopback developer setup.
  */
-const bool = z
-  .enum(["1", "0", "true", "false", "yes", "no", "on", "off", ""])
-  .transform((v) => v === "1" || v === "true" || v === "yes" || v === "on");
+const bool = z.enum(["1", "0", "true", "false", "yes", "no", "on", "off", ""]).transform((v) => v === "1" || v === "true" || v === "yes" || v === "on");
 
-const ms = (dflt: number) => z.coerce.number().int().min(0).max(24 * 3600 * 1000).default(dflt);
+const ms = (dflt: number) =>
+  z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 3600 * 1000)
+    .default(dflt);
 
 export const OpsEnvSchema = z.object({
   MODELGATE_DATA_DIR: z.string().min(1).default("./data"),

@@ -68,7 +68,10 @@ export function opsAppDeps(ops: Ops): Pick<AppDeps, "audit" | "metrics" | "acces
 
 /** Loopback: localhost, 127.0.0.0/8, ::1 and IPv4-mapped 127.x. 0.0.0.0 and :: are not. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, "$1");
   if (h === "localhost") return true;
   if (isIP(h) === 4) return h.startsWith("127.");
   if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1" || /^::ffff:127\./.test(h);
@@ -124,10 +127,7 @@ export async function createOps(config: OpsConfig, logger: Logger): Promise<Ops>
     access,
     audit,
     metrics,
-    routers: [
-      metricsRouter(metrics.registry, metricsGuard),
-      auditRouter(access, { read: (since, limit) => readAuditEntries(config.auditLog, since, limit) }),
-    ],
+    routers: [metricsRouter(metrics.registry, metricsGuard), auditRouter(access, { read: (since, limit) => readAuditEntries(config.auditLog, since, limit) })],
     middlewares: [securityHeaders({ hstsMaxAgeSeconds: config.hstsMaxAgeSeconds }), limiter.middleware],
     uploadGate: gate.middleware,
     tokensConfigured,

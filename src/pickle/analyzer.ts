@@ -65,7 +65,6 @@ export interface PickleAnalysis {
   values: SymbolicValue[];
 }
 
-
 interface CallSite {
   opcode: string;
   callable: string;
@@ -185,7 +184,10 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
       }
     }
     if (problem !== undefined) {
-      add({ code: "unsafe_dtype", severity: "dangerous", message: `BUILD at offset ${offset.toString()}: ${problem}`, location: streamLocation, offset }, `dtype|${offset.toString()}`);
+      add(
+        { code: "unsafe_dtype", severity: "dangerous", message: `BUILD at offset ${offset.toString()}: ${problem}`, location: streamLocation, offset },
+        `dtype|${offset.toString()}`,
+      );
     }
   };
 
@@ -276,7 +278,11 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
       const moved = cursor.position;
       if (moved !== end) {
         if (reader.frameEnd > end) {
-          throw new GatewayError("malformed_pickle", `raw data read after BUILD inside a FRAME that has ${(reader.frameEnd - end).toString()} bytes left at offset ${end.toString()}`, { offset: end });
+          throw new GatewayError(
+            "malformed_pickle",
+            `raw data read after BUILD inside a FRAME that has ${(reader.frameEnd - end).toString()} bytes left at offset ${end.toString()}`,
+            { offset: end },
+          );
         }
         reader.seek(moved);
       }
@@ -287,7 +293,10 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
   const machine = new PickleMachine(limits, events, deadline);
   const values: SymbolicValue[] = [];
   const fast =
-    options.valueFree === true && (options.onBuild === undefined || options.onBuildFor !== undefined) && options.onPersistentId === undefined && FastScanner.usable(limits)
+    options.valueFree === true &&
+    (options.onBuild === undefined || options.onBuildFor !== undefined) &&
+    options.onPersistentId === undefined &&
+    FastScanner.usable(limits)
       ? new FastScanner(reader.source, reader.end, limits, deadline, options.onBuild === undefined ? undefined : options.onBuildFor)
       : undefined;
   /** PROTO of the stream that ran last (the full machine's or the scanner's). */

@@ -362,7 +362,14 @@ export class PickleReader {
       case 0x46 /* FLOAT */: {
         const text = cString(this.textLine(start + 1, "FLOAT"));
         if (!FLOAT_RE.test(text)) malformed("FLOAT argument is not a float", start);
-        this.float = Number(text.trim().replace(/_/g, "").toLowerCase().replace(/^([+-]?)inf(inity)?$/, "$1Infinity").replace(/^[+-]?nan$/, "NaN"));
+        this.float = Number(
+          text
+            .trim()
+            .replace(/_/g, "")
+            .toLowerCase()
+            .replace(/^([+-]?)inf(inity)?$/, "$1Infinity")
+            .replace(/^[+-]?nan$/, "NaN"),
+        );
         break;
       }
       case 0x53 /* STRING */:
@@ -478,7 +485,8 @@ export class PickleReader {
     let scan = at;
     for (;;) {
       if (scan >= this.end) malformed(`truncated ${what}: no newline before the end`, this.offset);
-      const i = scan >= this.bufStart && scan < this.bufStart + this.bufLen ? scan - this.bufStart : this.load(scan, Math.min(this.end - scan, this.buf.length));
+      const i =
+        scan >= this.bufStart && scan < this.bufStart + this.bufLen ? scan - this.bufStart : this.load(scan, Math.min(this.end - scan, this.buf.length));
       const j = this.buf.indexOf(0x0a, i);
       if (j >= 0 && j < this.bufLen) {
         const nl = this.bufStart + j;

@@ -55,7 +55,6 @@ const ZERO_PAGE = new Int32Array(1 << PAGE_BITS);
 /** Streams longer than this keep offsets that do not fit a tag: the full machine takes them. */
 const MAX_STREAM_BYTES = 0x7ffffff0;
 
-
 const WINDOW = 1024 * 1024;
 
 /** Call opcodes, by slot (calls are counted per import and opcode). */
@@ -90,7 +89,22 @@ export class FastScanner {
   private memo: Int32Array[] = new Array<Int32Array>(MAX_SCANNER_MEMO_INDEX >>> PAGE_BITS).fill(ZERO_PAGE);
   private memoHigh = 0;
   /** The scan state between chunks. */
-  private readonly s = { start: 0, pos: 0, maxDecoded: 0, opsBefore: 0, memoCount: 0, memoHigh: 0, sp: 0, md: 0, fence: 0, ops: 0, decoded: 0, frameEnd: -1, stopAt: 0, checkAt: 0 };
+  private readonly s = {
+    start: 0,
+    pos: 0,
+    maxDecoded: 0,
+    opsBefore: 0,
+    memoCount: 0,
+    memoHigh: 0,
+    sp: 0,
+    md: 0,
+    fence: 0,
+    ops: 0,
+    decoded: 0,
+    frameEnd: -1,
+    stopAt: 0,
+    checkAt: 0,
+  };
   private side: PickleReader | undefined = undefined;
   /** Imports of the stream: module and name by id. */
   private globalModules: string[] = [];
@@ -133,7 +147,9 @@ export class FastScanner {
 
   /** Whether the configured limits let the scanner preallocate its stack and marks. */
   static usable(limits: PickleLimits): boolean {
-    return limits.maxStackDepth <= MAX_SCANNER_PREALLOCATED && limits.maxMarkDepth <= MAX_SCANNER_PREALLOCATED && limits.maxRetainedArgumentBytes <= 64 * 1024 * 1024;
+    return (
+      limits.maxStackDepth <= MAX_SCANNER_PREALLOCATED && limits.maxMarkDepth <= MAX_SCANNER_PREALLOCATED && limits.maxRetainedArgumentBytes <= 64 * 1024 * 1024
+    );
   }
 
   /** Calls recorded by the last successful run. */
@@ -424,7 +440,9 @@ export class FastScanner {
             if (at + 9 > end) return BAIL;
             const hi = ((buf[i + 5] as number) | ((buf[i + 6] as number) << 8) | ((buf[i + 7] as number) << 16) | ((buf[i + 8] as number) << 24)) >>> 0;
             if (hi > 0x1fffff) return BAIL;
-            n = hi * 0x100000000 + (((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0);
+            n =
+              hi * 0x100000000 +
+              (((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0);
           } else {
             head = 5;
             if (at + 5 > end) return BAIL;
@@ -490,7 +508,9 @@ export class FastScanner {
             if (at + 9 > end) return BAIL;
             const hi = ((buf[i + 5] as number) | ((buf[i + 6] as number) << 8) | ((buf[i + 7] as number) << 16) | ((buf[i + 8] as number) << 24)) >>> 0;
             if (hi > 0x1fffff) return BAIL;
-            n = hi * 0x100000000 + (((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0);
+            n =
+              hi * 0x100000000 +
+              (((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0);
           }
           const from = at + head;
           if (n > end - from) return BAIL;
@@ -716,7 +736,9 @@ export class FastScanner {
           if (frameEnd > at) return BAIL;
           const hi = ((buf[i + 5] as number) | ((buf[i + 6] as number) << 8) | ((buf[i + 7] as number) << 16) | ((buf[i + 8] as number) << 24)) >>> 0;
           if (hi > 0x1fffff) return BAIL;
-          const len = hi * 0x100000000 + (((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0);
+          const len =
+            hi * 0x100000000 +
+            (((buf[i + 1] as number) | ((buf[i + 2] as number) << 8) | ((buf[i + 3] as number) << 16) | ((buf[i + 4] as number) << 24)) >>> 0);
           if (len > end - pos) return BAIL;
           frameEnd = pos + len;
           stopAt = frameEnd;

@@ -15,7 +15,10 @@ export function inspectPickleSource(
 ): InspectionNode {
   const policy = makePicklePolicy(opts.policy, opts.extraAllowGlobals);
   const cursor = new Cursor(source, { errorCode: "malformed_pickle", what: "pickle" });
-  const analysis = analyzePickle(cursor, opts.limits === undefined ? { policy, location: path, valueFree: true } : { policy, location: path, limits: opts.limits, valueFree: true });
+  const analysis = analyzePickle(
+    cursor,
+    opts.limits === undefined ? { policy, location: path, valueFree: true } : { policy, location: path, limits: opts.limits, valueFree: true },
+  );
   return analysis.node;
 }
 

@@ -1,20 +1,17 @@
 import { GatewayError } from "../errors";
-import { MAX_LAZY_STRING_INDEX, MAX_MEMO_SHARED, MAX_MEMO_VALUES_KEPT, MAX_RETAINED_HARD, MAX_RETAINED_ITEMS, MAX_RETAINED_TOTAL, type PickleLimits } from "../limits";
+import {
+  MAX_LAZY_STRING_INDEX,
+  MAX_MEMO_SHARED,
+  MAX_MEMO_VALUES_KEPT,
+  MAX_RETAINED_HARD,
+  MAX_RETAINED_ITEMS,
+  MAX_RETAINED_TOTAL,
+  type PickleLimits,
+} from "../limits";
 import { PickleReader } from "./disassembler";
 import { isNumpyDtypeObject } from "./numpyDtype";
 import { opcodeName } from "./opcodes";
-import {
-  BUFFER,
-  EMPTY_TUPLE,
-  FALSE,
-  NONE,
-  TRUE,
-  UNKNOWN,
-  intValue,
-  type DictValue,
-  type ObjectValue,
-  type SymbolicValue,
-} from "./values";
+import { BUFFER, EMPTY_TUPLE, FALSE, NONE, TRUE, UNKNOWN, intValue, type DictValue, type ObjectValue, type SymbolicValue } from "./values";
 
 /**
  * The symbolic pickle machine: CPython's unpickler with every import and call replaced by a
@@ -35,7 +32,6 @@ import {
 export const SMALL_CONTAINER = 16;
 /** What a persistent id memoized past MAX_MEMO_VALUES_KEPT is GET as (the event fired when it was read). */
 const PERSISTENT_PLACEHOLDER: SymbolicValue = Object.freeze({ kind: "persistent", id: UNKNOWN });
-
 
 /** Memo slot of a string kept as the offset of its opcode. */
 const LAZY: SymbolicValue = Object.freeze({ kind: "unknown" });
@@ -654,7 +650,6 @@ export class PickleMachine {
     } else d.truncated = true;
   }
 }
-
 
 /**
  * What the memo keeps once the large-container budget is spent: strings, globals, scalars and

@@ -153,7 +153,8 @@ function computeDtype(v: ObjectValue, depth: number): NumpyDtype {
     unsafe("numpy.dtype", `made by ${show(callable)}: numpy pickles every dtype as numpy.dtype(<type string>, False, True)`);
   }
   const args = v.args;
-  if (args.kind !== "tuple" || isTruncated(args) || args.items.length !== 3) unsafe("numpy.dtype", `arguments ${show(args)}: numpy writes (<type string>, False, True)`);
+  if (args.kind !== "tuple" || isTruncated(args) || args.items.length !== 3)
+    unsafe("numpy.dtype", `arguments ${show(args)}: numpy writes (<type string>, False, True)`);
   const [ts, align, copy] = args.items;
   // A void dtype of a scalar type other than numpy.void (numpy.record: recarrays) is written with
   // the class instead of a type string; its size is the state's elsize (arraydescr_reduce).
@@ -165,7 +166,9 @@ function computeDtype(v: ObjectValue, depth: number): NumpyDtype {
   // copy=False returns numpy's shared builtin dtype; numpy writes True (a private copy BUILD may set).
   if (boolOf(copy) !== true) unsafe(what, `copy argument ${show(copy)}: numpy writes True`);
   const state = v.state;
-  const type: TypeString = isRecord ? { kind: "flexible", typeString: typeName, flexKind: "V", count: recordSize(state, what) } : parseTypeString(typeName, what);
+  const type: TypeString = isRecord
+    ? { kind: "flexible", typeString: typeName, flexKind: "V", count: recordSize(state, what) }
+    : parseTypeString(typeName, what);
   if (state === undefined) return defaultDtype(type);
   if (state.kind !== "tuple" || isTruncated(state)) unsafe(what, `state ${show(state)} is not a complete tuple`);
   const s = state.items;
@@ -188,7 +191,8 @@ function computeDtype(v: ObjectValue, depth: number): NumpyDtype {
   if (type.kind === "fixed") {
     const row = NUMPY_FIXED_DTYPES[type.typeString];
     if (row === undefined) unsafe(what, "unknown type string");
-    if (structure !== "plain") unsafe(what, `${structure} ${show(structure === "subarray" ? subarray : fields)} on a ${type.typeString} dtype: numpy writes None`);
+    if (structure !== "plain")
+      unsafe(what, `${structure} ${show(structure === "subarray" ? subarray : fields)} on a ${type.typeString} dtype: numpy writes None`);
     expected = { byteOrders: row.byteOrders, elsize: -1, alignment: -1, flags: row.flags, itemsize: row.itemsize, dtypeAlignment: row.alignment };
   } else {
     const row = NUMPY_FLEXIBLE_DTYPES[type.flexKind];
@@ -209,7 +213,8 @@ function computeDtype(v: ObjectValue, depth: number): NumpyDtype {
       expected = { byteOrders: row.byteOrders, elsize: itemsize, alignment: row.alignment, flags: row.flags, itemsize, dtypeAlignment: row.alignment };
     }
   }
-  if (!expected.byteOrders.includes(byteOrder)) unsafe(what, `byte order ${JSON.stringify(byteOrder)}: numpy writes ${expected.byteOrders.map((b) => JSON.stringify(b)).join(" or ")}`);
+  if (!expected.byteOrders.includes(byteOrder))
+    unsafe(what, `byte order ${JSON.stringify(byteOrder)}: numpy writes ${expected.byteOrders.map((b) => JSON.stringify(b)).join(" or ")}`);
   const elsize = intOf(elsizeValue);
   if (elsize !== BigInt(expected.elsize)) unsafe(what, `elsize (itemsize) ${show(elsizeValue)}: numpy writes ${expected.elsize.toString()}`);
   const alignment = intOf(alignmentValue);
@@ -217,16 +222,27 @@ function computeDtype(v: ObjectValue, depth: number): NumpyDtype {
   const flags = intOf(flagsValue);
   // numpy 1 writes the flags char signed (-112 for 0x90), numpy 2 unsigned (PyLong_FromUnsignedLongLong): the same byte.
   if (flags !== signedFlags(expected.flags) && flags !== BigInt(expected.flags)) {
-    unsafe(what, `flags ${show(flagsValue)}: numpy writes ${signedFlags(expected.flags).toString()}${(expected.flags & NPY_ITEM_HASOBJECT) !== 0 ? " (the object flags: NPY_ITEM_HASOBJECT, NPY_LIST_PICKLE...)" : ""}`);
+    unsafe(
+      what,
+      `flags ${show(flagsValue)}: numpy writes ${signedFlags(expected.flags).toString()}${(expected.flags & NPY_ITEM_HASOBJECT) !== 0 ? " (the object flags: NPY_ITEM_HASOBJECT, NPY_LIST_PICKLE...)" : ""}`,
+    );
   }
-  return { typeString: type.typeString, byteOrder, itemsize: expected.itemsize, alignment: expected.dtypeAlignment, flags: expected.flags, hasObject: (expected.flags & NPY_ITEM_HASOBJECT) !== 0 };
+  return {
+    typeString: type.typeString,
+    byteOrder,
+    itemsize: expected.itemsize,
+    alignment: expected.dtypeAlignment,
+    flags: expected.flags,
+    hasObject: (expected.flags & NPY_ITEM_HASOBJECT) !== 0,
+  };
 }
 
 /** The item size of a numpy.record dtype: the elsize of its state (0 without one, as numpy.dtype(numpy.record) is). */
 function recordSize(state: SymbolicValue | undefined, what: string): number {
   if (state === undefined) return 0;
   const elsize = state.kind === "tuple" ? intOf(state.items[5]) : undefined;
-  if (elsize === undefined || elsize < 0n || elsize > BigInt(MAX_ELSIZE)) unsafe(what, `elsize (itemsize) ${show(state.kind === "tuple" ? state.items[5] : state)} is not one numpy writes`);
+  if (elsize === undefined || elsize < 0n || elsize > BigInt(MAX_ELSIZE))
+    unsafe(what, `elsize (itemsize) ${show(state.kind === "tuple" ? state.items[5] : state)} is not one numpy writes`);
   return Number(elsize);
 }
 
@@ -234,11 +250,25 @@ function defaultDtype(type: TypeString): NumpyDtype {
   if (type.kind === "fixed") {
     const row = NUMPY_FIXED_DTYPES[type.typeString];
     if (row === undefined) unsafe("numpy.dtype", "unknown type string");
-    return { typeString: type.typeString, byteOrder: "|", itemsize: row.itemsize, alignment: row.alignment, flags: row.flags, hasObject: (row.flags & NPY_ITEM_HASOBJECT) !== 0 };
+    return {
+      typeString: type.typeString,
+      byteOrder: "|",
+      itemsize: row.itemsize,
+      alignment: row.alignment,
+      flags: row.flags,
+      hasObject: (row.flags & NPY_ITEM_HASOBJECT) !== 0,
+    };
   }
   const row = NUMPY_FLEXIBLE_DTYPES[type.flexKind];
   if (row === undefined) unsafe("numpy.dtype", "unknown type string");
-  return { typeString: type.typeString, byteOrder: "|", itemsize: type.count * row.unit, alignment: row.alignment, flags: row.flags, hasObject: (row.flags & NPY_ITEM_HASOBJECT) !== 0 };
+  return {
+    typeString: type.typeString,
+    byteOrder: "|",
+    itemsize: type.count * row.unit,
+    alignment: row.alignment,
+    flags: row.flags,
+    hasObject: (row.flags & NPY_ITEM_HASOBJECT) !== 0,
+  };
 }
 
 /** Version 4 metadata: a dict, or for datetimes ({...}, (unit bytes, num, 1, 1)) (convert_datetime_metadata_tuple_to_datetime_metadata). */
@@ -247,7 +277,8 @@ function checkMetadata(v: SymbolicValue | undefined, isDatetime: boolean, what: 
     if (v?.kind !== "dict") unsafe(what, `metadata ${show(v)}: numpy writes a dict`);
     return;
   }
-  if (v?.kind !== "tuple" || isTruncated(v) || v.items.length !== 2 || v.items[0]?.kind !== "dict") unsafe(what, `datetime metadata ${show(v)}: numpy writes ({...}, (unit, num, 1, 1))`);
+  if (v?.kind !== "tuple" || isTruncated(v) || v.items.length !== 2 || v.items[0]?.kind !== "dict")
+    unsafe(what, `datetime metadata ${show(v)}: numpy writes ({...}, (unit, num, 1, 1))`);
   const meta = v.items[1];
   if (meta?.kind !== "tuple" || isTruncated(meta) || meta.items.length !== 4) unsafe(what, `datetime unit ${show(meta)}: numpy writes (unit, num, 1, 1)`);
   const [unit, num, den, events] = meta.items;
@@ -275,11 +306,13 @@ function bytesText(v: SymbolicValue | undefined): string | undefined {
 }
 
 function checkSubarray(subarray: SymbolicValue | undefined, itemsize: number, what: string, depth: number): NumpyDtype {
-  if (subarray?.kind !== "tuple" || isTruncated(subarray) || subarray.items.length !== 2) unsafe(what, `subarray ${show(subarray)}: numpy writes (base dtype, shape)`);
+  if (subarray?.kind !== "tuple" || isTruncated(subarray) || subarray.items.length !== 2)
+    unsafe(what, `subarray ${show(subarray)}: numpy writes (base dtype, shape)`);
   const [baseValue, shape] = subarray.items;
   if (baseValue === undefined) unsafe(what, "subarray without a base dtype");
   const base = checkNumpyDtype(baseValue, depth + 1);
-  if (shape?.kind !== "tuple" || isTruncated(shape) || shape.items.length === 0) unsafe(what, `subarray shape ${show(shape)}: numpy writes a non-empty tuple of ints`);
+  if (shape?.kind !== "tuple" || isTruncated(shape) || shape.items.length === 0)
+    unsafe(what, `subarray shape ${show(shape)}: numpy writes a non-empty tuple of ints`);
   let count = 1n;
   for (const d of shape.items) {
     const n = intOf(d);
@@ -288,7 +321,10 @@ function checkSubarray(subarray: SymbolicValue | undefined, itemsize: number, wh
     if (count > BigInt(MAX_ELSIZE)) unsafe(what, `subarray shape ${show(shape)} exceeds numpy's item size`);
   }
   if (count * BigInt(base.itemsize) !== BigInt(itemsize)) {
-    unsafe(what, `subarray of ${count.toString()} x ${base.itemsize.toString()}-byte items in a ${itemsize.toString()}-byte dtype: numpy writes V${(count * BigInt(base.itemsize)).toString()}`);
+    unsafe(
+      what,
+      `subarray of ${count.toString()} x ${base.itemsize.toString()}-byte items in a ${itemsize.toString()}-byte dtype: numpy writes V${(count * BigInt(base.itemsize)).toString()}`,
+    );
   }
   return base;
 }
@@ -307,7 +343,14 @@ interface FieldSpan {
  * overlap other fields (_validate_object_field_overlap): raw bytes of an overlapping field would
  * be an object pointer.
  */
-function checkFields(names: SymbolicValue | undefined, fields: SymbolicValue | undefined, itemsize: number, aligned: boolean, what: string, depth: number): { flags: number; alignment: number } {
+function checkFields(
+  names: SymbolicValue | undefined,
+  fields: SymbolicValue | undefined,
+  itemsize: number,
+  aligned: boolean,
+  what: string,
+  depth: number,
+): { flags: number; alignment: number } {
   if (names?.kind !== "tuple" || isTruncated(names)) unsafe(what, `names ${show(names)}: numpy writes a tuple of field names`);
   if (fields?.kind !== "dict" || isTruncated(fields)) unsafe(what, `fields ${show(fields)}: numpy writes a complete dict`);
   const entries = new Map<string, SymbolicValue>();
@@ -327,19 +370,27 @@ function checkFields(names: SymbolicValue | undefined, fields: SymbolicValue | u
     if (seen.has(name)) unsafe(what, `field name ${JSON.stringify(name)} appears twice in names`);
     seen.add(name);
     const field = entries.get(name);
-    if (field?.kind !== "tuple" || isTruncated(field) || (field.items.length !== 2 && field.items.length !== 3)) unsafe(what, `field ${JSON.stringify(name)} is ${show(field)}: numpy writes (dtype, offset[, title])`);
+    if (field?.kind !== "tuple" || isTruncated(field) || (field.items.length !== 2 && field.items.length !== 3))
+      unsafe(what, `field ${JSON.stringify(name)} is ${show(field)}: numpy writes (dtype, offset[, title])`);
     const [fieldDtypeValue, offsetValue, title] = field.items;
     if (fieldDtypeValue === undefined) unsafe(what, `field ${JSON.stringify(name)} without a dtype`);
     const fd = checkNumpyDtype(fieldDtypeValue, depth + 1);
     const offset = intOf(offsetValue);
     if (offset === undefined || offset < 0n || offset + BigInt(fd.itemsize) > BigInt(itemsize)) {
-      unsafe(what, `field ${JSON.stringify(name)} at offset ${show(offsetValue)} of ${fd.itemsize.toString()} bytes lies outside the ${itemsize.toString()}-byte item`);
+      unsafe(
+        what,
+        `field ${JSON.stringify(name)} at offset ${show(offsetValue)} of ${fd.itemsize.toString()} bytes lies outside the ${itemsize.toString()}-byte item`,
+      );
     }
-    if (aligned && (offset % BigInt(fd.alignment) !== 0n)) unsafe(what, `field ${JSON.stringify(name)} at offset ${offset.toString()} is not aligned to ${fd.alignment.toString()} in an aligned struct`);
+    if (aligned && offset % BigInt(fd.alignment) !== 0n)
+      unsafe(what, `field ${JSON.stringify(name)} at offset ${offset.toString()} is not aligned to ${fd.alignment.toString()} in an aligned struct`);
     if (title !== undefined) {
       if (title.kind !== "str" || title.truncated === true) unsafe(what, `title of field ${JSON.stringify(name)} is ${show(title)}: numpy writes a string`);
       if (seen.has(title.value) || titles.has(title.value) || entries.get(title.value) !== field) {
-        unsafe(what, `title ${JSON.stringify(title.value)} of field ${JSON.stringify(name)}: numpy writes fields[title] as the same (dtype, offset, title) tuple`);
+        unsafe(
+          what,
+          `title ${JSON.stringify(title.value)} of field ${JSON.stringify(name)}: numpy writes fields[title] as the same (dtype, offset, title) tuple`,
+        );
       }
       titles.add(title.value);
     }
@@ -347,9 +398,11 @@ function checkFields(names: SymbolicValue | undefined, fields: SymbolicValue | u
     if (aligned) alignment = Math.max(alignment, fd.alignment);
     spans.push({ start: Number(offset), end: Number(offset) + fd.itemsize, hasObject: fd.hasObject });
   }
-  if (entries.size !== seen.size + titles.size) unsafe(what, `fields has ${entries.size.toString()} entries, names and titles ${(seen.size + titles.size).toString()}`);
+  if (entries.size !== seen.size + titles.size)
+    unsafe(what, `fields has ${entries.size.toString()} entries, names and titles ${(seen.size + titles.size).toString()}`);
   for (const t of titles) if (seen.has(t)) unsafe(what, `title ${JSON.stringify(t)} is also a field name`);
-  if (aligned && itemsize % alignment !== 0) unsafe(what, `aligned struct of ${itemsize.toString()} bytes is not a multiple of its alignment ${alignment.toString()}`);
+  if (aligned && itemsize % alignment !== 0)
+    unsafe(what, `aligned struct of ${itemsize.toString()} bytes is not a multiple of its alignment ${alignment.toString()}`);
   // Overlap sweep: fields by offset, merged while they overlap; a cluster of more than one field
   // that holds an object field means an object pointer shares bytes with another field.
   spans.sort((a, b) => a.start - b.start);

@@ -144,7 +144,11 @@ export function classifyGlobal(module: string, name: string, policy: PicklePolic
     // a preset nor a wildcard can admit a re-export of subprocess.check_output.
     const alias = aliasOf(`${m}.${n}`);
     if (alias !== undefined) {
-      return { safety: "dangerous", code: "dangerous_global", reason: `${m}.${n} ${ALIAS_KIND_TEXT[alias.kind]} ${alias.target} (alias map, on the hard floor)` };
+      return {
+        safety: "dangerous",
+        code: "dangerous_global",
+        reason: `${m}.${n} ${ALIAS_KIND_TEXT[alias.kind]} ${alias.target} (alias map, on the hard floor)`,
+      };
     }
     // Vendored copies (sklearn.externals.joblib, six.moves) are judged as what they stand for.
     const real = devendoredName(`${m}.${n}`);

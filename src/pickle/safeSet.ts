@@ -105,7 +105,10 @@ const BUILTIN_DATA = ["dict", "list", "tuple", "set", "frozenset", "bytes", "byt
 export const SAFE_SET: readonly SafeEntry[] = [
   // ---- PyTorch (the weights_only=True allowlist) ----
   ...TORCH_REBUILD.map((f) => ({ global: `torch._utils.${f}`, reason: "rebuilds a tensor/parameter from a storage and sizes (torch weights_only)" })),
-  { global: "torch._tensor._rebuild_from_type_v2", reason: "rebuilds a tensor subclass; the function and class it applies are imports checked on their own (torch weights_only)" },
+  {
+    global: "torch._tensor._rebuild_from_type_v2",
+    reason: "rebuilds a tensor subclass; the function and class it applies are imports checked on their own (torch weights_only)",
+  },
   { global: "torch.serialization._get_layout", reason: "maps a layout name to a torch.layout (torch weights_only)" },
   { global: "torch.Tensor", reason: "tensor class (torch weights_only)" },
   { global: "torch.nn.parameter.Parameter", reason: "parameter class (torch weights_only)" },

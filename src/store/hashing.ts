@@ -40,7 +40,11 @@ export interface WriteHashedOptions {
  * is closed, so a discard that follows cannot race the file's creation. `input` is paused, never
  * destroyed: an HTTP request stays usable to answer the refusal.
  */
-export async function writeHashed(input: Readable, target: string | FileHandle, options: WriteHashedOptions = {}): Promise<{ digestHex: string; size: number }> {
+export async function writeHashed(
+  input: Readable,
+  target: string | FileHandle,
+  options: WriteHashedOptions = {},
+): Promise<{ digestHex: string; size: number }> {
   const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
   const syncEvery = options.syncEveryBytes ?? SYNC_EVERY_BYTES;
   // An input that fails while the file is being opened must not throw an unhandled 'error' event;

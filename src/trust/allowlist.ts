@@ -116,7 +116,10 @@ export function parseAllowlistFile(json: unknown): AllowlistFile {
     if (seen.has(s.id)) issues.push({ path: `sources.${String(si)}.id`, message: `duplicate source id '${s.id}'` });
     seen.add(s.id);
     if (s.threshold > s.keys.length) {
-      issues.push({ path: `sources.${String(si)}.threshold`, message: `threshold ${String(s.threshold)} exceeds the ${String(s.keys.length)} key(s) of the source` });
+      issues.push({
+        path: `sources.${String(si)}.threshold`,
+        message: `threshold ${String(s.threshold)} exceeds the ${String(s.keys.length)} key(s) of the source`,
+      });
     }
     s.keys.forEach((k, ki) => {
       const at = `sources.${String(si)}.keys.${String(ki)}`;
@@ -244,6 +247,8 @@ export function readAllowlistJson(file: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
-    throw new GatewayError("invalid_allowlist", `${file} is not valid JSON: ${(err as Error).message}`, { issues: [{ path: "(root)", message: "not valid JSON" }] });
+    throw new GatewayError("invalid_allowlist", `${file} is not valid JSON: ${(err as Error).message}`, {
+      issues: [{ path: "(root)", message: "not valid JSON" }],
+    });
   }
 }

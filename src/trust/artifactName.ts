@@ -73,7 +73,8 @@ function segmentProblem(segments: readonly string[]): string | undefined {
 export function artifactNameProblem(name: string): string | undefined {
   if (name.length === 0) return "it is empty";
   if (name.length > MAX_ARTIFACT_NAME_LENGTH) return `it has ${String(name.length)} characters, more than ${String(MAX_ARTIFACT_NAME_LENGTH)}`;
-  if (REFUSED_CHARACTERS.test(name)) return `it contains ${describeRefused(name)} (control, format, invisible, unassigned, private-use or non-space whitespace character, lone surrogate or backslash)`;
+  if (REFUSED_CHARACTERS.test(name))
+    return `it contains ${describeRefused(name)} (control, format, invisible, unassigned, private-use or non-space whitespace character, lone surrogate or backslash)`;
   // Two spellings of one text (U+00E9 and e + U+0301) must not be two names (Unicode UAX #15).
   // NFC is the form W3C Character Model recommends and most producers emit; a name in another
   // form (macOS file APIs hand out decomposed names) is refused, never normalized silently, so

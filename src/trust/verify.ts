@@ -197,9 +197,13 @@ export function verifyPublish(input: {
   const decision = decideTrust(input.envelope, input.allowlist, input.now, input.name);
   assertHexDigest(input.digestHex);
   if (!sameDigest(input.digestHex, decision.statement.subject[0].digest.sha256)) {
-    throw new GatewayError("digest_mismatch", `artifact sha256 ${input.digestHex} differs from the signed digest ${decision.statement.subject[0].digest.sha256}`, {
-      reasons: [{ code: "digest_mismatch", message: "artifact digest differs from the statement's subject digest" }],
-    });
+    throw new GatewayError(
+      "digest_mismatch",
+      `artifact sha256 ${input.digestHex} differs from the signed digest ${decision.statement.subject[0].digest.sha256}`,
+      {
+        reasons: [{ code: "digest_mismatch", message: "artifact digest differs from the statement's subject digest" }],
+      },
+    );
   }
   const signedSize = decision.statement.predicate.size;
   if (input.size !== undefined && signedSize !== undefined && signedSize !== input.size) {

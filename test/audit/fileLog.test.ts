@@ -66,7 +66,10 @@ describe("FileAuditLog", () => {
     await log.close();
     const result = await verifyAuditLog(file);
     expect(result).toMatchObject({ ok: true, count: 100 });
-    const seqs = (await readFile(file, "utf8")).split("\n").slice(0, -1).map((l) => parseEntry(l)?.seq);
+    const seqs = (await readFile(file, "utf8"))
+      .split("\n")
+      .slice(0, -1)
+      .map((l) => parseEntry(l)?.seq);
     expect(seqs).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
   });
 
@@ -205,7 +208,8 @@ describe("readAuditEntries", () => {
   /** n entries as append writes them (readAuditEntries does not check the chain), `name` tagging this version of the log. */
   function bigLog(n: number, name: string, from = 1): string[] {
     const lines: string[] = [];
-    for (let seq = from; seq < from + n; seq++) lines.push(JSON.stringify({ seq, time: "2026-11-23T12:00:00.000Z", prev: GENESIS_HASH, type: "upload.accepted", name: `${name}-${String(seq)}` }));
+    for (let seq = from; seq < from + n; seq++)
+      lines.push(JSON.stringify({ seq, time: "2026-11-23T12:00:00.000Z", prev: GENESIS_HASH, type: "upload.accepted", name: `${name}-${String(seq)}` }));
     return lines;
   }
 
@@ -229,11 +233,19 @@ describe("readAuditEntries", () => {
     await rewrite(bigLog(1000, "a"));
     expect((await readAuditEntries(file, 900, 1)).entries.map((e) => e.name)).toEqual(["a-901"]);
     // Appended to: the remembered positions still hold.
-    await writeFile(file, bigLog(1000, "a").concat(bigLog(500, "a", 1001)).join("\n") + "\n");
+    await writeFile(
+      file,
+      bigLog(1000, "a")
+        .concat(bigLog(500, "a", 1001))
+        .join("\n") + "\n",
+    );
     expect((await readAuditEntries(file, 1300, 2)).entries.map((e) => e.name)).toEqual(["a-1301", "a-1302"]);
     // Rewritten in place (same inode) with longer lines: every remembered offset is now wrong.
     await writeFile(file, bigLog(1500, "rewritten-with-a-longer-name").join("\n") + "\n");
-    expect((await readAuditEntries(file, 1300, 2)).entries.map((e) => e.name)).toEqual(["rewritten-with-a-longer-name-1301", "rewritten-with-a-longer-name-1302"]);
+    expect((await readAuditEntries(file, 1300, 2)).entries.map((e) => e.name)).toEqual([
+      "rewritten-with-a-longer-name-1301",
+      "rewritten-with-a-longer-name-1302",
+    ]);
     // Replaced by another file (a rotation renames a new one in): other inode, shorter log.
     const rotated = path.join(path.dirname(file), "rotated.log");
     await writeFile(rotated, bigLog(600, "b").join("\n") + "\n");

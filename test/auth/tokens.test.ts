@@ -153,7 +153,9 @@ describe("TokenAccessControl", () => {
     expect(JSON.stringify(sink.events)).not.toContain(admin);
 
     const failing: AuditSink = { append: () => Promise.reject(new Error("disk gone")), check: () => Promise.resolve() };
-    const refused = await request(appWith({ anonymousRead: false, audit: failing })).get("/admin").set("Authorization", `Bearer ${admin}`);
+    const refused = await request(appWith({ anonymousRead: false, audit: failing }))
+      .get("/admin")
+      .set("Authorization", `Bearer ${admin}`);
     expect(refused.status).toBe(503);
     expect(refused.body.error.code).toBe("unavailable");
   });

@@ -29,7 +29,10 @@ function newestMtime(dir: string): number {
 beforeAll(() => {
   const sources = Math.max(newestMtime(path.join(ROOT, "src")), newestMtime(path.join(ROOT, "bench")));
   if (existsSync(LOAD_JS) && statSync(LOAD_JS).mtimeMs >= sources) return;
-  spawnSync(process.execPath, [path.join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", path.join(ROOT, "tsconfig.build.json")], { cwd: ROOT, stdio: "ignore" });
+  spawnSync(process.execPath, [path.join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", path.join(ROOT, "tsconfig.build.json")], {
+    cwd: ROOT,
+    stdio: "ignore",
+  });
   if (!existsSync(LOAD_JS)) throw new Error("build did not produce dist/bench/load.js");
 }, 120_000);
 

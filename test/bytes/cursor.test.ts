@@ -2,7 +2,6 @@ import { Cursor } from "../../src/bytes/cursor";
 import { BufferSource, SliceSource } from "../../src/bytes/source";
 import { codeOf } from "../helpers/errors";
 
-
 describe("Cursor", () => {
   it("reads little-endian integers and bytes", () => {
     const c = Cursor.ofBytes(Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]));

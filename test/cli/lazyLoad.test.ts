@@ -36,7 +36,12 @@ describe("the binary loads only what the chosen command uses", () => {
       env: { PATH: process.env.PATH ?? "", MODELGATE_TEST_MODULES_OUT: outPath, MODELGATE_LOG_LEVEL: "silent" },
       encoding: "utf8",
     });
-    return { status: r.status, modules: readFileSync(outPath, "utf8").split("\n").filter((line) => line !== "") };
+    return {
+      status: r.status,
+      modules: readFileSync(outPath, "utf8")
+        .split("\n")
+        .filter((line) => line !== ""),
+    };
   }
 
   beforeAll(() => {
@@ -56,12 +61,15 @@ describe("the binary loads only what the chosen command uses", () => {
     expect(heavyIn(r.modules)).toEqual([]);
   });
 
-  it.each([[["push", "--help"]], [["pull", "--help"]], [["serve", "--help"]], [["--help"]]])("%j loads no command module and none of the heavy packages", (args) => {
-    const r = runListingModules(args);
-    expect(r.status).toBe(0);
-    expect(heavyIn(r.modules)).toEqual([]);
-    expect(r.modules.filter((m) => /[\\/]dist[\\/]src[\\/]cli[\\/]commands[\\/](?!index\.js$|help\.js$)[^\\/]+\.js$/.test(m))).toEqual([]);
-  });
+  it.each([[["push", "--help"]], [["pull", "--help"]], [["serve", "--help"]], [["--help"]]])(
+    "%j loads no command module and none of the heavy packages",
+    (args) => {
+      const r = runListingModules(args);
+      expect(r.status).toBe(0);
+      expect(heavyIn(r.modules)).toEqual([]);
+      expect(r.modules.filter((m) => /[\\/]dist[\\/]src[\\/]cli[\\/]commands[\\/](?!index\.js$|help\.js$)[^\\/]+\.js$/.test(m))).toEqual([]);
+    },
+  );
 
   it("lzma-native is loaded when an xz layer is decoded (the hook sees it)", () => {
     const r = runListingModules(["scan", path.join(ROOT, "test", "fixtures", "joblib", "arrays.joblib.xz")]);

@@ -21,7 +21,10 @@ describe("modelgate pull", () => {
     server = await listen(env.app);
     bytes = randomBytes(3 * 1024 * 1024 + 123);
     hex = sha256Hex(bytes);
-    const res = await request(env.app).post("/v1/artifacts").field("signature", signFor(publisher, bytes, "models/pull")).attach("artifact", bytes, "m.bin");
+    const res = await request(env.app)
+      .post("/v1/artifacts")
+      .field("signature", signFor(publisher, bytes, "models/pull"))
+      .attach("artifact", bytes, "m.bin");
     expect(res.status).toBe(201);
     await fsp.writeFile(path.join(env.dir, "mine.json"), allowlistJson([{ id: "pub", keys: [{ pub: publisher }] }]));
     await fsp.writeFile(path.join(env.dir, "others.json"), allowlistJson([{ id: "other", keys: [{ pub: other }] }]));
@@ -39,7 +42,12 @@ describe("modelgate pull", () => {
     expect(res.code).toBe(0);
     expect(Buffer.compare(await fsp.readFile(path.join(outDir, "model.bin")), bytes)).toBe(0);
     expect(await fsp.readdir(outDir)).toEqual(["model.bin"]);
-    const trusted = await runCli(pullCommand, [hex, "--out", path.join(outDir, "again.bin"), "--allowlist", "mine.json"], { MODELGATE_URL: server.url }, env.dir);
+    const trusted = await runCli(
+      pullCommand,
+      [hex, "--out", path.join(outDir, "again.bin"), "--allowlist", "mine.json"],
+      { MODELGATE_URL: server.url },
+      env.dir,
+    );
     expect(trusted.code).toBe(0);
     expect(trusted.stderr).toContain("source pub");
   });

@@ -20,7 +20,10 @@ describe("modelgate pull: download size bound", () => {
     env = await makeEnv({ sources: [{ id: "pub", keys: [{ pub: publisher }] }] });
     bytes = randomBytes(256 * 1024 + 17);
     hex = sha256Hex(bytes);
-    const res = await request(env.app).post("/v1/artifacts").field("signature", signFor(publisher, bytes, "models/bound")).attach("artifact", bytes, "m.bin");
+    const res = await request(env.app)
+      .post("/v1/artifacts")
+      .field("signature", signFor(publisher, bytes, "models/bound"))
+      .attach("artifact", bytes, "m.bin");
     expect(res.status).toBe(201);
   });
   beforeEach(async () => {

@@ -29,8 +29,22 @@ describe("modelgate pull --allowlist with several signed names", () => {
     server = await listen(env.app);
     const bytes = randomBytes(64 * 1024);
     hex = sha256Hex(bytes);
-    expect((await request(env.app).post("/v1/artifacts").field("signature", signFor(a, bytes, "a/model")).attach("artifact", bytes, "m.bin")).status).toBe(201);
-    expect((await request(env.app).post("/v1/artifacts").field("signature", signFor(b, bytes, "b/model")).attach("artifact", bytes, "m.bin")).status).toBe(200);
+    expect(
+      (
+        await request(env.app)
+          .post("/v1/artifacts")
+          .field("signature", signFor(a, bytes, "a/model"))
+          .attach("artifact", bytes, "m.bin")
+      ).status,
+    ).toBe(201);
+    expect(
+      (
+        await request(env.app)
+          .post("/v1/artifacts")
+          .field("signature", signFor(b, bytes, "b/model"))
+          .attach("artifact", bytes, "m.bin")
+      ).status,
+    ).toBe(200);
     await fsp.writeFile(path.join(env.dir, "a-revoked.json"), allowlistJson(sources({ a: true })));
     await fsp.writeFile(path.join(env.dir, "both-revoked.json"), allowlistJson(sources({ a: true, b: true })));
   });

@@ -158,7 +158,6 @@ describe("modelgate push", () => {
     expect(res.code).toBe(2);
     expect(res.stderr).toContain("io_error: cannot reach http://127.0.0.1:");
   });
-
 });
 
 describe("modelgate push of a large untrusted file", () => {
@@ -234,7 +233,9 @@ describe("modelgate push refused by content inspection", () => {
     const hostile = await listen((_req, res) => {
       const finding = { code: "dangerous_global", severity: "dangerous", message: "imports \u001b[2Jx", location: "a\u001b]0;title\u0007/data.pkl", offset: 3 };
       res.writeHead(422, { "Content-Type": "application/json" });
-      res.end(JSON.stringify({ error: { code: "unsafe_artifact", message: "rejected\u001b[31m", details: { inspection: { findings: [finding], imports: [] } } } }));
+      res.end(
+        JSON.stringify({ error: { code: "unsafe_artifact", message: "rejected\u001b[31m", details: { inspection: { findings: [finding], imports: [] } } } }),
+      );
     });
     try {
       const res = await runCli(pushCommand, ["x.bin", "--sig", "x.sig.json", "--url", hostile.url], {}, env.dir);

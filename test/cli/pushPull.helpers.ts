@@ -55,7 +55,11 @@ export async function listen(handler: http.RequestListener): Promise<{ url: stri
  * Answer with `status` and a body that never ends (up to 1 GiB of `fill` bytes after `prefix`),
  * for clients that must stop reading; `sent()` tells how many bytes of the endless part went out.
  */
-export function endlessAnswer(status: number, headers: http.OutgoingHttpHeaders, options: { fill?: number; prefix?: string } = {}): { handler: http.RequestListener; sent: () => number } {
+export function endlessAnswer(
+  status: number,
+  headers: http.OutgoingHttpHeaders,
+  options: { fill?: number; prefix?: string } = {},
+): { handler: http.RequestListener; sent: () => number } {
   let sent = 0;
   const handler: http.RequestListener = (req, res) => {
     req.resume();

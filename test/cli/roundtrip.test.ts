@@ -62,7 +62,9 @@ describe("CLI round trip through the real binary", () => {
     expect(modified.stderr).toMatch(/^modelgate verify: digest_mismatch: [^\n]+\n$/);
 
     expect(modelgate(dir, "keygen", "--out", "stranger").status).toBe(0);
-    expect(modelgate(dir, "sign", "model.safetensors", "--key", "stranger.key", "--name", "research/model.safetensors", "--out", "stranger.sig.json").status).toBe(0);
+    expect(
+      modelgate(dir, "sign", "model.safetensors", "--key", "stranger.key", "--name", "research/model.safetensors", "--out", "stranger.sig.json").status,
+    ).toBe(0);
     const unknown = modelgate(dir, "verify", "model.safetensors", "--sig", "stranger.sig.json");
     expect(unknown.status).toBe(1);
     expect(unknown.stderr).toMatch(/^modelgate verify: untrusted_source: [^\n]+\n$/);
@@ -83,7 +85,11 @@ describe("CLI round trip through the real binary", () => {
   });
 
   it("uses MODELGATE_ALLOWLIST when --allowlist is absent", () => {
-    const r = spawnSync(process.execPath, [bin, "trust", "list"], { cwd: tmpdir(), encoding: "utf8", env: { PATH: process.env.PATH ?? "", MODELGATE_ALLOWLIST: path.join(dir, "allowlist.json") } });
+    const r = spawnSync(process.execPath, [bin, "trust", "list"], {
+      cwd: tmpdir(),
+      encoding: "utf8",
+      env: { PATH: process.env.PATH ?? "", MODELGATE_ALLOWLIST: path.join(dir, "allowlist.json") },
+    });
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("research");
   });

@@ -36,7 +36,10 @@ describe("modelgate scan (raw pickles)", () => {
     const pub = Buffer.from(nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(7)).publicKey).toString("base64");
     writeFileSync(
       path.join(dir, "allowlist.json"),
-      JSON.stringify({ version: 1, sources: [{ id: "research", description: "r", keys: [{ publicKey: pub }], pickle: { allowGlobals: ["sklearn.*", "os.*"] } }] }),
+      JSON.stringify({
+        version: 1,
+        sources: [{ id: "research", description: "r", keys: [{ publicKey: pub }], pickle: { allowGlobals: ["sklearn.*", "os.*"] } }],
+      }),
     );
   });
   afterAll(() => {
@@ -52,7 +55,15 @@ describe("modelgate scan (raw pickles)", () => {
   it("exit 1 when any file is rejected, with the findings and imports in --json", async () => {
     const r = await scan(["plain.pkl", "evil.pkl", "--json"], dir);
     expect(r.code).toBe(1);
-    const doc = JSON.parse(r.stdout) as { files: { path: string; verdict: string; format: string; findings: { code: string; global?: string }[]; imports: { module: string; name: string; safety: string }[] }[] };
+    const doc = JSON.parse(r.stdout) as {
+      files: {
+        path: string;
+        verdict: string;
+        format: string;
+        findings: { code: string; global?: string }[];
+        imports: { module: string; name: string; safety: string }[];
+      }[];
+    };
     expect(doc.files.map((f) => [f.path, f.verdict, f.format])).toEqual([
       ["plain.pkl", "accept", "pickle"],
       ["evil.pkl", "reject", "pickle"],

@@ -41,7 +41,11 @@ describe("modelgate serve on a port already in use", () => {
     port = (holder.address() as net.AddressInfo).port;
   });
   afterAll(async () => {
-    await new Promise<void>((resolve) => holder.close(() => { resolve(); }));
+    await new Promise<void>((resolve) =>
+      holder.close(() => {
+        resolve();
+      }),
+    );
     rmSync(dir, { recursive: true, force: true });
   });
 

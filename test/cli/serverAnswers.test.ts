@@ -34,7 +34,10 @@ describe("modelgate push/pull: bounded reads of the server's answers", () => {
     await fsp.rm(dir, { recursive: true, force: true });
   });
 
-  async function against(handler: http.RequestListener, run: (url: string) => Promise<{ code: number; stderr: string }>): Promise<{ code: number; stderr: string }> {
+  async function against(
+    handler: http.RequestListener,
+    run: (url: string) => Promise<{ code: number; stderr: string }>,
+  ): Promise<{ code: number; stderr: string }> {
     const server = await listen(handler);
     try {
       return await run(server.url);
@@ -43,7 +46,10 @@ describe("modelgate push/pull: bounded reads of the server's answers", () => {
     }
   }
 
-  it.each([["PUT", []], ["POST multipart", ["--multipart"]]])("push (%s): an endless error answer is reported without being read to its end", async (_label, extra) => {
+  it.each([
+    ["PUT", []],
+    ["POST multipart", ["--multipart"]],
+  ])("push (%s): an endless error answer is reported without being read to its end", async (_label, extra) => {
     const endless = endlessJson(403);
     const res = await against(endless.handler, (url) => runCli(pushCommand, [artifact, "--sig", sig, "--url", url, ...extra], {}, dir));
     expect(res.code).toBe(2);

@@ -63,7 +63,9 @@ describe("modelgate trust", () => {
   });
 
   it("creates allowlist.json (from MODELGATE_ALLOWLIST) when it does not exist", async () => {
-    expect((await runCommand(trustCommand, ["add", "--source", "first", "--pub", "elsewhere/a.pub"], dir, { MODELGATE_ALLOWLIST: "fresh/allowlist.json" })).code).toBe(0);
+    expect(
+      (await runCommand(trustCommand, ["add", "--source", "first", "--pub", "elsewhere/a.pub"], dir, { MODELGATE_ALLOWLIST: "fresh/allowlist.json" })).code,
+    ).toBe(0);
     expect(loadAllowlist(path.join(dir, "fresh", "allowlist.json")).sources[0]?.keys[0]?.keyId).toBe(a.keyId);
   });
 
@@ -99,7 +101,15 @@ describe("modelgate trust", () => {
       JSON.stringify({
         version: 1,
         sources: [
-          { id: "research", description: "R", keys: [{ path: "keys/b.pub", revoked: true }, { publicKey: Buffer.from(a.publicKey).toString("base64"), notAfter: "2000-01-01T00:00:00Z" }], names: ["research/**"] },
+          {
+            id: "research",
+            description: "R",
+            keys: [
+              { path: "keys/b.pub", revoked: true },
+              { publicKey: Buffer.from(a.publicKey).toString("base64"), notAfter: "2000-01-01T00:00:00Z" },
+            ],
+            names: ["research/**"],
+          },
           { id: "future", description: "F", keys: [{ publicKey: Buffer.from(a.publicKey).toString("base64"), notBefore: "2999-01-01T00:00:00Z" }] },
           { id: "ok", description: "O", keys: [{ publicKey: Buffer.from(a.publicKey).toString("base64") }] },
           { id: "other", description: "B elsewhere", keys: [{ path: "keys/b.pub" }] },

@@ -20,21 +20,31 @@ describe("modelgate sign / verify and the name rule", () => {
     writeFileSync(path.join(dir, "model.bin"), bytes);
     writeFileSync(path.join(dir, "k.key"), privateKeyToPem(k.secretKey), { mode: 0o600 });
     writeFileSync(path.join(dir, "k.pub"), publicKeyToPem(k.publicKey));
-    writeFileSync(path.join(dir, "allowlist.json"), JSON.stringify({ version: 1, sources: [{ id: "team-a", description: "a", keys: [{ path: "k.pub" }], names: ["team-a/**"] }] }));
+    writeFileSync(
+      path.join(dir, "allowlist.json"),
+      JSON.stringify({ version: 1, sources: [{ id: "team-a", description: "a", keys: [{ path: "k.pub" }], names: ["team-a/**"] }] }),
+    );
     expect((await runCommand(signCommand, ["model.bin", "--key", "k.key", "--name", "team-a/model.bin"], dir)).code).toBe(0);
   });
   afterAll(() => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it.each(["team-a/../prod/model.bin", "/team-a/model.bin", "team-a/./model.bin", "team-a//model.bin", "team-a\\model.bin", "team-a/\u202enib.ledom", "team-a/mo\u200bdel.bin", "team-a/cafe\u0301.bin", "team-a/\u0000"])(
-    "sign --name %j -> invalid_name (exit 1), no envelope written",
-    async (name) => {
-      const r = await runCommand(signCommand, ["model.bin", "--key", "k.key", "--name", name, "--out", "refused.sig.json"], dir);
-      expect(r).toMatchObject({ code: 1, errorCode: "invalid_name" });
-      expect(() => readFileSync(path.join(dir, "refused.sig.json"))).toThrow();
-    },
-  );
+  it.each([
+    "team-a/../prod/model.bin",
+    "/team-a/model.bin",
+    "team-a/./model.bin",
+    "team-a//model.bin",
+    "team-a\\model.bin",
+    "team-a/\u202enib.ledom",
+    "team-a/mo\u200bdel.bin",
+    "team-a/cafe\u0301.bin",
+    "team-a/\u0000",
+  ])("sign --name %j -> invalid_name (exit 1), no envelope written", async (name) => {
+    const r = await runCommand(signCommand, ["model.bin", "--key", "k.key", "--name", name, "--out", "refused.sig.json"], dir);
+    expect(r).toMatchObject({ code: 1, errorCode: "invalid_name" });
+    expect(() => readFileSync(path.join(dir, "refused.sig.json"))).toThrow();
+  });
 
   it("sign without --name refuses a file whose base name is not NFC", async () => {
     const nfd = "cafe\u0301.bin";
@@ -43,7 +53,10 @@ describe("modelgate sign / verify and the name rule", () => {
   });
 
   it.each(["team-a/../team-a/model.bin", "team-a/\u202emodel.bin", "/team-a/model.bin"])("verify --name %j -> invalid_name (exit 1)", async (name) => {
-    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--name", name], dir)).toMatchObject({ code: 1, errorCode: "invalid_name" });
+    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--name", name], dir)).toMatchObject({
+      code: 1,
+      errorCode: "invalid_name",
+    });
   });
 
   it("control: verify accepts the clean envelope", async () => {

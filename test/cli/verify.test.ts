@@ -43,15 +43,28 @@ describe("modelgate verify", () => {
   });
 
   it("takes the allowlist from --allowlist, then MODELGATE_ALLOWLIST", async () => {
-    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--allowlist", "revoked.json"], dir)).toMatchObject({ code: 1, errorCode: "key_revoked" });
-    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json"], dir, { MODELGATE_ALLOWLIST: "revoked.json" })).toMatchObject({ code: 1, errorCode: "key_revoked" });
-    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--allowlist", "allowlist.json"], dir, { MODELGATE_ALLOWLIST: "revoked.json" })).toMatchObject({ code: 0 });
+    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--allowlist", "revoked.json"], dir)).toMatchObject({
+      code: 1,
+      errorCode: "key_revoked",
+    });
+    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json"], dir, { MODELGATE_ALLOWLIST: "revoked.json" })).toMatchObject({
+      code: 1,
+      errorCode: "key_revoked",
+    });
+    expect(
+      await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--allowlist", "allowlist.json"], dir, {
+        MODELGATE_ALLOWLIST: "revoked.json",
+      }),
+    ).toMatchObject({ code: 0 });
   });
 
   it("exit 1 with the rejection code: untrusted_source, name_not_allowed, digest_mismatch", async () => {
     expect(await runCommand(verifyCommand, ["other.bin", "--sig", "other.bin.sig.json"], dir)).toMatchObject({ code: 1, errorCode: "untrusted_source" });
     expect(await runCommand(verifyCommand, ["model.bin", "--sig", "prod.sig.json"], dir)).toMatchObject({ code: 1, errorCode: "name_not_allowed" });
-    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--name", "research/else"], dir)).toMatchObject({ code: 1, errorCode: "name_not_allowed" });
+    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--name", "research/else"], dir)).toMatchObject({
+      code: 1,
+      errorCode: "name_not_allowed",
+    });
     writeFileSync(path.join(dir, "changed.bin"), "model bytes");
     appendFileSync(path.join(dir, "changed.bin"), "!");
     const r = await runCommand(verifyCommand, ["changed.bin", "--sig", "model.bin.sig.json"], dir);
@@ -67,9 +80,18 @@ describe("modelgate verify", () => {
   });
 
   it("exit 2 for usage and I/O errors and for an invalid allowlist", async () => {
-    writeFileSync(path.join(dir, "typo.json"), JSON.stringify({ version: 1, sources: [{ id: "x", description: "", keys: [{ path: "keys/k.pub", revokd: true }] }] }));
-    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--allowlist", "typo.json"], dir)).toMatchObject({ code: 2, errorCode: "invalid_allowlist" });
-    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--allowlist", "none.json"], dir)).toMatchObject({ code: 2, errorCode: "io_error" });
+    writeFileSync(
+      path.join(dir, "typo.json"),
+      JSON.stringify({ version: 1, sources: [{ id: "x", description: "", keys: [{ path: "keys/k.pub", revokd: true }] }] }),
+    );
+    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--allowlist", "typo.json"], dir)).toMatchObject({
+      code: 2,
+      errorCode: "invalid_allowlist",
+    });
+    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--allowlist", "none.json"], dir)).toMatchObject({
+      code: 2,
+      errorCode: "io_error",
+    });
     expect(await runCommand(verifyCommand, ["missing.bin", "--sig", "model.bin.sig.json"], dir)).toMatchObject({ code: 2, errorCode: "io_error" });
     expect(await runCommand(verifyCommand, ["model.bin", "--sig", "missing.json"], dir)).toMatchObject({ code: 2, errorCode: "io_error" });
     expect(await runCommand(verifyCommand, ["model.bin"], dir)).toMatchObject({ code: 2, errorCode: "usage" });

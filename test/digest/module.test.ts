@@ -20,7 +20,9 @@ const other = createHash("sha256").update("modelgate!").digest("hex");
 describe("bare hex: isSha256Hex, assertHexDigest, digestBytes, Sha256HexSchema", () => {
   it("accepts 64 lowercase hex", () => {
     expect(isSha256Hex(hex)).toBe(true);
-    expect(() => { assertHexDigest(hex); }).not.toThrow();
+    expect(() => {
+      assertHexDigest(hex);
+    }).not.toThrow();
     expect(digestBytes(hex)).toEqual(Buffer.from(hex, "hex"));
     expect(Sha256HexSchema.safeParse(hex).success).toBe(true);
   });
@@ -37,7 +39,11 @@ describe("bare hex: isSha256Hex, assertHexDigest, digestBytes, Sha256HexSchema",
     ["trailing newline", `${hex}\n`],
   ])("refuses %s as bad_request", (_label, text) => {
     expect(isSha256Hex(text)).toBe(false);
-    expect(codeOf(() => { assertHexDigest(text); })).toBe("bad_request");
+    expect(
+      codeOf(() => {
+        assertHexDigest(text);
+      }),
+    ).toBe("bad_request");
     expect(codeOf(() => digestBytes(text))).toBe("bad_request");
     expect(Sha256HexSchema.safeParse(text).success).toBe(false);
   });
@@ -48,9 +54,12 @@ describe("parseDigest and formatDigest", () => {
     expect(formatDigest(hex)).toBe(`sha256:${hex}`);
     expect(parseDigest(formatDigest(hex))).toBe(hex);
   });
-  it.each([`sha1:${hex}`, `sha-256:${hex}`, `sha256::${hex}`, `sha256:${hex.toUpperCase()}`, `sha256:${hex.slice(2)}`, `sha256: ${hex}`])("refuses %j as bad_request", (text) => {
-    expect(codeOf(() => parseDigest(text))).toBe("bad_request");
-  });
+  it.each([`sha1:${hex}`, `sha-256:${hex}`, `sha256::${hex}`, `sha256:${hex.toUpperCase()}`, `sha256:${hex.slice(2)}`, `sha256: ${hex}`])(
+    "refuses %j as bad_request",
+    (text) => {
+      expect(codeOf(() => parseDigest(text))).toBe("bad_request");
+    },
+  );
 });
 
 describe("Sha256DigestSchema (stored records)", () => {

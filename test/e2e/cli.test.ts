@@ -67,7 +67,10 @@ describe("modelgate binary end to end", () => {
     const other = nacl.sign.keyPair();
     writeFileSync(
       path.join(dir, "allowlist.json"),
-      JSON.stringify({ version: 1, sources: [{ id: "ops", description: "another team", keys: [{ publicKey: Buffer.from(other.publicKey).toString("base64") }] }] }),
+      JSON.stringify({
+        version: 1,
+        sources: [{ id: "ops", description: "another team", keys: [{ publicKey: Buffer.from(other.publicKey).toString("base64") }] }],
+      }),
     );
     mkdirSync(path.join(dir, "models"));
     copyFileSync(fixturePath("torch/state_dict.pt"), path.join(dir, "models", "model.pt"));
@@ -122,7 +125,9 @@ describe("modelgate binary end to end", () => {
       const push = await run("push", `models/${file}`, "--sig", `models/${file}.sig.json`);
       // The bundle needs sklearn imports, which source research does not allow: refused as unsafe, not io_error.
       expect([file, push.status, push.stderr]).toEqual(
-        file === "arrays.joblib.z" ? [file, 0, expect.stringContaining("stored: research/arrays.joblib.z")] : [file, 1, expect.stringMatching(REFUSAL_WITH_FINDINGS("push", "unsafe_artifact"))],
+        file === "arrays.joblib.z"
+          ? [file, 0, expect.stringContaining("stored: research/arrays.joblib.z")]
+          : [file, 1, expect.stringMatching(REFUSAL_WITH_FINDINGS("push", "unsafe_artifact"))],
       );
     }
     expect(readdirSync(path.join(dataDir, "tmp"))).toEqual([]);
@@ -149,14 +154,20 @@ describe("modelgate binary end to end", () => {
 
     // Every refusal is in the hash-chained audit log, which still verifies.
     const lines = readFileSync(path.join(dataDir, "audit.log"), "utf8").trim().split("\n");
-    const codes = lines.map((l) => JSON.parse(l) as { type?: string; codes?: string[] }).filter((e) => e.type === "upload.rejected").map((e) => e.codes?.[0]);
+    const codes = lines
+      .map((l) => JSON.parse(l) as { type?: string; codes?: string[] })
+      .filter((e) => e.type === "upload.rejected")
+      .map((e) => e.codes?.[0]);
     expect(codes.slice(-3)).toEqual(["digest_mismatch", "untrusted_source", "unsafe_artifact"]);
     const audit = await run("audit", "verify", path.join(dataDir, "audit.log"));
     expect(audit.status).toBe(0);
   });
   it("trust add while the server runs: the reloaded allowlist admits the once-unknown key", async () => {
     const auditLog = path.join(dataDir, "audit.log");
-    const reloads = (): number => readFileSync(auditLog, "utf8").split("\n").filter((l) => l.includes('"allowlist.reloaded"') && l.includes('"partners"')).length;
+    const reloads = (): number =>
+      readFileSync(auditLog, "utf8")
+        .split("\n")
+        .filter((l) => l.includes('"allowlist.reloaded"') && l.includes('"partners"')).length;
     expect(reloads()).toBe(0);
     const add = await run("trust", "add", "--source", "partners", "--pub", "stranger.pub", "--allowlist", "allowlist.json");
     expect(add.status).toBe(0);
@@ -188,7 +199,6 @@ describe("modelgate binary end to end", () => {
     const audit = await run("audit", "verify", path.join(dataDir, "audit.log"));
     expect([audit.status, audit.stderr]).toEqual([0, ""]);
   });
-
 });
 
 describe("modelgate binary with API tokens", () => {
@@ -221,7 +231,8 @@ describe("modelgate binary with API tokens", () => {
 
     server = await startServer(dataDir, path.join(dir, "allowlist.json"), { MODELGATE_TOKENS_FILE: tokens });
     const url = `http://127.0.0.1:${String(server.port)}`;
-    const as = (token: string | undefined, ...args: string[]): Promise<Run> => modelgate(dir, args, { MODELGATE_URL: url, ...(token !== undefined ? { MODELGATE_TOKEN: token } : {}) });
+    const as = (token: string | undefined, ...args: string[]): Promise<Run> =>
+      modelgate(dir, args, { MODELGATE_URL: url, ...(token !== undefined ? { MODELGATE_TOKEN: token } : {}) });
 
     const anonymous = await as(undefined, "push", "w.safetensors", "--sig", "w.safetensors.sig.json");
     expect([anonymous.status, anonymous.stderr]).toEqual([1, expect.stringMatching(ONE_LINE_ERROR("push", "unauthenticated"))]);
@@ -237,7 +248,10 @@ describe("modelgate binary with API tokens", () => {
     expect(pull.status).toBe(0);
     expect(Buffer.compare(readFileSync(path.join(dir, "b.safetensors")), readFileSync(path.join(dir, "w.safetensors")))).toBe(0);
 
-    const entries = readFileSync(path.join(dataDir, "audit.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type?: string; tokenId?: string; digest?: string });
+    const entries = readFileSync(path.join(dataDir, "audit.log"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type?: string; tokenId?: string; digest?: string });
     expect(entries.filter((e) => e.type === "upload.accepted")).toEqual([expect.objectContaining({ tokenId: "ci", digest })]);
     expect((await modelgate(dir, ["audit", "verify", path.join(dataDir, "audit.log")])).status).toBe(0);
   }, 60_000);

@@ -29,7 +29,8 @@ function cli(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<{ std
 function dockerUnavailable(): { reason: string; status: number | null } | undefined {
   const info = spawnSync("docker", ["info", "--format", "{{.ServerVersion}}"], { encoding: "utf8", timeout: 30_000 });
   if (info.error !== undefined) return { reason: `docker CLI not usable (${info.error.message})`, status: null };
-  if (info.status !== 0) return { reason: `no Docker daemon reachable (docker info: ${(info.stderr || info.stdout).trim().split("\n")[0] ?? ""})`, status: info.status };
+  if (info.status !== 0)
+    return { reason: `no Docker daemon reachable (docker info: ${(info.stderr || info.stdout).trim().split("\n")[0] ?? ""})`, status: info.status };
   return undefined;
 }
 
@@ -59,7 +60,15 @@ describe("Dockerfile and README agree (no daemon needed)", () => {
       .filter((l) => l.startsWith("ENV "))
       .flatMap((l) => l.slice(4).trim().split(/\s+/))
       .filter((kv) => kv.includes("="));
-    expect(env).toEqual(expect.arrayContaining(["HOST=0.0.0.0", "PORT=8080", "MODELGATE_DATA_DIR=/data", "MODELGATE_ALLOWLIST=/config/allowlist.json", "MODELGATE_TOKENS_FILE=/config/tokens.json"]));
+    expect(env).toEqual(
+      expect.arrayContaining([
+        "HOST=0.0.0.0",
+        "PORT=8080",
+        "MODELGATE_DATA_DIR=/data",
+        "MODELGATE_ALLOWLIST=/config/allowlist.json",
+        "MODELGATE_TOKENS_FILE=/config/tokens.json",
+      ]),
+    );
     for (const kv of env.filter((e) => e !== "NODE_ENV=production")) expect(docs).toContain(kv);
     const instruction = (name: string): string => runtime.find((l) => l.startsWith(`${name} `)) ?? "";
     expect(instruction("USER")).toBe("USER node");
@@ -104,12 +113,16 @@ describe("Docker image (README.md, Docker)", () => {
       let container: string | undefined;
       try {
         await docker(["build", "--quiet", "-t", tag, ROOT], BUILD_TIMEOUT_MS);
-        const inspected = JSON.parse((await docker(["image", "inspect", tag])).stdout) as { Config: { User: string; Healthcheck?: { Test: string[] }; Volumes?: Record<string, unknown>; Env: string[] } }[];
+        const inspected = JSON.parse((await docker(["image", "inspect", tag])).stdout) as {
+          Config: { User: string; Healthcheck?: { Test: string[] }; Volumes?: Record<string, unknown>; Env: string[] };
+        }[];
         const imageConfig = inspected[0]?.Config;
         expect(imageConfig?.User).toBe("node");
         expect(imageConfig?.Healthcheck?.Test.join(" ")).toContain("/healthz");
         expect(Object.keys(imageConfig?.Volumes ?? {})).toEqual(["/data"]);
-        expect(imageConfig?.Env).toEqual(expect.arrayContaining(["HOST=0.0.0.0", "MODELGATE_ALLOWLIST=/config/allowlist.json", "MODELGATE_TOKENS_FILE=/config/tokens.json"]));
+        expect(imageConfig?.Env).toEqual(
+          expect.arrayContaining(["HOST=0.0.0.0", "MODELGATE_ALLOWLIST=/config/allowlist.json", "MODELGATE_TOKENS_FILE=/config/tokens.json"]),
+        );
 
         // /config as the README describes it: allowlist.json, keys/, tokens.json, readable by uid 1000.
         const env: NodeJS.ProcessEnv = { ...process.env, MODELGATE_LOG_LEVEL: "silent" };
@@ -119,7 +132,9 @@ describe("Docker image (README.md, Docker)", () => {
         await fsp.mkdir(config);
         await cli(["keygen", "--out", "alice"], env, work);
         await cli(["trust", "add", "--source", "alice", "--pub", "alice.pub", "--allowlist", path.join(config, "allowlist.json")], env, work);
-        const token = (await cli(["token", "create", "--id", "ci", "--scope", "publish,read", "--tokens", path.join(config, "tokens.json")], env, work)).stdout.trim();
+        const token = (
+          await cli(["token", "create", "--id", "ci", "--scope", "publish,read", "--tokens", path.join(config, "tokens.json")], env, work)
+        ).stdout.trim();
         // The file holds token hashes only; the container's user (node, uid 1000) must read it.
         await fsp.chmod(path.join(config, "tokens.json"), 0o644);
 

@@ -85,7 +85,11 @@ describe("upload -> inspect (real inspector) -> store -> fetch", () => {
     expect(manifestCase(file, policyKey).expect).toBe("accept");
     const { bytes, name, req } = upload(source, file);
     const res = await req;
-    expect([file, res.status, res.body]).toEqual([file, 201, expect.objectContaining({ digest: `sha256:${sha256Hex(bytes)}`, name, source, keyIds: [PUBLISHERS[source].keyId] })]);
+    expect([file, res.status, res.body]).toEqual([
+      file,
+      201,
+      expect.objectContaining({ digest: `sha256:${sha256Hex(bytes)}`, name, source, keyIds: [PUBLISHERS[source].keyId] }),
+    ]);
     const body = res.body as { digest: string; inspection: InspectionReport; format: string };
     expect(body.inspection.verdict).toBe("accept");
     expect(body.format).toBe(body.inspection.format);
@@ -106,7 +110,13 @@ describe("upload -> inspect (real inspector) -> store -> fetch", () => {
 
     const meta = await request(env.app).get(`/v1/artifacts/${body.digest}/metadata`);
     expect(meta.status).toBe(200);
-    const record = meta.body as { digest: string; name: string; inspection: InspectionReport; signatures: { source: string; envelope: string }[]; trust: { status: string } };
+    const record = meta.body as {
+      digest: string;
+      name: string;
+      inspection: InspectionReport;
+      signatures: { source: string; envelope: string }[];
+      trust: { status: string };
+    };
     expect(record).toMatchObject({ digest: body.digest, name, trust: { status: "trusted" } });
     expect(record.inspection).toEqual(body.inspection);
     expect(record.signatures).toHaveLength(1);
@@ -137,13 +147,20 @@ describe("upload -> inspect (real inspector) -> store -> fetch", () => {
       expect(meta.status).toBe(200);
       expect((meta.body as { signatures: { source: string }[] }).signatures.map((s) => s.source)).toEqual([acceptedEarlier[1]]);
     }
-    expect(env.audit.events.at(-1)).toMatchObject({ type: "upload.rejected", codes: [code], digest: `sha256:${sha256Hex(bytes)}`, inspection: { verdict: "reject" } });
+    expect(env.audit.events.at(-1)).toMatchObject({
+      type: "upload.rejected",
+      codes: [code],
+      digest: `sha256:${sha256Hex(bytes)}`,
+      inspection: { verdict: "reject" },
+    });
   });
 
   it("leaves only the accepted blobs and their records in the data directory", async () => {
     const files = (await listFiles(env.dataDir)).filter((f) => f.startsWith("blobs/"));
     const hexes = new Set(ACCEPTED.map(([file]) => sha256Hex(readFileSync(fixturePath(file)))));
-    const expected = [...hexes].flatMap((h) => [`blobs/sha256/${h.slice(0, 2)}/${h}`, `blobs/sha256/${h.slice(0, 2)}/${h}.json`]).map((p) => p.split("/").join(path.sep));
+    const expected = [...hexes]
+      .flatMap((h) => [`blobs/sha256/${h.slice(0, 2)}/${h}`, `blobs/sha256/${h.slice(0, 2)}/${h}.json`])
+      .map((p) => p.split("/").join(path.sep));
     expect(files).toEqual(expected.sort());
   });
 

@@ -21,7 +21,13 @@ const sourceOf = (e: ManifestEntry): { id: string; publisher: Publisher } => {
 let env: Gateway;
 
 beforeAll(async () => {
-  env = await startGateway(POLICIES.map((key, i) => ({ id: `p${String(i)}`, publisher: PUBLISHERS[i] ?? makePublisher(), ...(key === "" ? {} : { pickle: JSON.parse(key) as unknown }) })));
+  env = await startGateway(
+    POLICIES.map((key, i) => ({
+      id: `p${String(i)}`,
+      publisher: PUBLISHERS[i] ?? makePublisher(),
+      ...(key === "" ? {} : { pickle: JSON.parse(key) as unknown }),
+    })),
+  );
 });
 
 afterAll(async () => {
@@ -60,7 +66,8 @@ describe("the gateway's verdict on every manifest fixture", () => {
     for (const e of MANIFEST) {
       const got = outcomes.find((o) => o.file === e.file && o.policy === policyKeyOf(e));
       const accepted = got !== undefined && (got.status === 201 || got.status === 200);
-      const expected = e.expect === "accept" ? { accepted: true, code: undefined } : { accepted: false, code: expect.stringMatching(/^(unsafe|malformed)_artifact$/) };
+      const expected =
+        e.expect === "accept" ? { accepted: true, code: undefined } : { accepted: false, code: expect.stringMatching(/^(unsafe|malformed)_artifact$/) };
       expect({ file: e.file, policy: policyKeyOf(e), accepted, code: got?.code, status: accepted ? 201 : got?.status, hasCodes: got?.hasCodes }).toEqual({
         file: e.file,
         policy: policyKeyOf(e),

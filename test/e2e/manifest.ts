@@ -31,7 +31,10 @@ const EntrySchema = z.object({
 
 export type ManifestEntry = z.infer<typeof EntrySchema>;
 
-export const MANIFEST: readonly ManifestEntry[] = z.array(EntrySchema).min(1).parse(JSON.parse(readFileSync(path.join(FIXTURES, "manifest.json"), "utf8")));
+export const MANIFEST: readonly ManifestEntry[] = z
+  .array(EntrySchema)
+  .min(1)
+  .parse(JSON.parse(readFileSync(path.join(FIXTURES, "manifest.json"), "utf8")));
 
 /** The manifest's case for this file under this policy key ("" = default policy). */
 export function manifestCase(file: string, policyKey = ""): ManifestEntry {

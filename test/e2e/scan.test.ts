@@ -32,7 +32,12 @@ function batches(): Batch[] {
     const key = e.expect === "accept" ? `accept ${policyKey}` : `reject ${policyKey} ${e.group}`;
     let batch = byKey.get(key);
     if (!batch) {
-      batch = { title: `${e.expect === "accept" ? "accepted" : `rejected ${e.group}`} files${policyKey === "" ? "" : ` with policy ${policyKey}`}`, policyKey, expect: e.expect, entries: [] };
+      batch = {
+        title: `${e.expect === "accept" ? "accepted" : `rejected ${e.group}`} files${policyKey === "" ? "" : ` with policy ${policyKey}`}`,
+        policyKey,
+        expect: e.expect,
+        entries: [],
+      };
       byKey.set(key, batch);
     }
     batch.entries.push(e);
@@ -80,7 +85,12 @@ describe("modelgate scan over every manifest fixture", () => {
       for (const entry of batch.entries) {
         const result = doc.files.find((f) => f.path === entry.file);
         const codes = result?.findings.map((f) => f.code) ?? [];
-        const got = { file: entry.file, policy: batch.policyKey, verdict: result?.verdict, hasCode: [entry.code, ...(entry.alsoCodes ?? [])].every((c) => c === null || codes.includes(c)) };
+        const got = {
+          file: entry.file,
+          policy: batch.policyKey,
+          verdict: result?.verdict,
+          hasCode: [entry.code, ...(entry.alsoCodes ?? [])].every((c) => c === null || codes.includes(c)),
+        };
         expect(got).toEqual({ file: entry.file, policy: batch.policyKey, verdict: entry.expect, hasCode: true });
       }
     }

@@ -89,7 +89,14 @@ describe("HTTP abuse (app wired with createOps)", () => {
   });
 
   it("path traversal in digests is refused and never reaches the filesystem", async () => {
-    for (const digest of ["..%2F..%2Fetc%2Fpasswd", "sha256:..%2F..%2Fx", `sha256:${"a".repeat(63)}`, `sha256:${"A".repeat(64)}`, `md5:${"a".repeat(32)}`, "%00"]) {
+    for (const digest of [
+      "..%2F..%2Fetc%2Fpasswd",
+      "sha256:..%2F..%2Fx",
+      `sha256:${"a".repeat(63)}`,
+      `sha256:${"A".repeat(64)}`,
+      `md5:${"a".repeat(32)}`,
+      "%00",
+    ]) {
       const res = await request(app).get(`/v1/artifacts/${digest}`).set(auth(publisher));
       expect([400, 404]).toContain(res.status);
       expect(["bad_request", "not_found"]).toContain(res.body.error.code);
@@ -105,7 +112,13 @@ describe("HTTP abuse (app wired with createOps)", () => {
       const res = await request(app).post("/v1/artifacts").set(auth(publisher)).set("Content-Type", b.contentType).send(b.data);
       expect(res.status).toBeGreaterThanOrEqual(400);
       expect(res.status).toBeLessThan(500);
-      expect((await request(app).get(`/v1/artifacts/sha256:${sha256Hex(bytes)}`).set(auth(publisher))).status).toBe(404);
+      expect(
+        (
+          await request(app)
+            .get(`/v1/artifacts/sha256:${sha256Hex(bytes)}`)
+            .set(auth(publisher))
+        ).status,
+      ).toBe(404);
     }
     for (const name of ["../../escape.safetensors", "/abs/escape.safetensors"]) {
       const bytes = safetensorsBytes(1024);
@@ -116,7 +129,13 @@ describe("HTTP abuse (app wired with createOps)", () => {
       // Signed path-like names are refused by the name rule (issue 10): never stored.
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe("invalid_name");
-      expect((await request(app).get(`/v1/artifacts/sha256:${sha256Hex(bytes)}`).set(auth(publisher))).status).toBe(404);
+      expect(
+        (
+          await request(app)
+            .get(`/v1/artifacts/sha256:${sha256Hex(bytes)}`)
+            .set(auth(publisher))
+        ).status,
+      ).toBe(404);
     }
     // Nothing appeared beside the data dir or at the absolute path: blobs live under their digest.
     expect((await readdir(dir)).sort()).toEqual(before);
@@ -145,7 +164,14 @@ describe("HTTP abuse (app wired with createOps)", () => {
         codes: ["bad_request", "malformed_signature"],
       },
       // signature without an artifact
-      { type: ok.contentType, data: Buffer.concat([ok.parts.head.subarray(0, ok.parts.head.indexOf(`--${boundary}\r\nContent-Disposition: form-data; name="name"`)), Buffer.from(`--${boundary}--\r\n`)]), codes: ["bad_request"] },
+      {
+        type: ok.contentType,
+        data: Buffer.concat([
+          ok.parts.head.subarray(0, ok.parts.head.indexOf(`--${boundary}\r\nContent-Disposition: form-data; name="name"`)),
+          Buffer.from(`--${boundary}--\r\n`),
+        ]),
+        codes: ["bad_request"],
+      },
       // a JSON bomb as the envelope: deep nesting, then a huge flat array
       ...[`${"[".repeat(100_000)}${"]".repeat(100_000)}`, `[${"0,".repeat(200_000)}0]`].map((bomb) => ({
         type: `multipart/form-data; boundary=${boundary}`,
@@ -160,7 +186,10 @@ describe("HTTP abuse (app wired with createOps)", () => {
       // a huge non-file field value
       {
         type: ok.contentType,
-        data: Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n${"n".repeat(1024 * 1024)}\r\n`), ok.data.subarray(ok.data.indexOf(`--${boundary}`))]),
+        data: Buffer.concat([
+          Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n${"n".repeat(1024 * 1024)}\r\n`),
+          ok.data.subarray(ok.data.indexOf(`--${boundary}`)),
+        ]),
         codes: ["too_large", "bad_request"],
       },
     ];
@@ -172,7 +201,13 @@ describe("HTTP abuse (app wired with createOps)", () => {
         code: true,
       });
     }
-    expect((await request(app).get(`/v1/artifacts/sha256:${sha256Hex(bytes)}`).set(auth(publisher))).status).toBe(404);
+    expect(
+      (
+        await request(app)
+          .get(`/v1/artifacts/sha256:${sha256Hex(bytes)}`)
+          .set(auth(publisher))
+      ).status,
+    ).toBe(404);
     expect(await tmpFiles()).toEqual([]);
   });
 

@@ -41,7 +41,10 @@ describe("audit log failure", () => {
     });
     const post = (name: string, bytes: Buffer) => {
       const parts = multipart(key, name, bytes);
-      return request(app).post("/v1/artifacts").set("Content-Type", parts.contentType).send(Buffer.concat([parts.head, bytes, parts.tail]));
+      return request(app)
+        .post("/v1/artifacts")
+        .set("Content-Type", parts.contentType)
+        .send(Buffer.concat([parts.head, bytes, parts.tail]));
     };
     try {
       expect((await request(app).get("/readyz")).status).toBe(200);

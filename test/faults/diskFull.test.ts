@@ -55,7 +55,10 @@ describe("disk full (injected failing store)", () => {
     });
     const post = (name: string, bytes: Buffer) => {
       const parts = multipart(key, name, bytes);
-      return request(app).post("/v1/artifacts").set("Content-Type", parts.contentType).send(Buffer.concat([parts.head, bytes, parts.tail]));
+      return request(app)
+        .post("/v1/artifacts")
+        .set("Content-Type", parts.contentType)
+        .send(Buffer.concat([parts.head, bytes, parts.tail]));
     };
     try {
       const first = safetensorsBytes(64 * 1024);
@@ -70,7 +73,9 @@ describe("disk full (injected failing store)", () => {
       expect((await request(app).get(`/v1/artifacts/sha256:${sha256Hex(second)}`)).status).toBe(404);
 
       // Reads keep working while the disk is full.
-      const read = await request(app).get(`/v1/artifacts/sha256:${sha256Hex(first)}`).buffer(true);
+      const read = await request(app)
+        .get(`/v1/artifacts/sha256:${sha256Hex(first)}`)
+        .buffer(true);
       expect(read.status).toBe(200);
       expect((await request(app).get("/v1/artifacts")).body.items).toHaveLength(1);
 

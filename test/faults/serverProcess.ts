@@ -31,7 +31,11 @@ export async function startServer(args: { dataDir: string; allowlist: string; en
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: string[] = [];
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => { resolve(code); }));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => {
+      resolve(code);
+    }),
+  );
   const port = await new Promise<number>((resolve, reject) => {
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
       logs.push(line);
@@ -97,7 +101,12 @@ export interface Answer {
 }
 
 /** Start an upload and return the request (to write more, or to abandon) and its answer. */
-export function beginUpload(port: number, key: Key, name: string, artifact: Buffer): { req: http.ClientRequest; parts: ReturnType<typeof multipart>; answer: Promise<Answer> } {
+export function beginUpload(
+  port: number,
+  key: Key,
+  name: string,
+  artifact: Buffer,
+): { req: http.ClientRequest; parts: ReturnType<typeof multipart>; answer: Promise<Answer> } {
   const parts = multipart(key, name, artifact);
   const req = http.request({
     host: "127.0.0.1",

@@ -58,7 +58,14 @@ describe("inspectFile", () => {
 
   it("removes its temp directory, also after deflated members", async () => {
     const big = randomBytes(6 * 1024 * 1024);
-    await inspectBytes(buildZip([{ name: "notes.txt", data: "x".repeat(10) }, { name: "blob.npy", data: big, method: 8 }]), "a.zip", { allowOpaqueMembers: true });
+    await inspectBytes(
+      buildZip([
+        { name: "notes.txt", data: "x".repeat(10) },
+        { name: "blob.npy", data: big, method: 8 },
+      ]),
+      "a.zip",
+      { allowOpaqueMembers: true },
+    );
     expect(readdirSync(tempRoot)).toEqual([]);
   });
 
@@ -73,13 +80,24 @@ describe("inspectFile", () => {
     expect(rejectingCodes(gguf)).toEqual(["unsupported_format"]);
     expect(gguf.format).toBe("gguf");
     expect(gguf.findings[0]?.message).toContain("GGUF");
-    const keras = await inspectBytes(buildZip([{ name: "config.json", data: "{}" }, { name: "metadata.json", data: "{}" }, { name: "model.weights.h5", data: "x" }]));
+    const keras = await inspectBytes(
+      buildZip([
+        { name: "config.json", data: "{}" },
+        { name: "metadata.json", data: "{}" },
+        { name: "model.weights.h5", data: "x" },
+      ]),
+    );
     expect(rejectingCodes(keras)).toEqual(["unsupported_format"]);
     expect(keras.format).toBe("keras");
   });
 
   it("scans every member of a generic zip by content: data is data, a pickle is a pickle whatever its name", async () => {
-    const data = await inspectBytes(buildZip([{ name: "config.json", data: '{"a":1}' }, { name: "README", data: "hello\n" }]));
+    const data = await inspectBytes(
+      buildZip([
+        { name: "config.json", data: '{"a":1}' },
+        { name: "README", data: "hello\n" },
+      ]),
+    );
     expect(data.verdict).toBe("accept");
     expect(data.findings.map((f) => f.code)).toEqual(["data_member", "data_member"]);
     const hidden = await inspectBytes(buildZip([{ name: "notes.txt", data: osSystemPickle() }]));

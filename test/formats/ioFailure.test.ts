@@ -51,7 +51,13 @@ describe("environmental failures during inspection", () => {
     const compressedText = await inspect(gzipSync(text), "data.gz");
     expect(compressedText.findings.filter((f) => f.severity !== "innocuous").map((f) => f.code)).toEqual(["unknown_format"]);
     const reports = [
-      await inspect(buildZip([{ name: "notes.txt", data: text }, { name: "inner.gz", data: gzipSync(text), method: 0 }]), "bundle.zip"),
+      await inspect(
+        buildZip([
+          { name: "notes.txt", data: text },
+          { name: "inner.gz", data: gzipSync(text), method: 0 },
+        ]),
+        "bundle.zip",
+      ),
       await inspect(buildZip([{ name: "big.txt", data: Buffer.from("line of text\n".repeat(400_000)), method: 8 }]), "big.zip"),
     ];
     for (const report of reports) expect(report.findings.filter((f) => f.severity !== "innocuous")).toEqual([]);
@@ -65,7 +71,10 @@ describe("environmental failures during inspection", () => {
   });
 
   it("EDQUOT while decompressing a zip member rejects with insufficient_storage", async () => {
-    const zip = buildZip([{ name: "notes.txt", data: text }, { name: "inner.gz", data: gzipSync(text), method: 0 }]);
+    const zip = buildZip([
+      { name: "notes.txt", data: text },
+      { name: "inner.gz", data: gzipSync(text), method: 0 },
+    ]);
     await expect(inspect(zip, "bundle.zip", "EDQUOT")).rejects.toMatchObject({ code: "insufficient_storage" });
     expect(readdirSync(tempRoot)).toEqual([]);
   });

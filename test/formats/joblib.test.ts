@@ -157,7 +157,16 @@ describe("joblib dumps built byte by byte", () => {
       { dtype: "S2", shape: [2] },
       { dtype: "c16", shape: [1] },
       { dtype: "V10", shape: [1] },
-      { dtype: { type: "V8", fields: [["x", { type: "i4" }, 0], ["y", { type: "f4" }, 4]] }, shape: [2] },
+      {
+        dtype: {
+          type: "V8",
+          fields: [
+            ["x", { type: "i4" }, 0],
+            ["y", { type: "f4" }, 4],
+          ],
+        },
+        shape: [2],
+      },
     ]);
     const { node, report } = inspect(bytes);
     expect(report.findings).toEqual([]);
@@ -254,7 +263,12 @@ describe("joblib dumps built byte by byte", () => {
     ]);
 
     it("scans the nested pickle and resumes after it", () => {
-      const { node, report } = inspect(buildJoblib([{ dtype: "O8", shape: [1], nested: benignNested }, { dtype: "f8", shape: [2] }]));
+      const { node, report } = inspect(
+        buildJoblib([
+          { dtype: "O8", shape: [1], nested: benignNested },
+          { dtype: "f8", shape: [2] },
+        ]),
+      );
       expect(report.findings).toEqual([]);
       const arrays = node.children.filter((c) => c.kind === "array");
       expect(arrays[0]?.details).toMatchObject({ objectArray: true, dataBytes: benignNested.length, paddingBytes: 0 });
@@ -270,7 +284,13 @@ describe("joblib dumps built byte by byte", () => {
     });
 
     it("treats a structured dtype with an object field as an object array", () => {
-      const dtype: DtypeSpec = { type: "V16", fields: [["o", { type: "O8" }, 0], ["x", { type: "f8" }, 8]] };
+      const dtype: DtypeSpec = {
+        type: "V16",
+        fields: [
+          ["o", { type: "O8" }, 0],
+          ["x", { type: "f8" }, 8],
+        ],
+      };
       const { node, report } = inspect(buildJoblib([{ dtype, shape: [1], nested: benignNested }]));
       expect(report.verdict).toBe("accept");
       expect(node.children[0]?.details).toMatchObject({ objectArray: true });
@@ -312,7 +332,18 @@ describe("joblib dumps built byte by byte", () => {
       ["a byte order numpy does not know", { dtype: { type: "f8", byteorder: "!" }, shape: [1] }, "unsafe_dtype"],
       ["a field outside its item", { dtype: { type: "V8", fields: [["x", { type: "f8" }, 4]] }, shape: [1] }, "unsafe_dtype"],
       ["an unknown wrapper field", { dtype: "f8", shape: [1], extraFields: [["SHORT_BINUNICODE", "read_array"], ["NONE"]] }, "malformed_container"],
-      ["a field set twice", { dtype: "f8", shape: [1], extraFields: [["SHORT_BINUNICODE", "order"], ["SHORT_BINUNICODE", "F"]] }, "malformed_container"],
+      [
+        "a field set twice",
+        {
+          dtype: "f8",
+          shape: [1],
+          extraFields: [
+            ["SHORT_BINUNICODE", "order"],
+            ["SHORT_BINUNICODE", "F"],
+          ],
+        },
+        "malformed_container",
+      ],
       ["a missing dtype", { dtype: "f8", shape: [1], omit: ["dtype"] }, "malformed_container"],
       ["a missing shape", { dtype: "f8", shape: [1], omit: ["shape"] }, "malformed_container"],
       ["a wrapper made by a call (its __init__ arguments are attributes)", { dtype: "f8", shape: [1], createdWithArgs: true }, "malformed_container"],
@@ -325,7 +356,14 @@ describe("joblib dumps built byte by byte", () => {
       const levels = 5;
       const ops: PickleOp[] = [["PROTO", 4], ["EMPTY_LIST"]];
       const dtypeWithFields = (fieldRef: PickleOp[] | undefined, size: number): PickleOp[] => {
-        const out: PickleOp[] = [["GLOBAL", "numpy", "dtype"], ["SHORT_BINUNICODE", fieldRef ? `V${size.toString()}` : "u1"], ["NEWFALSE"], ["NEWTRUE"], ["TUPLE3"], ["REDUCE"]];
+        const out: PickleOp[] = [
+          ["GLOBAL", "numpy", "dtype"],
+          ["SHORT_BINUNICODE", fieldRef ? `V${size.toString()}` : "u1"],
+          ["NEWFALSE"],
+          ["NEWTRUE"],
+          ["TUPLE3"],
+          ["REDUCE"],
+        ];
         if (!fieldRef) return out;
         out.push(["MARK"], ["BININT1", 3], ["SHORT_BINUNICODE", "|"], ["NONE"], ["MARK"]);
         for (let i = 0; i < 64; i++) out.push(["SHORT_BINUNICODE", `f${i.toString()}`]);
@@ -399,7 +437,11 @@ describe("joblib dumps built byte by byte", () => {
       const again = buildPickle([["BINGET", 0], ...wrapperOps({ ...spec, alignment: "absent" }).slice(5)]);
       bytes = concat(bytes, again, new Uint8Array(8), buildPickle([["APPEND"], ["STOP"]]));
       expect(inspect(once).report.verdict).toBe("accept");
-      expect(inspect(bytes).report.findings.map((f) => f.message).join()).toMatch(/built twice/);
+      expect(
+        inspect(bytes)
+          .report.findings.map((f) => f.message)
+          .join(),
+      ).toMatch(/built twice/);
     });
 
     it("ignores wrappers that joblib's unpickler does not treat as arrays", () => {
@@ -411,14 +453,22 @@ describe("joblib dumps built byte by byte", () => {
   });
 
   it("bounds the number of arrays: at the limit and past it", () => {
-    const bytes = buildJoblib([{ dtype: "f8", shape: [1] }, { dtype: "f8", shape: [1] }]);
+    const bytes = buildJoblib([
+      { dtype: "f8", shape: [1] },
+      { dtype: "f8", shape: [1] },
+    ]);
     expect(inspect(bytes, {}, 2).report.verdict).toBe("accept");
     expect(codes(inspect(bytes, {}, 1).report)).toEqual(["limit_exceeded"]);
   });
 
   it("lists raw arrays as nodes up to a bound and counts the rest; object arrays always get a node", () => {
     const nested = buildPickle([["PROTO", 2], ["NONE"], ["STOP"]]);
-    const bytes = buildJoblib([{ dtype: "f8", shape: [1] }, { dtype: "f8", shape: [1] }, { dtype: "O8", shape: [1], nested }, { dtype: "f8", shape: [1] }]);
+    const bytes = buildJoblib([
+      { dtype: "f8", shape: [1] },
+      { dtype: "f8", shape: [1] },
+      { dtype: "O8", shape: [1], nested },
+      { dtype: "f8", shape: [1] },
+    ]);
     const policy = makePicklePolicy(DEFAULT_CONTENT_POLICY);
     const atBound = inspectPickleFileSource(new BufferSource(bytes), "", { policy, maxArrayNodes: 3 });
     expect(atBound.children.filter((c) => c.kind === "array")).toHaveLength(4);
@@ -463,10 +513,8 @@ describe("joblib dumps built byte by byte", () => {
 
 /** joblib.dump({"x": np.arange(3.0), "o": np.array([1, "a"], dtype=object)}, BytesIO(), protocol=p) */
 const OLD_PROTOCOLS: Record<string, string> = {
-  p0:
-    "KGRwMApWeApwMQpjY29weV9yZWcKX3JlY29uc3RydWN0b3IKcDIKKGNqb2JsaWIubnVtcHlfcGlja2xlCk51bXB5QXJyYXlXcmFwcGVyCnAzCmNfX2J1aWx0aW5fXwpvYmplY3QKcDQKTnRwNQpScDYKKGRwNwpWc3ViY2xhc3MKcDgKY251bXB5Cm5kYXJyYXkKcDkKc1ZzaGFwZQpwMTAKKEkzCnRwMTEKc1ZvcmRlcgpwMTIKVkMKcDEzCnNWZHR5cGUKcDE0CmNudW1weQpkdHlwZQpwMTUKKFZmOApwMTYKSTAwCkkwMQp0cDE3ClJwMTgKKEkzClY8CnAxOQpOTk5JLTEKSS0xCkkwCnRwMjAKYnNWYWxsb3dfbW1hcApwMjEKSTAxCnNWbnVtcHlfYXJyYXlfYWxpZ25tZW50X2J5dGVzCnAyMgpJMTYKc2IN/////////////////wAAAAAAAAAAAAAAAAAA8D8AAAAAAAAAQHNWbwpwMjMKZzIKKGczCmc0Ck50cDI0ClJwMjUKKGRwMjYKZzgKZzkKc2cxMAooSTIKdHAyNwpzZzEyCmcxMwpzZzE0CmcxNQooVk84CnAyOApJMDAKSTAxCnRwMjkKUnAzMAooSTMKVnwKcDMxCk5OTkktMQpJLTEKSTYzCnRwMzIKYnNnMjEKSTAwCnNnMjIKSTE2CnNigAJjbnVtcHkuY29yZS5tdWx0aWFycmF5Cl9yZWNvbnN0cnVjdApxAGNudW1weQpuZGFycmF5CnEBSwCFcQJjX2NvZGVjcwplbmNvZGUKcQNYAQAAAGJxBFgGAAAAbGF0aW4xcQWGcQZScQeHcQhScQkoSwFLAoVxCmNudW1weQpkdHlwZQpxC1gCAAAATzhxDImIh3ENUnEOKEsDWAEAAAB8cQ9OTk5K/////0r/////Sz90cRBiiV1xEShLAVgBAAAAYXESZXRxE2Iucy4=",
-  p1:
-    "fXEAKFgBAAAAeHEBY2NvcHlfcmVnCl9yZWNvbnN0cnVjdG9yCnECKGNqb2JsaWIubnVtcHlfcGlja2xlCk51bXB5QXJyYXlXcmFwcGVyCnEDY19fYnVpbHRpbl9fCm9iamVjdApxBE50cQVScQZ9cQcoWAgAAABzdWJjbGFzc3EIY251bXB5Cm5kYXJyYXkKcQlYBQAAAHNoYXBlcQooSwN0cQtYBQAAAG9yZGVycQxYAQAAAENxDVgFAAAAZHR5cGVxDmNudW1weQpkdHlwZQpxDyhYAgAAAGY4cRBJMDAKSTAxCnRxEVJxEihLA1gBAAAAPHETTk5OSv////9K/////0sAdHEUYlgKAAAAYWxsb3dfbW1hcHEVSTAxClgbAAAAbnVtcHlfYXJyYXlfYWxpZ25tZW50X2J5dGVzcRZLEHViC///////////////AAAAAAAAAAAAAAAAAADwPwAAAAAAAABAWAEAAABvcRdoAihoA2gETnRxGFJxGX1xGihoCGgJaAooSwJ0cRtoDGgNaA5oDyhYAgAAAE84cRxJMDAKSTAxCnRxHVJxHihLA1gBAAAAfHEfTk5OSv////9K/////0s/dHEgYmgVSTAwCmgWSxB1YoACY251bXB5LmNvcmUubXVsdGlhcnJheQpfcmVjb25zdHJ1Y3QKcQBjbnVtcHkKbmRhcnJheQpxAUsAhXECY19jb2RlY3MKZW5jb2RlCnEDWAEAAABicQRYBgAAAGxhdGluMXEFhnEGUnEHh3EIUnEJKEsBSwKFcQpjbnVtcHkKZHR5cGUKcQtYAgAAAE84cQyJiIdxDVJxDihLA1gBAAAAfHEPTk5OSv////9K/////0s/dHEQYoldcREoSwFYAQAAAGFxEmV0cRNiLnUu",
+  p0: "KGRwMApWeApwMQpjY29weV9yZWcKX3JlY29uc3RydWN0b3IKcDIKKGNqb2JsaWIubnVtcHlfcGlja2xlCk51bXB5QXJyYXlXcmFwcGVyCnAzCmNfX2J1aWx0aW5fXwpvYmplY3QKcDQKTnRwNQpScDYKKGRwNwpWc3ViY2xhc3MKcDgKY251bXB5Cm5kYXJyYXkKcDkKc1ZzaGFwZQpwMTAKKEkzCnRwMTEKc1ZvcmRlcgpwMTIKVkMKcDEzCnNWZHR5cGUKcDE0CmNudW1weQpkdHlwZQpwMTUKKFZmOApwMTYKSTAwCkkwMQp0cDE3ClJwMTgKKEkzClY8CnAxOQpOTk5JLTEKSS0xCkkwCnRwMjAKYnNWYWxsb3dfbW1hcApwMjEKSTAxCnNWbnVtcHlfYXJyYXlfYWxpZ25tZW50X2J5dGVzCnAyMgpJMTYKc2IN/////////////////wAAAAAAAAAAAAAAAAAA8D8AAAAAAAAAQHNWbwpwMjMKZzIKKGczCmc0Ck50cDI0ClJwMjUKKGRwMjYKZzgKZzkKc2cxMAooSTIKdHAyNwpzZzEyCmcxMwpzZzE0CmcxNQooVk84CnAyOApJMDAKSTAxCnRwMjkKUnAzMAooSTMKVnwKcDMxCk5OTkktMQpJLTEKSTYzCnRwMzIKYnNnMjEKSTAwCnNnMjIKSTE2CnNigAJjbnVtcHkuY29yZS5tdWx0aWFycmF5Cl9yZWNvbnN0cnVjdApxAGNudW1weQpuZGFycmF5CnEBSwCFcQJjX2NvZGVjcwplbmNvZGUKcQNYAQAAAGJxBFgGAAAAbGF0aW4xcQWGcQZScQeHcQhScQkoSwFLAoVxCmNudW1weQpkdHlwZQpxC1gCAAAATzhxDImIh3ENUnEOKEsDWAEAAAB8cQ9OTk5K/////0r/////Sz90cRBiiV1xEShLAVgBAAAAYXESZXRxE2Iucy4=",
+  p1: "fXEAKFgBAAAAeHEBY2NvcHlfcmVnCl9yZWNvbnN0cnVjdG9yCnECKGNqb2JsaWIubnVtcHlfcGlja2xlCk51bXB5QXJyYXlXcmFwcGVyCnEDY19fYnVpbHRpbl9fCm9iamVjdApxBE50cQVScQZ9cQcoWAgAAABzdWJjbGFzc3EIY251bXB5Cm5kYXJyYXkKcQlYBQAAAHNoYXBlcQooSwN0cQtYBQAAAG9yZGVycQxYAQAAAENxDVgFAAAAZHR5cGVxDmNudW1weQpkdHlwZQpxDyhYAgAAAGY4cRBJMDAKSTAxCnRxEVJxEihLA1gBAAAAPHETTk5OSv////9K/////0sAdHEUYlgKAAAAYWxsb3dfbW1hcHEVSTAxClgbAAAAbnVtcHlfYXJyYXlfYWxpZ25tZW50X2J5dGVzcRZLEHViC///////////////AAAAAAAAAAAAAAAAAADwPwAAAAAAAABAWAEAAABvcRdoAihoA2gETnRxGFJxGX1xGihoCGgJaAooSwJ0cRtoDGgNaA5oDyhYAgAAAE84cRxJMDAKSTAxCnRxHVJxHihLA1gBAAAAfHEfTk5OSv////9K/////0s/dHEgYmgVSTAwCmgWSxB1YoACY251bXB5LmNvcmUubXVsdGlhcnJheQpfcmVjb25zdHJ1Y3QKcQBjbnVtcHkKbmRhcnJheQpxAUsAhXECY19jb2RlY3MKZW5jb2RlCnEDWAEAAABicQRYBgAAAGxhdGluMXEFhnEGUnEHh3EIUnEJKEsBSwKFcQpjbnVtcHkKZHR5cGUKcQtYAgAAAE84cQyJiIdxDVJxDihLA1gBAAAAfHEPTk5OSv////9K/////0s/dHEQYoldcREoSwFYAQAAAGFxEmV0cRNiLnUu",
 };
 
 describe("protocol 0 and 1 dumps (wrapper made by copyreg._reconstructor)", () => {

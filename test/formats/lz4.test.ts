@@ -108,7 +108,6 @@ function decode(frame: Uint8Array): { bytes: Uint8Array; info: ReturnType<typeof
   return { bytes: new Uint8Array(Buffer.concat(parts)), info };
 }
 
-
 const ascii = (s: string): number[] => [...new TextEncoder().encode(s)];
 
 describe("xxh32", () => {
@@ -182,7 +181,12 @@ describe("decodeLz4Frame on built frames", () => {
       { literals: ascii("end") },
     ]);
     const expected = [...ascii("abababab"), ...literals, ...literals, ...ascii("end")];
-    const frame = buildFrame({ blocks: [{ data: block }, { data: Uint8Array.from(hello), stored: true }], contentSize: expected.length + hello.length, contentChecksum: true, content: Uint8Array.from([...expected, ...hello]) });
+    const frame = buildFrame({
+      blocks: [{ data: block }, { data: Uint8Array.from(hello), stored: true }],
+      contentSize: expected.length + hello.length,
+      contentChecksum: true,
+      content: Uint8Array.from([...expected, ...hello]),
+    });
     const { bytes, info } = decode(frame);
     expect([...bytes]).toEqual([...expected, ...hello]);
     expect(info.blocks).toBe(2);

@@ -125,7 +125,11 @@ describe("parseSafeYaml", () => {
     ["duplicate keys", "a: 1\na: 2\n", "malformed_container"],
     ["two documents", "a: 1\n---\nb: 2\n", "malformed_container"],
     ["bad syntax", "a: [1\n", "malformed_container"],
-    ["an alias flood", `a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [${Array(11).fill("*a").join(", ")}]\nc: [${Array(11).fill("*b").join(", ")}]\n`, "limit_exceeded"],
+    [
+      "an alias flood",
+      `a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [${Array(11).fill("*a").join(", ")}]\nc: [${Array(11).fill("*b").join(", ")}]\n`,
+      "limit_exceeded",
+    ],
   ])("rejects %s", (_name, text, code) => {
     expect(codeOf(text)).toBe(code);
   });
@@ -205,7 +209,9 @@ describe("inspectMlflow", () => {
   it("bounds MLmodel's size: at the limit and one past it", async () => {
     const size = Buffer.byteLength(SKLEARN_MLMODEL);
     expect(rejecting(await inspectTarBundle(bundle({ MLmodel: SKLEARN_MLMODEL, "model.pkl": BENIGN_PICKLE }), {}, { maxTextMemberBytes: size }))).toEqual([]);
-    expect(rejecting(await inspectTarBundle(bundle({ MLmodel: SKLEARN_MLMODEL, "model.pkl": BENIGN_PICKLE }), {}, { maxTextMemberBytes: size - 1 }))).toContain("limit_exceeded");
+    expect(rejecting(await inspectTarBundle(bundle({ MLmodel: SKLEARN_MLMODEL, "model.pkl": BENIGN_PICKLE }), {}, { maxTextMemberBytes: size - 1 }))).toContain(
+      "limit_exceeded",
+    );
   });
 });
 
@@ -255,12 +261,18 @@ describe("MLflow bundles through inspectFile", () => {
 
   it("never crashes on mutated MLmodel text", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.tuple(fc.nat(SKLEARN_MLMODEL.length - 1), fc.constantFrom(":", " ", "\n", "-", "!", "&", "*", "{", "[", "'", "x", "#")), { minLength: 1, maxLength: 5 }), async (edits) => {
-        const bytes = Buffer.from(SKLEARN_MLMODEL, "latin1");
-        for (const [at, c] of edits) bytes[at] = c.charCodeAt(0);
-        const node = await inspectTarBundle(bundle({ ...BASE, MLmodel: new Uint8Array(bytes) }));
-        expect(node.kind).toBe("tar");
-      }),
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(SKLEARN_MLMODEL.length - 1), fc.constantFrom(":", " ", "\n", "-", "!", "&", "*", "{", "[", "'", "x", "#")), {
+          minLength: 1,
+          maxLength: 5,
+        }),
+        async (edits) => {
+          const bytes = Buffer.from(SKLEARN_MLMODEL, "latin1");
+          for (const [at, c] of edits) bytes[at] = c.charCodeAt(0);
+          const node = await inspectTarBundle(bundle({ ...BASE, MLmodel: new Uint8Array(bytes) }));
+          expect(node.kind).toBe("tar");
+        },
+      ),
       { numRuns: 200 },
     );
   });

@@ -47,7 +47,12 @@ describe("npz", () => {
   });
 
   it("accepts stored and deflated members built here, one npy node per member", async () => {
-    const r = await inspect(buildZip([{ name: "a.npy", data: npy(4) }, { name: "b.npy", data: npy(100), method: 8 }]));
+    const r = await inspect(
+      buildZip([
+        { name: "a.npy", data: npy(4) },
+        { name: "b.npy", data: npy(100), method: 8 },
+      ]),
+    );
     expect(r.verdict).toBe("accept");
     expect(r.format).toBe("npz");
     expect(r.root.children[0]?.children.map((c) => [c.path, c.kind])).toEqual([
@@ -61,7 +66,12 @@ describe("npz", () => {
   });
 
   it("scans a pickle disguised as a .npy member", async () => {
-    const r = await inspect(buildZip([{ name: "a.npy", data: npy(1) }, { name: "b.npy", data: osSystemPickle() }]));
+    const r = await inspect(
+      buildZip([
+        { name: "a.npy", data: npy(1) },
+        { name: "b.npy", data: osSystemPickle() },
+      ]),
+    );
     expect(r.format).toBe("npz");
     expect(rejectingCodes(r)).toContain("dangerous_global");
   });
@@ -73,7 +83,12 @@ describe("npz", () => {
   });
 
   it("is a generic zip as soon as one member is not .npy", async () => {
-    const r = await inspect(buildZip([{ name: "a.npy", data: npy(1) }, { name: "notes.txt", data: "hi" }]));
+    const r = await inspect(
+      buildZip([
+        { name: "a.npy", data: npy(1) },
+        { name: "notes.txt", data: "hi" },
+      ]),
+    );
     expect(r.format).toBe("zip");
     expect(r.verdict).toBe("accept");
   });

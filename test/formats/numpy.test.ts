@@ -142,11 +142,39 @@ describe("inspectNpy", () => {
     ["a non-bool fortran_order", buildNpy(hdr("'<f4'", "(1,)", "0"), new Uint8Array(4))],
     ["code in the header", buildNpy("__import__('os').system('id')", new Uint8Array(0))],
     ["a header that is not a dict", buildNpy("[1]", new Uint8Array(0))],
-    ["a bad version", (() => { const b = buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(4)); b[6] = 4; return b; })()],
-    ["a bad minor version", (() => { const b = buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(4)); b[7] = 1; return b; })()],
-    ["bad magic", (() => { const b = buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(4)); b[1] = 0x6e; return b; })()],
+    [
+      "a bad version",
+      (() => {
+        const b = buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(4));
+        b[6] = 4;
+        return b;
+      })(),
+    ],
+    [
+      "a bad minor version",
+      (() => {
+        const b = buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(4));
+        b[7] = 1;
+        return b;
+      })(),
+    ],
+    [
+      "bad magic",
+      (() => {
+        const b = buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(4));
+        b[1] = 0x6e;
+        return b;
+      })(),
+    ],
     ["a header length past the file", buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(0)).subarray(0, 40)],
-    ["invalid UTF-8 in a v3 header", (() => { const b = buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(4), 3); b[14] = 0xff; return b; })()],
+    [
+      "invalid UTF-8 in a v3 header",
+      (() => {
+        const b = buildNpy(hdr("'<f4'", "(1,)"), new Uint8Array(4), 3);
+        b[14] = 0xff;
+        return b;
+      })(),
+    ],
   ])("rejects %s as malformed_container", async (_name, bytes) => {
     expect(codes(await inspectBytes(bytes))).toEqual(["malformed_container"]);
   });

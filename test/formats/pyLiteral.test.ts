@@ -2,7 +2,6 @@ import fc from "fast-check";
 import { parsePyLiteral, renderPyLiteral, type PyLiteral } from "../../src/formats/pyLiteral";
 import { codeOf } from "../helpers/errors";
 
-
 describe("parsePyLiteral", () => {
   it("parses a numpy v1 header with its padding", () => {
     const text = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }" + " ".repeat(10) + "\n";
@@ -10,9 +9,24 @@ describe("parsePyLiteral", () => {
     expect(v).toEqual({
       kind: "dict",
       entries: [
-        [{ kind: "str", value: "descr" }, { kind: "str", value: "<f4" }],
-        [{ kind: "str", value: "fortran_order" }, { kind: "bool", value: false }],
-        [{ kind: "str", value: "shape" }, { kind: "tuple", items: [{ kind: "int", value: 2n }, { kind: "int", value: 3n }] }],
+        [
+          { kind: "str", value: "descr" },
+          { kind: "str", value: "<f4" },
+        ],
+        [
+          { kind: "str", value: "fortran_order" },
+          { kind: "bool", value: false },
+        ],
+        [
+          { kind: "str", value: "shape" },
+          {
+            kind: "tuple",
+            items: [
+              { kind: "int", value: 2n },
+              { kind: "int", value: 3n },
+            ],
+          },
+        ],
       ],
     });
   });
@@ -35,7 +49,13 @@ describe("parsePyLiteral", () => {
   });
 
   it("treats newlines inside brackets as whitespace, outside as the end", () => {
-    expect(parsePyLiteral("[1,\n 2]\n")).toEqual({ kind: "list", items: [{ kind: "int", value: 1n }, { kind: "int", value: 2n }] });
+    expect(parsePyLiteral("[1,\n 2]\n")).toEqual({
+      kind: "list",
+      items: [
+        { kind: "int", value: 1n },
+        { kind: "int", value: 2n },
+      ],
+    });
     expect(codeOf(() => parsePyLiteral("1\n2"))).toBe("malformed_container");
     // Python: "unexpected indent".
     expect(codeOf(() => parsePyLiteral("1\n "))).toBe("malformed_container");
@@ -43,7 +63,13 @@ describe("parsePyLiteral", () => {
   });
 
   it("accepts the Python 2 L suffix only when asked", () => {
-    expect(parsePyLiteral("(3L, 4)", { allowLongSuffix: true })).toEqual({ kind: "tuple", items: [{ kind: "int", value: 3n }, { kind: "int", value: 4n }] });
+    expect(parsePyLiteral("(3L, 4)", { allowLongSuffix: true })).toEqual({
+      kind: "tuple",
+      items: [
+        { kind: "int", value: 3n },
+        { kind: "int", value: 4n },
+      ],
+    });
     expect(codeOf(() => parsePyLiteral("(3L, 4)"))).toBe("malformed_container");
   });
 

@@ -27,7 +27,12 @@ const NO_PROTO_PICKLE = Uint8Array.from([0x8c, 8, ...ascii("builtins"), 0x8c, 5,
 const CALL_THEN_GARBAGE = ascii(`cbuiltins\nprint\n(S'PWNED'\ntRZjunk`);
 
 function torchEntries(dataPklName: string, dataPkl: Uint8Array, extra: ZipEntrySpec[] = []): ZipEntrySpec[] {
-  return [{ name: `archive/${dataPklName}`, data: dataPkl }, { name: "archive/data/0", data: new Uint8Array(24) }, { name: "archive/version", data: "3\n" }, ...extra];
+  return [
+    { name: `archive/${dataPklName}`, data: dataPkl },
+    { name: "archive/data/0", data: new Uint8Array(24) },
+    { name: "archive/version", data: "3\n" },
+    ...extra,
+  ];
 }
 
 const benign = stateDictPickle([{ name: "w", key: "0", numel: 6 }]);
@@ -44,7 +49,13 @@ describe("pickle sniffing by content", () => {
   });
 
   it("text that parses as an import that is never called stays data", async () => {
-    const r = await inspectBytes(buildZip([{ name: "m/notes.txt", data: "cats\ndogs\nare friends\n" }, { name: "m/w.pkl", data: benign }]), "bundle.zip");
+    const r = await inspectBytes(
+      buildZip([
+        { name: "m/notes.txt", data: "cats\ndogs\nare friends\n" },
+        { name: "m/w.pkl", data: benign },
+      ]),
+      "bundle.zip",
+    );
     expect(r.findings.map((f) => f.code)).not.toContain("unknown_global");
   });
 });
@@ -143,9 +154,12 @@ describe("protocol 0 numbers are read as CPython's C unpickler reads them", () =
     expect(firstArg(text)).toEqual(want);
   });
 
-  it.each(["F1__0.5\n.", "F_1.0\n.", "I09\n.", "I0_10\n.", "L010L\n.", "p0x1\n.", "p_1\n.", "p1__0\n.", "p-1\n."])("%j is malformed, as the loader refuses it", (text) => {
-    expect(codeOf(text)).toBe("malformed_pickle");
-  });
+  it.each(["F1__0.5\n.", "F_1.0\n.", "I09\n.", "I0_10\n.", "L010L\n.", "p0x1\n.", "p_1\n.", "p1__0\n.", "p-1\n."])(
+    "%j is malformed, as the loader refuses it",
+    (text) => {
+      expect(codeOf(text)).toBe("malformed_pickle");
+    },
+  );
 
   it.each([
     // Ten NONE, POP opcodes first: the memo index rule admits index 10 only after ten opcodes.
@@ -189,15 +203,27 @@ describe("opcodes straddling a FRAME end (the C unpickler reads on)", () => {
 describe("code members of generic archives, judged by name as Python's importer does", () => {
   const codeOf = (r: InspectionReport): string[] => r.findings.filter((f) => f.severity !== "innocuous").map((f) => f.code);
 
-  it.each(["tiny/modeling_tiny.py", "tiny/MODELING.PY", "run.pyw", "__pycache__/m.cpython-311.pyc", "m.pyo", "ext/_fast.cpython-311-x86_64-linux-gnu.so", "ext/_fast.pyd", "evil.pth"])(
-    "%s is embedded_code, whatever its bytes",
-    async (name) => {
-      const r = await inspectBytes(buildZip([{ name: "tiny/config.json", data: "{}\n" }, { name, data: "just text\n" }]), "bundle.zip");
-      expect(r.verdict).toBe("reject");
-      expect(codeOf(r)).toEqual(["embedded_code"]);
-      expect(r.findings.find((f) => f.code === "embedded_code")?.location).toContain(name);
-    },
-  );
+  it.each([
+    "tiny/modeling_tiny.py",
+    "tiny/MODELING.PY",
+    "run.pyw",
+    "__pycache__/m.cpython-311.pyc",
+    "m.pyo",
+    "ext/_fast.cpython-311-x86_64-linux-gnu.so",
+    "ext/_fast.pyd",
+    "evil.pth",
+  ])("%s is embedded_code, whatever its bytes", async (name) => {
+    const r = await inspectBytes(
+      buildZip([
+        { name: "tiny/config.json", data: "{}\n" },
+        { name, data: "just text\n" },
+      ]),
+      "bundle.zip",
+    );
+    expect(r.verdict).toBe("reject");
+    expect(codeOf(r)).toEqual(["embedded_code"]);
+    expect(r.findings.find((f) => f.code === "embedded_code")?.location).toContain(name);
+  });
 
   it("allowEmbeddedCode admits them (still reported); allowOpaqueMembers does not", async () => {
     const zip = buildZip([{ name: "modeling_tiny.py", data: "class TinyModel: pass\n" }]);
@@ -208,7 +234,13 @@ describe("code members of generic archives, judged by name as Python's importer 
   });
 
   it("names that only contain a code extension are data", async () => {
-    const r = await inspectBytes(buildZip([{ name: "notes.py.txt", data: "text\n" }, { name: "so/readme.md", data: "# hi\n" }]), "bundle.zip");
+    const r = await inspectBytes(
+      buildZip([
+        { name: "notes.py.txt", data: "text\n" },
+        { name: "so/readme.md", data: "# hi\n" },
+      ]),
+      "bundle.zip",
+    );
     expect(r.verdict).toBe("accept");
   });
 });

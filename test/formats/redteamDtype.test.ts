@@ -42,7 +42,10 @@ describe("forged numpy dtype states in real files", () => {
     const report = await inspectFile(join(FIXTURES, entry.file), { policy, fileName: basename(entry.file) });
     const dtypeFindings = report.findings.filter((f) => f.code === "unsafe_dtype");
     if (entry.expect === "accept") {
-      expect({ verdict: report.verdict, findings: report.findings.filter((f) => f.severity !== "innocuous").map(show) }).toEqual({ verdict: "accept", findings: [] });
+      expect({ verdict: report.verdict, findings: report.findings.filter((f) => f.severity !== "innocuous").map(show) }).toEqual({
+        verdict: "accept",
+        findings: [],
+      });
     } else {
       expect(report.verdict).toBe("reject");
       expect(entry.code).toBe("unsafe_dtype");
@@ -76,7 +79,16 @@ const O8_NO_FLAGS = plainState("|", -1, -1, 0);
 
 /** A struct state (3, '|', None, (names), {name: (dtype, offset)}, elsize, alignment, flags). */
 function structState(fields: [string, PickleOp[], number][], elsize: number, alignment: number, flags: number): PickleOp[] {
-  const ops: PickleOp[] = [["BININT1", 3], ["SHORT_BINUNICODE", "|"], ["NONE"], ["MARK"], ...fields.map(([n]) => ["SHORT_BINUNICODE", n] as PickleOp), ["TUPLE"], ["EMPTY_DICT"], ["MARK"]];
+  const ops: PickleOp[] = [
+    ["BININT1", 3],
+    ["SHORT_BINUNICODE", "|"],
+    ["NONE"],
+    ["MARK"],
+    ...fields.map(([n]) => ["SHORT_BINUNICODE", n] as PickleOp),
+    ["TUPLE"],
+    ["EMPTY_DICT"],
+    ["MARK"],
+  ];
   for (const [n, d, offset] of fields) ops.push(["SHORT_BINUNICODE", n], ...d, ["BININT1", offset], ["TUPLE2"]);
   ops.push(["SETITEMS"], ["BININT", elsize], ["BININT", alignment], ["BININT", flags]);
   return ops;
@@ -98,7 +110,12 @@ describe("numpy dtype BUILD states (synthetic variants)", () => {
   });
 
   it.each([
-    ["flags as a bool", plainState("|", -1, -1, 63).slice(0, 7).concat([["NEWTRUE"]] as PickleOp[])],
+    [
+      "flags as a bool",
+      plainState("|", -1, -1, 63)
+        .slice(0, 7)
+        .concat([["NEWTRUE"]] as PickleOp[]),
+    ],
     ["a wrong byte order", plainState("<", -1, -1, 63)],
     ["a wrong elsize", plainState("|", 16, -1, 63)],
     ["a wrong alignment", plainState("|", -1, 8, 63)],
@@ -150,13 +167,39 @@ describe("numpy dtype BUILD states (synthetic variants)", () => {
 
   it("rejects a change to a checked dtype's fields dict after its BUILD (numpy keeps the dict by reference)", () => {
     const f8 = dtype("f8", plainState("<", -1, -1, 0));
-    const state: PickleOp[] = [["BININT1", 3], ["SHORT_BINUNICODE", "|"], ["NONE"], ["SHORT_BINUNICODE", "x"], ["TUPLE1"], ["EMPTY_DICT"], ["BINPUT", 1], ["SHORT_BINUNICODE", "x"], ...f8, ["BININT1", 0], ["TUPLE2"], ["SETITEM"], ["BININT", 8], ["BININT", 1], ["BININT", 16]];
+    const state: PickleOp[] = [
+      ["BININT1", 3],
+      ["SHORT_BINUNICODE", "|"],
+      ["NONE"],
+      ["SHORT_BINUNICODE", "x"],
+      ["TUPLE1"],
+      ["EMPTY_DICT"],
+      ["BINPUT", 1],
+      ["SHORT_BINUNICODE", "x"],
+      ...f8,
+      ["BININT1", 0],
+      ["TUPLE2"],
+      ["SETITEM"],
+      ["BININT", 8],
+      ["BININT", 1],
+      ["BININT", 16],
+    ];
     const plain: PickleOp[] = [...dtype("V8", state), ["POP"]];
     expect(verdictOf(run([...plain, ["NONE"]]))).toBe("accept");
     // After the BUILD: fields["x"] = (O8 dtype, 0), an object field under flags that say "no objects".
     const mutate: PickleOp[] = [["BINGET", 1], ["SHORT_BINUNICODE", "x"], ...dtype("O8", O8_STATE), ["BININT1", 0], ["TUPLE2"], ["SETITEM"], ["POP"], ["NONE"]];
     for (const analyze of [run, runFast]) expect(codesOf(analyze([...plain, ...mutate]))).toEqual(["unsafe_dtype"]);
-    const mutateMany: PickleOp[] = [["BINGET", 1], ["MARK"], ["SHORT_BINUNICODE", "x"], ...dtype("O8", O8_STATE), ["BININT1", 0], ["TUPLE2"], ["SETITEMS"], ["POP"], ["NONE"]];
+    const mutateMany: PickleOp[] = [
+      ["BINGET", 1],
+      ["MARK"],
+      ["SHORT_BINUNICODE", "x"],
+      ...dtype("O8", O8_STATE),
+      ["BININT1", 0],
+      ["TUPLE2"],
+      ["SETITEMS"],
+      ["POP"],
+      ["NONE"],
+    ];
     expect(codesOf(run([...plain, ...mutateMany]))).toEqual(["unsafe_dtype"]);
   });
 
@@ -165,34 +208,134 @@ describe("numpy dtype BUILD states (synthetic variants)", () => {
     const filler: PickleOp[] = [];
     for (let i = 0; i < 13; i++) filler.push(["EMPTY_LIST"], ["MARK"], ...Array.from({ length: 4096 }, (): PickleOp => ["BININT1", 1]), ["APPENDS"], ["POP"]);
     const f8 = dtype("f8", plainState("<", -1, -1, 0));
-    const state: PickleOp[] = [["BININT1", 3], ["SHORT_BINUNICODE", "|"], ["NONE"], ["SHORT_BINUNICODE", "x"], ["TUPLE1"], ["EMPTY_DICT"], ["BINPUT", 1], ["SHORT_BINUNICODE", "x"], ...f8, ["BININT1", 0], ["TUPLE2"], ["SETITEM"], ["BININT", 8], ["BININT", 1], ["BININT", 16]];
+    const state: PickleOp[] = [
+      ["BININT1", 3],
+      ["SHORT_BINUNICODE", "|"],
+      ["NONE"],
+      ["SHORT_BINUNICODE", "x"],
+      ["TUPLE1"],
+      ["EMPTY_DICT"],
+      ["BINPUT", 1],
+      ["SHORT_BINUNICODE", "x"],
+      ...f8,
+      ["BININT1", 0],
+      ["TUPLE2"],
+      ["SETITEM"],
+      ["BININT", 8],
+      ["BININT", 1],
+      ["BININT", 16],
+    ];
     const mutate: PickleOp[] = [["BINGET", 1], ["SHORT_BINUNICODE", "x"], ...dtype("O8", O8_STATE), ["BININT1", 0], ["TUPLE2"], ["SETITEM"], ["POP"]];
     expect(verdictOf(run([...filler, ...dtype("V8", state), ["POP"], ["NONE"]]))).toBe("accept");
     expect(codesOf(run([...filler, ...dtype("V8", state), ["POP"], ...mutate, ["NONE"]]))).toEqual(["unsafe_dtype"]);
   });
 
   it("checks the dtype class reached through another module's attribute (np.dtype) as numpy.dtype", () => {
-    const ops: PickleOp[] = [["PROTO", 4], ["SHORT_BINUNICODE", "sklearn.utils.validation"], ["SHORT_BINUNICODE", "np.dtype"], ["STACK_GLOBAL"], ["SHORT_BINUNICODE", "O8"], ["NEWFALSE"], ["NEWTRUE"], ["TUPLE3"], ["REDUCE"], ["MARK"], ...O8_NO_FLAGS, ["TUPLE"], ["BUILD"], ["STOP"]];
+    const ops: PickleOp[] = [
+      ["PROTO", 4],
+      ["SHORT_BINUNICODE", "sklearn.utils.validation"],
+      ["SHORT_BINUNICODE", "np.dtype"],
+      ["STACK_GLOBAL"],
+      ["SHORT_BINUNICODE", "O8"],
+      ["NEWFALSE"],
+      ["NEWTRUE"],
+      ["TUPLE3"],
+      ["REDUCE"],
+      ["MARK"],
+      ...O8_NO_FLAGS,
+      ["TUPLE"],
+      ["BUILD"],
+      ["STOP"],
+    ];
     for (const valueFree of [false, true]) expect(codesOf(analyzeOps(ops, { valueFree, allow: ["sklearn.*"] }))).toContain("unsafe_dtype");
   });
 
   it("rejects a second BUILD on the same dtype", () => {
-    const ops: PickleOp[] = [...dtype("V8", plainState("|", 8, 1, 0)), ["MARK"], ...structState([["o", dtype("O8", O8_STATE), 0]], 8, 1, 27), ["TUPLE"], ["BUILD"]];
+    const ops: PickleOp[] = [
+      ...dtype("V8", plainState("|", 8, 1, 0)),
+      ["MARK"],
+      ...structState([["o", dtype("O8", O8_STATE), 0]], 8, 1, 27),
+      ["TUPLE"],
+      ["BUILD"],
+    ];
     expect(codesOf(run(ops))).toEqual(["unsafe_dtype"]);
   });
 
   it("accepts numpy's struct states (unaligned 16 / 27 with an object field; aligned -112 as numpy 1 writes, 144 as numpy 2 does)", () => {
     const f8 = (): PickleOp[] => dtype("f8", plainState("<", -1, -1, 0));
     const u1 = (): PickleOp[] => dtype("u1", plainState("|", -1, -1, 0));
-    expect(verdictOf(run(dtype("V16", structState([["o", dtype("O8", O8_STATE), 0], ["x", f8(), 8]], 16, 1, 27))))).toBe("accept");
-    expect(verdictOf(run(dtype("V16", structState([["a", u1(), 0], ["x", f8(), 8]], 16, 8, -112))))).toBe("accept");
-    expect(verdictOf(run(dtype("V16", structState([["a", u1(), 0], ["x", f8(), 8]], 16, 8, 144))))).toBe("accept");
+    expect(
+      verdictOf(
+        run(
+          dtype(
+            "V16",
+            structState(
+              [
+                ["o", dtype("O8", O8_STATE), 0],
+                ["x", f8(), 8],
+              ],
+              16,
+              1,
+              27,
+            ),
+          ),
+        ),
+      ),
+    ).toBe("accept");
+    expect(
+      verdictOf(
+        run(
+          dtype(
+            "V16",
+            structState(
+              [
+                ["a", u1(), 0],
+                ["x", f8(), 8],
+              ],
+              16,
+              8,
+              -112,
+            ),
+          ),
+        ),
+      ),
+    ).toBe("accept");
+    expect(
+      verdictOf(
+        run(
+          dtype(
+            "V16",
+            structState(
+              [
+                ["a", u1(), 0],
+                ["x", f8(), 8],
+              ],
+              16,
+              8,
+              144,
+            ),
+          ),
+        ),
+      ),
+    ).toBe("accept");
   });
 
   it.each([
     ["an object field without the struct's object flags", "V8", structState([["o", dtype("O8", O8_STATE), 0]], 8, 1, 16)],
     ["an object field whose own dtype lacks the flags", "V8", structState([["o", dtype("O8", O8_NO_FLAGS), 0]], 8, 1, 27)],
-    ["a field overlapping an object field", "V12", structState([["o", dtype("O8", O8_STATE), 0], ["x", dtype("f8", plainState("<", -1, -1, 0)), 4]], 12, 1, 27)],
+    [
+      "a field overlapping an object field",
+      "V12",
+      structState(
+        [
+          ["o", dtype("O8", O8_STATE), 0],
+          ["x", dtype("f8", plainState("<", -1, -1, 0)), 4],
+        ],
+        12,
+        1,
+        27,
+      ),
+    ],
     ["a field past the item", "V8", structState([["x", dtype("f8", plainState("<", -1, -1, 0)), 4]], 8, 1, 16)],
     ["an aligned struct with alignment 1", "V8", structState([["x", dtype("f8", plainState("<", -1, -1, 0)), 0]], 8, 1, -112)],
     ["an elsize other than its type string's", "V8", structState([["x", dtype("f8", plainState("<", -1, -1, 0)), 0]], 16, 1, 16)],
@@ -201,7 +344,20 @@ describe("numpy dtype BUILD states (synthetic variants)", () => {
   });
 
   it("rejects a subarray of objects without the object flags and accepts it with them", () => {
-    const sub = (flags: number): PickleOp[] => [["BININT1", 3], ["SHORT_BINUNICODE", "|"], ...dtype("O8", O8_STATE), ["MARK"], ["BININT1", 2], ["TUPLE"], ["TUPLE2"], ["NONE"], ["NONE"], ["BININT", 16], ["BININT", 8], ["BININT", flags]];
+    const sub = (flags: number): PickleOp[] => [
+      ["BININT1", 3],
+      ["SHORT_BINUNICODE", "|"],
+      ...dtype("O8", O8_STATE),
+      ["MARK"],
+      ["BININT1", 2],
+      ["TUPLE"],
+      ["TUPLE2"],
+      ["NONE"],
+      ["NONE"],
+      ["BININT", 16],
+      ["BININT", 8],
+      ["BININT", flags],
+    ];
     expect(codesOf(run(dtype("V16", sub(0))))).toEqual(["unsafe_dtype"]);
     expect(verdictOf(run(dtype("V16", sub(63))))).toBe("accept");
   });
@@ -215,7 +371,18 @@ describe("the generated table", () => {
   });
 
   it("describes a dtype without state as numpy makes it from its arguments", () => {
-    const bare = { kind: "object", callable: { kind: "global", module: "numpy", name: "dtype" }, args: { kind: "tuple", items: [{ kind: "str", value: "O8" }, { kind: "bool", value: false }, { kind: "bool", value: true }] } } as const;
+    const bare = {
+      kind: "object",
+      callable: { kind: "global", module: "numpy", name: "dtype" },
+      args: {
+        kind: "tuple",
+        items: [
+          { kind: "str", value: "O8" },
+          { kind: "bool", value: false },
+          { kind: "bool", value: true },
+        ],
+      },
+    } as const;
     expect(checkNumpyDtype({ ...bare, args: { ...bare.args, items: [...bare.args.items] } })).toMatchObject({ itemsize: 8, hasObject: true });
   });
 });

@@ -78,13 +78,25 @@ describe("family 4: Keras v3 recognised by what keras.saving.load_model reads", 
   it("a config.json Keras would instantiate, hidden inside an HF-looking config at any folder and any case, is Keras", async () => {
     const config = json({ model_type: "bert", hidden_size: 4, extra: [{ class_name: "Lambda", config: { function: "x" }, module: "keras.layers" }] });
     for (const name of ["config.json", "m/CONFIG.JSON"]) {
-      const r = await inspectBytes(buildZip([{ name, data: config }, { name: "README.md", data: "# m\n" }]), "m.zip");
+      const r = await inspectBytes(
+        buildZip([
+          { name, data: config },
+          { name: "README.md", data: "# m\n" },
+        ]),
+        "m.zip",
+      );
       expect([name, r.format, rejecting(r)]).toEqual([name, "keras", ["unsupported_format"]]);
     }
   });
 
   it("a config.json next to a file saving_lib writes is Keras whatever it holds", async () => {
-    const r = await inspectBytes(buildTar([{ name: "k/config.json", data: "{}" }, { name: "k/metadata.json", data: "{}" }]), "k.tar");
+    const r = await inspectBytes(
+      buildTar([
+        { name: "k/config.json", data: "{}" },
+        { name: "k/metadata.json", data: "{}" },
+      ]),
+      "k.tar",
+    );
     expect([r.format, rejecting(r)]).toEqual(["keras", ["unsupported_format"]]);
   });
 
@@ -181,7 +193,10 @@ describe("protobufModelFormat", () => {
     expect(protobufModelFormat(src([...varint(99 * 8 + 3), ...onnx()]))).toBeUndefined();
     expect(protobufModelFormat(src([...varint(99 * 8 + 4), ...onnx()]))).toBeUndefined();
     expect(protobufModelFormat(src([...varint(7 * 8 + 3), ...varint(7 * 8 + 4), ...onnx()]))).toBeUndefined();
-    const deep = (n: number): number[] => [...Array.from({ length: n }, () => varint(98 * 8 + 3)).flat(), ...Array.from({ length: n }, () => varint(98 * 8 + 4)).flat()];
+    const deep = (n: number): number[] => [
+      ...Array.from({ length: n }, () => varint(98 * 8 + 3)).flat(),
+      ...Array.from({ length: n }, () => varint(98 * 8 + 4)).flat(),
+    ];
     expect(protobufModelFormat(src([...deep(100), ...onnx()]))).toBe("onnx");
     expect(protobufModelFormat(src([...deep(101), ...onnx()]))).toBeUndefined();
   });
@@ -235,7 +250,13 @@ describe("family 5: code by reference in Hugging Face folders (remote_code)", ()
   it("tokenizer_config.json auto_map lists and custom_pipelines impl are references too", async () => {
     const tok = await inspectBytes(fixture("hf_tokenizer_auto_map.tar.gz"), "t.tar.gz");
     expect(remoteCode(tok).map((f) => f.details)).toEqual([
-      { file: "tiny/tokenizer_config.json", key: "auto_map.AutoTokenizer[0]", module: "tokenization_x", class: "XTokenizer", repository: "modelgate-fixture/tok" },
+      {
+        file: "tiny/tokenizer_config.json",
+        key: "auto_map.AutoTokenizer[0]",
+        module: "tokenization_x",
+        class: "XTokenizer",
+        repository: "modelgate-fixture/tok",
+      },
     ]);
     const pipe = await inspectBytes(fixture("hf_custom_pipeline.zip"), "p.zip");
     expect(remoteCode(pipe).map((f) => f.details)).toEqual([
@@ -256,7 +277,9 @@ describe("family 5: code by reference in Hugging Face folders (remote_code)", ()
   it("an auto_map of a nested sub-config (text_config) is a reference too", async () => {
     const config = json({ model_type: "x", text_config: { model_type: "y", auto_map: { AutoModel: "org/r--modeling_y.Y" } } });
     const r = await inspectBytes(buildTar([{ name: "m/config.json", data: config }]), "m.tar");
-    expect(remoteCode(r).map((f) => f.details)).toEqual([{ file: "m/config.json", key: "text_config.auto_map.AutoModel", module: "modeling_y", class: "Y", repository: "org/r" }]);
+    expect(remoteCode(r).map((f) => f.details)).toEqual([
+      { file: "m/config.json", key: "text_config.auto_map.AutoModel", module: "modeling_y", class: "Y", repository: "org/r" },
+    ]);
   });
 
   it("allowRemoteCode admits the references (innocuous, still reported with their details)", async () => {

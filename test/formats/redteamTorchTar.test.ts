@@ -60,10 +60,20 @@ describe("torch tar checkpoints are read as torch.load reads them", () => {
   });
 
   it("rejects a checkpoint without tensors after scanning storages, as torch fails only after reading them", async () => {
-    const evil = await inspectBytes(buildTar([{ name: "storages", data: Buffer.concat([intPickle(1), osSystemPickle()]) }, { name: "pickle", data: intPickle(0) }]));
+    const evil = await inspectBytes(
+      buildTar([
+        { name: "storages", data: Buffer.concat([intPickle(1), osSystemPickle()]) },
+        { name: "pickle", data: intPickle(0) },
+      ]),
+    );
     expect(codes(evil)).toContain("dangerous_global");
     const storages = Buffer.concat([intPickle(0), Uint8Array.from([0x80, 0x02, 0x5d, 0x2e])]);
-    const missing = await inspectBytes(buildTar([{ name: "storages", data: storages }, { name: "pickle", data: intPickle(0) }]));
+    const missing = await inspectBytes(
+      buildTar([
+        { name: "storages", data: storages },
+        { name: "pickle", data: intPickle(0) },
+      ]),
+    );
     expect(codes(missing)).toEqual(["malformed_container"]);
   });
 
@@ -136,7 +146,10 @@ describe("whatever tarfile opens is a tar first", () => {
     };
     const first = buildZip([{ name: "a.bin", data, descriptor: true }]);
     const at = 148 - (30 + "a.bin".length);
-    data.set(Uint8Array.from(`${field(first).toString(8).padStart(6, "0")}\0 `, (c) => c.charCodeAt(0)), at);
+    data.set(
+      Uint8Array.from(`${field(first).toString(8).padStart(6, "0")}\0 `, (c) => c.charCodeAt(0)),
+      at,
+    );
     const zip = buildZip([{ name: "a.bin", data, descriptor: true }]);
     expect(tarfileWouldOpen(zip)).toBe(true);
     expect(detectMagic(zip)).toBe("zip");
@@ -164,7 +177,10 @@ describe("whatever tarfile opens is a tar first", () => {
       if (i < 148 || i >= 156) sum += b;
     });
     const pythonic = Uint8Array.from(v7);
-    pythonic.set(Uint8Array.from(`0o${sum.toString(8).padStart(6, "0")}`, (c) => c.charCodeAt(0)), 148);
+    pythonic.set(
+      Uint8Array.from(`0o${sum.toString(8).padStart(6, "0")}`, (c) => c.charCodeAt(0)),
+      148,
+    );
     expect(tarfileWouldOpen(pythonic)).toBe(true);
     expect(detectMagic(pythonic)).toBe("tar");
     expect(tarfileWouldOpen(v7.subarray(0, 511))).toBe(false);
@@ -216,7 +232,8 @@ describe("torch tar checkpoint structure", () => {
   const i64 = (n: number): number[] => (n < 0 ? [n & 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff] : u64(n));
   const emptyList = [0x80, 0x02, 0x5d, 0x2e];
   /** storages with one 2-element FloatStorage (key 1), then `views` */
-  const oneStorage = (views: number[] = emptyList): Uint8Array => Uint8Array.from([...intPickle(1), ...storageArgs(1), ...u64(2), ...new Array<number>(8).fill(0), ...views]);
+  const oneStorage = (views: number[] = emptyList): Uint8Array =>
+    Uint8Array.from([...intPickle(1), ...storageArgs(1), ...u64(2), ...new Array<number>(8).fill(0), ...views]);
   const checkpoint = (storages: Uint8Array, tensors: Uint8Array, pickle: Uint8Array = intPickle(0)): Uint8Array =>
     buildTar([
       { name: "storages", data: storages },

@@ -29,7 +29,8 @@ async function inspectZip(entries: ZipEntrySpec[], name: string): Promise<Inspec
   return inspectPath(path, { policy: ContentPolicySchema.parse({}), fileName: name, tempRoot: dir });
 }
 
-const textMembers = (n: number): ZipEntrySpec[] => Array.from({ length: n }, (_, i) => ({ name: `texts/member-${String(i)}.txt`, data: `line ${String(i)}\n` }));
+const textMembers = (n: number): ZipEntrySpec[] =>
+  Array.from({ length: n }, (_, i) => ({ name: `texts/member-${String(i)}.txt`, data: `line ${String(i)}\n` }));
 
 function zipNode(report: InspectionReport): InspectionNode {
   const zip = report.root.children[0];
@@ -44,7 +45,10 @@ describe("report size", () => {
     expect(JSON.stringify(report).length).toBeLessThan(200 * 1024);
     const zip = zipNode(report);
     expect(zip.children).toHaveLength(MAX_REPORT_MEMBER_NODES);
-    expect(zip.details?.omittedMembers).toEqual({ count: 5000 - MAX_REPORT_MEMBER_NODES, byKind: { data: 5000 - MAX_REPORT_MEMBER_NODES } } satisfies OmittedMembers);
+    expect(zip.details?.omittedMembers).toEqual({
+      count: 5000 - MAX_REPORT_MEMBER_NODES,
+      byKind: { data: 5000 - MAX_REPORT_MEMBER_NODES },
+    } satisfies OmittedMembers);
   });
 
   it("at the limit nothing is omitted", async () => {
@@ -88,7 +92,11 @@ describe("capFindings / summarize", () => {
 
   it("more rejecting findings than the cap: rejecting ones fill it, innocuous ones go first", () => {
     const bad = (i: number): Finding => ({ code: "unknown_global", severity: "suspicious", message: "x", location: `p${String(i)}` });
-    const findings = [innocuous(0), ...Array.from({ length: 5 }, (_, i) => bad(i)), { code: "polyglot", severity: "dangerous", message: "y" } satisfies Finding];
+    const findings = [
+      innocuous(0),
+      ...Array.from({ length: 5 }, (_, i) => bad(i)),
+      { code: "polyglot", severity: "dangerous", message: "y" } satisfies Finding,
+    ];
     const capped = capFindings(findings, 3);
     expect(capped.findings.map((f) => f.code)).toEqual(["unknown_global", "unknown_global", "polyglot"]);
     expect(capped.omitted).toEqual({ count: 4, byCode: { data_member: 1, unknown_global: 3 } });

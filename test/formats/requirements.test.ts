@@ -47,7 +47,15 @@ describe("pip requirements: only named ones from the index pass", () => {
   });
 
   it("follows -r and -c includes inside the bundle, refuses those that leave it", () => {
-    const result = checkPipRequirements(["-r requirements.txt", "--requirement=extra/more.txt", "-c constraints.txt", "-r ../up.txt", "-r /etc/reqs.txt", "-c https://example.invalid/c.txt", "-r"]);
+    const result = checkPipRequirements([
+      "-r requirements.txt",
+      "--requirement=extra/more.txt",
+      "-c constraints.txt",
+      "-r ../up.txt",
+      "-r /etc/reqs.txt",
+      "-c https://example.invalid/c.txt",
+      "-r",
+    ]);
     expect(result.includes).toEqual([
       { option: "-r", path: "requirements.txt" },
       { option: "-r", path: "extra/more.txt" },
@@ -66,7 +74,12 @@ describe("conda.yaml and python_env.yaml", () => {
   it("checks conda channels, string dependencies and the pip list", () => {
     const env = {
       channels: ["conda-forge", "https://example.invalid/channel", "file:///opt/channel"],
-      dependencies: ["python=3.11.2", "pip<=23.0.1", "https://example.invalid/pkg.tar.bz2", { pip: ["mlflow==2.9.2", "--extra-index-url https://example.invalid/simple", "-r requirements.txt"] }],
+      dependencies: [
+        "python=3.11.2",
+        "pip<=23.0.1",
+        "https://example.invalid/pkg.tar.bz2",
+        { pip: ["mlflow==2.9.2", "--extra-index-url https://example.invalid/simple", "-r requirements.txt"] },
+      ],
       name: "mlflow-env",
     };
     const result = checkCondaEnvironment(env);

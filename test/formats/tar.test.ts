@@ -91,13 +91,27 @@ describe("readTar", () => {
   });
 
   it("drops the ./ prefix that `tar -C dir .` writes, and its top directory entry", async () => {
-    const a = await read(buildTar([{ name: "./", type: "5" }, { name: "./MLmodel", data: "flavors: {}\n" }, { name: "././model/", type: "5" }, { name: "./model/w.pkl", data: "x" }]));
+    const a = await read(
+      buildTar([
+        { name: "./", type: "5" },
+        { name: "./MLmodel", data: "flavors: {}\n" },
+        { name: "././model/", type: "5" },
+        { name: "./model/w.pkl", data: "x" },
+      ]),
+    );
     expect(a.members.map((m) => [m.path, m.isDirectory])).toEqual([
       ["MLmodel", false],
       ["model", true],
       ["model/w.pkl", false],
     ]);
-    expect(await codeOf(buildTar([{ name: "./a", data: "1" }, { name: "a", data: "2" }]))).toBe("malformed_container");
+    expect(
+      await codeOf(
+        buildTar([
+          { name: "./a", data: "1" },
+          { name: "a", data: "2" },
+        ]),
+      ),
+    ).toBe("malformed_container");
     expect(await codeOf(buildTar([{ name: "./", data: "" }]))).toBe("malformed_container");
   });
 
@@ -119,29 +133,127 @@ describe("readTar", () => {
     ["an absolute path", [{ name: "/etc/passwd", data: "x" }]],
     ["a backslash", [{ name: "model\\x", data: "x" }]],
     ["an empty name", [{ name: "", data: "x" }]],
-    ["a pax path with '..'", [{ name: "p", type: "x", data: paxRecords({ path: "../x" }) }, { name: "ok", data: "1" }]],
-    ["a duplicate file", [{ name: "a", data: "1" }, { name: "a", data: "2" }]],
-    ["a duplicate directory", [{ name: "d/", type: "5" }, { name: "d/", type: "5" }]],
-    ["a file then a directory of the same name", [{ name: "a", data: "1" }, { name: "a/", type: "5" }]],
-    ["a directory then a file of the same name", [{ name: "a/b", data: "1" }, { name: "a", data: "2" }]],
-    ["a member inside a file", [{ name: "a", data: "1" }, { name: "a/b", data: "2" }]],
+    [
+      "a pax path with '..'",
+      [
+        { name: "p", type: "x", data: paxRecords({ path: "../x" }) },
+        { name: "ok", data: "1" },
+      ],
+    ],
+    [
+      "a duplicate file",
+      [
+        { name: "a", data: "1" },
+        { name: "a", data: "2" },
+      ],
+    ],
+    [
+      "a duplicate directory",
+      [
+        { name: "d/", type: "5" },
+        { name: "d/", type: "5" },
+      ],
+    ],
+    [
+      "a file then a directory of the same name",
+      [
+        { name: "a", data: "1" },
+        { name: "a/", type: "5" },
+      ],
+    ],
+    [
+      "a directory then a file of the same name",
+      [
+        { name: "a/b", data: "1" },
+        { name: "a", data: "2" },
+      ],
+    ],
+    [
+      "a member inside a file",
+      [
+        { name: "a", data: "1" },
+        { name: "a/b", data: "2" },
+      ],
+    ],
     ["a regular file with a directory name", [{ name: "a/", data: "" }]],
     ["a directory with data", [{ name: "d/", type: "5", data: "x" }]],
     ["a v7 header without magic", [{ name: "a", data: "1", v7: true }]],
     ["a non-octal size", [{ name: "a", data: "1", sizeField: "12x" }]],
     ["a size past the end", [{ name: "a", data: "1", size: 5000 }], { endBlocks: 0 }],
-    ["a sparse pax key", [{ name: "p", type: "x", data: paxRecords({ "GNU.sparse.map": "0,1" }) }, { name: "a", data: "1" }]],
-    ["a global pax path", [{ name: "g", type: "g", data: paxRecords({ path: "evil" }) }, { name: "a", data: "1" }]],
-    ["two pax headers for one member", [{ name: "p", type: "x", data: paxRecords({ mtime: "1" }) }, { name: "p", type: "x", data: paxRecords({ mtime: "2" }) }, { name: "a", data: "1" }]],
+    [
+      "a sparse pax key",
+      [
+        { name: "p", type: "x", data: paxRecords({ "GNU.sparse.map": "0,1" }) },
+        { name: "a", data: "1" },
+      ],
+    ],
+    [
+      "a global pax path",
+      [
+        { name: "g", type: "g", data: paxRecords({ path: "evil" }) },
+        { name: "a", data: "1" },
+      ],
+    ],
+    [
+      "two pax headers for one member",
+      [
+        { name: "p", type: "x", data: paxRecords({ mtime: "1" }) },
+        { name: "p", type: "x", data: paxRecords({ mtime: "2" }) },
+        { name: "a", data: "1" },
+      ],
+    ],
     ["a pax header before the end", [{ name: "p", type: "x", data: paxRecords({ mtime: "1" }) }]],
-    ["a bad pax record", [{ name: "p", type: "x", data: "99 path=x\n" }, { name: "a", data: "1" }]],
-    ["a duplicate pax key", [{ name: "p", type: "x", data: paxRecords({ path: "a" }) + paxRecords({ path: "b" }) }, { name: "a", data: "1" }]],
-    ["a non-decimal pax size", [{ name: "p", type: "x", data: paxRecords({ size: "0x10" }) }, { name: "a", data: "1" }]],
-    ["a pax path and a GNU long name", [{ name: "L", type: "L", gnu: true, data: "x\0" }, { name: "p", type: "x", data: paxRecords({ path: "y" }) }, { name: "a", data: "1" }]],
+    [
+      "a bad pax record",
+      [
+        { name: "p", type: "x", data: "99 path=x\n" },
+        { name: "a", data: "1" },
+      ],
+    ],
+    [
+      "a duplicate pax key",
+      [
+        { name: "p", type: "x", data: paxRecords({ path: "a" }) + paxRecords({ path: "b" }) },
+        { name: "a", data: "1" },
+      ],
+    ],
+    [
+      "a non-decimal pax size",
+      [
+        { name: "p", type: "x", data: paxRecords({ size: "0x10" }) },
+        { name: "a", data: "1" },
+      ],
+    ],
+    [
+      "a pax path and a GNU long name",
+      [
+        { name: "L", type: "L", gnu: true, data: "x\0" },
+        { name: "p", type: "x", data: paxRecords({ path: "y" }) },
+        { name: "a", data: "1" },
+      ],
+    ],
     // tarfile reads extended headers by whole blocks, GNU tar by size: found by differential fuzzing.
-    ["a GNU long name cut short by its size", [{ name: "L", type: "L", gnu: true, data: "model/long-name.txt\0", size: 5 }, { name: "x", gnu: true, data: "1" }]],
-    ["a GNU long name without NUL in its size", [{ name: "L", type: "L", gnu: true, data: "model/n", size: 7 }, { name: "x", gnu: true, data: "1" }]],
-    ["a pax record hidden after the pax size", [{ name: "p", type: "x", data: paxRecords({ mtime: "1" }) + paxRecords({ path: "evil" }), size: paxRecords({ mtime: "1" }).length }, { name: "a", data: "1" }]],
+    [
+      "a GNU long name cut short by its size",
+      [
+        { name: "L", type: "L", gnu: true, data: "model/long-name.txt\0", size: 5 },
+        { name: "x", gnu: true, data: "1" },
+      ],
+    ],
+    [
+      "a GNU long name without NUL in its size",
+      [
+        { name: "L", type: "L", gnu: true, data: "model/n", size: 7 },
+        { name: "x", gnu: true, data: "1" },
+      ],
+    ],
+    [
+      "a pax record hidden after the pax size",
+      [
+        { name: "p", type: "x", data: paxRecords({ mtime: "1" }) + paxRecords({ path: "evil" }), size: paxRecords({ mtime: "1" }).length },
+        { name: "a", data: "1" },
+      ],
+    ],
     ["an invalid UTF-8 name", [{ name: "", rawName: new Uint8Array([0x61, 0xff]), data: "1" }]],
     ["a GNU header with a prefix area", [{ name: "a", gnu: true, data: "1", prefixArea: new Uint8Array([0x31, 0x32]) }]],
     ["no end blocks", [{ name: "a", data: "1" }], { endBlocks: 0 }],
@@ -161,17 +273,27 @@ describe("readTar", () => {
   });
 
   it("bounds the member count: at the limit and one past it", async () => {
-    const tar = buildTar([{ name: "d/", type: "5" }, { name: "d/a", data: "1" }, { name: "d/b", data: "2" }]);
+    const tar = buildTar([
+      { name: "d/", type: "5" },
+      { name: "d/a", data: "1" },
+      { name: "d/b", data: "2" },
+    ]);
     expect(await codeOf(tar, { maxEntries: 3 })).toBeUndefined();
     expect(await codeOf(tar, { maxEntries: 2 })).toBe("limit_exceeded");
   });
 
   it("bounds member names: at the limit and one past it", async () => {
     const name = `a/${"n".repeat(98)}`; // 100 bytes
-    const viaPax = buildTar([{ name: "p", type: "x", data: paxRecords({ path: name }) }, { name: "x", data: "1" }]);
+    const viaPax = buildTar([
+      { name: "p", type: "x", data: paxRecords({ path: name }) },
+      { name: "x", data: "1" },
+    ]);
     expect(await codeOf(viaPax, { maxEntryNameBytes: 100 })).toBeUndefined();
     expect(await codeOf(viaPax, { maxEntryNameBytes: 99 })).toBe("limit_exceeded");
-    const viaGnu = buildTar([{ name: "L", type: "L", gnu: true, data: `${name}\0` }, { name: "x", gnu: true, data: "1" }]);
+    const viaGnu = buildTar([
+      { name: "L", type: "L", gnu: true, data: `${name}\0` },
+      { name: "x", gnu: true, data: "1" },
+    ]);
     expect(await codeOf(viaGnu, { maxEntryNameBytes: 100 })).toBeUndefined();
     expect(await codeOf(viaGnu, { maxEntryNameBytes: 99 })).toBe("limit_exceeded");
   });
@@ -190,8 +312,22 @@ describe("readTar", () => {
     };
     const at = paxOf(MAX_TAR_EXTENDED_HEADER_BYTES);
     expect(at.length).toBe(MAX_TAR_EXTENDED_HEADER_BYTES);
-    expect(await codeOf(buildTar([{ name: "p", type: "x", data: at }, { name: "a", data: "1" }]))).toBeUndefined();
-    expect(await codeOf(buildTar([{ name: "p", type: "x", data: `${at}\n` }, { name: "a", data: "1" }]))).toBe("limit_exceeded");
+    expect(
+      await codeOf(
+        buildTar([
+          { name: "p", type: "x", data: at },
+          { name: "a", data: "1" },
+        ]),
+      ),
+    ).toBeUndefined();
+    expect(
+      await codeOf(
+        buildTar([
+          { name: "p", type: "x", data: `${at}\n` },
+          { name: "a", data: "1" },
+        ]),
+      ),
+    ).toBe("limit_exceeded");
   });
 
   it("bounds member sizes: at the limit and one past it", async () => {

@@ -8,7 +8,8 @@ import { buildZip, type ZipEntrySpec } from "./zipBuilder";
 import { useInspectBytes } from "../helpers/inspectBytes";
 
 const inspectAs = useInspectBytes("torch-test");
-const inspectBytes = (bytes: Uint8Array, policy: Partial<ContentPolicy> = {}, fileName = "model.pt"): Promise<InspectionReport> => inspectAs(bytes, fileName, policy);
+const inspectBytes = (bytes: Uint8Array, policy: Partial<ContentPolicy> = {}, fileName = "model.pt"): Promise<InspectionReport> =>
+  inspectAs(bytes, fileName, policy);
 
 function rejectingCodes(r: InspectionReport): string[] {
   return r.findings.filter((f) => f.severity !== "innocuous").map((f) => f.code);

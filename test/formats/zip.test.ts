@@ -17,7 +17,6 @@ function read(bytes: Uint8Array, options: { limits?: ContainerLimits; isPickle?:
   return readZipDirectory(new BufferSource(bytes), { limits: options.limits ?? limits, ...(options.isPickle ? { isPickle: options.isPickle } : {}) });
 }
 
-
 async function asyncCodeOf(fn: () => Promise<unknown>): Promise<string | undefined> {
   try {
     await fn();
@@ -136,7 +135,15 @@ describe("zip reader: end of central directory", () => {
   it("rejects a central directory that does not end at the EOCD (prefix shift) and bad counts", () => {
     expect(zipCode(one, { cdGap: Uint8Array.from([0, 0, 0, 0]) })).toBe("malformed_container");
     expect(zipCode(one, { eocdEntries: 2 })).toBe("malformed_container");
-    expect(zipCode([{ name: "x", data: "1" }, { name: "y", data: "2" }], { eocdEntries: 1 })).toBe("malformed_container");
+    expect(
+      zipCode(
+        [
+          { name: "x", data: "1" },
+          { name: "y", data: "2" },
+        ],
+        { eocdEntries: 1 },
+      ),
+    ).toBe("malformed_container");
   });
 
   it("rejects zip64 records that disagree with the EOCD or sit elsewhere than the locator says", () => {
@@ -169,8 +176,18 @@ describe("zip reader: entries", () => {
   });
 
   it("rejects duplicate names, including a file and a directory of the same name", () => {
-    expect(zipCode([{ name: "a", data: "1" }, { name: "a", data: "2" }])).toBe("malformed_container");
-    expect(zipCode([{ name: "a/", data: "" }, { name: "a", data: "2" }])).toBe("malformed_container");
+    expect(
+      zipCode([
+        { name: "a", data: "1" },
+        { name: "a", data: "2" },
+      ]),
+    ).toBe("malformed_container");
+    expect(
+      zipCode([
+        { name: "a/", data: "" },
+        { name: "a", data: "2" },
+      ]),
+    ).toBe("malformed_container");
   });
 
   it.each(["/etc/passwd", "../x", "a/../../x", "a\\b", "a\0b", "C:/x", "a//b", "./a", "a/\u0001"])("rejects the path %j", (name) => {
@@ -190,8 +207,18 @@ describe("zip reader: entries", () => {
   });
 
   it("rejects overlapping entries and unaccounted gaps", () => {
-    expect(zipCode([{ name: "a", data: "1" }, { name: "b", data: "2", centralOffset: 0 }])).toBe("malformed_container");
-    expect(zipCode([{ name: "a", data: "1", gapAfter: Uint8Array.from([0]) }, { name: "b", data: "2" }])).toBe("malformed_container");
+    expect(
+      zipCode([
+        { name: "a", data: "1" },
+        { name: "b", data: "2", centralOffset: 0 },
+      ]),
+    ).toBe("malformed_container");
+    expect(
+      zipCode([
+        { name: "a", data: "1", gapAfter: Uint8Array.from([0]) },
+        { name: "b", data: "2" },
+      ]),
+    ).toBe("malformed_container");
     expect(zipCode([{ name: "a", data: "1", gapAfter: Uint8Array.from([0]) }])).toBe("malformed_container");
   });
 
@@ -249,13 +276,19 @@ describe("zip reader: zip64 local headers as miniz (torch) and Python write them
 
 describe("zip reader: limits", () => {
   it("entry count at the limit and past it", () => {
-    const entries = [{ name: "a", data: "1" }, { name: "b", data: "2" }];
+    const entries = [
+      { name: "a", data: "1" },
+      { name: "b", data: "2" },
+    ];
     expect(zipCode(entries, {}, { ...limits, maxEntries: 2 })).toBeUndefined();
     expect(zipCode(entries, {}, { ...limits, maxEntries: 1 })).toBe("limit_exceeded");
   });
 
   it("per-entry and total uncompressed bytes at the limit and past them", () => {
-    const entries = [{ name: "a", data: "12" }, { name: "b", data: "34" }];
+    const entries = [
+      { name: "a", data: "12" },
+      { name: "b", data: "34" },
+    ];
     expect(zipCode(entries, {}, { ...limits, maxEntryUncompressedBytes: 2, maxTotalUncompressedBytes: 4 })).toBeUndefined();
     expect(zipCode(entries, {}, { ...limits, maxEntryUncompressedBytes: 1 })).toBe("limit_exceeded");
     expect(zipCode(entries, {}, { ...limits, maxTotalUncompressedBytes: 3 })).toBe("limit_exceeded");

@@ -192,6 +192,8 @@ export function zip64Extra(values: number[]): Uint8Array {
   const v = new DataView(b.buffer);
   v.setUint16(0, 1, true);
   v.setUint16(2, 8 * values.length, true);
-  values.forEach((x, i) => { v.setBigUint64(4 + 8 * i, BigInt(x), true); });
+  values.forEach((x, i) => {
+    v.setBigUint64(4 + 8 * i, BigInt(x), true);
+  });
   return b;
 }

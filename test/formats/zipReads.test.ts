@@ -74,7 +74,7 @@ describe("zip reads: exact-sized local headers and data descriptors", () => {
       // Each descriptor may be tried at both widths (readers take the central directory's sizes).
       const perEntry = dir.entries.reduce((sum, e) => sum + (e.dataStart - e.localHeaderOffset) + 2 * WIDEST_DESCRIPTOR, 0);
       const bound = Math.min(source.size, ZIP_EOCD_SEARCH_BYTES) + ZIP64_TAIL + dir.centralDirectorySize + perEntry;
-    expect(source.bytesRead).toBeLessThanOrEqual(bound);
+      expect(source.bytesRead).toBeLessThanOrEqual(bound);
     },
   );
 

@@ -20,6 +20,9 @@ function newestSourceMtime(dir: string): number {
 /** Build dist/ only when it is older than src/ (npm test builds first, so usually a no-op). */
 export function ensureBuilt(): void {
   if (existsSync(MAIN_JS) && statSync(MAIN_JS).mtimeMs >= newestSourceMtime(path.join(ROOT, "src"))) return;
-  spawnSync(process.execPath, [path.join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", path.join(ROOT, "tsconfig.build.json")], { cwd: ROOT, stdio: "ignore" });
+  spawnSync(process.execPath, [path.join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", path.join(ROOT, "tsconfig.build.json")], {
+    cwd: ROOT,
+    stdio: "ignore",
+  });
   if (!existsSync(MAIN_JS)) throw new Error("build did not produce dist/src/cli/main.js");
 }

@@ -14,7 +14,10 @@ const SOURCES = [
 ];
 
 async function publish(env: TestEnv, bytes: Buffer, name: string, pub = serving): Promise<string> {
-  const res = await request(env.app).post("/v1/artifacts").field("signature", signFor(pub, bytes, name)).attach("artifact", bytes, "m.safetensors");
+  const res = await request(env.app)
+    .post("/v1/artifacts")
+    .field("signature", signFor(pub, bytes, name))
+    .attach("artifact", bytes, "m.safetensors");
   expect([200, 201]).toContain(res.status);
   return sha256Hex(bytes);
 }
@@ -73,13 +76,16 @@ describe("fetch by digest", () => {
   });
 
   it("streams the bytes with content-addressing headers, by sha256: digest or bare hex", async () => {
-    const res = await request(env.app).get(`/v1/artifacts/sha256:${hex}`).buffer(true).parse((r, cb) => {
-      const chunks: Buffer[] = [];
-      r.on("data", (c: Buffer) => chunks.push(c));
-      r.on("end", () => {
-        cb(null, Buffer.concat(chunks));
+    const res = await request(env.app)
+      .get(`/v1/artifacts/sha256:${hex}`)
+      .buffer(true)
+      .parse((r, cb) => {
+        const chunks: Buffer[] = [];
+        r.on("data", (c: Buffer) => chunks.push(c));
+        r.on("end", () => {
+          cb(null, Buffer.concat(chunks));
+        });
       });
-    });
     expect(res.status).toBe(200);
     expect(Buffer.compare(res.body as Buffer, bytes)).toBe(0);
     expect(res.headers["content-length"]).toBe(String(bytes.length));
@@ -107,13 +113,17 @@ describe("fetch by digest", () => {
     ["bytes=-5", 300 * 1024 - 5, 300 * 1024 - 1],
     ["bytes=307000-999999999", 307000, 300 * 1024 - 1],
   ])("Range %s -> 206 with Content-Range", async (range, start, end) => {
-    const res = await request(env.app).get(`/v1/artifacts/sha256:${hex}`).set("Range", range).buffer(true).parse((r, cb) => {
-      const chunks: Buffer[] = [];
-      r.on("data", (c: Buffer) => chunks.push(c));
-      r.on("end", () => {
-        cb(null, Buffer.concat(chunks));
+    const res = await request(env.app)
+      .get(`/v1/artifacts/sha256:${hex}`)
+      .set("Range", range)
+      .buffer(true)
+      .parse((r, cb) => {
+        const chunks: Buffer[] = [];
+        r.on("data", (c: Buffer) => chunks.push(c));
+        r.on("end", () => {
+          cb(null, Buffer.concat(chunks));
+        });
       });
-    });
     expect(res.status).toBe(206);
     expect(res.headers["content-range"]).toBe(`bytes ${String(start)}-${String(end)}/${String(bytes.length)}`);
     expect(res.headers["content-length"]).toBe(String(end - start + 1));
@@ -181,7 +191,13 @@ describe("fetch by digest", () => {
   });
 
   it("revocation takes effect on fetch after a reload; an invalid allowlist keeps the previous one", async () => {
-    await fsp.writeFile(env.allowlistPath, allowlistJson([{ id: "research", keys: [{ pub: research }] }, { id: "serving", keys: [{ pub: serving, revoked: true }] }]));
+    await fsp.writeFile(
+      env.allowlistPath,
+      allowlistJson([
+        { id: "research", keys: [{ pub: research }] },
+        { id: "serving", keys: [{ pub: serving, revoked: true }] },
+      ]),
+    );
     expect(await env.holder.reload()).toBe(true);
     const refused = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
     expect(refused.status).toBe(403);

@@ -65,7 +65,10 @@ export function allowlistJson(sources: SourceSpec[]): string {
 }
 
 function report(severity: Severity | undefined, format = "safetensors") {
-  const findings = severity === undefined ? [] : [{ code: severity === "malformed" ? ("malformed_container" as const) : ("dangerous_global" as const), severity, message: "test finding" }];
+  const findings =
+    severity === undefined
+      ? []
+      : [{ code: severity === "malformed" ? ("malformed_container" as const) : ("dangerous_global" as const), severity, message: "test finding" }];
   return summarize({ kind: "file", path: "", findings, children: [] }, format);
 }
 

@@ -25,7 +25,10 @@ describe("POST /v1/artifacts when inspection fails for lack of space", () => {
     const failing: Inspector = () => Promise.reject(new GatewayError(code, "no space left for inspection temp files"));
     env = await makeEnv({ sources: [{ id: "serving", keys: [{ pub: serving }] }], inspect: failing });
     const bytes = artifactBytes(`inspect-${code}`);
-    const res = await request(env.app).post("/v1/artifacts").field("signature", signFor(serving, bytes, "x")).attach("artifact", bytes, "m.bin");
+    const res = await request(env.app)
+      .post("/v1/artifacts")
+      .field("signature", signFor(serving, bytes, "x"))
+      .attach("artifact", bytes, "m.bin");
     expect(res.status).toBe(status);
     expect((res.body as { error: { code: string } }).error.code).toBe(code);
     expect(await listFiles(env.dataDir)).toEqual([]);

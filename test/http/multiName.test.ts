@@ -52,7 +52,9 @@ describe("same bytes, different signed names", () => {
     ]);
     const listed = await request(env.app).get("/v1/artifacts").query({ name: "b/model" });
     expect(listed.status).toBe(200);
-    expect((listed.body as { items: { digest: string; names: string[] }[] }).items).toEqual([expect.objectContaining({ digest: `sha256:${hex}`, names: ["a/model", "b/model"] })]);
+    expect((listed.body as { items: { digest: string; names: string[] }[] }).items).toEqual([
+      expect.objectContaining({ digest: `sha256:${hex}`, names: ["a/model", "b/model"] }),
+    ]);
   });
 
   it("keeps serving while another source's signature for its own name is still trusted", async () => {
@@ -63,7 +65,12 @@ describe("same bytes, different signed names", () => {
     const served = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
     expect(served.status).toBe(200);
     expect(sha256Hex(served.body as Buffer)).toBe(hex);
-    expect((await request(env.app).get(`/v1/artifacts/sha256:${hex}/metadata`)).body.trust).toEqual({ status: "trusted", source: "source-b", keyIds: [b.keyId], contentPolicy: "current" });
+    expect((await request(env.app).get(`/v1/artifacts/sha256:${hex}/metadata`)).body.trust).toEqual({
+      status: "trusted",
+      source: "source-b",
+      keyIds: [b.keyId],
+      contentPolicy: "current",
+    });
 
     await revoke(env, { a: true, b: true });
     const refused = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);

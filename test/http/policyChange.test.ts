@@ -49,7 +49,10 @@ describe("fetch after the source's content policy changed", () => {
     await setPolicy(env, [MARKER]);
     bytes = artifactBytes("policy-change");
     hex = sha256Hex(bytes);
-    const res = await request(env.app).post("/v1/artifacts").field("signature", signFor(pub, bytes, "acme/model")).attach("artifact", bytes, "model.pkl");
+    const res = await request(env.app)
+      .post("/v1/artifacts")
+      .field("signature", signFor(pub, bytes, "acme/model"))
+      .attach("artifact", bytes, "model.pkl");
     expect(res.status).toBe(201);
     expect(counter.calls()).toBe(1);
   });
@@ -105,8 +108,12 @@ describe("fetch after the source's content policy changed", () => {
     expect(first.status).toBe(200);
     expect(sha256Hex(first.body as Buffer)).toBe(hex);
     expect(counter.calls()).toBe(2);
-    expect((await recordOf(env, hex)).signatures[0]?.policyDigest).toBe(contentPolicyDigest({ ...DEFAULT_CONTENT_POLICY, allowGlobals: [MARKER, "other.Thing"] }));
-    expect(env.audit.events.find((e) => e.type === "artifact.reinspected")).toEqual(expect.objectContaining({ source: "acme", inspection: expect.objectContaining({ verdict: "accept" }) }));
+    expect((await recordOf(env, hex)).signatures[0]?.policyDigest).toBe(
+      contentPolicyDigest({ ...DEFAULT_CONTENT_POLICY, allowGlobals: [MARKER, "other.Thing"] }),
+    );
+    expect(env.audit.events.find((e) => e.type === "artifact.reinspected")).toEqual(
+      expect.objectContaining({ source: "acme", inspection: expect.objectContaining({ verdict: "accept" }) }),
+    );
     expect((await request(env.app).get(`/v1/artifacts/sha256:${hex}`)).status).toBe(200);
     expect(counter.calls()).toBe(2);
   });
@@ -129,7 +136,10 @@ describe("fetch after the source's content policy changed", () => {
 
   it("uploading the same bytes again under the new policy refreshes the stored signature's policy", async () => {
     await setPolicy(env, ["other.Thing", MARKER]);
-    const again = await request(env.app).post("/v1/artifacts").field("signature", signFor(pub, bytes, "acme/model")).attach("artifact", bytes, "model.pkl");
+    const again = await request(env.app)
+      .post("/v1/artifacts")
+      .field("signature", signFor(pub, bytes, "acme/model"))
+      .attach("artifact", bytes, "model.pkl");
     expect(again.status).toBe(200);
     expect(counter.calls()).toBe(2);
     expect((await recordOf(env, hex)).signatures).toHaveLength(1);
@@ -177,7 +187,10 @@ describe("fetch after a policy change, with the real inspector and a real scikit
     const env = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }], inspect: inspectFile });
     try {
       await setPolicy(env, ["sklearn.*", "numpy.*"]);
-      const res = await request(env.app).post("/v1/artifacts").field("signature", signFor(pub, bytes, "acme/pipeline.joblib")).attach("artifact", bytes, "pipeline.joblib");
+      const res = await request(env.app)
+        .post("/v1/artifacts")
+        .field("signature", signFor(pub, bytes, "acme/pipeline.joblib"))
+        .attach("artifact", bytes, "pipeline.joblib");
       expect(res.status).toBe(201);
       expect((await request(env.app).get(`/v1/artifacts/sha256:${hex}`)).status).toBe(200);
 

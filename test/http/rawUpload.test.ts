@@ -3,7 +3,19 @@ import type { AddressInfo } from "node:net";
 import request from "supertest";
 import { MAX_SIGNATURE_HEADER_BYTES } from "../../src/limits";
 import { envelopeFromHeader } from "../../src/http/rawUpload";
-import { acceptingInspector, artifactBytes, dangerousInspector, listFiles, makeEnv, makePublisher, sha256Hex, signFor, streamUntilAnswered, type StreamedUpload, type TestEnv } from "./helpers";
+import {
+  acceptingInspector,
+  artifactBytes,
+  dangerousInspector,
+  listFiles,
+  makeEnv,
+  makePublisher,
+  sha256Hex,
+  signFor,
+  streamUntilAnswered,
+  type StreamedUpload,
+  type TestEnv,
+} from "./helpers";
 
 const serving = makePublisher();
 const research = makePublisher();
@@ -40,8 +52,12 @@ describe("PUT /v1/artifacts (raw body, envelope in Modelgate-Signature)", () => 
     const bytes = artifactBytes("raw-happy", 100_000);
     const res = await put(env, { body: bytes, envelope: signFor(serving, bytes, "serving/model") });
     expect(res.status).toBe(201);
-    expect(res.body).toEqual(expect.objectContaining({ digest: `sha256:${sha256Hex(bytes)}`, size: bytes.length, name: "serving/model", source: "serving", keyIds: [serving.keyId] }));
-    const fetched = await request(env.app).get(`/v1/artifacts/${sha256Hex(bytes)}`).buffer(true);
+    expect(res.body).toEqual(
+      expect.objectContaining({ digest: `sha256:${sha256Hex(bytes)}`, size: bytes.length, name: "serving/model", source: "serving", keyIds: [serving.keyId] }),
+    );
+    const fetched = await request(env.app)
+      .get(`/v1/artifacts/${sha256Hex(bytes)}`)
+      .buffer(true);
     expect(Buffer.compare(fetched.body as Buffer, bytes)).toBe(0);
     const again = await put(env, { body: bytes, envelope: signFor(serving, bytes, "serving/model"), name: "serving/model" });
     expect(again.status).toBe(200);
@@ -167,7 +183,11 @@ describe("PUT /v1/artifacts refuses large bodies early", () => {
         port,
         method: "PUT",
         path: "/v1/artifacts",
-        headers: { "Content-Type": "application/octet-stream", "Content-Length": String(4 * 1024 * 1024), "Modelgate-Signature": b64(signFor(serving, Buffer.from("x"), "cut")) },
+        headers: {
+          "Content-Type": "application/octet-stream",
+          "Content-Length": String(4 * 1024 * 1024),
+          "Modelgate-Signature": b64(signFor(serving, Buffer.from("x"), "cut")),
+        },
       });
       req.on("error", () => undefined);
       req.write(Buffer.alloc(1024 * 1024, 1), () => {

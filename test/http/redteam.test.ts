@@ -10,7 +10,18 @@ import { createApp } from "../../src/http/app";
 import { createUploadGate } from "../../src/http/middleware/concurrentUploads";
 import { applyServerTimeouts } from "../../src/http/middleware/timeouts";
 import type { Inspector } from "../../src/inspect/inspector";
-import { acceptingInspector, allowlistJson, dangerousInspector, artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "./helpers";
+import {
+  acceptingInspector,
+  allowlistJson,
+  dangerousInspector,
+  artifactBytes,
+  listFiles,
+  makeEnv,
+  makePublisher,
+  sha256Hex,
+  signFor,
+  type TestEnv,
+} from "./helpers";
 
 const b64 = (s: string): string => Buffer.from(s).toString("base64");
 
@@ -86,7 +97,11 @@ describe("red team: fetch and upload probes that held", () => {
           port,
           method: "PUT",
           path: "/v1/artifacts",
-          headers: { "Content-Type": "application/octet-stream", "Content-Length": String(bytes.length), "Modelgate-Signature": b64(signFor(pub, bytes, "slow")) },
+          headers: {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": String(bytes.length),
+            "Modelgate-Signature": b64(signFor(pub, bytes, "slow")),
+          },
         });
         req.on("error", () => {
           resolve();
@@ -107,7 +122,9 @@ describe("red team: fetch and upload probes that held", () => {
   });
 
   it("X-Forwarded-For does not change the client address (no trust proxy)", async () => {
-    const res = await request(env.app).get(`/v1/artifacts/sha256:${"0".repeat(64)}/metadata`).set("X-Forwarded-For", "203.0.113.9");
+    const res = await request(env.app)
+      .get(`/v1/artifacts/sha256:${"0".repeat(64)}/metadata`)
+      .set("X-Forwarded-For", "203.0.113.9");
     expect(res.status).toBe(404);
     expect(env.app.get("trust proxy")).toBeFalsy();
   });
@@ -142,7 +159,11 @@ describe("red team: fetch and upload probes that held", () => {
     ["bytes=-9999999999999999999", 206, "bytes 0-999/1000"],
   ])("Range %s never leaks past the blob (%d)", async (range, status, contentRange) => {
     const bytes = artifactBytes("r", 1000);
-    const up = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, "r"))).send(bytes);
+    const up = await request(env.app)
+      .put("/v1/artifacts")
+      .set("Content-Type", "application/octet-stream")
+      .set("Modelgate-Signature", b64(signFor(pub, bytes, "r")))
+      .send(bytes);
     expect(up.status).toBe(201);
     const res = await request(env.app)
       .get(`/v1/artifacts/sha256:${sha256Hex(bytes)}`)
@@ -167,7 +188,11 @@ describe("red team: fetch and upload probes that held", () => {
 describe("red team: the allowlist changes while an upload is inspected", () => {
   const pub = makePublisher();
   const put = (env: TestEnv, bytes: Buffer, name: string) =>
-    request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, name))).send(bytes);
+    request(env.app)
+      .put("/v1/artifacts")
+      .set("Content-Type", "application/octet-stream")
+      .set("Modelgate-Signature", b64(signFor(pub, bytes, name)))
+      .send(bytes);
 
   /** An accepting inspector that first runs `during` (once), recording the policies it saw. */
   function envWith(during: (env: TestEnv) => Promise<void>): Promise<{ env: TestEnv; policies: unknown[] }> {
@@ -200,7 +225,9 @@ describe("red team: the allowlist changes while an upload is inspected", () => {
       expect(res.status).toBe(403);
       expect((res.body as { error: { code: string } }).error.code).toBe("key_revoked");
       expect(await listFiles(env.dataDir)).toEqual([]);
-      expect(env.audit.events.filter((e) => e.type.startsWith("upload."))).toEqual([expect.objectContaining({ type: "upload.rejected", codes: ["key_revoked"] })]);
+      expect(env.audit.events.filter((e) => e.type.startsWith("upload."))).toEqual([
+        expect.objectContaining({ type: "upload.rejected", codes: ["key_revoked"] }),
+      ]);
     } finally {
       await env.cleanup();
     }
@@ -253,7 +280,15 @@ describe("red team: the allowlist changes while an upload is inspected", () => {
 
   it("an unrelated reload during inspection does not re-inspect and the upload is stored", async () => {
     const other = makePublisher();
-    const { env, policies } = await envWith((e) => reloadWith(e, allowlistJson([{ id: "acme", keys: [{ pub }] }, { id: "other", keys: [{ pub: other }] }])));
+    const { env, policies } = await envWith((e) =>
+      reloadWith(
+        e,
+        allowlistJson([
+          { id: "acme", keys: [{ pub }] },
+          { id: "other", keys: [{ pub: other }] },
+        ]),
+      ),
+    );
     try {
       const res = await put(env, artifactBytes("calm"), "calm");
       expect(res.status).toBe(201);
@@ -278,19 +313,55 @@ describe("red team: malformed multipart leaves nothing behind", () => {
   const B = "rtB0undary";
   const field = (name: string, value: string): string => `--${B}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
   const file = (name: string, bytes: Buffer): Buffer =>
-    Buffer.concat([Buffer.from(`--${B}\r\nContent-Disposition: form-data; name="${name}"; filename="x.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`), bytes, Buffer.from("\r\n")]);
+    Buffer.concat([
+      Buffer.from(`--${B}\r\nContent-Disposition: form-data; name="${name}"; filename="x.bin"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+      bytes,
+      Buffer.from("\r\n"),
+    ]);
   const end = `--${B}--\r\n`;
   const post = (body: Buffer) => request(env.app).post("/v1/artifacts").set("Content-Type", `multipart/form-data; boundary=${B}`).send(body);
   const codeOf = (res: { body: unknown }): string | undefined => (res.body as { error?: { code?: string } }).error?.code;
 
   const bytes = artifactBytes("mp");
   it.each<[string, () => Buffer, string]>([
-    ["artifact twice", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("artifact", bytes), file("artifact", bytes), Buffer.from(end)]), "bad_request"],
-    ["signature after the artifact, by an unknown key", () => Buffer.concat([file("artifact", bytes), Buffer.from(field("signature", signFor(stranger, bytes, "mp"))), Buffer.from(end)]), "untrusted_source"],
-    ["signature twice (field and file)", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("signature", Buffer.from(signFor(pub, bytes, "mp"))), file("artifact", bytes), Buffer.from(end)]), "bad_request"],
+    [
+      "artifact twice",
+      () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("artifact", bytes), file("artifact", bytes), Buffer.from(end)]),
+      "bad_request",
+    ],
+    [
+      "signature after the artifact, by an unknown key",
+      () => Buffer.concat([file("artifact", bytes), Buffer.from(field("signature", signFor(stranger, bytes, "mp"))), Buffer.from(end)]),
+      "untrusted_source",
+    ],
+    [
+      "signature twice (field and file)",
+      () =>
+        Buffer.concat([
+          Buffer.from(field("signature", signFor(pub, bytes, "mp"))),
+          file("signature", Buffer.from(signFor(pub, bytes, "mp"))),
+          file("artifact", bytes),
+          Buffer.from(end),
+        ]),
+      "bad_request",
+    ],
     ["no closing boundary", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("artifact", bytes)]), "bad_request"],
-    ["a name field that differs from the signed name", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), Buffer.from(field("name", "mp\n{\"type\":\"upload.accepted\"}")), file("artifact", bytes), Buffer.from(end)]), "invalid_name"],
-    ["an unexpected file part", () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("artifact", bytes), file("../../evil", bytes), Buffer.from(end)]), "bad_request"],
+    [
+      "a name field that differs from the signed name",
+      () =>
+        Buffer.concat([
+          Buffer.from(field("signature", signFor(pub, bytes, "mp"))),
+          Buffer.from(field("name", 'mp\n{"type":"upload.accepted"}')),
+          file("artifact", bytes),
+          Buffer.from(end),
+        ]),
+      "invalid_name",
+    ],
+    [
+      "an unexpected file part",
+      () => Buffer.concat([Buffer.from(field("signature", signFor(pub, bytes, "mp"))), file("artifact", bytes), file("../../evil", bytes), Buffer.from(end)]),
+      "bad_request",
+    ],
   ])("%s", async (_label, build, code) => {
     const res = await post(build());
     expect(codeOf(res)).toBe(code);
@@ -304,7 +375,12 @@ describe("red team: threshold and key id spelling tricks", () => {
   const k2 = makePublisher();
   let env: TestEnv;
   beforeEach(async () => {
-    env = await makeEnv({ sources: [{ id: "two", keys: [{ pub: k1 }, { pub: k2 }], threshold: 2 }, { id: "also", keys: [{ pub: k1, revoked: true }] }] });
+    env = await makeEnv({
+      sources: [
+        { id: "two", keys: [{ pub: k1 }, { pub: k2 }], threshold: 2 },
+        { id: "also", keys: [{ pub: k1, revoked: true }] },
+      ],
+    });
   });
   afterEach(async () => {
     await env.cleanup();
@@ -315,12 +391,12 @@ describe("red team: threshold and key id spelling tricks", () => {
     const env1 = JSON.parse(signFor(k2, bytes, "thr")) as { payloadType: string; payload: string; signatures: { keyid: string; sig: string }[] };
     const sig = env1.signatures[0];
     if (sig === undefined) throw new Error("no signature");
-    env1.signatures.push(
-      { keyid: sig.keyid.toUpperCase(), sig: sig.sig },
-      { keyid: `sha256:${sig.keyid}`, sig: sig.sig },
-      { keyid: sig.keyid, sig: sig.sig },
-    );
-    const res = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(JSON.stringify(env1))).send(bytes);
+    env1.signatures.push({ keyid: sig.keyid.toUpperCase(), sig: sig.sig }, { keyid: `sha256:${sig.keyid}`, sig: sig.sig }, { keyid: sig.keyid, sig: sig.sig });
+    const res = await request(env.app)
+      .put("/v1/artifacts")
+      .set("Content-Type", "application/octet-stream")
+      .set("Modelgate-Signature", b64(JSON.stringify(env1)))
+      .send(bytes);
     const error = (res.body as { error: { code: string; details: { reasons: unknown[] } } }).error;
     // k2 (unrevoked, only in "two"): "two" saw one distinct key.
     expect(error.code).toBe("threshold_not_met");
@@ -334,7 +410,11 @@ describe("red team: threshold and key id spelling tricks", () => {
     const sig = env1.signatures[0];
     if (sig === undefined) throw new Error("no signature");
     env1.signatures.push({ keyid: ` ${sig.keyid}`, sig: sig.sig });
-    const res = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(JSON.stringify(env1))).send(bytes);
+    const res = await request(env.app)
+      .put("/v1/artifacts")
+      .set("Content-Type", "application/octet-stream")
+      .set("Modelgate-Signature", b64(JSON.stringify(env1)))
+      .send(bytes);
     expect((res.body as { error: { code: string } }).error.code).toBe("malformed_signature");
   });
 
@@ -343,7 +423,11 @@ describe("red team: threshold and key id spelling tricks", () => {
     const one = JSON.parse(signFor(k1, bytes, "both")) as { signatures: { keyid: string; sig: string }[] };
     const two = JSON.parse(signFor(k2, bytes, "both")) as { signatures: { keyid: string; sig: string }[] };
     one.signatures.push(...two.signatures);
-    const res = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(JSON.stringify(one))).send(bytes);
+    const res = await request(env.app)
+      .put("/v1/artifacts")
+      .set("Content-Type", "application/octet-stream")
+      .set("Modelgate-Signature", b64(JSON.stringify(one)))
+      .send(bytes);
     expect(res.status).toBe(403);
     const error = (res.body as { error: { code: string; details: { reasons: unknown[] } } }).error;
     expect(error.code).toBe("key_revoked");
@@ -371,7 +455,13 @@ describe("red team: concurrent uploads of one digest, one refused by inspection"
       await gate;
       return o.policy.allowGlobals.includes("strict.Marker") ? dangerousInspector(p, o) : acceptingInspector(p, o);
     };
-    const env = await makeEnv({ sources: [{ id: "lax", keys: [{ pub: lax }] }, { id: "strict", keys: [{ pub: strict }] }], inspect });
+    const env = await makeEnv({
+      sources: [
+        { id: "lax", keys: [{ pub: lax }] },
+        { id: "strict", keys: [{ pub: strict }] },
+      ],
+      inspect,
+    });
     try {
       const text = JSON.parse(await fsp.readFile(env.allowlistPath, "utf8")) as { sources: Record<string, unknown>[] };
       const strictSource = text.sources[1];
@@ -382,7 +472,12 @@ describe("red team: concurrent uploads of one digest, one refused by inspection"
 
       const bytes = artifactBytes("both-ways");
       const put = (pub: typeof lax, name: string) =>
-        request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, name))).send(bytes).then((r) => r);
+        request(env.app)
+          .put("/v1/artifacts")
+          .set("Content-Type", "application/octet-stream")
+          .set("Modelgate-Signature", b64(signFor(pub, bytes, name)))
+          .send(bytes)
+          .then((r) => r);
       const a = put(lax, "lax/m");
       const b = put(strict, "strict/m");
       await bothArrived;
@@ -412,16 +507,24 @@ describe("red team: a blob left without a record", () => {
       const blob = env.store.blobPath(hex);
       await fsp.mkdir(path.dirname(blob), { recursive: true });
       await fsp.writeFile(blob, Buffer.alloc(1000, 0x41)); // same size, other bytes, no record
-      const up = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, "orphan"))).send(bytes);
+      const up = await request(env.app)
+        .put("/v1/artifacts")
+        .set("Content-Type", "application/octet-stream")
+        .set("Modelgate-Signature", b64(signFor(pub, bytes, "orphan")))
+        .send(bytes);
       expect(up.status).toBe(200); // the blob existed: completed, not created
       expect((await fsp.readFile(blob)).equals(bytes)).toBe(true);
-      const part = await request(env.app).get(`/v1/artifacts/sha256:${hex}`).set("Range", "bytes=0-5").buffer(true).parse((resp, cb) => {
-        const chunks: Buffer[] = [];
-        resp.on("data", (c: Buffer) => chunks.push(c));
-        resp.on("end", () => {
-          cb(null, Buffer.concat(chunks));
+      const part = await request(env.app)
+        .get(`/v1/artifacts/sha256:${hex}`)
+        .set("Range", "bytes=0-5")
+        .buffer(true)
+        .parse((resp, cb) => {
+          const chunks: Buffer[] = [];
+          resp.on("data", (c: Buffer) => chunks.push(c));
+          resp.on("end", () => {
+            cb(null, Buffer.concat(chunks));
+          });
         });
-      });
       expect(part.status).toBe(206);
       expect((part.body as Buffer).equals(bytes.subarray(0, 6))).toBe(true);
     } finally {
@@ -439,8 +542,15 @@ describe("red team: an unexpected error after the body is received", () => {
       const bytes = artifactBytes("crash");
       const res =
         method === "POST"
-          ? await request(env.app).post("/v1/artifacts").field("signature", signFor(pub, bytes, "crash")).attach("artifact", bytes, "m.bin")
-          : await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, "crash"))).send(bytes);
+          ? await request(env.app)
+              .post("/v1/artifacts")
+              .field("signature", signFor(pub, bytes, "crash"))
+              .attach("artifact", bytes, "m.bin")
+          : await request(env.app)
+              .put("/v1/artifacts")
+              .set("Content-Type", "application/octet-stream")
+              .set("Modelgate-Signature", b64(signFor(pub, bytes, "crash")))
+              .send(bytes);
       expect(res.status).toBe(500);
       expect((res.body as { error: { code: string } }).error.code).toBe("internal");
       expect(JSON.stringify(res.body)).not.toContain("/srv/modelgate");
@@ -462,7 +572,11 @@ describe("red team: audit entries carry attacker-chosen names", () => {
     try {
       const bytes = artifactBytes("inject");
       const forged = `x\n{"seq":2,"time":"2026-01-01T00:00:00.000Z","prev":"${"0".repeat(64)}","type":"upload.accepted"}\r\u2028\u001b[2J`;
-      const res = await request(app).post("/v1/artifacts").field("signature", signFor(pub, bytes, "inject")).field("name", forged).attach("artifact", bytes, "m.bin");
+      const res = await request(app)
+        .post("/v1/artifacts")
+        .field("signature", signFor(pub, bytes, "inject"))
+        .field("name", forged)
+        .attach("artifact", bytes, "m.bin");
       expect((res.body as { error: { code: string } }).error.code).toBe("invalid_name");
       await log.close();
       const lines = (await fsp.readFile(file, "utf8")).split("\n").filter((l) => l !== "");
@@ -476,49 +590,58 @@ describe("red team: audit entries carry attacker-chosen names", () => {
 });
 
 describe("red team: a Range spanning the whole blob", () => {
-  it.each(["bytes=0-", "bytes=-99999999", "bytes=0-99999999"])("%s on a corrupted blob is cut before its last byte and quarantined, like a full GET", async (range) => {
-    const pub = makePublisher();
-    const env = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }] });
-    try {
-      const bytes = randomBytes(3 * 1024 * 1024 + 5);
-      const up = await request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, "whole"))).send(bytes);
-      expect(up.status).toBe(201);
-      const hex = sha256Hex(bytes);
-      const corrupted = Buffer.from(bytes);
-      corrupted[0] = (corrupted[0] ?? 0) ^ 0x01;
-      await fsp.writeFile(env.store.blobPath(hex), corrupted);
-      const audited = auditedOnce(env);
-      const got = await withServer(env, (port) =>
-        new Promise<{ status: number; received: number; complete: boolean }>((resolve) => {
-          let received = 0;
-          let status = 0;
-          const req = http.get({ host: "127.0.0.1", port, path: `/v1/artifacts/sha256:${hex}`, headers: { Range: range } }, (res) => {
-            status = res.statusCode ?? 0;
-            res.on("data", (c: Buffer) => (received += c.length));
-            res.on("end", () => {
-              resolve({ status, received, complete: res.complete });
-            });
-            res.on("error", () => {
-              resolve({ status, received, complete: false });
-            });
-            res.on("aborted", () => {
-              resolve({ status, received, complete: false });
-            });
-          });
-          req.on("error", () => {
-            resolve({ status, received, complete: false });
-          });
-        }),
-      );
-      expect(got.status).toBe(206);
-      expect(got.complete).toBe(false);
-      expect(got.received).toBeLessThan(bytes.length);
-      await audited;
-      expect(await env.store.stat(hex)).toBeUndefined();
-    } finally {
-      await env.cleanup();
-    }
-  });
+  it.each(["bytes=0-", "bytes=-99999999", "bytes=0-99999999"])(
+    "%s on a corrupted blob is cut before its last byte and quarantined, like a full GET",
+    async (range) => {
+      const pub = makePublisher();
+      const env = await makeEnv({ sources: [{ id: "acme", keys: [{ pub }] }] });
+      try {
+        const bytes = randomBytes(3 * 1024 * 1024 + 5);
+        const up = await request(env.app)
+          .put("/v1/artifacts")
+          .set("Content-Type", "application/octet-stream")
+          .set("Modelgate-Signature", b64(signFor(pub, bytes, "whole")))
+          .send(bytes);
+        expect(up.status).toBe(201);
+        const hex = sha256Hex(bytes);
+        const corrupted = Buffer.from(bytes);
+        corrupted[0] = (corrupted[0] ?? 0) ^ 0x01;
+        await fsp.writeFile(env.store.blobPath(hex), corrupted);
+        const audited = auditedOnce(env);
+        const got = await withServer(
+          env,
+          (port) =>
+            new Promise<{ status: number; received: number; complete: boolean }>((resolve) => {
+              let received = 0;
+              let status = 0;
+              const req = http.get({ host: "127.0.0.1", port, path: `/v1/artifacts/sha256:${hex}`, headers: { Range: range } }, (res) => {
+                status = res.statusCode ?? 0;
+                res.on("data", (c: Buffer) => (received += c.length));
+                res.on("end", () => {
+                  resolve({ status, received, complete: res.complete });
+                });
+                res.on("error", () => {
+                  resolve({ status, received, complete: false });
+                });
+                res.on("aborted", () => {
+                  resolve({ status, received, complete: false });
+                });
+              });
+              req.on("error", () => {
+                resolve({ status, received, complete: false });
+              });
+            }),
+        );
+        expect(got.status).toBe(206);
+        expect(got.complete).toBe(false);
+        expect(got.received).toBeLessThan(bytes.length);
+        await audited;
+        expect(await env.store.stat(hex)).toBeUndefined();
+      } finally {
+        await env.cleanup();
+      }
+    },
+  );
 });
 
 describe("red team: re-serialized copies of a public envelope", () => {
@@ -528,7 +651,8 @@ describe("red team: re-serialized copies of a public envelope", () => {
     try {
       const bytes = artifactBytes("bloat");
       const original = signFor(pub, bytes, "bloat");
-      const put = (envelope: string) => request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(envelope)).send(bytes);
+      const put = (envelope: string) =>
+        request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(envelope)).send(bytes);
       expect((await put(original)).status).toBe(201);
       // Anyone can read the envelope from /metadata and re-spell its JSON; each spelling verifies.
       const parsed = JSON.parse(original) as unknown;
@@ -573,7 +697,11 @@ describe("red team: hanging up after the body does not free an upload slot", () 
           port,
           method: "PUT",
           path: "/v1/artifacts",
-          headers: { "Content-Type": "application/octet-stream", "Content-Length": String(first.length), "Modelgate-Signature": b64(signFor(pub, first, "first")) },
+          headers: {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": String(first.length),
+            "Modelgate-Signature": b64(signFor(pub, first, "first")),
+          },
         });
         req.on("error", () => undefined);
         req.end(first);
@@ -582,12 +710,20 @@ describe("red team: hanging up after the body does not free an upload slot", () 
         await new Promise((r) => setImmediate(r));
         expect(uploadGate.inFlight).toBe(1);
         const second = artifactBytes("second");
-        const shed = await request(`http://127.0.0.1:${String(port)}`).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, second, "second"))).send(second);
+        const shed = await request(`http://127.0.0.1:${String(port)}`)
+          .put("/v1/artifacts")
+          .set("Content-Type", "application/octet-stream")
+          .set("Modelgate-Signature", b64(signFor(pub, second, "second")))
+          .send(second);
         expect((shed.body as { error: { code: string } }).error.code).toBe("unavailable");
         release();
         for (let i = 0; i < 100 && uploadGate.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 10));
         expect(uploadGate.inFlight).toBe(0);
-        const after = await request(`http://127.0.0.1:${String(port)}`).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, second, "second"))).send(second);
+        const after = await request(`http://127.0.0.1:${String(port)}`)
+          .put("/v1/artifacts")
+          .set("Content-Type", "application/octet-stream")
+          .set("Modelgate-Signature", b64(signFor(pub, second, "second")))
+          .send(second);
         expect(after.status).toBe(201);
       });
     } finally {
@@ -614,7 +750,10 @@ describe("red team: token scope confusion", () => {
     try {
       const bytes = artifactBytes("scoped");
       const put = (token: string | undefined) => {
-        const r = request(app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", b64(signFor(pub, bytes, "scoped")));
+        const r = request(app)
+          .put("/v1/artifacts")
+          .set("Content-Type", "application/octet-stream")
+          .set("Modelgate-Signature", b64(signFor(pub, bytes, "scoped")));
         return (token === undefined ? r : r.set("Authorization", `Bearer ${token}`)).send(bytes);
       };
       const codeOf = (res: { body: unknown }): string | undefined => (res.body as { error?: { code?: string } }).error?.code;

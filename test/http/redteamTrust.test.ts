@@ -26,7 +26,11 @@ function signRawName(pub: Publisher, bytes: Buffer, name: string): string {
 function signText(pub: Publisher, payload: string): string {
   const bytes = Buffer.from(payload, "utf8");
   const sig = nacl.sign.detached(pae("application/vnd.in-toto+json", bytes), pub.secretKey);
-  const envelope: Envelope = { payloadType: "application/vnd.in-toto+json", payload: bytes.toString("base64"), signatures: [{ keyid: pub.keyId, sig: Buffer.from(sig).toString("base64") }] };
+  const envelope: Envelope = {
+    payloadType: "application/vnd.in-toto+json",
+    payload: bytes.toString("base64"),
+    signatures: [{ keyid: pub.keyId, sig: Buffer.from(sig).toString("base64") }],
+  };
   return JSON.stringify(envelope);
 }
 
@@ -40,7 +44,10 @@ const post = (env: TestEnv, envelope: string, bytes: Buffer, name?: string) => {
   return req.attach("artifact", bytes, "m.bin");
 };
 const put = (env: TestEnv, envelope: string, bytes: Buffer, name?: string) => {
-  let req = request(env.app).put("/v1/artifacts").set("Content-Type", "application/octet-stream").set("Modelgate-Signature", Buffer.from(envelope).toString("base64"));
+  let req = request(env.app)
+    .put("/v1/artifacts")
+    .set("Content-Type", "application/octet-stream")
+    .set("Modelgate-Signature", Buffer.from(envelope).toString("base64"));
   if (name !== undefined) req = req.set("Modelgate-Name", name);
   return req.send(bytes);
 };

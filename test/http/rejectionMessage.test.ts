@@ -64,7 +64,10 @@ describe("POST /v1/artifacts rejected by an inspector whose report omits finding
     const inspect: Inspector = () => Promise.resolve(report);
     env = await makeEnv({ sources: [{ id: "serving", keys: [{ pub: serving }] }], inspect });
     const bytes = artifactBytes("omitted-findings");
-    const res = await request(env.app).post("/v1/artifacts").field("signature", signFor(serving, bytes, "x")).attach("artifact", bytes, "m.zip");
+    const res = await request(env.app)
+      .post("/v1/artifacts")
+      .field("signature", signFor(serving, bytes, "x"))
+      .attach("artifact", bytes, "m.zip");
     expect(res.status).toBe(422);
     const body = res.body as ErrorResponse;
     expect(body.error.code).toBe("unsafe_artifact");

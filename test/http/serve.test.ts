@@ -25,7 +25,9 @@ describe("modelgate serve", () => {
 
   it("refuses a non-loopback bind without API tokens", async () => {
     await fsp.writeFile(path.join(dir, "allowlist.json"), allowlistJson([{ id: "a", keys: [{ pub: makePublisher() }] }]));
-    await expect(serveCommand.run(["--host", "0.0.0.0", "--data", path.join(dir, "data"), "--allowlist", path.join(dir, "allowlist.json")], io({}))).rejects.toMatchObject({
+    await expect(
+      serveCommand.run(["--host", "0.0.0.0", "--data", path.join(dir, "data"), "--allowlist", path.join(dir, "allowlist.json")], io({})),
+    ).rejects.toMatchObject({
       code: "invalid_config",
     });
   });

@@ -26,7 +26,13 @@ const coSigner = makePublisher();
 const SOURCES = [
   { id: "research", keys: [{ pub: research }], names: ["research/**"] },
   { id: "serving", keys: [{ pub: serving }] },
-  { id: "old", keys: [{ pub: revoked, revoked: true }, { pub: expired, notAfter: "2026-01-01T00:00:00Z" }] },
+  {
+    id: "old",
+    keys: [
+      { pub: revoked, revoked: true },
+      { pub: expired, notAfter: "2026-01-01T00:00:00Z" },
+    ],
+  },
   { id: "pair", keys: [{ pub: coSigner }, { pub: makePublisher() }], threshold: 2 },
 ];
 
@@ -69,12 +75,21 @@ describe("POST /v1/artifacts", () => {
     const hex = sha256Hex(bytes);
     const res = await upload(env, { signature: signFor(research, bytes, "research/bert"), artifact: bytes });
     expect(res.status).toBe(201);
-    expect(res.body).toMatchObject({ digest: `sha256:${hex}`, size: bytes.length, name: "research/bert", source: "research", keyIds: [research.keyId], format: "safetensors" });
+    expect(res.body).toMatchObject({
+      digest: `sha256:${hex}`,
+      size: bytes.length,
+      name: "research/bert",
+      source: "research",
+      keyIds: [research.keyId],
+      format: "safetensors",
+    });
     expect(res.body.inspection.verdict).toBe("accept");
     expect(res.body.createdAt).toBe("2026-06-01T12:00:00.000Z");
     expect(res.headers["x-request-id"]).toEqual(expect.any(String));
     expect(await listFiles(env.dataDir)).toEqual([`blobs/sha256/${hex.slice(0, 2)}/${hex}`, `blobs/sha256/${hex.slice(0, 2)}/${hex}.json`]);
-    expect(env.audit.events).toEqual([expect.objectContaining({ type: "upload.accepted", digest: `sha256:${hex}`, source: "research", name: "research/bert" })]);
+    expect(env.audit.events).toEqual([
+      expect.objectContaining({ type: "upload.accepted", digest: `sha256:${hex}`, source: "research", name: "research/bert" }),
+    ]);
   });
 
   it("accepts the signature as a file part and after the artifact part, and an explicit matching name", async () => {
@@ -114,14 +129,24 @@ describe("POST /v1/artifacts", () => {
     const bytes = artifactBytes("reject");
     const cases: [string, string, number, () => Parameters<typeof upload>[1]][] = [
       ["unknown key", "untrusted_source", 403, () => ({ signature: signFor(stranger, bytes, "research/x"), artifact: bytes })],
-      ["unknown key, signature after artifact", "untrusted_source", 403, () => ({ signature: signFor(stranger, bytes, "research/x"), artifact: bytes, artifactFirst: true })],
+      [
+        "unknown key, signature after artifact",
+        "untrusted_source",
+        403,
+        () => ({ signature: signFor(stranger, bytes, "research/x"), artifact: bytes, artifactFirst: true }),
+      ],
       ["revoked key", "key_revoked", 403, () => ({ signature: signFor(revoked, bytes, "any"), artifact: bytes })],
       ["expired key", "key_expired", 403, () => ({ signature: signFor(expired, bytes, "any"), artifact: bytes })],
       ["name outside the source's globs", "name_not_allowed", 403, () => ({ signature: signFor(research, bytes, "serving/x"), artifact: bytes })],
       ["name field differs from the statement", "name_not_allowed", 403, () => ({ signature: signFor(serving, bytes, "a"), artifact: bytes, name: "b" })],
       ["threshold not met", "threshold_not_met", 403, () => ({ signature: signFor(coSigner, bytes, "p"), artifact: bytes })],
       ["tampered file (digest differs)", "digest_mismatch", 422, () => ({ signature: signFor(serving, artifactBytes("other"), "x"), artifact: bytes })],
-      ["tampered file, signature after artifact", "digest_mismatch", 422, () => ({ signature: signFor(serving, artifactBytes("other"), "x"), artifact: bytes, artifactFirst: true })],
+      [
+        "tampered file, signature after artifact",
+        "digest_mismatch",
+        422,
+        () => ({ signature: signFor(serving, artifactBytes("other"), "x"), artifact: bytes, artifactFirst: true }),
+      ],
       ["garbage envelope", "malformed_signature", 400, () => ({ signature: "{not json", artifact: bytes })],
       ["missing signature", "bad_request", 400, () => ({ artifact: bytes })],
       ["missing artifact", "bad_request", 400, () => ({ signature: signFor(serving, bytes, "x") })],
@@ -170,10 +195,17 @@ describe("POST /v1/artifacts", () => {
     });
 
     it("an unexpected file part or field -> bad_request", async () => {
-      const res = await request(env.app).post("/v1/artifacts").field("signature", signFor(serving, bytes, "x")).attach("payload", bytes, "a.bin");
+      const res = await request(env.app)
+        .post("/v1/artifacts")
+        .field("signature", signFor(serving, bytes, "x"))
+        .attach("payload", bytes, "a.bin");
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe("bad_request");
-      const res2 = await request(env.app).post("/v1/artifacts").field("signature", signFor(serving, bytes, "x")).field("extra", "1").attach("artifact", bytes, "a.bin");
+      const res2 = await request(env.app)
+        .post("/v1/artifacts")
+        .field("signature", signFor(serving, bytes, "x"))
+        .field("extra", "1")
+        .attach("artifact", bytes, "a.bin");
       expect(res2.status).toBe(400);
       expect(res2.body.error.code).toBe("bad_request");
       await expectStoreEmpty(env);
@@ -218,7 +250,11 @@ describe("POST /v1/artifacts", () => {
       for (let i = 0; i < MAX_MULTIPART_PARTS; i++) tooManyParts = tooManyParts.attach("signature", Buffer.from("{}"), "s.json");
       const parts = await tooManyParts;
       expect(parts.status).toBe(400);
-      const longName = await request(env.app).post("/v1/artifacts").field("n".repeat(MAX_MULTIPART_FIELD_NAME_BYTES + 1), "x").field("signature", sig).attach("artifact", bytes, "a.bin");
+      const longName = await request(env.app)
+        .post("/v1/artifacts")
+        .field("n".repeat(MAX_MULTIPART_FIELD_NAME_BYTES + 1), "x")
+        .field("signature", sig)
+        .attach("artifact", bytes, "a.bin");
       expect(longName.status).toBe(400);
       expect(longName.body.error.code).toBe("bad_request");
       await expectStoreEmpty(env);
@@ -271,7 +307,10 @@ describe("POST /v1/artifacts", () => {
     });
     const app = createApp({ ...env.deps, store: full });
     const bytes = artifactBytes("disk-full");
-    const res = await request(app).post("/v1/artifacts").field("signature", signFor(serving, bytes, "x")).attach("artifact", bytes, "m.bin");
+    const res = await request(app)
+      .post("/v1/artifacts")
+      .field("signature", signFor(serving, bytes, "x"))
+      .attach("artifact", bytes, "m.bin");
     expect(res.status).toBe(507);
     expect(res.body.error.code).toBe("insufficient_storage");
     await expectStoreEmpty(env);

@@ -140,10 +140,7 @@ describe("createOps", () => {
         { id: "prom", sha256: hashToken(scraper), scopes: ["metrics"], createdAt },
       ],
     });
-    const config = loadOpsConfig(
-      { MODELGATE_TOKENS_FILE: tokensFile, MODELGATE_RATE_LIMIT_RPS: "0.001", MODELGATE_RATE_LIMIT_BURST: "6" },
-      { dataDir: dir },
-    );
+    const config = loadOpsConfig({ MODELGATE_TOKENS_FILE: tokensFile, MODELGATE_RATE_LIMIT_RPS: "0.001", MODELGATE_RATE_LIMIT_BURST: "6" }, { dataDir: dir });
     const ops = await createOps(config, logger);
     try {
       expect(ops.tokensConfigured).toBe(true);

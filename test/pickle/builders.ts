@@ -9,11 +9,7 @@ import { OP, opcodeInfo, type OpName } from "../../src/pickle/opcodes";
  * Arguments are encoded by each opcode's argument kind; lengths are computed unless given as
  * `{ declared }` overrides. `{ raw }` inserts bytes verbatim (garbage, lying lengths).
  */
-export type PickleOp =
-  | [OpName]
-  | [OpName, number | bigint | string | boolean | Uint8Array]
-  | [OpName, string, string]
-  | { raw: Uint8Array | string };
+export type PickleOp = [OpName] | [OpName, number | bigint | string | boolean | Uint8Array] | [OpName, string, string] | { raw: Uint8Array | string };
 
 const enc = new TextEncoder();
 
@@ -160,7 +156,6 @@ export function callOf(module: string, name: string, arg = "id", via: "GLOBAL" |
   const imp: PickleOp[] = via === "GLOBAL" ? [["GLOBAL", module, name]] : [["SHORT_BINUNICODE", module], ["SHORT_BINUNICODE", name], ["STACK_GLOBAL"]];
   return [...imp, ["SHORT_BINUNICODE", arg], ["TUPLE1"], ["REDUCE"]];
 }
-
 
 /** Analyze bytes under the default policy plus `allow` patterns. */
 export function analyzeBytes(bytes: Uint8Array, opts: Partial<Omit<AnalyzeOptions, "policy">> & { allow?: string[] } = {}): PickleAnalysis {

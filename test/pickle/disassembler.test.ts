@@ -54,13 +54,19 @@ describe("disassembler: every opcode with its decoded argument", () => {
     [["BINUNICODE", "h\u00e9llo"], "h\u00e9llo"],
     [["APPEND"], null],
     [["BUILD"], null],
-    [["GLOBAL", "collections", "OrderedDict"], ["collections", "OrderedDict"]],
+    [
+      ["GLOBAL", "collections", "OrderedDict"],
+      ["collections", "OrderedDict"],
+    ],
     [["DICT"], null],
     [["EMPTY_DICT"], null],
     [["APPENDS"], null],
     [["GET", 3], 3],
     [["BINGET", 4], 4],
-    [["INST", "m", "C"], ["m", "C"]],
+    [
+      ["INST", "m", "C"],
+      ["m", "C"],
+    ],
     [["LONG_BINGET", 70000], 70000],
     [["LIST"], null],
     [["EMPTY_LIST"], null],
@@ -173,13 +179,27 @@ describe("framing (CPython's _Unframer rules)", () => {
   it("rejects an opcode that straddles the end of its frame", () => {
     // The frame covers the opcode byte of SHORT_BINUNICODE but not its argument.
     const body = buildPickle([["SHORT_BINUNICODE", "os"]]);
-    const bytes = concat(buildPickle([["PROTO", 4], ["FRAME", 2]]), body, buildPickle([["STOP"]]));
+    const bytes = concat(
+      buildPickle([
+        ["PROTO", 4],
+        ["FRAME", 2],
+      ]),
+      body,
+      buildPickle([["STOP"]]),
+    );
     expect(errorOf(bytes)).toEqual({ code: "malformed_pickle", offset: 11 });
   });
 
   it("rejects a FRAME that starts before the previous frame ends", () => {
     const inner = buildPickle([["FRAME", 2], ["NONE"], ["STOP"]]);
-    const bytes = concat(buildPickle([["PROTO", 4], ["FRAME", inner.length + 1]]), inner, buildPickle([["STOP"]]));
+    const bytes = concat(
+      buildPickle([
+        ["PROTO", 4],
+        ["FRAME", inner.length + 1],
+      ]),
+      inner,
+      buildPickle([["STOP"]]),
+    );
     expect(errorOf(bytes)).toEqual({ code: "malformed_pickle", offset: 11 });
   });
 
@@ -189,7 +209,9 @@ describe("framing (CPython's _Unframer rules)", () => {
   });
 
   it("accepts a zero-length frame", () => {
-    expect(dis(buildPickle([["PROTO", 4], ["FRAME", 0], ["NONE"], ["STOP"]])).map((o) => o.name)).toEqual(["PROTO", "FRAME", "FRAME", "NONE", "STOP"].filter((_, i) => i !== 2));
+    expect(dis(buildPickle([["PROTO", 4], ["FRAME", 0], ["NONE"], ["STOP"]])).map((o) => o.name)).toEqual(
+      ["PROTO", "FRAME", "FRAME", "NONE", "STOP"].filter((_, i) => i !== 2),
+    );
   });
 
   it("PROTO in mid-stream is read like CPython (accepted, protocol changes)", () => {

@@ -52,7 +52,10 @@ describe("value-light scanner: same report as the full machine", () => {
   });
 
   it("runs on a plain protocol 4 data pickle (values are then unknown)", () => {
-    const ops: PickleOp[] = [["PROTO", 4], ...framed([["EMPTY_DICT"], ["MEMOIZE"], ["MARK"], str("a"), ["MEMOIZE"], ["BININT1", 1], str("b"), ["BINFLOAT", 1.5], ["SETITEMS"], ["STOP"]])];
+    const ops: PickleOp[] = [
+      ["PROTO", 4],
+      ...framed([["EMPTY_DICT"], ["MEMOIZE"], ["MARK"], str("a"), ["MEMOIZE"], ["BININT1", 1], str("b"), ["BINFLOAT", 1.5], ["SETITEMS"], ["STOP"]]),
+    ];
     expect(same(buildPickle(ops)).fastValues).toBe(1);
   });
 
@@ -120,7 +123,19 @@ describe("value-light scanner: same report as the full machine", () => {
   });
 
   it("every limit at and past its bound", () => {
-    const bytes = buildPickle([["PROTO", 4], ["MARK"], ["MARK"], str("abcd"), ["MEMOIZE"], ["BINUNICODE", "xy"], ["MEMOIZE"], ["BINBYTES", "zz"], ["TUPLE"], ["TUPLE"], ["STOP"]]);
+    const bytes = buildPickle([
+      ["PROTO", 4],
+      ["MARK"],
+      ["MARK"],
+      str("abcd"),
+      ["MEMOIZE"],
+      ["BINUNICODE", "xy"],
+      ["MEMOIZE"],
+      ["BINBYTES", "zz"],
+      ["TUPLE"],
+      ["TUPLE"],
+      ["STOP"],
+    ]);
     for (const n of [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12]) {
       same(bytes, { maxOpsPerStream: n });
       same(bytes, { maxMemoEntries: n });
@@ -138,20 +153,42 @@ describe("value-light scanner: same report as the full machine", () => {
     expect(same(bytes).fastValues).toBe(1);
     same(bytes, { maxStackDepth: 5000 });
     same(bytes, { maxStackDepth: 4999 });
-    const memo = buildPickle([["PROTO", 4], str("os"), ["LONG_BINPUT", 100_000], ["POP"], str("system"), ["LONG_BINPUT", 40_000], ["LONG_BINGET", 100_000], ["LONG_BINGET", 40_000], ["STACK_GLOBAL"], ["STOP"]]);
+    const memo = buildPickle([
+      ["PROTO", 4],
+      str("os"),
+      ["LONG_BINPUT", 100_000],
+      ["POP"],
+      str("system"),
+      ["LONG_BINPUT", 40_000],
+      ["LONG_BINGET", 100_000],
+      ["LONG_BINGET", 40_000],
+      ["STACK_GLOBAL"],
+      ["STOP"],
+    ]);
     same(memo);
     same(buildPickle([["PROTO", 4], ["NONE"], ["LONG_BINPUT", 0x7fffffff], ["STOP"]]));
   });
 
   it("with an onBuild hook limited by onBuildFor (joblib): same report, same arrays", () => {
-    const hooked = new Set(["joblib.numpy_pickle.NumpyArrayWrapper", "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper", "copyreg._reconstructor", "copy_reg._reconstructor"]);
+    const hooked = new Set([
+      "joblib.numpy_pickle.NumpyArrayWrapper",
+      "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
+      "copyreg._reconstructor",
+      "copy_reg._reconstructor",
+    ]);
     const onBuildFor = (module: string, name: string): boolean => hooked.has(`${module}.${name}`);
     const dumps = fixtureFiles.filter((p) => p.endsWith(".joblib") || p.endsWith(".pkl"));
     expect(dumps.some((p) => p.endsWith("arrays.joblib"))).toBe(true);
     const policy = makePicklePolicy(DEFAULT_CONTENT_POLICY);
     const run = (bytes: Uint8Array, valueFree: boolean): string => {
       const joblib = createJoblibReader({ policy, location: "t" });
-      const a = analyzePickle(Cursor.ofBytes(bytes, { errorCode: "malformed_pickle" }), { policy, location: "t", onBuild: joblib.onBuild, valueFree, onBuildFor });
+      const a = analyzePickle(Cursor.ofBytes(bytes, { errorCode: "malformed_pickle" }), {
+        policy,
+        location: "t",
+        onBuild: joblib.onBuild,
+        valueFree,
+        onBuildFor,
+      });
       return JSON.stringify({ node: a.node, end: a.end, ops: a.ops, arrays: joblib.arrays, findings: joblib.findings, nodes: joblib.nodes });
     };
     for (const p of dumps) {
@@ -161,9 +198,17 @@ describe("value-light scanner: same report as the full machine", () => {
   });
 
   it("random and mutated bytes", () => {
-    const OPS = [0x80, 0x95, 0x94, 0x93, 0x8c, 0x28, 0x2e, 0x4b, 0x58, 0x63, 0x52, 0x62, 0x71, 0x68, 0x65, 0x75, 0x7d, 0x5d, 0x29, 0x4e, 0x30, 0x32, 0x85, 0x86, 0x87, 0x81, 0x92, 0x73, 0x61];
+    const OPS = [
+      0x80, 0x95, 0x94, 0x93, 0x8c, 0x28, 0x2e, 0x4b, 0x58, 0x63, 0x52, 0x62, 0x71, 0x68, 0x65, 0x75, 0x7d, 0x5d, 0x29, 0x4e, 0x30, 0x32, 0x85, 0x86, 0x87,
+      0x81, 0x92, 0x73, 0x61,
+    ];
     const pickleish = fc.array(fc.oneof(fc.constantFrom(...OPS), fc.integer({ min: 0, max: 255 })), { maxLength: 200 }).map((a) => Uint8Array.from(a));
-    fc.assert(fc.property(pickleish, (b) => { same(b); }), { numRuns: 1000 });
+    fc.assert(
+      fc.property(pickleish, (b) => {
+        same(b);
+      }),
+      { numRuns: 1000 },
+    );
     const edit = fc.record({ at: fc.nat(), value: fc.integer({ min: 0, max: 255 }) });
     fc.assert(
       fc.property(fc.integer({ min: 0, max: pickleUnit.length - 1 }), fc.array(edit, { minLength: 1, maxLength: 4 }), (i, edits) => {

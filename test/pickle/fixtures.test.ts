@@ -16,7 +16,11 @@ function scan(name: string) {
 describe("real CPython / numpy / torch pickles (test/fixtures/pickle-unit)", () => {
   it.each(Object.entries(manifest))("%s is %p", (name, entry) => {
     const report = scan(name);
-    expect({ name, verdict: report.verdict, findings: report.verdict === entry.verdict ? [] : report.findings }).toEqual({ name, verdict: entry.verdict, findings: [] });
+    expect({ name, verdict: report.verdict, findings: report.verdict === entry.verdict ? [] : report.findings }).toEqual({
+      name,
+      verdict: entry.verdict,
+      findings: [],
+    });
     expect(looksLikePickle(new BufferSource(readFileSync(join(DIR, name))))).toBe(!name.startsWith("broken"));
   });
 

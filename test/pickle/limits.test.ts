@@ -9,10 +9,20 @@ describe("pickle limits: at the bound accepted, one past it limit_exceeded", () 
   const cases: [string, Partial<typeof DEFAULT_PICKLE_LIMITS>, PickleOp[], PickleOp[]][] = [
     // [limit, limits, ops at the limit, ops one past it]
     ["maxOpsPerStream", { maxOpsPerStream: 5 }, [["PROTO", 2], ["NONE"], ["POP"], ["NONE"]], [["PROTO", 2], ["NONE"], ["POP"], ["NONE"], ["POP"], ["NONE"]]],
-    ["maxMemoEntries", { maxMemoEntries: 2 }, [["PROTO", 4], ["NONE"], ["MEMOIZE"], ["MEMOIZE"], ["BINPUT", 1]], [["PROTO", 4], ["NONE"], ["MEMOIZE"], ["MEMOIZE"], ["MEMOIZE"]]],
+    [
+      "maxMemoEntries",
+      { maxMemoEntries: 2 },
+      [["PROTO", 4], ["NONE"], ["MEMOIZE"], ["MEMOIZE"], ["BINPUT", 1]],
+      [["PROTO", 4], ["NONE"], ["MEMOIZE"], ["MEMOIZE"], ["MEMOIZE"]],
+    ],
     ["maxStackDepth", { maxStackDepth: 3 }, [["PROTO", 2], ...times(3, ["NONE"]), ["TUPLE3"]], [["PROTO", 2], ...times(4, ["NONE"]), ["TUPLE3"], ["TUPLE2"]]],
     ["maxMarkDepth", { maxMarkDepth: 2 }, [["MARK"], ["MARK"], ["TUPLE"], ["TUPLE"]], [["MARK"], ["MARK"], ["MARK"], ["TUPLE"], ["TUPLE"], ["TUPLE"]]],
-    ["maxDecodedStringBytes", { maxDecodedStringBytes: 6 }, [["PROTO", 2], ["SHORT_BINUNICODE", "abc"], ["SHORT_BINUNICODE", "def"], ["TUPLE2"]], [["PROTO", 2], ["SHORT_BINUNICODE", "abc"], ["SHORT_BINUNICODE", "defg"], ["TUPLE2"]]],
+    [
+      "maxDecodedStringBytes",
+      { maxDecodedStringBytes: 6 },
+      [["PROTO", 2], ["SHORT_BINUNICODE", "abc"], ["SHORT_BINUNICODE", "def"], ["TUPLE2"]],
+      [["PROTO", 2], ["SHORT_BINUNICODE", "abc"], ["SHORT_BINUNICODE", "defg"], ["TUPLE2"]],
+    ],
   ];
   it.each(cases)("%s", (_name, limits, atLimit, pastLimit) => {
     expect(analyzeOps([...atLimit, ["STOP"]], { limits }).node.findings).toEqual([]);

@@ -93,14 +93,34 @@ describe("the value-light scanner reports the limits it reaches (the machine doe
   /** [limit, limits, ops at the limit, ops one past it] (PROTO 4 first, STOP appended). */
   const cases: [string, Partial<PickleLimits>, PickleOp[], PickleOp[]][] = [
     ["maxMemoEntries", { maxMemoEntries: 100 }, times(100, str("abc"), ["MEMOIZE"], ["POP"]), times(101, str("abc"), ["MEMOIZE"], ["POP"])],
-    ["maxMemoEntries (BINPUT)", { maxMemoEntries: 3 }, [["NONE"], ["BINPUT", 0], ["BINPUT", 1], ["BINPUT", 2], ["BINPUT", 2]], [["NONE"], ["BINPUT", 0], ["BINPUT", 1], ["BINPUT", 2], ["BINPUT", 3]]],
+    [
+      "maxMemoEntries (BINPUT)",
+      { maxMemoEntries: 3 },
+      [["NONE"], ["BINPUT", 0], ["BINPUT", 1], ["BINPUT", 2], ["BINPUT", 2]],
+      [["NONE"], ["BINPUT", 0], ["BINPUT", 1], ["BINPUT", 2], ["BINPUT", 3]],
+    ],
     // PROTO, 200 opcodes, NONE, STOP: 203.
     ["maxOpsPerStream", { maxOpsPerStream: 203 }, times(100, ["NONE"], ["POP"]), [...times(100, ["NONE"], ["POP"]), ["NONE"]]],
     ["maxStackDepth", { maxStackDepth: 300 }, [...times(299, ["NONE"]), ["MARK"], ["POP_MARK"]], [...times(300, ["NONE"])]],
-    ["maxMarkDepth", { maxMarkDepth: 40 }, [...times(40, ["MARK"]), ["NONE"], ...times(40, ["TUPLE"])], [...times(41, ["MARK"]), ["NONE"], ...times(41, ["TUPLE"])]],
+    [
+      "maxMarkDepth",
+      { maxMarkDepth: 40 },
+      [...times(40, ["MARK"]), ["NONE"], ...times(40, ["TUPLE"])],
+      [...times(41, ["MARK"]), ["NONE"], ...times(41, ["TUPLE"])],
+    ],
     ["maxDecodedStringBytes", { maxDecodedStringBytes: 300 }, times(100, str("abc"), ["POP"]), times(101, str("abc"), ["POP"])],
-    ["maxDecodedStringBytes (bytes)", { maxDecodedStringBytes: 300 }, times(100, ["SHORT_BINBYTES", "abc"], ["POP"]), times(101, ["SHORT_BINBYTES", "abc"], ["POP"])],
-    ["maxDecodedStringBytes (GLOBAL)", { maxDecodedStringBytes: 24 }, [["GLOBAL", "collections", "OrderedDict"], ["POP"]], [["GLOBAL", "collections", "OrderedDictXYZ"], ["POP"]]],
+    [
+      "maxDecodedStringBytes (bytes)",
+      { maxDecodedStringBytes: 300 },
+      times(100, ["SHORT_BINBYTES", "abc"], ["POP"]),
+      times(101, ["SHORT_BINBYTES", "abc"], ["POP"]),
+    ],
+    [
+      "maxDecodedStringBytes (GLOBAL)",
+      { maxDecodedStringBytes: 24 },
+      [["GLOBAL", "collections", "OrderedDict"], ["POP"]],
+      [["GLOBAL", "collections", "OrderedDictXYZ"], ["POP"]],
+    ],
   ];
   it.each(cases)("%s: at the limit accepted, one past it limit_exceeded, both without the machine", (_name, limits, atLimit, pastLimit) => {
     const build = (ops: PickleOp[]): Uint8Array => buildPickle([["PROTO", 4], ...ops, ["NONE"], ["STOP"]]);
@@ -113,7 +133,15 @@ describe("the value-light scanner reports the limits it reaches (the machine doe
   });
 
   it("keeps the imports and calls before the limit, counted as the machine counts them", () => {
-    const ops: PickleOp[] = [["PROTO", 4], ...callOf("os", "system", "id", "STACK_GLOBAL"), ["POP"], ...callOf("collections", "OrderedDict", "x"), ["POP"], ...times(20, ["NONE"]), ["STOP"]];
+    const ops: PickleOp[] = [
+      ["PROTO", 4],
+      ...callOf("os", "system", "id", "STACK_GLOBAL"),
+      ["POP"],
+      ...callOf("collections", "OrderedDict", "x"),
+      ["POP"],
+      ...times(20, ["NONE"]),
+      ["STOP"],
+    ];
     const r = scanned(buildPickle(ops), { maxStackDepth: 10 });
     expect(r.codes).toEqual(["dangerous_global", "limit_exceeded"]);
     expect(r.machineRuns).toBe(0);
@@ -146,7 +174,18 @@ describe("the machine's memo keeps values up to MAX_MEMO_VALUES_KEPT per stream,
     // Built directly (not with buildPickle) to keep a 2M-entry pickle cheap: EMPTY_LIST, MEMOIZE, POP.
     const unit = Uint8Array.from([0x5d, 0x94, 0x30]);
     // Memo 0: collections.OrderedDict (a kept value); 1, 2: "os", "system" (kept as offsets, not counted).
-    const head = buildPickle([["PROTO", 4], ["GLOBAL", "collections", "OrderedDict"], ["MEMOIZE"], ["POP"], str("os"), ["MEMOIZE"], ["POP"], str("system"), ["MEMOIZE"], ["POP"]]);
+    const head = buildPickle([
+      ["PROTO", 4],
+      ["GLOBAL", "collections", "OrderedDict"],
+      ["MEMOIZE"],
+      ["POP"],
+      str("os"),
+      ["MEMOIZE"],
+      ["POP"],
+      str("system"),
+      ["MEMOIZE"],
+      ["POP"],
+    ]);
     const flood = new Uint8Array(unit.length * (MAX_MEMO_VALUES_KEPT - 1)); // memo 3 .. MAX + 1
     for (let i = 0; i < flood.length; i += unit.length) flood.set(unit, i);
     const u32 = (n: number): number[] => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, (n >>> 24) & 0xff];

@@ -108,7 +108,12 @@ describe("symbolic machine: values", () => {
           ["SETITEM"],
         ]),
       ),
-    ).toEqual({ dict: [["k", { list: [true, 5n, 2.5, "u"] }], ["x", { tuple: [] }]] });
+    ).toEqual({
+      dict: [
+        ["k", { list: [true, 5n, 2.5, "u"] }],
+        ["x", { tuple: [] }],
+      ],
+    });
   });
 
   it("MEMOIZE stores the object on top of the stack, not the previous opcode's argument", () => {
@@ -186,7 +191,17 @@ describe("symbolic machine: values", () => {
   it("PERSID and BINPERSID call onPersistentId with the decoded id and keep its findings", () => {
     const seen: unknown[] = [];
     const a = analyzeOps(
-      [["PROTO", 2], ["PERSID", "0"], ["SHORT_BINUNICODE", "storage"], ["GLOBAL", "torch", "FloatStorage"], ["BININT1", 4], ["TUPLE3"], ["BINPERSID"], ["TUPLE2"], ["STOP"]],
+      [
+        ["PROTO", 2],
+        ["PERSID", "0"],
+        ["SHORT_BINUNICODE", "storage"],
+        ["GLOBAL", "torch", "FloatStorage"],
+        ["BININT1", 4],
+        ["TUPLE3"],
+        ["BINPERSID"],
+        ["TUPLE2"],
+        ["STOP"],
+      ],
       {
         onPersistentId: (id, offset) => {
           seen.push([plain(id), offset]);
@@ -227,11 +242,14 @@ describe("symbolic machine: values", () => {
   });
 
   it("raw bytes skipped by onBuild inside an unfinished FRAME are malformed", () => {
-    const a = analyzeOps([["PROTO", 4], ...framed([["GLOBAL", "builtins", "object"], ["EMPTY_TUPLE"], ["NEWOBJ"], ["EMPTY_DICT"], ["BUILD"], ["NONE"], ["NONE"], ["STOP"]])], {
-      onBuild: (_e, cursor) => {
-        cursor.skip(1);
+    const a = analyzeOps(
+      [["PROTO", 4], ...framed([["GLOBAL", "builtins", "object"], ["EMPTY_TUPLE"], ["NEWOBJ"], ["EMPTY_DICT"], ["BUILD"], ["NONE"], ["NONE"], ["STOP"]])],
+      {
+        onBuild: (_e, cursor) => {
+          cursor.skip(1);
+        },
       },
-    });
+    );
     expect(codesOf(a)).toEqual(["malformed_pickle"]);
   });
 
@@ -320,7 +338,10 @@ describe("sequences: bytes after STOP", () => {
     const bytes = concat(clean, payload);
     const a = analyzeBytes(bytes.subarray(0, clean.length));
     expect(verdictOf(a)).toBe("accept");
-    const c = new Cursor({ size: bytes.length, readAt: (t, p) => (t.set(bytes.subarray(p, p + t.length)), Math.min(t.length, bytes.length - p)) }, { start: clean.length, end: bytes.length });
+    const c = new Cursor(
+      { size: bytes.length, readAt: (t, p) => (t.set(bytes.subarray(p, p + t.length)), Math.min(t.length, bytes.length - p)) },
+      { start: clean.length, end: bytes.length },
+    );
     expect(c.position).toBe(clean.length);
   });
 });
@@ -345,7 +366,17 @@ describe("report size stays bounded", () => {
 
 describe("memoized strings decoded again on GET", () => {
   it("MEMOIZE after PUTs at high indices overwrites like CPython (memo[len(memo)])", () => {
-    const v = valueOf([["PROTO", 4], ["SHORT_BINUNICODE", "a"], ["BINPUT", 1], ["POP"], ["SHORT_BINUNICODE", "b"], ["MEMOIZE"], ["MEMOIZE"], ["POP"], ["BINGET", 1]]);
+    const v = valueOf([
+      ["PROTO", 4],
+      ["SHORT_BINUNICODE", "a"],
+      ["BINPUT", 1],
+      ["POP"],
+      ["SHORT_BINUNICODE", "b"],
+      ["MEMOIZE"],
+      ["MEMOIZE"],
+      ["POP"],
+      ["BINGET", 1],
+    ]);
     expect(plain(v)).toBe("b");
   });
 
@@ -377,7 +408,9 @@ describe("memoized strings decoded again on GET", () => {
   });
 
   it("keeps the truncated flag of a long memoized string", () => {
-    const a = analyzeOps([["PROTO", 4], ["BINUNICODE", "abcdefgh"], ["MEMOIZE"], ["POP"], ["BINGET", 0], ["STOP"]], { limits: { maxRetainedArgumentBytes: 4 } });
+    const a = analyzeOps([["PROTO", 4], ["BINUNICODE", "abcdefgh"], ["MEMOIZE"], ["POP"], ["BINGET", 0], ["STOP"]], {
+      limits: { maxRetainedArgumentBytes: 4 },
+    });
     expect(a.values[0]).toEqual({ kind: "str", value: "abcd", truncated: true });
   });
 
@@ -401,9 +434,24 @@ describe("retention past the large-container budget", () => {
     }
     ops.push(["POP"]);
     ops.push(["GLOBAL", "numpy", "dtype"], ["SHORT_BINUNICODE", "f8"], ["TUPLE1"], ["REDUCE"], ["BINPUT", 1], ["POP"]);
-    ops.push(["EMPTY_DICT"], ["MARK"], ["SHORT_BINUNICODE", "shape"], ["BININT1", 3], ["BININT1", 4], ["TUPLE2"], ["SHORT_BINUNICODE", "dtype"], ["BINGET", 1], ["SETITEMS"]);
+    ops.push(
+      ["EMPTY_DICT"],
+      ["MARK"],
+      ["SHORT_BINUNICODE", "shape"],
+      ["BININT1", 3],
+      ["BININT1", 4],
+      ["TUPLE2"],
+      ["SHORT_BINUNICODE", "dtype"],
+      ["BINGET", 1],
+      ["SETITEMS"],
+    );
     const v = valueOf(ops);
-    expect(plain(v)).toEqual({ dict: [["shape", { tuple: [3n, 4n] }], ["dtype", { call: "numpy.dtype", args: { tuple: ["f8"] } }]] });
+    expect(plain(v)).toEqual({
+      dict: [
+        ["shape", { tuple: [3n, 4n] }],
+        ["dtype", { call: "numpy.dtype", args: { tuple: ["f8"] } }],
+      ],
+    });
   });
 });
 
@@ -426,6 +474,8 @@ describe("memo indices chosen by the input", () => {
   });
 
   it("a string PUT at a high index the opcodes before it allow is kept without allocating for the index", () => {
-    expect(plain(valueOf([["PROTO", 2], ...filler(70_000), ["SHORT_BINUNICODE", "mid"], ["LONG_BINPUT", 70_000], ["POP"], ["LONG_BINGET", 70_000]]))).toBe("mid");
+    expect(plain(valueOf([["PROTO", 2], ...filler(70_000), ["SHORT_BINUNICODE", "mid"], ["LONG_BINPUT", 70_000], ["POP"], ["LONG_BINGET", 70_000]]))).toBe(
+      "mid",
+    );
   });
 });

@@ -52,7 +52,16 @@ function importVia(via: string, module: string, name: string): PickleOp[] {
     case "NEWOBJ":
       return [["PROTO", 2], ["GLOBAL", module, name], ["EMPTY_TUPLE"], ["NEWOBJ"], ["STOP"]];
     case "NEWOBJ_EX":
-      return [["PROTO", 4], ["SHORT_BINUNICODE", module], ["SHORT_BINUNICODE", name], ["STACK_GLOBAL"], ["EMPTY_TUPLE"], ["EMPTY_DICT"], ["NEWOBJ_EX"], ["STOP"]];
+      return [
+        ["PROTO", 4],
+        ["SHORT_BINUNICODE", module],
+        ["SHORT_BINUNICODE", name],
+        ["STACK_GLOBAL"],
+        ["EMPTY_TUPLE"],
+        ["EMPTY_DICT"],
+        ["NEWOBJ_EX"],
+        ["STOP"],
+      ];
     default:
       throw new Error(via);
   }
@@ -107,7 +116,11 @@ describe("hard floor: every group rejected through every import path, even when 
     ["gc", "get_referrers"],
     ["inspect", "getsource"],
   ])("%s.%s is dangerous whatever is allowed", (module, name) => {
-    const c = classifyGlobal(module, name, policy([`${module}.${name}`, `${module.split(".")[0] ?? ""}.*`].filter((p) => invalidGlobalPattern(p) === undefined)));
+    const c = classifyGlobal(
+      module,
+      name,
+      policy([`${module}.${name}`, `${module.split(".")[0] ?? ""}.*`].filter((p) => invalidGlobalPattern(p) === undefined)),
+    );
     expect(c).toEqual(expect.objectContaining({ safety: "dangerous", code: "dangerous_global" }));
   });
 });
@@ -151,7 +164,9 @@ describe("patterns", () => {
   it("default is reject: anything not in the safe set is unknown_global (suspicious)", () => {
     expect(classifyGlobal("sklearn.tree", "DecisionTreeClassifier", policy())).toEqual(expect.objectContaining({ safety: "unknown", code: "unknown_global" }));
     const a = analyzeOps(importVia("GLOBAL", "sklearn.tree", "DecisionTreeClassifier"));
-    expect(a.node.findings).toEqual([expect.objectContaining({ code: "unknown_global", severity: "suspicious", global: "sklearn.tree.DecisionTreeClassifier" })]);
+    expect(a.node.findings).toEqual([
+      expect.objectContaining({ code: "unknown_global", severity: "suspicious", global: "sklearn.tree.DecisionTreeClassifier" }),
+    ]);
   });
 
   it("module.* matches the module and its submodules by dotted prefix only", () => {
@@ -172,7 +187,9 @@ describe("patterns", () => {
     const p = policy(["sklearn.*", "collections.*"]);
     expect(classifyGlobal("sklearn.tree", "DecisionTreeClassifier.fit", p).safety).toBe("unknown");
     expect(classifyGlobal("sklearn.tree", "__reduce__", p).safety).toBe("unknown");
-    expect(classifyGlobal("collections", "OrderedDict.__init__.__globals__", p)).toEqual(expect.objectContaining({ safety: "dangerous", code: "dangerous_global" }));
+    expect(classifyGlobal("collections", "OrderedDict.__init__.__globals__", p)).toEqual(
+      expect.objectContaining({ safety: "dangerous", code: "dangerous_global" }),
+    );
     expect(classifyGlobal("torch._utils", "_rebuild_tensor.__globals__", policy())).toEqual(expect.objectContaining({ safety: "dangerous" }));
   });
 
@@ -200,7 +217,10 @@ describe("patterns", () => {
 
 describe("imports the analyzer cannot prove, and EXT opcodes", () => {
   it.each<[string, PickleOp[]]>([
-    ["a module from a call result", [["PROTO", 4], ["GLOBAL", "builtins", "str"], ["EMPTY_TUPLE"], ["REDUCE"], ["SHORT_BINUNICODE", "system"], ["STACK_GLOBAL"], ["STOP"]]],
+    [
+      "a module from a call result",
+      [["PROTO", 4], ["GLOBAL", "builtins", "str"], ["EMPTY_TUPLE"], ["REDUCE"], ["SHORT_BINUNICODE", "system"], ["STACK_GLOBAL"], ["STOP"]],
+    ],
     ["a name that is bytes", [["PROTO", 4], ["SHORT_BINUNICODE", "os"], ["SHORT_BINBYTES", new TextEncoder().encode("system")], ["STACK_GLOBAL"], ["STOP"]]],
     ["a name that is an int", [["PROTO", 4], ["SHORT_BINUNICODE", "os"], ["BININT1", 1], ["STACK_GLOBAL"], ["STOP"]]],
     ["a name from an EXT opcode", [["PROTO", 4], ["SHORT_BINUNICODE", "os"], ["EXT1", 1], ["STACK_GLOBAL"], ["STOP"]]],
@@ -210,7 +230,9 @@ describe("imports the analyzer cannot prove, and EXT opcodes", () => {
   });
 
   it("a STACK_GLOBAL string longer than the retained bound cannot be proven", () => {
-    const a = analyzeOps([["PROTO", 4], ["SHORT_BINUNICODE", "collections"], ["BINUNICODE", "OrderedDict"], ["STACK_GLOBAL"], ["STOP"]], { limits: { maxRetainedArgumentBytes: 8 } });
+    const a = analyzeOps([["PROTO", 4], ["SHORT_BINUNICODE", "collections"], ["BINUNICODE", "OrderedDict"], ["STACK_GLOBAL"], ["STOP"]], {
+      limits: { maxRetainedArgumentBytes: 8 },
+    });
     expect(codesOf(a)).toContain("unresolved_global");
   });
 

@@ -45,11 +45,21 @@ function checkNeverThrows(bytes: Uint8Array): void {
 
 describe("property: hostile bytes never crash, hang or throw", () => {
   it("random bytes", () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (b) => { checkNeverThrows(b); }), { numRuns: 400 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (b) => {
+        checkNeverThrows(b);
+      }),
+      { numRuns: 400 },
+    );
   });
 
   it("opcode-biased random bytes", () => {
-    fc.assert(fc.property(pickleish, (b) => { checkNeverThrows(b); }), { numRuns: 600 });
+    fc.assert(
+      fc.property(pickleish, (b) => {
+        checkNeverThrows(b);
+      }),
+      { numRuns: 600 },
+    );
   });
 
   it("mutated real pickles (byte flips, insertions, deletions, truncations)", () => {

@@ -87,7 +87,10 @@ describe("real fitted sklearn models still pass under sklearn.* and under the pr
   });
   it("GradientBoosting keeps a numpy RandomState: sklearn.* alone is not enough, sklearn.* + numpy.* is", async () => {
     expect((await codesOf("joblib/sklearn_gradient_boosting.joblib", SKLEARN_WILD)).codes).toEqual(["unknown_global"]);
-    expect(await codesOf("joblib/sklearn_gradient_boosting.joblib", policyOf({ allowGlobals: ["sklearn.*", "numpy.*"] }))).toEqual({ verdict: "accept", codes: [] });
+    expect(await codesOf("joblib/sklearn_gradient_boosting.joblib", policyOf({ allowGlobals: ["sklearn.*", "numpy.*"] }))).toEqual({
+      verdict: "accept",
+      codes: [],
+    });
   });
 });
 

@@ -85,12 +85,24 @@ describe("FsArtifactStore", () => {
   it("a second promote of the same bytes drops the staged file and merges a new signature once", async () => {
     const bytes = Buffer.from("same bytes");
     const hex = sha(bytes);
-    await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z"), signature: sigFor("research", "env-1") });
-    const again = await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "n", "2026-02-01T00:00:00.000Z"), signature: sigFor("serving", "env-2") });
+    await store.promote({
+      staged: await store.stage(Readable.from([bytes])),
+      record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z"),
+      signature: sigFor("research", "env-1"),
+    });
+    const again = await store.promote({
+      staged: await store.stage(Readable.from([bytes])),
+      record: recordFor(bytes, "n", "2026-02-01T00:00:00.000Z"),
+      signature: sigFor("serving", "env-2"),
+    });
     expect(again.created).toBe(false);
     expect(again.record.signatures.map((s) => s.source)).toEqual(["research", "serving"]);
     expect(again.record.createdAt).toBe("2026-01-01T00:00:00.000Z");
-    const third = await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "n", "2026-03-01T00:00:00.000Z"), signature: sigFor("serving", "env-2") });
+    const third = await store.promote({
+      staged: await store.stage(Readable.from([bytes])),
+      record: recordFor(bytes, "n", "2026-03-01T00:00:00.000Z"),
+      signature: sigFor("serving", "env-2"),
+    });
     expect(third.record.signatures).toHaveLength(2);
     expect((await listTree(dir)).filter((f) => f.startsWith("tmp/"))).toEqual([]);
     expect((await store.readRecord(hex))?.signatures).toHaveLength(2);
@@ -102,7 +114,11 @@ describe("FsArtifactStore", () => {
     const named = (source: string, envelope: string, name: string): StoredSignature => ({ ...sigFor(source, envelope), name });
     const first = { ...recordFor(bytes, "a/model", "2026-01-01T00:00:00.000Z"), names: ["a/model"], signatures: [named("research", "env-1", "a/model")] };
     await store.promote({ staged: await store.stage(Readable.from([bytes])), record: first, signature: named("research", "env-1", "a/model") });
-    const again = await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "b/model", "2026-02-01T00:00:00.000Z"), signature: named("serving", "env-2", "b/model") });
+    const again = await store.promote({
+      staged: await store.stage(Readable.from([bytes])),
+      record: recordFor(bytes, "b/model", "2026-02-01T00:00:00.000Z"),
+      signature: named("serving", "env-2", "b/model"),
+    });
     expect(again.record.name).toBe("a/model");
     expect(again.record.names).toEqual(["a/model", "b/model"]);
     expect(again.record.signatures.map((s) => s.name)).toEqual(["a/model", "b/model"]);
@@ -121,7 +137,11 @@ describe("FsArtifactStore", () => {
     const read = await store.readRecord(sha(bytes));
     expect(read?.names).toBeUndefined();
     expect(read && namesOf(read)).toEqual(["a/model"]);
-    const merged = await store.promote({ staged: await store.stage(Readable.from([bytes])), record: legacy, signature: { ...sigFor("serving", "env-2"), name: "b/model" } });
+    const merged = await store.promote({
+      staged: await store.stage(Readable.from([bytes])),
+      record: legacy,
+      signature: { ...sigFor("serving", "env-2"), name: "b/model" },
+    });
     expect(merged.record.names).toEqual(["a/model", "b/model"]);
     expect(merged.record.signatures.map((s) => s.name)).toEqual([undefined, "b/model"]);
   });
@@ -130,7 +150,13 @@ describe("FsArtifactStore", () => {
     const bytes = Buffer.from("concurrent");
     const stagedAll = await Promise.all(Array.from({ length: 8 }, () => store.stage(Readable.from([bytes]))));
     const results = await Promise.all(
-      stagedAll.map((staged, i) => store.promote({ staged, record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z", `s${String(i)}`, `env-${String(i)}`), signature: sigFor(`s${String(i)}`, `env-${String(i)}`) })),
+      stagedAll.map((staged, i) =>
+        store.promote({
+          staged,
+          record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z", `s${String(i)}`, `env-${String(i)}`),
+          signature: sigFor(`s${String(i)}`, `env-${String(i)}`),
+        }),
+      ),
     );
     expect(results.filter((r) => r.created)).toHaveLength(1);
     const files = await listTree(dir);
@@ -148,15 +174,27 @@ describe("FsArtifactStore", () => {
     // blob without record: not listed, not a record
     expect((await restarted.list({ limit: 10 })).items).toEqual([]);
     expect(await restarted.readRecord(sha(bytes))).toBeUndefined();
-    const result = await restarted.promote({ staged: await restarted.stage(Readable.from([bytes])), record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z"), signature: sigFor("research", "env-1") });
+    const result = await restarted.promote({
+      staged: await restarted.stage(Readable.from([bytes])),
+      record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z"),
+      signature: sigFor("research", "env-1"),
+    });
     expect(result.created).toBe(false);
     expect(result.record.name).toBe("n");
   });
 
   it("lists newest first with filters and a cursor, and rejects forged cursors", async () => {
-    const items = ["a", "b", "c", "d", "e"].map((s, i) => ({ bytes: Buffer.from(s), createdAt: `2026-01-0${String(i + 1)}T00:00:00.000Z`, source: i % 2 === 0 ? "even" : "odd" }));
+    const items = ["a", "b", "c", "d", "e"].map((s, i) => ({
+      bytes: Buffer.from(s),
+      createdAt: `2026-01-0${String(i + 1)}T00:00:00.000Z`,
+      source: i % 2 === 0 ? "even" : "odd",
+    }));
     for (const it of items) {
-      await store.promote({ staged: await store.stage(Readable.from([it.bytes])), record: recordFor(it.bytes, `m/${it.bytes.toString()}`, it.createdAt, it.source), signature: sigFor(it.source, "e") });
+      await store.promote({
+        staged: await store.stage(Readable.from([it.bytes])),
+        record: recordFor(it.bytes, `m/${it.bytes.toString()}`, it.createdAt, it.source),
+        signature: sigFor(it.source, "e"),
+      });
     }
     const first = await store.list({ limit: 2 });
     expect(first.items.map((r) => r.name)).toEqual(["m/e", "m/d"]);
@@ -177,7 +215,11 @@ describe("FsArtifactStore", () => {
   it("quarantines blob and record out of the served tree with a reason", async () => {
     const bytes = Buffer.from("to quarantine");
     const hex = sha(bytes);
-    await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "q", "2026-01-01T00:00:00.000Z"), signature: sigFor("research", "e") });
+    await store.promote({
+      staged: await store.stage(Readable.from([bytes])),
+      record: recordFor(bytes, "q", "2026-01-01T00:00:00.000Z"),
+      signature: sigFor("research", "e"),
+    });
     await store.quarantine(hex, "sha256 mismatch on read");
     expect(await store.stat(hex)).toBeUndefined();
     expect(await store.readRecord(hex)).toBeUndefined();
@@ -189,7 +231,11 @@ describe("FsArtifactStore", () => {
   it("treats a record that does not match its digest as an integrity error", async () => {
     const bytes = Buffer.from("x");
     const hex = sha(bytes);
-    await store.promote({ staged: await store.stage(Readable.from([bytes])), record: recordFor(bytes, "x", "2026-01-01T00:00:00.000Z"), signature: sigFor("research", "e") });
+    await store.promote({
+      staged: await store.stage(Readable.from([bytes])),
+      record: recordFor(bytes, "x", "2026-01-01T00:00:00.000Z"),
+      signature: sigFor("research", "e"),
+    });
     await fsp.writeFile(store.blobPath(hex) + ".json", JSON.stringify({ ...recordFor(Buffer.from("y"), "x", "t") }));
     await expect(store.readRecord(hex)).rejects.toMatchObject({ code: "integrity_error" });
     await store.checkWritable();

@@ -45,8 +45,20 @@ describe("parseAllowlist", () => {
   it("loads key files (PEM and raw base64) and inline keys, with defaults", () => {
     const al = parseAllowlist(
       doc([
-        src({ keys: [{ path: "keys/a.pub", notBefore: "2026-01-01T00:00:00Z", notAfter: "2026-06-01T00:00:00+02:00" }, { path: "keys/b.b64", revoked: true }] }),
-        { id: "inline", description: "", keys: [{ publicKey: publicKeyToPem(b.publicKey), keyId: b.keyId }], names: ["x/**"], threshold: 1, pickle: { allowGlobals: ["collections.OrderedDict"] } },
+        src({
+          keys: [
+            { path: "keys/a.pub", notBefore: "2026-01-01T00:00:00Z", notAfter: "2026-06-01T00:00:00+02:00" },
+            { path: "keys/b.b64", revoked: true },
+          ],
+        }),
+        {
+          id: "inline",
+          description: "",
+          keys: [{ publicKey: publicKeyToPem(b.publicKey), keyId: b.keyId }],
+          names: ["x/**"],
+          threshold: 1,
+          pickle: { allowGlobals: ["collections.OrderedDict"] },
+        },
       ]),
       dir,
     );
@@ -59,7 +71,14 @@ describe("parseAllowlist", () => {
     expect(research?.keys[1]?.revoked).toBe(true);
     expect(research?.threshold).toBe(1);
     expect(research?.names).toBeUndefined();
-    expect(research?.pickle).toEqual({ allowGlobals: [], allowTorchScript: false, allowEmbeddedCode: false, allowOpaqueMembers: false, allowDirectRequirements: false, allowRemoteCode: false });
+    expect(research?.pickle).toEqual({
+      allowGlobals: [],
+      allowTorchScript: false,
+      allowEmbeddedCode: false,
+      allowOpaqueMembers: false,
+      allowDirectRequirements: false,
+      allowRemoteCode: false,
+    });
     expect(inline?.keys[0]?.origin).toBe("inline");
     expect(inline?.pickle.allowGlobals).toEqual(["collections.OrderedDict"]);
     expect(inline?.pickle.allowTorchScript).toBe(false);
@@ -76,7 +95,11 @@ describe("parseAllowlist", () => {
     ["threshold 0", doc([src({ threshold: 0 })]), ["sources.0.threshold"]],
     ["threshold above key count", doc([src({ threshold: 2 })]), ["sources.0.threshold"]],
     ["bad timestamp", doc([src({ keys: [{ path: "keys/a.pub", notAfter: "next tuesday" }] })]), ["sources.0.keys.0.notAfter"]],
-    ["notAfter before notBefore", doc([src({ keys: [{ path: "keys/a.pub", notBefore: "2026-02-01T00:00:00Z", notAfter: "2026-01-01T00:00:00Z" }] })]), ["sources.0.keys.0.notAfter"]],
+    [
+      "notAfter before notBefore",
+      doc([src({ keys: [{ path: "keys/a.pub", notBefore: "2026-02-01T00:00:00Z", notAfter: "2026-01-01T00:00:00Z" }] })]),
+      ["sources.0.keys.0.notAfter"],
+    ],
     ["revoked not boolean", doc([src({ keys: [{ path: "keys/a.pub", revoked: "yes" }] })]), ["sources.0.keys.0.revoked"]],
     ["both path and publicKey", doc([src({ keys: [{ path: "keys/a.pub", publicKey: "x" }] })]), ["sources.0.keys.0"]],
     ["neither path nor publicKey", doc([src({ keys: [{ revoked: false }] })]), ["sources.0.keys.0"]],
@@ -96,7 +119,11 @@ describe("parseAllowlist", () => {
     ["directory as key path", doc([src({ keys: [{ path: "keys" }] })]), "sources.0.keys.0.path"],
     ["bad inline key", doc([src({ keys: [{ publicKey: "AAAA" }] })]), "sources.0.keys.0.publicKey"],
     ["declared keyId that does not match", doc([src({ keys: [{ path: "keys/a.pub", keyId: b.keyId }] })]), "sources.0.keys.0.keyId"],
-    ["same key twice in one source", doc([src({ keys: [{ path: "keys/a.pub" }, { publicKey: Buffer.from(a.publicKey).toString("base64") }] })]), "sources.0.keys.1"],
+    [
+      "same key twice in one source",
+      doc([src({ keys: [{ path: "keys/a.pub" }, { publicKey: Buffer.from(a.publicKey).toString("base64") }] })]),
+      "sources.0.keys.1",
+    ],
   ])("rejects %s", (_label, json, where) => {
     expect(badPaths(json)).toEqual([where]);
   });

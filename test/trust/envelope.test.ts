@@ -11,7 +11,9 @@ function padTo(json: string, size: number): string {
 
 describe("parseEnvelope", () => {
   it("parses what signEnvelope writes, from a string or bytes", () => {
-    const env = JSON.stringify(signEnvelope(buildPublishStatement({ name: "a/b", digestHex: DIGEST, predicate: { framework: "pytorch" } }), k.secretKey, k.keyId));
+    const env = JSON.stringify(
+      signEnvelope(buildPublishStatement({ name: "a/b", digestHex: DIGEST, predicate: { framework: "pytorch" } }), k.secretKey, k.keyId),
+    );
     for (const input of [env, Buffer.from(env)]) {
       const { statement, envelope } = parseEnvelope(input);
       expect(statement.subject[0]).toEqual({ name: "a/b", digest: { sha256: DIGEST } });
@@ -58,7 +60,15 @@ describe("parseEnvelope", () => {
   it.each<[string, unknown]>([
     ["payload not JSON", Buffer.from("not json")],
     ["statement v0.1 _type", statementJson({ _type: "https://in-toto.io/Statement/v0.1" })],
-    ["two subjects", statementJson({ subject: [{ name: "a", digest: { sha256: DIGEST } }, { name: "b", digest: { sha256: DIGEST } }] })],
+    [
+      "two subjects",
+      statementJson({
+        subject: [
+          { name: "a", digest: { sha256: DIGEST } },
+          { name: "b", digest: { sha256: DIGEST } },
+        ],
+      }),
+    ],
     ["no subject", statementJson({ subject: [] })],
     ["uppercase digest", statementJson({ subject: [{ name: "a", digest: { sha256: DIGEST.toUpperCase() } }] })],
     ["short digest", statementJson({ subject: [{ name: "a", digest: { sha256: "ab" } }] })],
@@ -86,7 +96,9 @@ describe("parseEnvelope", () => {
 
   it("accepts a name of exactly MAX_ARTIFACT_NAME_LENGTH, unicode included", () => {
     const name = `é${"n".repeat(MAX_ARTIFACT_NAME_LENGTH - 1)}`;
-    expect(parseEnvelope(JSON.stringify(rawEnvelope(statementJson({ subject: [{ name, digest: { sha256: DIGEST } }] }), [k]))).statement.subject[0].name).toBe(name);
+    expect(parseEnvelope(JSON.stringify(rawEnvelope(statementJson({ subject: [{ name, digest: { sha256: DIGEST } }] }), [k]))).statement.subject[0].name).toBe(
+      name,
+    );
   });
 
   it("treats a missing predicate as empty metadata", () => {
@@ -96,7 +108,12 @@ describe("parseEnvelope", () => {
 });
 
 describe("key ids", () => {
-  it.each([["with a space", "a b"], ["with a newline", "ab\n"], ["non-ASCII", "clé"], ["too long", "k".repeat(257)]])("rejects a keyid %s", (_l, keyid) => {
+  it.each([
+    ["with a space", "a b"],
+    ["with a newline", "ab\n"],
+    ["non-ASCII", "clé"],
+    ["too long", "k".repeat(257)],
+  ])("rejects a keyid %s", (_l, keyid) => {
     const env = rawEnvelope(statementJson(), [k]);
     const sig = env.signatures[0]?.sig ?? "";
     expect(codeOf(() => parseEnvelope(JSON.stringify({ ...env, signatures: [{ keyid, sig }] })))).toBe("malformed_signature");

@@ -146,9 +146,17 @@ describe("globs match validated names only, segment by segment", () => {
 
   it("a stored envelope signed for a name outside the rule no longer verifies on fetch (recheckTrust)", () => {
     const stored = JSON.stringify(rawEnvelope(statementJson({ subject: [{ name: "team-a/../prod/model.pkl", digest: { sha256: DIGEST } }] }), [k]));
-    expect(codeOf(() => recheckTrust({ envelopes: [{ envelope: stored, name: "team-a/../prod/model.pkl" }], digestHex: DIGEST, name: "team-a/../prod/model.pkl", allowlist: teamA, now: NOW }))).toBe(
-      "invalid_name",
-    );
+    expect(
+      codeOf(() =>
+        recheckTrust({
+          envelopes: [{ envelope: stored, name: "team-a/../prod/model.pkl" }],
+          digestHex: DIGEST,
+          name: "team-a/../prod/model.pkl",
+          allowlist: teamA,
+          now: NOW,
+        }),
+      ),
+    ).toBe("invalid_name");
   });
 
   it.each<[string, string, boolean]>([
@@ -174,10 +182,13 @@ describe("allowlist `names` patterns go through the same rule", () => {
   const load = (names: string[]): string =>
     codeOf(() => parseAllowlist({ version: 1, sources: [{ id: "s", description: "s", keys: [{ publicKey: key }], names }] }, "/tmp"));
 
-  it.each(["team-a/../prod/**", "/abs/**", "a//b", "team-a/", "a\\b", "a\u202eb", "cafe\u0301/*", "**.pt", "a/b**", ""])("refuses %j as invalid_allowlist", (pattern) => {
-    expect(namePatternProblem(pattern)).toEqual(expect.any(String));
-    expect(load([pattern])).toBe("invalid_allowlist");
-  });
+  it.each(["team-a/../prod/**", "/abs/**", "a//b", "team-a/", "a\\b", "a\u202eb", "cafe\u0301/*", "**.pt", "a/b**", ""])(
+    "refuses %j as invalid_allowlist",
+    (pattern) => {
+      expect(namePatternProblem(pattern)).toEqual(expect.any(String));
+      expect(load([pattern])).toBe("invalid_allowlist");
+    },
+  );
 
   it.each(["team-a/**", "**", "**/*.pt", "a/*/b", "***/x", "exact/name"])("accepts %j", (pattern) => {
     expect(namePatternProblem(pattern)).toBeUndefined();

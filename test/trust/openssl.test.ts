@@ -43,7 +43,10 @@ describe("openssl interop (the worked example of README.md (Signing and trust))"
     const parsed = JSON.parse(envelope.toString("utf8")) as { signatures: { keyid: string }[] };
     expect(parsed.signatures[0]?.keyid).toBe(keyIdOf(parsePublicKey(pub)));
 
-    const allowlist = parseAllowlist({ version: 1, sources: [{ id: "example", description: "openssl publisher", keys: [{ publicKey: pub }], names: ["examples/**"] }] }, dir);
+    const allowlist = parseAllowlist(
+      { version: 1, sources: [{ id: "example", description: "openssl publisher", keys: [{ publicKey: pub }], names: ["examples/**"] }] },
+      dir,
+    );
     const { digestHex, size } = await sha256File(path.join(dir, "model.safetensors"));
     const result = verifyPublish({ envelope, digestHex, size, allowlist, now: new Date() });
     expect(result.source.id).toBe("example");

@@ -39,10 +39,14 @@ describe("properties", () => {
     const chars = fc.constantFrom("a", "b", "/", "*", ".");
     fc.assert(
       // Globs only ever see validated names (non-empty segments, never `.` or `..`).
-      fc.property(fc.string({ unit: chars, maxLength: 8 }), fc.array(fc.constantFrom("a", "b", "ab", ".a", "a.b", "..a", "b c"), { minLength: 1, maxLength: 4 }), (pattern, segments) => {
-        const name = parseArtifactName(segments.join("/"));
-        expect(matchesNameGlob(pattern, name)).toBe(referenceGlob(pattern, name));
-      }),
+      fc.property(
+        fc.string({ unit: chars, maxLength: 8 }),
+        fc.array(fc.constantFrom("a", "b", "ab", ".a", "a.b", "..a", "b c"), { minLength: 1, maxLength: 4 }),
+        (pattern, segments) => {
+          const name = parseArtifactName(segments.join("/"));
+          expect(matchesNameGlob(pattern, name)).toBe(referenceGlob(pattern, name));
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -56,9 +60,12 @@ describe("properties", () => {
   });
 
   it("verification only ever fails with a GatewayError, on arbitrary bytes", () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
-      onlyGatewayErrors(bytes);
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
+        onlyGatewayErrors(bytes);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it("verification only ever fails with a GatewayError, on mutated valid envelopes", () => {

@@ -72,15 +72,19 @@ describe("strict JSON scan (src/trust/strictJson.ts)", () => {
     expect(() => {
       scanStrictJson(nest(MAX_TRUST_JSON_DEPTH), "test");
     }).not.toThrow();
-    expect(codeOf(() => {
-      scanStrictJson(nest(MAX_TRUST_JSON_DEPTH + 1), "test");
-    })).toBe("malformed_signature");
+    expect(
+      codeOf(() => {
+        scanStrictJson(nest(MAX_TRUST_JSON_DEPTH + 1), "test");
+      }),
+    ).toBe("malformed_signature");
     expect(() => {
       scanStrictJson(nestObjects(MAX_TRUST_JSON_DEPTH), "test");
     }).not.toThrow();
-    expect(codeOf(() => {
-      scanStrictJson(nestObjects(MAX_TRUST_JSON_DEPTH + 1), "test");
-    })).toBe("malformed_signature");
+    expect(
+      codeOf(() => {
+        scanStrictJson(nestObjects(MAX_TRUST_JSON_DEPTH + 1), "test");
+      }),
+    ).toBe("malformed_signature");
     // A JSON bomb of the largest envelope size stops at the bound, without recursion.
     expect(codeOf(() => parseEnvelope("[".repeat(MAX_ENVELOPE_BYTES)))).toBe("malformed_signature");
   });
@@ -126,7 +130,10 @@ describe("red team: duplicate keys in validly signed envelopes and statements ->
         subject: `[{"name":"prod/model.pkl","digest":{"sha256":"${OTHER_DIGEST}"}}],"subject":[{"name":"team-a/model.pkl","digest":{"sha256":"${DIGEST}"}}]`,
       }),
     ],
-    ["the digest (first-wins reader: another artifact)", statementText({ subject: `[{"name":"team-a/model.pkl","digest":{"sha256":"${OTHER_DIGEST}","sha256":"${DIGEST}"}}]` })],
+    [
+      "the digest (first-wins reader: another artifact)",
+      statementText({ subject: `[{"name":"team-a/model.pkl","digest":{"sha256":"${OTHER_DIGEST}","sha256":"${DIGEST}"}}]` }),
+    ],
     [
       "the digest, escaped",
       statementText({ subject: `[{"name":"team-a/model.pkl","digest":{"sha\\u0032\\u0035\\u0036":"${OTHER_DIGEST}","sha256":"${DIGEST}"}}]` }),
@@ -146,12 +153,27 @@ describe("red team: duplicate keys in validly signed envelopes and statements ->
   if (goodSig === undefined) throw new Error("no signature");
 
   it.each<[string, string]>([
-    ["payload (first-wins reader: an unsigned prod statement)", `{"payloadType":"${good.payloadType}","payload":"${prodPayload}","payload":"${good.payload}","signatures":[${JSON.stringify(goodSig)}]}`],
-    ["payload spelled with an escape", `{"payloadType":"${good.payloadType}","p\\u0061yload":"${prodPayload}","payload":"${good.payload}","signatures":[${JSON.stringify(goodSig)}]}`],
-    ["payloadType", `{"payloadType":"application/json","payloadType":"${good.payloadType}","payload":"${good.payload}","signatures":[${JSON.stringify(goodSig)}]}`],
+    [
+      "payload (first-wins reader: an unsigned prod statement)",
+      `{"payloadType":"${good.payloadType}","payload":"${prodPayload}","payload":"${good.payload}","signatures":[${JSON.stringify(goodSig)}]}`,
+    ],
+    [
+      "payload spelled with an escape",
+      `{"payloadType":"${good.payloadType}","p\\u0061yload":"${prodPayload}","payload":"${good.payload}","signatures":[${JSON.stringify(goodSig)}]}`,
+    ],
+    [
+      "payloadType",
+      `{"payloadType":"application/json","payloadType":"${good.payloadType}","payload":"${good.payload}","signatures":[${JSON.stringify(goodSig)}]}`,
+    ],
     ["signatures", `{"payloadType":"${good.payloadType}","payload":"${good.payload}","signatures":[],"signatures":[${JSON.stringify(goodSig)}]}`],
-    ["a signature's keyid", `{"payloadType":"${good.payloadType}","payload":"${good.payload}","signatures":[{"keyid":"${other.keyId}","keyid":"${goodSig.keyid}","sig":"${goodSig.sig}"}]}`],
-    ["a signature's sig", `{"payloadType":"${good.payloadType}","payload":"${good.payload}","signatures":[{"keyid":"${goodSig.keyid}","sig":"${"A".repeat(86)}==","sig":"${goodSig.sig}"}]}`],
+    [
+      "a signature's keyid",
+      `{"payloadType":"${good.payloadType}","payload":"${good.payload}","signatures":[{"keyid":"${other.keyId}","keyid":"${goodSig.keyid}","sig":"${goodSig.sig}"}]}`,
+    ],
+    [
+      "a signature's sig",
+      `{"payloadType":"${good.payloadType}","payload":"${good.payload}","signatures":[{"keyid":"${goodSig.keyid}","sig":"${"A".repeat(86)}==","sig":"${goodSig.sig}"}]}`,
+    ],
   ])("in the envelope: %s", (_label, envelope) => {
     expect(() => JSON.parse(envelope) as unknown).not.toThrow();
     expect(verify(envelope)).toBe("malformed_signature");

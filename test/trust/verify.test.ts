@@ -9,7 +9,14 @@ const c = testKey(3);
 const stranger = testKey(99);
 
 function verify(envelope: string, allowlist: Allowlist, extra: { digestHex?: string; name?: string; now?: Date; size?: number } = {}) {
-  return verifyPublish({ envelope, digestHex: extra.digestHex ?? DIGEST, allowlist, now: extra.now ?? NOW, ...(extra.name !== undefined ? { name: extra.name } : {}), ...(extra.size !== undefined ? { size: extra.size } : {}) });
+  return verifyPublish({
+    envelope,
+    digestHex: extra.digestHex ?? DIGEST,
+    allowlist,
+    now: extra.now ?? NOW,
+    ...(extra.name !== undefined ? { name: extra.name } : {}),
+    ...(extra.size !== undefined ? { size: extra.size } : {}),
+  });
 }
 
 function errorOf(fn: () => unknown): Error {
@@ -91,7 +98,9 @@ describe("verifyPublish", () => {
   });
 
   it("digest_mismatch when the signed predicate.size differs from the artifact size", () => {
-    const env = JSON.stringify(signEnvelope(buildPublishStatement({ name: "examples/model.pt", digestHex: DIGEST, predicate: { size: 10 } }), a.secretKey, a.keyId));
+    const env = JSON.stringify(
+      signEnvelope(buildPublishStatement({ name: "examples/model.pt", digestHex: DIGEST, predicate: { size: 10 } }), a.secretKey, a.keyId),
+    );
     expect(verify(env, one, { size: 10 }).source.id).toBe("research");
     expect(codeOf(() => verify(env, one, { size: 11 }))).toBe("digest_mismatch");
   });
@@ -156,9 +165,7 @@ describe("verifyPublish", () => {
     });
 
     it("does not count revoked or expired keys", () => {
-      const al = allowlistOf(
-        source("s", [trusted(a), trusted(b, { revoked: true }), trusted(c, { notAfter: new Date(NOW.getTime()) })], { threshold: 2 }),
-      );
+      const al = allowlistOf(source("s", [trusted(a), trusted(b, { revoked: true }), trusted(c, { notAfter: new Date(NOW.getTime()) })], { threshold: 2 }));
       expect(codeOf(() => verify(signed([a, b]), al))).toBe("threshold_not_met");
       expect(codeOf(() => verify(signed([a, c]), al))).toBe("threshold_not_met");
       expect(verify(signed([a, b, c]), allowlistOf(source("s", [trusted(a), trusted(b), trusted(c)], { threshold: 3 }))).keyIds).toHaveLength(3);
@@ -176,7 +183,11 @@ describe("verifyPublish", () => {
 
   describe("several sources", () => {
     it("picks the source that accepts, and the first in allowlist order when several do", () => {
-      const al = allowlistOf(source("prod", [trusted(a)], { names: ["prod/**"] }), source("research", [trusted(a)], { names: ["research/**"] }), source("all", [trusted(a)]));
+      const al = allowlistOf(
+        source("prod", [trusted(a)], { names: ["prod/**"] }),
+        source("research", [trusted(a)], { names: ["research/**"] }),
+        source("all", [trusted(a)]),
+      );
       expect(verify(signed([a], "research/x"), al).source.id).toBe("research");
       expect(verify(signed([a], "prod/x"), al).source.id).toBe("prod");
       expect(verify(signed([a], "other/x"), al).source.id).toBe("all");
@@ -190,11 +201,18 @@ describe("verifyPublish", () => {
       );
       const fn = () => verify(signed([a, c], "x/y"), al);
       expect(codeOf(fn)).toBe("key_revoked");
-      expect(reasonsOf(fn).map((r) => `${r.source ?? ""}:${r.code}`).sort()).toEqual(["narrow:name_not_allowed", "revoking:key_revoked", "strict:threshold_not_met"]);
+      expect(
+        reasonsOf(fn)
+          .map((r) => `${r.source ?? ""}:${r.code}`)
+          .sort(),
+      ).toEqual(["narrow:name_not_allowed", "revoking:key_revoked", "strict:threshold_not_met"]);
     });
 
     it("a key revoked in one source counts for no source, even one listing it unrevoked", () => {
-      const al = allowlistOf(source("a-src", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }));
+      const al = allowlistOf(
+        source("a-src", [trusted(a, { revoked: true })], { names: ["a/**"] }),
+        source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }),
+      );
       // Only b-src's name rules would accept this signature; a-src's revocation still applies.
       const fn = () => verify(signed([a], "b/model"), al);
       expect(codeOf(fn)).toBe("key_revoked");
@@ -216,7 +234,11 @@ describe("verifyPublish", () => {
         version: 1,
         sources: [
           { id: "a-src", description: "", keys: [{ publicKey: Buffer.from(a.publicKey).toString("base64"), revoked: true }] },
-          { id: "b-src", description: "", keys: [{ publicKey: Buffer.from(a.publicKey).toString("base64") }, { publicKey: Buffer.from(b.publicKey).toString("base64") }] },
+          {
+            id: "b-src",
+            description: "",
+            keys: [{ publicKey: Buffer.from(a.publicKey).toString("base64") }, { publicKey: Buffer.from(b.publicKey).toString("base64") }],
+          },
         ],
       };
       const al = parseAllowlist(json, "/nonexistent");
@@ -233,7 +255,11 @@ describe("verifyPublish", () => {
 
   it("rejects a signature made over the payload without PAE", () => {
     const payload = Buffer.from(JSON.stringify(statementJson()));
-    const env = { payloadType: "application/vnd.in-toto+json", payload: payload.toString("base64"), signatures: [{ keyid: a.keyId, sig: Buffer.from(nacl.sign.detached(payload, a.secretKey)).toString("base64") }] };
+    const env = {
+      payloadType: "application/vnd.in-toto+json",
+      payload: payload.toString("base64"),
+      signatures: [{ keyid: a.keyId, sig: Buffer.from(nacl.sign.detached(payload, a.secretKey)).toString("base64") }],
+    };
     expect(codeOf(() => verify(JSON.stringify(env), one))).toBe("bad_signature");
   });
 });
@@ -253,7 +279,10 @@ describe("preflightEnvelope", () => {
   });
 
   it("a key revoked by another source is key_revoked; the source's other key still works", () => {
-    const split = allowlistOf(source("a-src", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }));
+    const split = allowlistOf(
+      source("a-src", [trusted(a, { revoked: true })], { names: ["a/**"] }),
+      source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }),
+    );
     expect(codeOf(() => preflightEnvelope(signed([a], "b/model"), split, NOW))).toBe("key_revoked");
     expect(preflightEnvelope(signed([b], "b/model"), split, NOW).sourceIds).toEqual(["b-src"]);
   });
@@ -272,30 +301,57 @@ describe("recheckTrust", () => {
     const expired = allowlistOf(source("s", [trusted(a, { notAfter: new Date(NOW.getTime() - 1) }), trusted(b, { revoked: true })]));
     expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe("key_revoked");
     expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: expired, now: NOW }))).toBe("key_expired");
-    expect(codeOf(() => recheckTrust({ envelopes: [signed([stranger]), signed([a])], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe("key_revoked");
+    expect(codeOf(() => recheckTrust({ envelopes: [signed([stranger]), signed([a])], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe(
+      "key_revoked",
+    );
     expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: allowlistOf(), now: NOW }))).toBe("untrusted_source");
     expect(codeOf(() => recheckTrust({ envelopes: [], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe("untrusted_source");
   });
 
   it("checks each stored envelope against the name it signed; bare strings and unnamed entries use `name`", () => {
     const both = allowlistOf(source("sa", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("sb", [trusted(b)], { names: ["b/**"] }));
-    const envelopes = [{ envelope: signed([a], "a/model"), name: "a/model" }, { envelope: signed([b], "b/model"), name: "b/model" }];
+    const envelopes = [
+      { envelope: signed([a], "a/model"), name: "a/model" },
+      { envelope: signed([b], "b/model"), name: "b/model" },
+    ];
     const v = recheckTrust({ envelopes, digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW });
     expect([v.source.id, v.name]).toEqual(["sb", "b/model"]);
     // Without its own name, b's envelope is checked against the record's name and refused.
-    expect(codeOf(() => recheckTrust({ envelopes: [envelopes[0] ?? "", { envelope: signed([b], "b/model") }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }))).toBe("key_revoked");
-    expect(codeOf(() => recheckTrust({ envelopes: [signed([b], "b/model")], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }))).toBe("name_not_allowed");
+    expect(
+      codeOf(() =>
+        recheckTrust({ envelopes: [envelopes[0] ?? "", { envelope: signed([b], "b/model") }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }),
+      ),
+    ).toBe("key_revoked");
+    expect(codeOf(() => recheckTrust({ envelopes: [signed([b], "b/model")], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }))).toBe(
+      "name_not_allowed",
+    );
     // A stored name is no override: it must equal the envelope's own subject name.
-    expect(codeOf(() => recheckTrust({ envelopes: [{ envelope: signed([b], "b/model"), name: "b/other" }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }))).toBe("name_not_allowed");
-    const revokedBoth = allowlistOf(source("sa", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("sb", [trusted(b, { revoked: true })], { names: ["b/**"] }));
+    expect(
+      codeOf(() =>
+        recheckTrust({ envelopes: [{ envelope: signed([b], "b/model"), name: "b/other" }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }),
+      ),
+    ).toBe("name_not_allowed");
+    const revokedBoth = allowlistOf(
+      source("sa", [trusted(a, { revoked: true })], { names: ["a/**"] }),
+      source("sb", [trusted(b, { revoked: true })], { names: ["b/**"] }),
+    );
     expect(codeOf(() => recheckTrust({ envelopes, digestHex: DIGEST, name: "a/model", allowlist: revokedBoth, now: NOW }))).toBe("key_revoked");
   });
 
   it("a key revoked by another source no longer serves through the source listing it unrevoked", () => {
-    const split = allowlistOf(source("a-src", [trusted(a, { revoked: true })], { names: ["a/**"] }), source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }));
+    const split = allowlistOf(
+      source("a-src", [trusted(a, { revoked: true })], { names: ["a/**"] }),
+      source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }),
+    );
     const envelopes = [{ envelope: signed([a], "b/model"), name: "b/model" }];
     expect(codeOf(() => recheckTrust({ envelopes, digestHex: DIGEST, name: "b/model", allowlist: split, now: NOW }))).toBe("key_revoked");
-    const v = recheckTrust({ envelopes: [...envelopes, { envelope: signed([b], "b/model"), name: "b/model" }], digestHex: DIGEST, name: "b/model", allowlist: split, now: NOW });
+    const v = recheckTrust({
+      envelopes: [...envelopes, { envelope: signed([b], "b/model"), name: "b/model" }],
+      digestHex: DIGEST,
+      name: "b/model",
+      allowlist: split,
+      now: NOW,
+    });
     expect([v.source.id, v.keyIds]).toEqual(["b-src", [b.keyId]]);
   });
 

@@ -111,7 +111,11 @@ export const pullCommand: Command = {
     const metaRes = await request(apiUrl(base, `/v1/artifacts/sha256:${hex}/metadata`), { headers });
     if (!metaRes.ok) throw await serverError(metaRes);
     const meta = MetadataSchema.safeParse(await readMetadataJson(metaRes));
-    if (!meta.success || meta.data.digest !== `sha256:${hex}`) throw new GatewayError("integrity_error", "the server's metadata does not describe the requested digest (no expected size: refusing an unbounded download)");
+    if (!meta.success || meta.data.digest !== `sha256:${hex}`)
+      throw new GatewayError(
+        "integrity_error",
+        "the server's metadata does not describe the requested digest (no expected size: refusing an unbounded download)",
+      );
     const expected = meta.data.size;
     if (allowlist !== undefined) {
       const verification = recheckTrust({ envelopes: meta.data.signatures, digestHex: hex, name: meta.data.name, allowlist, now: new Date() });
@@ -154,7 +158,10 @@ export const pullCommand: Command = {
       if (contentLength !== null && Number(contentLength) !== remaining) {
         await res.body?.cancel();
         await fsp.rm(partial, { force: true });
-        throw new GatewayError("integrity_error", `the server announced ${contentLength} bytes, the artifact has ${String(remaining)} left; the partial file was removed`);
+        throw new GatewayError(
+          "integrity_error",
+          `the server announced ${contentLength} bytes, the artifact has ${String(remaining)} left; the partial file was removed`,
+        );
       }
       const body = res.body;
       if (body === null) throw new GatewayError("io_error", "the server sent no body");
@@ -178,7 +185,10 @@ export const pullCommand: Command = {
           await fsp.rm(partial, { force: true });
           throw new GatewayError("integrity_error", `the server sent more than the ${String(remaining)} bytes expected; the partial file was removed`);
         }
-        throw new GatewayError("io_error", `download interrupted after ${String(await sizeOf(partial))} bytes (${messageOf(err)}); run the same command again to resume`);
+        throw new GatewayError(
+          "io_error",
+          `download interrupted after ${String(await sizeOf(partial))} bytes (${messageOf(err)}); run the same command again to resume`,
+        );
       }
     }
 

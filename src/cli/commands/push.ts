@@ -109,7 +109,8 @@ export const pushCommand: Command = {
     let envelope: string;
     try {
       const st = await fsp.stat(sigPath);
-      if (!st.isFile() || st.size > MAX_ENVELOPE_BYTES) throw new GatewayError("usage", `${values.sig} is not a signature envelope file (at most ${String(MAX_ENVELOPE_BYTES)} bytes)`);
+      if (!st.isFile() || st.size > MAX_ENVELOPE_BYTES)
+        throw new GatewayError("usage", `${values.sig} is not a signature envelope file (at most ${String(MAX_ENVELOPE_BYTES)} bytes)`);
       envelope = await fsp.readFile(sigPath, "utf8");
     } catch (err) {
       if (err instanceof GatewayError) throw err;

@@ -10,7 +10,12 @@ import { COMMAND_HELP } from "./help";
 
 const ScopeList = z
   .string()
-  .transform((s) => s.split(",").map((x) => x.trim()).filter((x) => x !== ""))
+  .transform((s) =>
+    s
+      .split(",")
+      .map((x) => x.trim())
+      .filter((x) => x !== ""),
+  )
   .pipe(z.array(z.enum(SCOPES as [Scope, ...Scope[]])).min(1));
 
 function tokensPath(flag: string | undefined, io: CliIo): string {

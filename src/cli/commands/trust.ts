@@ -108,7 +108,9 @@ function addKey(args: string[], io: CliIo): number {
   const { doc: next, outcome } = addKeyEntry(doc, { sourceId: values.source, keyId, entry: { path: keyPath, keyId, revoked: false } }, keyIdsBySource(current));
   if (outcome === "already-present") {
     const existing = current.sources.find((s) => s.id === values.source)?.keys.find((k) => k.keyId === keyId);
-    io.stdout(`key ${keyId} is already in source '${values.source}' (${existing ? keyState(existing, new Date(), current.revokedKeyIds.has(keyId)) : "present"}); nothing changed\n`);
+    io.stdout(
+      `key ${keyId} is already in source '${values.source}' (${existing ? keyState(existing, new Date(), current.revokedKeyIds.has(keyId)) : "present"}); nothing changed\n`,
+    );
     return 0;
   }
   if (copyTo !== undefined) {

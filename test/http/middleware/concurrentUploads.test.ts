@@ -43,7 +43,9 @@ describe("concurrentUploads", () => {
   });
 
   it("answers 503 unavailable past the cap and frees the slot when the response finishes", async () => {
-    const first = request(url).post("/upload?hold=1").then((r) => r.status);
+    const first = request(url)
+      .post("/upload?hold=1")
+      .then((r) => r.status);
     await until(() => held.length === 1);
     expect(gate.inFlight).toBe(1);
     const refused = await request(url).post("/upload");

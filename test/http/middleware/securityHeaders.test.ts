@@ -58,7 +58,9 @@ describe("applyServerTimeouts", () => {
       const ended = await new Promise<string>((resolve) => {
         let data = "";
         socket.on("data", (d: Buffer) => (data += d.toString()));
-        socket.on("close", () => { resolve(data); });
+        socket.on("close", () => {
+          resolve(data);
+        });
       });
       // node answers 408 or just closes; either way the socket does not stay open
       expect(ended === "" || ended.startsWith("HTTP/1.1 408")).toBe(true);
