@@ -15,9 +15,9 @@ import { closeGracefully } from "../http/middleware/shutdown";
 import { applyServerTimeouts } from "../http/middleware/timeouts";
 import { auditRouter } from "../http/opsRoutes";
 import { metricsRouter, PromGatewayMetrics } from "../metrics/prom";
-import type { OpsConfig } from "./config";
+import type { OpsConfig } from "../config";
 
-export { loadOpsConfig, type OpsConfig } from "./config";
+export { loadOpsConfig, type OpsConfig } from "../config";
 
 /** Everything the wiring (serve / createApp) needs from operations, built from one OpsConfig. */
 export interface Ops {

@@ -6,7 +6,7 @@ import { GatewayError, messageOf } from "../../errors";
 import { inspectPath } from "../../formats/inspectFile";
 import { AllowlistHolder } from "../../http/allowlistHolder";
 import { createApp } from "../../http/app";
-import { createOps, loadOpsConfig, opsAppDeps } from "../../ops";
+import { createOps, opsAppDeps } from "../../ops";
 import { FsArtifactStore } from "../../store/fsStore";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
@@ -43,7 +43,7 @@ export const serveCommand: Command = {
     });
     const config = loadConfig(io.env, { host: values.host, port: values.port, dataDir: values.data, allowlistPath: values.allowlist });
     const logger = pino({ level: config.logLevel });
-    const ops = await createOps(loadOpsConfig(io.env, { dataDir: config.dataDir }), logger);
+    const ops = await createOps(config.ops, logger);
     let holder: AllowlistHolder;
     try {
       const startup = ops.startupCheck(config.host);
