@@ -2,7 +2,7 @@ import { Cursor } from "../bytes/cursor";
 import { SliceSource, type ByteSource } from "../bytes/source";
 import type { Finding, InspectionNode } from "../inspect/report";
 import { MAX_REPORT_PICKLE_NODES_PER_MEMBER } from "../limits";
-import { analyzePickle, inspectPickleSource, makePicklePolicy } from "../pickle";
+import { analyzePickle, inspectPickleSource, makePicklePolicy, type PickleAnalysis } from "../pickle";
 import type { SymbolicValue } from "../pickle/values";
 import { describeValue } from "../pickle/values";
 import type { ArchiveContents, ArchiveMember } from "./archive";
@@ -183,6 +183,30 @@ function isModulePid(id: SymbolicValue): boolean {
   return tag?.kind === "str" && tag.value === "module" && cls?.kind === "global" && strOrNone(file) && strOrNone(source);
 }
 
+/**
+ * Analyze the one pickle torch reads at `start` (pickle.load reads one and stops at its STOP).
+ * `judgePid` says what is wrong with a persistent id, or undefined when torch accepts it.
+ */
+function analyzeTorchPickle(
+  source: ByteSource,
+  location: string,
+  ctx: FormatContext,
+  start: number,
+  judgePid: (id: SymbolicValue) => string | undefined,
+): PickleAnalysis {
+  const cursor = new Cursor(source, { start, errorCode: "malformed_pickle", what: location });
+  return analyzePickle(cursor, {
+    policy: makePicklePolicy(ctx.policy),
+    limits: ctx.pickleLimits,
+    location,
+    single: true,
+    onPersistentId: (id: SymbolicValue, offset: number): Finding[] => {
+      const wrong = judgePid(id);
+      return wrong === undefined ? [] : [pidFinding(wrong, location, offset)];
+    },
+  });
+}
+
 /** Scan one pickle of a torch checkpoint, collecting its storage references. */
 function scanTorchPickle(
   source: ByteSource,
@@ -192,26 +216,18 @@ function scanTorchPickle(
   refs: Map<string, StorageRef>,
   start = 0,
 ): { node: InspectionNode; end: number; value: SymbolicValue | undefined } {
-  const location = `${path}#pickle`;
-  const cursor = new Cursor(source, { start, errorCode: "malformed_pickle", what: location });
-  const analysis = analyzePickle(cursor, {
-    policy: makePicklePolicy(ctx.policy),
-    limits: ctx.pickleLimits,
-    location,
-    single: true,
-    onPersistentId: (id: SymbolicValue, offset: number): Finding[] => {
-      // _legacy_save names each nn.Module class it pickles as ('module', cls, source_file, source);
-      // persistent_load returns cls (an import the analyzer already classified).
-      if (legacy && isModulePid(id)) return [];
-      const ref = parseStoragePid(id, legacy);
-      if (typeof ref === "string") return [pidFinding(ref, location, offset)];
-      const seen = refs.get(ref.key);
-      if (seen && (seen.storageType !== ref.storageType || seen.numel !== ref.numel)) {
-        return [pidFinding(`storage ${ref.key} is referenced with two different types or sizes`, location, offset)];
-      }
-      refs.set(ref.key, ref);
-      return [];
-    },
+  const analysis = analyzeTorchPickle(source, `${path}#pickle`, ctx, start, (id) => {
+    // _legacy_save names each nn.Module class it pickles as ('module', cls, source_file, source);
+    // persistent_load returns cls (an import the analyzer already classified).
+    if (legacy && isModulePid(id)) return undefined;
+    const ref = parseStoragePid(id, legacy);
+    if (typeof ref === "string") return ref;
+    const seen = refs.get(ref.key);
+    if (seen && (seen.storageType !== ref.storageType || seen.numel !== ref.numel)) {
+      return `storage ${ref.key} is referenced with two different types or sizes`;
+    }
+    refs.set(ref.key, ref);
+    return undefined;
   });
   return { node: analysis.node, end: analysis.end, value: analysis.values[0] };
 }
@@ -565,17 +581,9 @@ function tarPickleAt(
   into: InspectionNode,
   pid?: (id: SymbolicValue) => string | undefined,
 ): { value: SymbolicValue | undefined; end: number } {
-  const cursor = new Cursor(source, { start, errorCode: "malformed_pickle", what: location });
-  const analysis = analyzePickle(cursor, {
-    policy: makePicklePolicy(ctx.policy),
-    limits: ctx.pickleLimits,
-    location,
-    single: true,
-    onPersistentId: (id: SymbolicValue, offset: number): Finding[] => {
-      const wrong = pid === undefined ? "persistent id in a pickle torch loads without persistent_load" : pid(id);
-      return wrong === undefined ? [] : [pidFinding(wrong, location, offset)];
-    },
-  });
+  const analysis = analyzeTorchPickle(source, location, ctx, start, (id) =>
+    pid === undefined ? "persistent id in a pickle torch loads without persistent_load" : pid(id),
+  );
   const n = analysis.node;
   const notable = n.findings.some((f) => f.severity !== "innocuous") || (n.imports ?? []).some((r) => r.safety !== "innocuous");
   if (notable || into.children.length < MAX_REPORT_PICKLE_NODES_PER_MEMBER) into.children.push(n);

@@ -126,7 +126,6 @@ export function scanStrictJson(text: string, what: string, maxDepth = MAX_TRUST_
     else readValueStart();
     // A value that opened a container leaves it on top: its first element comes next.
     justOpened = stack.length > depth;
-    if (justOpened) continue;
   }
   skipWhitespace();
   if (pos !== text.length) throw malformed(what, "data after the JSON value", pos);
