@@ -1,7 +1,7 @@
 import { GatewayError } from "../errors";
 import type { Finding } from "../inspect/report";
 import { MAX_LOADER_CONFIG_BYTES } from "../limits";
-import type { ArchiveContents, ArchiveMember } from "./archive";
+import { readWholeMember, type ArchiveContents, type ArchiveMember } from "./archive";
 import type { FormatContext } from "./context";
 import { findingOf, memberPath, policyGatedFinding } from "./dispatch";
 
@@ -58,18 +58,6 @@ export function isLoaderConfigName(path: string): boolean {
   return baseNameOf(path).endsWith("config.json");
 }
 
-async function readMemberBytes(member: ArchiveMember): Promise<Uint8Array> {
-  const opened = await member.open();
-  try {
-    const bytes = new Uint8Array(opened.source.size);
-    const got = opened.source.readAt(bytes, 0);
-    if (got !== bytes.length) throw new GatewayError("malformed_container", `member ${member.path} ended after ${got} of ${bytes.length} bytes`);
-    return bytes;
-  } finally {
-    opened.close();
-  }
-}
-
 function parseConfigJson(bytes: Uint8Array, name: string): unknown {
   let text: string;
   try {
@@ -113,7 +101,7 @@ export async function readLoaderConfigs(
           `${member.path} is ${member.size} bytes, more than ${maxBytes} (MAX_LOADER_CONFIG_BYTES): a loader reads it by name, so it is not skipped`,
         );
       }
-      config.value = parseConfigJson(await readMemberBytes(member), member.path);
+      config.value = parseConfigJson(await readWholeMember(member, maxBytes), member.path);
     } catch (err) {
       findings.push(findingOf(err, location));
     }

@@ -1,9 +1,8 @@
 import { parseDocument, visit } from "yaml";
-import type { ByteSource } from "../bytes/source";
 import { GatewayError } from "../errors";
 import type { Finding, InspectionNode } from "../inspect/report";
 import { MAX_MLFLOW_REQUIREMENT_FILES, MAX_YAML_ALIAS_COUNT } from "../limits";
-import type { ArchiveContents, ArchiveMember } from "./archive";
+import { readWholeMember, type ArchiveContents, type ArchiveMember } from "./archive";
 import type { FormatContext } from "./context";
 import { findingOf, inspectAllMembers, memberPath, policyGatedFinding } from "./dispatch";
 import { checkCondaEnvironment, checkPipRequirements, checkPythonEnv, requirementLines, type RequirementCheck } from "./requirements";
@@ -133,19 +132,11 @@ async function readText(member: ArchiveMember, ctx: FormatContext): Promise<stri
       `mlflow: ${member.path} is ${member.size} bytes, over the text limit of ${ctx.containerLimits.maxTextMemberBytes}`,
     );
   }
-  const opened = await member.open();
+  const bytes = await readWholeMember(member, ctx.containerLimits.maxTextMemberBytes);
   try {
-    const source: ByteSource = opened.source;
-    if (source.size > ctx.containerLimits.maxTextMemberBytes) throw new GatewayError("limit_exceeded", `mlflow: ${member.path} is over the text limit`);
-    const bytes = new Uint8Array(source.size);
-    if (source.readAt(bytes, 0) !== bytes.length) throw malformed(`${member.path} could not be read whole`);
-    try {
-      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    } catch {
-      throw malformed(`${member.path} is not valid UTF-8`);
-    }
-  } finally {
-    opened.close();
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw malformed(`${member.path} is not valid UTF-8`);
   }
 }
 
