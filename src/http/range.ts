@@ -12,15 +12,9 @@ export type RangeRequest = { kind: "none" } | { kind: "range"; start: number; en
  * maxHeaderSize (16 KiB), and this pattern matches in linear time.
  */
 const SINGLE = /^(\d*)-(\d*)$/;
-
-/**
- * The value of a digit string. Beyond 2^53 it is rounded, but rounding is monotonic and every
- * stored size is far below 2^53, so comparisons with the size stay exact in their outcome: a huge
- * first-pos is unsatisfiable, a huge last-pos or suffix-length means "to the end" / "all of it".
- */
-function digits(text: string): number {
-  return Number(text);
-}
+// Digit strings are read with Number(): beyond 2^53 it rounds, but rounding is monotonic and every
+// stored size is far below 2^53, so comparisons with the size keep their outcome: a huge first-pos
+// is unsatisfiable, a huge last-pos or suffix-length means "to the end" / "all of it".
 
 export function parseRange(header: string | undefined, size: number): RangeRequest {
   if (header === undefined) return { kind: "none" };
@@ -34,15 +28,15 @@ export function parseRange(header: string | undefined, size: number): RangeReque
   if (first === "") {
     // §14.1.1: a suffix-length of 0 is unsatisfiable; one at least the size selects the whole
     // representation. An empty representation has no byte range to name: send it whole (200).
-    const suffix = digits(last);
+    const suffix = Number(last);
     if (suffix === 0) return { kind: "unsatisfiable" };
     if (size === 0) return { kind: "none" };
     return { kind: "range", start: Math.max(0, size - suffix), end: size - 1 };
   }
-  const start = digits(first);
+  const start = Number(first);
   if (start >= size) return { kind: "unsatisfiable" };
   if (last === "") return { kind: "range", start, end: size - 1 };
-  const end = digits(last);
+  const end = Number(last);
   if (end < start) return { kind: "unsatisfiable" };
   return { kind: "range", start, end: Math.min(end, size - 1) };
 }
