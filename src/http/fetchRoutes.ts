@@ -53,11 +53,15 @@ function digestParam(req: Request): string {
   return parseDigest(typeof raw === "string" ? raw : "");
 }
 
+/** The strong entity tag of a blob: its digest, quoted. The validator If-None-Match and If-Range compare. */
+function entityTagOf(hex: string): string {
+  return `"${formatDigest(hex)}"`;
+}
+
 function setContentHeaders(res: Response, hex: string): void {
-  const digest = formatDigest(hex);
   res.setHeader("Content-Type", "application/octet-stream");
-  res.setHeader("ETag", `"${digest}"`);
-  res.setHeader("Docker-Content-Digest", digest);
+  res.setHeader("ETag", entityTagOf(hex));
+  res.setHeader("Docker-Content-Digest", formatDigest(hex));
   // RFC 9530: the digest of the whole representation, as a byte sequence (base64 between colons).
   res.setHeader("Repr-Digest", `sha-256=:${Buffer.from(hex, "hex").toString("base64")}:`);
   res.setHeader("Cache-Control", "public, max-age=31536000, immutable");
@@ -68,7 +72,7 @@ function etagMatches(header: string | undefined, hex: string): boolean {
   if (header === undefined) return false;
   return header.split(",").some((t) => {
     const tag = t.trim().replace(/^W\//, "");
-    return tag === "*" || tag === `"${formatDigest(hex)}"`;
+    return tag === "*" || tag === entityTagOf(hex);
   });
 }
 
@@ -82,7 +86,7 @@ function etagMatches(header: string | undefined, hex: string): boolean {
  */
 function ifRangeHolds(header: string | undefined, hex: string): boolean {
   if (header === undefined) return true;
-  return header.trim() === `"${formatDigest(hex)}"`;
+  return header.trim() === entityTagOf(hex);
 }
 
 /** GET/HEAD /v1/artifacts/<digest>, GET /v1/artifacts/<digest>/metadata, GET /v1/artifacts. */
