@@ -6,7 +6,7 @@ import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { z } from "zod";
 import { GatewayError, isGatewayError, messageOf } from "../../errors";
 import { MAX_PULL_METADATA_BYTES } from "../../limits";
-import { hashFileInto, parseDigest, sameDigest, sha256File } from "../../digest";
+import { formatDigest, hashFileInto, parseDigest, sameDigest, sha256File } from "../../digest";
 import { writeHashed } from "../../store/hashing";
 import { loadAllowlist, recheckTrust } from "../../trust";
 import { parseCommandArgs } from "../args";
@@ -102,16 +102,16 @@ export const pullCommand: Command = {
     const base = gatewayUrl(values.url, io);
     const out = path.resolve(io.cwd, values.out);
     const headers = authHeaders(io);
-    const blobUrl = apiUrl(base, `/v1/artifacts/sha256:${hex}`);
+    const blobUrl = apiUrl(base, `/v1/artifacts/${formatDigest(hex)}`);
 
     // The metadata comes first: its size bounds the download (an endless body must not fill the
     // disk before the sha256 check), and with --allowlist trust is decided locally from the stored
     // envelopes, before any byte is downloaded.
     const allowlist = values.allowlist === undefined ? undefined : loadAllowlist(path.resolve(io.cwd, values.allowlist));
-    const metaRes = await request(apiUrl(base, `/v1/artifacts/sha256:${hex}/metadata`), { headers });
+    const metaRes = await request(apiUrl(base, `/v1/artifacts/${formatDigest(hex)}/metadata`), { headers });
     if (!metaRes.ok) throw await serverError(metaRes);
     const meta = MetadataSchema.safeParse(await readMetadataJson(metaRes));
-    if (!meta.success || meta.data.digest !== `sha256:${hex}`)
+    if (!meta.success || meta.data.digest !== formatDigest(hex))
       throw new GatewayError(
         "integrity_error",
         "the server's metadata does not describe the requested digest (no expected size: refusing an unbounded download)",
@@ -195,7 +195,7 @@ export const pullCommand: Command = {
     const digestHex = downloadedHex ?? (await sha256File(partial)).digestHex;
     if (!sameDigest(digestHex, hex)) {
       await fsp.rm(partial, { force: true });
-      throw new GatewayError("integrity_error", `downloaded bytes hash to sha256:${digestHex}, not sha256:${hex}; the partial file was removed`);
+      throw new GatewayError("integrity_error", `downloaded bytes hash to ${formatDigest(digestHex)}, not ${formatDigest(hex)}; the partial file was removed`);
     }
     try {
       await fsyncFile(partial);
@@ -204,7 +204,7 @@ export const pullCommand: Command = {
       if (isGatewayError(err)) throw err;
       throw new GatewayError("io_error", `cannot move the verified file to ${values.out}: ${messageOf(err)}`);
     }
-    io.stdout(`sha256:${hex}  ${values.out}\n`);
+    io.stdout(`${formatDigest(hex)}  ${values.out}\n`);
     return 0;
   },
 };

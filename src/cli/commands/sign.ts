@@ -1,6 +1,6 @@
 import * as path from "node:path";
 import { GatewayError } from "../../errors";
-import { sha256File } from "../../digest";
+import { formatDigest, sha256File } from "../../digest";
 import { buildPublishStatement, keyIdOf, parseArtifactName, readPrivateKey, signEnvelope, writeFileAtomicSync } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
@@ -25,7 +25,7 @@ export const signCommand: Command = {
     secretKey.fill(0);
     const out = values.out !== undefined ? path.resolve(io.cwd, values.out) : `${file}.sig.json`;
     writeFileAtomicSync(out, `${JSON.stringify(envelope, null, 2)}\n`);
-    io.stdout(`sha256:${digestHex}\nsigned '${name}' (${String(size)} bytes) with key ${keyId}; envelope written to ${out}\n`);
+    io.stdout(`${formatDigest(digestHex)}\nsigned '${name}' (${String(size)} bytes) with key ${keyId}; envelope written to ${out}\n`);
     return 0;
   },
 };

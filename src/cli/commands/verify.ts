@@ -1,7 +1,7 @@
 import * as path from "node:path";
 import { GatewayError } from "../../errors";
 import { MAX_ENVELOPE_BYTES } from "../../limits";
-import { sha256File } from "../../digest";
+import { formatDigest, sha256File } from "../../digest";
 import { loadAllowlist, parseArtifactName, verifyPublish } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
@@ -30,7 +30,7 @@ export const verifyCommand: Command = {
       now: new Date(),
       ...(values.name !== undefined ? { name: values.name } : {}),
     });
-    io.stdout(`ok: '${result.name}' sha256:${digestHex} is trusted: source '${result.source.id}', key(s) ${result.keyIds.join(", ")}\n`);
+    io.stdout(`ok: '${result.name}' ${formatDigest(digestHex)} is trusted: source '${result.source.id}', key(s) ${result.keyIds.join(", ")}\n`);
     return 0;
   },
 };
