@@ -165,9 +165,9 @@ describe("numpy dtype BUILD states (synthetic variants)", () => {
     for (const analyze of [run, runFast]) expect(codesOf(analyze(ops))).toEqual(["unsafe_dtype"]);
   });
 
-  it("rejects a change to a checked dtype's fields dict after its BUILD (numpy keeps the dict by reference)", () => {
-    const f8 = dtype("f8", plainState("<", -1, -1, 0));
-    const state: PickleOp[] = [
+  /** State of `V8` with one field `x` (f8 at 0), its fields dict memoized at index 1 (what numpy writes, plus a BINPUT). */
+  function structOfOneF8MemoizedFields(): PickleOp[] {
+    return [
       ["BININT1", 3],
       ["SHORT_BINUNICODE", "|"],
       ["NONE"],
@@ -176,7 +176,7 @@ describe("numpy dtype BUILD states (synthetic variants)", () => {
       ["EMPTY_DICT"],
       ["BINPUT", 1],
       ["SHORT_BINUNICODE", "x"],
-      ...f8,
+      ...dtype("f8", plainState("<", -1, -1, 0)),
       ["BININT1", 0],
       ["TUPLE2"],
       ["SETITEM"],
@@ -184,6 +184,10 @@ describe("numpy dtype BUILD states (synthetic variants)", () => {
       ["BININT", 1],
       ["BININT", 16],
     ];
+  }
+
+  it("rejects a change to a checked dtype's fields dict after its BUILD (numpy keeps the dict by reference)", () => {
+    const state = structOfOneF8MemoizedFields();
     const plain: PickleOp[] = [...dtype("V8", state), ["POP"]];
     expect(verdictOf(run([...plain, ["NONE"]]))).toBe("accept");
     // After the BUILD: fields["x"] = (O8 dtype, 0), an object field under flags that say "no objects".
@@ -207,24 +211,7 @@ describe("numpy dtype BUILD states (synthetic variants)", () => {
     // 13 lists of 4096 items: past MAX_RETAINED_TOTAL, the memo stores dicts as unknown.
     const filler: PickleOp[] = [];
     for (let i = 0; i < 13; i++) filler.push(["EMPTY_LIST"], ["MARK"], ...Array.from({ length: 4096 }, (): PickleOp => ["BININT1", 1]), ["APPENDS"], ["POP"]);
-    const f8 = dtype("f8", plainState("<", -1, -1, 0));
-    const state: PickleOp[] = [
-      ["BININT1", 3],
-      ["SHORT_BINUNICODE", "|"],
-      ["NONE"],
-      ["SHORT_BINUNICODE", "x"],
-      ["TUPLE1"],
-      ["EMPTY_DICT"],
-      ["BINPUT", 1],
-      ["SHORT_BINUNICODE", "x"],
-      ...f8,
-      ["BININT1", 0],
-      ["TUPLE2"],
-      ["SETITEM"],
-      ["BININT", 8],
-      ["BININT", 1],
-      ["BININT", 16],
-    ];
+    const state = structOfOneF8MemoizedFields();
     const mutate: PickleOp[] = [["BINGET", 1], ["SHORT_BINUNICODE", "x"], ...dtype("O8", O8_STATE), ["BININT1", 0], ["TUPLE2"], ["SETITEM"], ["POP"]];
     expect(verdictOf(run([...filler, ...dtype("V8", state), ["POP"], ["NONE"]]))).toBe("accept");
     expect(codesOf(run([...filler, ...dtype("V8", state), ["POP"], ...mutate, ["NONE"]]))).toEqual(["unsafe_dtype"]);
