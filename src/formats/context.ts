@@ -2,7 +2,7 @@ import type { ByteSource } from "../bytes/source";
 import type { ContainerLimits, PickleLimits } from "../limits";
 import type { ContentPolicy } from "../inspect/policy";
 import type { InspectionNode } from "../inspect/report";
-import type { ArchiveContents } from "./archive";
+import type { ArchiveContents } from "./containers/archive";
 
 /**
  * What every container inspector receives. Inspectors are async (decompression streams are),

@@ -4,11 +4,11 @@ import type { Finding, InspectionNode, Severity } from "../inspect/report";
 import { Cursor } from "../bytes/cursor";
 import { DEFAULT_CONTENT_POLICY } from "../inspect/policy";
 import { analyzePickle, makePicklePolicy } from "../pickle";
-import type { ArchiveContents, ArchiveMember } from "./archive";
+import type { ArchiveContents, ArchiveMember } from "./containers/archive";
 import type { FormatContext } from "./context";
 import { classifyData, dataNode } from "./data";
 import { MAX_REPORT_MEMBER_NODES } from "../limits";
-import { inspectCompressed } from "./decompress";
+import { inspectCompressed } from "./codecs/decompress";
 import { throwIfEnvironmental } from "./ioFailure";
 import {
   COMPRESSED_FORMATS,
@@ -20,16 +20,16 @@ import {
   UNSUPPORTED_FORMATS,
   type DetectedFormat,
 } from "./detect";
-import { inspectMlflow, isMlflowLayout } from "./mlflow";
-import { inspectNpz, isNpzLayout } from "./npz";
-import { inspectNpy } from "./numpy";
-import { kerasFolder, readLoaderConfigs, remoteCodeFindings, type LoaderConfig } from "./loaderConfigs";
+import { inspectMlflow, isMlflowLayout } from "./models/mlflow";
+import { inspectNpz, isNpzLayout } from "./models/npz";
+import { inspectNpy } from "./models/numpy";
+import { kerasFolder, readLoaderConfigs, remoteCodeFindings, type LoaderConfig } from "./models/loaderConfigs";
 import { protobufModelFormat } from "./protobuf";
-import { inspectPickleFile, looksLikePickleFile } from "./pickleFile";
-import { inspectSafetensors } from "./safetensors";
-import { readTar } from "./tar";
-import { inspectLegacyTorch, inspectTorchTar, inspectTorchZip, isTorchTarLayout, torchZipLayout } from "./torch";
-import { hasZipTail, readZip } from "./zip";
+import { inspectPickleFile, looksLikePickleFile } from "./models/pickleFile";
+import { inspectSafetensors } from "./models/safetensors";
+import { readTar } from "./containers/tar";
+import { inspectLegacyTorch, inspectTorchTar, inspectTorchZip, isTorchTarLayout, torchZipLayout } from "./models/torch";
+import { hasZipTail, readZip } from "./containers/zip";
 
 /**
  * The dispatcher: sniff by content, pick the inspector, recurse into archives up to the nesting

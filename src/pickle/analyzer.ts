@@ -10,8 +10,8 @@ import {
   MAX_PICKLE_PERSISTENT_SAMPLES,
   type PickleLimits,
 } from "../limits";
-import { PickleReader } from "./disassembler";
-import { BAIL, FastScanner, LIMIT } from "./fast";
+import { PickleReader } from "./pickleReader";
+import { BAIL, FastScanner, LIMIT } from "./valueLightScanner";
 import { PickleMachine, type MachineEvents } from "./machine";
 import { checkNumpyDtype, dtypeFieldsDict, isNumpyDtypeObject } from "./numpyDtype";
 import { OP, opcodeName } from "./opcodes";

@@ -4,7 +4,7 @@
  * against the built-in safe set, the source's patterns and the hard floor.
  */
 export { analyzePickle, type AnalyzeOptions, type BuildEvent, type PickleAnalysis } from "./analyzer";
-export { disassemble, PickleReader, type DisassembledOp, type OpArgument } from "./disassembler";
+export { disassemble, PickleReader, type DisassembledOp, type OpArgument } from "./pickleReader";
 export { FLOOR, FLOOR_GROUPS, floorGroupOf, type FloorGroup } from "./floor";
 export { inspectPickleSource, looksLikePickle } from "./inspect";
 export { inspectRawPickleFile } from "./inspectRawPickleFile";

@@ -8,7 +8,7 @@ import {
   MAX_RETAINED_TOTAL,
   type PickleLimits,
 } from "../limits";
-import { PickleReader } from "./disassembler";
+import { PickleReader } from "./pickleReader";
 import { isNumpyDtypeObject } from "./numpyDtype";
 import { opcodeName } from "./opcodes";
 import { BUFFER, EMPTY_TUPLE, FALSE, NONE, TRUE, UNKNOWN, intValue, type DictValue, type ObjectValue, type SymbolicValue } from "./values";

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { BufferSource, type ByteSource } from "../../src/bytes/source";
 import { GatewayError } from "../../src/errors";
 import type { FormatContext } from "../../src/formats/context";
-import { checkMemberPath, hasZipTail, openZipEntry, readZip, readZipDirectory, type ZipEntry } from "../../src/formats/zip";
+import { checkMemberPath, hasZipTail, openZipEntry, readZip, readZipDirectory, type ZipEntry } from "../../src/formats/containers/zip";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, type ContainerLimits } from "../../src/limits";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import { buildZip, zip64Extra, type ZipEntrySpec, type ZipSpec } from "./zipBuilder";

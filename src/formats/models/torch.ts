@@ -1,14 +1,14 @@
-import { Cursor } from "../bytes/cursor";
-import { SliceSource, type ByteSource } from "../bytes/source";
-import type { Finding, InspectionNode } from "../inspect/report";
-import { MAX_REPORT_PICKLE_NODES_PER_MEMBER } from "../limits";
-import { analyzePickle, inspectPickleSource, makePicklePolicy, type PickleAnalysis } from "../pickle";
-import type { SymbolicValue } from "../pickle/values";
-import { describeValue } from "../pickle/values";
-import type { ArchiveContents, ArchiveMember } from "./archive";
-import type { FormatContext } from "./context";
-import { readHead } from "./detect";
-import { appendMemberNode, couldBePickle, deeper, findingOf, memberPath, withMember } from "./dispatch";
+import { Cursor } from "../../bytes/cursor";
+import { SliceSource, type ByteSource } from "../../bytes/source";
+import type { Finding, InspectionNode } from "../../inspect/report";
+import { MAX_REPORT_PICKLE_NODES_PER_MEMBER } from "../../limits";
+import { analyzePickle, inspectPickleSource, makePicklePolicy, type PickleAnalysis } from "../../pickle";
+import type { SymbolicValue } from "../../pickle/values";
+import { describeValue } from "../../pickle/values";
+import type { ArchiveContents, ArchiveMember } from "../containers/archive";
+import type { FormatContext } from "../context";
+import { readHead } from "../detect";
+import { appendMemberNode, couldBePickle, deeper, findingOf, memberPath, withMember } from "../dispatch";
 
 /**
  * PyTorch checkpoints.

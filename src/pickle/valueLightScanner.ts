@@ -1,6 +1,6 @@
 import type { ByteSource } from "../bytes/source";
 import { MAX_SCANNER_DISTINCT, MAX_SCANNER_MEMO_INDEX, MAX_SCANNER_PREALLOCATED, type PickleLimits } from "../limits";
-import { PickleReader } from "./disassembler";
+import { PickleReader } from "./pickleReader";
 import { limitMessage } from "./machine";
 import { isDtypeMakingCallable } from "./numpyDtype";
 import { HIGHEST_PROTOCOL } from "./opcodes";

@@ -2,7 +2,7 @@ import { readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { Cursor } from "../../src/bytes/cursor";
-import { createJoblibReader } from "../../src/formats/joblib";
+import { createJoblibReader } from "../../src/formats/models/joblib";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import type { PickleLimits } from "../../src/limits";
 import { analyzePickle } from "../../src/pickle/analyzer";

@@ -1,12 +1,12 @@
-import { Cursor } from "../bytes/cursor";
-import type { ByteSource } from "../bytes/source";
-import { DEFAULT_CONTENT_POLICY } from "../inspect/policy";
-import type { InspectionNode } from "../inspect/report";
-import type { PickleLimits } from "../limits";
-import { analyzePickle } from "../pickle/analyzer";
-import { looksLikePickle } from "../pickle/inspect";
-import { makePicklePolicy, type PicklePolicy } from "../pickle/policy";
-import type { FormatInspector } from "./context";
+import { Cursor } from "../../bytes/cursor";
+import type { ByteSource } from "../../bytes/source";
+import { DEFAULT_CONTENT_POLICY } from "../../inspect/policy";
+import type { InspectionNode } from "../../inspect/report";
+import type { PickleLimits } from "../../limits";
+import { analyzePickle } from "../../pickle/analyzer";
+import { looksLikePickle } from "../../pickle/inspect";
+import { makePicklePolicy, type PicklePolicy } from "../../pickle/policy";
+import type { FormatInspector } from "../context";
 import { createJoblibReader, isJoblibHookedCallable } from "./joblib";
 
 /**

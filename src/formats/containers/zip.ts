@@ -4,14 +4,14 @@ import { randomBytes } from "node:crypto";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { crc32, createInflateRaw } from "node:zlib";
-import { Cursor } from "../bytes/cursor";
-import { BufferSource, FileSource, SliceSource, type ByteSource } from "../bytes/source";
-import { GatewayError, isGatewayError } from "../errors";
-import type { ContainerLimits } from "../limits";
-import { ZIP_EOCD_SEARCH_BYTES, ZIP_INFLATE_IN_MEMORY_BYTES } from "../limits";
+import { Cursor } from "../../bytes/cursor";
+import { BufferSource, FileSource, SliceSource, type ByteSource } from "../../bytes/source";
+import { GatewayError, isGatewayError } from "../../errors";
+import type { ContainerLimits } from "../../limits";
+import { ZIP_EOCD_SEARCH_BYTES, ZIP_INFLATE_IN_MEMORY_BYTES } from "../../limits";
 import type { ArchiveContents, ArchiveMember, OpenedMember } from "./archive";
-import type { FormatContext } from "./context";
-import { throwIfEnvironmental } from "./ioFailure";
+import type { FormatContext } from "../context";
+import { throwIfEnvironmental } from "../ioFailure";
 
 /**
  * A zip reader written on the bytes cursor, because every check below is a place where two zip
