@@ -29,7 +29,8 @@ import { inspectPickleFile, looksLikePickleFile } from "./models/pickleFile";
 import { inspectSafetensors } from "./models/safetensors";
 import { readTar } from "./containers/tar";
 import { inspectLegacyTorch, inspectTorchTar, inspectTorchZip, isTorchTarLayout, torchZipLayout } from "./models/torch";
-import { hasZipTail, readZip } from "./containers/zip";
+import { readZip } from "./containers/zip";
+import { hasZipTail } from "./containers/zipCentralDirectory";
 
 /**
  * The dispatcher: sniff by content, pick the inspector, recurse into archives up to the nesting

@@ -6,7 +6,7 @@ import { readWholeMember, type ArchiveContents, type ArchiveMember } from "../co
 import type { FormatContext } from "../context";
 import { findingOf, inspectAllMembers, memberPath, policyGatedFinding } from "../dispatch";
 import { checkCondaEnvironment, checkPipRequirements, checkPythonEnv, requirementLines, type RequirementCheck } from "./requirements";
-import { checkMemberPath } from "../containers/zip";
+import { checkMemberPath } from "../containers/memberPath";
 
 /**
  * MLflow model bundles (a zip or tar(.gz) of the directory `mlflow.<flavor>.save_model` writes):
