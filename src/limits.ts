@@ -194,7 +194,7 @@ export const MAX_YAML_ALIAS_COUNT = 100;
  */
 export const MAX_SIGNATURE_HEADER_BYTES = 12 * KiB;
 
-// ---- inspection report size (report.ts summarize, dispatch.ts appendMemberNode) ---------------
+// ---- inspection report size (report.ts summarize, members.ts appendMemberNode) ---------------
 
 /**
  * Innocuous member nodes kept in one report, across every archive level. Further members with no

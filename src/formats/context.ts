@@ -19,7 +19,7 @@ export interface FormatContext {
   /** Uncompressed bytes produced so far for this artifact, shared across the tree (zip-bomb bound). */
   budget: {
     uncompressedBytes: number;
-    /** Innocuous member nodes kept in the report so far (MAX_REPORT_MEMBER_NODES; dispatch.ts appendMemberNode). */
+    /** Innocuous member nodes kept in the report so far (MAX_REPORT_MEMBER_NODES; members.ts appendMemberNode). */
     reportMemberNodes?: number;
   };
   /**

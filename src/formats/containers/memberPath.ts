@@ -28,3 +28,8 @@ export function checkMemberPath(name: string, what = "entry"): void {
     if (c < 0x20 || c === 0x7f) fail("contains a control character");
   }
 }
+
+/** The report path of a member: its archive's path, a slash, its name in the archive. */
+export function memberPath(archivePath: string, member: string): string {
+  return archivePath === "" ? member : `${archivePath}/${member}`;
+}
