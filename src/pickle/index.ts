@@ -7,7 +7,6 @@ export { analyzePickle, type AnalyzeOptions, type BuildEvent, type PickleAnalysi
 export { disassemble, PickleReader, type DisassembledOp, type OpArgument } from "./pickleReader";
 export { FLOOR, FLOOR_GROUPS, floorGroupOf, type FloorGroup } from "./floor";
 export { inspectPickleSource, startsWithWellFormedPickle } from "./inspect";
-export { inspectRawPickleFile } from "./inspectRawPickleFile";
 export { MAX_RETAINED_HARD, MAX_RETAINED_ITEMS, MAX_RETAINED_TOTAL } from "../limits";
 export { SMALL_CONTAINER } from "./machine";
 export { HIGHEST_PROTOCOL, OP, OPCODES, opcodeInfo, opcodeName, type ArgKind, type OpcodeInfo, type OpName } from "./opcodes";
