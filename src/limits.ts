@@ -291,7 +291,7 @@ export const MAX_MEMO_SHARED = 4096;
  */
 export const MAX_LAZY_STRING_INDEX = 1 << 24;
 
-// ---- pickle fast scanner (src/pickle/fast.ts): past these the full machine takes the stream --
+// ---- pickle value-light scanner (src/pickle/valueLightScanner.ts): past these the full machine takes the stream --
 
 /**
  * Largest stack / mark array the scanner preallocates; larger configured limits use the full

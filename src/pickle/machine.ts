@@ -52,7 +52,7 @@ export interface MachineEvents {
 }
 
 /**
- * The messages of the limits, shared with the value-light scanner (fast.ts), which reports the
+ * The messages of the limits, shared with the value-light scanner (valueLightScanner.ts), which reports the
  * limits it reaches itself and must produce the machine's finding word for word.
  */
 export const limitMessage = {

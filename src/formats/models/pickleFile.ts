@@ -44,7 +44,7 @@ export function inspectPickleFileSource(source: ByteSource, path: string, option
     location: path,
     onBuild: joblib.onBuild,
     onBuildFor: isJoblibHookedCallable,
-    // No consumer reads this stream's values: the value-light scanner may run (see src/pickle/fast.ts).
+    // No consumer reads this stream's values: the value-light scanner may run (see src/pickle/valueLightScanner.ts).
     valueFree: true,
     single: options.single === true,
     ...limits,
