@@ -248,7 +248,7 @@ export const MAX_SERVER_ANSWER_BYTES = 64 * MiB;
 export const MAX_PROTOBUF_SNIFF_FIELDS = 100_000;
 /**
  * A `config.json` / `*_config.json` member parsed whole to find Keras objects and transformers'
- * `auto_map` (src/formats/loaderConfigs.ts): stops memory exhaustion by a huge JSON member. Real
+ * `auto_map` (src/formats/models/loaderConfigs.ts): stops memory exhaustion by a huge JSON member. Real
  * ones are KBs (a tokenizer_config.json listing every added token reaches a few MB). Larger is
  * `limit_exceeded`: the file a loader reads by name is never skipped.
  */
@@ -324,7 +324,7 @@ export const MAX_PICKLE_PERSISTENT_SAMPLES = 16;
 
 /**
  * Files an MLflow `-r`/`-c` requirements include chain may reach, each read once
- * (src/formats/mlflow.ts): a chain or cycle of includes in a hostile artifact must not make the
+ * (src/formats/models/mlflow.ts): a chain or cycle of includes in a hostile artifact must not make the
  * inspector read member after member.
  */
 export const MAX_MLFLOW_REQUIREMENT_FILES = 16;
