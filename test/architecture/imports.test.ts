@@ -139,6 +139,16 @@ describe("the import graph of src/", () => {
     expect(offenders.map(([file]) => file)).toEqual([]);
   });
 
+  it("codecs/ and containers/ never reach a model format or the dispatcher", () => {
+    const aboveThem = (target: string): boolean => target.startsWith("src/formats/models/") || target === "src/formats/dispatch.ts";
+    const violations = [...GRAPH.keys()]
+      .filter((file) => file.startsWith("src/formats/codecs/") || file.startsWith("src/formats/containers/"))
+      .map((file) => pathTo(file, aboveThem))
+      .filter((path) => path !== undefined)
+      .map((path) => path.join(" -> "));
+    expect(violations).toEqual([]);
+  });
+
   it.each(RULES.map((r) => [r.layer, r] as const))("%s never reaches the transport (nor the store, for parsers)", (layer, rule) => {
     const violations: string[] = [];
     for (const file of GRAPH.keys()) {
