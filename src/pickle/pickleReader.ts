@@ -5,7 +5,7 @@ import { HIGHEST_PROTOCOL, OP, opcodeInfo, opcodeName } from "./opcodes";
 import { cString, cStrtol0, decodeEscapedString, decodeRawUnicodeEscape, FLOAT_RE, isAscii, pyLongFromString } from "./textDecoders";
 
 /**
- * Pickle disassembler: bytes -> opcodes with decoded arguments, one at a time, without allocating
+ * The pickle reader (PickleReader; disassemble() lists what it reads): bytes -> opcodes with decoded arguments, one at a time, without allocating
  * per opcode on the hot path (the decoded argument lives in the reader's fields until the next
  * call). It reads positional windows of the ByteSource directly, so a multi-gigabyte pickle costs
  * one window of memory, and it never allocates for a length it has not checked against the bytes
