@@ -324,7 +324,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   {
     name: "zip",
     async load() {
-      const read = await exported<(s: unknown, o: unknown) => unknown>("../src/formats/zip", "readZipDirectory");
+      const read = await exported<(s: unknown, o: unknown) => unknown>("../src/formats/containers/zip", "readZipDirectory");
       if ("missing" in read) return read;
       const { BufferSource } = await import("../src/bytes/source");
       const limits = await containerLimits();
@@ -346,7 +346,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   {
     name: "tar",
     async load() {
-      const read = await exported<(s: unknown, c: unknown) => unknown>("../src/formats/tar", "readTarEntries");
+      const read = await exported<(s: unknown, c: unknown) => unknown>("../src/formats/containers/tar", "readTarEntries");
       if ("missing" in read) return read;
       const { BufferSource } = await import("../src/bytes/source");
       const limits = await containerLimits();
@@ -367,7 +367,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   {
     name: "npy",
     async load() {
-      const read = await exported<(s: unknown, n: number) => unknown>("../src/formats/numpy", "readNpyHeader");
+      const read = await exported<(s: unknown, n: number) => unknown>("../src/formats/models/numpy", "readNpyHeader");
       if ("missing" in read) return read;
       const { BufferSource } = await import("../src/bytes/source");
       return (input) => {
@@ -381,7 +381,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   {
     name: "safetensors",
     async load() {
-      const read = await exported<(s: unknown, h: number, t: number) => unknown>("../src/formats/safetensors", "readSafetensors");
+      const read = await exported<(s: unknown, h: number, t: number) => unknown>("../src/formats/models/safetensors", "readSafetensors");
       if ("missing" in read) return read;
       const { BufferSource } = await import("../src/bytes/source");
       return (input) => {

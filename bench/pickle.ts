@@ -5,7 +5,7 @@
  * and (b) a real torch state_dict pickle (data.pkl of torch.save) generated with /usr/bin/python3.
  *
  * The analysis runs as inspectPickleSource runs it (valueFree, so the value-light scanner of
- * src/pickle/fast.ts does the work and hands any stream it cannot prove plain back to the full
+ * src/pickle/valueLightScanner.ts does the work and hands any stream it cannot prove plain back to the full
  * symbolic machine).
  *
  * Usage: npm run bench:pickle [-- --mb 100]

@@ -194,7 +194,7 @@ export const MAX_YAML_ALIAS_COUNT = 100;
  */
 export const MAX_SIGNATURE_HEADER_BYTES = 12 * KiB;
 
-// ---- inspection report size (report.ts summarize, dispatch.ts appendMemberNode) ---------------
+// ---- inspection report size (report.ts summarize, members.ts appendMemberNode) ---------------
 
 /**
  * Innocuous member nodes kept in one report, across every archive level. Further members with no
@@ -248,7 +248,7 @@ export const MAX_SERVER_ANSWER_BYTES = 64 * MiB;
 export const MAX_PROTOBUF_SNIFF_FIELDS = 100_000;
 /**
  * A `config.json` / `*_config.json` member parsed whole to find Keras objects and transformers'
- * `auto_map` (src/formats/loaderConfigs.ts): stops memory exhaustion by a huge JSON member. Real
+ * `auto_map` (src/formats/models/loaderConfigs.ts): stops memory exhaustion by a huge JSON member. Real
  * ones are KBs (a tokenizer_config.json listing every added token reaches a few MB). Larger is
  * `limit_exceeded`: the file a loader reads by name is never skipped.
  */
@@ -291,7 +291,7 @@ export const MAX_MEMO_SHARED = 4096;
  */
 export const MAX_LAZY_STRING_INDEX = 1 << 24;
 
-// ---- pickle fast scanner (src/pickle/fast.ts): past these the full machine takes the stream --
+// ---- pickle value-light scanner (src/pickle/valueLightScanner.ts): past these the full machine takes the stream --
 
 /**
  * Largest stack / mark array the scanner preallocates; larger configured limits use the full
@@ -324,7 +324,7 @@ export const MAX_PICKLE_PERSISTENT_SAMPLES = 16;
 
 /**
  * Files an MLflow `-r`/`-c` requirements include chain may reach, each read once
- * (src/formats/mlflow.ts): a chain or cycle of includes in a hostile artifact must not make the
+ * (src/formats/models/mlflow.ts): a chain or cycle of includes in a hostile artifact must not make the
  * inspector read member after member.
  */
 export const MAX_MLFLOW_REQUIREMENT_FILES = 16;

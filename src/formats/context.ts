@@ -2,7 +2,7 @@ import type { ByteSource } from "../bytes/source";
 import type { ContainerLimits, PickleLimits } from "../limits";
 import type { ContentPolicy } from "../inspect/policy";
 import type { InspectionNode } from "../inspect/report";
-import type { ArchiveContents } from "./archive";
+import type { ArchiveContents } from "./containers/archive";
 
 /**
  * What every container inspector receives. Inspectors are async (decompression streams are),
@@ -19,7 +19,7 @@ export interface FormatContext {
   /** Uncompressed bytes produced so far for this artifact, shared across the tree (zip-bomb bound). */
   budget: {
     uncompressedBytes: number;
-    /** Innocuous member nodes kept in the report so far (MAX_REPORT_MEMBER_NODES; dispatch.ts appendMemberNode). */
+    /** Innocuous member nodes kept in the report so far (MAX_REPORT_MEMBER_NODES; members.ts appendMemberNode). */
     reportMemberNodes?: number;
   };
   /**

@@ -1,15 +1,14 @@
 import type { ByteSource } from "../bytes/source";
-import { GatewayError, isGatewayError, isInspectionErrorCode, type InspectionErrorCode } from "../errors";
-import type { Finding, InspectionNode, Severity } from "../inspect/report";
-import { Cursor } from "../bytes/cursor";
-import { DEFAULT_CONTENT_POLICY } from "../inspect/policy";
-import { analyzePickle, makePicklePolicy } from "../pickle";
-import type { ArchiveContents, ArchiveMember } from "./archive";
+import { GatewayError } from "../errors";
+import type { Finding, InspectionNode } from "../inspect/report";
+import { inspectCompressed } from "./codecs/decompress";
+import type { ArchiveContents, ArchiveMember } from "./containers/archive";
+import { memberPath } from "./containers/memberPath";
+import { readTar } from "./containers/tar";
+import { readZip } from "./containers/zip";
+import { hasZipTail } from "./containers/zipCentralDirectory";
 import type { FormatContext } from "./context";
 import { classifyData, dataNode } from "./data";
-import { MAX_REPORT_MEMBER_NODES } from "../limits";
-import { inspectCompressed } from "./decompress";
-import { throwIfEnvironmental } from "./ioFailure";
 import {
   COMPRESSED_FORMATS,
   detectMagic,
@@ -20,150 +19,24 @@ import {
   UNSUPPORTED_FORMATS,
   type DetectedFormat,
 } from "./detect";
-import { inspectMlflow, isMlflowLayout } from "./mlflow";
-import { inspectNpz, isNpzLayout } from "./npz";
-import { inspectNpy } from "./numpy";
-import { kerasFolder, readLoaderConfigs, remoteCodeFindings, type LoaderConfig } from "./loaderConfigs";
+import { errorNode, findingOf, inspectAllMembers, policyGatedFinding } from "./members";
+import { kerasFolder, readLoaderConfigs, remoteCodeFindings, type LoaderConfig } from "./models/loaderConfigs";
+import { inspectMlflow, isMlflowLayout } from "./models/mlflow";
+import { inspectNpz, isNpzLayout } from "./models/npz";
+import { inspectNpy } from "./models/numpy";
+import { inspectPickleFile } from "./models/pickleFile";
+import { inspectSafetensors } from "./models/safetensors";
+import { inspectLegacyTorch, inspectTorchTar, inspectTorchZip, isTorchTarLayout, torchZipLayout } from "./models/torch";
+import { pickleLoadWouldRun } from "./pickleProbe";
 import { protobufModelFormat } from "./protobuf";
-import { inspectPickleFile, looksLikePickleFile } from "./pickleFile";
-import { inspectSafetensors } from "./safetensors";
-import { readTar } from "./tar";
-import { inspectLegacyTorch, inspectTorchTar, inspectTorchZip, isTorchTarLayout, torchZipLayout } from "./torch";
-import { hasZipTail, readZip } from "./zip";
 
 /**
  * The dispatcher: sniff by content, pick the inspector, recurse into archives up to the nesting
  * limit, and turn every GatewayError a parser throws into a finding (the inspection never throws
  * on hostile input; the report rejects it). `inspectMember` and `inspectArchive` are the two
- * recursion points of FormatContext.
+ * recursion points of FormatContext. The helpers the layouts share with it are in members.ts
+ * (below this file: models/ never import the dispatcher).
  */
-
-/** The severity a structural or policy rejection gets in the report. */
-export function severityOf(code: InspectionErrorCode): Severity {
-  switch (code) {
-    case "dangerous_global":
-    case "extension_opcode":
-    case "embedded_code":
-    case "polyglot":
-    case "unsafe_dtype":
-      return "dangerous";
-    case "unknown_global":
-    case "unresolved_global":
-    case "opaque_member":
-    case "extension_mismatch":
-    case "remote_code":
-      return "suspicious";
-    default:
-      return "malformed";
-  }
-}
-
-/**
- * A finding the source's policy decides: `severity` (it rejects the artifact) unless the policy
- * sets `flag`; then innocuous, and still reported so a reader sees what was let through.
- */
-export function policyGatedFinding(
-  ctx: FormatContext,
-  flag: "allowEmbeddedCode" | "allowDirectRequirements" | "allowRemoteCode",
-  code: InspectionErrorCode,
-  severity: Severity,
-  what: string,
-  location: string,
-): Finding {
-  return ctx.policy[flag]
-    ? { code, severity: "innocuous", message: `${what} (allowed by the source's policy: ${flag})`, location }
-    : { code, severity, message: `${what}; rejected unless the source's policy sets ${flag}`, location };
-}
-
-/**
- * A finding for a thrown error. Anything that is not an inspection error (a bug) still rejects:
- * fail closed. An environmental failure (disk full, EIO, out of descriptors while writing a temp
- * file) is not about the artifact: it is rethrown as insufficient_storage / io_error
- * (ioFailure.ts) and ends the inspection, so the upload answers 507/500, not 422.
- */
-export function findingOf(err: unknown, location: string): Finding {
-  throwIfEnvironmental(err);
-  if (isGatewayError(err) && isInspectionErrorCode(err.code)) {
-    const code = err.code;
-    const f: Finding = { code, severity: severityOf(code), message: err.message, location };
-    const offset = err.details?.offset;
-    if (typeof offset === "number") f.offset = offset;
-    return f;
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  return { code: "malformed_container", severity: "malformed", message: `inspection failed: ${message}`, location };
-}
-
-export function errorNode(kind: string, path: string, err: unknown, format?: string): InspectionNode {
-  const node: InspectionNode = { kind, path, findings: [findingOf(err, path)], children: [] };
-  if (format !== undefined) node.format = format;
-  return node;
-}
-
-export function memberPath(archivePath: string, member: string): string {
-  return archivePath === "" ? member : `${archivePath}/${member}`;
-}
-
-/** A child context one archive level deeper (budget, temp dir and recursion points shared). */
-export function deeper(ctx: FormatContext): FormatContext {
-  // Built field by field: a context may be a prototype-chained child (decompress.ts nestedContext).
-  return {
-    policy: ctx.policy,
-    containerLimits: ctx.containerLimits,
-    pickleLimits: ctx.pickleLimits,
-    depth: ctx.depth + 1,
-    tempDir: ctx.tempDir,
-    budget: ctx.budget,
-    inspectMember: (source, path, child) => ctx.inspectMember(source, path, child),
-    inspectArchive: (archive, path, child) => ctx.inspectArchive(archive, path, child),
-  };
-}
-
-/** Bounds of the broken-pickle probe (the real inspection reads everything). */
-const PROBE_LIMITS = { maxOpsPerStream: 100_000, timeBudgetMs: 2_000 };
-
-/**
- * Whether `pickle.load` would start executing this source. A well-formed pickle
- * (looksLikePickleFile: joblib dumps too), or a binary stream opening with PROTO 0-5 (broken or not, the analyzer
- * reports how), or a stream that is broken later but performs a dangerous import before it
- * breaks (nullifAI: pickle.load runs the payload, then fails on the garbage), or one that calls an
- * import outside the safe set before it breaks. Text that only happens to parse as an unknown
- * import (never called) before failing stays text.
- */
-export function couldBePickle(source: ByteSource, head: Uint8Array): boolean {
-  if (head.length >= 2 && head[0] === 0x80 && (head[1] ?? 0xff) <= 5) return true;
-  if (looksLikePickleFile(source)) return true;
-  const cursor = new Cursor(source, { errorCode: "malformed_pickle", what: "pickle probe" });
-  // Frames read as the C unpickler reads them: an opcode straddling a frame end stops the strict
-  // analyzer, but pickle.load reads on and runs what follows.
-  const probe = analyzePickle(cursor, {
-    policy: makePicklePolicy(DEFAULT_CONTENT_POLICY),
-    location: "",
-    single: true,
-    limits: PROBE_LIMITS,
-    ignoreFrameBounds: true,
-  });
-  if (probe.node.findings.some((f) => f.severity === "dangerous")) return true;
-  return callsUnsafeImport(probe.node);
-}
-
-/**
- * Whether the probed stream calls an import outside the safe set before it stops or breaks:
- * pickle.load has then already run that call (an unknown import called and followed by garbage
- * is still code that ran), so the member is a pickle, not text. An unknown import that is never
- * called stays text (a line of prose can parse as GLOBAL).
- */
-function callsUnsafeImport(node: InspectionNode): boolean {
-  const unsafe = new Set((node.imports ?? []).filter((r) => r.safety !== "innocuous").map((r) => `${r.module}.${r.name}`));
-  if (unsafe.size === 0) return false;
-  const calls = node.details?.calls;
-  if (!Array.isArray(calls)) return false;
-  return calls.some((c: unknown) => {
-    if (typeof c !== "object" || c === null) return false;
-    const callable = (c as { callable?: unknown }).callable;
-    return typeof callable === "string" && (unsafe.has(callable) || callable.startsWith("<"));
-  });
-}
 
 export type Sniffed = DetectedFormat | "data" | "unknown";
 
@@ -177,7 +50,7 @@ export function sniff(source: ByteSource, ctx: FormatContext): { format: Sniffed
   if (hdf5SignatureAt(source)) return { format: "hdf5" };
   const protobuf = protobufModelFormat(source);
   if (protobuf !== undefined) return { format: protobuf };
-  if (couldBePickle(source, head)) return { format: "pickle" };
+  if (pickleLoadWouldRun(source, head)) return { format: "pickle" };
   // A zip whose first local header is not at offset 0: the reader reports the prefix.
   if (hasZipTail(source)) return { format: "zip" };
   const dataFormat = classifyData(source, ctx.containerLimits);
@@ -257,7 +130,8 @@ async function inspectArchiveSource(source: ByteSource, path: string, ctx: Forma
   const tarPolyglot = kind === "tar" ? tarPolyglotFinding(source, path) : zipTarPolyglotFinding(source, path);
   let archive: ArchiveContents;
   try {
-    archive = kind === "zip" ? readZip(source, path, ctx, { isPickle: (prefix) => couldBePickle(prefix, readHead(prefix)) }) : await readTar(source, path, ctx);
+    archive =
+      kind === "zip" ? readZip(source, path, ctx, { isPickle: (prefix) => pickleLoadWouldRun(prefix, readHead(prefix)) }) : await readTar(source, path, ctx);
   } catch (err) {
     const node = errorNode(kind, path, err, kind);
     if (tarPolyglot) node.findings.push(tarPolyglot);
@@ -287,7 +161,7 @@ function zipTarPolyglotFinding(source: ByteSource, path: string): Finding | unde
  */
 function tarPolyglotFinding(source: ByteSource, path: string): Finding | undefined {
   const head = readHead(source);
-  const what = isLegacyTorchHead(head) ? "a legacy (five-pickle) torch checkpoint" : couldBePickle(source, head) ? "a pickle" : undefined;
+  const what = isLegacyTorchHead(head) ? "a legacy (five-pickle) torch checkpoint" : pickleLoadWouldRun(source, head) ? "a pickle" : undefined;
   if (what === undefined) return undefined;
   return {
     code: "polyglot",
@@ -415,60 +289,6 @@ export async function inspectMember(source: ByteSource, path: string, ctx: Forma
   }
 }
 
-/** Open a member, inspect it with `inspect`, close it; an open failure (CRC, inflate) is the member's finding. */
-export async function withMember(member: ArchiveMember, path: string, inspect: (source: ByteSource) => Promise<InspectionNode>): Promise<InspectionNode> {
-  let opened;
-  try {
-    opened = await member.open();
-  } catch (err) {
-    return errorNode("member", path, err);
-  }
-  try {
-    return await inspect(opened.source);
-  } catch (err) {
-    return errorNode("member", path, err);
-  } finally {
-    opened.close();
-  }
-}
-
-/** Whether a member node must stay in the report: a rejecting finding, a pickle or imports anywhere in it. */
-function isNotable(node: InspectionNode): boolean {
-  if (node.kind === "pickle" || (node.imports?.length ?? 0) > 0) return true;
-  if (node.findings.some((f) => f.severity !== "innocuous")) return true;
-  return node.children.some(isNotable);
-}
-
-/** details.omittedMembers of an archive node: innocuous members counted, not listed. */
-export interface OmittedMembers {
-  count: number;
-  byKind: Record<string, number>;
-}
-
-/**
- * Add a member's node to its archive's node, keeping the report bounded (MAX_REPORT_MEMBER_NODES):
- * a member with any rejecting finding, a pickle or imports is always kept (the verdict and
- * pickleFree depend on it); innocuous members are kept up to the limit, shared by every archive of
- * the artifact, then only counted in `details.omittedMembers`.
- */
-export function appendMemberNode(parent: InspectionNode, child: InspectionNode, ctx: FormatContext): void {
-  if (isNotable(child)) {
-    parent.children.push(child);
-    return;
-  }
-  const kept = ctx.budget.reportMemberNodes ?? 0;
-  if (kept < MAX_REPORT_MEMBER_NODES) {
-    ctx.budget.reportMemberNodes = kept + 1;
-    parent.children.push(child);
-    return;
-  }
-  const details = (parent.details ??= {});
-  const omitted = (details.omittedMembers as OmittedMembers | undefined) ?? { count: 0, byKind: {} };
-  omitted.count += 1;
-  omitted.byKind[child.kind] = (omitted.byKind[child.kind] ?? 0) + 1;
-  details.omittedMembers = omitted;
-}
-
 /**
  * Member names Python runs as code, whatever the bytes look like: source (.py, .pyw), bytecode
  * (.pyc, .pyo), native extensions (.so, .pyd), and .pth files (site-packages runs their `import`
@@ -516,16 +336,6 @@ function unsupportedLayout(
     if (base === "saved_model.pb" || base === "saved_model.pbtxt") return { format: "tensorflow-savedmodel", what: `TensorFlow SavedModel (${m.path})` };
   }
   return undefined;
-}
-
-/** Every non-directory member through ctx.inspectMember, one level deeper. */
-export async function inspectAllMembers(archive: ArchiveContents, path: string, ctx: FormatContext, skip?: ReadonlySet<string>): Promise<void> {
-  const inner = deeper(ctx);
-  for (const member of archive.members) {
-    if (member.isDirectory || skip?.has(member.path) === true) continue;
-    const p = memberPath(path, member.path);
-    appendMemberNode(archive.node, await withMember(member, p, (source) => ctx.inspectMember(source, p, inner)), ctx);
-  }
 }
 
 /**

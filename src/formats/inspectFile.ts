@@ -7,7 +7,8 @@ import type { InspectOptions, Inspector } from "../inspect/inspector";
 import { summarize, type Finding, type InspectionNode, type InspectionReport } from "../inspect/report";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, type ContainerLimits, type PickleLimits } from "../limits";
 import type { FormatContext } from "./context";
-import { errorNode, inspectArchive, inspectByContent, inspectMember } from "./dispatch";
+import { inspectArchive, inspectByContent, inspectMember } from "./dispatch";
+import { errorNode } from "./members";
 
 /**
  * The Inspector the gateway (upload, before promotion) and `modelgate scan` call: open the file

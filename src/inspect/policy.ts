@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { formatDigest } from "../digest";
-import { invalidGlobalPattern } from "../pickle/policy";
+import { invalidGlobalPattern } from "../pickle/globalPattern";
 import { PRESET_NAMES } from "../pickle/presets";
 
 /**

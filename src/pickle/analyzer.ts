@@ -10,8 +10,8 @@ import {
   MAX_PICKLE_PERSISTENT_SAMPLES,
   type PickleLimits,
 } from "../limits";
-import { PickleReader } from "./disassembler";
-import { BAIL, FastScanner, LIMIT } from "./fast";
+import { PickleReader } from "./pickleReader";
+import { BAIL, ValueLightScanner, LIMIT } from "./valueLightScanner";
 import { PickleMachine, type MachineEvents } from "./machine";
 import { checkNumpyDtype, dtypeFieldsDict, isNumpyDtypeObject } from "./numpyDtype";
 import { OP, opcodeName } from "./opcodes";
@@ -38,7 +38,7 @@ export interface AnalyzeOptions {
   onPersistentId?: (id: SymbolicValue, offset: number) => Finding[];
   /**
    * The caller reads no values (`values` of the result): without onBuild/onPersistentId the
-   * analysis may then run the value-light scanner (fast.ts), which produces the same report and
+   * analysis may then run the value-light scanner (valueLightScanner.ts), which produces the same report and
    * falls back to the full machine for any stream it cannot prove plain. `values` then holds
    * unknown for the streams it scanned. Default false.
    */
@@ -296,8 +296,8 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     options.valueFree === true &&
     (options.onBuild === undefined || options.onBuildFor !== undefined) &&
     options.onPersistentId === undefined &&
-    FastScanner.usable(limits)
-      ? new FastScanner(reader.source, reader.end, limits, deadline, options.onBuild === undefined ? undefined : options.onBuildFor)
+    ValueLightScanner.usable(limits)
+      ? new ValueLightScanner(reader.source, reader.end, limits, deadline, options.onBuild === undefined ? undefined : options.onBuildFor)
       : undefined;
   /** PROTO of the stream that ran last (the full machine's or the scanner's). */
   let lastProtocol = 0;
@@ -332,7 +332,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
    * counts the machine's events produce) and then move the reader past STOP ("done") or add the
    * machine's limit finding ("limit"). "machine": nothing was recorded, run the machine.
    */
-  const scanFast = (scanner: FastScanner, start: number): "done" | "limit" | "machine" => {
+  const scanValueLight = (scanner: ValueLightScanner, start: number): "done" | "limit" | "machine" => {
     const after = scanner.run(start, machine.decodedBytes, totalOps);
     // Past the findings cap the machine's duplicate events count as omitted findings: let it.
     if (after === BAIL || findings.length + scanner.imports.length >= MAX_PICKLE_FINDINGS) return "machine";
@@ -368,7 +368,7 @@ export function analyzePickle(cursor: Cursor, options: AnalyzeOptions): PickleAn
     stream = streams++;
     streamLocation = `${location}#pickle[${stream.toString()}]`;
     const streamStart = reader.pos;
-    const scanned = fast === undefined ? "machine" : scanFast(fast, streamStart);
+    const scanned = fast === undefined ? "machine" : scanValueLight(fast, streamStart);
     if (scanned === "limit") break;
     if (fast !== undefined && scanned === "done") {
       values.push(UNKNOWN);

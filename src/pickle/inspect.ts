@@ -67,11 +67,11 @@ const FIRST_OPCODES: ReadonlySet<number> = new Set<number>([
 const SNIFF_LIMITS: Partial<PickleLimits> = { maxOpsPerStream: 1_000_000, timeBudgetMs: 5_000 };
 
 /**
- * Cheap content sniff for format detection: the first opcode is plausible and the first pickle
- * parses to its STOP without malformed findings (bounded: reaching the sniff's op budget counts
+ * Whether the source starts with a well-formed pickle: the first opcode is
+ * plausible and the first pickle parses to its STOP without malformed findings (bounded: reaching the sniff's op budget counts
  * as a pickle, and the real inspection then reads the rest).
  */
-export function looksLikePickle(source: ByteSource): boolean {
+export function startsWithWellFormedPickle(source: ByteSource): boolean {
   if (source.size < 2) return false;
   const first = new Uint8Array(2);
   if (source.readAt(first, 0) < 2) return false;

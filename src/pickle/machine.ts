@@ -8,7 +8,7 @@ import {
   MAX_RETAINED_TOTAL,
   type PickleLimits,
 } from "../limits";
-import { PickleReader } from "./disassembler";
+import { PickleReader } from "./pickleReader";
 import { isNumpyDtypeObject } from "./numpyDtype";
 import { opcodeName } from "./opcodes";
 import { BUFFER, EMPTY_TUPLE, FALSE, NONE, TRUE, UNKNOWN, intValue, type DictValue, type ObjectValue, type SymbolicValue } from "./values";
@@ -52,7 +52,7 @@ export interface MachineEvents {
 }
 
 /**
- * The messages of the limits, shared with the value-light scanner (fast.ts), which reports the
+ * The messages of the limits, shared with the value-light scanner (valueLightScanner.ts), which reports the
  * limits it reaches itself and must produce the machine's finding word for word.
  */
 export const limitMessage = {

@@ -1,7 +1,7 @@
 /**
  * The pickle opcode table, protocols 0 to 5, as CPython defines it (Lib/pickletools.py,
  * Modules/_pickle.c). `arg` names how the argument is encoded in the stream; the reader in
- * disassembler.ts decodes each kind and the machine in machine.ts gives each opcode its effect.
+ * pickleReader.ts decodes each kind and the machine in machine.ts gives each opcode its effect.
  */
 
 export type ArgKind =

@@ -4,6 +4,7 @@ import type { ImportSafety } from "../inspect/report";
 import { aliasOf, devendoredName, type AliasKind } from "./aliasMap";
 import { IMPORT_MAPPING, NAME_MAPPING } from "./compatNames";
 import { floorGroupOf } from "./floor";
+import { invalidGlobalPattern, isDunder } from "./globalPattern";
 import { presetGlobals, wildcardPrivateNames, type PresetName } from "./presets";
 import { SAFE_GLOBALS } from "./safeSet";
 
@@ -45,17 +46,6 @@ export const TEST_MODULE_SEGMENTS: ReadonlySet<string> = new Set(["tests", "test
  */
 export const VENDORED_MODULE_SEGMENTS: ReadonlySet<string> = new Set(["externals", "extern", "vendor", "vendored", "moves"]);
 
-const IDENT = "[A-Za-z_][A-Za-z0-9_]*";
-const PATTERN_RE = new RegExp(`^${IDENT}(?:\\.${IDENT})*(?:\\.\\*)?$`);
-
-/** Why a pattern is unusable, or undefined when it is a valid pattern. */
-export function invalidGlobalPattern(pattern: string): string | undefined {
-  if (!PATTERN_RE.test(pattern)) return `"${pattern}" is not "module.name" or "module.*"`;
-  if (!pattern.endsWith(".*") && !pattern.includes(".")) return `"${pattern}" names no module: use "${pattern}.*" for a whole module`;
-  if (pattern.split(".").some(isDunder)) return `"${pattern}" has a dunder segment; those are never allowed by a pattern`;
-  return undefined;
-}
-
 /** Build the policy; throws GatewayError("invalid_config") for a malformed pattern. */
 export function makePicklePolicy(content: ContentPolicy, extraAllowGlobals: string[] = [], extraPresets: readonly PresetName[] = []): PicklePolicy {
   const exact = new Set<string>();
@@ -68,10 +58,6 @@ export function makePicklePolicy(content: ContentPolicy, extraAllowGlobals: stri
   }
   const presets = [...new Set([...(content.presets ?? []), ...extraPresets])];
   return { content, exact, prefixes, presets };
-}
-
-function isDunder(segment: string): boolean {
-  return segment.length > 4 && segment.startsWith("__") && segment.endsWith("__");
 }
 
 /** The (module, name) the unpickler really imports under protocols < 3 (fix_imports). */

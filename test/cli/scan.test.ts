@@ -6,7 +6,7 @@ import { makeScanCommand, scanCommand } from "../../src/cli/commands/scan";
 import { exitCodeFor } from "../../src/cli/exitCodes";
 import { isGatewayError } from "../../src/errors";
 import type { Inspector } from "../../src/inspect/inspector";
-import { inspectRawPickleFile } from "../../src/pickle";
+import { inspectFile } from "../../src/formats/inspectFile";
 import { buildPickle, callOf } from "../pickle/builders";
 
 const FIXTURES = path.join(__dirname, "..", "fixtures", "pickle-unit");
@@ -117,11 +117,17 @@ describe("modelgate scan (raw pickles)", () => {
   });
 
   it("runs over any Inspector", async () => {
-    const cmd = makeScanCommand(inspectRawPickleFile);
+    const seen: string[] = [];
+    const recording: Inspector = (file, options) => {
+      seen.push(path.basename(file));
+      return inspectFile(file, options);
+    };
+    const cmd = makeScanCommand(recording);
     let out = "";
     const code = await cmd.run(["plain.pkl"], { stdout: (t) => (out += t), stderr: () => undefined, env: {}, cwd: dir });
     expect(code).toBe(0);
     expect(out).toContain("ACCEPT");
+    expect(seen).toEqual(["plain.pkl"]);
     expect(scanCommand.name).toBe("scan");
   });
 

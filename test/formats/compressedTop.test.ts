@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deflateSync, gzipSync } from "node:zlib";
-import type { Compression } from "../../src/formats/decompress";
+import type { Compression } from "../../src/formats/codecs/decompress";
 import { inspectPath } from "../../src/formats/inspectFile";
 import { ContentPolicySchema, type ContentPolicy } from "../../src/inspect/policy";
 import { rejectionCode, type InspectionReport } from "../../src/inspect/report";

@@ -6,7 +6,7 @@ import { deflateSync, gzipSync } from "node:zlib";
 import { BufferSource, type ByteSource } from "../../src/bytes/source";
 import { GatewayError } from "../../src/errors";
 import type { FormatContext } from "../../src/formats/context";
-import { decompressToTempFile, detectCompression, inspectCompressed, type Compression, type DecompressContext } from "../../src/formats/decompress";
+import { decompressToTempFile, detectCompression, inspectCompressed, type Compression, type DecompressContext } from "../../src/formats/codecs/decompress";
 import type { InspectionNode } from "../../src/inspect/report";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, type ContainerLimits } from "../../src/limits";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { BufferSource } from "../../src/bytes/source";
 import { GatewayError } from "../../src/errors";
-import { decodeBzip2 } from "../../src/formats/bzip2";
+import { decodeBzip2 } from "../../src/formats/codecs/bzip2";
 import { codeOf } from "../helpers/errors";
 
 /** Samples made with CPython's bz2 module (libbz2 1.0.8) from the payloads below. */

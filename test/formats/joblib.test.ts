@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BufferSource, type ByteSource } from "../../src/bytes/source";
 import type { FormatContext } from "../../src/formats/context";
-import { inspectCompressed } from "../../src/formats/decompress";
-import { checkSkippedRegion } from "../../src/formats/joblib";
-import { inspectPickleFile, inspectPickleFileSource, looksLikePickleFile } from "../../src/formats/pickleFile";
+import { inspectCompressed } from "../../src/formats/codecs/decompress";
+import { checkSkippedRegion } from "../../src/formats/models/joblib";
+import { inspectPickleFile, inspectPickleFileSource, startsWithWellFormedPickleOrJoblib } from "../../src/formats/models/pickleFile";
 import { DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../../src/inspect/policy";
 import { summarize, type InspectionNode, type InspectionReport } from "../../src/inspect/report";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS } from "../../src/limits";
@@ -553,7 +553,7 @@ describe("real joblib dumps", () => {
     const { node, report } = inspect(bytes);
     expect(report.findings).toEqual([]);
     expect(node.format).toBe("joblib");
-    expect(looksLikePickleFile(new BufferSource(bytes))).toBe(true);
+    expect(startsWithWellFormedPickleOrJoblib(new BufferSource(bytes))).toBe(true);
   });
 
   it("accepts scikit-learn estimators when the policy allows sklearn", () => {

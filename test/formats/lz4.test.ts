@@ -1,6 +1,6 @@
 import { BufferSource } from "../../src/bytes/source";
 import { GatewayError } from "../../src/errors";
-import { decodeLz4Block, decodeLz4Frame, Xxh32, xxh32 } from "../../src/formats/lz4";
+import { decodeLz4Block, decodeLz4Frame, Xxh32, xxh32 } from "../../src/formats/codecs/lz4";
 import { codeOf } from "../helpers/errors";
 
 /** The payload the embedded python-lz4 samples were made from (lz4.frame.compress, python-lz4 4.x). */

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { BufferSource } from "../../src/bytes/source";
 import { GatewayError } from "../../src/errors";
 import type { FormatContext } from "../../src/formats/context";
-import { inspectNpy, readNpyHeader } from "../../src/formats/numpy";
+import { inspectNpy, readNpyHeader } from "../../src/formats/models/numpy";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import type { Finding, InspectionNode } from "../../src/inspect/report";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, MAX_NPY_DIMS, type ContainerLimits } from "../../src/limits";

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { parsePyLiteral, renderPyLiteral, type PyLiteral } from "../../src/formats/pyLiteral";
+import { parsePyLiteral, renderPyLiteral, type PyLiteral } from "../../src/formats/models/pyLiteral";
 import { codeOf } from "../helpers/errors";
 
 describe("parsePyLiteral", () => {

@@ -1,6 +1,6 @@
 import { BufferSource } from "../../src/bytes/source";
 import { Cursor } from "../../src/bytes/cursor";
-import { disassemble } from "../../src/pickle/disassembler";
+import { disassemble } from "../../src/pickle/pickleReader";
 import { deflateSync } from "node:zlib";
 import type { InspectionReport } from "../../src/inspect/report";
 import { stateDictPickle } from "./torchBuilder";

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { OmittedMembers } from "../../src/formats/dispatch";
+import type { OmittedMembers } from "../../src/formats/members";
 import { inspectPath } from "../../src/formats/inspectFile";
 import { MAX_REPORT_FINDINGS, MAX_REPORT_MEMBER_NODES } from "../../src/limits";
 import { ContentPolicySchema } from "../../src/inspect/policy";

@@ -1,4 +1,4 @@
-import { checkCondaEnvironment, checkPipRequirements, checkPythonEnv, requirementLines } from "../../src/formats/requirements";
+import { checkCondaEnvironment, checkPipRequirements, checkPythonEnv, requirementLines } from "../../src/formats/models/requirements";
 
 const problemsOf = (entries: string[]): string[] => checkPipRequirements(entries).problems.map((p) => p.entry);
 

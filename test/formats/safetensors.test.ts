@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { BufferSource } from "../../src/bytes/source";
 import { GatewayError } from "../../src/errors";
 import type { FormatContext } from "../../src/formats/context";
-import { inspectSafetensors, parseStrictJson } from "../../src/formats/safetensors";
+import { inspectSafetensors, parseStrictJson } from "../../src/formats/models/safetensors";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import type { InspectionNode } from "../../src/inspect/report";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, type ContainerLimits } from "../../src/limits";

@@ -1,9 +1,9 @@
 import fc from "fast-check";
 import { BufferSource } from "../../src/bytes/source";
 import { GatewayError } from "../../src/errors";
-import type { ArchiveContents } from "../../src/formats/archive";
+import type { ArchiveContents } from "../../src/formats/containers/archive";
 import type { FormatContext } from "../../src/formats/context";
-import { inspectTar, readTar } from "../../src/formats/tar";
+import { inspectTar, readTar } from "../../src/formats/containers/tar";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, MAX_TAR_EXTENDED_HEADER_BYTES, type ContainerLimits } from "../../src/limits";
 import { buildTar, paxRecords, type TarPart } from "./builders/tar";

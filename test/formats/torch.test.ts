@@ -1,4 +1,4 @@
-import { parseStoragePid, readLegacyKeys, torchZipLayout } from "../../src/formats/torch";
+import { parseStoragePid, readLegacyKeys, torchZipLayout } from "../../src/formats/models/torch";
 import { BufferSource } from "../../src/bytes/source";
 import { type ContentPolicy } from "../../src/inspect/policy";
 import type { InspectionReport } from "../../src/inspect/report";

@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { BufferSource } from "../../src/bytes/source";
 import { isGatewayError } from "../../src/errors";
 import { inspectPath } from "../../src/formats/inspectFile";
-import { readZipDirectory } from "../../src/formats/zip";
+import { readZipDirectory } from "../../src/formats/containers/zip";
 import { ContentPolicySchema } from "../../src/inspect/policy";
 import { DEFAULT_CONTAINER_LIMITS } from "../../src/limits";
 import { stateDictPickle } from "./torchBuilder";

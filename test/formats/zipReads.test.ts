@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { BufferSource, type ByteSource } from "../../src/bytes/source";
 import type { FormatContext } from "../../src/formats/context";
 import { inspectArchive, inspectByContent, inspectMember } from "../../src/formats/dispatch";
-import { readZipDirectory } from "../../src/formats/zip";
+import { readZipDirectory } from "../../src/formats/containers/zip";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, ZIP_EOCD_SEARCH_BYTES } from "../../src/limits";
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { BufferSource } from "../../src/bytes/source";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import { summarize } from "../../src/inspect/report";
-import { inspectPickleSource, looksLikePickle } from "../../src/pickle";
+import { inspectPickleSource, startsWithWellFormedPickle } from "../../src/pickle";
 
 const DIR = join(__dirname, "..", "fixtures", "pickle-unit");
 const manifest = JSON.parse(readFileSync(join(DIR, "manifest.json"), "utf8")) as Record<string, { verdict: string; note: string }>;
@@ -21,7 +21,7 @@ describe("real CPython / numpy / torch pickles (test/fixtures/pickle-unit)", () 
       verdict: entry.verdict,
       findings: [],
     });
-    expect(looksLikePickle(new BufferSource(readFileSync(join(DIR, name))))).toBe(!name.startsWith("broken"));
+    expect(startsWithWellFormedPickle(new BufferSource(readFileSync(join(DIR, name))))).toBe(!name.startsWith("broken"));
   });
 
   it("reports the payload's import and the break of a broken pickle", () => {

@@ -5,7 +5,7 @@ import { BufferSource } from "../../src/bytes/source";
 import { Cursor } from "../../src/bytes/cursor";
 import { GatewayError } from "../../src/errors";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
-import { disassemble, inspectPickleSource, looksLikePickle } from "../../src/pickle";
+import { disassemble, inspectPickleSource, startsWithWellFormedPickle } from "../../src/pickle";
 import { analyzeBytes } from "./builders";
 
 const DIR = join(__dirname, "..", "fixtures", "pickle-unit");
@@ -34,7 +34,7 @@ function checkNeverThrows(bytes: Uint8Array): void {
   expect(Array.isArray(a.node.findings)).toBe(true);
   expect(a.end).toBeLessThanOrEqual(bytes.length);
   for (const f of a.node.findings) expect(typeof f.code).toBe("string");
-  expect(typeof looksLikePickle(new BufferSource(bytes))).toBe("boolean");
+  expect(typeof startsWithWellFormedPickle(new BufferSource(bytes))).toBe("boolean");
   expect(inspectPickleSource(new BufferSource(bytes), "p", { policy: DEFAULT_CONTENT_POLICY }).kind).toBe("pickle");
   try {
     disassemble(Cursor.ofBytes(bytes, { errorCode: "malformed_pickle" }));

@@ -4,7 +4,7 @@ import type { Inspector } from "../../inspect/inspector";
 import { DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../../inspect/policy";
 import type { Finding, ImportRecord, InspectionReport } from "../../inspect/report";
 import { inspectFile } from "../../formats/inspectFile";
-import { invalidGlobalPattern } from "../../pickle/policy";
+import { invalidGlobalPattern } from "../../pickle/globalPattern";
 import { isPresetName, PRESET_NAMES, type PresetName } from "../../pickle/presets";
 import { loadAllowlist } from "../../trust/allowlist";
 import { parseCommandArgs } from "../args";

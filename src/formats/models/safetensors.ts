@@ -1,9 +1,9 @@
-import { Cursor } from "../bytes/cursor";
-import type { ByteSource } from "../bytes/source";
-import { GatewayError, isGatewayError } from "../errors";
-import type { InspectionNode } from "../inspect/report";
-import { MAX_SAFETENSORS_JSON_DEPTH } from "../limits";
-import type { FormatContext, FormatInspector } from "./context";
+import { Cursor } from "../../bytes/cursor";
+import type { ByteSource } from "../../bytes/source";
+import { GatewayError, isGatewayError } from "../../errors";
+import type { InspectionNode } from "../../inspect/report";
+import { MAX_SAFETENSORS_JSON_DEPTH } from "../../limits";
+import type { FormatContext, FormatInspector } from "../context";
 
 /**
  * safetensors (huggingface/safetensors, docs "format"): u64 LE header length N, N bytes of JSON

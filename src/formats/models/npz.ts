@@ -1,7 +1,7 @@
-import type { InspectionNode } from "../inspect/report";
-import type { ArchiveContents } from "./archive";
-import type { FormatContext } from "./context";
-import { inspectAllMembers } from "./dispatch";
+import type { InspectionNode } from "../../inspect/report";
+import type { ArchiveContents } from "../containers/archive";
+import type { FormatContext } from "../context";
+import { inspectAllMembers } from "../members";
 
 /**
  * numpy .npz (numpy.savez / savez_compressed): a zip whose members are all `<name>.npy`, stored or

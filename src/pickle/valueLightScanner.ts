@@ -1,9 +1,9 @@
 import type { ByteSource } from "../bytes/source";
 import { MAX_SCANNER_DISTINCT, MAX_SCANNER_MEMO_INDEX, MAX_SCANNER_PREALLOCATED, type PickleLimits } from "../limits";
-import { PickleReader } from "./disassembler";
+import { PickleReader } from "./pickleReader";
 import { limitMessage } from "./machine";
 import { isDtypeMakingCallable } from "./numpyDtype";
-import { HIGHEST_PROTOCOL } from "./opcodes";
+import { HIGHEST_PROTOCOL, OP } from "./opcodes";
 
 /**
  * The value-light scanner: an accelerator for the symbolic machine on streams whose consumer
@@ -37,6 +37,70 @@ import { HIGHEST_PROTOCOL } from "./opcodes";
  * handled here; a violation is a bail, never a skip.
  */
 
+/**
+ * The opcodes the scanner handles itself (the cases of chunk()'s switch); any other opcode (the
+ * protocol 0/1 text opcodes, PUT/GET, PERSID/BINPERSID, EXT1/2/4, INST, OBJ, unknown bytes) is a
+ * BAIL to the full machine. The differential test (test/pickle/valueLightScanner.test.ts) runs one
+ * stream per opcode of this set (finished here, same report as the machine) and one per opcode
+ * outside it (handed back).
+ */
+export const VALUE_LIGHT_OPCODES: ReadonlySet<number> = new Set<number>([
+  OP.MARK,
+  OP.STOP,
+  OP.BININT1,
+  OP.BININT2,
+  OP.BININT,
+  OP.BINFLOAT,
+  OP.NONE,
+  OP.NEWTRUE,
+  OP.NEWFALSE,
+  OP.EMPTY_DICT,
+  OP.EMPTY_LIST,
+  OP.EMPTY_TUPLE,
+  OP.EMPTY_SET,
+  OP.NEXT_BUFFER,
+  OP.SHORT_BINUNICODE,
+  OP.BINUNICODE,
+  OP.BINUNICODE8,
+  OP.SHORT_BINSTRING,
+  OP.BINSTRING,
+  OP.SHORT_BINBYTES,
+  OP.BINBYTES,
+  OP.BINBYTES8,
+  OP.BYTEARRAY8,
+  OP.BINGET,
+  OP.LONG_BINGET,
+  OP.BINPUT,
+  OP.LONG_BINPUT,
+  OP.MEMOIZE,
+  OP.SETITEM,
+  OP.APPEND,
+  OP.SETITEMS,
+  OP.APPENDS,
+  OP.ADDITEMS,
+  OP.TUPLE,
+  OP.LIST,
+  OP.FROZENSET,
+  OP.DICT,
+  OP.POP_MARK,
+  OP.TUPLE1,
+  OP.TUPLE2,
+  OP.TUPLE3,
+  OP.REDUCE,
+  OP.NEWOBJ,
+  OP.NEWOBJ_EX,
+  OP.BUILD,
+  OP.STACK_GLOBAL,
+  OP.GLOBAL,
+  OP.LONG1,
+  OP.LONG4,
+  OP.POP,
+  OP.DUP,
+  OP.READONLY_BUFFER,
+  OP.PROTO,
+  OP.FRAME,
+]);
+
 /** Returned by run() when the full machine must analyze the stream. */
 export const BAIL = -1;
 /** Returned by chunk() when it stopped at its opcode budget. */
@@ -65,14 +129,14 @@ function isImport(tag: number): boolean {
   return tag <= -2 && (-tag & 1) === 0;
 }
 
-export interface FastImport {
+export interface ScannedImport {
   module: string;
   name: string;
   opcode: number;
   offset: number;
 }
 
-export interface FastCall {
+export interface ScannedCall {
   opcode: number;
   module: string;
   name: string;
@@ -80,7 +144,7 @@ export interface FastCall {
   count: number;
 }
 
-export class FastScanner {
+export class ValueLightScanner {
   private buf: Buffer;
   private bufStart = 0;
   private bufLen = 0;
@@ -127,7 +191,7 @@ export class FastScanner {
   limitMessage = "";
   limitOffset = 0;
   /** Distinct imports (per opcode, module, name) in order of first occurrence, with that offset. */
-  imports: FastImport[] = [];
+  imports: ScannedImport[] = [];
   /** Distinct call sites (per opcode and import) in order of first occurrence, with counts. */
   private callOrder: number[] = [];
 
@@ -153,7 +217,7 @@ export class FastScanner {
   }
 
   /** Calls recorded by the last successful run. */
-  calls(): FastCall[] {
+  calls(): ScannedCall[] {
     return this.callOrder.map((slot) => {
       const g = slot >> 2;
       return {

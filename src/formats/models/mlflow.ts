@@ -1,12 +1,12 @@
 import { parseDocument, visit } from "yaml";
-import { GatewayError } from "../errors";
-import type { Finding, InspectionNode } from "../inspect/report";
-import { MAX_MLFLOW_REQUIREMENT_FILES, MAX_YAML_ALIAS_COUNT } from "../limits";
-import { readWholeMember, type ArchiveContents, type ArchiveMember } from "./archive";
-import type { FormatContext } from "./context";
-import { findingOf, inspectAllMembers, memberPath, policyGatedFinding } from "./dispatch";
+import { GatewayError } from "../../errors";
+import type { Finding, InspectionNode } from "../../inspect/report";
+import { MAX_MLFLOW_REQUIREMENT_FILES, MAX_YAML_ALIAS_COUNT } from "../../limits";
+import { readWholeMember, type ArchiveContents, type ArchiveMember } from "../containers/archive";
+import type { FormatContext } from "../context";
+import { findingOf, inspectAllMembers, policyGatedFinding } from "../members";
 import { checkCondaEnvironment, checkPipRequirements, checkPythonEnv, requirementLines, type RequirementCheck } from "./requirements";
-import { checkMemberPath } from "./zip";
+import { checkMemberPath, memberPath } from "../containers/memberPath";
 
 /**
  * MLflow model bundles (a zip or tar(.gz) of the directory `mlflow.<flavor>.save_model` writes):

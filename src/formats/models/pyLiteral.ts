@@ -1,5 +1,5 @@
-import { GatewayError, type ErrorCode } from "../errors";
-import { MAX_PY_LITERAL_DEPTH, MAX_PY_LITERAL_NODES } from "../limits";
+import { GatewayError, type ErrorCode } from "../../errors";
+import { MAX_PY_LITERAL_DEPTH, MAX_PY_LITERAL_NODES } from "../../limits";
 
 /**
  * A parser for the subset of Python literals that `.npy` headers use (numpy/lib/format.py reads

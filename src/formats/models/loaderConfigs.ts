@@ -1,9 +1,10 @@
-import { GatewayError } from "../errors";
-import type { Finding } from "../inspect/report";
-import { MAX_LOADER_CONFIG_BYTES } from "../limits";
-import { readWholeMember, type ArchiveContents, type ArchiveMember } from "./archive";
-import type { FormatContext } from "./context";
-import { findingOf, memberPath, policyGatedFinding } from "./dispatch";
+import { GatewayError } from "../../errors";
+import type { Finding } from "../../inspect/report";
+import { MAX_LOADER_CONFIG_BYTES } from "../../limits";
+import { readWholeMember, type ArchiveContents, type ArchiveMember } from "../containers/archive";
+import type { FormatContext } from "../context";
+import { memberPath } from "../containers/memberPath";
+import { findingOf, policyGatedFinding } from "../members";
 
 /**
  * JSON files that loaders open by name inside a model folder and act on:

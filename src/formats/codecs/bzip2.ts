@@ -1,5 +1,5 @@
-import type { ByteSource } from "../bytes/source";
-import { GatewayError } from "../errors";
+import type { ByteSource } from "../../bytes/source";
+import { GatewayError } from "../../errors";
 
 /**
  * A bzip2 decoder (the format of bzip2 1.0.x, which Python's bz2 module and so joblib's

@@ -1,10 +1,10 @@
-import { Cursor } from "../bytes/cursor";
-import type { ByteSource } from "../bytes/source";
-import { GatewayError, isGatewayError } from "../errors";
-import type { Finding, InspectionNode } from "../inspect/report";
-import { MAX_NPY_DIMS } from "../limits";
-import { analyzePickle, makePicklePolicy } from "../pickle";
-import type { FormatContext, FormatInspector } from "./context";
+import { Cursor } from "../../bytes/cursor";
+import type { ByteSource } from "../../bytes/source";
+import { GatewayError, isGatewayError } from "../../errors";
+import type { Finding, InspectionNode } from "../../inspect/report";
+import { MAX_NPY_DIMS } from "../../limits";
+import { analyzePickle, makePicklePolicy } from "../../pickle";
+import type { FormatContext, FormatInspector } from "../context";
 import { dictGet, parsePyLiteral, renderPyLiteral, type PyLiteral } from "./pyLiteral";
 
 /**

@@ -1,6 +1,6 @@
 import { Cursor } from "../../src/bytes/cursor";
 import { GatewayError } from "../../src/errors";
-import { disassemble, type DisassembledOp } from "../../src/pickle/disassembler";
+import { disassemble, type DisassembledOp } from "../../src/pickle/pickleReader";
 import { OPCODES } from "../../src/pickle/opcodes";
 import { buildPickle, concat, framed, type PickleOp } from "./builders";
 

@@ -3,15 +3,15 @@ import { closeSync, openSync, unlinkSync, writeSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { createInflate, createInflateRaw, crc32 } from "node:zlib";
-import { Cursor } from "../bytes/cursor";
-import { FileSource, type ByteSource } from "../bytes/source";
-import { GatewayError, isGatewayError, type InspectionErrorCode } from "../errors";
-import type { InspectionNode } from "../inspect/report";
-import { DECOMPRESSION_RATIO_GRACE_BYTES, MAX_GZIP_HEADER_FIELD_BYTES, MAX_LZMA_DECODER_MEMORY_BYTES } from "../limits";
-import type { OpenedMember } from "./archive";
-import type { FormatContext, FormatInspector } from "./context";
+import { Cursor } from "../../bytes/cursor";
+import { FileSource, type ByteSource } from "../../bytes/source";
+import { GatewayError, isGatewayError, type InspectionErrorCode } from "../../errors";
+import type { InspectionNode } from "../../inspect/report";
+import { DECOMPRESSION_RATIO_GRACE_BYTES, MAX_GZIP_HEADER_FIELD_BYTES, MAX_LZMA_DECODER_MEMORY_BYTES } from "../../limits";
+import type { OpenedMember } from "../containers/archive";
+import type { FormatContext, FormatInspector } from "../context";
 import { decodeBzip2 } from "./bzip2";
-import { throwIfEnvironmental } from "./ioFailure";
+import { throwIfEnvironmental } from "../ioFailure";
 import { decodeLz4Frame } from "./lz4";
 
 /**

@@ -1,15 +1,15 @@
-import type { Cursor } from "../bytes/cursor";
-import type { ByteSource } from "../bytes/source";
-import { GatewayError } from "../errors";
-import type { Finding, InspectionNode } from "../inspect/report";
-import type { PickleLimits } from "../limits";
-import { MAX_JOBLIB_ARRAY_NODES, MAX_JOBLIB_ARRAYS, MAX_JOBLIB_POLYGLOT_SCAN_OPS } from "../limits";
-import { analyzePickle, type BuildEvent } from "../pickle/analyzer";
-import { PickleReader } from "../pickle/disassembler";
-import { checkNumpyDtype } from "../pickle/numpyDtype";
-import { OP, opcodeInfo, opcodeName } from "../pickle/opcodes";
-import type { PicklePolicy } from "../pickle/policy";
-import { describeValue, type SymbolicValue } from "../pickle/values";
+import type { Cursor } from "../../bytes/cursor";
+import type { ByteSource } from "../../bytes/source";
+import { GatewayError } from "../../errors";
+import type { Finding, InspectionNode } from "../../inspect/report";
+import type { PickleLimits } from "../../limits";
+import { MAX_JOBLIB_ARRAY_NODES, MAX_JOBLIB_ARRAYS, MAX_JOBLIB_POLYGLOT_SCAN_OPS } from "../../limits";
+import { analyzePickle, type BuildEvent } from "../../pickle/analyzer";
+import { PickleReader } from "../../pickle/pickleReader";
+import { checkNumpyDtype } from "../../pickle/numpyDtype";
+import { OP, opcodeInfo, opcodeName } from "../../pickle/opcodes";
+import type { PicklePolicy } from "../../pickle/policy";
+import { describeValue, type SymbolicValue } from "../../pickle/values";
 
 /**
  * joblib dumps, read exactly as joblib.load reads them (joblib/numpy_pickle.py, 1.x).

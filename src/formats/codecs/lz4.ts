@@ -1,6 +1,6 @@
-import { Cursor } from "../bytes/cursor";
-import type { ByteSource } from "../bytes/source";
-import { GatewayError } from "../errors";
+import { Cursor } from "../../bytes/cursor";
+import type { ByteSource } from "../../bytes/source";
+import { GatewayError } from "../../errors";
 
 /**
  * A streaming decoder for the LZ4 frame format (lz4_Frame_format.md v1.6.x), the format

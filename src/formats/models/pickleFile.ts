@@ -1,12 +1,12 @@
-import { Cursor } from "../bytes/cursor";
-import type { ByteSource } from "../bytes/source";
-import { DEFAULT_CONTENT_POLICY } from "../inspect/policy";
-import type { InspectionNode } from "../inspect/report";
-import type { PickleLimits } from "../limits";
-import { analyzePickle } from "../pickle/analyzer";
-import { looksLikePickle } from "../pickle/inspect";
-import { makePicklePolicy, type PicklePolicy } from "../pickle/policy";
-import type { FormatInspector } from "./context";
+import { Cursor } from "../../bytes/cursor";
+import type { ByteSource } from "../../bytes/source";
+import { DEFAULT_CONTENT_POLICY } from "../../inspect/policy";
+import type { InspectionNode } from "../../inspect/report";
+import type { PickleLimits } from "../../limits";
+import { analyzePickle } from "../../pickle/analyzer";
+import { startsWithWellFormedPickle } from "../../pickle/inspect";
+import { makePicklePolicy, type PicklePolicy } from "../../pickle/policy";
+import type { FormatInspector } from "../context";
 import { createJoblibReader, isJoblibHookedCallable } from "./joblib";
 
 /**
@@ -44,7 +44,7 @@ export function inspectPickleFileSource(source: ByteSource, path: string, option
     location: path,
     onBuild: joblib.onBuild,
     onBuildFor: isJoblibHookedCallable,
-    // No consumer reads this stream's values: the value-light scanner may run (see src/pickle/fast.ts).
+    // No consumer reads this stream's values: the value-light scanner may run (see src/pickle/valueLightScanner.ts).
     valueFree: true,
     single: options.single === true,
     ...limits,
@@ -71,13 +71,13 @@ export const inspectPickleFile: FormatInspector = (source, path, ctx) =>
 const SNIFF_LIMITS: Partial<PickleLimits> = { maxOpsPerStream: 1_000_000, timeBudgetMs: 5_000 };
 
 /**
- * looksLikePickle, extended to joblib dumps: pickle/inspect.ts reads raw array bytes as opcodes,
+ * startsWithWellFormedPickle, extended to joblib dumps: pickle/inspect.ts reads raw array bytes as opcodes,
  * so it fails on every joblib dump with arrays; here the first pickle, read the joblib way, must
  * hold an array wrapper and parse to its STOP without malformed findings (reaching the sniff's
  * op budget counts as a pickle; the real inspection reads the rest).
  */
-export function looksLikePickleFile(source: ByteSource): boolean {
-  if (looksLikePickle(source)) return true;
+export function startsWithWellFormedPickleOrJoblib(source: ByteSource): boolean {
+  if (startsWithWellFormedPickle(source)) return true;
   if (source.size < 2) return false;
   const node = inspectPickleFileSource(source, "", { policy: makePicklePolicy(DEFAULT_CONTENT_POLICY), single: true, limits: SNIFF_LIMITS });
   return node.format === "joblib" && !node.findings.some((f) => f.severity === "malformed" && f.code !== "limit_exceeded");

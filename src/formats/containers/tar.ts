@@ -1,10 +1,10 @@
-import { SliceSource, type ByteSource } from "../bytes/source";
-import { GatewayError, isGatewayError } from "../errors";
-import type { InspectionNode } from "../inspect/report";
-import { MAX_TAR_EXTENDED_HEADER_BYTES, TAR_TRAILER_CHUNK_BYTES } from "../limits";
+import { SliceSource, type ByteSource } from "../../bytes/source";
+import { GatewayError, isGatewayError } from "../../errors";
+import type { InspectionNode } from "../../inspect/report";
+import { MAX_TAR_EXTENDED_HEADER_BYTES, TAR_TRAILER_CHUNK_BYTES } from "../../limits";
 import type { ArchiveContents, ArchiveMember } from "./archive";
-import type { FormatContext, FormatInspector } from "./context";
-import { checkMemberPath } from "./zip";
+import type { FormatContext, FormatInspector } from "../context";
+import { checkMemberPath } from "./memberPath";
 
 /**
  * The tar reader (POSIX.1-2001 ustar + pax extended headers, GNU long names). MLflow bundles and

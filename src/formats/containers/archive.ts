@@ -1,6 +1,6 @@
-import type { ByteSource } from "../bytes/source";
-import { GatewayError } from "../errors";
-import type { InspectionNode } from "../inspect/report";
+import type { ByteSource } from "../../bytes/source";
+import { GatewayError } from "../../errors";
+import type { InspectionNode } from "../../inspect/report";
 
 /**
  * What a zip or tar reader hands to the layout inspectors (torch, npz, MLflow, generic): the

@@ -1,14 +1,16 @@
-import { Cursor } from "../bytes/cursor";
-import { SliceSource, type ByteSource } from "../bytes/source";
-import type { Finding, InspectionNode } from "../inspect/report";
-import { MAX_REPORT_PICKLE_NODES_PER_MEMBER } from "../limits";
-import { analyzePickle, inspectPickleSource, makePicklePolicy, type PickleAnalysis } from "../pickle";
-import type { SymbolicValue } from "../pickle/values";
-import { describeValue } from "../pickle/values";
-import type { ArchiveContents, ArchiveMember } from "./archive";
-import type { FormatContext } from "./context";
-import { readHead } from "./detect";
-import { appendMemberNode, couldBePickle, deeper, findingOf, memberPath, withMember } from "./dispatch";
+import { Cursor } from "../../bytes/cursor";
+import { SliceSource, type ByteSource } from "../../bytes/source";
+import type { Finding, InspectionNode } from "../../inspect/report";
+import { MAX_REPORT_PICKLE_NODES_PER_MEMBER } from "../../limits";
+import { analyzePickle, inspectPickleSource, makePicklePolicy, type PickleAnalysis } from "../../pickle";
+import type { SymbolicValue } from "../../pickle/values";
+import { describeValue } from "../../pickle/values";
+import type { ArchiveContents, ArchiveMember } from "../containers/archive";
+import type { FormatContext } from "../context";
+import { readHead } from "../detect";
+import { memberPath } from "../containers/memberPath";
+import { appendMemberNode, deeper, findingOf, withMember } from "../members";
+import { pickleLoadWouldRun } from "../pickleProbe";
 
 /**
  * PyTorch checkpoints.
@@ -529,7 +531,7 @@ export function inspectLegacyTorch(source: ByteSource, path: string, ctx: Format
     node.findings.push(legacyFinding(`${cursor.remaining} bytes after the last storage`, path, cursor.position));
     // Say what they are: a pickle hidden there is reported with its imports.
     const trailing = new SliceSource(source, cursor.position, cursor.remaining);
-    if (couldBePickle(trailing, readHead(trailing))) {
+    if (pickleLoadWouldRun(trailing, readHead(trailing))) {
       node.children.push(inspectPickleSource(trailing, `${path}#trailing`, { policy: ctx.policy, limits: ctx.pickleLimits }));
     }
   }
