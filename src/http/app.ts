@@ -7,7 +7,7 @@ import { GatewayError, messageOf } from "../errors";
 import type { Inspector } from "../inspect/inspector";
 import { NOOP_METRICS, type GatewayMetrics } from "../metrics/types";
 import type { ArtifactStore } from "../store/types";
-import type { AllowlistProvider } from "./allowlistHolder";
+import type { AllowlistProvider } from "../reload/allowlistHolder";
 import { errorHandler, notFoundHandler } from "./errorHandler";
 import { fetchRouter } from "./fetchRoutes";
 import { logOf, requestContext } from "./requestContext";

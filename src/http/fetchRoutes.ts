@@ -12,7 +12,7 @@ import type { ArtifactRecord, ArtifactStore } from "../store/types";
 import { parseArtifactName, recheckTrustAll, type PublishVerification, type TrustedEnvelope } from "../trust";
 import type { Inspector } from "../inspect/inspector";
 import { acceptedUnderCurrentPolicy, Reinspector } from "./reinspection";
-import type { AllowlistProvider } from "./allowlistHolder";
+import type { AllowlistProvider } from "../reload/allowlistHolder";
 import { HTTP_STATUS } from "./errorStatus";
 import { parseRange } from "./range";
 import { logOf, requestIdOf, tokenIdOf } from "./requestContext";

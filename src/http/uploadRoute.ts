@@ -20,7 +20,7 @@ import type { GatewayMetrics } from "../metrics/types";
 import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore, StagedBlob } from "../store/types";
 import { parseArtifactName, verifyPublish, type Allowlist, type ArtifactName, type PublishVerification } from "../trust";
-import type { AllowlistProvider } from "./allowlistHolder";
+import type { AllowlistProvider } from "../reload/allowlistHolder";
 import { sendError, toGatewayError, toUploadError } from "./errorHandler";
 import { logOf, requestIdOf, tokenIdOf } from "./requestContext";
 import { beginUpload, signatureField, UploadStorage, type UploadState } from "./uploadStorage";

@@ -6,7 +6,7 @@ import { MAX_ENVELOPE_BYTES } from "../limits";
 import { writeHashed } from "../store/hashing";
 import type { ArtifactStore, StagedBlob } from "../store/types";
 import { preflightEnvelope, utf8Strict } from "../trust";
-import type { AllowlistProvider } from "./allowlistHolder";
+import type { AllowlistProvider } from "../reload/allowlistHolder";
 
 /** What the storage engine learned about one upload request, read by the upload route. */
 export interface UploadState {

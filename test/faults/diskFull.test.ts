@@ -7,7 +7,7 @@ import request from "supertest";
 import { FileAuditLog, readAuditEntries, verifyAuditLog } from "../../src/audit/fileLog";
 import { loadConfig } from "../../src/config";
 import { inspectFile } from "../../src/formats/inspectFile";
-import { AllowlistHolder } from "../../src/http/allowlistHolder";
+import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { createApp } from "../../src/http/app";
 import { FsArtifactStore } from "../../src/store/fsStore";
 import type { PromoteInput, PromoteResult } from "../../src/store/types";
