@@ -141,13 +141,19 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
     (res.locals as { uploadSettled?: Promise<void> }).uploadSettled = new Promise<void>((resolve) => {
       settle = resolve;
     });
-    const hangUp = new AbortController();
+    // Cancelled when the client hangs up before the answer or the server stops for good.
+    const cancel = new AbortController();
     const onClose = (): void => {
       // 'close' after the answer was sent is the normal end; before it, the client is gone.
-      if (!res.writableFinished) hangUp.abort();
+      if (!res.writableFinished) cancel.abort(new GatewayError("unavailable", "the client closed the connection before the answer"));
+    };
+    const onStop = (): void => {
+      cancel.abort(new GatewayError("unavailable", "the server is stopping"));
     };
     res.once("close", onClose);
-    const signal = deps.stopping !== undefined ? AbortSignal.any([hangUp.signal, deps.stopping]) : hangUp.signal;
+    if (deps.stopping?.aborted === true) onStop();
+    else deps.stopping?.addEventListener("abort", onStop, { once: true });
+    const { signal } = cancel;
     const state = beginUpload(req);
     const call = callOf(req, res);
     // Set once a refusal or the result is on its way (a refusal may come from inside the receive step).
@@ -204,6 +210,7 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
         await state.upload?.abort();
       } finally {
         res.off("close", onClose);
+        deps.stopping?.removeEventListener("abort", onStop);
         deps.metrics.uploadsInFlight(-1);
         settle();
       }
