@@ -2,9 +2,9 @@ import type { Readable } from "node:stream";
 import type { InspectionReport } from "../inspect/report";
 
 /**
- * The content-addressed store behind the HTTP layer. Streams in and out, addressed by the
- * lowercase hex sha256 of the bytes, so an object-storage backend can implement the same
- * interface without touching the routes. Callers validate digests (parseDigest) before calling.
+ * The content-addressed store behind the use cases (src/gateway). Streams in and out, addressed by
+ * the lowercase hex sha256 of the bytes, so an object-storage backend can implement the same
+ * interface without touching the use cases or the routes. Callers validate digests (parseDigest) before calling.
  */
 
 /** One trusted signature over the artifact, kept verbatim so consumers can verify it themselves. */
@@ -86,7 +86,9 @@ export interface StagedUpload {
    * Streams `input` into the staged object, hashing and counting the same bytes in the same pass
    * and failing with `too_large` as soon as more than the handle's `maxBytes` arrived. Once per
    * handle. `input` is left paused, never destroyed: an HTTP request stays usable to answer a
-   * refusal. On failure the partial object stays until `abort`.
+   * refusal. On failure the partial object stays until `abort`. The writable side takes the
+   * producer's stream (a request body, a multipart part) instead of being a Writable: the bytes
+   * go from the socket to the hash and the file in one pass, with no stream in between.
    */
   receive(input: Readable): Promise<StagedBlob>;
   /** The staged bytes once `receive` resolved; undefined before. */
