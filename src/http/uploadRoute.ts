@@ -106,7 +106,7 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
     const name = fields.data.name === undefined ? undefined : parseArtifactName(fields.data.name, "the 'name' field");
     const envelope = pickEnvelope(state, req);
     const upload = state.upload;
-    if (upload === undefined) throw new GatewayError("bad_request", "the 'artifact' file part is missing");
+    if (upload?.blob === undefined) throw new GatewayError("bad_request", "the 'artifact' file part is missing");
     return { envelope, upload, name };
   });
 }
