@@ -339,7 +339,7 @@ export const MAX_MLFLOW_REQUIREMENT_FILES = 16;
 export const MAX_RECORD_BYTES = 64 * MiB;
 /**
  * Refusals the fetch route remembers per (artifact, source, name, policy) so repeated fetches do
- * not inspect again (src/http/reinspection.ts): the cache must not grow without bound under
+ * not inspect again (src/gateway/reinspect.ts): the cache must not grow without bound under
  * requests for many artifacts.
  */
 export const MAX_REMEMBERED_REFUSALS = 256;

@@ -168,7 +168,7 @@ export class TokenStore {
   }
 }
 
-/** The token set in force right now; a reloading holder (src/auth/tokenHolder.ts) swaps it. */
+/** The token set in force right now; a reloading holder (src/reload/tokenHolder.ts) swaps it. */
 export interface TokenStoreProvider {
   current(): TokenStore;
 }

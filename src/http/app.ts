@@ -7,7 +7,7 @@ import { GatewayError, messageOf } from "../errors";
 import type { Inspector } from "../inspect/inspector";
 import { NOOP_METRICS, type GatewayMetrics } from "../metrics/types";
 import type { ArtifactStore } from "../store/types";
-import type { AllowlistProvider } from "./allowlistHolder";
+import type { AllowlistProvider } from "../reload/allowlistHolder";
 import { errorHandler, notFoundHandler } from "./errorHandler";
 import { fetchRouter } from "./fetchRoutes";
 import { logOf, requestContext } from "./requestContext";
@@ -37,6 +37,11 @@ export interface AppDeps {
   middlewares?: RequestHandler[];
   /** Put in front of the upload route only (the concurrent-upload cap). */
   uploadGate?: RequestHandler;
+  /**
+   * Aborted when the server stops for good (the graceful stop's time is up): the inspections of
+   * uploads in flight are cancelled, as when their client hangs up.
+   */
+  stopping?: AbortSignal;
 }
 
 /** Build the express app from its dependencies; the JSON 404 and the error handler come last. */
@@ -81,6 +86,7 @@ export function createApp(deps: AppDeps): Express {
     metrics,
     maxUploadBytes: deps.config.maxUploadBytes,
     now: deps.now,
+    stopping: deps.stopping,
   };
   const gate: RequestHandler[] = deps.uploadGate ? [deps.uploadGate] : [];
   app.post("/v1/artifacts", access.require("publish"), ...gate, uploadHandler(uploadDeps));

@@ -1,18 +1,17 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from "express";
 import multer from "multer";
 import { GatewayError, isGatewayError, messageOf } from "../errors";
+import { asGatewayError } from "../gateway/call";
 import { HTTP_STATUS } from "./errorStatus";
 import { logOf } from "./requestContext";
 
 /** multer's limit errors: the size ones are 413, every other protocol abuse is a plain 400. */
 const MULTER_TOO_LARGE = new Set(["LIMIT_FILE_SIZE", "LIMIT_FIELD_VALUE"]);
 
-/** Filesystem errors that mean "no room", answered 507 so clients can retry elsewhere. */
-const NO_SPACE = new Set(["ENOSPC", "EDQUOT"]);
-
 /**
- * Map anything thrown in a request to a GatewayError. Unknown errors become `internal` with a
- * generic message: their text may carry paths or internals, it goes to the log only.
+ * Map anything thrown in a request to a GatewayError: multer's limit errors here, the rest as the
+ * use cases map them (asGatewayError: a full disk is `insufficient_storage`, anything unknown
+ * `internal` with a generic message, its text to the log only).
  */
 export function toGatewayError(err: unknown): GatewayError {
   if (isGatewayError(err)) return err;
@@ -20,11 +19,7 @@ export function toGatewayError(err: unknown): GatewayError {
     const code = MULTER_TOO_LARGE.has(err.code) ? "too_large" : "bad_request";
     return new GatewayError(code, `multipart limit: ${err.code}${err.field !== undefined ? ` (part '${err.field}')` : ""}`, { multer: err.code });
   }
-  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (typeof errno === "string" && NO_SPACE.has(errno)) {
-    return new GatewayError("insufficient_storage", "the store is out of space", undefined, { cause: err });
-  }
-  return new GatewayError("internal", "internal error", undefined, { cause: err });
+  return asGatewayError(err);
 }
 
 /** Errors raised while busboy parses the body (truncated or malformed multipart) are the client's fault. */

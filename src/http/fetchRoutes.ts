@@ -3,19 +3,19 @@ import { Router, type Request, type Response } from "express";
 import { z } from "zod";
 import type { AuditSink } from "../audit/types";
 import type { AccessControl } from "../auth/types";
-import { formatDigest, parseDigest, VerifyingStream } from "../digest";
-import { GatewayError, isGatewayError, messageOf } from "../errors";
+import { formatDigest, parseDigest } from "../digest";
+import { GatewayError, isGatewayError } from "../errors";
+import { ArtifactFetcher } from "../gateway/fetch";
+import type { Inspector } from "../inspect/inspector";
 import { MAX_LIST_LIMIT } from "../limits";
 import type { GatewayMetrics } from "../metrics/types";
+import type { AllowlistProvider } from "../reload/allowlistHolder";
 import { namesOf } from "../store/names";
 import type { ArtifactRecord, ArtifactStore } from "../store/types";
-import { parseArtifactName, recheckTrustAll, type PublishVerification, type TrustedEnvelope } from "../trust";
-import type { Inspector } from "../inspect/inspector";
-import { acceptedUnderCurrentPolicy, Reinspector } from "./reinspection";
-import type { AllowlistProvider } from "./allowlistHolder";
+import { parseArtifactName } from "../trust";
 import { HTTP_STATUS } from "./errorStatus";
 import { parseRange } from "./range";
-import { logOf, requestIdOf, tokenIdOf } from "./requestContext";
+import { callOf } from "./requestContext";
 
 export interface FetchRouteDeps {
   store: ArtifactStore;
@@ -89,91 +89,23 @@ function ifRangeHolds(header: string | undefined, hex: string): boolean {
   return header.trim() === entityTagOf(hex);
 }
 
-/** GET/HEAD /v1/artifacts/<digest>, GET /v1/artifacts/<digest>/metadata, GET /v1/artifacts. */
+/**
+ * GET/HEAD /v1/artifacts/<digest>, GET /v1/artifacts/<digest>/metadata, GET /v1/artifacts. The
+ * rules (trust re-check, inspection again under a changed policy, re-hash, audit of refusals)
+ * are the fetch use case's (src/gateway/fetch.ts); these routes parse, call it and answer.
+ */
 export function fetchRouter(deps: FetchRouteDeps): Router {
   const router = Router();
   const read = deps.access.require("read");
-  const reinspector = new Reinspector({ store: deps.store, inspect: deps.inspect, audit: deps.audit, metrics: deps.metrics });
-
-  /** Audit a refusal before answering; a failed append turns the answer into 503. */
-  const refuse = async (req: Request, res: Response, err: GatewayError, hex: string, record?: ArtifactRecord): Promise<never> => {
-    try {
-      await deps.audit.append({
-        type: "fetch.refused",
-        requestId: requestIdOf(res),
-        ...(tokenIdOf(res) !== undefined ? { tokenId: tokenIdOf(res) } : {}),
-        ...(req.ip !== undefined ? { client: req.ip } : {}),
-        digest: formatDigest(hex),
-        ...(record ? { name: record.name } : {}),
-        codes: [err.code],
-      });
-    } catch (auditErr) {
-      deps.metrics.auditWriteFailed();
-      logOf(res).error({ err: messageOf(auditErr) }, "audit append failed for a refused fetch");
-      throw new GatewayError("unavailable", "the audit log cannot be written; try again later");
-    }
-    throw err;
-  };
-
-  const trusted = async (req: Request, res: Response, hex: string): Promise<{ record: ArtifactRecord; verification: PublishVerification }> => {
-    const record = await deps.store.readRecord(hex);
-    if (record === undefined) throw new GatewayError("not_found", `no artifact ${formatDigest(hex)}`);
-    let trustedSignatures: TrustedEnvelope[];
-    try {
-      trustedSignatures = recheckTrustAll({
-        // Each signature against the name it signed (record.name for older entries).
-        envelopes: record.signatures,
-        digestHex: hex,
-        name: record.name,
-        allowlist: deps.allowlist.current(),
-        now: deps.now(),
-      });
-    } catch (err) {
-      if (!isGatewayError(err)) throw err;
-      logOf(res).warn({ digest: formatDigest(hex), code: err.code, verdict: "refused" }, "fetch refused: artifact no longer trusted");
-      return refuse(req, res, err, hex, record);
-    }
-    const current = acceptedUnderCurrentPolicy(record, trustedSignatures);
-    if (current !== undefined) return { record, verification: current.verification };
-    // Trusted, but accepted under a content policy its source no longer has: inspect again.
-    try {
-      const admitted = await reinspector.admit(hex, record, trustedSignatures, { requestId: requestIdOf(res) });
-      logOf(res).info(
-        { digest: formatDigest(hex), source: admitted.verification.source.id, verdict: "accepted" },
-        "artifact inspected again under its source's current content policy",
-      );
-      return admitted;
-    } catch (err) {
-      if (!isGatewayError(err) || err.code === "unavailable" || err.code === "not_found") throw err;
-      if (err.code === "integrity_error") {
-        await quarantine(res, hex, err.message);
-        return refuse(req, res, new GatewayError("integrity_error", "the stored artifact is damaged and was quarantined"), hex, record);
-      }
-      logOf(res).warn({ digest: formatDigest(hex), code: err.code, verdict: "refused" }, "fetch refused: the current content policy rejects the artifact");
-      return refuse(req, res, err, hex, record);
-    }
-  };
-
-  const quarantine = async (res: Response, hex: string, reason: string): Promise<void> => {
-    logOf(res).error({ digest: formatDigest(hex), reason }, "stored blob failed verification; quarantined");
-    try {
-      await deps.store.quarantine(hex, reason);
-    } catch (err) {
-      logOf(res).error({ digest: formatDigest(hex), err: messageOf(err) }, "quarantine failed");
-    }
-  };
+  const fetcher = new ArtifactFetcher(deps);
 
   const serveBlob = async (req: Request, res: Response): Promise<void> => {
     let status = 500;
     try {
       const hex = digestParam(req);
-      const { record } = await trusted(req, res, hex);
-      const stat = await deps.store.stat(hex);
-      if (stat === undefined) throw new GatewayError("not_found", `no artifact ${formatDigest(hex)}`);
-      if (stat.size !== record.size) {
-        await quarantine(res, hex, `size on disk ${String(stat.size)} differs from the record's ${String(record.size)}`);
-        throw new GatewayError("integrity_error", "the stored artifact is damaged and was quarantined");
-      }
+      const call = callOf(req, res);
+      const { record } = await fetcher.admit(hex, call);
+      const size = await fetcher.storedSize(hex, record, call);
       // RFC 9110 §13.2.2: If-None-Match is evaluated before the Range (a 304 wins over a 416).
       if (etagMatches(req.get("if-none-match"), hex)) {
         setContentHeaders(res, hex);
@@ -181,46 +113,37 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
         res.status(304).end();
         return;
       }
-      const range = ifRangeHolds(req.get("if-range"), hex) ? parseRange(req.get("range"), stat.size) : ({ kind: "none" } as const);
+      const range = ifRangeHolds(req.get("if-range"), hex) ? parseRange(req.get("range"), size) : ({ kind: "none" } as const);
       if (range.kind === "unsatisfiable") {
-        res.setHeader("Content-Range", `bytes */${String(stat.size)}`);
-        throw new GatewayError("range_not_satisfiable", `the range is not one satisfiable byte range of ${String(stat.size)} bytes`);
+        res.setHeader("Content-Range", `bytes */${String(size)}`);
+        throw new GatewayError("range_not_satisfiable", `the range is not one satisfiable byte range of ${String(size)} bytes`);
       }
       setContentHeaders(res, hex);
       const isRange = range.kind === "range";
-      const length = isRange ? range.end - range.start + 1 : stat.size;
+      const length = isRange ? range.end - range.start + 1 : size;
       status = isRange ? 206 : 200;
       res.status(status);
       res.setHeader("Content-Length", String(length));
-      if (isRange) res.setHeader("Content-Range", `bytes ${String(range.start)}-${String(range.end)}/${String(stat.size)}`);
+      if (isRange) res.setHeader("Content-Range", `bytes ${String(range.start)}-${String(range.end)}/${String(size)}`);
       if (req.method === "HEAD") {
         res.end();
         return;
       }
       // `bytes=0-` (or any range spanning the whole blob) is a full read: re-hashed like one.
-      const partial = isRange && length !== stat.size;
-      const opened = await deps.store.openRead(hex, partial ? { start: range.start, end: range.end } : undefined);
-      if (opened === undefined) throw new GatewayError("not_found", `no artifact ${formatDigest(hex)}`);
-      if (partial) {
-        // A part cannot be checked against the whole's digest; clients verify after reassembly.
-        await pipeline(opened.stream, res);
+      if (isRange && length !== size) {
+        await pipeline(await fetcher.openPart(hex, { start: range.start, end: range.end }), res);
         deps.metrics.bytesOut(length);
         return;
       }
-      const verifier = new VerifyingStream(hex);
+      const whole = await fetcher.openWhole(hex);
       try {
-        await pipeline(opened.stream, verifier, res);
-        deps.metrics.bytesOut(verifier.bytes);
+        await pipeline(whole.stream, whole.verifier, res);
+        deps.metrics.bytesOut(whole.verifier.bytes);
       } catch (err) {
         if (isGatewayError(err) && err.code === "integrity_error") {
           status = 500;
           res.destroy();
-          await quarantine(res, hex, err.message);
-          try {
-            await deps.audit.append({ type: "fetch.refused", requestId: requestIdOf(res), digest: formatDigest(hex), codes: ["integrity_error"] });
-          } catch {
-            deps.metrics.auditWriteFailed();
-          }
+          await fetcher.damagedWhileServed(hex, err, call);
           return;
         }
         throw err;
@@ -239,21 +162,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
   };
 
   router.get("/v1/artifacts/:digest/metadata", read, async (req, res) => {
-    const hex = digestParam(req);
-    const record = await deps.store.readRecord(hex);
-    if (record === undefined) throw new GatewayError("not_found", `no artifact ${formatDigest(hex)}`);
-    let trust: Record<string, unknown>;
-    try {
-      const all = recheckTrustAll({ envelopes: record.signatures, digestHex: hex, name: record.name, allowlist: deps.allowlist.current(), now: deps.now() });
-      const current = acceptedUnderCurrentPolicy(record, all);
-      const v = (current ?? all[0]).verification;
-      // "changed": no signature was accepted under its source's content policy as it is now; the
-      // next download inspects the bytes again and serves or refuses them.
-      trust = { status: "trusted", source: v.source.id, keyIds: v.keyIds, contentPolicy: current !== undefined ? "current" : "changed" };
-    } catch (err) {
-      if (!isGatewayError(err)) throw err;
-      trust = { status: "refused", code: err.code };
-    }
+    const { record, trust } = await fetcher.describe(digestParam(req));
     res.json({ ...record, names: namesOf(record), trust });
   });
 
@@ -266,7 +175,7 @@ export function fetchRouter(deps: FetchRouteDeps): Router {
       throw new GatewayError("bad_request", `invalid query: ${parsed.error.issues.map((i) => `${i.path.join(".") || "(query)"}: ${i.message}`).join("; ")}`);
     }
     if (parsed.data.name !== undefined) parseArtifactName(parsed.data.name, "the 'name' query parameter");
-    const page = await deps.store.list(parsed.data);
+    const page = await fetcher.list(parsed.data);
     res.json({ items: page.items.map(summary), ...(page.nextCursor !== undefined ? { nextCursor: page.nextCursor } : {}) });
   });
 

@@ -1,7 +1,6 @@
 import type { RequestHandler } from "express";
 import { GatewayError } from "../errors";
 import { MAX_SIGNATURE_HEADER_BYTES } from "../limits";
-import { writeHashed } from "../store/hashing";
 import { parseArtifactName, preflightEnvelope, utf8Strict, type ArtifactName } from "../trust";
 import { runUpload, type UploadRouteDeps } from "./uploadRoute";
 import type { UploadState } from "./uploadStorage";
@@ -45,7 +44,7 @@ function nameFromHeader(header: string | undefined, state: UploadState): Artifac
  * `Modelgate-Name`. No multipart parsing, so the body goes from the socket to the hash and the
  * temp file directly. The same checks in the same order as POST: media type, declared length,
  * the envelope preflighted against the allowlist BEFORE a byte of the body is stored, the size
- * cap while the bytes arrive, then the shared checks of runUpload.
+ * cap while the bytes arrive (the store's staged upload), then the publish use case through runUpload.
  */
 export function rawUploadHandler(deps: UploadRouteDeps): RequestHandler {
   return runUpload(deps, async (req, _res, state) => {
@@ -65,9 +64,9 @@ export function rawUploadHandler(deps: UploadRouteDeps): RequestHandler {
     const name = nameFromHeader(req.get(NAME_HEADER), state);
     // Refuse an untrusted upload before its body touches the disk (the answer closes the connection).
     state.preflight = preflightEnvelope(envelope, deps.allowlist.current(), deps.now());
-    const tempPath = deps.store.tempPath();
-    state.tempPaths.add(tempPath);
-    const { digestHex, size } = await writeHashed(req, tempPath, { maxBytes: deps.maxUploadBytes });
-    return { envelope, name, artifact: { path: tempPath, digestHex, size } };
+    const upload = deps.store.begin({ maxBytes: deps.maxUploadBytes });
+    state.upload = upload;
+    await upload.receive(req);
+    return { envelope, name, upload };
   });
 }

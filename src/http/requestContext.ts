@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
-import type { RequestHandler, Response } from "express";
+import type { Request, RequestHandler, Response } from "express";
 import type { Logger } from "pino";
+import type { Call } from "../gateway/call";
 
 /** A client-supplied request id is echoed only when it is short and harmless in logs and headers. */
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -46,4 +47,9 @@ export function tokenIdOf(res: Response): string | undefined {
 export function logOf(res: Response): Logger {
   const v: unknown = res.locals.log ?? res.app.locals.logger;
   return v as Logger;
+}
+
+/** The caller of a use case, as this request identifies it: request id, API token id, client address; and its logger. */
+export function callOf(req: Request, res: Response): Call {
+  return { caller: { requestId: requestIdOf(res), tokenId: tokenIdOf(res), client: req.ip }, log: logOf(res) };
 }

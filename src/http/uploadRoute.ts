@@ -1,12 +1,10 @@
 import type { Request, RequestHandler, Response } from "express";
 import multer from "multer";
 import { z } from "zod";
-import { inspectionSummary, type AuditEvent, type AuditSink } from "../audit/types";
-import { formatDigest } from "../digest";
+import type { AuditSink } from "../audit/types";
 import { GatewayError, messageOf } from "../errors";
+import { publish, refusePublish, type PublishResult } from "../gateway/publish";
 import type { Inspector } from "../inspect/inspector";
-import { contentPolicyDigest } from "../inspect/policy";
-import { rejectionCode, rejects, type InspectionReport } from "../inspect/report";
 import {
   MAX_DRAIN_BYTES,
   MAX_LINGER_MS,
@@ -17,12 +15,12 @@ import {
   MAX_MULTIPART_PARTS,
 } from "../limits";
 import type { GatewayMetrics } from "../metrics/types";
+import type { AllowlistProvider } from "../reload/allowlistHolder";
 import { namesOf } from "../store/names";
-import type { ArtifactRecord, ArtifactStore, StagedBlob } from "../store/types";
-import { parseArtifactName, verifyPublish, type Allowlist, type ArtifactName, type PublishVerification } from "../trust";
-import type { AllowlistProvider } from "./allowlistHolder";
+import type { ArtifactStore, StagedUpload } from "../store/types";
+import { parseArtifactName, type ArtifactName } from "../trust";
 import { sendError, toGatewayError, toUploadError } from "./errorHandler";
-import { logOf, requestIdOf, tokenIdOf } from "./requestContext";
+import { callOf } from "./requestContext";
 import { beginUpload, signatureField, UploadStorage, type UploadState } from "./uploadStorage";
 
 export interface UploadRouteDeps {
@@ -33,6 +31,8 @@ export interface UploadRouteDeps {
   metrics: GatewayMetrics;
   maxUploadBytes: number;
   now: () => Date;
+  /** Aborted when the server stops for good: the inspections of uploads in flight are cancelled. */
+  stopping?: AbortSignal | undefined;
 }
 
 /** Text fields of the upload form; unknown fields are refused (zod at the boundary). */
@@ -42,33 +42,6 @@ const FieldsSchema = z.strictObject({
   name: z.string().optional(),
 });
 
-/**
- * The finding counts of a rejection message, omitted findings included: a report lists at most
- * MAX_REPORT_FINDINGS findings and counts the rest in `omittedFindings` (report.ts capFindings),
- * so counting `findings` alone understated big rejections ("1000" for 25,000). The cut list keeps
- * rejecting findings before innocuous ones: when it still lists an innocuous finding, every
- * rejecting finding is listed and their count is exact; otherwise it is a lower bound.
- */
-export function findingCounts(report: InspectionReport): string {
-  const listed = report.findings.length;
-  const rejecting = report.findings.filter(rejects).length;
-  const omitted = report.omittedFindings?.count ?? 0;
-  if (omitted === 0) return `${String(listed)} finding(s), ${String(rejecting)} rejecting`;
-  const exact = report.findings.some((f) => !rejects(f));
-  return `${String(listed + omitted)} finding(s) (${String(listed)} listed, ${String(omitted)} counted by code in omittedFindings), ${exact ? "" : "at least "}${String(rejecting)} rejecting`;
-}
-
-/** Whatever the route knows about the upload when it is decided, for the audit entry and the log. */
-interface UploadFacts {
-  digestHex?: string;
-  size?: number;
-  name?: string;
-  verification?: PublishVerification;
-  inspection?: InspectionReport;
-}
-
-const ms = (secs: number): number => Math.round(secs * 1000);
-
 function declaredLength(req: Request): number | undefined {
   const header = req.get("content-length");
   if (header === undefined || !/^\d{1,16}$/.test(header)) return undefined;
@@ -76,14 +49,10 @@ function declaredLength(req: Request): number | undefined {
 }
 
 /**
- * POST /v1/artifacts. Checks in the order of issue 3: envelope valid -> trusted source and
- * signature -> subject digest equals the computed sha256 -> content inspection -> promote.
- *
- * Audit ordering (the port requires the decision to be durable before the response): an accepted
- * upload's entry is appended BEFORE the blob is promoted. If the append fails, the upload is
- * refused 503 `unavailable` and nothing is promoted. If promotion then fails (disk full), a
- * second, `upload.rejected` entry records it. A crash between the two leaves an audit entry for
- * an artifact the store does not hold, never a served artifact without an audit entry.
+ * POST /v1/artifacts: multipart parts `signature` (first), `artifact`, optional `name`. The checks
+ * and their order are the publish use case's (src/gateway/publish.ts); this route parses the
+ * form, streams the artifact part into a staged upload (UploadStorage, refusing an untrusted
+ * signature before the body touches the disk) and answers.
  */
 export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
   const storage = new UploadStorage({ store: deps.store, maxUploadBytes: deps.maxUploadBytes, allowlist: deps.allowlist, now: deps.now });
@@ -136,190 +105,112 @@ export function uploadHandler(deps: UploadRouteDeps): RequestHandler {
     state.requestedName = fields.data.name;
     const name = fields.data.name === undefined ? undefined : parseArtifactName(fields.data.name, "the 'name' field");
     const envelope = pickEnvelope(state, req);
-    const artifact = state.artifact;
-    if (artifact === undefined) throw new GatewayError("bad_request", "the 'artifact' file part is missing");
-    return { envelope, artifact, name };
+    const upload = state.upload;
+    if (upload?.blob === undefined) throw new GatewayError("bad_request", "the 'artifact' file part is missing");
+    return { envelope, upload, name };
   });
 }
 
-/** What a route's receive step hands to the common checks: the envelope and the staged, hashed body. */
+/** What a route's receive step hands to the publish use case: the envelope, the received upload, the name. */
 export interface ReceivedUpload {
   envelope: string;
-  artifact: StagedBlob;
+  upload: StagedUpload;
   name: ArtifactName | undefined;
 }
 
 /**
- * Receives the body of one upload (multipart or raw) into the store's temp area, enforcing the
- * size cap and the signature preflight on the way; throws a GatewayError to refuse. `reject`
- * answers at once (used when a refusal comes while much of the body is still unread).
+ * Receives the body of one upload (multipart or raw) into a staged upload of the store, kept on
+ * `state.upload`, enforcing the size cap and the signature preflight (`state.preflight`) on the
+ * way; throws to refuse. `reject` answers at once (used when a refusal comes while much of the
+ * body is still unread).
  */
 export type ReceiveUpload = (req: Request, res: Response, state: UploadState, reject: (err: unknown) => Promise<void>) => Promise<ReceivedUpload>;
 
 /**
- * The checks shared by both upload routes, after the body is received: trusted source and
- * signature -> subject digest equals the computed sha256 -> content inspection -> audit -> promote.
- * Every refusal is audited and logged and leaves no temp file behind.
+ * What both upload routes share around their receive step: the publish use case on what was
+ * received, every refusal audited (refusePublish) and answered, the staged upload aborted
+ * whatever the outcome (after a commit, that does nothing), and the upload's cancellation
+ * (client hang-up, server stop) handed to the inspection.
  */
 export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): RequestHandler {
   return async (req, res) => {
-    const started = process.hrtime.bigint();
-    const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
+    const startedAt = process.hrtime.bigint();
     deps.metrics.uploadsInFlight(1);
     // The concurrent-upload gate holds its slot until this settles, even when the client hung up.
     let settle: () => void = () => undefined;
     (res.locals as { uploadSettled?: Promise<void> }).uploadSettled = new Promise<void>((resolve) => {
       settle = resolve;
     });
+    // Cancelled when the client hangs up before the answer or the server stops for good.
+    const cancel = new AbortController();
+    const onClose = (): void => {
+      // 'close' after the answer was sent is the normal end; before it, the client is gone.
+      if (!res.writableFinished) cancel.abort(new GatewayError("unavailable", "the client closed the connection before the answer"));
+    };
+    const onStop = (): void => {
+      cancel.abort(new GatewayError("unavailable", "the server is stopping"));
+    };
+    res.once("close", onClose);
+    if (deps.stopping?.aborted === true) onStop();
+    else deps.stopping?.addEventListener("abort", onStop, { once: true });
+    const { signal } = cancel;
     const state = beginUpload(req);
-    const facts: UploadFacts = {};
-    // `received`: the body is in; from then on an unexpected error is ours (500), not a malformed body.
-    const outcome = { answered: false, received: false };
+    const call = callOf(req, res);
+    // Set once a refusal or the result is on its way (a refusal may come from inside the receive step).
+    const outcome = { answered: false };
 
+    // A refusal before the body is in: audited (the staged upload dropped first), then answered.
     const reject = async (err: unknown): Promise<void> => {
       if (outcome.answered) return;
       outcome.answered = true;
-      let gerr = outcome.received ? toGatewayError(err) : toUploadError(err);
-      if (gerr.code === "internal") logOf(res).error({ err: messageOf(err) }, "upload failed on an unexpected error");
-      await discardAll(deps.store, state);
-      // A name refused by the name rule is still recorded, as sent (the audit log escapes it).
-      if (facts.name === undefined && state.requestedName !== undefined) facts.name = state.requestedName;
-      const event: AuditEvent = {
-        type: "upload.rejected",
-        requestId: requestIdOf(res),
-        codes: [gerr.code],
-        ...common(req, res, facts),
-      };
-      try {
-        await deps.audit.append(event);
-      } catch (auditErr) {
-        deps.metrics.auditWriteFailed();
-        logOf(res).error({ err: messageOf(auditErr) }, "audit append failed; refusing with 503");
-        gerr = new GatewayError("unavailable", "the audit log cannot be written; try again later");
-      }
-      logOf(res).warn(
-        {
-          digest: facts.digestHex !== undefined ? formatDigest(facts.digestHex) : undefined,
-          source: facts.verification?.source.id,
-          verdict: "rejected",
-          code: gerr.code,
-        },
-        "upload rejected",
-      );
-      deps.metrics.uploadFinished("rejected", gerr.code, seconds());
-      if (res.headersSent) return;
-      // Node would read (and discard) an unread body to keep the connection alive: not a big one.
-      const length = declaredLength(req);
-      if (!req.complete && (length === undefined || length > MAX_DRAIN_BYTES)) lingerThenClose(req, res);
-      sendError(res, gerr);
+      const refusal = await refusePublish(deps, {
+        ...call,
+        error: toUploadError(err),
+        // A name refused by the name rule is still recorded, as sent (the audit log escapes it).
+        facts: { name: state.requestedName },
+        upload: state.upload,
+        startedAt,
+      });
+      answerRefusal(req, res, refusal);
     };
 
     try {
-      const received = await receive(req, res, state, reject);
-      if (outcome.answered) return;
-      outcome.received = true;
-      const receivedAt = seconds();
-      const { envelope, artifact } = received;
-      facts.digestHex = artifact.digestHex;
-      facts.size = artifact.size;
-      facts.name = received.name;
-
-      const now = deps.now();
-      const verifyAgainst = (allowlist: Allowlist): PublishVerification => {
-        const v = verifyPublish({ envelope, digestHex: artifact.digestHex, size: artifact.size, name: received.name, allowlist, now });
-        facts.verification = v;
-        facts.name = v.name;
-        return v;
-      };
-      let allowlist = deps.allowlist.current();
-      let verification = verifyAgainst(allowlist);
-
-      // Inspection can take seconds: an allowlist reloaded meanwhile (a key revoked, a source
-      // removed, a stricter pickle policy) decides, not the one the upload started under.
-      const inspectStarted = process.hrtime.bigint();
-      let report: InspectionReport | undefined;
-      for (let round = 1; report === undefined; round++) {
-        const inspected = await deps.inspect(artifact.path, { policy: verification.source.pickle, fileName: verification.name });
-        const latest = deps.allowlist.current();
-        if (latest === allowlist) {
-          report = inspected;
-          break;
-        }
-        const previous = verification;
-        allowlist = latest;
-        verification = verifyAgainst(allowlist);
-        if (samePolicy(previous, verification)) report = inspected;
-        else if (round >= MAX_INSPECTION_ROUNDS) throw new GatewayError("unavailable", "the allowlist kept changing while the upload was inspected; try again");
-      }
-      const inspectSeconds = Number(process.hrtime.bigint() - inspectStarted) / 1e9;
-      deps.metrics.inspectionSeconds(inspectSeconds);
-      facts.inspection = report;
-      const refusal = rejectionCode(report);
-      if (refusal !== undefined) {
-        throw new GatewayError(refusal, `content inspection rejected the artifact (${findingCounts(report)}; format ${report.format})`, { inspection: report });
-      }
-
-      const createdAt = now.toISOString();
-      const signature = {
-        source: verification.source.id,
-        keyIds: verification.keyIds,
-        envelope,
-        addedAt: createdAt,
-        name: verification.name,
-        policyDigest: contentPolicyDigest(verification.source.pickle),
-      };
-      const record: ArtifactRecord = {
-        digest: formatDigest(artifact.digestHex),
-        size: artifact.size,
-        name: verification.name,
-        names: [verification.name],
-        format: report.format,
-        createdAt,
-        signatures: [signature],
-        inspection: report,
-      };
-
+      let received: ReceivedUpload;
       try {
-        await deps.audit.append({ type: "upload.accepted", requestId: requestIdOf(res), ...common(req, res, facts) });
-      } catch (auditErr) {
-        deps.metrics.auditWriteFailed();
-        logOf(res).error({ err: messageOf(auditErr) }, "audit append failed; upload not promoted");
-        throw new GatewayError("unavailable", "the audit log cannot be written; the upload was not stored, try again later");
+        received = await receive(req, res, state, reject);
+      } catch (err) {
+        await reject(err);
+        return;
       }
-      if (deps.allowlist.current() !== allowlist) {
-        // Reloaded while the audit entry was written: decide on the allowlist in force now.
-        const latest = verifyAgainst(deps.allowlist.current());
-        if (!samePolicy(verification, latest)) throw new GatewayError("unavailable", "the allowlist changed while the upload was being stored; try again");
-      }
-      const promoteStarted = seconds();
-      const result = await deps.store.promote({ staged: artifact, record, signature });
-      const timings = { receiveMs: ms(receivedAt), inspectMs: ms(inspectSeconds), promoteMs: ms(seconds() - promoteStarted) };
-      state.tempPaths.delete(artifact.path);
+      if (outcome.answered) return;
       outcome.answered = true;
-      deps.metrics.bytesIn(artifact.size);
-      deps.metrics.uploadFinished("accepted", "ok", seconds());
-      logOf(res).info(
-        { digest: record.digest, source: verification.source.id, verdict: "accepted", created: result.created, size: artifact.size, ...timings },
-        "upload accepted",
-      );
+      let result: PublishResult;
+      try {
+        result = await publish(deps, { ...call, ...received, preflight: state.preflight, signal, startedAt });
+      } catch (err) {
+        // Audited by publish; anything but a GatewayError would be a bug there (500).
+        answerRefusal(req, res, toGatewayError(err));
+        return;
+      }
+      const { record, verification } = result;
       res.status(result.created ? 201 : 200).json({
-        digest: result.record.digest,
-        size: result.record.size,
+        digest: record.digest,
+        size: record.size,
         // The name this upload signed; `names` lists every name the stored signatures signed.
         name: verification.name,
-        names: namesOf(result.record),
+        names: namesOf(record),
         source: verification.source.id,
         keyIds: verification.keyIds,
-        format: result.record.format,
-        inspection: result.record.inspection,
-        createdAt: result.record.createdAt,
+        format: record.format,
+        inspection: record.inspection,
+        createdAt: record.createdAt,
       });
-    } catch (err) {
-      await reject(err);
     } finally {
       try {
-        await discardAll(deps.store, state);
+        await state.upload?.abort();
       } finally {
+        res.off("close", onClose);
+        deps.stopping?.removeEventListener("abort", onStop);
         deps.metrics.uploadsInFlight(-1);
         settle();
       }
@@ -327,12 +218,13 @@ export function runUpload(deps: UploadRouteDeps, receive: ReceiveUpload): Reques
   };
 }
 
-/** Inspection passes when the allowlist changes under an upload; past this the upload is refused. */
-const MAX_INSPECTION_ROUNDS = 3;
-
-/** Whether an inspection run for one verification holds for another (same source, same pickle policy). */
-function samePolicy(a: PublishVerification, b: PublishVerification): boolean {
-  return a.source.id === b.source.id && JSON.stringify(a.source.pickle) === JSON.stringify(b.source.pickle);
+/** Answer a refusal; when much of the body is still unread, linger, then close the connection. */
+function answerRefusal(req: Request, res: Response, err: GatewayError): void {
+  if (res.headersSent) return;
+  // Node would read (and discard) an unread body to keep the connection alive: not a big one.
+  const length = declaredLength(req);
+  if (!req.complete && (length === undefined || length > MAX_DRAIN_BYTES)) lingerThenClose(req, res);
+  sendError(res, err);
 }
 
 /**
@@ -371,26 +263,4 @@ function pickEnvelope(state: UploadState, req: Request): string {
   if (typeof envelope !== "string" || envelope === "")
     throw new GatewayError("bad_request", "the 'signature' part (the DSSE envelope JSON) is missing; send it first");
   return envelope;
-}
-
-function common(req: Request, res: Response, facts: UploadFacts): Omit<AuditEvent, "type"> {
-  const event: Omit<AuditEvent, "type"> = {};
-  const tokenId = tokenIdOf(res);
-  if (tokenId !== undefined) event.tokenId = tokenId;
-  if (req.ip !== undefined) event.client = req.ip;
-  if (facts.digestHex !== undefined) event.digest = formatDigest(facts.digestHex);
-  if (facts.name !== undefined) event.name = facts.name;
-  if (facts.size !== undefined) event.size = facts.size;
-  if (facts.verification) {
-    event.source = facts.verification.source.id;
-    event.keyIds = facts.verification.keyIds;
-  }
-  if (facts.inspection) event.inspection = inspectionSummary(facts.inspection);
-  return event;
-}
-
-async function discardAll(store: ArtifactStore, state: UploadState): Promise<void> {
-  const paths = [...state.tempPaths];
-  state.tempPaths.clear();
-  await Promise.all(paths.map((p) => store.discard(p)));
 }

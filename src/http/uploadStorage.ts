@@ -3,10 +3,9 @@ import type { Request } from "express";
 import type multer from "multer";
 import { GatewayError } from "../errors";
 import { MAX_ENVELOPE_BYTES } from "../limits";
-import { writeHashed } from "../store/hashing";
-import type { ArtifactStore, StagedBlob } from "../store/types";
-import { preflightEnvelope, utf8Strict } from "../trust";
-import type { AllowlistProvider } from "./allowlistHolder";
+import type { AllowlistProvider } from "../reload/allowlistHolder";
+import type { ArtifactStore, StagedUpload } from "../store/types";
+import { preflightEnvelope, utf8Strict, type TrustPreflight } from "../trust";
 
 /** What the storage engine learned about one upload request, read by the upload route. */
 export interface UploadState {
@@ -15,14 +14,13 @@ export interface UploadState {
   /** Set while a signature file part is being read, so a following artifact part waits for it. */
   signaturePending?: Promise<void>;
   signatureParts: number;
-  artifact?: StagedBlob & { fileName: string };
+  /** The artifact part's staged upload: its one owner, aborted by the route whatever the outcome (and by multer's _removeFile). */
+  upload?: StagedUpload;
   artifactParts: number;
-  /** Subject of a preflighted envelope: trusted before a byte of the artifact was stored. */
-  preflight?: { subjectName: string; subjectDigestHex: string; sourceIds: string[] };
+  /** The envelope's verdict when it came before the artifact: trusted before a byte of the artifact was stored. */
+  preflight?: TrustPreflight;
   /** The name the client asked for, as sent (before the name rule), for the audit entry of a refusal. */
   requestedName?: string;
-  /** Every temp file this request created; the route removes them whatever the outcome. */
-  tempPaths: Set<string>;
   /**
    * Called when the artifact part fails (untrusted signature, size cap) before multer has read
    * the body: the route answers right away (and closes the connection when the rest of the body
@@ -34,7 +32,7 @@ export interface UploadState {
 const states = new WeakMap<Request, UploadState>();
 
 export function beginUpload(req: Request): UploadState {
-  const state: UploadState = { signatureParts: 0, artifactParts: 0, tempPaths: new Set() };
+  const state: UploadState = { signatureParts: 0, artifactParts: 0 };
   states.set(req, state);
   return state;
 }
@@ -75,10 +73,11 @@ async function readCapped(stream: Readable, cap: number): Promise<string> {
 }
 
 /**
- * multer StorageEngine that streams the `artifact` part into the store's temp area through a
- * sha256+count pass, enforcing the size cap while the bytes arrive (never memoryStorage). A
- * `signature` file part is read into memory with the envelope cap. When the signature came first,
- * it is preflighted against the allowlist before a single artifact byte is written.
+ * multer StorageEngine, a thin adapter over the store's staged upload: the `artifact` part streams
+ * into a `begin()` handle (sha256, count and size cap in one pass while the bytes arrive; never
+ * memoryStorage), and `_removeFile` aborts that handle. A `signature` file part is read into
+ * memory with the envelope cap. When the signature came first, it is preflighted against the
+ * allowlist before a single artifact byte is written.
  */
 export class UploadStorage implements multer.StorageEngine {
   constructor(private readonly options: UploadStorageOptions) {}
@@ -95,13 +94,12 @@ export class UploadStorage implements multer.StorageEngine {
   }
 
   _removeFile(req: Request, file: Express.Multer.File, callback: (error: Error | null) => void): void {
-    const p = file.path as string | undefined;
-    if (typeof p !== "string" || p === "") {
+    const upload = file.fieldname === "artifact" ? states.get(req)?.upload : undefined;
+    if (upload === undefined) {
       callback(null);
       return;
     }
-    stateOf(req).tempPaths.delete(p);
-    this.options.store.discard(p).then(
+    upload.abort().then(
       () => {
         callback(null);
       },
@@ -147,20 +145,16 @@ export class UploadStorage implements multer.StorageEngine {
       // Signature first: refuse an untrusted upload before its body touches the disk.
       state.preflight = preflightEnvelope(envelope, this.options.allowlist.current(), this.options.now());
     }
-    const { store, maxUploadBytes } = this.options;
-    const tempPath = store.tempPath();
-    state.tempPaths.add(tempPath);
-    let written: { digestHex: string; size: number };
+    const upload = this.options.store.begin({ maxBytes: this.options.maxUploadBytes });
+    state.upload = upload;
     try {
-      written = await writeHashed(file.stream, tempPath, { maxBytes: maxUploadBytes });
+      const blob = await upload.receive(file.stream);
+      return { size: blob.size };
     } catch (err) {
       // The part's stream is busboy's, not the request: nothing more is read from it.
       file.stream.destroy();
-      await store.discard(tempPath);
-      state.tempPaths.delete(tempPath);
+      await upload.abort();
       throw err;
     }
-    state.artifact = { path: tempPath, digestHex: written.digestHex, size: written.size, fileName: file.originalname };
-    return { path: tempPath, size: written.size };
   }
 }

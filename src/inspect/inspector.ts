@@ -10,6 +10,7 @@ export interface InspectOptions {
   policy: ContentPolicy;
   /** The artifact's name as published, for reporting its extension (never for detection). */
   fileName?: string;
+  signal?: AbortSignal;
 }
 
 export type Inspector = (path: string, options: InspectOptions) => Promise<InspectionReport>;

@@ -3,7 +3,7 @@ import type { Server } from "node:http";
 import type { Request, RequestHandler, Router } from "express";
 import type { Logger } from "pino";
 import { FileAuditLog, readAuditEntries } from "../audit/fileLog";
-import { TokenHolder } from "../auth/tokenHolder";
+import { TokenHolder } from "../reload/tokenHolder";
 import { TokenAccessControl } from "../auth/tokens";
 import { OPEN_ACCESS, type AccessControl } from "../auth/types";
 import { GatewayError } from "../errors";

@@ -8,16 +8,17 @@ import { GatewayError } from "../errors";
 import { MAX_RECORD_BYTES } from "../limits";
 import { writeHashed } from "./hashing";
 import { namesOf } from "./names";
+import { mergeApproval } from "./record";
 import type {
   ArtifactRecord,
   ArtifactStore,
   ByteRange,
+  CommitResult,
   ListPage,
   ListQuery,
   OpenedBlob,
-  PromoteInput,
-  PromoteResult,
   StagedBlob,
+  StagedUpload,
   StoredSignature,
 } from "./types";
 
@@ -70,22 +71,6 @@ const RecordSchema = z.object({
   inspection: z.looseObject({ verdict: z.string(), format: z.string() }),
 });
 
-/**
- * Whether a stored signature already approves what `sig` approves: the same envelope, or one by
- * the same source for the same name with the same keys. Envelopes are public (GET .../metadata)
- * and any re-spelling of one verifies, so comparing the text alone let a publish token grow a
- * record without bound by re-uploading the same bytes with re-indented copies.
- */
-function sameApproval(stored: StoredSignature, sig: StoredSignature, recordName: string): boolean {
-  if (stored.envelope === sig.envelope) return true;
-  const keys = (s: StoredSignature): string => [...new Set(s.keyIds)].sort().join(",");
-  return stored.source === sig.source && (stored.name ?? recordName) === (sig.name ?? recordName) && keys(stored) === keys(sig);
-}
-
-function mergeNames(existing: ArtifactRecord, sig: StoredSignature): string[] {
-  return [...new Set([...namesOf(existing), sig.name ?? existing.name])];
-}
-
 interface IndexEntry {
   hex: string;
   createdAt: string;
@@ -131,6 +116,93 @@ async function fsyncPath(p: string, flags = "r"): Promise<void> {
   }
 }
 
+/** Remove a temp file; never throws for a missing one. */
+async function discard(p: string): Promise<void> {
+  await fsp.rm(p, { force: true });
+}
+
+/**
+ * The filesystem store's staged upload: a temp file under tmp/, written by writeHashed (sha256,
+ * count and cap in one pass over the bytes), moved into place by `commit`, removed by `abort`.
+ * Every path of the temp file's life goes through this one object: a failed receive or commit
+ * leaves the file for `abort`, which the owner calls whatever the outcome.
+ */
+class FsStagedUpload implements StagedUpload {
+  private state: "open" | "receiving" | "received" | "failed" | "committing" | "committed" | "aborted" = "open";
+  private received: StagedBlob | undefined;
+  /** Settles when the receive or commit in progress has (never rejects). */
+  private busy: Promise<unknown> = Promise.resolve();
+  private readonly stopReceive = new AbortController();
+  private aborting: Promise<void> | undefined;
+
+  constructor(
+    private readonly tempPath: string,
+    private readonly maxBytes: number,
+    private readonly promote: (blob: StagedBlob, record: ArtifactRecord, signature: StoredSignature) => Promise<CommitResult>,
+  ) {}
+
+  get blob(): StagedBlob | undefined {
+    return this.received;
+  }
+
+  receive(input: Readable): Promise<StagedBlob> {
+    if (this.state !== "open" || this.aborting !== undefined)
+      return Promise.reject(new GatewayError("internal", `a staged upload receives once (it is ${this.state})`));
+    this.state = "receiving";
+    const receiving = writeHashed(input, this.tempPath, { maxBytes: this.maxBytes, signal: this.stopReceive.signal }).then(
+      ({ digestHex, size }) => {
+        this.received = { path: this.tempPath, digestHex, size };
+        this.state = "received";
+        return this.received;
+      },
+      (err: unknown) => {
+        // The partial file stays until abort (writeHashed settles only after closing it).
+        this.state = "failed";
+        throw err;
+      },
+    );
+    this.busy = receiving.catch(() => undefined);
+    return receiving;
+  }
+
+  commit(record: ArtifactRecord, signature: StoredSignature): Promise<CommitResult> {
+    const blob = this.received;
+    if (this.state !== "received" || blob === undefined || this.aborting !== undefined) {
+      return Promise.reject(new GatewayError("internal", `only a received upload can be committed (it is ${this.state})`));
+    }
+    this.state = "committing";
+    const committing = this.promote(blob, record, signature).then(
+      (result) => {
+        this.state = "committed";
+        return result;
+      },
+      (err: unknown) => {
+        // Not moved into place (promote drops the file when the rename fails; abort removes it otherwise).
+        this.state = "failed";
+        throw err;
+      },
+    );
+    this.busy = committing.catch(() => undefined);
+    return committing;
+  }
+
+  abort(): Promise<void> {
+    // One abort for every caller: a second call waits for the same removal.
+    this.aborting ??= this.abortOnce();
+    return this.aborting;
+  }
+
+  private async abortOnce(): Promise<void> {
+    if (this.state === "receiving") this.stopReceive.abort();
+    // A commit in progress decides: committed bytes are the store's, not this handle's.
+    await this.busy;
+    if (this.state === "committed" || this.state === "aborted") return;
+    this.state = "aborted";
+    this.received = undefined;
+    await discard(this.tempPath);
+  }
+}
+
 export class FsArtifactStore implements ArtifactStore {
   private readonly blobRoot: string;
   private readonly tmpDir: string;
@@ -153,62 +225,35 @@ export class FsArtifactStore implements ArtifactStore {
     this.index = await this.buildIndex();
   }
 
-  tempPath(): string {
-    return path.join(this.tmpDir, `${Date.now().toString(36)}-${randomBytes(8).toString("hex")}.part`);
+  begin(options: { maxBytes: number }): StagedUpload {
+    return new FsStagedUpload(this.tempPath(), options.maxBytes, (blob, record, signature) => this.promote(blob, record, signature));
   }
 
-  async stage(input: Readable, options: { maxBytes?: number } = {}): Promise<StagedBlob> {
-    const tempPath = this.tempPath();
-    try {
-      const { digestHex, size } = await writeHashed(input, tempPath, { maxBytes: options.maxBytes });
-      return { path: tempPath, digestHex, size };
-    } catch (err) {
-      // writeHashed leaves its input paused for an HTTP caller to answer on; a store caller is done with it.
-      input.destroy();
-      await this.discard(tempPath);
-      throw err;
-    }
-  }
-
-  async put(input: Readable, options: { maxBytes?: number } = {}): Promise<{ digestHex: string; size: number }> {
-    const staged = await this.stage(input, options);
-    await this.withLock(staged.digestHex, async () => {
-      await this.moveBlobIntoPlace(staged);
-    });
-    return { digestHex: staged.digestHex, size: staged.size };
-  }
-
-  promote(input: PromoteInput): Promise<PromoteResult> {
-    const { staged } = input;
+  /**
+   * Move a received upload into place and write or merge its record, serialized per digest: two
+   * identical uploads end with one blob and one merged record. The handle's commit; a test store
+   * may fail it (disk full).
+   */
+  protected promote(staged: StagedBlob, record: ArtifactRecord, signature: StoredSignature): Promise<CommitResult> {
     assertHexDigest(staged.digestHex);
-    // Serialize per digest: two identical uploads end with one blob and one merged record.
+    if (record.digest !== formatDigest(staged.digestHex)) {
+      return Promise.reject(new GatewayError("internal", "the record to commit names other bytes than the staged ones"));
+    }
     return this.withLock(staged.digestHex, async () => {
       // Refused before the blob moves in: a record readRecord cannot read back would leave an
       // accepted artifact that is never served (a huge inspection report, e.g. 60k zip members).
-      const json = serializeRecord(input.record);
+      const json = serializeRecord(record);
       const existing = await this.readRecord(staged.digestHex);
       // A blob without a record (a write interrupted between the two renames) was never
       // verified by anyone serving it: the staged bytes, hashed on the way in, replace it.
       const created = await this.moveBlobIntoPlace(staged, existing === undefined);
       if (existing === undefined) {
         // New blob, or a blob whose record write was interrupted: the record completes it.
-        await this.writeRecordJson(input.record, json);
-        return { created, record: input.record };
+        await this.writeRecordJson(record, json);
+        return { created, record };
       }
-      const sig = input.signature;
-      const known = existing.signatures.findIndex((s) => sameApproval(s, sig, existing.name));
-      if (known >= 0) {
-        // The same approval again, inspected just now under its source's current policy: the
-        // stored one now holds under that policy too (a fetch need not inspect it again).
-        if (sig.policyDigest === undefined || existing.signatures[known]?.policyDigest === sig.policyDigest) return { created, record: existing };
-        const refreshed: ArtifactRecord = {
-          ...existing,
-          signatures: existing.signatures.map((s, i) => (i === known ? { ...s, policyDigest: sig.policyDigest } : s)),
-        };
-        await this.writeRecord(refreshed);
-        return { created, record: refreshed };
-      }
-      const merged: ArtifactRecord = { ...existing, names: mergeNames(existing, sig), signatures: [...existing.signatures, sig] };
+      const merged = mergeApproval(existing, signature);
+      if (merged === undefined) return { created, record: existing };
       await this.writeRecord(merged);
       return { created, record: merged };
     });
@@ -313,7 +358,7 @@ export class FsArtifactStore implements ArtifactStore {
       await fsp.mkdir(path.dirname(finalPath), { recursive: true });
       await fsp.rename(tempPath, finalPath);
     } catch (err) {
-      await this.discard(tempPath);
+      await discard(tempPath);
       throw err;
     }
     await fsyncPath(path.dirname(finalPath));
@@ -361,14 +406,15 @@ export class FsArtifactStore implements ArtifactStore {
     });
   }
 
-  async discard(p: string): Promise<void> {
-    await fsp.rm(p, { force: true });
-  }
-
   async checkWritable(): Promise<void> {
     const probe = this.tempPath();
     await fsp.writeFile(probe, "ok", { flag: "wx" });
     await fsp.rm(probe, { force: true });
+  }
+
+  /** A fresh path in the temp area (same filesystem as the blobs, emptied at start). */
+  private tempPath(): string {
+    return path.join(this.tmpDir, `${Date.now().toString(36)}-${randomBytes(8).toString("hex")}.part`);
   }
 
   /** Path of a blob; the record is beside it with RECORD_SUFFIX. */
@@ -384,7 +430,7 @@ export class FsArtifactStore implements ArtifactStore {
     const finalPath = this.blobPath(staged.digestHex);
     const existed = (await this.stat(staged.digestHex)) !== undefined;
     if (existed && !replace) {
-      await this.discard(staged.path);
+      await discard(staged.path);
       return false;
     }
     try {
@@ -392,7 +438,7 @@ export class FsArtifactStore implements ArtifactStore {
       await fsp.mkdir(path.dirname(finalPath), { recursive: true });
       await fsp.rename(staged.path, finalPath);
     } catch (err) {
-      await this.discard(staged.path);
+      await discard(staged.path);
       throw err;
     }
     await fsyncPath(path.dirname(finalPath));

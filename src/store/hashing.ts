@@ -28,6 +28,8 @@ export interface WriteHashedOptions {
   hash?: Hash;
   /** Background fdatasync interval; tests shrink it to exercise the overlap with small inputs. */
   syncEveryBytes?: number;
+  /** Stops the write (the promise rejects once the file is closed); the input is left paused, as on any failure. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -116,6 +118,13 @@ export async function writeHashed(
       }
       if (unsynced >= syncEvery && !syncing) syncInBackground();
     };
+    const onAbort = (): void => {
+      fail(new GatewayError("internal", "the write was stopped before the input ended"));
+    };
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    out.once("close", () => {
+      options.signal?.removeEventListener("abort", onAbort);
+    });
     const stopWatching = finished(input, (err) => {
       if (err) {
         fail(err);
@@ -132,6 +141,7 @@ export async function writeHashed(
       if (failure === undefined && written) resolve({ digestHex: hash.digest("hex"), size });
       else reject(failure ?? new GatewayError("internal", "the temp file closed before the upload was written"));
     });
-    input.on("data", onData);
+    if (options.signal?.aborted === true) onAbort();
+    else input.on("data", onData);
   });
 }

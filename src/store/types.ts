@@ -2,9 +2,9 @@ import type { Readable } from "node:stream";
 import type { InspectionReport } from "../inspect/report";
 
 /**
- * The content-addressed store behind the HTTP layer. Streams in and out, addressed by the
- * lowercase hex sha256 of the bytes, so an object-storage backend can implement the same
- * interface without touching the routes. Callers validate digests (parseDigest) before calling.
+ * The content-addressed store behind the use cases (src/gateway). Streams in and out, addressed by
+ * the lowercase hex sha256 of the bytes, so an object-storage backend can implement the same
+ * interface without touching the use cases or the routes. Callers validate digests (parseDigest) before calling.
  */
 
 /** One trusted signature over the artifact, kept verbatim so consumers can verify it themselves. */
@@ -61,26 +61,49 @@ export interface OpenedBlob {
   size: number;
 }
 
-/** A file written into the store's temp area (same filesystem as the blobs), hashed in one pass. */
+/** An upload's bytes as staged: hashed and counted on the way in, held where the inspector can read them. */
 export interface StagedBlob {
-  path: string;
-  digestHex: string;
-  size: number;
+  /** A local file holding exactly the staged bytes: read-only, for the content inspector (random access). */
+  readonly path: string;
+  readonly digestHex: string;
+  readonly size: number;
 }
 
-export interface PromoteInput {
-  staged: StagedBlob;
-  /** Record to write when the blob is new. */
-  record: ArtifactRecord;
-  /** Signature to add to an existing record when the same bytes are already stored. */
-  signature: StoredSignature;
-}
-
-export interface PromoteResult {
-  /** True when this call stored the blob; false when the same bytes were already there. */
+export interface CommitResult {
+  /** True when this commit stored the blob; false when the same bytes were already there. */
   created: boolean;
-  /** The record as stored after the call. */
+  /** The record as stored after the commit. */
   record: ArtifactRecord;
+}
+
+/**
+ * One upload being staged, from its first byte to its commit or its abort: the one owner of its
+ * temp object (distribution's BlobWriter with Commit and Cancel). Nothing is visible in the store
+ * before `commit`; whatever happens, `abort` afterwards leaves nothing behind.
+ */
+export interface StagedUpload {
+  /**
+   * Streams `input` into the staged object, hashing and counting the same bytes in the same pass
+   * and failing with `too_large` as soon as more than the handle's `maxBytes` arrived. Once per
+   * handle. `input` is left paused, never destroyed: an HTTP request stays usable to answer a
+   * refusal. On failure the partial object stays until `abort`. The writable side takes the
+   * producer's stream (a request body, a multipart part) instead of being a Writable: the bytes
+   * go from the socket to the hash and the file in one pass, with no stream in between.
+   */
+  receive(input: Readable): Promise<StagedBlob>;
+  /** The staged bytes once `receive` resolved; undefined before. */
+  readonly blob: StagedBlob | undefined;
+  /**
+   * Move the staged bytes into the store (fsync + rename) and write the record, or merge
+   * `signature` into the record already stored (src/store/record.ts mergeApproval), serialized
+   * per digest. `record.digest` must be the staged bytes' digest. Once per handle.
+   */
+  commit(record: ArtifactRecord, signature: StoredSignature): Promise<CommitResult>;
+  /**
+   * Drop the staged object (a receive in progress is stopped first). Safe to call any number of
+   * times, and after a commit (then it does nothing); never throws for an object already gone.
+   */
+  abort(): Promise<void>;
 }
 
 export interface ListQuery {
@@ -99,14 +122,8 @@ export interface ListPage {
 export interface ArtifactStore {
   /** Create the layout and remove leftovers of interrupted writes. Call once at start. */
   init(): Promise<void>;
-  /** A fresh path in the temp area for a caller that streams into it itself (the upload engine). */
-  tempPath(): string;
-  /** Stream into a temp file, hashing and counting; nothing is visible in the store until promote. */
-  stage(input: Readable, options?: { maxBytes?: number }): Promise<StagedBlob>;
-  /** Move a staged file into place (fsync + rename) and write or merge its record, serialized per digest. */
-  promote(input: PromoteInput): Promise<PromoteResult>;
-  /** Convenience for callers without a record policy: stage + store the blob only. */
-  put(input: Readable, options?: { maxBytes?: number }): Promise<{ digestHex: string; size: number }>;
+  /** Start staging one upload of at most `maxBytes` bytes; nothing is written until its `receive`. */
+  begin(options: { maxBytes: number }): StagedUpload;
   /** Open the blob for reading, optionally one byte range. Undefined when absent. */
   openRead(digestHex: string, range?: ByteRange): Promise<OpenedBlob | undefined>;
   stat(digestHex: string): Promise<{ size: number } | undefined>;
@@ -128,8 +145,6 @@ export interface ArtifactStore {
   list(query: ListQuery): Promise<ListPage>;
   /** Move blob and record out of the served tree (never delete: evidence). */
   quarantine(digestHex: string, reason: string): Promise<void>;
-  /** Remove a staged file; never throws for a missing file. */
-  discard(path: string): Promise<void>;
   /** Resolves when the store can take writes (used by /readyz). */
   checkWritable(): Promise<void>;
 }

@@ -75,15 +75,7 @@ function knownSourceIds(allowlist: Allowlist): string {
  */
 function decideTrust(envelopeBytes: Uint8Array | string, allowlist: Allowlist, now: Date, nameOverride: string | undefined): TrustDecision {
   const { envelope, statement, payload } = parseEnvelope(envelopeBytes);
-  const subjectName = statement.subject[0].name;
-  // A requested name goes through the same rule as the signed one: `verify --name`, the upload's
-  // name field and header, a stored record's name on re-check.
-  const name = nameOverride === undefined ? subjectName : parseArtifactName(nameOverride, "the requested name");
-  if (name !== subjectName) {
-    throw new GatewayError("name_not_allowed", `the signed statement names ${quoteUntrusted(subjectName)}, not ${quoteUntrusted(name)}`, {
-      reasons: [{ code: "name_not_allowed", message: "artifact name differs from the statement's subject name" }],
-    });
-  }
+  const name = checkRequestedName(statement.subject[0].name, nameOverride);
 
   const keysById = new Map<string, { source: TrustedSource; key: TrustedKey }[]>();
   for (const source of allowlist.sources) {
@@ -195,6 +187,11 @@ export function verifyPublish(input: {
   now: Date;
 }): PublishVerification {
   const decision = decideTrust(input.envelope, input.allowlist, input.now, input.name);
+  return checkSubject(decision, input);
+}
+
+/** The checks of a publish that need the artifact: subject digest (constant-time), then the optional predicate size. */
+function checkSubject(decision: TrustDecision, input: { digestHex: string; size?: number }): PublishVerification {
   assertHexDigest(input.digestHex);
   if (!sameDigest(input.digestHex, decision.statement.subject[0].digest.sha256)) {
     throw new GatewayError(
@@ -216,21 +213,82 @@ export function verifyPublish(input: {
   return { source: first.source, keyIds: first.keyIds, statement: decision.statement, name: decision.name, digestHex: input.digestHex };
 }
 
+/** The upload path's early verdict on an envelope, before the artifact's bytes are known. */
+export interface TrustPreflight {
+  subjectName: string;
+  subjectDigestHex: string;
+  sourceIds: string[];
+}
+
+/** What completePublish needs to finish a preflight: the decision and what it was made on. */
+interface PreflightBasis {
+  envelope: Uint8Array | string;
+  allowlist: Allowlist;
+  at: Date;
+  decision: TrustDecision;
+}
+
+const preflightBases = new WeakMap<TrustPreflight, PreflightBasis>();
+
 /**
  * The upload path's early check, before the artifact body is stored: everything verifyPublish
  * checks except the digest (the PAE covers the statement, not the artifact). Throws the same codes.
+ * completePublish finishes it once the body's digest is known.
  */
-export function preflightEnvelope(
-  envelope: Uint8Array | string,
-  allowlist: Allowlist,
-  now: Date,
-): { subjectName: string; subjectDigestHex: string; sourceIds: string[] } {
+export function preflightEnvelope(envelope: Uint8Array | string, allowlist: Allowlist, now: Date): TrustPreflight {
   const decision = decideTrust(envelope, allowlist, now, undefined);
-  return {
+  const preflight: TrustPreflight = {
     subjectName: decision.statement.subject[0].name,
     subjectDigestHex: decision.statement.subject[0].digest.sha256,
     sourceIds: decision.accepted.map((a) => a.source.id),
   };
+  preflightBases.set(preflight, { envelope, allowlist, at: now, decision });
+  return preflight;
+}
+
+/** Whether some key of the allowlist is inside its validity window at one time and not at the other. */
+function keyWindowsDiffer(allowlist: Allowlist, a: Date, b: Date): boolean {
+  if (a.getTime() === b.getTime()) return false;
+  return allowlist.sources.some((s) => s.keys.some((k) => (keyWindowProblem(k, a) === undefined) !== (keyWindowProblem(k, b) === undefined)));
+}
+
+/**
+ * verifyPublish for an envelope that was preflighted: the same result and the same codes, without
+ * verifying the signatures again when they were judged on the same envelope against the same
+ * allowlist object, and no key's validity window opened or closed since (the signatures and each
+ * source's rules then decide as they did). What remains is what the preflight could not check:
+ * the requested name, then the subject digest (constant-time) and size against the received
+ * bytes, in verifyPublish's order. Otherwise it is verifyPublish.
+ */
+export function completePublish(
+  preflight: TrustPreflight,
+  input: { envelope: Uint8Array | string; digestHex: string; size?: number; name?: string; allowlist: Allowlist; now: Date },
+): PublishVerification {
+  const basis = preflightBases.get(preflight);
+  if (
+    basis === undefined ||
+    basis.envelope !== input.envelope ||
+    basis.allowlist !== input.allowlist ||
+    keyWindowsDiffer(input.allowlist, basis.at, input.now)
+  ) {
+    return verifyPublish(input);
+  }
+  const { decision } = basis;
+  checkRequestedName(decision.name, input.name);
+  return checkSubject(decision, input);
+}
+
+/** The rule of a requested name: it passes the name rule and equals the statement's subject name. */
+function checkRequestedName(subjectName: ArtifactName, requested: string | undefined): ArtifactName {
+  // A requested name goes through the same rule as the signed one: `verify --name`, the upload's
+  // name field and header, a stored record's name on re-check.
+  const name = requested === undefined ? subjectName : parseArtifactName(requested, "the requested name");
+  if (name !== subjectName) {
+    throw new GatewayError("name_not_allowed", `the signed statement names ${quoteUntrusted(subjectName)}, not ${quoteUntrusted(name)}`, {
+      reasons: [{ code: "name_not_allowed", message: "artifact name differs from the statement's subject name" }],
+    });
+  }
+  return name;
 }
 
 const RECHECK_ORDER: readonly ErrorCode[] = [...SPECIFICITY, "bad_signature", "digest_mismatch", "wrong_predicate_type", "invalid_name", "malformed_signature"];

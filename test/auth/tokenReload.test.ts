@@ -4,7 +4,7 @@ import * as path from "node:path";
 import pino from "pino";
 import request from "supertest";
 import { MemoryAuditSink, type AuditEvent, type AuditSink } from "../../src/audit/types";
-import { TokenHolder } from "../../src/auth/tokenHolder";
+import { TokenHolder } from "../../src/reload/tokenHolder";
 import { generateToken, hashToken, TokenAccessControl, writeTokensFileAtomic, type TokenRecord } from "../../src/auth/tokens";
 import { NOOP_METRICS } from "../../src/metrics/types";
 import { createOps, loadOpsConfig, type Ops } from "../../src/ops";

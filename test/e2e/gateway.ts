@@ -9,7 +9,7 @@ import nacl from "tweetnacl";
 import { MemoryAuditSink } from "../../src/audit/types";
 import { loadConfig } from "../../src/config";
 import { inspectFile } from "../../src/formats/inspectFile";
-import { AllowlistHolder } from "../../src/http/allowlistHolder";
+import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { createApp } from "../../src/http/app";
 import type { Inspector } from "../../src/inspect/inspector";
 import { FsArtifactStore } from "../../src/store/fsStore";

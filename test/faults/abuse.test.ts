@@ -8,7 +8,7 @@ import { verifyAuditLog } from "../../src/audit/fileLog";
 import { generateToken, hashToken, writeTokensFileAtomic } from "../../src/auth/tokens";
 import { loadConfig } from "../../src/config";
 import { inspectFile } from "../../src/formats/inspectFile";
-import { AllowlistHolder } from "../../src/http/allowlistHolder";
+import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { createApp } from "../../src/http/app";
 import { createOps, loadOpsConfig, opsAppDeps, type Ops } from "../../src/ops";
 import { FsArtifactStore } from "../../src/store/fsStore";

@@ -5,7 +5,7 @@ import pino from "pino";
 import request from "supertest";
 import { loadConfig } from "../../src/config";
 import { inspectFile } from "../../src/formats/inspectFile";
-import { AllowlistHolder } from "../../src/http/allowlistHolder";
+import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { createApp } from "../../src/http/app";
 import { createOps, loadOpsConfig, opsAppDeps } from "../../src/ops";
 import { FsArtifactStore } from "../../src/store/fsStore";

@@ -7,22 +7,22 @@ import request from "supertest";
 import { FileAuditLog, readAuditEntries, verifyAuditLog } from "../../src/audit/fileLog";
 import { loadConfig } from "../../src/config";
 import { inspectFile } from "../../src/formats/inspectFile";
-import { AllowlistHolder } from "../../src/http/allowlistHolder";
+import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { createApp } from "../../src/http/app";
 import { FsArtifactStore } from "../../src/store/fsStore";
-import type { PromoteInput, PromoteResult } from "../../src/store/types";
+import type { ArtifactRecord, CommitResult, StagedBlob, StoredSignature } from "../../src/store/types";
 import { get, multipart, safetensorsBytes, sha256Hex, startServer, uploadWhole, writeAllowlist, type ServerProcess } from "./serverProcess";
 
 function enospc(): NodeJS.ErrnoException {
   return Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", errno: -28, syscall: "write" });
 }
 
-/** The filesystem store with a switch: when `full`, promoting (fsync + rename) fails with ENOSPC. */
+/** The filesystem store with a switch: when `full`, committing an upload (fsync + rename) fails with ENOSPC. */
 class FillingStore extends FsArtifactStore {
   full = false;
-  override promote(input: PromoteInput): Promise<PromoteResult> {
+  protected override promote(staged: StagedBlob, record: ArtifactRecord, signature: StoredSignature): Promise<CommitResult> {
     if (this.full) return Promise.reject(enospc());
-    return super.promote(input);
+    return super.promote(staged, record, signature);
   }
 }
 

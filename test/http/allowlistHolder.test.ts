@@ -2,7 +2,7 @@ import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import pino from "pino";
-import { AllowlistHolder } from "../../src/http/allowlistHolder";
+import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { NOOP_METRICS } from "../../src/metrics/types";
 import { allowlistJson, FlakyAuditSink, makePublisher } from "./helpers";
 

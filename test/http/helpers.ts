@@ -12,7 +12,7 @@ import { loadConfig } from "../../src/config";
 import type { Inspector } from "../../src/inspect/inspector";
 import { summarize, type Severity } from "../../src/inspect/report";
 import { createApp, type AppDeps } from "../../src/http/app";
-import { AllowlistHolder } from "../../src/http/allowlistHolder";
+import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { FsArtifactStore } from "../../src/store/fsStore";
 import { buildPublishStatement, keyIdOf, signEnvelope } from "../../src/trust";
 

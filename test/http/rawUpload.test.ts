@@ -144,10 +144,10 @@ describe("PUT /v1/artifacts refuses large bodies early", () => {
 
   it("an untrusted signature is refused before the body is stored (no temp file, answered early)", async () => {
     let tempFilesSeen = 0;
-    const tempPath = env.store.tempPath.bind(env.store);
-    env.store.tempPath = () => {
+    const begin = env.store.begin.bind(env.store);
+    env.store.begin = (options) => {
       tempFilesSeen += 1;
-      return tempPath();
+      return begin(options);
     };
     const res = await streamingPut(env, signFor(stranger, Buffer.from("x"), "big"), 512 * 1024 * 1024);
     expect(res.status).toBe(403);

@@ -1,7 +1,7 @@
 import request from "supertest";
 import type { Inspector } from "../../src/inspect/inspector";
 import { summarize, type Finding, type InspectionReport } from "../../src/inspect/report";
-import { findingCounts } from "../../src/http/uploadRoute";
+import { findingCounts } from "../../src/gateway/publish";
 import { MAX_REPORT_FINDINGS } from "../../src/limits";
 import { artifactBytes, listFiles, makeEnv, makePublisher, signFor, type TestEnv } from "./helpers";
 

@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import { FsArtifactStore } from "../../src/store/fsStore";
 import { namesOf } from "../../src/store/names";
-import type { ArtifactRecord, StoredSignature } from "../../src/store/types";
+import type { ArtifactRecord, StagedUpload, StoredSignature } from "../../src/store/types";
 import { summarize } from "../../src/inspect/report";
 
 const sha = (b: Buffer | string): string => createHash("sha256").update(b).digest("hex");
@@ -25,6 +25,13 @@ function recordFor(bytes: Buffer, name: string, createdAt: string, source = "res
 
 function sigFor(source: string, envelope: string): StoredSignature {
   return { source, keyIds: ["k"], envelope, addedAt: "2026-01-01T00:00:00.000Z" };
+}
+
+/** A staged upload of `bytes` (received, not committed). */
+async function stage(store: FsArtifactStore, bytes: Buffer, maxBytes = Number.MAX_SAFE_INTEGER): Promise<StagedUpload> {
+  const upload = store.begin({ maxBytes });
+  await upload.receive(Readable.from([bytes]));
+  return upload;
 }
 
 async function listTree(dir: string): Promise<string[]> {
@@ -51,10 +58,10 @@ describe("FsArtifactStore", () => {
 
   it("stages, promotes and reads back a blob with its record at the content address", async () => {
     const bytes = Buffer.from("hello model");
-    const staged = await store.stage(Readable.from([bytes]));
-    expect(staged.digestHex).toBe(sha(bytes));
-    expect(staged.size).toBe(bytes.length);
-    const result = await store.promote({ staged, record: recordFor(bytes, "a/b", "2026-01-01T00:00:00.000Z"), signature: sigFor("research", "env-1") });
+    const staged = await stage(store, bytes);
+    expect(staged.blob?.digestHex).toBe(sha(bytes));
+    expect(staged.blob?.size).toBe(bytes.length);
+    const result = await staged.commit(recordFor(bytes, "a/b", "2026-01-01T00:00:00.000Z"), sigFor("research", "env-1"));
     expect(result.created).toBe(true);
     const hex = sha(bytes);
     expect(await listTree(dir)).toEqual([`blobs/sha256/${hex.slice(0, 2)}/${hex}`, `blobs/sha256/${hex.slice(0, 2)}/${hex}.json`]);
@@ -76,33 +83,23 @@ describe("FsArtifactStore", () => {
   });
 
   it("enforces maxBytes while staging and leaves no temp file", async () => {
-    await expect(store.stage(Readable.from([Buffer.alloc(10), Buffer.alloc(10)]), { maxBytes: 15 })).rejects.toMatchObject({ code: "too_large" });
+    const refused = store.begin({ maxBytes: 15 });
+    await expect(refused.receive(Readable.from([Buffer.alloc(10), Buffer.alloc(10)]))).rejects.toMatchObject({ code: "too_large" });
+    await refused.abort();
     expect(await listTree(dir)).toEqual([]);
-    const ok = await store.stage(Readable.from([Buffer.alloc(15)]), { maxBytes: 15 });
-    expect(ok.size).toBe(15);
+    const ok = await stage(store, Buffer.alloc(15), 15);
+    expect(ok.blob?.size).toBe(15);
   });
 
   it("a second promote of the same bytes drops the staged file and merges a new signature once", async () => {
     const bytes = Buffer.from("same bytes");
     const hex = sha(bytes);
-    await store.promote({
-      staged: await store.stage(Readable.from([bytes])),
-      record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z"),
-      signature: sigFor("research", "env-1"),
-    });
-    const again = await store.promote({
-      staged: await store.stage(Readable.from([bytes])),
-      record: recordFor(bytes, "n", "2026-02-01T00:00:00.000Z"),
-      signature: sigFor("serving", "env-2"),
-    });
+    await (await stage(store, bytes)).commit(recordFor(bytes, "n", "2026-01-01T00:00:00.000Z"), sigFor("research", "env-1"));
+    const again = await (await stage(store, bytes)).commit(recordFor(bytes, "n", "2026-02-01T00:00:00.000Z"), sigFor("serving", "env-2"));
     expect(again.created).toBe(false);
     expect(again.record.signatures.map((s) => s.source)).toEqual(["research", "serving"]);
     expect(again.record.createdAt).toBe("2026-01-01T00:00:00.000Z");
-    const third = await store.promote({
-      staged: await store.stage(Readable.from([bytes])),
-      record: recordFor(bytes, "n", "2026-03-01T00:00:00.000Z"),
-      signature: sigFor("serving", "env-2"),
-    });
+    const third = await (await stage(store, bytes)).commit(recordFor(bytes, "n", "2026-03-01T00:00:00.000Z"), sigFor("serving", "env-2"));
     expect(third.record.signatures).toHaveLength(2);
     expect((await listTree(dir)).filter((f) => f.startsWith("tmp/"))).toEqual([]);
     expect((await store.readRecord(hex))?.signatures).toHaveLength(2);
@@ -113,12 +110,8 @@ describe("FsArtifactStore", () => {
     const hex = sha(bytes);
     const named = (source: string, envelope: string, name: string): StoredSignature => ({ ...sigFor(source, envelope), name });
     const first = { ...recordFor(bytes, "a/model", "2026-01-01T00:00:00.000Z"), names: ["a/model"], signatures: [named("research", "env-1", "a/model")] };
-    await store.promote({ staged: await store.stage(Readable.from([bytes])), record: first, signature: named("research", "env-1", "a/model") });
-    const again = await store.promote({
-      staged: await store.stage(Readable.from([bytes])),
-      record: recordFor(bytes, "b/model", "2026-02-01T00:00:00.000Z"),
-      signature: named("serving", "env-2", "b/model"),
-    });
+    await (await stage(store, bytes)).commit(first, named("research", "env-1", "a/model"));
+    const again = await (await stage(store, bytes)).commit(recordFor(bytes, "b/model", "2026-02-01T00:00:00.000Z"), named("serving", "env-2", "b/model"));
     expect(again.record.name).toBe("a/model");
     expect(again.record.names).toEqual(["a/model", "b/model"]);
     expect(again.record.signatures.map((s) => s.name)).toEqual(["a/model", "b/model"]);
@@ -133,29 +126,21 @@ describe("FsArtifactStore", () => {
   it("reads records written before names were kept; merging into one records both names", async () => {
     const bytes = Buffer.from("legacy");
     const legacy = recordFor(bytes, "a/model", "2026-01-01T00:00:00.000Z");
-    await store.promote({ staged: await store.stage(Readable.from([bytes])), record: legacy, signature: sigFor("research", "env-1") });
+    await (await stage(store, bytes)).commit(legacy, sigFor("research", "env-1"));
     const read = await store.readRecord(sha(bytes));
     expect(read?.names).toBeUndefined();
     expect(read && namesOf(read)).toEqual(["a/model"]);
-    const merged = await store.promote({
-      staged: await store.stage(Readable.from([bytes])),
-      record: legacy,
-      signature: { ...sigFor("serving", "env-2"), name: "b/model" },
-    });
+    const merged = await (await stage(store, bytes)).commit(legacy, { ...sigFor("serving", "env-2"), name: "b/model" });
     expect(merged.record.names).toEqual(["a/model", "b/model"]);
     expect(merged.record.signatures.map((s) => s.name)).toEqual([undefined, "b/model"]);
   });
 
   it("concurrent promotes of identical bytes end with one blob and one consistent record", async () => {
     const bytes = Buffer.from("concurrent");
-    const stagedAll = await Promise.all(Array.from({ length: 8 }, () => store.stage(Readable.from([bytes]))));
+    const stagedAll = await Promise.all(Array.from({ length: 8 }, () => stage(store, bytes)));
     const results = await Promise.all(
       stagedAll.map((staged, i) =>
-        store.promote({
-          staged,
-          record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z", `s${String(i)}`, `env-${String(i)}`),
-          signature: sigFor(`s${String(i)}`, `env-${String(i)}`),
-        }),
+        staged.commit(recordFor(bytes, "n", "2026-01-01T00:00:00.000Z", `s${String(i)}`, `env-${String(i)}`), sigFor(`s${String(i)}`, `env-${String(i)}`)),
       ),
     );
     expect(results.filter((r) => r.created)).toHaveLength(1);
@@ -167,18 +152,16 @@ describe("FsArtifactStore", () => {
   it("removes leftover temp files at start and completes a blob whose record write was interrupted", async () => {
     await fsp.writeFile(path.join(dir, "tmp", "leftover.part"), "partial");
     const bytes = Buffer.from("orphan blob");
-    await store.put(Readable.from([bytes]));
+    // A blob moved into place whose record write never happened (a crash between the two renames).
+    await fsp.mkdir(path.dirname(store.blobPath(sha(bytes))), { recursive: true });
+    await fsp.writeFile(store.blobPath(sha(bytes)), bytes);
     const restarted = new FsArtifactStore(dir);
     await restarted.init();
     expect(await fsp.readdir(path.join(dir, "tmp"))).toEqual([]);
     // blob without record: not listed, not a record
     expect((await restarted.list({ limit: 10 })).items).toEqual([]);
     expect(await restarted.readRecord(sha(bytes))).toBeUndefined();
-    const result = await restarted.promote({
-      staged: await restarted.stage(Readable.from([bytes])),
-      record: recordFor(bytes, "n", "2026-01-01T00:00:00.000Z"),
-      signature: sigFor("research", "env-1"),
-    });
+    const result = await (await stage(restarted, bytes)).commit(recordFor(bytes, "n", "2026-01-01T00:00:00.000Z"), sigFor("research", "env-1"));
     expect(result.created).toBe(false);
     expect(result.record.name).toBe("n");
   });
@@ -190,11 +173,7 @@ describe("FsArtifactStore", () => {
       source: i % 2 === 0 ? "even" : "odd",
     }));
     for (const it of items) {
-      await store.promote({
-        staged: await store.stage(Readable.from([it.bytes])),
-        record: recordFor(it.bytes, `m/${it.bytes.toString()}`, it.createdAt, it.source),
-        signature: sigFor(it.source, "e"),
-      });
+      await (await stage(store, it.bytes)).commit(recordFor(it.bytes, `m/${it.bytes.toString()}`, it.createdAt, it.source), sigFor(it.source, "e"));
     }
     const first = await store.list({ limit: 2 });
     expect(first.items.map((r) => r.name)).toEqual(["m/e", "m/d"]);
@@ -215,11 +194,7 @@ describe("FsArtifactStore", () => {
   it("quarantines blob and record out of the served tree with a reason", async () => {
     const bytes = Buffer.from("to quarantine");
     const hex = sha(bytes);
-    await store.promote({
-      staged: await store.stage(Readable.from([bytes])),
-      record: recordFor(bytes, "q", "2026-01-01T00:00:00.000Z"),
-      signature: sigFor("research", "e"),
-    });
+    await (await stage(store, bytes)).commit(recordFor(bytes, "q", "2026-01-01T00:00:00.000Z"), sigFor("research", "e"));
     await store.quarantine(hex, "sha256 mismatch on read");
     expect(await store.stat(hex)).toBeUndefined();
     expect(await store.readRecord(hex)).toBeUndefined();
@@ -231,11 +206,7 @@ describe("FsArtifactStore", () => {
   it("treats a record that does not match its digest as an integrity error", async () => {
     const bytes = Buffer.from("x");
     const hex = sha(bytes);
-    await store.promote({
-      staged: await store.stage(Readable.from([bytes])),
-      record: recordFor(bytes, "x", "2026-01-01T00:00:00.000Z"),
-      signature: sigFor("research", "e"),
-    });
+    await (await stage(store, bytes)).commit(recordFor(bytes, "x", "2026-01-01T00:00:00.000Z"), sigFor("research", "e"));
     await fsp.writeFile(store.blobPath(hex) + ".json", JSON.stringify({ ...recordFor(Buffer.from("y"), "x", "t") }));
     await expect(store.readRecord(hex)).rejects.toMatchObject({ code: "integrity_error" });
     await store.checkWritable();

@@ -4,7 +4,7 @@ import pino from "pino";
 import { loadConfig } from "../../config";
 import { GatewayError, messageOf } from "../../errors";
 import { inspectPath } from "../../formats/inspectFile";
-import { AllowlistHolder } from "../../http/allowlistHolder";
+import { AllowlistHolder } from "../../reload/allowlistHolder";
 import { createApp } from "../../http/app";
 import { createOps, opsAppDeps } from "../../ops";
 import { FsArtifactStore } from "../../store/fsStore";

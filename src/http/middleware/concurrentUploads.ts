@@ -38,8 +38,9 @@ export function createUploadGate(options: UploadGateOptions): UploadGate {
       inFlight -= 1;
     };
     res.once("finish", release);
-    // A client that hangs up after sending its body does not end the work: the handler still
-    // inspects and stores. Release when it settles (runUpload marks it), else at close.
+    // A client that hangs up after sending its body does not end the work at once: the handler
+    // still holds the temp file and the inspection (cancelled through its signal, or finishing)
+    // until it settles. Release when it settles (runUpload marks it), else at close.
     res.once("close", () => {
       const running = (res.locals as { uploadSettled?: Promise<void> }).uploadSettled;
       if (running === undefined) release();

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { AuditSink } from "../audit/types";
-import { ReloadableFile } from "../fs/reloadableFile";
+import { ReloadableFile } from "./reloadableFile";
 import type { GatewayMetrics } from "../metrics/types";
 import { loadAllowlist, type Allowlist } from "../trust";
 

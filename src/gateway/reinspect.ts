@@ -6,6 +6,7 @@ import type { Inspector } from "../inspect/inspector";
 import { contentPolicyDigest } from "../inspect/policy";
 import { rejectionCode, type InspectionReport } from "../inspect/report";
 import type { GatewayMetrics } from "../metrics/types";
+import { recordPolicyAcceptance } from "../store/record";
 import type { ArtifactRecord, ArtifactStore } from "../store/types";
 import type { PublishVerification, TrustedEnvelope } from "../trust";
 
@@ -66,13 +67,11 @@ export class Reinspector {
       const envelopes = new Set(
         trusted
           .filter((t) => t.verification.source.id === verification.source.id && t.verification.name === verification.name)
-          .map((t) => record.signatures[t.index]?.envelope),
+          .flatMap((t) => record.signatures[t.index]?.envelope ?? []),
       );
-      const updated = await this.deps.store.updateRecord(hexDigest, (current) => ({
-        ...current,
-        inspection: report,
-        signatures: current.signatures.map((s) => (envelopes.has(s.envelope) ? { ...s, policyDigest } : s)),
-      }));
+      const updated = await this.deps.store.updateRecord(hexDigest, (current) =>
+        recordPolicyAcceptance(current, { inspection: report, envelopes, policyDigest }),
+      );
       return { verification, record: updated ?? record };
     }
     if (refusal === undefined) throw new GatewayError("internal", "no trusted signature to inspect the artifact for");

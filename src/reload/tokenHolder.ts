@@ -1,10 +1,10 @@
 import type { Logger } from "pino";
 import type { AuditSink } from "../audit/types";
-import { ReloadableFile } from "../fs/reloadableFile";
+import { ReloadableFile } from "./reloadableFile";
 import type { GatewayMetrics } from "../metrics/types";
-import { readTokensFile, TokenStore, type TokensFile, type TokenStoreProvider } from "./tokens";
+import { readTokensFile, TokenStore, type TokensFile, type TokenStoreProvider } from "../auth/tokens";
 
-export type { TokenStoreProvider } from "./tokens";
+export type { TokenStoreProvider } from "../auth/tokens";
 
 export interface TokenHolderOptions {
   logger: Logger;
