@@ -10,6 +10,12 @@ export interface InspectOptions {
   policy: ContentPolicy;
   /** The artifact's name as published, for reporting its extension (never for detection). */
   fileName?: string;
+  /**
+   * Cancels the inspection (the client hung up, the server is stopping): the inspection worker
+   * pool drops a queued task or terminates the worker running it, and the promise rejects. The
+   * in-process inspectFile ignores it (it runs to the end, as before the pool).
+   */
+  signal?: AbortSignal;
 }
 
 export type Inspector = (path: string, options: InspectOptions) => Promise<InspectionReport>;
