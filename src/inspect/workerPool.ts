@@ -221,13 +221,19 @@ export class InspectWorkerPool {
   private assign(slot: Slot, task: Task): void {
     slot.task = task;
     slot.worker.ref();
-    slot.timer = setTimeout(() => {
-      this.stop(slot, "time_budget");
-    }, this.timeBudgetMs);
+    // The budget is the inspection's: a worker still starting (loading its modules) starts the
+    // clock when it is ready.
+    if (slot.ready) this.startBudget(slot);
     const message: InspectTaskMessage = { id: task.id, path: task.path, policy: task.options.policy };
     if (task.options.fileName !== undefined) message.fileName = task.options.fileName;
     if (this.options.tempRoot !== undefined) message.tempRoot = this.options.tempRoot;
     slot.worker.postMessage(message);
+  }
+
+  private startBudget(slot: Slot): void {
+    slot.timer = setTimeout(() => {
+      this.stop(slot, "time_budget");
+    }, this.timeBudgetMs);
   }
 
   private spawn(): Slot {
@@ -262,6 +268,7 @@ export class InspectWorkerPool {
   private onMessage(slot: Slot, message: WorkerMessage): void {
     if (message.type === "ready") {
       slot.ready = true;
+      if (slot.task !== undefined && slot.timer === undefined && slot.stopping === undefined) this.startBudget(slot);
       return;
     }
     const task = slot.task;
