@@ -25,7 +25,7 @@ import type { InspectTaskMessage, SerializedError, WorkerMessage } from "./worke
  *   running it, and rejects the inspection.
  * - A lost worker is replaced. Idle workers are unref'd: they never keep a process alive.
  *
- * Why our own ~250 lines and not piscina (5.x supports Node >= 20): its abort and resource
+ * Why our own ~300 lines and not piscina (5.x supports Node >= 20): its abort and resource
  * limits fit, but telling an out-of-memory death from a crash, turning a time-budget kill into a
  * report, and replacing workers with a guard against a script that cannot start would be a layer
  * over it of about the same size, plus a dependency with an optional native package.
@@ -256,6 +256,12 @@ export class InspectWorkerPool {
     });
     worker.on("error", (err) => {
       slot.error = err;
+    });
+    // An answer that cannot be deserialized would leave its task waiting for the time budget:
+    // treat it as the worker's crash.
+    worker.on("messageerror", (err) => {
+      slot.error = err;
+      void worker.terminate();
     });
     worker.on("exit", (code) => {
       this.onExit(slot, code);
