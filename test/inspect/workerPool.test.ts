@@ -86,8 +86,10 @@ describe("InspectWorkerPool", () => {
 
   it("terminates a worker past the time budget: limit_exceeded (malformed), and a new worker serves the next task", async () => {
     const lost: string[] = [];
-    const p = pool({ timeBudgetMs: 300, onWorkerLost: (e) => lost.push(e.reason) });
-    const first = await p.inspect(file("accept"), { policy });
+    const p = pool({ timeBudgetMs: 1000, onWorkerLost: (e) => lost.push(e.reason) });
+    // Within the budget (its clock starts when the worker is ready): the worker's own answer.
+    const first = await p.inspect(file("spin:100"), { policy });
+    expect(first.verdict).toBe("accept");
     const report = await p.inspect(file("hang"), { policy });
     expect(report.verdict).toBe("reject");
     expect(report.findings.map((f) => [f.code, f.severity])).toEqual([["limit_exceeded", "malformed"]]);
