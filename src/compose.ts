@@ -86,6 +86,9 @@ export async function composeGatewayServer(env: NodeJS.ProcessEnv, overrides: Co
       else logger.warn(log, "inspection worker stopped; artifact refused; replaced");
     },
   });
+  // Aborted when the graceful stop's time is up: the upload route cancels the inspections of the
+  // uploads still in flight (their workers are terminated), as when their client hangs up.
+  const stopping = new AbortController();
   const app = createApp({
     config,
     logger,
@@ -93,12 +96,13 @@ export async function composeGatewayServer(env: NodeJS.ProcessEnv, overrides: Co
     store,
     allowlist: holder,
     inspect: inspectors.inspect,
+    stopping: stopping.signal,
     ...opsAppDeps(ops),
   });
   const server = http.createServer(app);
   ops.applyServerTimeouts(server);
 
-  let stopping: Promise<void> | undefined;
+  let stopped: Promise<void> | undefined;
   return {
     config,
     logger,
@@ -126,18 +130,23 @@ export async function composeGatewayServer(env: NodeJS.ProcessEnv, overrides: Co
       void ops.reloadTokens();
     },
     stop() {
-      stopping ??= (async () => {
+      stopped ??= (async () => {
         holder.close();
         // Stop accepting, let in-flight requests finish within MODELGATE_SHUTDOWN_TIMEOUT_MS, then
         // abort the rest: an aborted upload is only ever a temp file, never a visible artifact.
         // The workers go last: the requests that finished in time needed them.
+        const deadline = setTimeout(() => {
+          stopping.abort(new GatewayError("unavailable", "the server is stopping"));
+        }, config.ops.shutdownTimeoutMs);
+        deadline.unref();
         try {
           await ops.shutdown(server);
         } finally {
+          clearTimeout(deadline);
           await inspectors.close();
         }
       })();
-      return stopping;
+      return stopped;
     },
   };
 }

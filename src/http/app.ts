@@ -37,6 +37,11 @@ export interface AppDeps {
   middlewares?: RequestHandler[];
   /** Put in front of the upload route only (the concurrent-upload cap). */
   uploadGate?: RequestHandler;
+  /**
+   * Aborted when the server stops for good (the graceful stop's time is up): the inspections of
+   * uploads in flight are cancelled, as when their client hangs up.
+   */
+  stopping?: AbortSignal;
 }
 
 /** Build the express app from its dependencies; the JSON 404 and the error handler come last. */
