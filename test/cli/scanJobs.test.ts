@@ -5,7 +5,7 @@ import { makeScanCommand, scanCommand, type ScanPoolFactory } from "../../src/cl
 import { exitCodeFor } from "../../src/cli/exitCodes";
 import { isGatewayError } from "../../src/errors";
 import type { Inspector } from "../../src/inspect/inspector";
-import { inspectRawPickleFile } from "../../src/pickle";
+import { inspectFile } from "../../src/formats/inspectFile";
 import { BIN, ensureBuilt, ROOT } from "../helpers/binary";
 
 const FIXTURES = path.join(ROOT, "test", "fixtures");
@@ -77,12 +77,12 @@ describe("modelgate scan --jobs", () => {
         // The first file finishes last: its neighbours overtake it.
         await new Promise((r) => setTimeout(r, path.basename(file) === "plain-p2.pkl" ? 300 : 10));
         running -= 1;
-        return inspectRawPickleFile(file, options);
+        return inspectFile(file, options);
       };
       return Promise.resolve({ inspect: slowFirst, close: () => Promise.resolve() });
     };
     const files = ["pickle-unit/plain-p2.pkl", "pickle-unit/os-system-p4.pkl", "pickle-unit/torch-state-dict.pkl", "pickle-unit/numpy-p2.pkl"];
-    const r = await run(makeScanCommand(inspectRawPickleFile, pooled), [...files, "--jobs", "2"]);
+    const r = await run(makeScanCommand(inspectFile, pooled), [...files, "--jobs", "2"]);
     expect(r.code).toBe(1);
     expect(most).toBe(2);
     expect(calls).toBe(files.length);
@@ -92,7 +92,7 @@ describe("modelgate scan --jobs", () => {
 
   it("--jobs 1 (the default) never starts a pool", async () => {
     const pooled: ScanPoolFactory = () => Promise.reject(new Error("no pool expected"));
-    const command = makeScanCommand(inspectRawPickleFile, pooled);
+    const command = makeScanCommand(inspectFile, pooled);
     expect((await run(command, ["pickle-unit/plain-p2.pkl", "pickle-unit/numpy-p2.pkl"])).code).toBe(0);
     expect((await run(command, ["pickle-unit/plain-p2.pkl", "pickle-unit/numpy-p2.pkl", "--jobs", "1"])).code).toBe(0);
     // More jobs than files: one file needs no pool either.
