@@ -1,7 +1,8 @@
+import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { z } from "zod";
 import { GatewayError } from "./errors";
-import { DEFAULT_MAX_UPLOAD_BYTES } from "./limits";
+import { DEFAULT_INSPECT_WORKER_MEMORY_MB, DEFAULT_MAX_UPLOAD_BYTES } from "./limits";
 
 /**
  * Configuration: environment variables, overridden by CLI flags, validated once at start by one
@@ -18,6 +19,14 @@ const ms = (dflt: number) =>
     .min(0)
     .max(24 * 3600 * 1000)
     .default(dflt);
+
+/**
+ * Inspection workers by default: one per core but one, so the event loop that answers fetches
+ * keeps a core (at least one worker on a single-core host).
+ */
+export function defaultInspectWorkers(): number {
+  return Math.max(1, availableParallelism() - 1);
+}
 
 const EnvSchema = z.object({
   HOST: z.string().min(1).default("127.0.0.1"),
@@ -47,6 +56,10 @@ const EnvSchema = z.object({
     .regex(/^(\d{1,9}|true|false|1|0|yes|no|on|off|)$/)
     .transform((v) => (/^\d+$/.test(v) ? Number(v) : v === "true" || v === "yes" || v === "on" ? 31_536_000 : 0))
     .default(0),
+  /** Inspection worker threads (src/inspect/workerPool.ts); inspections beyond them queue. */
+  MODELGATE_INSPECT_WORKERS: z.coerce.number().int().min(1).max(256).optional(),
+  /** V8 old-generation heap of each inspection worker, MiB: content that exhausts it is refused. */
+  MODELGATE_INSPECT_WORKER_MEMORY_MB: z.coerce.number().int().min(64).max(1_048_576).default(DEFAULT_INSPECT_WORKER_MEMORY_MB),
 });
 
 export interface OpsConfig {
@@ -62,6 +75,12 @@ export interface OpsConfig {
   shutdownTimeoutMs: number;
 }
 
+/** The inspection worker pool's settings (src/inspect/workerPool.ts). */
+export interface InspectConfig {
+  workers: number;
+  workerMemoryMb: number;
+}
+
 export type Config = {
   host: string;
   port: number;
@@ -71,6 +90,7 @@ export type Config = {
   logLevel: z.infer<typeof EnvSchema>["MODELGATE_LOG_LEVEL"];
   /** Operations: tokens, audit log, rate limits, timeouts, HSTS (src/ops). */
   ops: OpsConfig;
+  inspect: InspectConfig;
 };
 
 export interface ConfigOverrides {
@@ -78,6 +98,19 @@ export interface ConfigOverrides {
   port?: string | undefined;
   dataDir?: string | undefined;
   allowlistPath?: string | undefined;
+}
+
+function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new GatewayError("invalid_config", `invalid configuration: ${problems}`);
+  }
+  return parsed.data;
+}
+
+function inspectConfigOf(e: { MODELGATE_INSPECT_WORKERS?: number | undefined; MODELGATE_INSPECT_WORKER_MEMORY_MB: number }): InspectConfig {
+  return { workers: e.MODELGATE_INSPECT_WORKERS ?? defaultInspectWorkers(), workerMemoryMb: e.MODELGATE_INSPECT_WORKER_MEMORY_MB };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = {}): Config {
@@ -88,12 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = 
     ...(overrides.dataDir !== undefined ? { MODELGATE_DATA_DIR: overrides.dataDir } : {}),
     ...(overrides.allowlistPath !== undefined ? { MODELGATE_ALLOWLIST: overrides.allowlistPath } : {}),
   };
-  const parsed = EnvSchema.safeParse(merged);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-    throw new GatewayError("invalid_config", `invalid configuration: ${problems}`);
-  }
-  const e = parsed.data;
+  const e = parseEnv(EnvSchema, merged);
   if (e.MODELGATE_REQUEST_TIMEOUT_MS > 0 && e.MODELGATE_HEADERS_TIMEOUT_MS > e.MODELGATE_REQUEST_TIMEOUT_MS) {
     throw new GatewayError("invalid_config", "MODELGATE_HEADERS_TIMEOUT_MS must not exceed MODELGATE_REQUEST_TIMEOUT_MS");
   }
@@ -122,10 +150,21 @@ export function loadConfig(env: NodeJS.ProcessEnv, overrides: ConfigOverrides = 
     maxUploadBytes: e.MODELGATE_MAX_UPLOAD_BYTES,
     logLevel: e.MODELGATE_LOG_LEVEL,
     ops,
+    inspect: inspectConfigOf(e),
   };
 }
 
 /** The operations part of the one configuration (`loadConfig(env, overrides).ops`). */
 export function loadOpsConfig(env: NodeJS.ProcessEnv, overrides: { dataDir?: string | undefined } = {}): OpsConfig {
   return loadConfig(env, overrides).ops;
+}
+
+const InspectEnvSchema = EnvSchema.pick({ MODELGATE_INSPECT_WORKERS: true, MODELGATE_INSPECT_WORKER_MEMORY_MB: true });
+
+/**
+ * The inspection part of the one configuration, for `modelgate scan --jobs`: only these variables
+ * are read, so a scan does not fail on a server setting (HOST, PORT) it does not use.
+ */
+export function loadInspectConfig(env: NodeJS.ProcessEnv): InspectConfig {
+  return inspectConfigOf(parseEnv(InspectEnvSchema, env));
 }

@@ -96,6 +96,24 @@ export const DEFAULT_PICKLE_LIMITS: Readonly<PickleLimits> = Object.freeze({
   maxRetainedArgumentBytes: 64 * KiB,
 });
 
+// ---- inspection workers ---------------------------------------------------------------------
+
+/**
+ * Wall-clock budget of one whole inspection in a worker (src/inspect/workerPool.ts), past which
+ * the worker is terminated and the artifact is refused with `limit_exceeded`. A backstop behind
+ * the pickle analyzer's own `timeBudgetMs` (which stops one analysis cooperatively, between
+ * opcodes): it also bounds the time spent outside the analyzer (decompression, a zip or tar of
+ * many pickles each under its own budget) and a loop no cooperative check reaches (CWE-400).
+ */
+export const INSPECTION_TIME_BUDGET_MS = DEFAULT_PICKLE_LIMITS.timeBudgetMs + 60_000;
+/**
+ * Default V8 old-generation heap of one inspection worker, in MiB (env
+ * MODELGATE_INSPECT_WORKER_MEMORY_MB): content that exhausts it is refused (malformed), and only
+ * that worker dies. Sized above the worst case of one pickle analysis at the default limits
+ * (about 1.4 GiB, README "Memory of one inspection").
+ */
+export const DEFAULT_INSPECT_WORKER_MEMORY_MB = 2048;
+
 // ---- containers -----------------------------------------------------------------------------
 
 export interface ContainerLimits {

@@ -106,11 +106,14 @@ an interrupted download resumes (HTTP Range) when run again. Env MODELGATE_TOKEN
   scan: {
     name: "scan",
     summary: "inspect model files without loading them (exit 1 if any is rejected)",
-    usage: `usage: modelgate scan <file>... [--json] [--allow-global <pattern>]... [--preset <name>]... [--policy <allowlist.json> --source <id>] [--allow-remote-code]
+    usage: `usage: modelgate scan <file>... [--json] [--jobs <n>] [--allow-global <pattern>]... [--preset <name>]... [--policy <allowlist.json> --source <id>] [--allow-remote-code]
 
 Inspect model files without loading them and print a verdict per file.
 
   --json                    print {"files": [{path, verdict, format, findings, imports, omittedFindings?}]} on stdout
+  --jobs <n>                inspect up to n files at once on n worker threads (default 1: one by one, in
+                            this process); output stays in the order of the files. Each worker has the
+                            heap of MODELGATE_INSPECT_WORKER_MEMORY_MB; a file that exhausts it is rejected
   --allow-global <pattern>  also allow this pickle import: "module.name" or "module.*" (repeatable);
                             the hard floor (os, subprocess, builtins.eval, ...) can never be allowed
   --preset <name>           also allow a named preset's exact imports (repeatable): ${PRESET_NAMES.join(", ")}

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { z } from "zod";
 import { GatewayError, isGatewayError, messageOf } from "../../errors";
 import type { Inspector } from "../../inspect/inspector";
 import { DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../../inspect/policy";
@@ -68,8 +69,30 @@ function humanReport(r: FileResult): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** `modelgate scan` over an Inspector (the all-formats one in production, raw pickles in this issue). */
-export function makeScanCommand(inspector: Inspector): Command {
+/** Inspectors on `jobs` worker threads for `--jobs N` (N > 1), closed when the scan ends. */
+export type ScanPoolFactory = (jobs: number, env: NodeJS.ProcessEnv) => Promise<{ inspect: Inspector; close(): Promise<void> }>;
+
+/**
+ * The inspection worker pool (src/inspect/workerPool.ts), loaded only for `--jobs N` > 1: each
+ * worker runs the all-formats inspector under the pool's time budget and the heap of
+ * MODELGATE_INSPECT_WORKER_MEMORY_MB.
+ */
+const inspectWorkerPool: ScanPoolFactory = async (jobs, env) => {
+  const [{ InspectWorkerPool }, { loadInspectConfig }] = await Promise.all([import("../../inspect/workerPool"), import("../../config")]);
+  const pool = new InspectWorkerPool({ size: jobs, memoryMb: loadInspectConfig(env).workerMemoryMb });
+  return { inspect: pool.inspect, close: () => pool.close() };
+};
+
+/** Files inspected at once (`--jobs`): one per worker thread. */
+const JobsSchema = z.coerce.number().int().min(1).max(256);
+
+/**
+ * `modelgate scan` over an Inspector (the all-formats one in production, raw pickles in this
+ * issue). `--jobs 1` (the default) inspects the files one by one on this thread, as always;
+ * `--jobs N` inspects up to N at once on a pool of N worker threads (`pooled`). Either way the
+ * output follows the order of the arguments.
+ */
+export function makeScanCommand(inspector: Inspector, pooled: ScanPoolFactory = inspectWorkerPool): Command {
   return {
     ...COMMAND_HELP.scan,
     async run(args: string[], io: CliIo): Promise<number> {
@@ -80,26 +103,50 @@ export function makeScanCommand(inspector: Inspector): Command {
         preset: { type: "string", multiple: true },
         policy: { type: "string" },
         source: { type: "string" },
+        jobs: { type: "string" },
       });
       if (positionals.length === 0) throw new GatewayError("usage", "name at least one file to scan");
+      const jobsParsed = JobsSchema.safeParse(values.jobs ?? "1");
+      if (!jobsParsed.success) throw new GatewayError("usage", `--jobs must be a whole number from 1 to 256, not "${values.jobs ?? ""}"`);
+      const jobs = Math.min(jobsParsed.data, positionals.length);
       const policy = policyFrom(values, io);
+      const pool = jobs > 1 ? await pooled(jobs, io.env) : undefined;
+      const inspect = pool?.inspect ?? inspector;
       const results: FileResult[] = [];
       const errors: { path: string; code: string; message: string }[] = [];
-      for (const path of positionals) {
-        const file = resolve(io.cwd, path);
-        let report: InspectionReport;
-        try {
-          report = await inspector(file, { policy, fileName: path });
-        } catch (err) {
-          const code = isGatewayError(err) ? err.code : "io_error";
-          errors.push({ path, code, message: messageOf(err) });
-          if (values.json !== true) io.stderr(`modelgate scan: ${code}: ${path}: ${messageOf(err)}\n`);
-          continue;
+      // Up to `jobs` inspections run ahead of the one being printed: output stays in argument order.
+      const outcomes: Promise<{ report: InspectionReport } | { error: unknown }>[] = [];
+      const launch = (i: number): void => {
+        const path = positionals[i];
+        if (path === undefined || outcomes[i] !== undefined) return;
+        outcomes[i] = Promise.resolve()
+          .then(() => inspect(resolve(io.cwd, path), { policy, fileName: path }))
+          .then(
+            (report) => ({ report }),
+            (error: unknown) => ({ error }),
+          );
+      };
+      try {
+        for (let i = 0; i < positionals.length; i++) {
+          for (let ahead = i; ahead < i + jobs; ahead++) launch(ahead);
+          const path = positionals[i];
+          const outcome = await outcomes[i];
+          if (path === undefined || outcome === undefined) continue;
+          if ("error" in outcome) {
+            const err = outcome.error;
+            const code = isGatewayError(err) ? err.code : "io_error";
+            errors.push({ path, code, message: messageOf(err) });
+            if (values.json !== true) io.stderr(`modelgate scan: ${code}: ${path}: ${messageOf(err)}\n`);
+            continue;
+          }
+          const report = outcome.report;
+          const result: FileResult = { path, verdict: report.verdict, format: report.format, findings: report.findings, imports: report.imports };
+          if (report.omittedFindings !== undefined) result.omittedFindings = report.omittedFindings;
+          results.push(result);
+          if (values.json !== true) io.stdout(humanReport(result));
         }
-        const result: FileResult = { path, verdict: report.verdict, format: report.format, findings: report.findings, imports: report.imports };
-        if (report.omittedFindings !== undefined) result.omittedFindings = report.omittedFindings;
-        results.push(result);
-        if (values.json !== true) io.stdout(humanReport(result));
+      } finally {
+        await pool?.close();
       }
       if (values.json === true) {
         const doc = errors.length > 0 ? { files: results, errors } : { files: results };
