@@ -44,7 +44,7 @@ describe("bare hex: isSha256Hex, assertHexDigest, digestBytes, Sha256HexSchema",
         assertHexDigest(text);
       }),
     ).toBe("bad_request");
-    expect(codeOf(() => digestBytes(text))).toBe("bad_request");
+    expect(() => digestBytes(text)).toFailWithCode("bad_request");
     expect(Sha256HexSchema.safeParse(text).success).toBe(false);
   });
 });
@@ -57,7 +57,7 @@ describe("parseDigest and formatDigest", () => {
   it.each([`sha1:${hex}`, `sha-256:${hex}`, `sha256::${hex}`, `sha256:${hex.toUpperCase()}`, `sha256:${hex.slice(2)}`, `sha256: ${hex}`])(
     "refuses %j as bad_request",
     (text) => {
-      expect(codeOf(() => parseDigest(text))).toBe("bad_request");
+      expect(() => parseDigest(text)).toFailWithCode("bad_request");
     },
   );
 });

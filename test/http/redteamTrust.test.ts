@@ -1,6 +1,6 @@
 import request from "supertest";
-import { buildPublishStatement, pae, signEnvelope, type Envelope } from "../../src/trust";
-import nacl from "tweetnacl";
+import { buildPublishStatement, signEnvelope, type Envelope } from "../../src/trust";
+import { rawEnvelope } from "../support/publisher";
 import { acceptingInspector, artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, type Publisher, type TestEnv } from "./helpers";
 
 /**
@@ -24,14 +24,7 @@ function signRawName(pub: Publisher, bytes: Buffer, name: string): string {
 
 /** Sign statement text exactly as given (duplicate keys and all). */
 function signText(pub: Publisher, payload: string): string {
-  const bytes = Buffer.from(payload, "utf8");
-  const sig = nacl.sign.detached(pae("application/vnd.in-toto+json", bytes), pub.secretKey);
-  const envelope: Envelope = {
-    payloadType: "application/vnd.in-toto+json",
-    payload: bytes.toString("base64"),
-    signatures: [{ keyid: pub.keyId, sig: Buffer.from(sig).toString("base64") }],
-  };
-  return JSON.stringify(envelope);
+  return JSON.stringify(rawEnvelope(Buffer.from(payload, "utf8"), [pub]));
 }
 
 function statementWithNames(bytes: Buffer, first: string, last: string): string {

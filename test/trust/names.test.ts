@@ -104,7 +104,7 @@ describe("the artifact name rule (src/trust/artifactName.ts)", () => {
   ])("refuses %s with invalid_name", (_label, name) => {
     expect(artifactNameProblem(name)).toEqual(expect.any(String));
     expect(isValidArtifactName(name)).toBe(false);
-    expect(codeOf(() => parseArtifactName(name))).toBe("invalid_name");
+    expect(() => parseArtifactName(name)).toFailWithCode("invalid_name");
   });
 
   it("keeps bidi overrides and invisible characters out of its own message", () => {
