@@ -12,7 +12,6 @@ import {
   Sha256HexSchema,
   VerifyingStream,
 } from "../../src/digest";
-import { codeOf } from "../trust/helpers";
 
 const hex = createHash("sha256").update("modelgate").digest("hex");
 const other = createHash("sha256").update("modelgate!").digest("hex");
@@ -39,11 +38,9 @@ describe("bare hex: isSha256Hex, assertHexDigest, digestBytes, Sha256HexSchema",
     ["trailing newline", `${hex}\n`],
   ])("refuses %s as bad_request", (_label, text) => {
     expect(isSha256Hex(text)).toBe(false);
-    expect(
-      codeOf(() => {
-        assertHexDigest(text);
-      }),
-    ).toBe("bad_request");
+    expect(() => {
+      assertHexDigest(text);
+    }).toFailWithCode("bad_request");
     expect(() => digestBytes(text)).toFailWithCode("bad_request");
     expect(Sha256HexSchema.safeParse(text).success).toBe(false);
   });

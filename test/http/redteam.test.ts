@@ -754,18 +754,17 @@ describe("red team: token scope confusion", () => {
           .set("Modelgate-Signature", b64(signFor(pub, bytes, "scoped")));
         return (token === undefined ? r : r.set("Authorization", `Bearer ${token}`)).send(bytes);
       };
-      const codeOf = (res: { body: unknown }): string | undefined => (res.body as { error?: { code?: string } }).error?.code;
-      expect(codeOf(await put(tokens.admin))).toBe("forbidden");
-      expect(codeOf(await put(tokens.reader))).toBe("forbidden");
-      expect(codeOf(await put(undefined))).toBe("unauthenticated");
-      expect(codeOf(await put(`${tokens.publisher}x`))).toBe("unauthenticated");
-      expect(codeOf(await put(tokens.publisher.toUpperCase()))).toBe("unauthenticated");
+      expect(await put(tokens.admin)).toFailWithCode("forbidden");
+      expect(await put(tokens.reader)).toFailWithCode("forbidden");
+      expect(await put(undefined)).toFailWithCode("unauthenticated");
+      expect(await put(`${tokens.publisher}x`)).toFailWithCode("unauthenticated");
+      expect(await put(tokens.publisher.toUpperCase())).toFailWithCode("unauthenticated");
       expect(await listFiles(base.dataDir)).toEqual([]);
       expect((await put(tokens.publisher)).status).toBe(201);
       const digest = `sha256:${sha256Hex(bytes)}`;
       expect((await request(app).get(`/v1/artifacts/${digest}`)).status).toBe(200);
-      expect(codeOf(await request(app).get(`/v1/artifacts/${digest}`).set("Authorization", "Bearer nope"))).toBe("unauthenticated");
-      expect(codeOf(await request(app).get(`/v1/artifacts/${digest}`).set("Authorization", `Bearer ${tokens.publisher}`))).toBe("forbidden");
+      expect(await request(app).get(`/v1/artifacts/${digest}`).set("Authorization", "Bearer nope")).toFailWithCode("unauthenticated");
+      expect(await request(app).get(`/v1/artifacts/${digest}`).set("Authorization", `Bearer ${tokens.publisher}`)).toFailWithCode("forbidden");
     } finally {
       await base.cleanup();
     }

@@ -133,10 +133,10 @@ describe("red team: trust layer strictness over HTTP", () => {
       .set("Modelgate-Signature", broken.toString("base64"))
       .send(bytes);
     expect(viaHeader.status).toBe(400);
-    expect(codeOf(viaHeader)).toBe("malformed_signature");
+    expect(viaHeader).toFailWithCode("malformed_signature");
     const viaFile = await request(env.app).post("/v1/artifacts").attach("signature", broken, "sig.json").attach("artifact", bytes, "m.bin");
     expect(viaFile.status).toBe(400);
-    expect(codeOf(viaFile)).toBe("malformed_signature");
+    expect(viaFile).toFailWithCode("malformed_signature");
     expect(await listFiles(env.dataDir)).toEqual([]);
   });
 
@@ -144,7 +144,7 @@ describe("red team: trust layer strictness over HTTP", () => {
     const bytes = artifactBytes("audit-name");
     const name = "team-a/\u202egnp.exe";
     const res = await post(env, signRawName(teamA, bytes, "team-a/x.pkl"), bytes, name);
-    expect(codeOf(res)).toBe("invalid_name");
+    expect(res).toFailWithCode("invalid_name");
     expect(env.audit.events).toEqual([expect.objectContaining({ type: "upload.rejected", codes: ["invalid_name"], name })]);
   });
 
@@ -152,7 +152,7 @@ describe("red team: trust layer strictness over HTTP", () => {
     for (const name of ["team-a/../prod/model.pkl", "/team-a/x", "team-a/\u202ex"]) {
       const res = await request(env.app).get("/v1/artifacts").query({ name });
       expect(res.status).toBe(400);
-      expect(codeOf(res)).toBe("invalid_name");
+      expect(res).toFailWithCode("invalid_name");
     }
     expect((await request(env.app).get("/v1/artifacts").query({ name: "team-a/x" })).status).toBe(200);
   });

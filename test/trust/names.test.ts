@@ -146,17 +146,15 @@ describe("globs match validated names only, segment by segment", () => {
 
   it("a stored envelope signed for a name outside the rule no longer verifies on fetch (recheckTrust)", () => {
     const stored = JSON.stringify(rawEnvelope(statementJson({ subject: [{ name: "team-a/../prod/model.pkl", digest: { sha256: DIGEST } }] }), [k]));
-    expect(
-      codeOf(() =>
-        recheckTrust({
-          envelopes: [{ envelope: stored, name: "team-a/../prod/model.pkl" }],
-          digestHex: DIGEST,
-          name: "team-a/../prod/model.pkl",
-          allowlist: teamA,
-          now: NOW,
-        }),
-      ),
-    ).toBe("invalid_name");
+    expect(() =>
+      recheckTrust({
+        envelopes: [{ envelope: stored, name: "team-a/../prod/model.pkl" }],
+        digestHex: DIGEST,
+        name: "team-a/../prod/model.pkl",
+        allowlist: teamA,
+        now: NOW,
+      }),
+    ).toFailWithCode("invalid_name");
   });
 
   it.each<[string, string, boolean]>([

@@ -72,19 +72,15 @@ describe("strict JSON scan (src/trust/strictJson.ts)", () => {
     expect(() => {
       scanStrictJson(nest(MAX_TRUST_JSON_DEPTH), "test");
     }).not.toThrow();
-    expect(
-      codeOf(() => {
-        scanStrictJson(nest(MAX_TRUST_JSON_DEPTH + 1), "test");
-      }),
-    ).toBe("malformed_signature");
+    expect(() => {
+      scanStrictJson(nest(MAX_TRUST_JSON_DEPTH + 1), "test");
+    }).toFailWithCode("malformed_signature");
     expect(() => {
       scanStrictJson(nestObjects(MAX_TRUST_JSON_DEPTH), "test");
     }).not.toThrow();
-    expect(
-      codeOf(() => {
-        scanStrictJson(nestObjects(MAX_TRUST_JSON_DEPTH + 1), "test");
-      }),
-    ).toBe("malformed_signature");
+    expect(() => {
+      scanStrictJson(nestObjects(MAX_TRUST_JSON_DEPTH + 1), "test");
+    }).toFailWithCode("malformed_signature");
     // A JSON bomb of the largest envelope size stops at the bound, without recursion.
     expect(() => parseEnvelope("[".repeat(MAX_ENVELOPE_BYTES))).toFailWithCode("malformed_signature");
   });
