@@ -73,11 +73,4 @@ export function uploadBytes(app: Express, pub: Publisher, name: string, bytes: B
     .attach("artifact", bytes, fileName);
 }
 
-/** Every regular file under dir, relative, sorted. */
-export async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) out.push(path.relative(dir, path.join(entry.parentPath, entry.name)));
-  }
-  return out.sort();
-}
+export { listFiles } from "../support/files";

@@ -90,14 +90,7 @@ export async function makeEnv(options: { sources: SourceSpec[]; inspect?: Inspec
   };
 }
 
-/** Every regular file under dir, relative, sorted. */
-export async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) out.push(path.relative(dir, path.join(entry.parentPath, entry.name)));
-  }
-  return out.sort();
-}
+export { listFiles } from "../support/files";
 
 /** A fake safetensors-ish payload; the tests inject the inspector, so only the bytes matter. */
 export function artifactBytes(label: string, size = 4096): Buffer {
