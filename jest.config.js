@@ -12,4 +12,6 @@ module.exports = {
   transform: { "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.jest.json" }] },
   testTimeout: 30000,
   maxWorkers: 2,
+  // toFailWithCode and the other shared matchers (test/support/matchers.ts).
+  setupFilesAfterEnv: ["<rootDir>/test/support/matchers.ts"],
 };

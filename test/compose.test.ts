@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { composeGatewayServer, type GatewayServer } from "../src/compose";
 import { DEFAULT_CONTENT_POLICY } from "../src/inspect/policy";
-import { ensureBuilt, ROOT } from "./helpers/binary";
+import { ensureBuilt, ROOT } from "./support/binary";
 import { allowlistJson, makePublisher, signFor } from "./http/helpers";
 
 /**

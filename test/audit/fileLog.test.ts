@@ -90,23 +90,23 @@ describe("FileAuditLog", () => {
   it("refuses to open a log whose last line is not an entry", async () => {
     const lines = await writeLog(2);
     await rewrite([...lines, "garbage"]);
-    await expect(FileAuditLog.open(file)).rejects.toMatchObject({ code: "integrity_error" });
+    await expect(FileAuditLog.open(file)).toFailWithCode("integrity_error");
   });
 
   it("rejects appends and fails check() when the file cannot be written", async () => {
     const log = await FileAuditLog.open(file);
     await expect(log.check()).resolves.toBeUndefined();
     await log.close();
-    await expect(log.append(event(1))).rejects.toMatchObject({ code: "unavailable" });
-    await expect(log.check()).rejects.toMatchObject({ code: "unavailable" });
+    await expect(log.append(event(1))).toFailWithCode("unavailable");
+    await expect(log.check()).toFailWithCode("unavailable");
   });
 
   it("refuses appends (and check) once the log was moved away or deleted", async () => {
     const log = await FileAuditLog.open(file);
     await log.append(event(1));
     await rename(file, `${file}.1`);
-    await expect(log.append(event(2))).rejects.toMatchObject({ code: "unavailable" });
-    await expect(log.check()).rejects.toMatchObject({ code: "unavailable" });
+    await expect(log.append(event(2))).toFailWithCode("unavailable");
+    await expect(log.check()).toFailWithCode("unavailable");
     await log.close();
     await expect(verifyAuditLog(`${file}.1`)).resolves.toMatchObject({ ok: true, count: 1 });
   });
@@ -117,13 +117,13 @@ describe("FileAuditLog", () => {
       const log = await FileAuditLog.open(file);
       await rm(file);
       await (await import("node:fs/promises")).mkdir(file);
-      await expect(log.check()).rejects.toMatchObject({ code: "unavailable" });
+      await expect(log.check()).toFailWithCode("unavailable");
       await log.close();
       return;
     }
     const log = await FileAuditLog.open(file);
     await chmod(file, 0o400);
-    await expect(log.check()).rejects.toMatchObject({ code: "unavailable" });
+    await expect(log.check()).toFailWithCode("unavailable");
     await log.close();
   });
 });

@@ -57,8 +57,8 @@ async function until(check: () => boolean): Promise<void> {
 describe("TokenHolder", () => {
   it("refuses to open an invalid or missing tokens file (serve refuses to start)", async () => {
     await writeFile(path.join(dir, "bad.json"), '{"version":1,"tokens":[{"id":"x"}]}');
-    await expect(TokenHolder.open(path.join(dir, "bad.json"), { logger })).rejects.toMatchObject({ code: "invalid_config" });
-    await expect(TokenHolder.open(path.join(dir, "missing.json"), { logger })).rejects.toMatchObject({ code: "invalid_config" });
+    await expect(TokenHolder.open(path.join(dir, "bad.json"), { logger })).toFailWithCode("invalid_config");
+    await expect(TokenHolder.open(path.join(dir, "missing.json"), { logger })).toFailWithCode("invalid_config");
   });
 
   it("a valid new file takes effect: the revoked token gets 401, an added one works, and the reload is audited by id only", async () => {

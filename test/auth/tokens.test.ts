@@ -15,7 +15,6 @@ import {
   type TokensFile,
 } from "../../src/auth/tokens";
 import type { AuditSink } from "../../src/audit/types";
-import { GatewayError } from "../../src/errors";
 import { MAX_TOKEN_LENGTH } from "../../src/limits";
 import { ok, tinyApp } from "../http/middleware/tinyApp";
 
@@ -90,7 +89,7 @@ describe("tokens", () => {
       }),
     ];
     for (const text of bad) {
-      expect(() => parseTokensFile(text)).toThrow(expect.objectContaining({ code: "invalid_config" }) as GatewayError);
+      expect(() => parseTokensFile(text)).toFailWithCode("invalid_config");
     }
   });
 
@@ -98,7 +97,7 @@ describe("tokens", () => {
     const dir = await mkdtemp(path.join(tmpdir(), "mg-tokens-"));
     try {
       const p = path.join(dir, "sub", "tokens.json");
-      await expect(readTokensFile(p)).rejects.toMatchObject({ code: "invalid_config" });
+      await expect(readTokensFile(p)).toFailWithCode("invalid_config");
       expect((await readTokensFile(p, { missingOk: true })).tokens).toEqual([]);
       await writeTokensFileAtomic(p, file());
       expect((await readTokensFile(p)).tokens.map((t) => t.id)).toEqual(["ci", "serving", "ops"]);
@@ -106,7 +105,7 @@ describe("tokens", () => {
       const text = await readFile(p, "utf8");
       expect(text).not.toContain(publisher);
       await writeFile(p, "{}");
-      await expect(readTokensFile(p)).rejects.toMatchObject({ code: "invalid_config" });
+      await expect(readTokensFile(p)).toFailWithCode("invalid_config");
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -117,18 +116,16 @@ describe("TokenAccessControl", () => {
   it("answers 401 without a token, with a malformed header, or with an unknown token", async () => {
     const app = appWith({ anonymousRead: false });
     const none = await request(app).get("/read");
-    expect(none.status).toBe(401);
-    expect(none.body.error.code).toBe("unauthenticated");
+    expect(none).toFailWithCode("unauthenticated", 401);
     expect(none.headers["www-authenticate"]).toBe('Bearer realm="modelgate"');
-    expect((await request(app).get("/read").set("Authorization", "Basic Zm9vOmJhcg==")).body.error.code).toBe("unauthenticated");
+    expect(await request(app).get("/read").set("Authorization", "Basic Zm9vOmJhcg==")).toFailWithCode("unauthenticated");
     expect((await request(app).get("/read").set("Authorization", `Bearer ${generateToken()}`)).status).toBe(401);
   });
 
   it("answers 403 for a valid token without the scope, and passes the token id on", async () => {
     const app = appWith({ anonymousRead: false });
     const denied = await request(app).post("/publish").set("Authorization", `Bearer ${reader}`);
-    expect(denied.status).toBe(403);
-    expect(denied.body.error.code).toBe("forbidden");
+    expect(denied).toFailWithCode("forbidden", 403);
     const allowed = await request(app).post("/publish").set("Authorization", `Bearer ${publisher}`);
     expect(allowed.status).toBe(200);
     expect(allowed.body.tokenId).toBe("ci");
@@ -156,8 +153,7 @@ describe("TokenAccessControl", () => {
     const refused = await request(appWith({ anonymousRead: false, audit: failing }))
       .get("/admin")
       .set("Authorization", `Bearer ${admin}`);
-    expect(refused.status).toBe(503);
-    expect(refused.body.error.code).toBe("unavailable");
+    expect(refused).toFailWithCode("unavailable", 503);
   });
 
   it("identify() returns the token id for rate limiting, undefined otherwise", () => {

@@ -4,7 +4,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
-import { ROOT } from "../helpers/binary";
+import { ROOT } from "../support/binary";
 
 /**
  * Issue 11: `npm run bench:load` must leave nothing behind, whatever way a run ends: its temp dir

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { FileAuditLog } from "../../src/audit/fileLog";
-import { runCli } from "./cliHarness";
+import { runCli } from "../support/cli";
 
 let dir: string;
 let file: string;
@@ -25,9 +25,9 @@ describe("modelgate audit verify", () => {
   });
 
   it("finds the log through MODELGATE_AUDIT_LOG or the data dir", async () => {
-    expect((await runCli(["audit", "verify"], { MODELGATE_AUDIT_LOG: file })).code).toBe(0);
-    expect((await runCli(["audit", "verify"], { MODELGATE_DATA_DIR: dir })).code).toBe(0);
-    expect((await runCli(["audit", "verify"], {}, dir)).code).toBe(2); // ./data/audit.log does not exist
+    expect((await runCli(["audit", "verify"], { env: { MODELGATE_AUDIT_LOG: file } })).code).toBe(0);
+    expect((await runCli(["audit", "verify"], { env: { MODELGATE_DATA_DIR: dir } })).code).toBe(0);
+    expect((await runCli(["audit", "verify"], { cwd: dir })).code).toBe(2); // ./data/audit.log does not exist
   });
 
   it("exits 1 with the first broken entry for an edited log", async () => {

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import * as path from "node:path";
-import { BIN, ROOT, ensureBuilt } from "../helpers/binary";
+import { BIN, ROOT, ensureBuilt } from "../support/binary";
 
 describe("the binary behind a pipe that closes early", () => {
   beforeAll(() => {

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { keygenCommand } from "../../src/cli/commands/keygen";
 import { keyIdOf, parsePublicKey, readPrivateKey } from "../../src/trust";
-import { runCommand } from "../trust/cliRun";
+import { runCli } from "../support/cli";
 
 describe("modelgate keygen", () => {
   let dir: string;
@@ -15,7 +15,7 @@ describe("modelgate keygen", () => {
   });
 
   it("writes <prefix>.key (PKCS#8, 0600) and <prefix>.pub (SPKI) and prints the key id", async () => {
-    const r = await runCommand(keygenCommand, ["--out", "pub1"], dir);
+    const r = await runCli(["keygen", "--out", "pub1"], { cwd: dir });
     expect(r.code).toBe(0);
     const key = readFileSync(path.join(dir, "pub1.key"), "utf8");
     const pub = readFileSync(path.join(dir, "pub1.pub"), "utf8");
@@ -30,18 +30,18 @@ describe("modelgate keygen", () => {
 
   it("refuses to overwrite either file (exit 2), leaving them untouched", async () => {
     writeFileSync(path.join(dir, "k.pub"), "keep");
-    const r = await runCommand(keygenCommand, ["--out", "k"], dir);
+    const r = await runCli(["keygen", "--out", "k"], { cwd: dir });
     expect(r.code).toBe(2);
     expect(r.errorCode).toBe("io_error");
     expect(readFileSync(path.join(dir, "k.pub"), "utf8")).toBe("keep");
     expect(() => statSync(path.join(dir, "k.key"))).toThrow();
-    expect((await runCommand(keygenCommand, ["--out", "k2"], dir)).code).toBe(0);
-    expect((await runCommand(keygenCommand, ["--out", "k2"], dir)).code).toBe(2);
+    expect((await runCli(["keygen", "--out", "k2"], { cwd: dir })).code).toBe(0);
+    expect((await runCli(["keygen", "--out", "k2"], { cwd: dir })).code).toBe(2);
   });
 
   it("usage errors: missing --out, unknown flag, stray argument", async () => {
     for (const args of [[], ["--out"], ["--bogus", "x"], ["--out", "a", "extra"]]) {
-      const r = await runCommand(keygenCommand, args, dir);
+      const r = await runCli(["keygen", ...args], { cwd: dir });
       expect([r.code, r.errorCode]).toEqual([2, "usage"]);
     }
   });

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { commands } from "../../src/cli/commands";
-import { BIN, ROOT, ensureBuilt } from "../helpers/binary";
+import { BIN, ROOT, ensureBuilt } from "../support/binary";
 
 /**
  * Issue 11: every command used to load express, multer, prom-client, pino and lzma-native

@@ -2,9 +2,10 @@ import { randomBytes } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import request from "supertest";
-import { pullCommand } from "../../src/cli/commands/pull";
-import { allowlistJson, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "../http/helpers";
-import { listen, runCli } from "./pushPull.helpers";
+import { makeEnv, type TestEnv } from "../http/helpers";
+import { allowlistJson, makePublisher, sha256Hex, signFor } from "../support/publisher";
+import { runCli } from "../support/cli";
+import { listen } from "../support/net";
 
 const publisher = makePublisher();
 const other = makePublisher();
@@ -38,33 +39,31 @@ describe("modelgate pull", () => {
   });
 
   it("downloads, verifies and renames into place; with --allowlist verifies the envelopes locally", async () => {
-    const res = await runCli(pullCommand, [`sha256:${hex}`, "--out", path.join(outDir, "model.bin"), "--url", server.url], {}, env.dir);
+    const res = await runCli(["pull", `sha256:${hex}`, "--out", path.join(outDir, "model.bin"), "--url", server.url], { cwd: env.dir });
     expect(res.code).toBe(0);
     expect(Buffer.compare(await fsp.readFile(path.join(outDir, "model.bin")), bytes)).toBe(0);
     expect(await fsp.readdir(outDir)).toEqual(["model.bin"]);
-    const trusted = await runCli(
-      pullCommand,
-      [hex, "--out", path.join(outDir, "again.bin"), "--allowlist", "mine.json"],
-      { MODELGATE_URL: server.url },
-      env.dir,
-    );
+    const trusted = await runCli(["pull", hex, "--out", path.join(outDir, "again.bin"), "--allowlist", "mine.json"], {
+      env: { MODELGATE_URL: server.url },
+      cwd: env.dir,
+    });
     expect(trusted.code).toBe(0);
     expect(trusted.stderr).toContain("source pub");
   });
 
   it("refuses an artifact the local allowlist does not trust, writing nothing", async () => {
-    const res = await runCli(pullCommand, [hex, "--out", path.join(outDir, "model.bin"), "--url", server.url, "--allowlist", "others.json"], {}, env.dir);
+    const res = await runCli(["pull", hex, "--out", path.join(outDir, "model.bin"), "--url", server.url, "--allowlist", "others.json"], { cwd: env.dir });
     expect(res.code).toBe(1);
     expect(res.stderr).toContain("untrusted_source");
     expect(await fsp.readdir(outDir)).toEqual([]);
   });
 
   it("maps server and usage errors to exit codes", async () => {
-    const unknown = await runCli(pullCommand, [sha256Hex(Buffer.from("nope")), "--out", path.join(outDir, "x"), "--url", server.url], {}, env.dir);
+    const unknown = await runCli(["pull", sha256Hex(Buffer.from("nope")), "--out", path.join(outDir, "x"), "--url", server.url], { cwd: env.dir });
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain("not_found");
-    expect((await runCli(pullCommand, ["sha256:bad", "--out", path.join(outDir, "x"), "--url", server.url], {}, env.dir)).code).toBe(2);
-    expect((await runCli(pullCommand, [hex, "--url", server.url], {}, env.dir)).code).toBe(2);
+    expect((await runCli(["pull", "sha256:bad", "--out", path.join(outDir, "x"), "--url", server.url], { cwd: env.dir })).code).toBe(2);
+    expect((await runCli(["pull", hex, "--url", server.url], { cwd: env.dir })).code).toBe(2);
     expect(await fsp.readdir(outDir)).toEqual([]);
   });
 
@@ -90,7 +89,7 @@ describe("modelgate pull", () => {
     });
     try {
       const out = path.join(outDir, "model.bin");
-      const interrupted = await runCli(pullCommand, [hex, "--out", out, "--url", flaky.url], {}, env.dir);
+      const interrupted = await runCli(["pull", hex, "--out", out, "--url", flaky.url], { cwd: env.dir });
       expect(interrupted.code).toBe(2);
       expect(interrupted.stderr).toContain("io_error");
       const leftovers = await fsp.readdir(outDir);
@@ -100,7 +99,7 @@ describe("modelgate pull", () => {
       expect(partialSize).toBeGreaterThan(0);
       expect(partialSize).toBeLessThan(bytes.length);
 
-      const resumed = await runCli(pullCommand, [hex, "--out", out, "--url", flaky.url], {}, env.dir);
+      const resumed = await runCli(["pull", hex, "--out", out, "--url", flaky.url], { cwd: env.dir });
       expect(resumed.code).toBe(0);
       expect(resumed.stderr).toContain(`resuming at byte ${String(partialSize)}`);
       expect(ranges).toEqual([undefined, `bytes=${String(partialSize)}-`]);
@@ -123,7 +122,7 @@ describe("modelgate pull", () => {
       res.end(wrong);
     });
     try {
-      const res = await runCli(pullCommand, [hex, "--out", path.join(outDir, "model.bin"), "--url", liar.url], {}, env.dir);
+      const res = await runCli(["pull", hex, "--out", path.join(outDir, "model.bin"), "--url", liar.url], { cwd: env.dir });
       expect(res.code).toBe(1);
       expect(res.stderr).toContain("integrity_error");
       expect(await fsp.readdir(outDir)).toEqual([]);
@@ -150,7 +149,7 @@ describe("modelgate pull", () => {
       res.end(bytes);
     });
     try {
-      const res = await runCli(pullCommand, [hex, "--out", out, "--url", liar.url], {}, env.dir);
+      const res = await runCli(["pull", hex, "--out", out, "--url", liar.url], { cwd: env.dir });
       expect(res.code).toBe(1);
       expect(res.stderr).toContain("integrity_error");
       expect(await fsp.readdir(outDir)).toEqual([]);
@@ -163,7 +162,7 @@ describe("modelgate pull", () => {
     const victim = path.join(outDir, "victim.txt");
     await fsp.writeFile(victim, "precious");
     await fsp.symlink(victim, path.join(outDir, `.model.bin.${hex.slice(0, 16)}.partial`));
-    const res = await runCli(pullCommand, [hex, "--out", out, "--url", server.url], {}, env.dir);
+    const res = await runCli(["pull", hex, "--out", out, "--url", server.url], { cwd: env.dir });
     expect(res.code).not.toBe(0);
     expect(res.stderr).toContain("io_error");
     expect(await fsp.readFile(victim, "utf8")).toBe("precious");

@@ -3,9 +3,10 @@ import type * as http from "node:http";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import request from "supertest";
-import { pullCommand } from "../../src/cli/commands/pull";
-import { makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "../http/helpers";
-import { endlessAnswer, listen, runCli } from "./pushPull.helpers";
+import { makeEnv, type TestEnv } from "../http/helpers";
+import { makePublisher, sha256Hex, signFor } from "../support/publisher";
+import { runCli } from "../support/cli";
+import { endlessAnswer, listen } from "../support/net";
 
 const publisher = makePublisher();
 
@@ -40,7 +41,7 @@ describe("modelgate pull: download size bound", () => {
       else blob(req, res);
     });
     try {
-      return await runCli(pullCommand, [hex, "--out", path.join(outDir, "model.bin"), "--url", server.url, ...extra], {}, env.dir);
+      return await runCli(["pull", hex, "--out", path.join(outDir, "model.bin"), "--url", server.url, ...extra], { cwd: env.dir });
     } finally {
       await server.close();
     }
@@ -139,7 +140,7 @@ describe("modelgate pull: download size bound", () => {
       res.end(bytes);
     });
     try {
-      const res = await runCli(pullCommand, [hex, "--out", path.join(outDir, "model.bin"), "--url", server.url], {}, env.dir);
+      const res = await runCli(["pull", hex, "--out", path.join(outDir, "model.bin"), "--url", server.url], { cwd: env.dir });
       expect(res.code).toBe(1);
       expect(res.stderr).toContain("integrity_error");
       expect(await fsp.readdir(outDir)).toEqual([]);

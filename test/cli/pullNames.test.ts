@@ -2,9 +2,10 @@ import { randomBytes } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import request from "supertest";
-import { pullCommand } from "../../src/cli/commands/pull";
-import { allowlistJson, makeEnv, makePublisher, sha256Hex, signFor, type SourceSpec, type TestEnv } from "../http/helpers";
-import { listen, runCli } from "./pushPull.helpers";
+import { makeEnv, type TestEnv } from "../http/helpers";
+import { allowlistJson, makePublisher, sha256Hex, signFor, type SourceSpec } from "../support/publisher";
+import { runCli } from "../support/cli";
+import { listen } from "../support/net";
 
 // pull --allowlist checks each stored envelope against the name it signed: the same bytes
 // published as "a/model" by one source and "b/model" by another stay trusted through either.
@@ -57,14 +58,14 @@ describe("modelgate pull --allowlist with several signed names", () => {
   });
 
   it("trusts the artifact through the other source's signature for its own name", async () => {
-    const res = await runCli(pullCommand, [hex, "--out", path.join(outDir, "model.bin"), "--url", server.url, "--allowlist", "a-revoked.json"], {}, env.dir);
+    const res = await runCli(["pull", hex, "--out", path.join(outDir, "model.bin"), "--url", server.url, "--allowlist", "a-revoked.json"], { cwd: env.dir });
     expect(res.code).toBe(0);
     expect(res.stderr).toContain("b/model signed by source source-b");
     expect(sha256Hex(await fsp.readFile(path.join(outDir, "model.bin")))).toBe(hex);
   });
 
   it("refuses with key_revoked once no signing key is trusted, writing nothing", async () => {
-    const res = await runCli(pullCommand, [hex, "--out", path.join(outDir, "model.bin"), "--url", server.url, "--allowlist", "both-revoked.json"], {}, env.dir);
+    const res = await runCli(["pull", hex, "--out", path.join(outDir, "model.bin"), "--url", server.url, "--allowlist", "both-revoked.json"], { cwd: env.dir });
     expect(res.code).toBe(1);
     expect(res.stderr).toContain("key_revoked");
     expect(await fsp.readdir(outDir)).toEqual([]);

@@ -1,13 +1,14 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { RequestHandler } from "express";
-import { gatewayUrl, pushCommand } from "../../src/cli/commands/push";
-import { scanCommand } from "../../src/cli/commands/scan";
+import { gatewayUrl } from "../../src/cli/commands/push";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { createApp } from "../../src/http/app";
 import { GatewayError } from "../../src/errors";
-import { artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, signFor, type TestEnv } from "../http/helpers";
-import { listen, runCli } from "./pushPull.helpers";
+import { artifactBytes, listFiles, makeEnv, type TestEnv } from "../http/helpers";
+import { makePublisher, sha256Hex, signFor } from "../support/publisher";
+import { runCli } from "../support/cli";
+import { listen } from "../support/net";
 
 const publisher = makePublisher();
 const stranger = makePublisher();
@@ -34,12 +35,15 @@ describe("modelgate push", () => {
   });
 
   it("uploads signature first, prints the digest, and reports an existing artifact", async () => {
-    const first = await runCli(pushCommand, ["model.safetensors", "--sig", "good.sig.json", "--url", server.url], {}, env.dir);
+    const first = await runCli(["push", "model.safetensors", "--sig", "good.sig.json", "--url", server.url], { cwd: env.dir });
     expect(first.code).toBe(0);
     expect(first.stdout).toBe(`sha256:${sha256Hex(bytes)}\n`);
     expect(first.stderr).toContain("stored");
     // --url falls back to env MODELGATE_URL
-    const again = await runCli(pushCommand, ["model.safetensors", "--sig", "good.sig.json", "--name", "models/push"], { MODELGATE_URL: server.url }, env.dir);
+    const again = await runCli(["push", "model.safetensors", "--sig", "good.sig.json", "--name", "models/push"], {
+      env: { MODELGATE_URL: server.url },
+      cwd: env.dir,
+    });
     expect(again.code).toBe(0);
     expect(again.stderr).toContain("already stored");
   });
@@ -55,15 +59,15 @@ describe("modelgate push", () => {
     try {
       await fsp.writeFile(path.join(e.dir, "m.bin"), bytes);
       await fsp.writeFile(path.join(e.dir, "m.sig.json"), signFor(publisher, bytes, "models/push"));
-      const raw = await runCli(pushCommand, ["m.bin", "--sig", "m.sig.json", "--name", "models/push", "--url", s.url], {}, e.dir);
+      const raw = await runCli(["push", "m.bin", "--sig", "m.sig.json", "--name", "models/push", "--url", s.url], { cwd: e.dir });
       expect(raw.code).toBe(0);
       expect(raw.stdout).toBe(`sha256:${sha256Hex(bytes)}\n`);
       expect(raw.stderr).toContain("stored");
-      const multipart = await runCli(pushCommand, ["m.bin", "--sig", "m.sig.json", "--multipart", "--url", s.url], {}, e.dir);
+      const multipart = await runCli(["push", "m.bin", "--sig", "m.sig.json", "--multipart", "--url", s.url], { cwd: e.dir });
       expect(multipart.code).toBe(0);
       expect(multipart.stderr).toContain("already stored");
       await fsp.writeFile(path.join(e.dir, "stranger.sig.json"), signFor(stranger, bytes, "models/push"));
-      const refused = await runCli(pushCommand, ["m.bin", "--sig", "stranger.sig.json", "--multipart", "--url", s.url], {}, e.dir);
+      const refused = await runCli(["push", "m.bin", "--sig", "stranger.sig.json", "--multipart", "--url", s.url], { cwd: e.dir });
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain(": untrusted_source: ");
       expect(methods).toEqual(["PUT", "POST", "POST"]);
@@ -74,20 +78,20 @@ describe("modelgate push", () => {
   });
 
   it("exits 1 with the server's code on rejection (unknown key, tampered file)", async () => {
-    const untrusted = await runCli(pushCommand, [file, "--sig", "stranger.sig.json", "--url", server.url], {}, env.dir);
+    const untrusted = await runCli(["push", file, "--sig", "stranger.sig.json", "--url", server.url], { cwd: env.dir });
     expect(untrusted.code).toBe(1);
     expect(untrusted.stderr).toContain(": untrusted_source: ");
-    const tampered = await runCli(pushCommand, [file, "--sig", "other.sig.json", "--url", server.url], {}, env.dir);
+    const tampered = await runCli(["push", file, "--sig", "other.sig.json", "--url", server.url], { cwd: env.dir });
     expect(tampered.code).toBe(1);
     expect(tampered.stderr).toContain(": digest_mismatch: ");
     expect((await listFiles(env.dataDir)).filter((f) => f.startsWith("tmp/"))).toEqual([]);
   });
 
   it("exits 2 on usage and I/O problems", async () => {
-    expect((await runCli(pushCommand, [file, "--url", server.url], {}, env.dir)).code).toBe(2);
-    expect((await runCli(pushCommand, ["missing.bin", "--sig", "good.sig.json", "--url", server.url], {}, env.dir)).code).toBe(2);
-    expect((await runCli(pushCommand, [file, "--sig", "good.sig.json", "--url", "ftp://x"], {}, env.dir)).code).toBe(2);
-    const unreachable = await runCli(pushCommand, [file, "--sig", "good.sig.json", "--url", "http://127.0.0.1:1"], {}, env.dir);
+    expect((await runCli(["push", file, "--url", server.url], { cwd: env.dir })).code).toBe(2);
+    expect((await runCli(["push", "missing.bin", "--sig", "good.sig.json", "--url", server.url], { cwd: env.dir })).code).toBe(2);
+    expect((await runCli(["push", file, "--sig", "good.sig.json", "--url", "ftp://x"], { cwd: env.dir })).code).toBe(2);
+    const unreachable = await runCli(["push", file, "--sig", "good.sig.json", "--url", "http://127.0.0.1:1"], { cwd: env.dir });
     expect(unreachable.code).toBe(2);
     expect(unreachable.stderr).toContain("io_error");
   });
@@ -102,10 +106,10 @@ describe("modelgate push", () => {
     };
     const guarded = await listen(createApp({ ...env.deps, access }));
     try {
-      const denied = await runCli(pushCommand, [file, "--sig", "good.sig.json", "--url", guarded.url], {}, env.dir);
+      const denied = await runCli(["push", file, "--sig", "good.sig.json", "--url", guarded.url], { cwd: env.dir });
       expect(denied.code).toBe(1);
       expect(denied.stderr).toContain("unauthenticated");
-      const ok = await runCli(pushCommand, [file, "--sig", "good.sig.json", "--url", guarded.url], { MODELGATE_TOKEN: "s3cret" }, env.dir);
+      const ok = await runCli(["push", file, "--sig", "good.sig.json", "--url", guarded.url], { env: { MODELGATE_TOKEN: "s3cret" }, cwd: env.dir });
       expect(ok.code).toBe(0);
       expect(seen).toEqual([undefined, "Bearer s3cret"]);
     } finally {
@@ -124,11 +128,11 @@ describe("modelgate push", () => {
       const awkward = 'we"ird\nname.safetensors';
       await fsp.writeFile(path.join(e.dir, awkward), bytes);
       await fsp.writeFile(path.join(e.dir, "m.sig.json"), signFor(publisher, bytes, "models/push"));
-      const multipart = await runCli(pushCommand, [awkward, "--sig", "m.sig.json", "--name", "models/push", "--multipart", "--url", s.url], {}, e.dir);
+      const multipart = await runCli(["push", awkward, "--sig", "m.sig.json", "--name", "models/push", "--multipart", "--url", s.url], { cwd: e.dir });
       expect(multipart.code).toBe(0);
       expect(multipart.stdout).toBe(`sha256:${sha256Hex(bytes)}\n`);
       expect(multipart.stderr).toContain("stored: models/push");
-      const raw = await runCli(pushCommand, [awkward, "--sig", "m.sig.json", "--url", s.url], {}, e.dir);
+      const raw = await runCli(["push", awkward, "--sig", "m.sig.json", "--url", s.url], { cwd: e.dir });
       expect(raw.code).toBe(0);
       expect(raw.stderr).toContain("already stored");
       expect(seen.map((r) => r.method)).toEqual(["POST", "PUT"]);
@@ -154,7 +158,7 @@ describe("modelgate push", () => {
     const gone = await listen(env.app);
     const url = gone.url;
     await gone.close();
-    const res = await runCli(pushCommand, [file, "--sig", "good.sig.json", "--url", url], {}, env.dir);
+    const res = await runCli(["push", file, "--sig", "good.sig.json", "--url", url], { cwd: env.dir });
     expect(res.code).toBe(2);
     expect(res.stderr).toContain("io_error: cannot reach http://127.0.0.1:");
   });
@@ -170,7 +174,7 @@ describe("modelgate push of a large untrusted file", () => {
       await fsp.truncate(big, 96 * 1024 * 1024); // sparse: cheap to create
       await fsp.writeFile(path.join(env.dir, "big.sig.json"), signFor(stranger, Buffer.from("x"), "models/big"));
       for (const extra of [[], ["--multipart"]]) {
-        const res = await runCli(pushCommand, ["big.bin", "--sig", "big.sig.json", "--url", server.url, ...extra], {}, env.dir);
+        const res = await runCli(["push", "big.bin", "--sig", "big.sig.json", "--url", server.url, ...extra], { cwd: env.dir });
         expect(res.stderr).toContain(": untrusted_source: ");
         expect(res.code).toBe(1);
       }
@@ -202,8 +206,8 @@ describe("modelgate push refused by content inspection", () => {
     const base = path.basename(fixture);
     await fsp.writeFile(path.join(env.dir, base), bytes);
     await fsp.writeFile(path.join(env.dir, `${base}.sig.json`), signFor(publisher, bytes, `models/${base}`));
-    const push = await runCli(pushCommand, [base, "--sig", `${base}.sig.json`, "--url", server.url, ...extra], {}, env.dir);
-    const scan = await runCli(scanCommand, [base], {}, env.dir);
+    const push = await runCli(["push", base, "--sig", `${base}.sig.json`, "--url", server.url, ...extra], { cwd: env.dir });
+    const scan = await runCli(["scan", base], { cwd: env.dir });
     expect(scan.code).toBe(1);
     // scan's lines for the rejecting findings and the refused imports (innocuous ones are scan-only).
     const scanLines = scan.stdout.split("\n").filter((l) => l.startsWith("  ") && !l.startsWith("  innocuous "));
@@ -238,7 +242,7 @@ describe("modelgate push refused by content inspection", () => {
       );
     });
     try {
-      const res = await runCli(pushCommand, ["x.bin", "--sig", "x.sig.json", "--url", hostile.url], {}, env.dir);
+      const res = await runCli(["push", "x.bin", "--sig", "x.sig.json", "--url", hostile.url], { cwd: env.dir });
       expect(res.code).toBe(1);
       // eslint-disable-next-line no-control-regex -- no raw control character may reach the terminal
       expect(res.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);

@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { BIN, ROOT, ensureBuilt } from "../helpers/binary";
+import { BIN, ROOT, ensureBuilt } from "../support/binary";
 
 const root = ROOT;
 const bin = BIN;

@@ -1,28 +1,17 @@
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import nacl from "tweetnacl";
 import { makeScanCommand, scanCommand } from "../../src/cli/commands/scan";
-import { exitCodeFor } from "../../src/cli/exitCodes";
-import { isGatewayError } from "../../src/errors";
 import type { Inspector } from "../../src/inspect/inspector";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { buildPickle, callOf } from "../pickle/builders";
+import { runCli, type CliRun } from "../support/cli";
+import { makePublisher, publicKeyBase64 } from "../support/publisher";
 
 const FIXTURES = path.join(__dirname, "..", "fixtures", "pickle-unit");
 
 /** Run the command the way src/cli/main.ts does: a thrown GatewayError becomes its exit code. */
-async function scan(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = "";
-  let stderr = "";
-  try {
-    const code = await scanCommand.run(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: {}, cwd });
-    return { code, stdout, stderr };
-  } catch (err) {
-    if (!isGatewayError(err)) throw err;
-    return { code: exitCodeFor(err.code), stdout, stderr: err.code };
-  }
-}
+const scan = (args: string[], cwd: string): Promise<CliRun> => runCli(["scan", ...args], { cwd });
 
 describe("modelgate scan (raw pickles)", () => {
   let dir: string;
@@ -33,7 +22,7 @@ describe("modelgate scan (raw pickles)", () => {
     copyFileSync(path.join(FIXTURES, "os-system-p4.pkl"), path.join(dir, "evil.pkl"));
     writeFileSync(path.join(dir, "sk.pkl"), buildPickle([["PROTO", 2], ...callOf("sklearn.tree", "DecisionTreeClassifier"), ["STOP"]]));
     writeFileSync(path.join(dir, "garbage.pkl"), "not a pickle at all");
-    const pub = Buffer.from(nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(7)).publicKey).toString("base64");
+    const pub = publicKeyBase64(makePublisher(7));
     writeFileSync(
       path.join(dir, "allowlist.json"),
       JSON.stringify({

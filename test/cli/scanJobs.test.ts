@@ -6,7 +6,7 @@ import { exitCodeFor } from "../../src/cli/exitCodes";
 import { isGatewayError } from "../../src/errors";
 import type { Inspector } from "../../src/inspect/inspector";
 import { inspectFile } from "../../src/formats/inspectFile";
-import { BIN, ensureBuilt, ROOT } from "../helpers/binary";
+import { BIN, ensureBuilt, ROOT } from "../support/binary";
 
 const FIXTURES = path.join(ROOT, "test", "fixtures");
 /** Accepted, rejected, other formats, and one file that does not exist (an io_error line). */

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { BIN, ensureBuilt, ROOT } from "../helpers/binary";
+import { BIN, ensureBuilt, ROOT } from "../support/binary";
 
 interface Exit {
   code: number | null;

@@ -2,9 +2,9 @@ import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { serveCommand } from "../../src/cli/commands/serve";
-import { allowlistJson, makePublisher } from "../http/helpers";
-import { runCli } from "./cliHarness";
-import { freePort, waitForHttp } from "../helpers/net";
+import { allowlistJson, makePublisher } from "../support/publisher";
+import { runCli } from "../support/cli";
+import { freePort, waitForHttp } from "../support/net";
 
 describe("modelgate serve with a tokens file", () => {
   let dir: string;
@@ -18,8 +18,8 @@ describe("modelgate serve with a tokens file", () => {
   it("token revoke + SIGHUP: the revoked token gets 401 without a restart, the others keep working", async () => {
     const tokens = path.join(dir, "tokens.json");
     const tokenEnv = { MODELGATE_TOKENS_FILE: tokens };
-    const ci = await runCli(["token", "create", "--id", "ci", "--scope", "publish,read"], tokenEnv);
-    const serving = await runCli(["token", "create", "--id", "serving", "--scope", "read"], tokenEnv);
+    const ci = await runCli(["token", "create", "--id", "ci", "--scope", "publish,read"], { env: tokenEnv });
+    const serving = await runCli(["token", "create", "--id", "serving", "--scope", "read"], { env: tokenEnv });
     expect([ci.code, serving.code]).toEqual([0, 0]);
     const ciToken = ci.stdout.trim();
     const servingToken = serving.stdout.trim();
@@ -41,7 +41,7 @@ describe("modelgate serve with a tokens file", () => {
       expect(await list(servingToken)).toBe(200);
       expect(await list(ciToken)).toBe(200);
 
-      const revoke = await runCli(["token", "revoke", "--id", "serving"], tokenEnv);
+      const revoke = await runCli(["token", "revoke", "--id", "serving"], { env: tokenEnv });
       expect(revoke.code).toBe(0);
       expect(revoke.stderr).not.toMatch(/restart/i);
       process.emit("SIGHUP");

@@ -3,10 +3,9 @@ import { promises as fsp } from "node:fs";
 import type * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
-import { pullCommand } from "../../src/cli/commands/pull";
-import { pushCommand } from "../../src/cli/commands/push";
-import { makePublisher, sha256Hex, signFor } from "../http/helpers";
-import { endlessAnswer, listen, runCli } from "./pushPull.helpers";
+import { makePublisher, sha256Hex, signFor } from "../support/publisher";
+import { runCli } from "../support/cli";
+import { endlessAnswer, listen } from "../support/net";
 
 const publisher = makePublisher();
 
@@ -51,7 +50,7 @@ describe("modelgate push/pull: bounded reads of the server's answers", () => {
     ["POST multipart", ["--multipart"]],
   ])("push (%s): an endless error answer is reported without being read to its end", async (_label, extra) => {
     const endless = endlessJson(403);
-    const res = await against(endless.handler, (url) => runCli(pushCommand, [artifact, "--sig", sig, "--url", url, ...extra], {}, dir));
+    const res = await against(endless.handler, (url) => runCli(["push", artifact, "--sig", sig, "--url", url, ...extra], { env: { cwd: dir } }));
     expect(res.code).toBe(2);
     expect(res.stderr).toContain("internal: server answered HTTP 403 without an error body");
     expect(endless.sent()).toBeLessThan(64 * 1024 * 1024);
@@ -59,7 +58,7 @@ describe("modelgate push/pull: bounded reads of the server's answers", () => {
 
   it("push: an endless success answer is refused as not an upload result", async () => {
     const endless = endlessJson(201);
-    const res = await against(endless.handler, (url) => runCli(pushCommand, [artifact, "--sig", sig, "--url", url], {}, dir));
+    const res = await against(endless.handler, (url) => runCli(["push", artifact, "--sig", sig, "--url", url], { env: { cwd: dir } }));
     expect(res.code).toBe(2);
     expect(res.stderr).toContain("internal: the server's answer is not an upload result");
     expect(endless.sent()).toBeLessThan(256 * 1024 * 1024);
@@ -68,7 +67,7 @@ describe("modelgate push/pull: bounded reads of the server's answers", () => {
   it("pull: an endless error answer to the metadata request is reported without being read to its end", async () => {
     const endless = endlessJson(404);
     const out = path.join(dir, "pulled.bin");
-    const res = await against(endless.handler, (url) => runCli(pullCommand, [hex, "--out", out, "--url", url], {}, dir));
+    const res = await against(endless.handler, (url) => runCli(["pull", hex, "--out", out, "--url", url], { env: { cwd: dir } }));
     expect(res.code).toBe(2);
     expect(res.stderr).toContain("internal: server answered HTTP 404 without an error body");
     expect(endless.sent()).toBeLessThan(64 * 1024 * 1024);
@@ -82,7 +81,7 @@ describe("modelgate push/pull: bounded reads of the server's answers", () => {
         res.writeHead(403, { "Content-Type": "application/json" });
         res.end(JSON.stringify({ error: { code: "untrusted_source", message: "no trusted key signed this" } }));
       },
-      (url) => runCli(pushCommand, [artifact, "--sig", sig, "--url", url], {}, dir),
+      (url) => runCli(["push", artifact, "--sig", sig, "--url", url], { env: { cwd: dir } }),
     );
     expect(res.code).toBe(1);
     expect(res.stderr).toContain("untrusted_source: no trusted key signed this (HTTP 403)");

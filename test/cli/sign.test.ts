@@ -2,9 +2,8 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { signCommand } from "../../src/cli/commands/sign";
 import { parseEnvelope, privateKeyToPem } from "../../src/trust";
-import { runCommand } from "../trust/cliRun";
+import { runCli } from "../support/cli";
 import { testKey } from "../trust/helpers";
 
 describe("modelgate sign", () => {
@@ -23,7 +22,7 @@ describe("modelgate sign", () => {
   });
 
   it("writes <file>.sig.json by default, names the file's base name, prints the digest", async () => {
-    const r = await runCommand(signCommand, ["model.bin", "--key", "signer.key"], dir);
+    const r = await runCli(["sign", "model.bin", "--key", "signer.key"], { cwd: dir });
     expect(r.code).toBe(0);
     expect(r.stdout.split("\n")[0]).toBe(`sha256:${digest}`);
     const { statement, envelope } = parseEnvelope(readFileSync(path.join(dir, "model.bin.sig.json")));
@@ -33,20 +32,20 @@ describe("modelgate sign", () => {
   });
 
   it("honours --name and --out", async () => {
-    const r = await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", "team/m.bin", "--out", "custom.json"], dir);
+    const r = await runCli(["sign", "model.bin", "--key", "signer.key", "--name", "team/m.bin", "--out", "custom.json"], { cwd: dir });
     expect(r.code).toBe(0);
     expect(parseEnvelope(readFileSync(path.join(dir, "custom.json"))).statement.subject[0].name).toBe("team/m.bin");
   });
 
   it("exit 2 for a missing file, a missing key, a bad key, usage errors", async () => {
     writeFileSync(path.join(dir, "bad.key"), "nope");
-    expect(await runCommand(signCommand, ["missing.bin", "--key", "signer.key"], dir)).toMatchObject({ code: 2, errorCode: "io_error" });
-    expect(await runCommand(signCommand, ["model.bin", "--key", "missing.key"], dir)).toMatchObject({ code: 2, errorCode: "io_error" });
-    expect(await runCommand(signCommand, ["model.bin", "--key", "bad.key"], dir)).toMatchObject({ code: 2, errorCode: "invalid_key" });
-    expect(await runCommand(signCommand, ["model.bin"], dir)).toMatchObject({ code: 2, errorCode: "usage" });
-    expect(await runCommand(signCommand, ["--key", "signer.key"], dir)).toMatchObject({ code: 2, errorCode: "usage" });
+    expect(await runCli(["sign", "missing.bin", "--key", "signer.key"], { cwd: dir })).toMatchObject({ code: 2, errorCode: "io_error" });
+    expect(await runCli(["sign", "model.bin", "--key", "missing.key"], { cwd: dir })).toMatchObject({ code: 2, errorCode: "io_error" });
+    expect(await runCli(["sign", "model.bin", "--key", "bad.key"], { cwd: dir })).toMatchObject({ code: 2, errorCode: "invalid_key" });
+    expect(await runCli(["sign", "model.bin"], { cwd: dir })).toMatchObject({ code: 2, errorCode: "usage" });
+    expect(await runCli(["sign", "--key", "signer.key"], { cwd: dir })).toMatchObject({ code: 2, errorCode: "usage" });
     // A name outside the name rule is a refusal (invalid_name, exit 1), as the server would answer.
-    expect(await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", ""], dir)).toMatchObject({ code: 1, errorCode: "invalid_name" });
-    expect(await runCommand(signCommand, ["model.bin", "--key", "signer.key", "--name", "a\nb"], dir)).toMatchObject({ code: 1, errorCode: "invalid_name" });
+    expect(await runCli(["sign", "model.bin", "--key", "signer.key", "--name", ""], { cwd: dir })).toMatchObject({ code: 1, errorCode: "invalid_name" });
+    expect(await runCli(["sign", "model.bin", "--key", "signer.key", "--name", "a\nb"], { cwd: dir })).toMatchObject({ code: 1, errorCode: "invalid_name" });
   });
 });

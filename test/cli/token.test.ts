@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { readTokensFile, TokenStore } from "../../src/auth/tokens";
-import { runCli } from "./cliHarness";
+import { runCli } from "../support/cli";
 
 let dir: string;
 let file: string;
@@ -30,9 +30,9 @@ describe("modelgate token", () => {
 
   it("reads the file from MODELGATE_TOKENS_FILE, appends, and refuses a duplicate id", async () => {
     const env = { MODELGATE_TOKENS_FILE: file };
-    expect((await runCli(["token", "create", "--id", "a", "--scope", "read"], env)).code).toBe(0);
-    expect((await runCli(["token", "create", "--id", "b", "--scope", "admin"], env)).code).toBe(0);
-    const dup = await runCli(["token", "create", "--id", "a", "--scope", "publish"], env);
+    expect((await runCli(["token", "create", "--id", "a", "--scope", "read"], { env: env })).code).toBe(0);
+    expect((await runCli(["token", "create", "--id", "b", "--scope", "admin"], { env: env })).code).toBe(0);
+    const dup = await runCli(["token", "create", "--id", "a", "--scope", "publish"], { env: env });
     expect(dup.code).toBe(2);
     expect(dup.stderr).toContain("invalid_config");
     expect((await readTokensFile(file)).tokens.map((t) => t.id)).toEqual(["a", "b"]);

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { trustCommand } from "../../src/cli/commands/trust";
 import { loadAllowlist, publicKeyToPem } from "../../src/trust";
-import { runCommand } from "../trust/cliRun";
+import { runCli } from "../support/cli";
 import { testKey } from "../trust/helpers";
 
 describe("modelgate trust", () => {
@@ -30,7 +30,7 @@ describe("modelgate trust", () => {
   const al = () => path.join(dir, "conf", "allowlist.json");
 
   it("adds a key to an existing source, copying it into keys/, keeping the file valid and 2-space formatted", async () => {
-    const r = await runCommand(trustCommand, ["add", "--source", "research", "--pub", "elsewhere/a.pub", "--allowlist", "conf/allowlist.json"], dir);
+    const r = await runCli(["trust", "add", "--source", "research", "--pub", "elsewhere/a.pub", "--allowlist", "conf/allowlist.json"], { cwd: dir });
     expect(r.code).toBe(0);
     const text = readFileSync(al(), "utf8");
     expect(text).toBe(`${JSON.stringify(JSON.parse(text), null, 2)}\n`);
@@ -44,7 +44,7 @@ describe("modelgate trust", () => {
   });
 
   it("creates a new source; references a key already under the allowlist's directory in place", async () => {
-    const r = await runCommand(trustCommand, ["add", "--source", "ops", "--pub", "conf/keys/b.pub", "--allowlist", "conf/allowlist.json"], dir);
+    const r = await runCli(["trust", "add", "--source", "ops", "--pub", "conf/keys/b.pub", "--allowlist", "conf/allowlist.json"], { cwd: dir });
     expect(r.code).toBe(0);
     const ops = loadAllowlist(al()).sources.find((s) => s.id === "ops");
     expect(ops?.keys.map((k) => [k.keyId, k.origin])).toEqual([[b.keyId, "keys/b.pub"]]);
@@ -54,9 +54,9 @@ describe("modelgate trust", () => {
 
   it("accepts a raw base64 public key file and is idempotent", async () => {
     const args = ["add", "--source", "ops", "--pub", "elsewhere/b.b64", "--allowlist", "conf/allowlist.json"];
-    expect((await runCommand(trustCommand, args, dir)).code).toBe(0);
+    expect((await runCli(["trust", ...args], { cwd: dir })).code).toBe(0);
     const before = readFileSync(al(), "utf8");
-    const again = await runCommand(trustCommand, args, dir);
+    const again = await runCli(["trust", ...args], { cwd: dir });
     expect(again.code).toBe(0);
     expect(again.stdout).toContain("already");
     expect(readFileSync(al(), "utf8")).toBe(before);
@@ -64,7 +64,8 @@ describe("modelgate trust", () => {
 
   it("creates allowlist.json (from MODELGATE_ALLOWLIST) when it does not exist", async () => {
     expect(
-      (await runCommand(trustCommand, ["add", "--source", "first", "--pub", "elsewhere/a.pub"], dir, { MODELGATE_ALLOWLIST: "fresh/allowlist.json" })).code,
+      (await runCli(["trust", "add", "--source", "first", "--pub", "elsewhere/a.pub"], { env: { MODELGATE_ALLOWLIST: "fresh/allowlist.json" }, cwd: dir }))
+        .code,
     ).toBe(0);
     expect(loadAllowlist(path.join(dir, "fresh", "allowlist.json")).sources[0]?.keys[0]?.keyId).toBe(a.keyId);
   });
@@ -82,7 +83,7 @@ describe("modelgate trust", () => {
       [[], "usage"],
     ];
     for (const [args, code] of cases) {
-      const r = await runCommand(trustCommand, [...args, "--allowlist", "conf/allowlist.json"], dir);
+      const r = await runCli(["trust", ...args, "--allowlist", "conf/allowlist.json"], { cwd: dir });
       expect([args.join(" "), r.code, r.errorCode]).toEqual([args.join(" "), 2, code]);
     }
     expect(readFileSync(al(), "utf8")).toBe(before);
@@ -90,7 +91,7 @@ describe("modelgate trust", () => {
 
   it("refuses to edit an invalid allowlist (exit 2)", async () => {
     writeFileSync(al(), JSON.stringify({ version: 1, sources: [{ id: "x", description: "", keys: [{ path: "keys/b.pub" }], treshold: 2 }] }));
-    const r = await runCommand(trustCommand, ["add", "--source", "x", "--pub", "elsewhere/a.pub", "--allowlist", "conf/allowlist.json"], dir);
+    const r = await runCli(["trust", "add", "--source", "x", "--pub", "elsewhere/a.pub", "--allowlist", "conf/allowlist.json"], { cwd: dir });
     expect([r.code, r.errorCode]).toEqual([2, "invalid_allowlist"]);
     expect(existsSync(path.join(dir, "conf", "keys", `x-${a.keyId.slice(0, 16)}.pub`))).toBe(false);
   });
@@ -116,7 +117,7 @@ describe("modelgate trust", () => {
         ],
       }),
     );
-    const r = await runCommand(trustCommand, ["list", "--allowlist", "conf/allowlist.json"], dir);
+    const r = await runCli(["trust", "list", "--allowlist", "conf/allowlist.json"], { cwd: dir });
     expect(r.code).toBe(0);
     const lines = r.stdout.split("\n");
     expect(lines.find((l) => l.includes(b.keyId) && l.includes("keys/b.pub") && l.includes("revoked"))).toBeDefined();

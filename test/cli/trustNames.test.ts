@@ -2,10 +2,8 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { signCommand } from "../../src/cli/commands/sign";
-import { verifyCommand } from "../../src/cli/commands/verify";
 import { privateKeyToPem, publicKeyToPem, type Envelope } from "../../src/trust";
-import { runCommand } from "../trust/cliRun";
+import { runCli } from "../support/cli";
 import { rawEnvelope, statementJson, testKey } from "../trust/helpers";
 
 /** Red team, issue 10 family 6: `modelgate sign` and `verify` apply the server's name rule. */
@@ -24,7 +22,7 @@ describe("modelgate sign / verify and the name rule", () => {
       path.join(dir, "allowlist.json"),
       JSON.stringify({ version: 1, sources: [{ id: "team-a", description: "a", keys: [{ path: "k.pub" }], names: ["team-a/**"] }] }),
     );
-    expect((await runCommand(signCommand, ["model.bin", "--key", "k.key", "--name", "team-a/model.bin"], dir)).code).toBe(0);
+    expect((await runCli(["sign", "model.bin", "--key", "k.key", "--name", "team-a/model.bin"], { cwd: dir })).code).toBe(0);
   });
   afterAll(() => {
     rmSync(dir, { recursive: true, force: true });
@@ -41,7 +39,7 @@ describe("modelgate sign / verify and the name rule", () => {
     "team-a/cafe\u0301.bin",
     "team-a/\u0000",
   ])("sign --name %j -> invalid_name (exit 1), no envelope written", async (name) => {
-    const r = await runCommand(signCommand, ["model.bin", "--key", "k.key", "--name", name, "--out", "refused.sig.json"], dir);
+    const r = await runCli(["sign", "model.bin", "--key", "k.key", "--name", name, "--out", "refused.sig.json"], { cwd: dir });
     expect(r).toMatchObject({ code: 1, errorCode: "invalid_name" });
     expect(() => readFileSync(path.join(dir, "refused.sig.json"))).toThrow();
   });
@@ -49,30 +47,30 @@ describe("modelgate sign / verify and the name rule", () => {
   it("sign without --name refuses a file whose base name is not NFC", async () => {
     const nfd = "cafe\u0301.bin";
     writeFileSync(path.join(dir, nfd), bytes);
-    expect(await runCommand(signCommand, [nfd, "--key", "k.key", "--out", "nfd.sig.json"], dir)).toMatchObject({ code: 1, errorCode: "invalid_name" });
+    expect(await runCli(["sign", nfd, "--key", "k.key", "--out", "nfd.sig.json"], { cwd: dir })).toMatchObject({ code: 1, errorCode: "invalid_name" });
   });
 
   it.each(["team-a/../team-a/model.bin", "team-a/\u202emodel.bin", "/team-a/model.bin"])("verify --name %j -> invalid_name (exit 1)", async (name) => {
-    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json", "--name", name], dir)).toMatchObject({
+    expect(await runCli(["verify", "model.bin", "--sig", "model.bin.sig.json", "--name", name], { cwd: dir })).toMatchObject({
       code: 1,
       errorCode: "invalid_name",
     });
   });
 
   it("control: verify accepts the clean envelope", async () => {
-    expect((await runCommand(verifyCommand, ["model.bin", "--sig", "model.bin.sig.json"], dir)).code).toBe(0);
+    expect((await runCli(["verify", "model.bin", "--sig", "model.bin.sig.json"], { cwd: dir })).code).toBe(0);
   });
 
   it("verify refuses an envelope signed for team-a/../prod/model.bin (accepted under team-a/** before)", async () => {
     const env = rawEnvelope(statementJson({ subject: [{ name: "team-a/../prod/model.bin", digest: { sha256: digest() } }] }), [k]);
     writeFileSync(path.join(dir, "dotdot.sig.json"), JSON.stringify(env));
-    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "dotdot.sig.json"], dir)).toMatchObject({ code: 1, errorCode: "invalid_name" });
+    expect(await runCli(["verify", "model.bin", "--sig", "dotdot.sig.json"], { cwd: dir })).toMatchObject({ code: 1, errorCode: "invalid_name" });
   });
 
   it("verify refuses an envelope with a duplicate key (malformed_signature, exit 1)", async () => {
     const env = JSON.parse(readFileSync(path.join(dir, "model.bin.sig.json"), "utf8")) as Envelope;
     const text = `{"payloadType":"${env.payloadType}","payloadType":"${env.payloadType}","payload":"${env.payload}","signatures":${JSON.stringify(env.signatures)}}`;
     writeFileSync(path.join(dir, "dup.sig.json"), text);
-    expect(await runCommand(verifyCommand, ["model.bin", "--sig", "dup.sig.json"], dir)).toMatchObject({ code: 1, errorCode: "malformed_signature" });
+    expect(await runCli(["verify", "model.bin", "--sig", "dup.sig.json"], { cwd: dir })).toMatchObject({ code: 1, errorCode: "malformed_signature" });
   });
 });

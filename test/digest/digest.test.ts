@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { parseDigest, sha256File } from "../../src/digest";
-import { codeOf } from "../trust/helpers";
 
 describe("sha256File", () => {
   let dir: string;
@@ -22,7 +21,7 @@ describe("sha256File", () => {
   });
 
   it("io_error for a missing file", async () => {
-    await expect(sha256File(path.join(dir, "missing"))).rejects.toMatchObject({ code: "io_error" });
+    await expect(sha256File(path.join(dir, "missing"))).toFailWithCode("io_error");
   });
 });
 
@@ -33,6 +32,6 @@ describe("parseDigest", () => {
     expect(parseDigest(hex)).toBe(hex);
   });
   it.each([hex.toUpperCase(), hex.slice(1), `${hex}0`, `sha512:${hex}`, `SHA256:${hex}`, ` ${hex}`, "", `sha256:`])("rejects %j", (text) => {
-    expect(codeOf(() => parseDigest(text))).toBe("bad_request");
+    expect(() => parseDigest(text)).toFailWithCode("bad_request");
   });
 });

@@ -12,7 +12,6 @@ import {
   Sha256HexSchema,
   VerifyingStream,
 } from "../../src/digest";
-import { codeOf } from "../trust/helpers";
 
 const hex = createHash("sha256").update("modelgate").digest("hex");
 const other = createHash("sha256").update("modelgate!").digest("hex");
@@ -39,12 +38,10 @@ describe("bare hex: isSha256Hex, assertHexDigest, digestBytes, Sha256HexSchema",
     ["trailing newline", `${hex}\n`],
   ])("refuses %s as bad_request", (_label, text) => {
     expect(isSha256Hex(text)).toBe(false);
-    expect(
-      codeOf(() => {
-        assertHexDigest(text);
-      }),
-    ).toBe("bad_request");
-    expect(codeOf(() => digestBytes(text))).toBe("bad_request");
+    expect(() => {
+      assertHexDigest(text);
+    }).toFailWithCode("bad_request");
+    expect(() => digestBytes(text)).toFailWithCode("bad_request");
     expect(Sha256HexSchema.safeParse(text).success).toBe(false);
   });
 });
@@ -57,7 +54,7 @@ describe("parseDigest and formatDigest", () => {
   it.each([`sha1:${hex}`, `sha-256:${hex}`, `sha256::${hex}`, `sha256:${hex.toUpperCase()}`, `sha256:${hex.slice(2)}`, `sha256: ${hex}`])(
     "refuses %j as bad_request",
     (text) => {
-      expect(codeOf(() => parseDigest(text))).toBe("bad_request");
+      expect(() => parseDigest(text)).toFailWithCode("bad_request");
     },
   );
 });

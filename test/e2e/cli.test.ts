@@ -1,52 +1,14 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { createInterface } from "node:readline";
-import nacl from "tweetnacl";
-import { ensureBuilt, modelgate, BIN, type Run } from "./binary";
+import { ensureBuilt, runBinary, startServeProcess, stopServeProcess, type BinaryRun, type ServeProcess } from "../support/binary";
+import { makePublisher, writeAllowlist } from "../support/publisher";
 import { fixturePath } from "./manifest";
 
 /**
  * The real binary end to end: `modelgate serve` on an ephemeral port with a temp data dir and
  * allowlist; keygen -> trust add -> sign -> push -> pull -> scan -> audit verify, then the refusals.
  */
-
-interface Server {
-  child: ChildProcess;
-  port: number;
-  exited: Promise<number | null>;
-}
-
-function startServer(dataDir: string, allowlist: string, env: NodeJS.ProcessEnv = {}): Promise<Server> {
-  const child = spawn(process.execPath, [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--data", dataDir, "--allowlist", allowlist], {
-    env: { PATH: process.env.PATH ?? "", MODELGATE_LOG_LEVEL: "info", MODELGATE_RATE_LIMIT_RPS: "0", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const logs: string[] = [];
-  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
-  return new Promise<Server>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-      logs.push(line);
-      try {
-        const entry = JSON.parse(line) as { msg?: string; port?: number };
-        if (entry.msg === "modelgate listening" && typeof entry.port === "number") resolve({ child, port: entry.port, exited });
-      } catch {
-        // not a log line
-      }
-    });
-    child.stderr.on("data", (d: Buffer) => logs.push(d.toString()));
-    void exited.then((code) => {
-      reject(new Error(`server exited (${String(code)}) before listening:\n${logs.join("\n")}`));
-    });
-  });
-}
-
-async function stopServer(server: Server | undefined): Promise<void> {
-  if (server === undefined || server.child.exitCode !== null) return;
-  server.child.kill("SIGTERM");
-  await server.exited;
-}
 
 const ONE_LINE_ERROR = (cmd: string, code: string): RegExp => new RegExp(`^modelgate ${cmd}: ${code}: [^\\n]+\\n$`);
 /** An inspection refusal: the one error line, then its rejecting findings indented, as `scan` prints them. */
@@ -55,41 +17,34 @@ const REFUSAL_WITH_FINDINGS = (cmd: string, code: string): RegExp => new RegExp(
 describe("modelgate binary end to end", () => {
   let dir: string;
   let dataDir: string;
-  let server: Server;
+  let server: ServeProcess;
   let url: string;
-  const run = (...args: string[]): Promise<Run> => modelgate(dir, args, { MODELGATE_URL: url });
+  const run = (...args: string[]): Promise<BinaryRun> => runBinary(dir, args, { MODELGATE_URL: url });
 
   beforeAll(async () => {
     ensureBuilt();
     dir = mkdtempSync(path.join(tmpdir(), "mg-e2e-cli-"));
     dataDir = path.join(dir, "data");
     // An allowlist made here (one tweetnacl key in source "ops"); `trust add` must extend it.
-    const other = nacl.sign.keyPair();
-    writeFileSync(
-      path.join(dir, "allowlist.json"),
-      JSON.stringify({
-        version: 1,
-        sources: [{ id: "ops", description: "another team", keys: [{ publicKey: Buffer.from(other.publicKey).toString("base64") }] }],
-      }),
-    );
+    writeAllowlist(path.join(dir, "allowlist.json"), [{ id: "ops", description: "another team", keys: [{ pub: makePublisher() }] }]);
     mkdirSync(path.join(dir, "models"));
     copyFileSync(fixturePath("torch/state_dict.pt"), path.join(dir, "models", "model.pt"));
     copyFileSync(fixturePath("joblib/malicious.joblib"), path.join(dir, "models", "evil.joblib"));
     copyFileSync(fixturePath("joblib/arrays.joblib.z"), path.join(dir, "models", "arrays.joblib.z"));
     copyFileSync(fixturePath("mlflow/sklearn_model.tar.gz"), path.join(dir, "models", "bundle.tar.gz"));
 
-    const keygen = await modelgate(dir, ["keygen", "--out", "publisher"]);
+    const keygen = await runBinary(dir, ["keygen", "--out", "publisher"]);
     expect(keygen.status).toBe(0);
-    const trust = await modelgate(dir, ["trust", "add", "--source", "research", "--pub", "publisher.pub", "--allowlist", "allowlist.json"]);
+    const trust = await runBinary(dir, ["trust", "add", "--source", "research", "--pub", "publisher.pub", "--allowlist", "allowlist.json"]);
     expect([trust.status, trust.stderr]).toEqual([0, expect.any(String)]);
     // The server decompresses archive members under its data directory, never in os.tmpdir():
     // a TMPDIR that does not exist proves it (inspections would fail with io_error otherwise).
-    server = await startServer(dataDir, path.join(dir, "allowlist.json"), { TMPDIR: path.join(dir, "no-such-tmp") });
+    server = await startServeProcess({ dataDir, allowlist: path.join(dir, "allowlist.json"), env: { TMPDIR: path.join(dir, "no-such-tmp") } });
     url = `http://127.0.0.1:${String(server.port)}`;
   }, 60_000);
 
   afterAll(async () => {
-    await stopServer(server);
+    await stopServeProcess(server);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -204,10 +159,10 @@ describe("modelgate binary end to end", () => {
 describe("modelgate binary with API tokens", () => {
   let dir: string;
   let dataDir: string;
-  let server: Server | undefined;
+  let server: ServeProcess | undefined;
 
   afterAll(async () => {
-    await stopServer(server);
+    await stopServeProcess(server);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -216,23 +171,23 @@ describe("modelgate binary with API tokens", () => {
     dir = mkdtempSync(path.join(tmpdir(), "mg-e2e-tokens-"));
     dataDir = path.join(dir, "data");
     const tokens = path.join(dir, "tokens.json");
-    const publisher = await modelgate(dir, ["token", "create", "--id", "ci", "--scope", "publish", "--tokens", tokens]);
-    const reader = await modelgate(dir, ["token", "create", "--id", "reader", "--scope", "read", "--tokens", tokens]);
+    const publisher = await runBinary(dir, ["token", "create", "--id", "ci", "--scope", "publish", "--tokens", tokens]);
+    const reader = await runBinary(dir, ["token", "create", "--id", "reader", "--scope", "read", "--tokens", tokens]);
     expect([publisher.status, reader.status]).toEqual([0, 0]);
     const ciToken = publisher.stdout.trim();
     const readToken = reader.stdout.trim();
     expect(ciToken).not.toBe(readToken);
     expect(readFileSync(tokens, "utf8")).not.toContain(ciToken);
 
-    expect((await modelgate(dir, ["keygen", "--out", "publisher"])).status).toBe(0);
-    expect((await modelgate(dir, ["trust", "add", "--source", "research", "--pub", "publisher.pub", "--allowlist", "allowlist.json"])).status).toBe(0);
+    expect((await runBinary(dir, ["keygen", "--out", "publisher"])).status).toBe(0);
+    expect((await runBinary(dir, ["trust", "add", "--source", "research", "--pub", "publisher.pub", "--allowlist", "allowlist.json"])).status).toBe(0);
     copyFileSync(fixturePath("safetensors/benign.safetensors"), path.join(dir, "w.safetensors"));
-    expect((await modelgate(dir, ["sign", "w.safetensors", "--key", "publisher.key", "--name", "research/w.safetensors"])).status).toBe(0);
+    expect((await runBinary(dir, ["sign", "w.safetensors", "--key", "publisher.key", "--name", "research/w.safetensors"])).status).toBe(0);
 
-    server = await startServer(dataDir, path.join(dir, "allowlist.json"), { MODELGATE_TOKENS_FILE: tokens });
+    server = await startServeProcess({ dataDir, allowlist: path.join(dir, "allowlist.json"), env: { MODELGATE_TOKENS_FILE: tokens } });
     const url = `http://127.0.0.1:${String(server.port)}`;
-    const as = (token: string | undefined, ...args: string[]): Promise<Run> =>
-      modelgate(dir, args, { MODELGATE_URL: url, ...(token !== undefined ? { MODELGATE_TOKEN: token } : {}) });
+    const as = (token: string | undefined, ...args: string[]): Promise<BinaryRun> =>
+      runBinary(dir, args, { MODELGATE_URL: url, ...(token !== undefined ? { MODELGATE_TOKEN: token } : {}) });
 
     const anonymous = await as(undefined, "push", "w.safetensors", "--sig", "w.safetensors.sig.json");
     expect([anonymous.status, anonymous.stderr]).toEqual([1, expect.stringMatching(ONE_LINE_ERROR("push", "unauthenticated"))]);
@@ -253,6 +208,6 @@ describe("modelgate binary with API tokens", () => {
       .split("\n")
       .map((l) => JSON.parse(l) as { type?: string; tokenId?: string; digest?: string });
     expect(entries.filter((e) => e.type === "upload.accepted")).toEqual([expect.objectContaining({ tokenId: "ci", digest })]);
-    expect((await modelgate(dir, ["audit", "verify", path.join(dataDir, "audit.log")])).status).toBe(0);
+    expect((await runBinary(dir, ["audit", "verify", path.join(dataDir, "audit.log")])).status).toBe(0);
   }, 60_000);
 });

@@ -4,8 +4,8 @@ import { promises as fsp, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { BIN, ensureBuilt, ROOT } from "../helpers/binary";
-import { waitForHttp } from "../helpers/net";
+import { BIN, ensureBuilt, ROOT } from "../support/binary";
+import { waitForHttp } from "../support/net";
 
 /**
  * The repository's Dockerfile, built and run as README.md ("Docker") says: a read-only /config

@@ -1,11 +1,9 @@
-import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { Express } from "express";
 import pino from "pino";
 import request from "supertest";
-import nacl from "tweetnacl";
 import { MemoryAuditSink } from "../../src/audit/types";
 import { loadConfig } from "../../src/config";
 import { inspectFile } from "../../src/formats/inspectFile";
@@ -13,22 +11,9 @@ import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { createApp } from "../../src/http/app";
 import type { Inspector } from "../../src/inspect/inspector";
 import { FsArtifactStore } from "../../src/store/fsStore";
-import { buildPublishStatement, keyIdOf, signEnvelope } from "../../src/trust";
+import { allowlistDocument, signFor, type Publisher } from "../support/publisher";
 
 /** The gateway as `serve` assembles it, in-process: the real inspector, store and allowlist holder. */
-
-export interface Publisher {
-  secretKey: Uint8Array;
-  publicKey: Uint8Array;
-  keyId: string;
-}
-
-export function makePublisher(): Publisher {
-  const kp = nacl.sign.keyPair();
-  return { secretKey: kp.secretKey, publicKey: kp.publicKey, keyId: keyIdOf(kp.publicKey) };
-}
-
-export const sha256Hex = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
 export interface SourceSpec {
   id: string;
@@ -50,16 +35,9 @@ export async function startGateway(sources: SourceSpec[], inspect: Inspector = i
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), "mg-e2e-http-"));
   const dataDir = path.join(dir, "data");
   const allowlistPath = path.join(dir, "allowlist.json");
-  const doc = {
-    version: 1,
-    sources: sources.map((s) => ({
-      id: s.id,
-      description: `e2e source ${s.id}`,
-      keys: [{ publicKey: Buffer.from(s.publisher.publicKey).toString("base64") }],
-      ...(s.names !== undefined ? { names: s.names } : {}),
-      ...(s.pickle !== undefined ? { pickle: s.pickle } : {}),
-    })),
-  };
+  const doc = allowlistDocument(
+    sources.map((s) => ({ id: s.id, description: `e2e source ${s.id}`, keys: [{ pub: s.publisher }], names: s.names, pickle: s.pickle })),
+  );
   await fsp.writeFile(allowlistPath, JSON.stringify(doc));
   const logger = pino({ level: "silent" });
   const audit = new MemoryAuditSink();
@@ -88,15 +66,11 @@ export async function startGateway(sources: SourceSpec[], inspect: Inspector = i
 
 /** POST /v1/artifacts: the envelope (signed by `pub` for `name`) first, then the name and the bytes. */
 export function uploadBytes(app: Express, pub: Publisher, name: string, bytes: Buffer, fileName: string): request.Test {
-  const envelope = JSON.stringify(signEnvelope(buildPublishStatement({ name, digestHex: sha256Hex(bytes) }), pub.secretKey, pub.keyId));
-  return request(app).post("/v1/artifacts").field("signature", envelope).field("name", name).attach("artifact", bytes, fileName);
+  return request(app)
+    .post("/v1/artifacts")
+    .field("signature", signFor(pub, bytes, name))
+    .field("name", name)
+    .attach("artifact", bytes, fileName);
 }
 
-/** Every regular file under dir, relative, sorted. */
-export async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) out.push(path.relative(dir, path.join(entry.parentPath, entry.name)));
-  }
-  return out.sort();
-}
+export { listFiles } from "../support/files";

@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import request from "supertest";
 import type { InspectionReport } from "../../src/inspect/report";
-import { buildPublishStatement, signEnvelope } from "../../src/trust";
-import { listFiles, makePublisher, sha256Hex, startGateway, uploadBytes, type Gateway } from "./gateway";
+import { makePublisher, sha256Hex, signFor } from "../support/publisher";
+import { listFiles, startGateway, uploadBytes, type Gateway } from "./gateway";
 import { fixturePath, manifestCase } from "./manifest";
 
 /**
@@ -167,7 +167,7 @@ describe("upload -> inspect (real inspector) -> store -> fetch", () => {
   it("inspects under the signed name: a pickle signed as .safetensors is refused (CVE-2025-10155)", async () => {
     const bytes = readFileSync(fixturePath("pickle/plain_p4.pkl"));
     const name = "research/renamed.safetensors";
-    const envelope = JSON.stringify(signEnvelope(buildPublishStatement({ name, digestHex: sha256Hex(bytes) }), research.secretKey, research.keyId));
+    const envelope = signFor(research, bytes, name);
     const before = await listFiles(env.dataDir);
     // The multipart file name claims .pkl; the signed name is the one consumers see, and it decides.
     const res = await request(env.app).post("/v1/artifacts").field("signature", envelope).attach("artifact", bytes, "plain_p4.pkl");

@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import type { InspectionReport } from "../../src/inspect/report";
-import { listFiles, makePublisher, startGateway, uploadBytes, type Gateway, type Publisher } from "./gateway";
+import { makePublisher, type Publisher } from "../support/publisher";
+import { listFiles, startGateway, uploadBytes, type Gateway } from "./gateway";
 import { fixturePath, MANIFEST, policyKeyOf, type ManifestEntry } from "./manifest";
 
 /**

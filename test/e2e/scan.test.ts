@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import nacl from "tweetnacl";
-import { ensureBuilt, modelgate } from "./binary";
+import { ensureBuilt, runBinary } from "../support/binary";
+import { makePublisher, writeAllowlist } from "../support/publisher";
 import { FIXTURES, MANIFEST, policyKeyOf, type ManifestEntry } from "./manifest";
 
 /**
@@ -60,10 +60,10 @@ describe("modelgate scan over every manifest fixture", () => {
     const sources = POLICIES.map((key) => ({
       id: sourceFor(key),
       description: `manifest policy ${key}`,
-      keys: [{ publicKey: Buffer.from(nacl.sign.keyPair().publicKey).toString("base64") }],
+      keys: [{ pub: makePublisher() }],
       pickle: JSON.parse(key) as unknown,
     }));
-    writeFileSync(allowlist, JSON.stringify({ version: 1, sources }));
+    writeAllowlist(allowlist, sources);
   });
   afterAll(() => {
     rmSync(dir, { recursive: true, force: true });
@@ -74,7 +74,7 @@ describe("modelgate scan over every manifest fixture", () => {
       BATCHES.map(async (batch) => {
         const policyArgs = batch.policyKey === "" ? [] : ["--policy", allowlist, "--source", sourceFor(batch.policyKey)];
         const files = [...new Set(batch.entries.map((e) => e.file))];
-        return { batch, files, run: await modelgate(FIXTURES, ["scan", "--json", ...policyArgs, ...files]) };
+        return { batch, files, run: await runBinary(FIXTURES, ["scan", "--json", ...policyArgs, ...files]) };
       }),
     );
     for (const { batch, files, run } of runs) {

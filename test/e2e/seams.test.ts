@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import request from "supertest";
 import type { Inspector } from "../../src/inspect/inspector";
 import { summarize, type Finding } from "../../src/inspect/report";
-import { listFiles, makePublisher, sha256Hex, startGateway, uploadBytes, type Gateway } from "./gateway";
+import { makePublisher, sha256Hex } from "../support/publisher";
+import { listFiles, startGateway, uploadBytes, type Gateway } from "./gateway";
 import { fixturePath } from "./manifest";
 
 /**
@@ -65,7 +66,7 @@ describe("inspection report -> store record", () => {
  */
 describe("allowlist pickle patterns -> pickle policy", () => {
   it.each([["sklearn"], ["*"], ["sklearn.__init__.*"], ["os.system()"]])("refuses the allowlist when allowGlobals holds %s", async (pattern) => {
-    await expect(startGateway([{ id: "research", publisher, pickle: { allowGlobals: [pattern] } }])).rejects.toMatchObject({ code: "invalid_allowlist" });
+    await expect(startGateway([{ id: "research", publisher, pickle: { allowGlobals: [pattern] } }])).toFailWithCode("invalid_allowlist");
   });
 
   it("accepts module patterns and exact names, which then apply to uploads", async () => {

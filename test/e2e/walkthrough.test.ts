@@ -3,8 +3,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { ensureBuilt, ROOT } from "../helpers/binary";
-import { freePort } from "../helpers/net";
+import { ensureBuilt, ROOT } from "../support/binary";
+import { freePort } from "../support/net";
 
 const PORT_LINE = /^PORT=8080(?=\s)/m;
 

@@ -12,7 +12,9 @@ import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { createApp } from "../../src/http/app";
 import { createOps, loadOpsConfig, opsAppDeps, type Ops } from "../../src/ops";
 import { FsArtifactStore } from "../../src/store/fsStore";
-import { multipart, safetensorsBytes, sha256Hex, writeAllowlist, type Key } from "./serverProcess";
+import { sha256Hex, type Publisher } from "../support/publisher";
+import { uniqueSafetensors } from "../support/bytes";
+import { multipart, trustNewPublisher } from "./serverProcess";
 
 /**
  * HTTP abuse against the app wired the way `serve` wires it (createOps: tokens, rate limit,
@@ -25,7 +27,7 @@ describe("HTTP abuse (app wired with createOps)", () => {
   let app: Express;
   let ops: Ops;
   let holder: AllowlistHolder;
-  let key: Key;
+  let key: Publisher;
   const publisher = generateToken();
   const admin = generateToken();
   const auth = (t: string) => ({ Authorization: `Bearer ${t}` });
@@ -34,7 +36,7 @@ describe("HTTP abuse (app wired with createOps)", () => {
     dir = await mkdtemp(path.join(tmpdir(), "mg-faults-abuse-"));
     dataDir = path.join(dir, "data");
     const allowlistPath = path.join(dir, "allowlist.json");
-    key = writeAllowlist(allowlistPath);
+    key = trustNewPublisher(allowlistPath);
     const tokensFile = path.join(dir, "tokens.json");
     const createdAt = new Date().toISOString();
     await writeTokensFileAtomic(tokensFile, {
@@ -75,14 +77,12 @@ describe("HTTP abuse (app wired with createOps)", () => {
   };
 
   it("needs a token to publish and read; hardening headers and a JSON 404 everywhere", async () => {
-    const b = body("abuse/x.safetensors", safetensorsBytes(1024));
+    const b = body("abuse/x.safetensors", uniqueSafetensors(1024));
     const anon = await request(app).post("/v1/artifacts").set("Content-Type", b.contentType).send(b.data);
-    expect(anon.status).toBe(401);
-    expect(anon.body.error.code).toBe("unauthenticated");
+    expect(anon).toFailWithCode("unauthenticated", 401);
     expect((await request(app).get("/v1/artifacts")).status).toBe(401);
     const missing = await request(app).get("/no/such/route").set(auth(publisher));
-    expect(missing.status).toBe(404);
-    expect(missing.body.error.code).toBe("not_found");
+    expect(missing).toFailWithCode("not_found", 404);
     expect(missing.headers["x-powered-by"]).toBeUndefined();
     expect(missing.headers["x-content-type-options"]).toBe("nosniff");
     expect(missing.headers["content-security-policy"]).toMatch(/default-src 'none'/);
@@ -106,7 +106,7 @@ describe("HTTP abuse (app wired with createOps)", () => {
   it("names are opaque identifiers: path-like names never touch the filesystem, control characters and huge names are refused", async () => {
     const before = (await readdir(dir)).sort();
     for (const name of ["nul\u0000byte.safetensors", "bell\u0007.safetensors", "x".repeat(600)]) {
-      const bytes = safetensorsBytes(1024);
+      const bytes = uniqueSafetensors(1024);
       // Signed under a valid name; the hostile one comes as the form field.
       const b = body("abuse/valid.safetensors", bytes, name);
       const res = await request(app).post("/v1/artifacts").set(auth(publisher)).set("Content-Type", b.contentType).send(b.data);
@@ -121,14 +121,13 @@ describe("HTTP abuse (app wired with createOps)", () => {
       ).toBe(404);
     }
     for (const name of ["../../escape.safetensors", "/abs/escape.safetensors"]) {
-      const bytes = safetensorsBytes(1024);
+      const bytes = uniqueSafetensors(1024);
       // sign refuses to build such a statement now; the path-like name comes as the form field
       // (signed path-like names: test/http/redteamTrust.test.ts).
       const b = body("abuse/escape.safetensors", bytes, name);
       const res = await request(app).post("/v1/artifacts").set(auth(publisher)).set("Content-Type", b.contentType).send(b.data);
       // Signed path-like names are refused by the name rule (issue 10): never stored.
-      expect(res.status).toBe(400);
-      expect(res.body.error.code).toBe("invalid_name");
+      expect(res).toFailWithCode("invalid_name", 400);
       expect(
         (
           await request(app)
@@ -144,7 +143,7 @@ describe("HTTP abuse (app wired with createOps)", () => {
   });
 
   it("malformed multipart, missing parts, wrong content types and JSON bombs get typed 4xx answers", async () => {
-    const bytes = safetensorsBytes(1024);
+    const bytes = uniqueSafetensors(1024);
     const ok = body("abuse/ok.safetensors", bytes);
     const boundary = /boundary=(.*)$/.exec(ok.contentType)![1]!;
     const cases: { type: string; data: Buffer | string; codes: string[] }[] = [
@@ -229,7 +228,7 @@ describe("HTTP abuse (app wired with createOps)", () => {
       for (const r of answers) {
         if (r.status === 429) {
           limited += 1;
-          expect(r.body.error.code).toBe("rate_limited");
+          expect(r).toFailWithCode("rate_limited");
           expect(Number(r.headers["retry-after"])).toBeGreaterThanOrEqual(1);
         } else if (r.status === 200) okCount += 1;
       }

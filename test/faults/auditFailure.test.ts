@@ -9,7 +9,9 @@ import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { createApp } from "../../src/http/app";
 import { createOps, loadOpsConfig, opsAppDeps } from "../../src/ops";
 import { FsArtifactStore } from "../../src/store/fsStore";
-import { multipart, safetensorsBytes, sha256Hex, writeAllowlist } from "./serverProcess";
+import { sha256Hex } from "../support/publisher";
+import { uniqueSafetensors } from "../support/bytes";
+import { multipart, trustNewPublisher } from "./serverProcess";
 
 /** An upload that cannot be audited is refused (503), never accepted silently; /readyz says so. */
 describe("audit log failure", () => {
@@ -24,7 +26,7 @@ describe("audit log failure", () => {
   it("refuses uploads with 503 and fails /readyz when the audit log was moved away", async () => {
     const dataDir = path.join(dir, "data");
     const allowlistPath = path.join(dir, "allowlist.json");
-    const key = writeAllowlist(allowlistPath);
+    const key = trustNewPublisher(allowlistPath);
     const logger = pino({ level: "silent" });
     const ops = await createOps(loadOpsConfig({}, { dataDir }), logger);
     const store = new FsArtifactStore(dataDir);
@@ -48,18 +50,16 @@ describe("audit log failure", () => {
     };
     try {
       expect((await request(app).get("/readyz")).status).toBe(200);
-      expect((await post("audit/first.safetensors", safetensorsBytes(1024))).status).toBe(201);
+      expect((await post("audit/first.safetensors", uniqueSafetensors(1024))).status).toBe(201);
 
       await rename(ops.audit.file, `${ops.audit.file}.moved`);
-      const bytes = safetensorsBytes(1024);
+      const bytes = uniqueSafetensors(1024);
       const refused = await post("audit/second.safetensors", bytes);
-      expect(refused.status).toBe(503);
-      expect(refused.body.error.code).toBe("unavailable");
+      expect(refused).toFailWithCode("unavailable", 503);
       expect((await request(app).get(`/v1/artifacts/sha256:${sha256Hex(bytes)}`)).status).toBe(404);
       expect(await readdir(path.join(dataDir, "tmp"))).toEqual([]);
       const ready = await request(app).get("/readyz");
-      expect(ready.status).toBe(503);
-      expect(ready.body.error.code).toBe("unavailable");
+      expect(ready).toFailWithCode("unavailable", 503);
       expect((await request(app).get("/metrics")).text).toMatch(/modelgate_audit_write_failures_total [1-9]/);
     } finally {
       holder.close();

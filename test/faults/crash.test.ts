@@ -2,7 +2,10 @@ import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { verifyAuditLog } from "../../src/audit/fileLog";
-import { beginUpload, get, safetensorsBytes, sha256Hex, startServer, until, uploadWhole, writeAllowlist, type ServerProcess } from "./serverProcess";
+import { sha256Hex } from "../support/publisher";
+import { startServeProcess, type ServeProcess } from "../support/binary";
+import { uniqueSafetensors } from "../support/bytes";
+import { beginUpload, get, trustNewPublisher, until, uploadWhole } from "./serverProcess";
 
 /**
  * SIGKILL in the middle of uploads, then restart: the store holds only complete verified
@@ -11,7 +14,7 @@ import { beginUpload, get, safetensorsBytes, sha256Hex, startServer, until, uplo
  */
 describe("crash safety (SIGKILL mid-upload)", () => {
   let dir: string;
-  let server: ServerProcess | undefined;
+  let server: ServeProcess | undefined;
   beforeEach(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "mg-faults-kill-"));
   });
@@ -26,14 +29,14 @@ describe("crash safety (SIGKILL mid-upload)", () => {
   it("restarts with only complete artifacts, no temp files and a valid audit chain", async () => {
     const dataDir = path.join(dir, "data");
     const allowlist = path.join(dir, "allowlist.json");
-    const key = writeAllowlist(allowlist);
-    server = await startServer({ dataDir, allowlist });
+    const key = trustNewPublisher(allowlist);
+    server = await startServeProcess({ dataDir, allowlist });
 
-    const complete = safetensorsBytes(256 * 1024);
+    const complete = uniqueSafetensors(256 * 1024);
     expect((await uploadWhole(server.port, key, "faults/complete.safetensors", complete)).status).toBe(201);
 
     // Three uploads stop half-way; the server has staged part of each when it is killed.
-    const partial = [0, 1, 2].map(() => safetensorsBytes(4 * 1024 * 1024));
+    const partial = [0, 1, 2].map(() => uniqueSafetensors(4 * 1024 * 1024));
     const inFlight = partial.map((bytes, i) => {
       const u = beginUpload(server!.port, key, `faults/partial-${i.toString()}.safetensors`, bytes);
       u.req.write(bytes.subarray(0, 2 * 1024 * 1024));
@@ -53,7 +56,7 @@ describe("crash safety (SIGKILL mid-upload)", () => {
     for (const u of inFlight) u.req.destroy();
     expect((await readdir(tmp)).length).toBeGreaterThan(0); // the kill left temp files behind
 
-    server = await startServer({ dataDir, allowlist });
+    server = await startServeProcess({ dataDir, allowlist });
     expect(await readdir(tmp)).toEqual([]);
     const list = await get(server.port, "/v1/artifacts?limit=100");
     const items = (JSON.parse(list.body.toString()) as { items: { digest: string }[] }).items;
@@ -63,7 +66,7 @@ describe("crash safety (SIGKILL mid-upload)", () => {
     expect(sha256Hex(blob.body)).toBe(sha256Hex(complete));
     for (const bytes of partial) expect((await get(server.port, `/v1/artifacts/sha256:${sha256Hex(bytes)}`)).status).toBe(404);
     // The store still takes uploads after the crash.
-    expect((await uploadWhole(server.port, key, "faults/after.safetensors", safetensorsBytes(1024))).status).toBe(201);
+    expect((await uploadWhole(server.port, key, "faults/after.safetensors", uniqueSafetensors(1024))).status).toBe(201);
 
     server.child.kill("SIGTERM");
     expect(await server.exited).toBe(0);

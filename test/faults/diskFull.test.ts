@@ -11,7 +11,10 @@ import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { createApp } from "../../src/http/app";
 import { FsArtifactStore } from "../../src/store/fsStore";
 import type { ArtifactRecord, CommitResult, StagedBlob, StoredSignature } from "../../src/store/types";
-import { get, multipart, safetensorsBytes, sha256Hex, startServer, uploadWhole, writeAllowlist, type ServerProcess } from "./serverProcess";
+import { sha256Hex } from "../support/publisher";
+import { startServeProcess, type ServeProcess } from "../support/binary";
+import { uniqueSafetensors } from "../support/bytes";
+import { get, multipart, trustNewPublisher, uploadWhole } from "./serverProcess";
 
 function enospc(): NodeJS.ErrnoException {
   return Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", errno: -28, syscall: "write" });
@@ -38,7 +41,7 @@ describe("disk full (injected failing store)", () => {
   it("answers 507 insufficient_storage, leaves nothing half-written, audits it, keeps serving reads", async () => {
     const dataDir = path.join(dir, "data");
     const allowlistPath = path.join(dir, "allowlist.json");
-    const key = writeAllowlist(allowlistPath);
+    const key = trustNewPublisher(allowlistPath);
     const logger = pino({ level: "silent" });
     const store = new FillingStore(dataDir);
     await store.init();
@@ -61,14 +64,13 @@ describe("disk full (injected failing store)", () => {
         .send(Buffer.concat([parts.head, bytes, parts.tail]));
     };
     try {
-      const first = safetensorsBytes(64 * 1024);
+      const first = uniqueSafetensors(64 * 1024);
       expect((await post("faults/first.safetensors", first)).status).toBe(201);
 
       store.full = true;
-      const second = safetensorsBytes(64 * 1024);
+      const second = uniqueSafetensors(64 * 1024);
       const refused = await post("faults/second.safetensors", second);
-      expect(refused.status).toBe(507);
-      expect(refused.body.error.code).toBe("insufficient_storage");
+      expect(refused).toFailWithCode("insufficient_storage", 507);
       expect(await readdir(path.join(dataDir, "tmp"))).toEqual([]);
       expect((await request(app).get(`/v1/artifacts/sha256:${sha256Hex(second)}`)).status).toBe(404);
 
@@ -83,7 +85,7 @@ describe("disk full (injected failing store)", () => {
       expect(entries.at(-1)).toMatchObject({ type: "upload.rejected", codes: ["insufficient_storage"] });
 
       store.full = false;
-      expect((await post("faults/third.safetensors", safetensorsBytes(1024))).status).toBe(201);
+      expect((await post("faults/third.safetensors", uniqueSafetensors(1024))).status).toBe(201);
       await audit.close();
       await expect(verifyAuditLog(audit.file)).resolves.toMatchObject({ ok: true });
     } finally {
@@ -107,7 +109,7 @@ function canMountTmpfs(): boolean {
 (canMountTmpfs() ? describe : describe.skip)("disk full (real tmpfs, server process)", () => {
   let dir: string;
   let mountPoint: string;
-  let server: ServerProcess | undefined;
+  let server: ServeProcess | undefined;
   beforeEach(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "mg-faults-tmpfs-"));
     mountPoint = path.join(dir, "data");
@@ -125,23 +127,22 @@ function canMountTmpfs(): boolean {
 
   it("answers 507 when staging hits ENOSPC, cleans up, keeps serving and accepts again", async () => {
     const allowlist = path.join(dir, "allowlist.json");
-    const key = writeAllowlist(allowlist);
+    const key = trustNewPublisher(allowlist);
     // The audit log lives off the full disk (as it should in production): uploads stay auditable.
     const auditLog = path.join(dir, "audit.log");
-    server = await startServer({ dataDir: mountPoint, allowlist, env: { MODELGATE_AUDIT_LOG: auditLog } });
-    const small = safetensorsBytes(512 * 1024);
+    server = await startServeProcess({ dataDir: mountPoint, allowlist, env: { MODELGATE_AUDIT_LOG: auditLog } });
+    const small = uniqueSafetensors(512 * 1024);
     expect((await uploadWhole(server.port, key, "faults/small.safetensors", small)).status).toBe(201);
 
-    const big = safetensorsBytes(4 * 1024 * 1024);
+    const big = uniqueSafetensors(4 * 1024 * 1024);
     const refused = await uploadWhole(server.port, key, "faults/big.safetensors", big);
-    expect(refused.status).toBe(507);
-    expect((JSON.parse(refused.body) as { error: { code: string } }).error.code).toBe("insufficient_storage");
+    expect(refused).toFailWithCode("insufficient_storage", 507);
     expect(await readdir(path.join(mountPoint, "tmp"))).toEqual([]);
 
     const read = await get(server.port, `/v1/artifacts/sha256:${sha256Hex(small)}`);
     expect(read.status).toBe(200);
     expect(sha256Hex(read.body)).toBe(sha256Hex(small));
-    expect((await uploadWhole(server.port, key, "faults/again.safetensors", safetensorsBytes(256 * 1024))).status).toBe(201);
+    expect((await uploadWhole(server.port, key, "faults/again.safetensors", uniqueSafetensors(256 * 1024))).status).toBe(201);
 
     server.child.kill("SIGTERM");
     expect(await server.exited).toBe(0);

@@ -3,7 +3,10 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { verifyAuditLog } from "../../src/audit/fileLog";
-import { beginUpload, get, safetensorsBytes, sha256Hex, startServer, until, writeAllowlist, type ServerProcess } from "./serverProcess";
+import { sha256Hex } from "../support/publisher";
+import { startServeProcess, type ServeProcess } from "../support/binary";
+import { uniqueSafetensors } from "../support/bytes";
+import { beginUpload, get, trustNewPublisher, until } from "./serverProcess";
 
 function connectRefused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -21,7 +24,7 @@ function connectRefused(port: number): Promise<boolean> {
 /** SIGTERM: stop accepting, finish the upload in flight, exit 0; nothing partial is left. */
 describe("graceful shutdown (SIGTERM)", () => {
   let dir: string;
-  let server: ServerProcess | undefined;
+  let server: ServeProcess | undefined;
   beforeEach(async () => {
     dir = await mkdtemp(path.join(tmpdir(), "mg-faults-term-"));
   });
@@ -36,11 +39,11 @@ describe("graceful shutdown (SIGTERM)", () => {
   it("finishes the in-flight upload, refuses new connections, exits 0 with a valid audit chain", async () => {
     const dataDir = path.join(dir, "data");
     const allowlist = path.join(dir, "allowlist.json");
-    const key = writeAllowlist(allowlist);
-    server = await startServer({ dataDir, allowlist });
+    const key = trustNewPublisher(allowlist);
+    server = await startServeProcess({ dataDir, allowlist });
     const port = server.port;
 
-    const bytes = safetensorsBytes(2 * 1024 * 1024);
+    const bytes = uniqueSafetensors(2 * 1024 * 1024);
     const upload = beginUpload(port, key, "faults/in-flight.safetensors", bytes);
     upload.req.write(bytes.subarray(0, 1024 * 1024));
     const tmp = path.join(dataDir, "tmp");
@@ -55,7 +58,7 @@ describe("graceful shutdown (SIGTERM)", () => {
 
     const audit = await verifyAuditLog(path.join(dataDir, "audit.log"));
     expect(audit).toMatchObject({ ok: true, count: 1 });
-    server = await startServer({ dataDir, allowlist });
+    server = await startServeProcess({ dataDir, allowlist });
     const blob = await get(server.port, `/v1/artifacts/sha256:${sha256Hex(bytes)}`);
     expect(blob.status).toBe(200);
     expect(sha256Hex(blob.body)).toBe(sha256Hex(bytes));
@@ -65,9 +68,9 @@ describe("graceful shutdown (SIGTERM)", () => {
   it("a client that disconnects mid-upload leaves no temp file", async () => {
     const dataDir = path.join(dir, "data");
     const allowlist = path.join(dir, "allowlist.json");
-    const key = writeAllowlist(allowlist);
-    server = await startServer({ dataDir, allowlist });
-    const bytes = safetensorsBytes(2 * 1024 * 1024);
+    const key = trustNewPublisher(allowlist);
+    server = await startServeProcess({ dataDir, allowlist });
+    const bytes = uniqueSafetensors(2 * 1024 * 1024);
     const upload = beginUpload(server.port, key, "faults/abandoned.safetensors", bytes);
     upload.answer.catch(() => undefined);
     upload.req.on("error", () => undefined);

@@ -117,27 +117,27 @@ describe("decompressToTempFile", () => {
   it.each(KINDS)("rejects truncated %s streams and leaves no temp file", async (kind) => {
     const bytes = compressed(kind);
     for (const cut of [1, 5, Math.floor(bytes.length / 2)]) {
-      expect(await codeOf(decompressToTempFile(new BufferSource(bytes.subarray(0, bytes.length - cut)), kind, ctxOf()))).toBe("malformed_container");
+      await expect(decompressToTempFile(new BufferSource(bytes.subarray(0, bytes.length - cut)), kind, ctxOf())).toFailWithCode("malformed_container");
     }
     expect(readdirSync(tempDir)).toHaveLength(0);
   });
 
   it.each(KINDS)("rejects %s streams with trailing bytes", async (kind) => {
     const bytes = cat(compressed(kind), Uint8Array.from([0x2e, 0x00, 0x00, 0x00]));
-    expect(await codeOf(decompressToTempFile(new BufferSource(bytes), kind, ctxOf()))).toBe("malformed_container");
+    await expect(decompressToTempFile(new BufferSource(bytes), kind, ctxOf())).toFailWithCode("malformed_container");
   });
 
   it.each(KINDS)("rejects a corrupted %s stream", async (kind) => {
     const bytes = compressed(kind).slice();
     const at = Math.floor(bytes.length / 2);
     bytes[at] = (bytes[at] as number) ^ 0x41;
-    expect(await codeOf(decompressToTempFile(new BufferSource(bytes), kind, ctxOf()))).toBe("malformed_container");
+    await expect(decompressToTempFile(new BufferSource(bytes), kind, ctxOf())).toFailWithCode("malformed_container");
   });
 
   it("rejects concatenated gzip members, xz and lzma streams (joblib reads only the first)", async () => {
     for (const kind of ["gzip", "xz", "lzma", "lz4", "zlib"] as const) {
       const one = compressed(kind);
-      expect(await codeOf(decompressToTempFile(new BufferSource(cat(one, one)), kind, ctxOf()))).toBe("malformed_container");
+      await expect(decompressToTempFile(new BufferSource(cat(one, one)), kind, ctxOf())).toFailWithCode("malformed_container");
     }
   });
 
@@ -151,15 +151,15 @@ describe("decompressToTempFile", () => {
     const gz = compressed("gzip").slice();
     const reserved = gz.slice();
     reserved[3] = 0x20;
-    expect(await codeOf(decompressToTempFile(new BufferSource(reserved), "gzip", ctxOf()))).toBe("malformed_container");
+    await expect(decompressToTempFile(new BufferSource(reserved), "gzip", ctxOf())).toFailWithCode("malformed_container");
     // FHCRC with a wrong header CRC: insert two bytes after the 10-byte header.
     const withHcrc = cat(gz.subarray(0, 10), Uint8Array.from([0, 0]), gz.subarray(10));
     withHcrc[3] = 0x02;
-    expect(await codeOf(decompressToTempFile(new BufferSource(withHcrc), "gzip", ctxOf()))).toBe("malformed_container");
+    await expect(decompressToTempFile(new BufferSource(withHcrc), "gzip", ctxOf())).toFailWithCode("malformed_container");
     // An unterminated file name runs into the limit or the end: malformed either way.
     const named = cat(gz.subarray(0, 10), new Uint8Array(70 * 1024).fill(0x41));
     named[3] = 0x08;
-    expect(await codeOf(decompressToTempFile(new BufferSource(named), "gzip", ctxOf()))).toBe("malformed_container");
+    await expect(decompressToTempFile(new BufferSource(named), "gzip", ctxOf())).toFailWithCode("malformed_container");
     // A well-formed name and extra field are accepted.
     const extra = cat(gz.subarray(0, 10), Uint8Array.from([2, 0, 0xaa, 0xbb]), new TextEncoder().encode("model.pkl\0"), gz.subarray(10));
     extra[3] = 0x04 | 0x08;
@@ -171,7 +171,7 @@ describe("decompressToTempFile", () => {
     for (const at of [gz.length - 8, gz.length - 1]) {
       const bad = gz.slice();
       bad[at] = (bad[at] as number) ^ 1;
-      expect(await codeOf(decompressToTempFile(new BufferSource(bad), "gzip", ctxOf()))).toBe("malformed_container");
+      await expect(decompressToTempFile(new BufferSource(bad), "gzip", ctxOf())).toFailWithCode("malformed_container");
     }
   });
 });
@@ -182,7 +182,7 @@ describe("decompression limits", () => {
   it.each(KINDS)("bounds %s output per stream: at the limit and one byte past it", async (kind) => {
     const bytes = compressed(kind);
     expect((await roundTrip(bytes, kind, ctxOf({ maxEntryUncompressedBytes: size }))).length).toBe(size);
-    expect(await codeOf(decompressToTempFile(new BufferSource(bytes), kind, ctxOf({ maxEntryUncompressedBytes: size - 1 })))).toBe("limit_exceeded");
+    await expect(decompressToTempFile(new BufferSource(bytes), kind, ctxOf({ maxEntryUncompressedBytes: size - 1 }))).toFailWithCode("limit_exceeded");
     expect(readdirSync(tempDir)).toHaveLength(0);
   });
 
@@ -190,7 +190,7 @@ describe("decompression limits", () => {
     const bytes = compressed("zlib");
     expect((await roundTrip(bytes, "zlib", ctxOf({ maxTotalUncompressedBytes: size + 100 }, 100))).length).toBe(size);
     const ctx = ctxOf({ maxTotalUncompressedBytes: size + 100 }, 101);
-    expect(await codeOf(decompressToTempFile(new BufferSource(bytes), "zlib", ctx))).toBe("limit_exceeded");
+    await expect(decompressToTempFile(new BufferSource(bytes), "zlib", ctx)).toFailWithCode("limit_exceeded");
   });
 
   it("bounds the compression ratio once past the grace", async () => {
@@ -199,17 +199,19 @@ describe("decompression limits", () => {
     const source = new BufferSource(bytes);
     const at = await decompressToTempFile(source, "xz", ctxOf({ maxCompressionRatio: Math.ceil(ratio) }), { ratioGraceBytes: 0 });
     at.close();
-    expect(await codeOf(decompressToTempFile(source, "xz", ctxOf({ maxCompressionRatio: Math.floor(ratio) }), { ratioGraceBytes: 0 }))).toBe("limit_exceeded");
+    await expect(decompressToTempFile(source, "xz", ctxOf({ maxCompressionRatio: Math.floor(ratio) }), { ratioGraceBytes: 0 })).toFailWithCode(
+      "limit_exceeded",
+    );
     // The grace lets small streams expand further, exactly up to its size.
     const graced = await decompressToTempFile(source, "xz", ctxOf({ maxCompressionRatio: 1 }), { ratioGraceBytes: size });
     graced.close();
-    expect(await codeOf(decompressToTempFile(source, "xz", ctxOf({ maxCompressionRatio: 1 }), { ratioGraceBytes: size - 1 }))).toBe("limit_exceeded");
+    await expect(decompressToTempFile(source, "xz", ctxOf({ maxCompressionRatio: 1 }), { ratioGraceBytes: size - 1 })).toFailWithCode("limit_exceeded");
   });
 
   it("stops a zlib bomb early, without writing it out", async () => {
     const bomb = deflateSync(new Uint8Array(8 * 1024 * 1024));
     const ctx = ctxOf({ maxCompressionRatio: 100 });
-    expect(await codeOf(decompressToTempFile(new BufferSource(new Uint8Array(bomb)), "zlib", ctx))).toBe("limit_exceeded");
+    await expect(decompressToTempFile(new BufferSource(new Uint8Array(bomb)), "zlib", ctx)).toFailWithCode("limit_exceeded");
     expect(ctx.budget.uncompressedBytes).toBeLessThanOrEqual(Math.max(bomb.length * 100, 1024 * 1024));
     expect(readdirSync(tempDir)).toHaveLength(0);
   });
@@ -217,7 +219,7 @@ describe("decompression limits", () => {
   it("caps the lzma decoder's memory", async () => {
     // The samples use preset 6: an 8 MiB dictionary.
     for (const kind of ["xz", "lzma"] as const) {
-      expect(await codeOf(decompressToTempFile(new BufferSource(compressed(kind)), kind, ctxOf(), { lzmaMemoryLimit: 1024 * 1024 }))).toBe("limit_exceeded");
+      await expect(decompressToTempFile(new BufferSource(compressed(kind)), kind, ctxOf(), { lzmaMemoryLimit: 1024 * 1024 })).toFailWithCode("limit_exceeded");
     }
   });
 });

@@ -52,7 +52,7 @@ describe("inspectFile", () => {
   });
 
   it("throws io_error only when the file cannot be opened", async () => {
-    await expect(inspectFile(join(dir, "missing"), { policy: ContentPolicySchema.parse({}) })).rejects.toMatchObject({ code: "io_error" });
+    await expect(inspectFile(join(dir, "missing"), { policy: ContentPolicySchema.parse({}) })).toFailWithCode("io_error");
     await expect(inspectFile(join(dir, "missing"), { policy: ContentPolicySchema.parse({}) })).rejects.toBeInstanceOf(GatewayError);
   });
 

@@ -75,18 +75,18 @@ describe("environmental failures during inspection", () => {
       { name: "notes.txt", data: text },
       { name: "inner.gz", data: gzipSync(text), method: 0 },
     ]);
-    await expect(inspect(zip, "bundle.zip", "EDQUOT")).rejects.toMatchObject({ code: "insufficient_storage" });
+    await expect(inspect(zip, "bundle.zip", "EDQUOT")).toFailWithCode("insufficient_storage");
     expect(readdirSync(tempRoot)).toEqual([]);
   });
 
   it("ENOSPC while inflating a large deflated zip member to its temp file rejects with insufficient_storage", async () => {
     const big = Buffer.from("line of text\n".repeat(400_000)); // > ZIP_INFLATE_IN_MEMORY_BYTES: goes to a temp file
-    await expect(inspect(buildZip([{ name: "big.txt", data: big, method: 8 }]), "big.zip", "ENOSPC")).rejects.toMatchObject({ code: "insufficient_storage" });
+    await expect(inspect(buildZip([{ name: "big.txt", data: big, method: 8 }]), "big.zip", "ENOSPC")).toFailWithCode("insufficient_storage");
     expect(readdirSync(tempRoot)).toEqual([]);
   });
 
   it("EIO while writing a temp file rejects with io_error", async () => {
-    await expect(inspect(gzipSync(text), "data.gz", "EIO")).rejects.toMatchObject({ code: "io_error" });
+    await expect(inspect(gzipSync(text), "data.gz", "EIO")).toFailWithCode("io_error");
   });
 
   it("classifies errors: errno failures of the machine, never artifact errors", () => {

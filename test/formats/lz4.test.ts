@@ -1,7 +1,6 @@
 import { BufferSource } from "../../src/bytes/source";
 import { GatewayError } from "../../src/errors";
 import { decodeLz4Block, decodeLz4Frame, Xxh32, xxh32 } from "../../src/formats/codecs/lz4";
-import { codeOf } from "../helpers/errors";
 
 /** The payload the embedded python-lz4 samples were made from (lz4.frame.compress, python-lz4 4.x). */
 function samplePayload(): Uint8Array {
@@ -150,7 +149,7 @@ describe("decodeLz4Frame on python-lz4 frames", () => {
     frame[4] = (frame[4] as number) | 0x20;
     const descriptorEnd = 4 + 2 + 8;
     frame[descriptorEnd] = (xxh32(frame.subarray(4, descriptorEnd)) >>> 8) & 0xff;
-    expect(codeOf(() => decode(frame))).toBe("malformed_container");
+    expect(() => decode(frame)).toFailWithCode("malformed_container");
   });
 
   it("rejects any flipped bit in the checksummed samples", () => {
@@ -158,14 +157,14 @@ describe("decodeLz4Frame on python-lz4 frames", () => {
     for (const at of [7, 20, 100, 3000, original.length - 6, original.length - 2]) {
       const frame = original.slice();
       frame[at] = (frame[at] as number) ^ 0x10;
-      expect(codeOf(() => decode(frame))).toBe("malformed_container");
+      expect(() => decode(frame)).toFailWithCode("malformed_container");
     }
   });
 
   it("rejects every truncation", () => {
     const original = b64(SAMPLES.lz4Independent);
     for (const len of [0, 3, 4, 6, 7, 11, 100, original.length - 5, original.length - 1]) {
-      expect(codeOf(() => decode(original.subarray(0, len)))).toBe("malformed_container");
+      expect(() => decode(original.subarray(0, len))).toFailWithCode("malformed_container");
     }
   });
 });
@@ -200,7 +199,7 @@ describe("decodeLz4Frame on built frames", () => {
     const first = { data: Uint8Array.from(ascii("0123456789")), stored: true };
     const second = { data: buildBlock([{ literals: [], offset: 10, matchLength: 10 }, { literals: ascii("!") }]) };
     expect(Buffer.from(decode(buildFrame({ independent: false, blocks: [first, second] })).bytes).toString()).toBe("01234567890123456789!");
-    expect(codeOf(() => decode(buildFrame({ independent: true, blocks: [first, second] })))).toBe("malformed_container");
+    expect(() => decode(buildFrame({ independent: true, blocks: [first, second] }))).toFailWithCode("malformed_container");
   });
 
   it.each<[string, FrameSpec]>([
@@ -224,22 +223,22 @@ describe("decodeLz4Frame on built frames", () => {
     ["a block ending inside an offset", { blocks: [{ data: Uint8Array.from([0x10, 1, 2]) }] }],
     ["a block ending inside a length", { blocks: [{ data: Uint8Array.from([0xf0, 255]) }] }],
   ])("rejects %s", (_name, spec) => {
-    expect(codeOf(() => decode(buildFrame(spec)))).toBe("malformed_container");
+    expect(() => decode(buildFrame(spec))).toFailWithCode("malformed_container");
   });
 
   it("rejects skippable frames and other magics", () => {
-    expect(codeOf(() => decode(Uint8Array.from([...u32(0x184d2a50), ...u32(0)])))).toBe("malformed_container");
-    expect(codeOf(() => decode(Uint8Array.from(u32(0x184d2205))))).toBe("malformed_container");
+    expect(() => decode(Uint8Array.from([...u32(0x184d2a50), ...u32(0)]))).toFailWithCode("malformed_container");
+    expect(() => decode(Uint8Array.from(u32(0x184d2205)))).toFailWithCode("malformed_container");
   });
 
   it("bounds block sizes by the declared maximum, at and past it", () => {
     const max = 64 * 1024;
     const atMax = new Uint8Array(max).fill(7);
     expect(decode(buildFrame({ blocks: [{ data: atMax, stored: true }] })).bytes.length).toBe(max);
-    expect(codeOf(() => decode(buildFrame({ blocks: [{ data: new Uint8Array(max + 1), stored: true }] })))).toBe("malformed_container");
+    expect(() => decode(buildFrame({ blocks: [{ data: new Uint8Array(max + 1), stored: true }] }))).toFailWithCode("malformed_container");
     // A compressed block may not expand past the maximum either.
     const bomb = buildBlock([{ literals: [1], offset: 1, matchLength: max }, { literals: [] }]);
-    expect(codeOf(() => decode(buildFrame({ blocks: [{ data: bomb }] })))).toBe("malformed_container");
+    expect(() => decode(buildFrame({ blocks: [{ data: bomb }] }))).toFailWithCode("malformed_container");
     const exact = buildBlock([{ literals: [1], offset: 1, matchLength: max - 1 }, { literals: [] }]);
     expect(decode(buildFrame({ blocks: [{ data: exact }] })).bytes.length).toBe(max);
   });
@@ -259,7 +258,7 @@ describe("decodeLz4Block", () => {
   it("never writes past the output bound it is given", () => {
     const out = new Uint8Array(8);
     const block = buildBlock([{ literals: ascii("abcdefghij") }]);
-    expect(codeOf(() => decodeLz4Block(block, out, 0, 8, 0))).toBe("malformed_container");
+    expect(() => decodeLz4Block(block, out, 0, 8, 0)).toFailWithCode("malformed_container");
     expect(decodeLz4Block(buildBlock([{ literals: ascii("abcdefgh") }]), out, 0, 8, 0)).toBe(8);
   });
 });

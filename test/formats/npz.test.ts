@@ -6,6 +6,7 @@ import { ContentPolicySchema } from "../../src/inspect/policy";
 import type { InspectionReport } from "../../src/inspect/report";
 import { osSystemPickle } from "./torchBuilder";
 import { buildZip } from "./zipBuilder";
+import { npyFloat32 } from "../support/bytes";
 
 let dir: string;
 beforeAll(() => {
@@ -30,12 +31,6 @@ function rejectingCodes(r: InspectionReport): string[] {
   return r.findings.filter((f) => f.severity !== "innocuous").map((f) => f.code);
 }
 
-/** A v1 .npy of `count` little-endian float32 zeros. */
-function npy(count: number): Uint8Array {
-  const header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${String(count)},), }`.padEnd(117, " ") + "\n";
-  return Buffer.concat([Buffer.from([0x93]), Buffer.from("NUMPY"), Buffer.from([1, 0, 118, 0]), Buffer.from(header), Buffer.alloc(count * 4)]);
-}
-
 describe("npz", () => {
   it("accepts numpy.savez and savez_compressed output", async () => {
     for (const file of ["test/fixtures/numpy/arrays.npz", "test/fixtures/numpy/arrays_compressed.npz"]) {
@@ -49,8 +44,8 @@ describe("npz", () => {
   it("accepts stored and deflated members built here, one npy node per member", async () => {
     const r = await inspect(
       buildZip([
-        { name: "a.npy", data: npy(4) },
-        { name: "b.npy", data: npy(100), method: 8 },
+        { name: "a.npy", data: npyFloat32(4) },
+        { name: "b.npy", data: npyFloat32(100), method: 8 },
       ]),
     );
     expect(r.verdict).toBe("accept");
@@ -68,7 +63,7 @@ describe("npz", () => {
   it("scans a pickle disguised as a .npy member", async () => {
     const r = await inspect(
       buildZip([
-        { name: "a.npy", data: npy(1) },
+        { name: "a.npy", data: npyFloat32(1) },
         { name: "b.npy", data: osSystemPickle() },
       ]),
     );
@@ -77,15 +72,15 @@ describe("npz", () => {
   });
 
   it("rejects an npy member whose size does not match its shape, and a bad CRC", async () => {
-    const short = npy(4).subarray(0, 128 + 8);
+    const short = npyFloat32(4).subarray(0, 128 + 8);
     expect(rejectingCodes(await inspect(buildZip([{ name: "a.npy", data: short }])))).toContain("malformed_container");
-    expect(rejectingCodes(await inspect(buildZip([{ name: "a.npy", data: npy(1), localCrc: 5, centralCrc: 5 }])))).toContain("malformed_container");
+    expect(rejectingCodes(await inspect(buildZip([{ name: "a.npy", data: npyFloat32(1), localCrc: 5, centralCrc: 5 }])))).toContain("malformed_container");
   });
 
   it("is a generic zip as soon as one member is not .npy", async () => {
     const r = await inspect(
       buildZip([
-        { name: "a.npy", data: npy(1) },
+        { name: "a.npy", data: npyFloat32(1) },
         { name: "notes.txt", data: "hi" },
       ]),
     );

@@ -6,6 +6,7 @@ import { ContentPolicySchema } from "../../src/inspect/policy";
 import type { InspectionReport } from "../../src/inspect/report";
 import { op, osSystemPickle } from "./torchBuilder";
 import { buildZip } from "./zipBuilder";
+import { npyFloat32 } from "../support/bytes";
 
 /**
  * Files that parse as two things: a pickle at offset 0 and a zip directory at the end, a zip with
@@ -43,13 +44,6 @@ function glued(first: Uint8Array): Uint8Array {
   return Buffer.concat([first, buildZip([{ name: "data.pkl", data: benignPickle }])]);
 }
 
-function npy(): Uint8Array {
-  const header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
-  // 10 bytes of preamble + 118 bytes of header: data aligned to 64 as numpy writes it.
-  const padded = header.padEnd(117, " ") + "\n";
-  return Buffer.concat([Buffer.from([0x93]), Buffer.from("NUMPY"), Buffer.from([1, 0, 118, 0]), Buffer.from(padded), Buffer.alloc(8)]);
-}
-
 describe("polyglots", () => {
   it("a pickle at offset 0 with a zip directory at the end", async () => {
     const r = await inspectBytes(glued(benignPickle));
@@ -70,7 +64,7 @@ describe("polyglots", () => {
   });
 
   it("an npy with a zip glued on", async () => {
-    const plain = npy();
+    const plain = npyFloat32(2);
     expect((await inspectBytes(plain)).verdict).toBe("accept");
     expect(rejectingCodes(await inspectBytes(glued(plain)))).toContain("polyglot");
   });

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { parsePyLiteral, renderPyLiteral, type PyLiteral } from "../../src/formats/models/pyLiteral";
-import { codeOf } from "../helpers/errors";
+import { codeOf } from "../support/errors";
 
 describe("parsePyLiteral", () => {
   it("parses a numpy v1 header with its padding", () => {
@@ -56,9 +56,9 @@ describe("parsePyLiteral", () => {
         { kind: "int", value: 2n },
       ],
     });
-    expect(codeOf(() => parsePyLiteral("1\n2"))).toBe("malformed_container");
+    expect(() => parsePyLiteral("1\n2")).toFailWithCode("malformed_container");
     // Python: "unexpected indent".
-    expect(codeOf(() => parsePyLiteral("1\n "))).toBe("malformed_container");
+    expect(() => parsePyLiteral("1\n ")).toFailWithCode("malformed_container");
     expect(parsePyLiteral("1  \n\n")).toEqual({ kind: "int", value: 1n });
   });
 
@@ -70,7 +70,7 @@ describe("parsePyLiteral", () => {
         { kind: "int", value: 4n },
       ],
     });
-    expect(codeOf(() => parsePyLiteral("(3L, 4)"))).toBe("malformed_container");
+    expect(() => parsePyLiteral("(3L, 4)")).toFailWithCode("malformed_container");
   });
 
   it.each([
@@ -100,24 +100,24 @@ describe("parsePyLiteral", () => {
     [""],
     ["(,)"],
   ])("rejects %j", (text) => {
-    expect(codeOf(() => parsePyLiteral(text))).toBe("malformed_container");
+    expect(() => parsePyLiteral(text)).toFailWithCode("malformed_container");
   });
 
   it("uses the caller's error code for syntax errors", () => {
-    expect(codeOf(() => parsePyLiteral("nope", { errorCode: "malformed_pickle" }))).toBe("malformed_pickle");
+    expect(() => parsePyLiteral("nope", { errorCode: "malformed_pickle" })).toFailWithCode("malformed_pickle");
   });
 
   it("bounds nesting depth: at the limit and one past it", () => {
     expect(() => parsePyLiteral("[".repeat(4) + "]".repeat(4), { maxDepth: 4 })).not.toThrow();
-    expect(codeOf(() => parsePyLiteral("[".repeat(5) + "]".repeat(5), { maxDepth: 4 }))).toBe("limit_exceeded");
-    expect(codeOf(() => parsePyLiteral("(".repeat(100_000)))).toBe("limit_exceeded");
+    expect(() => parsePyLiteral("[".repeat(5) + "]".repeat(5), { maxDepth: 4 })).toFailWithCode("limit_exceeded");
+    expect(() => parsePyLiteral("(".repeat(100_000))).toFailWithCode("limit_exceeded");
   });
 
   it("bounds the number of values: at the limit and one past it", () => {
     // A list of 9 ints is 10 values.
     const list = `[${Array.from({ length: 9 }, (_, i) => String(i)).join(",")}]`;
     expect(() => parsePyLiteral(list, { maxNodes: 10 })).not.toThrow();
-    expect(codeOf(() => parsePyLiteral(list, { maxNodes: 9 }))).toBe("limit_exceeded");
+    expect(() => parsePyLiteral(list, { maxNodes: 9 })).toFailWithCode("limit_exceeded");
   });
 
   it("round-trips rendered literals and never throws anything but GatewayError", () => {

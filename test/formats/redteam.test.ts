@@ -5,7 +5,7 @@ import { deflateSync } from "node:zlib";
 import type { InspectionReport } from "../../src/inspect/report";
 import { stateDictPickle } from "./torchBuilder";
 import { buildZip, type ZipEntrySpec } from "./zipBuilder";
-import { useInspectBytes } from "../helpers/inspectBytes";
+import { useInspectBytes } from "../support/inspectBytes";
 
 /**
  * Red-team regressions: inputs a real Python loader would make import (and call) something

@@ -10,7 +10,7 @@ import type { Finding, InspectionReport } from "../../src/inspect/report";
 import { MAX_PROTOBUF_SNIFF_FIELDS } from "../../src/limits";
 import { buildTar } from "./builders/tar";
 import { buildZip } from "./zipBuilder";
-import { useInspectBytes } from "../helpers/inspectBytes";
+import { useInspectBytes } from "../support/inspectBytes";
 
 /**
  * Red-team regressions of issue 10, families 4 and 5: formats recognised by what their loaders

@@ -6,7 +6,7 @@ import { rejects, type InspectionReport } from "../../src/inspect/report";
 import { buildTar, tarHeader } from "./builders/tar";
 import { osSystemPickle } from "./torchBuilder";
 import { buildZip } from "./zipBuilder";
-import { useInspectBytes } from "../helpers/inspectBytes";
+import { useInspectBytes } from "../support/inspectBytes";
 
 /**
  * Red team, issue 10 family 1: torch.load's tar checkpoint path. torch.load (weights_only=False)

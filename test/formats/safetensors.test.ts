@@ -6,6 +6,7 @@ import { inspectSafetensors, parseStrictJson } from "../../src/formats/models/sa
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import type { InspectionNode } from "../../src/inspect/report";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, type ContainerLimits } from "../../src/limits";
+import { safetensorsBytes } from "../support/bytes";
 
 function ctxWith(limits: Partial<ContainerLimits> = {}): FormatContext {
   return {
@@ -18,17 +19,6 @@ function ctxWith(limits: Partial<ContainerLimits> = {}): FormatContext {
     inspectMember: () => Promise.reject(new Error("not used")),
     inspectArchive: () => Promise.reject(new Error("not used")),
   };
-}
-
-/** 8-byte LE header length, the header text (padded with spaces to `pad`), then the data. */
-function buildSafetensors(header: string | object, data: Uint8Array, pad = 0): Uint8Array {
-  const text = (typeof header === "string" ? header : JSON.stringify(header)) + " ".repeat(pad);
-  const h = Buffer.from(text, "utf8");
-  const out = Buffer.alloc(8 + h.length + data.length);
-  out.writeBigUInt64LE(BigInt(h.length), 0);
-  h.copy(out, 8);
-  out.set(data, 8 + h.length);
-  return new Uint8Array(out);
 }
 
 const benignHeader = {
@@ -47,7 +37,7 @@ function codes(node: InspectionNode): string[] {
 
 describe("inspectSafetensors", () => {
   it("accepts a benign file and says no pickle can hide in it", async () => {
-    const node = await inspect(buildSafetensors(benignHeader, new Uint8Array(38), 6));
+    const node = await inspect(safetensorsBytes(benignHeader, new Uint8Array(38), 6));
     expect(codes(node)).toEqual([]);
     expect(node.format).toBe("safetensors");
     expect(node.details).toMatchObject({ tensors: 3, dataBytes: 38, pickleFree: true, metadata: { format: "pt" } });
@@ -55,16 +45,16 @@ describe("inspectSafetensors", () => {
   });
 
   it("accepts an empty header object with no data, and zero-element tensors", async () => {
-    expect(codes(await inspect(buildSafetensors({}, new Uint8Array(0))))).toEqual([]);
+    expect(codes(await inspect(safetensorsBytes({}, new Uint8Array(0))))).toEqual([]);
     const empty = { a: { dtype: "F32", shape: [0, 4], data_offsets: [0, 0] } };
-    expect(codes(await inspect(buildSafetensors(empty, new Uint8Array(0))))).toEqual([]);
+    expect(codes(await inspect(safetensorsBytes(empty, new Uint8Array(0))))).toEqual([]);
   });
 
   it("sizes sub-byte dtypes in bits", async () => {
     const f4 = { a: { dtype: "F4", shape: [4], data_offsets: [0, 2] } };
-    expect(codes(await inspect(buildSafetensors(f4, new Uint8Array(2))))).toEqual([]);
+    expect(codes(await inspect(safetensorsBytes(f4, new Uint8Array(2))))).toEqual([]);
     const odd = { a: { dtype: "F4", shape: [3], data_offsets: [0, 2] } };
-    expect(codes(await inspect(buildSafetensors(odd, new Uint8Array(2))))).toEqual(["malformed_container"]);
+    expect(codes(await inspect(safetensorsBytes(odd, new Uint8Array(2))))).toEqual(["malformed_container"]);
   });
 
   const bad: [string, string | object, number][] = [
@@ -89,23 +79,23 @@ describe("inspectSafetensors", () => {
     ["invalid JSON", '{"a": }', 0],
   ];
   it.each(bad)("rejects %s as malformed_container", async (_name, header, dataLen) => {
-    expect(codes(await inspect(buildSafetensors(header, new Uint8Array(dataLen))))).toEqual(["malformed_container"]);
+    expect(codes(await inspect(safetensorsBytes(header, new Uint8Array(dataLen))))).toEqual(["malformed_container"]);
   });
 
   it("rejects a header length past the file, truncated files and invalid UTF-8", async () => {
-    const good = buildSafetensors(benignHeader, new Uint8Array(38));
+    const good = safetensorsBytes(benignHeader, new Uint8Array(38));
     const lying = good.slice();
     new DataView(lying.buffer).setBigUint64(0, BigInt(good.length), true);
     expect(codes(await inspect(lying))).toEqual(["malformed_container"]);
     expect(codes(await inspect(good.subarray(0, 5)))).toEqual(["malformed_container"]);
-    const utf = buildSafetensors('{"__metadata__": {"a": "\u00e9"}}', new Uint8Array(0));
+    const utf = safetensorsBytes('{"__metadata__": {"a": "\u00e9"}}', new Uint8Array(0));
     const i = utf.indexOf(0xc3);
     utf[i] = 0xff;
     expect(codes(await inspect(utf))).toEqual(["malformed_container"]);
   });
 
   it("bounds the header size: at the limit and one past it", async () => {
-    const file = buildSafetensors({}, new Uint8Array(0), 98); // header of 100 bytes
+    const file = safetensorsBytes({}, new Uint8Array(0), 98); // header of 100 bytes
     expect(codes(await inspect(file, { maxSafetensorsHeaderBytes: 100 }))).toEqual([]);
     expect(codes(await inspect(file, { maxSafetensorsHeaderBytes: 99 }))).toEqual(["limit_exceeded"]);
     const huge = new Uint8Array(16);
@@ -115,8 +105,8 @@ describe("inspectSafetensors", () => {
 
   it("bounds the tensor count: at the limit and one past it", async () => {
     const two = { a: { dtype: "U8", shape: [1], data_offsets: [0, 1] }, b: { dtype: "U8", shape: [1], data_offsets: [1, 2] } };
-    expect(codes(await inspect(buildSafetensors(two, new Uint8Array(2)), { maxEntries: 2 }))).toEqual([]);
-    expect(codes(await inspect(buildSafetensors(two, new Uint8Array(2)), { maxEntries: 1 }))).toEqual(["limit_exceeded"]);
+    expect(codes(await inspect(safetensorsBytes(two, new Uint8Array(2)), { maxEntries: 2 }))).toEqual([]);
+    expect(codes(await inspect(safetensorsBytes(two, new Uint8Array(2)), { maxEntries: 1 }))).toEqual(["limit_exceeded"]);
   });
 
   it("bounds JSON nesting", () => {
@@ -131,7 +121,7 @@ describe("inspectSafetensors", () => {
   });
 
   it("never crashes on mutated files", async () => {
-    const good = buildSafetensors(benignHeader, new Uint8Array(38));
+    const good = safetensorsBytes(benignHeader, new Uint8Array(38));
     await fc.assert(
       fc.asyncProperty(fc.array(fc.tuple(fc.nat(good.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), async (edits) => {
         const bytes = good.slice();

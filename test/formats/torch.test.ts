@@ -5,7 +5,7 @@ import type { InspectionReport } from "../../src/inspect/report";
 import type { SymbolicValue } from "../../src/pickle/values";
 import { buildLegacyTorch, listPickle, op, osSystemPickle, stateDictPickle, type TensorSpec } from "./torchBuilder";
 import { buildZip, type ZipEntrySpec } from "./zipBuilder";
-import { useInspectBytes } from "../helpers/inspectBytes";
+import { useInspectBytes } from "../support/inspectBytes";
 
 const inspectAs = useInspectBytes("torch-test");
 const inspectBytes = (bytes: Uint8Array, policy: Partial<ContentPolicy> = {}, fileName = "model.pt"): Promise<InspectionReport> =>

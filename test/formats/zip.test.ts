@@ -13,7 +13,7 @@ import type { ZipEntry } from "../../src/formats/containers/zipRecords";
 import { DEFAULT_CONTAINER_LIMITS, DEFAULT_PICKLE_LIMITS, type ContainerLimits } from "../../src/limits";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import { buildZip, zip64Extra, type ZipEntrySpec, type ZipSpec } from "./zipBuilder";
-import { codeOf } from "../helpers/errors";
+import { codeOf } from "../support/errors";
 
 const limits = DEFAULT_CONTAINER_LIMITS;
 
@@ -124,7 +124,7 @@ describe("zip reader: valid archives", () => {
 describe("zip reader: end of central directory", () => {
   const one: ZipEntrySpec[] = [{ name: "x", data: "1" }];
   it("rejects a file without an EOCD and trailing bytes after the comment", () => {
-    expect(codeOf(() => read(Uint8Array.from([0x50, 0x4b, 3, 4, 0, 0])))).toBe("malformed_container");
+    expect(() => read(Uint8Array.from([0x50, 0x4b, 3, 4, 0, 0]))).toFailWithCode("malformed_container");
     expect(zipCode(one, { trailing: Uint8Array.from([0]) })).toBe("malformed_container");
   });
 
@@ -230,8 +230,8 @@ describe("zip reader: entries", () => {
     const prefix = Uint8Array.from([0x80, 0x02, 0x4b, 0x01, 0x2e]);
     const bytes = buildZip([{ name: "a", data: "1" }], { prefix });
     // The builder's offsets count from the start of the file, so the entry is found after the prefix.
-    expect(codeOf(() => read(bytes))).toBe("malformed_container");
-    expect(codeOf(() => read(bytes, { isPickle: () => true }))).toBe("polyglot");
+    expect(() => read(bytes)).toFailWithCode("malformed_container");
+    expect(() => read(bytes, { isPickle: () => true })).toFailWithCode("polyglot");
   });
 
   it("rejects a directory entry with content and stored entries whose sizes differ", () => {
@@ -261,9 +261,9 @@ describe("zip reader: zip64 local headers as miniz (torch) and Python write them
     const ok = buildZip([{ name: "a", data: "abc", localCompressedSize: 0xffffffff, localUncompressedSize: 0xffffffff, localExtra: zip64Extra([3, 3]) }]);
     expect(read(ok).entries).toHaveLength(1);
     const wrong = buildZip([{ name: "a", data: "abc", localCompressedSize: 0xffffffff, localUncompressedSize: 0xffffffff, localExtra: zip64Extra([4, 3]) }]);
-    expect(codeOf(() => read(wrong))).toBe("malformed_container");
+    expect(() => read(wrong)).toFailWithCode("malformed_container");
     const missing = buildZip([{ name: "a", data: "abc", localCompressedSize: 0xffffffff, localUncompressedSize: 0xffffffff }]);
-    expect(codeOf(() => read(missing))).toBe("malformed_container");
+    expect(() => read(missing)).toFailWithCode("malformed_container");
   });
 
   it("rejects local zip64 values that disagree with the central record", () => {
@@ -303,7 +303,7 @@ describe("zip reader: limits", () => {
     const bytes = buildZip([{ name: "bomb", data, method: 8 }]);
     const ratio = Math.floor(100_000 / (read(bytes).entries[0]?.compressedSize ?? 1));
     expect(codeOf(() => read(bytes, { limits: { ...limits, maxCompressionRatio: ratio + 1 } }))).toBeUndefined();
-    expect(codeOf(() => read(bytes, { limits: { ...limits, maxCompressionRatio: ratio - 1 } }))).toBe("limit_exceeded");
+    expect(() => read(bytes, { limits: { ...limits, maxCompressionRatio: ratio - 1 } })).toFailWithCode("limit_exceeded");
   });
 
   it("entry name length at the limit and past it", () => {

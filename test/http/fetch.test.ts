@@ -134,7 +134,7 @@ describe("fetch by digest", () => {
     const res = await request(env.app).get(`/v1/artifacts/sha256:${hex}`).set("Range", range);
     expect(res.status).toBe(416);
     expect(res.headers["content-range"]).toBe(`bytes */${String(bytes.length)}`);
-    expect(res.body.error.code).toBe("range_not_satisfiable");
+    expect(res).toFailWithCode("range_not_satisfiable");
   });
 
   it("ignores a Range in another unit and sends the whole artifact", async () => {
@@ -146,14 +146,13 @@ describe("fetch by digest", () => {
     "digest %s -> 400 bad_request",
     async (digest) => {
       const res = await request(env.app).get(`/v1/artifacts/${digest}`);
-      expect(res.status).toBe(400);
-      expect(res.body.error.code).toBe("bad_request");
+      expect(res).toFailWithCode("bad_request", 400);
     },
   );
 
   it("unknown digest -> 404 not_found (GET, HEAD, metadata)", async () => {
     const unknown = sha256Hex(Buffer.from("unknown"));
-    expect((await request(env.app).get(`/v1/artifacts/sha256:${unknown}`)).body.error.code).toBe("not_found");
+    expect(await request(env.app).get(`/v1/artifacts/sha256:${unknown}`)).toFailWithCode("not_found");
     expect((await request(env.app).head(`/v1/artifacts/sha256:${unknown}`)).status).toBe(404);
     expect((await request(env.app).get(`/v1/artifacts/sha256:${unknown}/metadata`)).status).toBe(404);
   });
@@ -185,8 +184,7 @@ describe("fetch by digest", () => {
     expect(byName.body.items).toHaveLength(1);
     for (const bad of ["limit=0", "limit=1001", "limit=abc", "cursor=zzz", "other=1", "source=a&source=b"]) {
       const res = await request(env.app).get(`/v1/artifacts?${bad}`);
-      expect(res.status).toBe(400);
-      expect(res.body.error.code).toBe("bad_request");
+      expect(res).toFailWithCode("bad_request", 400);
     }
   });
 
@@ -200,8 +198,7 @@ describe("fetch by digest", () => {
     );
     expect(await env.holder.reload()).toBe(true);
     const refused = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
-    expect(refused.status).toBe(403);
-    expect(refused.body.error.code).toBe("key_revoked");
+    expect(refused).toFailWithCode("key_revoked", 403);
     expect((await request(env.app).head(`/v1/artifacts/sha256:${hex}`)).status).toBe(403);
     expect((await request(env.app).get(`/v1/artifacts/sha256:${hex}/metadata`)).body.trust).toEqual({ status: "refused", code: "key_revoked" });
     expect(env.audit.events.map((e) => e.type)).toEqual(["upload.accepted", "allowlist.reloaded", "fetch.refused", "fetch.refused"]);
@@ -210,11 +207,11 @@ describe("fetch by digest", () => {
     await fsp.writeFile(env.allowlistPath, "{ not json");
     expect(await env.holder.reload()).toBe(false);
     expect(env.audit.events.at(-1)).toMatchObject({ type: "allowlist.rejected", codes: ["invalid_allowlist"] });
-    expect((await request(env.app).get(`/v1/artifacts/sha256:${hex}`)).body.error.code).toBe("key_revoked");
+    expect(await request(env.app).get(`/v1/artifacts/sha256:${hex}`)).toFailWithCode("key_revoked");
 
     await fsp.writeFile(env.allowlistPath, allowlistJson([{ id: "research", keys: [{ pub: research }] }]));
     expect(await env.holder.reload()).toBe(true);
-    expect((await request(env.app).get(`/v1/artifacts/sha256:${hex}`)).body.error.code).toBe("untrusted_source");
+    expect(await request(env.app).get(`/v1/artifacts/sha256:${hex}`)).toFailWithCode("untrusted_source");
 
     // a second trusted signature keeps the artifact servable
     await publish(env, bytes, "models/a", research);
@@ -225,7 +222,7 @@ describe("fetch by digest", () => {
     env.holder.watch();
     await fsp.writeFile(env.allowlistPath, allowlistJson([{ id: "research", keys: [{ pub: research }] }]));
     await waitFor(() => env.audit.events.some((e) => e.type === "allowlist.reloaded"));
-    expect((await request(env.app).get(`/v1/artifacts/sha256:${hex}`)).body.error.code).toBe("untrusted_source");
+    expect(await request(env.app).get(`/v1/artifacts/sha256:${hex}`)).toFailWithCode("untrusted_source");
   });
 
   it("a refused fetch whose audit entry cannot be written answers 503", async () => {
@@ -233,8 +230,7 @@ describe("fetch by digest", () => {
     await env.holder.reload();
     env.audit.failing = true;
     const res = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
-    expect(res.status).toBe(503);
-    expect(res.body.error.code).toBe("unavailable");
+    expect(res).toFailWithCode("unavailable", 503);
   });
 
   it("a blob corrupted on disk is never served whole and is quarantined", async () => {
@@ -263,8 +259,7 @@ describe("fetch by digest", () => {
   it("a truncated blob is refused before streaming and quarantined", async () => {
     await fsp.truncate(env.store.blobPath(hex), 100);
     const res = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
-    expect(res.status).toBe(500);
-    expect(res.body.error.code).toBe("integrity_error");
+    expect(res).toFailWithCode("integrity_error", 500);
     expect(await env.store.stat(hex)).toBeUndefined();
   });
 });

@@ -21,15 +21,13 @@ describe("health and readiness", () => {
     expect((await request(env.app).get("/readyz")).body).toEqual({ status: "ready" });
     env.audit.check = () => Promise.reject(new Error("audit down"));
     const res = await request(env.app).get("/readyz");
-    expect(res.status).toBe(503);
-    expect(res.body.error.code).toBe("unavailable");
+    expect(res).toFailWithCode("unavailable", 503);
     expect(res.body.error.details.failing).toEqual(["audit"]);
   });
 
   it("unknown routes get a JSON 404 and a sane X-Request-Id is echoed", async () => {
     const res = await request(env.app).get("/nope").set("X-Request-Id", "abc-123");
-    expect(res.status).toBe(404);
-    expect(res.body.error.code).toBe("not_found");
+    expect(res).toFailWithCode("not_found", 404);
     expect(res.headers["x-request-id"]).toBe("abc-123");
     const evil = await request(env.app).get("/nope").set("X-Request-Id", "a b <script>");
     expect(evil.headers["x-request-id"]).not.toContain("script");

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -6,7 +5,6 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { Express } from "express";
 import pino from "pino";
-import nacl from "tweetnacl";
 import { MemoryAuditSink, type AuditEvent } from "../../src/audit/types";
 import { loadConfig } from "../../src/config";
 import type { Inspector } from "../../src/inspect/inspector";
@@ -14,55 +12,12 @@ import { summarize, type Severity } from "../../src/inspect/report";
 import { createApp, type AppDeps } from "../../src/http/app";
 import { AllowlistHolder } from "../../src/reload/allowlistHolder";
 import { FsArtifactStore } from "../../src/store/fsStore";
-import { buildPublishStatement, keyIdOf, signEnvelope } from "../../src/trust";
+import { allowlistJson, type SourceSpec } from "../support/publisher";
+
+// The publisher factory lives in test/support/publisher.ts; re-exported for the HTTP suites.
+export { allowlistJson, makePublisher, sha256Hex, signFor, type Publisher, type SourceSpec } from "../support/publisher";
 
 export const NOW = new Date("2026-06-01T12:00:00.000Z");
-
-export interface Publisher {
-  secretKey: Uint8Array;
-  publicKey: Uint8Array;
-  keyId: string;
-}
-
-export function makePublisher(): Publisher {
-  const kp = nacl.sign.keyPair();
-  return { secretKey: kp.secretKey, publicKey: kp.publicKey, keyId: keyIdOf(kp.publicKey) };
-}
-
-export const sha256Hex = (b: Buffer | Uint8Array): string => createHash("sha256").update(b).digest("hex");
-
-/** The envelope JSON a publisher would send for these bytes under this name. */
-export function signFor(pub: Publisher, bytes: Buffer, name: string, digestHex = sha256Hex(bytes)): string {
-  return JSON.stringify(signEnvelope(buildPublishStatement({ name, digestHex }), pub.secretKey, pub.keyId));
-}
-
-export interface SourceSpec {
-  id: string;
-  keys: { pub: Publisher; revoked?: boolean; notAfter?: string }[];
-  names?: string[];
-  threshold?: number;
-}
-
-export function allowlistJson(sources: SourceSpec[]): string {
-  return JSON.stringify(
-    {
-      version: 1,
-      sources: sources.map((s) => ({
-        id: s.id,
-        description: `test source ${s.id}`,
-        keys: s.keys.map((k) => ({
-          publicKey: Buffer.from(k.pub.publicKey).toString("base64"),
-          ...(k.revoked !== undefined ? { revoked: k.revoked } : {}),
-          ...(k.notAfter !== undefined ? { notAfter: k.notAfter } : {}),
-        })),
-        ...(s.names ? { names: s.names } : {}),
-        ...(s.threshold !== undefined ? { threshold: s.threshold } : {}),
-      })),
-    },
-    null,
-    2,
-  );
-}
 
 function report(severity: Severity | undefined, format = "safetensors") {
   const findings =
@@ -135,14 +90,7 @@ export async function makeEnv(options: { sources: SourceSpec[]; inspect?: Inspec
   };
 }
 
-/** Every regular file under dir, relative, sorted. */
-export async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await fsp.readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) out.push(path.relative(dir, path.join(entry.parentPath, entry.name)));
-  }
-  return out.sort();
-}
+export { listFiles } from "../support/files";
 
 /** A fake safetensors-ish payload; the tests inject the inspector, so only the bytes matter. */
 export function artifactBytes(label: string, size = 4096): Buffer {

@@ -35,8 +35,6 @@ async function recordOf(env: TestEnv, hex: string): Promise<ArtifactRecord> {
   return JSON.parse(await fsp.readFile(path.join(env.dataDir, "blobs", "sha256", hex.slice(0, 2), `${hex}.json`), "utf8")) as ArtifactRecord;
 }
 
-const codeOfBody = (body: unknown): string | undefined => (body as { error?: { code?: string } }).error?.code;
-
 describe("fetch after the source's content policy changed", () => {
   let env: TestEnv;
   let counter: ReturnType<typeof countingInspector>;
@@ -77,7 +75,7 @@ describe("fetch after the source's content policy changed", () => {
 
     const refused = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
     expect(refused.status).toBe(422);
-    expect(codeOfBody(refused.body)).toBe("unsafe_artifact");
+    expect(refused).toFailWithCode("unsafe_artifact");
     const details = (refused.body as { error: { details: { source: string; reinspected: boolean; inspection: { verdict: string } } } }).error.details;
     expect(details).toEqual(expect.objectContaining({ source: "acme", reinspected: true }));
     expect(details.inspection.verdict).toBe("reject");
@@ -162,7 +160,7 @@ describe("fetch after the source's content policy changed", () => {
     await fsp.writeFile(blob, damaged);
     const res = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
     expect(res.status).toBe(500);
-    expect(codeOfBody(res.body)).toBe("integrity_error");
+    expect(res).toFailWithCode("integrity_error");
     expect(counter.calls()).toBe(1);
     expect((await listFiles(env.dataDir)).filter((f) => f.startsWith("blobs/"))).toEqual([]);
     expect(env.audit.events.at(-1)).toEqual(expect.objectContaining({ type: "fetch.refused", codes: ["integrity_error"] }));
@@ -197,7 +195,7 @@ describe("fetch after a policy change, with the real inspector and a real scikit
       await setPolicy(env, undefined);
       const refused = await request(env.app).get(`/v1/artifacts/sha256:${hex}`);
       expect(refused.status).toBe(422);
-      expect(codeOfBody(refused.body)).toBe("unsafe_artifact");
+      expect(refused).toFailWithCode("unsafe_artifact");
       const inspection = (refused.body as { error: { details: { inspection: { findings: { code: string }[] } } } }).error.details.inspection;
       expect(inspection.findings.map((f) => f.code)).toContain("unknown_global");
     } finally {

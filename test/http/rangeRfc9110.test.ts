@@ -82,7 +82,7 @@ describe("Range and If-Range per RFC 9110", () => {
     const res = await request(env.app).get(`/v1/artifacts/sha256:${hex}`).set("Range", range);
     expect(res.status).toBe(416);
     expect(res.headers["content-range"]).toBe(`bytes */${String(SIZE)}`);
-    expect((res.body as { error: { code: string } }).error.code).toBe("range_not_satisfiable");
+    expect(res).toFailWithCode("range_not_satisfiable");
   });
 
   it("If-Range with the strong ETag: the Range is served (206)", async () => {

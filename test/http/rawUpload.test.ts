@@ -92,8 +92,7 @@ describe("PUT /v1/artifacts (raw body, envelope in Modelgate-Signature)", () => 
       const e = await makeEnv({ sources: SOURCES, inspect: dangerousInspector });
       try {
         const res = await put(e, { body: bytes, envelope: signFor(serving, bytes, "x") });
-        expect(res.status).toBe(422);
-        expect(res.body.error.code).toBe("unsafe_artifact");
+        expect(res).toFailWithCode("unsafe_artifact", 422);
         expect(await listFiles(e.dataDir)).toEqual([]);
       } finally {
         await e.cleanup();
@@ -106,8 +105,7 @@ describe("PUT /v1/artifacts (raw body, envelope in Modelgate-Signature)", () => 
     try {
       const over = artifactBytes("over", 10_001);
       const res = await put(e, { body: over, envelope: signFor(serving, over, "x") });
-      expect(res.status).toBe(413);
-      expect(res.body.error.code).toBe("too_large");
+      expect(res).toFailWithCode("too_large", 413);
       expect(await listFiles(e.dataDir)).toEqual([]);
       const at = artifactBytes("at", 10_000);
       expect((await put(e, { body: at, envelope: signFor(serving, at, "x") })).status).toBe(201);

@@ -222,8 +222,7 @@ describe("red team: the allowlist changes while an upload is inspected", () => {
     const { env } = await envWith((e) => reloadWith(e, allowlistJson([{ id: "acme", keys: [{ pub, revoked: true }] }])));
     try {
       const res = await put(env, artifactBytes("race"), "race");
-      expect(res.status).toBe(403);
-      expect((res.body as { error: { code: string } }).error.code).toBe("key_revoked");
+      expect(res).toFailWithCode("key_revoked", 403);
       expect(await listFiles(env.dataDir)).toEqual([]);
       expect(env.audit.events.filter((e) => e.type.startsWith("upload."))).toEqual([
         expect.objectContaining({ type: "upload.rejected", codes: ["key_revoked"] }),
@@ -238,7 +237,7 @@ describe("red team: the allowlist changes while an upload is inspected", () => {
     const { env } = await envWith((e) => reloadWith(e, allowlistJson([{ id: "other", keys: [{ pub: other }] }])));
     try {
       const res = await put(env, artifactBytes("gone"), "gone");
-      expect((res.body as { error: { code: string } }).error.code).toBe("untrusted_source");
+      expect(res).toFailWithCode("untrusted_source");
       expect(await listFiles(env.dataDir)).toEqual([]);
     } finally {
       await env.cleanup();
@@ -270,7 +269,7 @@ describe("red team: the allowlist changes while an upload is inspected", () => {
         if (event.type === "upload.accepted") await reloadWith(env, allowlistJson([{ id: "acme", keys: [{ pub, revoked: true }] }]));
       };
       const res = await put(env, artifactBytes("late"), "late");
-      expect((res.body as { error: { code: string } }).error.code).toBe("key_revoked");
+      expect(res).toFailWithCode("key_revoked");
       expect(await listFiles(env.dataDir)).toEqual([]);
       expect(env.audit.events.filter((e) => e.type.startsWith("upload.")).map((e) => e.type)).toEqual(["upload.accepted", "upload.rejected"]);
     } finally {
@@ -415,7 +414,7 @@ describe("red team: threshold and key id spelling tricks", () => {
       .set("Content-Type", "application/octet-stream")
       .set("Modelgate-Signature", b64(JSON.stringify(env1)))
       .send(bytes);
-    expect((res.body as { error: { code: string } }).error.code).toBe("malformed_signature");
+    expect(res).toFailWithCode("malformed_signature");
   });
 
   it("a key revoked in one source counts for no source: the threshold source listing it unrevoked is not met", async () => {
@@ -484,7 +483,7 @@ describe("red team: concurrent uploads of one digest, one refused by inspection"
       release();
       const [ra, rb] = await Promise.all([a, b]);
       expect(ra.status).toBe(201);
-      expect((rb.body as { error: { code: string } }).error.code).toBe("unsafe_artifact");
+      expect(rb).toFailWithCode("unsafe_artifact");
       const hex = sha256Hex(bytes);
       expect(await listFiles(env.dataDir)).toEqual([`blobs/sha256/${hex.slice(0, 2)}/${hex}`, `blobs/sha256/${hex.slice(0, 2)}/${hex}.json`]);
       const meta = await request(env.app).get(`/v1/artifacts/sha256:${hex}/metadata`);
@@ -551,8 +550,7 @@ describe("red team: an unexpected error after the body is received", () => {
               .set("Content-Type", "application/octet-stream")
               .set("Modelgate-Signature", b64(signFor(pub, bytes, "crash")))
               .send(bytes);
-      expect(res.status).toBe(500);
-      expect((res.body as { error: { code: string } }).error.code).toBe("internal");
+      expect(res).toFailWithCode("internal", 500);
       expect(JSON.stringify(res.body)).not.toContain("/srv/modelgate");
       expect(await listFiles(env.dataDir)).toEqual([]);
       expect(env.audit.events.map((e) => [e.type, e.codes])).toEqual([["upload.rejected", ["internal"]]]);
@@ -577,7 +575,7 @@ describe("red team: audit entries carry attacker-chosen names", () => {
         .field("signature", signFor(pub, bytes, "inject"))
         .field("name", forged)
         .attach("artifact", bytes, "m.bin");
-      expect((res.body as { error: { code: string } }).error.code).toBe("invalid_name");
+      expect(res).toFailWithCode("invalid_name");
       await log.close();
       const lines = (await fsp.readFile(file, "utf8")).split("\n").filter((l) => l !== "");
       expect(lines).toHaveLength(1);
@@ -715,7 +713,7 @@ describe("red team: hanging up after the body does not free an upload slot", () 
           .set("Content-Type", "application/octet-stream")
           .set("Modelgate-Signature", b64(signFor(pub, second, "second")))
           .send(second);
-        expect((shed.body as { error: { code: string } }).error.code).toBe("unavailable");
+        expect(shed).toFailWithCode("unavailable");
         release();
         for (let i = 0; i < 100 && uploadGate.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 10));
         expect(uploadGate.inFlight).toBe(0);
@@ -756,18 +754,17 @@ describe("red team: token scope confusion", () => {
           .set("Modelgate-Signature", b64(signFor(pub, bytes, "scoped")));
         return (token === undefined ? r : r.set("Authorization", `Bearer ${token}`)).send(bytes);
       };
-      const codeOf = (res: { body: unknown }): string | undefined => (res.body as { error?: { code?: string } }).error?.code;
-      expect(codeOf(await put(tokens.admin))).toBe("forbidden");
-      expect(codeOf(await put(tokens.reader))).toBe("forbidden");
-      expect(codeOf(await put(undefined))).toBe("unauthenticated");
-      expect(codeOf(await put(`${tokens.publisher}x`))).toBe("unauthenticated");
-      expect(codeOf(await put(tokens.publisher.toUpperCase()))).toBe("unauthenticated");
+      expect(await put(tokens.admin)).toFailWithCode("forbidden");
+      expect(await put(tokens.reader)).toFailWithCode("forbidden");
+      expect(await put(undefined)).toFailWithCode("unauthenticated");
+      expect(await put(`${tokens.publisher}x`)).toFailWithCode("unauthenticated");
+      expect(await put(tokens.publisher.toUpperCase())).toFailWithCode("unauthenticated");
       expect(await listFiles(base.dataDir)).toEqual([]);
       expect((await put(tokens.publisher)).status).toBe(201);
       const digest = `sha256:${sha256Hex(bytes)}`;
       expect((await request(app).get(`/v1/artifacts/${digest}`)).status).toBe(200);
-      expect(codeOf(await request(app).get(`/v1/artifacts/${digest}`).set("Authorization", "Bearer nope"))).toBe("unauthenticated");
-      expect(codeOf(await request(app).get(`/v1/artifacts/${digest}`).set("Authorization", `Bearer ${tokens.publisher}`))).toBe("forbidden");
+      expect(await request(app).get(`/v1/artifacts/${digest}`).set("Authorization", "Bearer nope")).toFailWithCode("unauthenticated");
+      expect(await request(app).get(`/v1/artifacts/${digest}`).set("Authorization", `Bearer ${tokens.publisher}`)).toFailWithCode("forbidden");
     } finally {
       await base.cleanup();
     }

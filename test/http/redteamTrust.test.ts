@@ -1,6 +1,6 @@
 import request from "supertest";
-import { buildPublishStatement, pae, signEnvelope, type Envelope } from "../../src/trust";
-import nacl from "tweetnacl";
+import { buildPublishStatement, signEnvelope, type Envelope } from "../../src/trust";
+import { rawEnvelope } from "../support/publisher";
 import { acceptingInspector, artifactBytes, listFiles, makeEnv, makePublisher, sha256Hex, type Publisher, type TestEnv } from "./helpers";
 
 /**
@@ -24,14 +24,7 @@ function signRawName(pub: Publisher, bytes: Buffer, name: string): string {
 
 /** Sign statement text exactly as given (duplicate keys and all). */
 function signText(pub: Publisher, payload: string): string {
-  const bytes = Buffer.from(payload, "utf8");
-  const sig = nacl.sign.detached(pae("application/vnd.in-toto+json", bytes), pub.secretKey);
-  const envelope: Envelope = {
-    payloadType: "application/vnd.in-toto+json",
-    payload: bytes.toString("base64"),
-    signatures: [{ keyid: pub.keyId, sig: Buffer.from(sig).toString("base64") }],
-  };
-  return JSON.stringify(envelope);
+  return JSON.stringify(rawEnvelope(Buffer.from(payload, "utf8"), [pub]));
 }
 
 function statementWithNames(bytes: Buffer, first: string, last: string): string {
@@ -140,10 +133,10 @@ describe("red team: trust layer strictness over HTTP", () => {
       .set("Modelgate-Signature", broken.toString("base64"))
       .send(bytes);
     expect(viaHeader.status).toBe(400);
-    expect(codeOf(viaHeader)).toBe("malformed_signature");
+    expect(viaHeader).toFailWithCode("malformed_signature");
     const viaFile = await request(env.app).post("/v1/artifacts").attach("signature", broken, "sig.json").attach("artifact", bytes, "m.bin");
     expect(viaFile.status).toBe(400);
-    expect(codeOf(viaFile)).toBe("malformed_signature");
+    expect(viaFile).toFailWithCode("malformed_signature");
     expect(await listFiles(env.dataDir)).toEqual([]);
   });
 
@@ -151,7 +144,7 @@ describe("red team: trust layer strictness over HTTP", () => {
     const bytes = artifactBytes("audit-name");
     const name = "team-a/\u202egnp.exe";
     const res = await post(env, signRawName(teamA, bytes, "team-a/x.pkl"), bytes, name);
-    expect(codeOf(res)).toBe("invalid_name");
+    expect(res).toFailWithCode("invalid_name");
     expect(env.audit.events).toEqual([expect.objectContaining({ type: "upload.rejected", codes: ["invalid_name"], name })]);
   });
 
@@ -159,7 +152,7 @@ describe("red team: trust layer strictness over HTTP", () => {
     for (const name of ["team-a/../prod/model.pkl", "/team-a/x", "team-a/\u202ex"]) {
       const res = await request(env.app).get("/v1/artifacts").query({ name });
       expect(res.status).toBe(400);
-      expect(codeOf(res)).toBe("invalid_name");
+      expect(res).toFailWithCode("invalid_name");
     }
     expect((await request(env.app).get("/v1/artifacts").query({ name: "team-a/x" })).status).toBe(200);
   });

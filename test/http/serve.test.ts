@@ -3,7 +3,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { serveCommand } from "../../src/cli/commands/serve";
 import { allowlistJson, makePublisher } from "./helpers";
-import { freePort, waitForHttp } from "../helpers/net";
+import { freePort, waitForHttp } from "../support/net";
 
 describe("modelgate serve", () => {
   let dir: string;

@@ -1,8 +1,8 @@
 import request from "supertest";
 import { createApp } from "../../src/http/app";
-import nacl from "tweetnacl";
 import { MAX_ENVELOPE_BYTES, MAX_MULTIPART_FIELD_BYTES, MAX_MULTIPART_FIELD_NAME_BYTES, MAX_MULTIPART_FIELDS, MAX_MULTIPART_PARTS } from "../../src/limits";
-import { buildPublishStatement, encodeBase64, pae, DSSE_PAYLOAD_TYPE } from "../../src/trust";
+import { buildPublishStatement } from "../../src/trust";
+import { rawEnvelope } from "../support/publisher";
 import {
   acceptingInspector,
   artifactBytes,
@@ -167,19 +167,15 @@ describe("POST /v1/artifacts", () => {
       sig[0] = sig[0]! ^ 0xff;
       env2.signatures[0]!.sig = sig.toString("base64");
       const res = await upload(env, { signature: JSON.stringify(env2), artifact: bytes });
-      expect(res.status).toBe(403);
-      expect(res.body.error.code).toBe("bad_signature");
+      expect(res).toFailWithCode("bad_signature", 403);
       await expectStoreEmpty(env);
     });
 
     it("a statement with another predicate type -> wrong_predicate_type", async () => {
       const statement = { ...buildPublishStatement({ name: "x", digestHex: sha256Hex(bytes) }), predicateType: "https://example.com/other/v1" };
-      const payload = Buffer.from(JSON.stringify(statement));
-      const sig = nacl.sign.detached(pae(DSSE_PAYLOAD_TYPE, payload), serving.secretKey);
-      const envelope = { payloadType: DSSE_PAYLOAD_TYPE, payload: encodeBase64(payload), signatures: [{ keyid: serving.keyId, sig: encodeBase64(sig) }] };
+      const envelope = rawEnvelope(statement, [serving]);
       const res = await upload(env, { signature: JSON.stringify(envelope), artifact: bytes });
-      expect(res.status).toBe(422);
-      expect(res.body.error.code).toBe("wrong_predicate_type");
+      expect(res).toFailWithCode("wrong_predicate_type", 422);
       await expectStoreEmpty(env);
     });
 
@@ -189,8 +185,7 @@ describe("POST /v1/artifacts", () => {
         .field("signature", signFor(serving, bytes, "x"))
         .attach("artifact", bytes, "a.bin")
         .attach("artifact", bytes, "b.bin");
-      expect(res.status).toBe(400);
-      expect(res.body.error.code).toBe("bad_request");
+      expect(res).toFailWithCode("bad_request", 400);
       await expectStoreEmpty(env);
     });
 
@@ -199,22 +194,19 @@ describe("POST /v1/artifacts", () => {
         .post("/v1/artifacts")
         .field("signature", signFor(serving, bytes, "x"))
         .attach("payload", bytes, "a.bin");
-      expect(res.status).toBe(400);
-      expect(res.body.error.code).toBe("bad_request");
+      expect(res).toFailWithCode("bad_request", 400);
       const res2 = await request(env.app)
         .post("/v1/artifacts")
         .field("signature", signFor(serving, bytes, "x"))
         .field("extra", "1")
         .attach("artifact", bytes, "a.bin");
-      expect(res2.status).toBe(400);
-      expect(res2.body.error.code).toBe("bad_request");
+      expect(res2).toFailWithCode("bad_request", 400);
       await expectStoreEmpty(env);
     });
 
     it("a non-multipart body -> 415 unsupported_media_type", async () => {
       const res = await request(env.app).post("/v1/artifacts").set("Content-Type", "application/octet-stream").send(bytes);
-      expect(res.status).toBe(415);
-      expect(res.body.error.code).toBe("unsupported_media_type");
+      expect(res).toFailWithCode("unsupported_media_type", 415);
       await expectStoreEmpty(env);
     });
 
@@ -223,19 +215,17 @@ describe("POST /v1/artifacts", () => {
         .post("/v1/artifacts")
         .set("Content-Type", "multipart/form-data; boundary=XYZ")
         .send('--XYZ\r\nContent-Disposition: form-data; name="artifact"; filename="a"\r\n\r\nabc');
-      expect(res.status).toBe(400);
-      expect(res.body.error.code).toBe("bad_request");
+      expect(res).toFailWithCode("bad_request", 400);
       await expectStoreEmpty(env);
     });
 
     it("signature size: at the 256 KiB cap it is parsed (malformed here), one byte past it -> too_large", async () => {
       const at = await upload(env, { signature: " ".repeat(MAX_MULTIPART_FIELD_BYTES), artifact: bytes });
-      expect(at.body.error.code).toBe("malformed_signature");
+      expect(at).toFailWithCode("malformed_signature");
       const past = await upload(env, { signature: " ".repeat(MAX_MULTIPART_FIELD_BYTES + 1), artifact: bytes });
-      expect(past.status).toBe(413);
-      expect(past.body.error.code).toBe("too_large");
+      expect(past).toFailWithCode("too_large", 413);
       const pastFile = await upload(env, { signature: " ".repeat(MAX_ENVELOPE_BYTES + 1), artifact: bytes, signatureAsFile: true });
-      expect(pastFile.body.error.code).toBe("too_large");
+      expect(pastFile).toFailWithCode("too_large");
       await expectStoreEmpty(env);
     });
 
@@ -255,8 +245,7 @@ describe("POST /v1/artifacts", () => {
         .field("n".repeat(MAX_MULTIPART_FIELD_NAME_BYTES + 1), "x")
         .field("signature", sig)
         .attach("artifact", bytes, "a.bin");
-      expect(longName.status).toBe(400);
-      expect(longName.body.error.code).toBe("bad_request");
+      expect(longName).toFailWithCode("bad_request", 400);
       await expectStoreEmpty(env);
     });
   });
@@ -286,12 +275,11 @@ describe("POST /v1/artifacts", () => {
     try {
       const over = artifactBytes("over", 10_001);
       const res = await upload(e, { signature: signFor(serving, over, "x"), artifact: over });
-      expect(res.status).toBe(413);
-      expect(res.body.error.code).toBe("too_large");
+      expect(res).toFailWithCode("too_large", 413);
       expect(await listFiles(e.dataDir)).toEqual([]);
       const over2 = artifactBytes("over-sig-after", 50_000);
       const res2 = await upload(e, { signature: signFor(serving, over2, "x"), artifact: over2, artifactFirst: true });
-      expect(res2.body.error.code).toBe("too_large");
+      expect(res2).toFailWithCode("too_large");
       expect(await listFiles(e.dataDir)).toEqual([]);
       const at = artifactBytes("at", 10_000);
       expect((await upload(e, { signature: signFor(serving, at, "x"), artifact: at })).status).toBe(201);
@@ -311,8 +299,7 @@ describe("POST /v1/artifacts", () => {
       .post("/v1/artifacts")
       .field("signature", signFor(serving, bytes, "x"))
       .attach("artifact", bytes, "m.bin");
-    expect(res.status).toBe(507);
-    expect(res.body.error.code).toBe("insufficient_storage");
+    expect(res).toFailWithCode("insufficient_storage", 507);
     await expectStoreEmpty(env);
     expect(env.audit.events.map((e) => [e.type, e.codes])).toEqual([
       ["upload.accepted", undefined],
@@ -324,8 +311,7 @@ describe("POST /v1/artifacts", () => {
     env.audit.failing = true;
     const bytes = artifactBytes("audit-down");
     const res = await upload(env, { signature: signFor(serving, bytes, "x"), artifact: bytes });
-    expect(res.status).toBe(503);
-    expect(res.body.error.code).toBe("unavailable");
+    expect(res).toFailWithCode("unavailable", 503);
     await expectStoreEmpty(env);
     const rejected = await upload(env, { signature: signFor(stranger, bytes, "x"), artifact: bytes });
     expect(rejected.status).toBe(503);

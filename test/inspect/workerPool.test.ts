@@ -6,7 +6,7 @@ import { inspectPath } from "../../src/formats/inspectFile";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import { rejectionCode, type InspectionReport } from "../../src/inspect/report";
 import { InspectWorkerPool, type InspectWorkerPoolOptions } from "../../src/inspect/workerPool";
-import { ensureBuilt, ROOT } from "../helpers/binary";
+import { ensureBuilt, ROOT } from "../support/binary";
 import { BEHAVIOUR_WORKER_JS } from "./behaviourWorker";
 
 const policy = DEFAULT_CONTENT_POLICY;

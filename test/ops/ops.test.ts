@@ -78,7 +78,7 @@ describe("loadOpsConfig", () => {
       { MODELGATE_HSTS: "forever" },
       { MODELGATE_REQUEST_TIMEOUT_MS: "1000", MODELGATE_HEADERS_TIMEOUT_MS: "2000" },
     ]) {
-      expect(() => loadOpsConfig(env)).toThrow(expect.objectContaining({ code: "invalid_config" }) as Error);
+      expect(() => loadOpsConfig(env)).toFailWithCode("invalid_config");
     }
   });
 });
@@ -107,7 +107,7 @@ describe("createOps", () => {
     try {
       expect(ops.tokensConfigured).toBe(false);
       expect(ops.startupCheck("127.0.0.1")).toMatch(/OPEN/);
-      expect(() => ops.startupCheck("0.0.0.0")).toThrow(expect.objectContaining({ code: "invalid_config" }) as Error);
+      expect(() => ops.startupCheck("0.0.0.0")).toFailWithCode("invalid_config");
       const app = appFor(ops);
       const res = await request(app).get("/v1/artifacts");
       expect(res.status).toBe(200);
@@ -118,7 +118,7 @@ describe("createOps", () => {
       expect(audit.status).toBe(200);
       expect(audit.body.entries).toHaveLength(1);
       expect(audit.body.next).toBeNull();
-      expect((await request(app).get("/v1/audit?limit=0")).body.error.code).toBe("bad_request");
+      expect(await request(app).get("/v1/audit?limit=0")).toFailWithCode("bad_request");
       expect((await request(app).get("/v1/audit?limit=abc")).status).toBe(400);
       expect((await request(app).get("/v1/audit?bogus=1")).status).toBe(400);
     } finally {

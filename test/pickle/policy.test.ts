@@ -203,7 +203,7 @@ describe("patterns", () => {
   it("rejects malformed patterns", () => {
     for (const bad of ["*", "os*", "a..b", "sklearn", "", "a.__dict__", "__builtin__.*", "a.b.*.c", "a b"]) {
       expect(invalidGlobalPattern(bad)).toBeDefined();
-      expect(() => policy([bad])).toThrow(expect.objectContaining({ code: "invalid_config" }) as Error);
+      expect(() => policy([bad])).toFailWithCode("invalid_config");
     }
     for (const good of ["sklearn.*", "xgboost.core.Booster", "a_b.c1.*"]) expect(invalidGlobalPattern(good)).toBeUndefined();
   });

@@ -2,9 +2,6 @@ import { createHash } from "node:crypto";
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import nacl from "tweetnacl";
-import { scanCommand } from "../../src/cli/commands/scan";
-import { exitCodeFor } from "../../src/cli/exitCodes";
 import { isGatewayError } from "../../src/errors";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { ContentPolicySchema, contentPolicyDigest, DEFAULT_CONTENT_POLICY, type ContentPolicy } from "../../src/inspect/policy";
@@ -16,6 +13,8 @@ import { SAFE_GLOBALS } from "../../src/pickle/safeSet";
 import { SKLEARN_PRESET } from "../../src/pickle/sklearnPreset.generated";
 import { WILDCARD_PRIVATE_NAMES } from "../../src/pickle/wildcardNames.generated";
 import { parseAllowlistFile } from "../../src/trust/allowlist";
+import { runCli } from "../support/cli";
+import { makePublisher, publicKeyBase64 } from "../support/publisher";
 
 /**
  * Issue 10, family 3: names under an allowed prefix that are aliases of dangerous callables
@@ -175,7 +174,7 @@ describe("classifyGlobal with the alias map, wildcards and presets", () => {
 });
 
 describe("presets in allowlist.json and the policy digest", () => {
-  const key = Buffer.from(nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(3)).publicKey).toString("base64");
+  const key = publicKeyBase64(makePublisher(3));
   const file = (pickle: unknown): unknown => ({ version: 1, sources: [{ id: "s", description: "d", keys: [{ publicKey: key }], pickle }] });
 
   it("accepts presets [sklearn] and names the field of an unknown preset", () => {
@@ -215,16 +214,11 @@ describe("modelgate scan --preset", () => {
   afterAll(() => {
     rmSync(dir, { recursive: true, force: true });
   });
-  const key = Buffer.from(nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(4)).publicKey).toString("base64");
+  const key = publicKeyBase64(makePublisher(4));
   const file = (pickle: unknown): unknown => ({ version: 1, sources: [{ id: "s", description: "d", keys: [{ publicKey: key }], pickle }] });
 
   async function scan(args: string[]): Promise<number> {
-    try {
-      return await scanCommand.run(args, { stdout: () => undefined, stderr: () => undefined, env: {}, cwd: dir });
-    } catch (err) {
-      if (!isGatewayError(err)) throw err;
-      return exitCodeFor(err.code);
-    }
+    return (await runCli(["scan", ...args], { cwd: dir })).code;
   }
 
   it("accepts a fitted forest with --preset sklearn and rejects it without", async () => {

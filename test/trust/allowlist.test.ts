@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { isGatewayError } from "../../src/errors";
 import { MAX_ALLOWLIST_BYTES } from "../../src/limits";
 import { loadAllowlist, parseAllowlist, publicKeyToPem } from "../../src/trust";
-import { codeOf, testKey } from "./helpers";
+import { testKey } from "./helpers";
 
 const a = testKey(1);
 const b = testKey(2);
@@ -146,10 +146,10 @@ describe("loadAllowlist", () => {
   });
 
   it("io_error for a missing file, invalid_allowlist for bad JSON", () => {
-    expect(codeOf(() => loadAllowlist(path.join(dir, "missing.json")))).toBe("io_error");
+    expect(() => loadAllowlist(path.join(dir, "missing.json"))).toFailWithCode("io_error");
     const file = path.join(dir, "broken.json");
     writeFileSync(file, "{ not json");
-    expect(codeOf(() => loadAllowlist(file))).toBe("invalid_allowlist");
+    expect(() => loadAllowlist(file)).toFailWithCode("invalid_allowlist");
   });
 });
 
@@ -157,13 +157,13 @@ describe("loadAllowlist limits", () => {
   it("io_error for a directory; invalid_allowlist above MAX_ALLOWLIST_BYTES, accepted at it", () => {
     const d = mkdtempSync(path.join(tmpdir(), "mg-allowlist-limit-"));
     try {
-      expect(codeOf(() => loadAllowlist(d))).toBe("io_error");
+      expect(() => loadAllowlist(d)).toFailWithCode("io_error");
       const base = JSON.stringify({ version: 1, sources: [] });
       const file = path.join(d, "allowlist.json");
       writeFileSync(file, base + " ".repeat(MAX_ALLOWLIST_BYTES - base.length));
       expect(loadAllowlist(file).sources).toEqual([]);
       writeFileSync(file, base + " ".repeat(MAX_ALLOWLIST_BYTES - base.length + 1));
-      expect(codeOf(() => loadAllowlist(file))).toBe("invalid_allowlist");
+      expect(() => loadAllowlist(file)).toFailWithCode("invalid_allowlist");
     } finally {
       rmSync(d, { recursive: true, force: true });
     }

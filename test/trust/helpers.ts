@@ -1,10 +1,7 @@
-import nacl from "tweetnacl";
 import { DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
 import {
   addSignature,
   buildPublishStatement,
-  keyIdOf,
-  pae,
   revokedKeyIdsOf,
   signEnvelope,
   type Allowlist,
@@ -12,17 +9,15 @@ import {
   type TrustedKey,
   type TrustedSource,
 } from "../../src/trust";
+import { makePublisher, type Publisher } from "../support/publisher";
 
-export interface TestKey {
-  keyId: string;
-  publicKey: Uint8Array;
-  secretKey: Uint8Array;
-}
+export { rawEnvelope } from "../support/publisher";
 
-/** Deterministic key pairs: seed byte n repeated. */
+export type TestKey = Publisher;
+
+/** Deterministic key pairs: seed byte n repeated (the one publisher factory, test/support/publisher.ts). */
 export function testKey(n: number): TestKey {
-  const pair = nacl.sign.keyPair.fromSeed(new Uint8Array(32).fill(n));
-  return { keyId: keyIdOf(pair.publicKey), publicKey: pair.publicKey, secretKey: pair.secretKey };
+  return makePublisher(n);
 }
 
 export function trusted(key: TestKey, extra: Partial<TrustedKey> = {}): TrustedKey {
@@ -56,17 +51,6 @@ export function codeOf(fn: () => unknown): string {
     return (err as { code?: string }).code ?? "no-code";
   }
   throw new Error("expected an error");
-}
-
-/** Sign arbitrary payload bytes (or a JSON value) into an envelope, bypassing statement validation. */
-export function rawEnvelope(payload: unknown, keys: TestKey[], payloadType = "application/vnd.in-toto+json"): Envelope {
-  const bytes = payload instanceof Uint8Array ? payload : Buffer.from(JSON.stringify(payload));
-  const msg = pae(payloadType, bytes);
-  return {
-    payloadType,
-    payload: Buffer.from(bytes).toString("base64"),
-    signatures: keys.map((k) => ({ keyid: k.keyId, sig: Buffer.from(nacl.sign.detached(msg, k.secretKey)).toString("base64") })),
-  };
 }
 
 export function statementJson(overrides: Record<string, unknown> = {}): Record<string, unknown> {

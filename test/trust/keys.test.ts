@@ -1,7 +1,7 @@
 import { createHash, generateKeyPairSync } from "node:crypto";
 import nacl from "tweetnacl";
 import { keyIdOf, parsePublicKey, privateKeyToPem, publicKeyToPem, readPrivateKey, verifyEd25519 } from "../../src/trust";
-import { codeOf, testKey } from "./helpers";
+import { testKey } from "./helpers";
 
 function ed25519Pems(): { pub: string; priv: string; raw: Uint8Array } {
   const { publicKey, privateKey } = generateKeyPairSync("ed25519");
@@ -48,17 +48,17 @@ describe("public keys", () => {
     ["corrupt PEM body", "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"],
     ["PEM with trailing junk", `${ed25519Pems().pub}junk`],
   ])("rejects %s with invalid_key", (_label, text) => {
-    expect(codeOf(() => parsePublicKey(text))).toBe("invalid_key");
+    expect(() => parsePublicKey(text)).toFailWithCode("invalid_key");
   });
 
   it("rejects other algorithms and private keys given as public", () => {
     const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 }).publicKey.export({ type: "spki", format: "pem" }).toString();
     const ec = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "pem" }).toString();
     const x25519 = generateKeyPairSync("x25519").publicKey.export({ type: "spki", format: "pem" }).toString();
-    expect(codeOf(() => parsePublicKey(rsa))).toBe("invalid_key");
-    expect(codeOf(() => parsePublicKey(ec))).toBe("invalid_key");
-    expect(codeOf(() => parsePublicKey(x25519))).toBe("invalid_key");
-    expect(codeOf(() => parsePublicKey(ed25519Pems().priv))).toBe("invalid_key");
+    expect(() => parsePublicKey(rsa)).toFailWithCode("invalid_key");
+    expect(() => parsePublicKey(ec)).toFailWithCode("invalid_key");
+    expect(() => parsePublicKey(x25519)).toFailWithCode("invalid_key");
+    expect(() => parsePublicKey(ed25519Pems().priv)).toFailWithCode("invalid_key");
   });
 });
 
@@ -80,11 +80,11 @@ describe("private keys", () => {
     const { privateKey } = generateKeyPairSync("ed25519");
     const encrypted = privateKey.export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "pw" }).toString();
     const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-    expect(codeOf(() => readPrivateKey(encrypted))).toBe("invalid_key");
-    expect(codeOf(() => readPrivateKey(ed25519Pems().pub))).toBe("invalid_key");
-    expect(codeOf(() => readPrivateKey(rsa))).toBe("invalid_key");
-    expect(codeOf(() => readPrivateKey("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))).toBe("invalid_key");
-    expect(codeOf(() => readPrivateKey(""))).toBe("invalid_key");
+    expect(() => readPrivateKey(encrypted)).toFailWithCode("invalid_key");
+    expect(() => readPrivateKey(ed25519Pems().pub)).toFailWithCode("invalid_key");
+    expect(() => readPrivateKey(rsa)).toFailWithCode("invalid_key");
+    expect(() => readPrivateKey("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")).toFailWithCode("invalid_key");
+    expect(() => readPrivateKey("")).toFailWithCode("invalid_key");
   });
 });
 

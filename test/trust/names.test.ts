@@ -104,7 +104,7 @@ describe("the artifact name rule (src/trust/artifactName.ts)", () => {
   ])("refuses %s with invalid_name", (_label, name) => {
     expect(artifactNameProblem(name)).toEqual(expect.any(String));
     expect(isValidArtifactName(name)).toBe(false);
-    expect(codeOf(() => parseArtifactName(name))).toBe("invalid_name");
+    expect(() => parseArtifactName(name)).toFailWithCode("invalid_name");
   });
 
   it("keeps bidi overrides and invisible characters out of its own message", () => {
@@ -146,17 +146,15 @@ describe("globs match validated names only, segment by segment", () => {
 
   it("a stored envelope signed for a name outside the rule no longer verifies on fetch (recheckTrust)", () => {
     const stored = JSON.stringify(rawEnvelope(statementJson({ subject: [{ name: "team-a/../prod/model.pkl", digest: { sha256: DIGEST } }] }), [k]));
-    expect(
-      codeOf(() =>
-        recheckTrust({
-          envelopes: [{ envelope: stored, name: "team-a/../prod/model.pkl" }],
-          digestHex: DIGEST,
-          name: "team-a/../prod/model.pkl",
-          allowlist: teamA,
-          now: NOW,
-        }),
-      ),
-    ).toBe("invalid_name");
+    expect(() =>
+      recheckTrust({
+        envelopes: [{ envelope: stored, name: "team-a/../prod/model.pkl" }],
+        digestHex: DIGEST,
+        name: "team-a/../prod/model.pkl",
+        allowlist: teamA,
+        now: NOW,
+      }),
+    ).toFailWithCode("invalid_name");
   });
 
   it.each<[string, string, boolean]>([

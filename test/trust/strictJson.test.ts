@@ -51,7 +51,7 @@ describe("strict JSON scan (src/trust/strictJson.ts)", () => {
     ["[1 2]", "missing comma"],
     ["[", "unclosed array"],
   ])("refuses %s (%s) as malformed_signature", (text) => {
-    expect(codeOf(() => parseStrictJson(text, "test"))).toBe("malformed_signature");
+    expect(() => parseStrictJson(text, "test")).toFailWithCode("malformed_signature");
   });
 
   it.each([
@@ -72,21 +72,17 @@ describe("strict JSON scan (src/trust/strictJson.ts)", () => {
     expect(() => {
       scanStrictJson(nest(MAX_TRUST_JSON_DEPTH), "test");
     }).not.toThrow();
-    expect(
-      codeOf(() => {
-        scanStrictJson(nest(MAX_TRUST_JSON_DEPTH + 1), "test");
-      }),
-    ).toBe("malformed_signature");
+    expect(() => {
+      scanStrictJson(nest(MAX_TRUST_JSON_DEPTH + 1), "test");
+    }).toFailWithCode("malformed_signature");
     expect(() => {
       scanStrictJson(nestObjects(MAX_TRUST_JSON_DEPTH), "test");
     }).not.toThrow();
-    expect(
-      codeOf(() => {
-        scanStrictJson(nestObjects(MAX_TRUST_JSON_DEPTH + 1), "test");
-      }),
-    ).toBe("malformed_signature");
+    expect(() => {
+      scanStrictJson(nestObjects(MAX_TRUST_JSON_DEPTH + 1), "test");
+    }).toFailWithCode("malformed_signature");
     // A JSON bomb of the largest envelope size stops at the bound, without recursion.
-    expect(codeOf(() => parseEnvelope("[".repeat(MAX_ENVELOPE_BYTES)))).toBe("malformed_signature");
+    expect(() => parseEnvelope("[".repeat(MAX_ENVELOPE_BYTES))).toFailWithCode("malformed_signature");
   });
 
   it("scans a maximum-size envelope in linear time", () => {
@@ -186,7 +182,7 @@ describe("red team: duplicate keys in validly signed envelopes and statements ->
 
   it("an envelope file starting with a byte order mark is refused", () => {
     const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(signedText(statementText()), "utf8")]);
-    expect(codeOf(() => parseEnvelope(new Uint8Array(bytes)))).toBe("malformed_signature");
+    expect(() => parseEnvelope(new Uint8Array(bytes))).toFailWithCode("malformed_signature");
   });
 
   it("a lone surrogate escaped in a signed predicate field is refused", () => {

@@ -1,7 +1,7 @@
 import nacl from "tweetnacl";
 import { isGatewayError } from "../../src/errors";
 import { buildPublishStatement, parseAllowlist, preflightEnvelope, recheckTrust, signEnvelope, verifyPublish, type Allowlist } from "../../src/trust";
-import { allowlistOf, codeOf, DIGEST, NOW, rawEnvelope, signed, source, statementJson, testKey, trusted } from "./helpers";
+import { allowlistOf, DIGEST, NOW, rawEnvelope, signed, source, statementJson, testKey, trusted } from "./helpers";
 
 const a = testKey(1);
 const b = testKey(2);
@@ -50,17 +50,17 @@ describe("verifyPublish", () => {
   });
 
   it("malformed_signature for a broken envelope", () => {
-    expect(codeOf(() => verify("{}", one))).toBe("malformed_signature");
+    expect(() => verify("{}", one)).toFailWithCode("malformed_signature");
   });
 
   it("wrong_predicate_type for an attestation of another kind, even validly signed", () => {
     const env = JSON.stringify(rawEnvelope(statementJson({ predicateType: "https://slsa.dev/provenance/v1" }), [a]));
-    expect(codeOf(() => verify(env, one))).toBe("wrong_predicate_type");
+    expect(() => verify(env, one)).toFailWithCode("wrong_predicate_type");
   });
 
   it("untrusted_source when no signature is by a known key", () => {
-    expect(codeOf(() => verify(signed([stranger]), one))).toBe("untrusted_source");
-    expect(codeOf(() => verify(signed([a]), allowlistOf()))).toBe("untrusted_source");
+    expect(() => verify(signed([stranger]), one)).toFailWithCode("untrusted_source");
+    expect(() => verify(signed([a]), allowlistOf())).toFailWithCode("untrusted_source");
   });
 
   it("ignores signatures by unknown keys, even invalid ones", () => {
@@ -73,28 +73,28 @@ describe("verifyPublish", () => {
     const env = JSON.parse(signed([a])) as { signatures: { keyid: string; sig: string }[] };
     const sig = Buffer.from(env.signatures[0]!.sig, "base64");
     sig[10] = (sig[10] ?? 0) ^ 1;
-    expect(codeOf(() => verify(JSON.stringify({ ...env, signatures: [{ keyid: a.keyId, sig: sig.toString("base64") }] }), one))).toBe("bad_signature");
+    expect(() => verify(JSON.stringify({ ...env, signatures: [{ keyid: a.keyId, sig: sig.toString("base64") }] }), one)).toFailWithCode("bad_signature");
   });
 
   it("bad_signature when a key id is paired with another key's signature", () => {
     const env = JSON.parse(signed([b])) as { signatures: { keyid: string; sig: string }[] };
-    expect(codeOf(() => verify(JSON.stringify({ ...env, signatures: [{ keyid: a.keyId, sig: env.signatures[0]!.sig }] }), one))).toBe("bad_signature");
+    expect(() => verify(JSON.stringify({ ...env, signatures: [{ keyid: a.keyId, sig: env.signatures[0]!.sig }] }), one)).toFailWithCode("bad_signature");
   });
 
   it("bad_signature when the payload was changed after signing", () => {
     const env = JSON.parse(signed([a])) as { payload: string };
     const other = Buffer.from(JSON.stringify(statementJson({ subject: [{ name: "examples/evil.pt", digest: { sha256: DIGEST } }] }))).toString("base64");
-    expect(codeOf(() => verify(JSON.stringify({ ...env, payload: other }), one))).toBe("bad_signature");
+    expect(() => verify(JSON.stringify({ ...env, payload: other }), one)).toFailWithCode("bad_signature");
   });
 
   it("bad_signature even when another valid signature by a trusted key is present", () => {
     const env = JSON.parse(signed([a])) as { signatures: { keyid: string; sig: string }[] };
     const forged = { keyid: a.keyId, sig: Buffer.alloc(64, 3).toString("base64") };
-    expect(codeOf(() => verify(JSON.stringify({ ...env, signatures: [...env.signatures, forged] }), one))).toBe("bad_signature");
+    expect(() => verify(JSON.stringify({ ...env, signatures: [...env.signatures, forged] }), one)).toFailWithCode("bad_signature");
   });
 
   it("digest_mismatch when the artifact's sha256 differs from the subject's", () => {
-    expect(codeOf(() => verify(signed([a]), one, { digestHex: "b".repeat(64) }))).toBe("digest_mismatch");
+    expect(() => verify(signed([a]), one, { digestHex: "b".repeat(64) })).toFailWithCode("digest_mismatch");
   });
 
   it("digest_mismatch when the signed predicate.size differs from the artifact size", () => {
@@ -102,15 +102,15 @@ describe("verifyPublish", () => {
       signEnvelope(buildPublishStatement({ name: "examples/model.pt", digestHex: DIGEST, predicate: { size: 10 } }), a.secretKey, a.keyId),
     );
     expect(verify(env, one, { size: 10 }).source.id).toBe("research");
-    expect(codeOf(() => verify(env, one, { size: 11 }))).toBe("digest_mismatch");
+    expect(() => verify(env, one, { size: 11 })).toFailWithCode("digest_mismatch");
   });
 
   it("bad_request for a digest that is not 64 lowercase hex", () => {
-    expect(codeOf(() => verify(signed([a]), one, { digestHex: DIGEST.toUpperCase() }))).toBe("bad_request");
+    expect(() => verify(signed([a]), one, { digestHex: DIGEST.toUpperCase() })).toFailWithCode("bad_request");
   });
 
   it("name_not_allowed outside the source's patterns", () => {
-    expect(codeOf(() => verify(signed([a], "prod/model.pt"), one))).toBe("name_not_allowed");
+    expect(() => verify(signed([a], "prod/model.pt"), one)).toFailWithCode("name_not_allowed");
   });
 
   it("any name when the source has no patterns", () => {
@@ -119,13 +119,13 @@ describe("verifyPublish", () => {
   });
 
   it("name_not_allowed when the requested name differs from the signed subject name", () => {
-    expect(codeOf(() => verify(signed([a], "examples/a.pt"), one, { name: "examples/b.pt" }))).toBe("name_not_allowed");
+    expect(() => verify(signed([a], "examples/a.pt"), one, { name: "examples/b.pt" })).toFailWithCode("name_not_allowed");
     expect(verify(signed([a], "examples/a.pt"), one, { name: "examples/a.pt" }).name).toBe("examples/a.pt");
   });
 
   it("key_revoked for a revoked key", () => {
     const al = allowlistOf(source("s", [trusted(a, { revoked: true })]));
-    expect(codeOf(() => verify(signed([a]), al))).toBe("key_revoked");
+    expect(() => verify(signed([a]), al)).toFailWithCode("key_revoked");
   });
 
   describe("validity window [notBefore, notAfter)", () => {
@@ -135,7 +135,7 @@ describe("verifyPublish", () => {
     const at = (ms: number) => new Date(ms);
 
     it("rejects one millisecond before notBefore", () => {
-      expect(codeOf(() => verify(signed([a]), al, { now: at(notBefore.getTime() - 1) }))).toBe("key_expired");
+      expect(() => verify(signed([a]), al, { now: at(notBefore.getTime() - 1) })).toFailWithCode("key_expired");
     });
     it("accepts exactly at notBefore (inclusive)", () => {
       expect(verify(signed([a]), al, { now: notBefore }).source.id).toBe("s");
@@ -144,7 +144,7 @@ describe("verifyPublish", () => {
       expect(verify(signed([a]), al, { now: at(notAfter.getTime() - 1) }).source.id).toBe("s");
     });
     it("rejects exactly at notAfter (exclusive)", () => {
-      expect(codeOf(() => verify(signed([a]), al, { now: notAfter }))).toBe("key_expired");
+      expect(() => verify(signed([a]), al, { now: notAfter })).toFailWithCode("key_expired");
     });
   });
 
@@ -156,23 +156,23 @@ describe("verifyPublish", () => {
     });
 
     it("threshold_not_met with one key", () => {
-      expect(codeOf(() => verify(signed([a]), two))).toBe("threshold_not_met");
+      expect(() => verify(signed([a]), two)).toFailWithCode("threshold_not_met");
     });
 
     it("counts duplicate signatures by one key once", () => {
-      expect(codeOf(() => verify(signed([a, a]), two))).toBe("threshold_not_met");
-      expect(codeOf(() => verify(signed([a, a, a, a]), two))).toBe("threshold_not_met");
+      expect(() => verify(signed([a, a]), two)).toFailWithCode("threshold_not_met");
+      expect(() => verify(signed([a, a, a, a]), two)).toFailWithCode("threshold_not_met");
     });
 
     it("does not count revoked or expired keys", () => {
       const al = allowlistOf(source("s", [trusted(a), trusted(b, { revoked: true }), trusted(c, { notAfter: new Date(NOW.getTime()) })], { threshold: 2 }));
-      expect(codeOf(() => verify(signed([a, b]), al))).toBe("threshold_not_met");
-      expect(codeOf(() => verify(signed([a, c]), al))).toBe("threshold_not_met");
+      expect(() => verify(signed([a, b]), al)).toFailWithCode("threshold_not_met");
+      expect(() => verify(signed([a, c]), al)).toFailWithCode("threshold_not_met");
       expect(verify(signed([a, b, c]), allowlistOf(source("s", [trusted(a), trusted(b), trusted(c)], { threshold: 3 }))).keyIds).toHaveLength(3);
     });
 
     it("does not count a stranger's signature toward the threshold", () => {
-      expect(codeOf(() => verify(signed([a, stranger]), two))).toBe("threshold_not_met");
+      expect(() => verify(signed([a, stranger]), two)).toFailWithCode("threshold_not_met");
     });
 
     it("a revoked co-signer does not spoil a threshold met by others", () => {
@@ -200,7 +200,7 @@ describe("verifyPublish", () => {
         source("strict", [trusted(a), trusted(b)], { threshold: 2 }),
       );
       const fn = () => verify(signed([a, c], "x/y"), al);
-      expect(codeOf(fn)).toBe("key_revoked");
+      expect(fn).toFailWithCode("key_revoked");
       expect(
         reasonsOf(fn)
           .map((r) => `${r.source ?? ""}:${r.code}`)
@@ -215,13 +215,13 @@ describe("verifyPublish", () => {
       );
       // Only b-src's name rules would accept this signature; a-src's revocation still applies.
       const fn = () => verify(signed([a], "b/model"), al);
-      expect(codeOf(fn)).toBe("key_revoked");
+      expect(fn).toFailWithCode("key_revoked");
       expect(reasonsOf(fn)).toContainEqual(expect.objectContaining({ code: "key_revoked", source: "b-src", keyId: a.keyId }));
       expect(errorOf(fn).message).toContain("'a-src'");
       // A revoked co-signer does not count towards a threshold anywhere.
       const thr = allowlistOf(source("a-src", [trusted(a, { revoked: true })]), source("b-src", [trusted(a), trusted(b)], { threshold: 2 }));
       const thrFn = () => verify(signed([a, b], "b/model"), thr);
-      expect(codeOf(thrFn)).toBe("key_revoked");
+      expect(thrFn).toFailWithCode("key_revoked");
       expect(reasonsOf(thrFn)).toContainEqual(expect.objectContaining({ code: "threshold_not_met", source: "b-src" }));
       // b-src's other, unrevoked key still works.
       const r = verify(signed([b], "b/model"), al);
@@ -243,7 +243,7 @@ describe("verifyPublish", () => {
       };
       const al = parseAllowlist(json, "/nonexistent");
       expect([...al.revokedKeyIds]).toEqual([a.keyId]);
-      expect(codeOf(() => verify(signed([a]), al))).toBe("key_revoked");
+      expect(() => verify(signed([a]), al)).toFailWithCode("key_revoked");
       expect(verify(signed([b]), al).source.id).toBe("b-src");
     });
   });
@@ -260,7 +260,7 @@ describe("verifyPublish", () => {
       payload: payload.toString("base64"),
       signatures: [{ keyid: a.keyId, sig: Buffer.from(nacl.sign.detached(payload, a.secretKey)).toString("base64") }],
     };
-    expect(codeOf(() => verify(JSON.stringify(env), one))).toBe("bad_signature");
+    expect(() => verify(JSON.stringify(env), one)).toFailWithCode("bad_signature");
   });
 });
 
@@ -272,10 +272,10 @@ describe("preflightEnvelope", () => {
   });
 
   it("throws the same codes as verifyPublish", () => {
-    expect(codeOf(() => preflightEnvelope(signed([stranger]), al, NOW))).toBe("untrusted_source");
-    expect(codeOf(() => preflightEnvelope("[]", al, NOW))).toBe("malformed_signature");
-    expect(codeOf(() => preflightEnvelope(signed([a]), allowlistOf(source("s", [trusted(a, { revoked: true })])), NOW))).toBe("key_revoked");
-    expect(codeOf(() => preflightEnvelope(signed([a], "x"), allowlistOf(source("s", [trusted(a)], { names: ["y"] })), NOW))).toBe("name_not_allowed");
+    expect(() => preflightEnvelope(signed([stranger]), al, NOW)).toFailWithCode("untrusted_source");
+    expect(() => preflightEnvelope("[]", al, NOW)).toFailWithCode("malformed_signature");
+    expect(() => preflightEnvelope(signed([a]), allowlistOf(source("s", [trusted(a, { revoked: true })])), NOW)).toFailWithCode("key_revoked");
+    expect(() => preflightEnvelope(signed([a], "x"), allowlistOf(source("s", [trusted(a)], { names: ["y"] })), NOW)).toFailWithCode("name_not_allowed");
   });
 
   it("a key revoked by another source is key_revoked; the source's other key still works", () => {
@@ -283,7 +283,7 @@ describe("preflightEnvelope", () => {
       source("a-src", [trusted(a, { revoked: true })], { names: ["a/**"] }),
       source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }),
     );
-    expect(codeOf(() => preflightEnvelope(signed([a], "b/model"), split, NOW))).toBe("key_revoked");
+    expect(() => preflightEnvelope(signed([a], "b/model"), split, NOW)).toFailWithCode("key_revoked");
     expect(preflightEnvelope(signed([b], "b/model"), split, NOW).sourceIds).toEqual(["b-src"]);
   });
 });
@@ -299,13 +299,13 @@ describe("recheckTrust", () => {
   it("key_revoked, key_expired, untrusted_source: the most specific reason", () => {
     const revoked = allowlistOf(source("s", [trusted(a, { revoked: true })]));
     const expired = allowlistOf(source("s", [trusted(a, { notAfter: new Date(NOW.getTime() - 1) }), trusted(b, { revoked: true })]));
-    expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe("key_revoked");
-    expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: expired, now: NOW }))).toBe("key_expired");
-    expect(codeOf(() => recheckTrust({ envelopes: [signed([stranger]), signed([a])], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe(
+    expect(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: revoked, now: NOW })).toFailWithCode("key_revoked");
+    expect(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: expired, now: NOW })).toFailWithCode("key_expired");
+    expect(() => recheckTrust({ envelopes: [signed([stranger]), signed([a])], digestHex: DIGEST, name, allowlist: revoked, now: NOW })).toFailWithCode(
       "key_revoked",
     );
-    expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: allowlistOf(), now: NOW }))).toBe("untrusted_source");
-    expect(codeOf(() => recheckTrust({ envelopes: [], digestHex: DIGEST, name, allowlist: revoked, now: NOW }))).toBe("untrusted_source");
+    expect(() => recheckTrust({ envelopes: [signed([a])], digestHex: DIGEST, name, allowlist: allowlistOf(), now: NOW })).toFailWithCode("untrusted_source");
+    expect(() => recheckTrust({ envelopes: [], digestHex: DIGEST, name, allowlist: revoked, now: NOW })).toFailWithCode("untrusted_source");
   });
 
   it("checks each stored envelope against the name it signed; bare strings and unnamed entries use `name`", () => {
@@ -317,25 +317,21 @@ describe("recheckTrust", () => {
     const v = recheckTrust({ envelopes, digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW });
     expect([v.source.id, v.name]).toEqual(["sb", "b/model"]);
     // Without its own name, b's envelope is checked against the record's name and refused.
-    expect(
-      codeOf(() =>
-        recheckTrust({ envelopes: [envelopes[0] ?? "", { envelope: signed([b], "b/model") }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }),
-      ),
-    ).toBe("key_revoked");
-    expect(codeOf(() => recheckTrust({ envelopes: [signed([b], "b/model")], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }))).toBe(
+    expect(() =>
+      recheckTrust({ envelopes: [envelopes[0] ?? "", { envelope: signed([b], "b/model") }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }),
+    ).toFailWithCode("key_revoked");
+    expect(() => recheckTrust({ envelopes: [signed([b], "b/model")], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW })).toFailWithCode(
       "name_not_allowed",
     );
     // A stored name is no override: it must equal the envelope's own subject name.
-    expect(
-      codeOf(() =>
-        recheckTrust({ envelopes: [{ envelope: signed([b], "b/model"), name: "b/other" }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }),
-      ),
-    ).toBe("name_not_allowed");
+    expect(() =>
+      recheckTrust({ envelopes: [{ envelope: signed([b], "b/model"), name: "b/other" }], digestHex: DIGEST, name: "a/model", allowlist: both, now: NOW }),
+    ).toFailWithCode("name_not_allowed");
     const revokedBoth = allowlistOf(
       source("sa", [trusted(a, { revoked: true })], { names: ["a/**"] }),
       source("sb", [trusted(b, { revoked: true })], { names: ["b/**"] }),
     );
-    expect(codeOf(() => recheckTrust({ envelopes, digestHex: DIGEST, name: "a/model", allowlist: revokedBoth, now: NOW }))).toBe("key_revoked");
+    expect(() => recheckTrust({ envelopes, digestHex: DIGEST, name: "a/model", allowlist: revokedBoth, now: NOW })).toFailWithCode("key_revoked");
   });
 
   it("a key revoked by another source no longer serves through the source listing it unrevoked", () => {
@@ -344,7 +340,7 @@ describe("recheckTrust", () => {
       source("b-src", [trusted(a), trusted(b)], { names: ["b/**"] }),
     );
     const envelopes = [{ envelope: signed([a], "b/model"), name: "b/model" }];
-    expect(codeOf(() => recheckTrust({ envelopes, digestHex: DIGEST, name: "b/model", allowlist: split, now: NOW }))).toBe("key_revoked");
+    expect(() => recheckTrust({ envelopes, digestHex: DIGEST, name: "b/model", allowlist: split, now: NOW })).toFailWithCode("key_revoked");
     const v = recheckTrust({
       envelopes: [...envelopes, { envelope: signed([b], "b/model"), name: "b/model" }],
       digestHex: DIGEST,
@@ -357,6 +353,6 @@ describe("recheckTrust", () => {
 
   it("digest_mismatch when the stored bytes no longer match", () => {
     const al = allowlistOf(source("s", [trusted(a)]));
-    expect(codeOf(() => recheckTrust({ envelopes: [signed([a])], digestHex: "c".repeat(64), name, allowlist: al, now: NOW }))).toBe("digest_mismatch");
+    expect(() => recheckTrust({ envelopes: [signed([a])], digestHex: "c".repeat(64), name, allowlist: al, now: NOW })).toFailWithCode("digest_mismatch");
   });
 });

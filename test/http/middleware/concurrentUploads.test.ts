@@ -49,8 +49,7 @@ describe("concurrentUploads", () => {
     await until(() => held.length === 1);
     expect(gate.inFlight).toBe(1);
     const refused = await request(url).post("/upload");
-    expect(refused.status).toBe(503);
-    expect(refused.body.error.code).toBe("unavailable");
+    expect(refused).toFailWithCode("unavailable", 503);
     expect(refused.headers["retry-after"]).toBe("1");
     expect(shed).toBe(1);
     held.shift()!.json({ done: true });

@@ -27,8 +27,7 @@ describe("rateLimit", () => {
     const { app, limitedCount } = limited({ rps: 2, burst: 3 }, clock);
     for (let i = 0; i < 3; i++) expect((await request(app).get("/x").set("x-client", "a")).status).toBe(200);
     const refused = await request(app).get("/x").set("x-client", "a");
-    expect(refused.status).toBe(429);
-    expect(refused.body.error.code).toBe("rate_limited");
+    expect(refused).toFailWithCode("rate_limited", 429);
     expect(refused.headers["retry-after"]).toBe("1");
     expect(limitedCount()).toBe(1);
     // another client has its own bucket

@@ -1,36 +1,29 @@
 import * as http from "node:http";
-import type { AddressInfo } from "node:net";
-import type { Command } from "../../src/cli/command";
-import { exitCodeFor } from "../../src/cli/exitCodes";
-import { isGatewayError } from "../../src/errors";
+import * as net from "node:net";
 
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
+/** A loopback port that was free a moment ago (for servers started by a command, not by the test). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => {
+    server.close(() => {
+      resolve();
+    });
+  });
+  return port;
 }
 
-/** Run one command in-process the way src/cli/main.ts does (one-line error, code -> exit code). */
-export async function runCli(command: Command, args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<CliResult> {
-  let stdout = "";
-  let stderr = "";
-  const io = {
-    stdout: (t: string) => {
-      stdout += t;
-    },
-    stderr: (t: string) => {
-      stderr += t;
-    },
-    env,
-    cwd,
-  };
-  try {
-    const code = await command.run(args, io);
-    return { code, stdout, stderr };
-  } catch (err) {
-    if (!isGatewayError(err)) throw err;
-    stderr += `modelgate ${command.name}: ${err.code}: ${err.message}\n`;
-    return { code: exitCodeFor(err.code), stdout, stderr };
+/** GET `url` until the server answers (10 s at most). */
+export async function waitForHttp(url: string): Promise<Response> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await fetch(url);
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
 }
 
@@ -38,7 +31,7 @@ export async function runCli(command: Command, args: string[], env: NodeJS.Proce
 export async function listen(handler: http.RequestListener): Promise<{ url: string; close(): Promise<void> }> {
   const server = http.createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
+  const { port } = server.address() as net.AddressInfo;
   return {
     url: `http://127.0.0.1:${String(port)}`,
     close: () =>
