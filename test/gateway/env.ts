@@ -1,10 +1,8 @@
-import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import pino from "pino";
-import nacl from "tweetnacl";
 import { MemoryAuditSink, type AuditEvent } from "../../src/audit/types";
 import type { Call } from "../../src/gateway/call";
 import type { PublishDeps } from "../../src/gateway/publish";
@@ -13,7 +11,7 @@ import { summarize, type Severity } from "../../src/inspect/report";
 import type { GatewayMetrics } from "../../src/metrics/types";
 import { FsArtifactStore } from "../../src/store/fsStore";
 import type { StagedUpload } from "../../src/store/types";
-import { buildPublishStatement, keyIdOf, parseAllowlist, signEnvelope, type Allowlist } from "../../src/trust";
+import { parseAllowlist, type Allowlist } from "../../src/trust";
 
 /**
  * The use cases of src/gateway driven without a transport: a real FsArtifactStore in a temp dir,
@@ -23,22 +21,8 @@ import { buildPublishStatement, keyIdOf, parseAllowlist, signEnvelope, type Allo
 
 export const NOW = new Date("2026-06-01T12:00:00.000Z");
 
-export interface Publisher {
-  secretKey: Uint8Array;
-  publicKey: Uint8Array;
-  keyId: string;
-}
-
-export function makePublisher(): Publisher {
-  const kp = nacl.sign.keyPair();
-  return { secretKey: kp.secretKey, publicKey: kp.publicKey, keyId: keyIdOf(kp.publicKey) };
-}
-
-export const sha256Hex = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
-
-export function signFor(pub: Publisher, bytes: Buffer, name: string, digestHex = sha256Hex(bytes)): string {
-  return JSON.stringify(signEnvelope(buildPublishStatement({ name, digestHex }), pub.secretKey, pub.keyId));
-}
+export { makePublisher, sha256Hex, signFor, type Publisher } from "../support/publisher";
+import type { Publisher } from "../support/publisher";
 
 export interface SourceSpec {
   id: string;
