@@ -148,9 +148,12 @@ export function appendMemberNode(parent: InspectionNode, child: InspectionNode, 
 /** Every non-directory member through ctx.inspectMember, one level deeper. */
 export async function inspectAllMembers(archive: ArchiveContents, path: string, ctx: FormatContext, skip?: ReadonlySet<string>): Promise<void> {
   const inner = deeper(ctx);
+  // The archive's files by path, for ONNX external data (onnx.ts): the loader opens them next to the model.
+  const files = new Map(archive.members.filter((m) => !m.isDirectory).map((m) => [m.path, m.size] as const));
   for (const member of archive.members) {
     if (member.isDirectory || skip?.has(member.path) === true) continue;
     const p = memberPath(path, member.path);
-    appendMemberNode(archive.node, await withMember(member, p, (source) => ctx.inspectMember(source, p, inner)), ctx);
+    const memberCtx: FormatContext = { ...inner, archiveFiles: { reportPath: p, memberPath: member.path, files } };
+    appendMemberNode(archive.node, await withMember(member, p, (source) => ctx.inspectMember(source, p, memberCtx)), ctx);
   }
 }
