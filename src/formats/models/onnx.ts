@@ -76,7 +76,7 @@ interface OperatorUse {
 }
 
 /** What the walk collects; judged once the whole model is read (functions may follow the graph). */
-interface Collected {
+export interface Collected {
   fields: number;
   nodes: number;
   graphs: number;
@@ -174,6 +174,8 @@ class Reader {
           break;
         case LEN: {
           const n = this.varint(pos, span.end);
+          // protobuf reads a length as a non-negative int32 (CodedInputStream::ReadVarintSizeAsInt).
+          if (n.value > 0x7fffffff) throw malformed(`field ${field} declares ${n.value} bytes, more than protobuf reads`, pos);
           payload = { start: n.next, end: n.next + n.value };
           pos = payload.end;
           break;
@@ -489,12 +491,22 @@ function customOperatorFinding(ctx: FormatContext, what: string, location: strin
     : { code: "custom_operator", severity: "suspicious", message: `${what}; rejected unless the source's policy sets allowCustomOperators`, location, details };
 }
 
+/**
+ * Read a whole model and collect what the checks need; throws a GatewayError (malformed_container,
+ * limit_exceeded) on a model protobuf's parser refuses or a bound. The fuzz target (bench/fuzzTargets.ts).
+ */
+export function readOnnxModel(source: ByteSource): Collected {
+  const collected = emptyCollected();
+  new OnnxWalk(source, collected).model({ start: 0, end: source.size });
+  return collected;
+}
+
 /** Inspect one ONNX model (sniffed by protobuf.ts). Never throws on hostile bytes: a parse error is the node's finding. */
 export function inspectOnnx(source: ByteSource, path: string, ctx: FormatContext): Promise<InspectionNode> {
   const node: InspectionNode = { kind: "onnx", path, format: "onnx", findings: [], children: [] };
-  const collected = emptyCollected();
+  let collected: Collected;
   try {
-    new OnnxWalk(source, collected).model({ start: 0, end: source.size });
+    collected = readOnnxModel(source);
   } catch (err) {
     node.findings.push(findingOf(err, path));
     return Promise.resolve(node);
