@@ -24,7 +24,7 @@ import { kerasFolder, readLoaderConfigs, remoteCodeFindings, type LoaderConfig }
 import { inspectMlflow, isMlflowLayout } from "./models/mlflow";
 import { inspectNpz, isNpzLayout } from "./models/npz";
 import { inspectNpy } from "./models/numpy";
-import { adoptOnnxExternalData, inspectOnnx } from "./models/onnx";
+import { inspectOnnx } from "./models/onnx";
 import { inspectPickleFile } from "./models/pickleFile";
 import { inspectSafetensors } from "./models/safetensors";
 import { inspectLegacyTorch, inspectTorchTar, inspectTorchZip, isTorchTarLayout, torchZipLayout } from "./models/torch";
@@ -375,7 +375,6 @@ export async function inspectArchive(archive: ArchiveContents, path: string, ctx
     node.format = archive.kind;
     flagCodeMembers(archive, path, ctx);
     await inspectAllMembers(archive, path, ctx);
-    adoptOnnxExternalData(node, path);
     return node;
   } catch (err) {
     node.findings.push(findingOf(err, path));

@@ -349,3 +349,30 @@ describe("policy and CLI", () => {
     expect(await run(["--allow-custom-operators", "onnx_custom_op.onnx"])).toBe(0);
   });
 });
+
+describe("external data in other layouts that walk their members", () => {
+  it("an MLflow onnx-flavor bundle (mlflow.onnx.save_model keeps external data next to model.onnx) sees its data file", async () => {
+    const mlmodel =
+      "artifact_path: model\nflavors:\n  onnx:\n    code: null\n    data: model.onnx\n    onnx_version: 1.12.0\n    providers:\n    - CPUExecutionProvider\n";
+    const onnxModel = model(
+      graph(
+        [node("Relu")],
+        [
+          externalTensor([
+            ["location", "weights.data"],
+            ["offset", "0"],
+            ["length", "64"],
+          ]),
+        ],
+      ),
+    );
+    const zip = buildZip([
+      { name: "model/MLmodel", data: mlmodel },
+      { name: "model/model.onnx", data: onnxModel },
+      { name: "model/weights.data", data: new Uint8Array(64).fill(7) },
+    ]);
+    const r = await inspectBytes(zip, "bundle.zip");
+    expect([r.format, r.verdict, rejecting(r)]).toEqual(["mlflow", "accept", []]);
+    expect(find(r.root, (n) => n.path.endsWith("model/weights.data"))?.kind).toBe("onnx-external-data");
+  });
+});

@@ -535,23 +535,3 @@ export function inspectOnnx(source: ByteSource, path: string, ctx: FormatContext
   };
   return Promise.resolve(node);
 }
-
-/**
- * In an archive, the files an ONNX member names as its external data are raw tensor bytes, which
- * the member walk would call opaque: once every member is inspected, those opaque members become
- * the model's data (innocuous). Anything else they sniff as (a pickle, an archive) keeps its own findings.
- */
-export function adoptOnnxExternalData(archiveNode: InspectionNode, archivePath: string): void {
-  const referenced = new Set<string>();
-  for (const child of archiveNode.children) {
-    const files = child.kind === "onnx" ? child.details?.externalDataFiles : undefined;
-    if (Array.isArray(files)) for (const f of files) if (typeof f === "string") referenced.add(archivePath === "" ? f : `${archivePath}/${f}`);
-  }
-  if (referenced.size === 0) return;
-  for (const child of archiveNode.children) {
-    if (child.kind !== "opaque" || !referenced.has(child.path)) continue;
-    child.kind = "onnx-external-data";
-    child.format = "onnx-external-data";
-    child.findings = [{ code: "data_member", severity: "innocuous", message: "external tensor data of an ONNX model in this archive", location: child.path }];
-  }
-}
