@@ -2,13 +2,18 @@
  * bench:formats — container inspection speed next to `sha256sum` on the same files, in the same
  * run: (a) a >= 2 GB PyTorch zip checkpoint (a state_dict of large float32 tensors written by
  * torch.save), (b) a 1 GB joblib dump of a float64 array uncompressed and (c) the same dump with
- * zlib (joblib compress=("zlib", 3)). Files are generated with /usr/bin/python3 in os.tmpdir() and
+ * zlib (joblib compress=("zlib", 3)), (d) a 1 GiB ONNX model with external data: an uncompressed tar of
+ * model/model.onnx (one initializer whose external_data names model/weights.data) and the 1 GiB
+ * weights.data of random bytes, as onnx.save_model(save_as_external_data=True) lays it out. Files are generated with /usr/bin/python3 in os.tmpdir() and
  * removed afterwards. Each scan runs in a child process so its peak RSS is its own.
  *
  * Target: torch checkpoint scan <= 1.5x sha256sum (only the zip structure, CRCs and pickles are
  * read; tensors are not parsed); memory flat (peak RSS independent of the file size).
  *
- * Usage: npm run bench:formats [-- --torch-gb 2 --joblib-gb 1 --keep]
+ * ONNX target (issue 12): scan <= 0.2x sha256sum, peak RSS < 200 MB (only the protobuf and the tar
+ * structure are read; the data file is sniffed, never hashed or parsed).
+ *
+ * Usage: npm run bench:formats [-- --torch-gb 2 --joblib-gb 1 --onnx-gb 1 --onnx-only --keep]
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
@@ -49,6 +54,38 @@ if compress == "none":
     joblib.dump(obj, path)
 else:
     joblib.dump(obj, path, compress=(compress, 3))
+`;
+
+const ONNX_SCRIPT = `
+import os, sys, tarfile, numpy as np
+from onnx import TensorProto, helper
+path, total = sys.argv[1], int(sys.argv[2])
+folder = path + ".d"
+os.makedirs(folder)
+n = total // 4
+w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[n], data_location=TensorProto.EXTERNAL)
+for k, v in (("location", "weights.data"), ("offset", "0"), ("length", str(n * 4))):
+    e = w.external_data.add()
+    e.key, e.value = k, v
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [n])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n])
+graph = helper.make_graph([helper.make_node("Add", ["x", "W"], ["y"])], "bench", [x], [y], initializer=[w])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+with open(os.path.join(folder, "model.onnx"), "wb") as f:
+    f.write(model.SerializeToString())
+rng = np.random.default_rng(0)
+with open(os.path.join(folder, "weights.data"), "wb") as f:
+    left = n * 4
+    while left > 0:
+        chunk = min(left, 64 << 20)
+        f.write(rng.bytes(chunk))
+        left -= chunk
+with tarfile.open(path, "w") as tf:
+    tf.add(os.path.join(folder, "model.onnx"), arcname="model/model.onnx")
+    tf.add(os.path.join(folder, "weights.data"), arcname="model/weights.data")
+for name in ("model.onnx", "weights.data"):
+    os.remove(os.path.join(folder, name))
+os.rmdir(folder)
 `;
 
 interface Row {
@@ -128,10 +165,21 @@ function measure(name: string, path: string): Row {
 function main(): void {
   const torchGb = arg("torch-gb", 2.1);
   const joblibGb = arg("joblib-gb", 1);
+  const onnxGb = arg("onnx-gb", 1);
+  const only = process.argv.includes("--onnx-only");
   const keep = process.argv.includes("--keep");
   const dir = mkdtempSync(join(tmpdir(), "modelgate-bench-formats-"));
   const rows: Row[] = [];
   try {
+    const onnxPath = join(dir, "onnx-external.tar");
+    process.stderr.write(`generating a ${onnxGb} GiB ONNX model with external data (tar)... `);
+    process.stderr.write(`${generate(ONNX_SCRIPT, [onnxPath, String(Math.round(onnxGb * 2 ** 30))]).toFixed(1)} s\n`);
+    rows.push(measure("onnx + external data (tar)", onnxPath));
+    rmSync(onnxPath, { force: true });
+    if (only) {
+      report(rows);
+      return;
+    }
     const torchPath = join(dir, "checkpoint.pt");
     const joblibPath = join(dir, "arrays.joblib");
     const joblibZPath = join(dir, "arrays.joblib.z");
@@ -149,6 +197,10 @@ function main(): void {
   } finally {
     if (!keep) rmSync(dir, { recursive: true, force: true });
   }
+  report(rows);
+}
+
+function report(rows: readonly Row[]): void {
   const header = ["file", "bytes", "sha256sum s", "scan s", "scan/sha256", "peak RSS MiB", "verdict", "format"];
   const lines = rows.map((r) => [
     r.name,

@@ -474,6 +474,25 @@ export const TARGETS: readonly FuzzTarget[] = [
     ],
   },
   {
+    name: "onnx",
+    async load() {
+      const read = await exported<(s: unknown) => unknown>("../src/formats/models/onnx", "readOnnxModel");
+      if ("missing" in read) return read;
+      const { BufferSource } = await import("../src/bytes/source");
+      return (input) => {
+        read(new BufferSource(input));
+      };
+    },
+    builtinSeeds: () => [
+      // ModelProto { ir_version 8, graph { node { input "x", output "y", op_type "Relu" } }, opset_import { domain "", version 13 } }
+      Uint8Array.from([
+        0x08, 0x08, 0x3a, 0x0f, 0x0a, 0x0d, 0x0a, 0x01, 0x78, 0x12, 0x01, 0x79, 0x22, 0x04, 0x52, 0x65, 0x6c, 0x75, 0x42, 0x04, 0x0a, 0x00, 0x10, 0x0d,
+      ]),
+    ],
+    fixture: (file) => file.endsWith(".onnx"),
+    dictionary: ["ai.onnx", "com.microsoft", "location", "offset", "length", "../", "*/_ORT_MEM_ADDR_/*", "\x3a", "\x6a", "\x70\x01"],
+  },
+  {
     name: "inspect",
     async load() {
       const dispatch = await exported<(...a: unknown[]) => Promise<InspectionNode>>("../src/formats/dispatch", "inspectByContent");

@@ -264,6 +264,26 @@ export const MAX_SERVER_ANSWER_BYTES = 64 * MiB;
  * CPU exhaustion by a member of millions of tiny fields. A longer valid prefix is named ONNX.
  */
 export const MAX_PROTOBUF_SNIFF_FIELDS = 100_000;
+
+// ---- ONNX models (src/formats/models/onnx.ts) ---------------------------------------------------
+
+/**
+ * Message nesting an ONNX model may use (graphs in If/Loop/Scan attributes, functions, tensors):
+ * protobuf's C++ parser (onnx.load, onnxruntime) stops at its default recursion limit of 100, so
+ * a deeper model loads nowhere; the limit also bounds the reader's stack against a crafted chain.
+ */
+export const ONNX_MAX_MESSAGE_DEPTH = 100;
+/**
+ * Protobuf fields read in one model: stops CPU exhaustion by a 2 GB model of tiny fields. Real
+ * models hold a few fields per node and tensor (large tensors are one skipped field).
+ */
+export const ONNX_MAX_FIELDS = 50_000_000;
+/** Nodes in all graphs, subgraphs and functions of one model: the largest real graphs have ~10^5. */
+export const ONNX_MAX_NODES = 5_000_000;
+/** Tensors with external data in one model: each is remembered until the archive check (memory bound). */
+export const ONNX_MAX_EXTERNAL_TENSORS = 1_000_000;
+/** Bytes of one string the inspector reads (domain, op_type, tensor name, external_data key or value): real ones are short. */
+export const ONNX_MAX_STRING_BYTES = 64 * 1024;
 /**
  * A `config.json` / `*_config.json` member parsed whole to find Keras objects and transformers'
  * `auto_map` (src/formats/models/loaderConfigs.ts): stops memory exhaustion by a huge JSON member. Real

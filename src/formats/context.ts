@@ -5,6 +5,18 @@ import type { InspectionNode } from "../inspect/report";
 import type { ArchiveContents } from "./containers/archive";
 
 /**
+ * The other files of the archive a member came from (set per member by members.ts
+ * inspectAllMembers): member path -> size, for formats whose loader opens files next to the model
+ * (ONNX external data, models/onnx.ts). `reportPath` names the member they belong to, so a context
+ * a decompressed layer inherits (another path) does not see them.
+ */
+export interface ArchiveFiles {
+  reportPath: string;
+  memberPath: string;
+  files: ReadonlyMap<string, number>;
+}
+
+/**
  * What every container inspector receives. Inspectors are async (decompression streams are),
  * take a ByteSource (positional reads, never the whole file) and return one report node.
  */
@@ -22,6 +34,11 @@ export interface FormatContext {
     /** Innocuous member nodes kept in the report so far (MAX_REPORT_MEMBER_NODES; members.ts appendMemberNode). */
     reportMemberNodes?: number;
   };
+  /**
+   * The other files of the archive this member came from (set per member by members.ts
+   * inspectAllMembers, absent elsewhere): ONNX external data must name one of them.
+   */
+  archiveFiles?: ArchiveFiles;
   /**
    * Sniff a member by content and inspect it with the right inspector (recursion point for
    * archives). `path` is the member's path in the report tree.

@@ -11,14 +11,14 @@ import type { ByteSource } from "../bytes/source";
  */
 
 /** Formats modelgate inspects. */
-export type InspectedFormat = "zip" | "tar" | "npy" | "safetensors" | "gzip" | "bz2" | "xz" | "lzma" | "zlib" | "lz4" | "pytorch-legacy" | "pickle";
+export type InspectedFormat = "zip" | "tar" | "npy" | "safetensors" | "gzip" | "bz2" | "xz" | "lzma" | "zlib" | "lz4" | "pytorch-legacy" | "pickle" | "onnx";
 
 /** Formats modelgate recognises but does not inspect: rejected as unsupported_format, by name. */
-export type UnsupportedFormat = "gguf" | "hdf5" | "7z" | "rar" | "onnx" | "tflite" | "tensorflow-savedmodel";
+export type UnsupportedFormat = "gguf" | "hdf5" | "7z" | "rar" | "tflite" | "tensorflow-savedmodel";
 
 export type DetectedFormat = InspectedFormat | UnsupportedFormat;
 
-export const UNSUPPORTED_FORMATS: ReadonlySet<string> = new Set<UnsupportedFormat>(["gguf", "hdf5", "7z", "rar", "onnx", "tflite", "tensorflow-savedmodel"]);
+export const UNSUPPORTED_FORMATS: ReadonlySet<string> = new Set<UnsupportedFormat>(["gguf", "hdf5", "7z", "rar", "tflite", "tensorflow-savedmodel"]);
 
 export const COMPRESSED_FORMATS: ReadonlySet<string> = new Set<DetectedFormat>(["gzip", "bz2", "xz", "lzma", "zlib", "lz4"]);
 

@@ -24,6 +24,7 @@ import { kerasFolder, readLoaderConfigs, remoteCodeFindings, type LoaderConfig }
 import { inspectMlflow, isMlflowLayout } from "./models/mlflow";
 import { inspectNpz, isNpzLayout } from "./models/npz";
 import { inspectNpy } from "./models/numpy";
+import { inspectOnnx } from "./models/onnx";
 import { inspectPickleFile } from "./models/pickleFile";
 import { inspectSafetensors } from "./models/safetensors";
 import { inspectLegacyTorch, inspectTorchTar, inspectTorchZip, isTorchTarLayout, torchZipLayout } from "./models/torch";
@@ -63,7 +64,6 @@ const UNSUPPORTED_NAMES: Readonly<Record<string, string>> = {
   hdf5: "HDF5 (Keras .h5)",
   "7z": "7-Zip",
   rar: "RAR",
-  onnx: "ONNX",
   tflite: "TensorFlow Lite",
   "tensorflow-savedmodel": "TensorFlow SavedModel (saved_model.pb)",
 };
@@ -245,6 +245,8 @@ export async function inspectByContent(source: ByteSource, path: string, ctx: Fo
       return withPolyglotCheck(await inspectLegacyTorch(source, path, ctx), source, path, "legacy torch");
     case "pickle":
       return withPolyglotCheck(await inspectPickleFile(source, path, ctx), source, path, "pickle");
+    case "onnx":
+      return withPolyglotCheck(await inspectOnnx(source, path, ctx), source, path, "onnx");
     case "data":
       if (top) return notAModelNode(path, dataFormat ?? "text");
       return dataNode(path, dataFormat ?? "text", source.size);

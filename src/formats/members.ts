@@ -148,9 +148,34 @@ export function appendMemberNode(parent: InspectionNode, child: InspectionNode, 
 /** Every non-directory member through ctx.inspectMember, one level deeper. */
 export async function inspectAllMembers(archive: ArchiveContents, path: string, ctx: FormatContext, skip?: ReadonlySet<string>): Promise<void> {
   const inner = deeper(ctx);
+  // The archive's files by path, for ONNX external data (onnx.ts): the loader opens them next to the model.
+  const files = new Map(archive.members.filter((m) => !m.isDirectory).map((m) => [m.path, m.size] as const));
   for (const member of archive.members) {
     if (member.isDirectory || skip?.has(member.path) === true) continue;
     const p = memberPath(path, member.path);
-    appendMemberNode(archive.node, await withMember(member, p, (source) => ctx.inspectMember(source, p, inner)), ctx);
+    const memberCtx: FormatContext = { ...inner, archiveFiles: { reportPath: p, memberPath: member.path, files } };
+    appendMemberNode(archive.node, await withMember(member, p, (source) => ctx.inspectMember(source, p, memberCtx)), ctx);
+  }
+  adoptExternalDataMembers(archive.node, path);
+}
+
+/**
+ * In an archive, the files an ONNX member names as its external data (models/onnx.ts
+ * details.externalDataFiles, checked against this archive's files) are raw tensor bytes, which the
+ * member walk would call opaque: once every member is inspected, those opaque members become the
+ * model's data (innocuous). Anything else they sniff as (a pickle, an archive) keeps its own findings.
+ */
+export function adoptExternalDataMembers(archiveNode: InspectionNode, archivePath: string): void {
+  const referenced = new Set<string>();
+  for (const child of archiveNode.children) {
+    const files = child.kind === "onnx" ? child.details?.externalDataFiles : undefined;
+    if (Array.isArray(files)) for (const f of files) if (typeof f === "string") referenced.add(archivePath === "" ? f : `${archivePath}/${f}`);
+  }
+  if (referenced.size === 0) return;
+  for (const child of archiveNode.children) {
+    if (child.kind !== "opaque" || !referenced.has(child.path)) continue;
+    child.kind = "onnx-external-data";
+    child.format = "onnx-external-data";
+    child.findings = [{ code: "data_member", severity: "innocuous", message: "external tensor data of an ONNX model in this archive", location: child.path }];
   }
 }

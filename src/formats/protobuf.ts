@@ -11,7 +11,8 @@ import { MAX_PROTOBUF_SNIFF_FIELDS } from "../limits";
  * defines them (key varint, then a varint, 8 bytes, a length-delimited payload or 4 bytes) up to
  * the end of the source, and names the message by its field numbers and wire types.
  *
- * Detection only names content; it proves nothing. Both formats are `unsupported_format`.
+ * Detection only names content; it proves nothing. ONNX is inspected by models/onnx.ts; SavedModel is
+ * `unsupported_format`.
  */
 
 const VARINT = 0;

@@ -47,6 +47,8 @@ export const ContentPolicySchema = z
     allowDirectRequirements: z.boolean().default(false),
     /** Hugging Face configs whose auto_map / custom_pipelines name code transformers downloads and runs: off unless named. */
     allowRemoteCode: z.boolean().default(false),
+    /** ONNX nodes whose operator domain needs a custom operator library (native code) on the host: off unless named. Optional, so that a policy without it keeps its digest. */
+    allowCustomOperators: z.boolean().optional(),
   })
   .describe("per-source content policy");
 
@@ -82,6 +84,7 @@ export function contentPolicyDigest(policy: ContentPolicy): string {
     allowDirectRequirements: policy.allowDirectRequirements,
     // Only written when set, so every digest stored before this flag existed stays valid.
     ...(policy.allowRemoteCode ? { allowRemoteCode: true } : {}),
+    ...(policy.allowCustomOperators === true ? { allowCustomOperators: true } : {}),
   });
   const digest = formatDigest(createHash("sha256").update(canonical).digest("hex"));
   policyDigests.set(policy, digest);

@@ -16,7 +16,11 @@ import { MAX_REPORT_FINDINGS } from "../limits";
  */
 export type Severity = "innocuous" | "suspicious" | "dangerous" | "malformed";
 
-export type FindingCode = InspectionErrorCode | "data_member" | "info";
+/**
+ * `custom_operator` (suspicious; allowCustomOperators) and `path_traversal` (dangerous) are
+ * finding-only codes of the ONNX inspector (src/formats/models/onnx.ts): never thrown.
+ */
+export type FindingCode = InspectionErrorCode | "data_member" | "info" | "custom_operator" | "path_traversal";
 
 export interface Finding {
   code: FindingCode;

@@ -24,6 +24,7 @@ const EntrySchema = z.object({
       allowOpaqueMembers: z.boolean().optional(),
       allowDirectRequirements: z.boolean().optional(),
       allowRemoteCode: z.boolean().optional(),
+      allowCustomOperators: z.boolean().optional(),
     })
     .optional(),
   alsoCodes: z.array(z.string()).optional(),

@@ -15,7 +15,8 @@ import { INSPECTION_ERROR_CODES } from "../../src/errors";
 
 const FIXTURES = join(__dirname, "..", "fixtures");
 
-const CODES = INSPECTION_ERROR_CODES;
+/** Inspection error codes, and the finding-only codes of the ONNX inspector (src/inspect/report.ts FindingCode). */
+const CODES = [...INSPECTION_ERROR_CODES, "custom_operator", "path_traversal"] as const;
 
 const FORMATS = [
   "pickle",
@@ -50,6 +51,7 @@ const PolicySchema = z.strictObject({
   allowOpaqueMembers: z.boolean().optional(),
   allowDirectRequirements: z.boolean().optional(),
   allowRemoteCode: z.boolean().optional(),
+  allowCustomOperators: z.boolean().optional(),
 });
 
 const EntrySchema = z

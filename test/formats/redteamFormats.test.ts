@@ -112,15 +112,16 @@ describe("family 4: Keras v3 recognised by what keras.saving.load_model reads", 
 });
 
 describe("family 4: other loaders' formats, alone and as members", () => {
-  it("an ONNX model with its graph before ir_version is ONNX (onnx.load reads it)", async () => {
+  it("an ONNX model with its graph before ir_version is ONNX (onnx.load reads it), inspected and accepted", async () => {
     const r = await inspectBytes(fixture("onnx_graph_first.onnx"), "model.onnx");
-    expect([r.format, rejecting(r)]).toEqual(["onnx", ["unsupported_format"]]);
+    expect([r.format, r.verdict, rejecting(r)]).toEqual(["onnx", "accept", []]);
   });
 
   it("a field-reordered ONNX member is never an opaque member, even when the policy allows those", async () => {
     const r = await inspectBytes(fixture("onnx_graph_first_in.zip"), "m.zip", { allowOpaqueMembers: true });
-    expect(rejecting(r)).toEqual(["unsupported_format"]);
-    expect(r.root.children[0]?.children.find((c) => c.path === "weights.bin")?.format).toBe("onnx");
+    expect(rejecting(r)).toEqual([]);
+    const member = r.root.children[0]?.children.find((c) => c.path === "weights.bin");
+    expect([member?.kind, member?.format]).toEqual(["onnx", "onnx"]);
   });
 
   it("a SavedModel in text form (saved_model.pbtxt) is a SavedModel", async () => {

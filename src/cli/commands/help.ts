@@ -106,7 +106,7 @@ an interrupted download resumes (HTTP Range) when run again. Env MODELGATE_TOKEN
   scan: {
     name: "scan",
     summary: "inspect model files without loading them (exit 1 if any is rejected)",
-    usage: `usage: modelgate scan <file>... [--json] [--jobs <n>] [--allow-global <pattern>]... [--preset <name>]... [--policy <allowlist.json> --source <id>] [--allow-remote-code]
+    usage: `usage: modelgate scan <file>... [--json] [--jobs <n>] [--allow-global <pattern>]... [--preset <name>]... [--policy <allowlist.json> --source <id>] [--allow-remote-code] [--allow-custom-operators]
 
 Inspect model files without loading them and print a verdict per file.
 
@@ -121,6 +121,8 @@ Inspect model files without loading them and print a verdict per file.
   --source <id>             the source whose policy applies
   --allow-remote-code       admit Hugging Face configs whose auto_map / custom_pipelines name code
                             (remote_code findings become innocuous; .py members stay embedded_code)
+  --allow-custom-operators  admit ONNX nodes of operator domains onnxruntime does not implement
+                            (custom_operator findings become innocuous; external data is still checked)
 
 Exit status: 0 every file accepted, 1 any file rejected, 2 usage or I/O error.`,
   },

@@ -31,6 +31,7 @@ function policyFrom(
     "allow-global"?: string[] | undefined;
     preset?: string[] | undefined;
     "allow-remote-code"?: boolean | undefined;
+    "allow-custom-operators"?: boolean | undefined;
   },
   io: CliIo,
 ): ContentPolicy {
@@ -61,6 +62,7 @@ function policyFrom(
   const policy: ContentPolicy = { ...base, allowGlobals: [...base.allowGlobals, ...extra] };
   if (presets.length > 0) policy.presets = presets;
   if (values["allow-remote-code"] === true) policy.allowRemoteCode = true;
+  if (values["allow-custom-operators"] === true) policy.allowCustomOperators = true;
   return policy;
 }
 
@@ -100,6 +102,7 @@ export function makeScanCommand(inspector: Inspector, pooled: ScanPoolFactory = 
         json: { type: "boolean" },
         "allow-global": { type: "string", multiple: true },
         "allow-remote-code": { type: "boolean" },
+        "allow-custom-operators": { type: "boolean" },
         preset: { type: "string", multiple: true },
         policy: { type: "string" },
         source: { type: "string" },
