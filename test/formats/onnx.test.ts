@@ -7,7 +7,7 @@ import { ContentPolicySchema, contentPolicyDigest, DEFAULT_CONTENT_POLICY } from
 import type { InspectionNode, InspectionReport } from "../../src/inspect/report";
 import { rejectionCode } from "../../src/inspect/report";
 import { ONNX_MAX_MESSAGE_DEPTH, ONNX_MAX_STRING_BYTES } from "../../src/limits";
-import { useInspectBytes } from "../helpers/inspectBytes";
+import { useInspectBytes } from "../support/inspectBytes";
 import { buildZip } from "./zipBuilder";
 
 /**
