@@ -16,7 +16,15 @@ import { MAX_REPORT_FINDINGS } from "../limits";
  */
 export type Severity = "innocuous" | "suspicious" | "dangerous" | "malformed";
 
-export type FindingCode = InspectionErrorCode | "data_member" | "info";
+/**
+ * Finding codes that only ever appear in a report, never as a GatewayError an inspector throws:
+ * - `unsafe_template` (dangerous): a chat template (GGUF metadata, tokenizer_config.json,
+ *   chat_template.jinja / .json) using a construct outside the chat-template allowlist
+ *   (src/formats/models/chatTemplate.ts).
+ */
+export const REPORT_ONLY_FINDING_CODES = ["unsafe_template"] as const;
+
+export type FindingCode = InspectionErrorCode | (typeof REPORT_ONLY_FINDING_CODES)[number] | "data_member" | "info";
 
 export interface Finding {
   code: FindingCode;
