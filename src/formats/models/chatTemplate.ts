@@ -318,6 +318,7 @@ export type TemplateVerdict =
 function boundNames(root: Node): { bound: Set<string>; numeric: Set<string>; loopVars: Set<string>; macros: Set<string> } {
   const bound = new Set<string>();
   const macros = new Set<string>();
+  const loops: Node[] = [];
   const numeric = new Set<string>();
   const loopVars = new Set<string>();
   const stack: Node[] = [root];
@@ -342,7 +343,8 @@ function boundNames(root: Node): { bound: Set<string>; numeric: Set<string>; loo
       bindTarget(assignee, [bound]);
       if (assignee?.type === "Identifier" && value !== undefined && isNumericExpression(value)) bindTarget(assignee, [numeric]);
     } else if (n.type === "For") {
-      bindTarget(nodeAt(n, "loopvar"), [bound, loopVars]);
+      bindTarget(nodeAt(n, "loopvar"), [bound]);
+      loops.push(n);
     } else if (n.type === "Macro") {
       bindTarget(nodeAt(n, "name"), [bound, macros]);
       params(nodesAt(n, "args"), [bound, loopVars]);
@@ -358,7 +360,49 @@ function boundNames(root: Node): { bound: Set<string>; numeric: Set<string>; loo
           else if (v instanceof Map) for (const [k, val] of v as Map<unknown, unknown>) for (const c of [k, val]) if (isNode(c)) stack.push(c);
     }
   }
+  // A for variable is a key from the data only when the loop walks the data: its iterable holds
+  // no literal (`for k in ['__class__']`, `{'__class__': 1}.items()`) and starts from a context
+  // variable, range() or another such loop's variable (to a fixpoint: loops nest).
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const loop of loops) {
+      const target = nodeAt(loop, "loopvar");
+      const iterable = nodeAt(loop, "iterable");
+      if (target === undefined || iterable === undefined || holdsLiteralString(iterable)) continue;
+      const root = rootName(iterable);
+      if (root === undefined || !(TEMPLATE_CONTEXT_VARIABLES.has(root) || root === "range" || loopVars.has(root))) continue;
+      const before = loopVars.size;
+      bindTarget(target, [loopVars]);
+      if (loopVars.size !== before) changed = true;
+    }
+  }
   return { bound, numeric, loopVars, macros };
+}
+
+/** Whether an expression holds a string, list, tuple or dict literal anywhere. */
+function holdsLiteralString(root: Node): boolean {
+  const stack: Node[] = [root];
+  while (stack.length > 0) {
+    const n = stack.pop();
+    if (n === undefined) continue;
+    if (["StringLiteral", "ArrayLiteral", "TupleLiteral", "ObjectLiteral"].includes(n.type)) return true;
+    for (const [key, v] of Object.entries(n)) {
+      if (key === "operator") continue;
+      if (isNode(v)) stack.push(v);
+      else if (Array.isArray(v)) for (const c of v) if (isNode(c)) stack.push(c);
+    }
+  }
+  return false;
+}
+
+/** The variable an expression starts from (`messages` in `messages[1:]|selectattr(...)`, `range` in `range(n)`). */
+function rootName(n: Node): string | undefined {
+  let cur: Node | undefined = n;
+  for (let i = 0; cur !== undefined && i < 10_000; i++) {
+    if (cur.type === "Identifier") return stringAt(cur, "value");
+    cur = nodeAt(cur, "object") ?? nodeAt(cur, "operand") ?? nodeAt(cur, "callee") ?? nodeAt(cur, "lhs");
+  }
+  return undefined;
 }
 
 /** An expression whose value is a number whatever the data: integer literals, loop counters, arithmetic, numeric filters. */
