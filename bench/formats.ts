@@ -10,17 +10,26 @@
  * Target: torch checkpoint scan <= 1.5x sha256sum (only the zip structure, CRCs and pickles are
  * read; tensors are not parsed); memory flat (peak RSS independent of the file size).
  *
+ * (e) A GGUF of --gguf-gb GiB (default 4; valid header, four F32 tensors of random bytes, written
+ * here as gguf-py's GGUFWriter lays it out): only the header is read, target <= 0.2x sha256sum and
+ * peak RSS < 200 MB; then the chat-template check's speed on the committed corpus (templates per
+ * second, target >= 1,000).
+ *
  * ONNX target (issue 12): scan <= 0.2x sha256sum, peak RSS < 200 MB (only the protobuf and the tar
  * structure are read; the data file is sniffed, never hashed or parsed).
  *
- * Usage: npm run bench:formats [-- --torch-gb 2 --joblib-gb 1 --onnx-gb 1 --onnx-only --keep]
+ * `--only onnx` or `--only gguf` runs that one alone (`--onnx-only` is the older spelling of the first).
+ *
+ * Usage: npm run bench:formats [-- --torch-gb 2 --joblib-gb 1 --onnx-gb 1 --gguf-gb 4 --only onnx|gguf --keep]
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { randomFillSync } from "node:crypto";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { inspectFile } from "../src/formats/inspectFile";
 import { DEFAULT_CONTENT_POLICY } from "../src/inspect/policy";
+import { judgeChatTemplate } from "../src/formats/models/chatTemplate";
 
 const PYTHON = "/usr/bin/python3";
 
@@ -162,21 +171,83 @@ function measure(name: string, path: string): Row {
   };
 }
 
+/** A GGUF v3 of `totalBytes` (rounded to four F32 tensors of 32-byte multiples): header, padding, random data (one 16 MiB random block repeated). */
+function writeGguf(path: string, totalBytes: number): void {
+  const str = (s: string): Buffer => {
+    const b = Buffer.from(s, "utf8");
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(b.length));
+    return Buffer.concat([len, b]);
+  };
+  const perTensor = Math.floor(totalBytes / 4 / 32) * 32;
+  const head = Buffer.alloc(24);
+  head.write("GGUF", 0, "latin1");
+  head.writeUInt32LE(3, 4);
+  head.writeBigUInt64LE(4n, 8);
+  head.writeBigUInt64LE(2n, 16);
+  const kvString = (key: string, value: string): Buffer => Buffer.concat([str(key), Buffer.from([8, 0, 0, 0]), str(value)]);
+  const parts = [head, kvString("general.architecture", "llama"), kvString("tokenizer.chat_template", "{% for m in messages %}{{ m.content }}{% endfor %}")];
+  for (let i = 0; i < 4; i++) {
+    const info = Buffer.alloc(4 + 8 + 4 + 8);
+    info.writeUInt32LE(1, 0);
+    info.writeBigUInt64LE(BigInt(perTensor / 4), 4);
+    info.writeUInt32LE(0, 12);
+    info.writeBigUInt64LE(BigInt(i * perTensor), 16);
+    parts.push(str(`blk.${i}.weight`), info);
+  }
+  const header = Buffer.concat(parts);
+  const fd = openSync(path, "w");
+  try {
+    writeSync(fd, Buffer.concat([header, Buffer.alloc(Math.ceil(header.length / 32) * 32 - header.length)]));
+    const block = randomFillSync(Buffer.alloc(16 * 2 ** 20));
+    for (let left = perTensor * 4; left > 0; left -= block.length) writeSync(fd, block, 0, Math.min(block.length, left));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Chat templates judged per second over the committed corpus (one core, this process). */
+function templatesPerSecond(): { perSecond: number; count: number } {
+  const corpus = JSON.parse(readFileSync(join(__dirname, "..", "..", "test", "fixtures", "chat-templates", "huggingface-jinja-e2e.json"), "utf8")) as Record<
+    string,
+    string
+  >;
+  const templates = Object.values(corpus);
+  for (const t of templates) judgeChatTemplate(t);
+  const start = process.hrtime.bigint();
+  let n = 0;
+  while (n < 10_000) for (const t of templates) if (judgeChatTemplate(t).ok) n++;
+  return { perSecond: n / seconds(start), count: templates.length };
+}
+
 function main(): void {
   const torchGb = arg("torch-gb", 2.1);
   const joblibGb = arg("joblib-gb", 1);
   const onnxGb = arg("onnx-gb", 1);
-  const only = process.argv.includes("--onnx-only");
+  const ggufGb = arg("gguf-gb", 4);
+  const onlyArg = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined;
+  const only = process.argv.includes("--onnx-only") ? "onnx" : onlyArg;
   const keep = process.argv.includes("--keep");
   const dir = mkdtempSync(join(tmpdir(), "modelgate-bench-formats-"));
   const rows: Row[] = [];
   try {
-    const onnxPath = join(dir, "onnx-external.tar");
-    process.stderr.write(`generating a ${onnxGb} GiB ONNX model with external data (tar)... `);
-    process.stderr.write(`${generate(ONNX_SCRIPT, [onnxPath, String(Math.round(onnxGb * 2 ** 30))]).toFixed(1)} s\n`);
-    rows.push(measure("onnx + external data (tar)", onnxPath));
-    rmSync(onnxPath, { force: true });
-    if (only) {
+    if (only === undefined || only === "onnx") {
+      const onnxPath = join(dir, "onnx-external.tar");
+      process.stderr.write(`generating a ${onnxGb} GiB ONNX model with external data (tar)... `);
+      process.stderr.write(`${generate(ONNX_SCRIPT, [onnxPath, String(Math.round(onnxGb * 2 ** 30))]).toFixed(1)} s\n`);
+      rows.push(measure("onnx + external data (tar)", onnxPath));
+      rmSync(onnxPath, { force: true });
+    }
+    if (only === undefined || only === "gguf") {
+      const ggufPath = join(dir, "model.gguf");
+      process.stderr.write(`writing a ${ggufGb} GiB GGUF... `);
+      const ggufStart = process.hrtime.bigint();
+      writeGguf(ggufPath, Math.round(ggufGb * 2 ** 30));
+      process.stderr.write(`${seconds(ggufStart).toFixed(1)} s\n`);
+      rows.push(measure("gguf (4 F32 tensors)", ggufPath));
+      rmSync(ggufPath, { force: true });
+    }
+    if (only !== undefined) {
       report(rows);
       return;
     }
@@ -216,6 +287,8 @@ function report(rows: readonly Row[]): void {
   const fmt = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ");
   process.stdout.write(`${fmt(header)}\n${lines.map(fmt).join("\n")}\n`);
   for (const r of rows) if (r.findings.length > 0) process.stdout.write(`${r.name}: ${r.findings}\n`);
+  const rate = templatesPerSecond();
+  process.stdout.write(`chat templates: ${rate.perSecond.toFixed(0)} per second (corpus of ${rate.count} real templates)\n`);
 }
 
 if (process.argv[2] === "--scan") {

@@ -534,6 +534,74 @@ export const TARGETS: readonly FuzzTarget[] = [
     fixture: () => true,
     dictionary: [...PICKLE_DICT.slice(0, 12), "PK\x03\x04", "PK\x05\x06", "\x93NUMPY", "\x1f\x8b", "BZh", "\xfd7zXZ\x00", "\x04\x22\x4d\x18", "ustar"],
   },
+  {
+    name: "gguf",
+    async load() {
+      const read = await exported<(s: unknown) => unknown>("../src/formats/models/gguf", "readGguf");
+      if ("missing" in read) return read;
+      const { BufferSource } = await import("../src/bytes/source");
+      return (input) => {
+        read(new BufferSource(input));
+      };
+    },
+    builtinSeeds: () => [],
+    fixture: (file, head) => file.endsWith(".gguf") && head[0] === 0x47,
+    dictionary: [
+      "GGUF",
+      "\x03\x00\x00\x00",
+      "\x02\x00\x00\x00",
+      "general.alignment",
+      "tokenizer.chat_template",
+      "\x09\x00\x00\x00",
+      "\x08\x00\x00\x00",
+      "\xff\xff\xff\xff",
+    ],
+  },
+  {
+    name: "chat-template",
+    async load() {
+      const judge = await exported<(s: string) => unknown>("../src/formats/models/chatTemplate", "judgeChatTemplate");
+      if ("missing" in judge) return judge;
+      // judgeChatTemplate returns a verdict for any text: any throw is a crash.
+      return (input) => {
+        const verdict = judge(new TextDecoder().decode(input));
+        if (typeof verdict !== "object" || verdict === null) throw new Error("no verdict");
+      };
+    },
+    builtinSeeds: () => [
+      bytes("{% for m in messages %}{{ m['role'] ~ m.content|trim }}{% endfor %}{% if add_generation_prompt %}x{% endif %}"),
+      bytes("{% set ns = namespace(a=0) %}{% macro f(x, y=1) %}{{ x[y] }}{% endmacro %}{{ f(messages) }}{{ messages|selectattr('role')|list }}"),
+    ],
+    fixture: () => false,
+    dictionary: [
+      "{{",
+      "}}",
+      "{%",
+      "%}",
+      "{#",
+      "#}",
+      "for ",
+      "in ",
+      "endfor",
+      "if ",
+      "endif",
+      "set ",
+      "macro ",
+      "endmacro",
+      "call",
+      "|",
+      ".",
+      "[",
+      "]",
+      "(",
+      ")",
+      "__class__",
+      "~",
+      "'",
+      "self",
+      "loop.index0",
+    ],
+  },
 ];
 
 // ---- fixtures -------------------------------------------------------------------------------

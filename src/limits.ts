@@ -367,6 +367,32 @@ export const MAX_PICKLE_PERSISTENT_SAMPLES = 16;
  */
 export const MAX_MLFLOW_REQUIREMENT_FILES = 16;
 
+// ---- GGUF and chat templates (src/formats/models/gguf.ts, chatTemplate.ts) ---------------------
+
+/**
+ * Tensor infos one GGUF file may declare; each is kept (name, shape, offset) to check the data
+ * layout. Real files hold a few thousand (a 671B MoE ~1,800 per file); the count is also bounded by
+ * the bytes left in the file (24 bytes per info at least), so a hostile count allocates nothing.
+ */
+export const MAX_GGUF_TENSORS = 1 << 18;
+/** Metadata key/value pairs of one GGUF file (real: 20-60): a flood of tiny pairs must not cost CPU and memory without bound. */
+export const MAX_GGUF_KV = 1 << 16;
+/** A GGUF metadata key (the GGUF spec caps keys at 65535 bytes); keys are kept in memory to find duplicates. */
+export const MAX_GGUF_KEY_BYTES = 65_535;
+/** Nesting of GGUF arrays of arrays (gguf-py reads any depth; ggml's reader none): stops a deep-recursion payload. */
+export const MAX_GGUF_ARRAY_DEPTH = 8;
+/** Elements of one GGUF array (ggml's GGUF_MAX_ARRAY_ELEMENTS): besides the file-size bound, a CPU bound on a string array walked element by element. */
+export const MAX_GGUF_ARRAY_ELEMENTS = 1 << 30;
+/**
+ * One chat template, read into memory and parsed (real ones are 0.1-20 KB): a larger one is
+ * `limit_exceeded`; the template a server renders is never skipped.
+ */
+export const MAX_CHAT_TEMPLATE_BYTES = 1 * MiB;
+/** Refused constructs listed per template (report size); the verdict is decided on the first. */
+export const MAX_CHAT_TEMPLATE_FINDINGS = 64;
+/** Largest literal `range(n)` a template may ask for (jinja2's sandbox MAX_RANGE): a renderer without a sandbox would build the whole list. */
+export const MAX_TEMPLATE_RANGE = 100_000;
+
 // ---- store and fetch -----------------------------------------------------------------------------
 
 /**

@@ -11,14 +11,15 @@ import type { ByteSource } from "../bytes/source";
  */
 
 /** Formats modelgate inspects. */
-export type InspectedFormat = "zip" | "tar" | "npy" | "safetensors" | "gzip" | "bz2" | "xz" | "lzma" | "zlib" | "lz4" | "pytorch-legacy" | "pickle" | "onnx";
+export type InspectedFormat =
+  "zip" | "tar" | "npy" | "safetensors" | "gzip" | "bz2" | "xz" | "lzma" | "zlib" | "lz4" | "pytorch-legacy" | "pickle" | "onnx" | "gguf";
 
 /** Formats modelgate recognises but does not inspect: rejected as unsupported_format, by name. */
-export type UnsupportedFormat = "gguf" | "hdf5" | "7z" | "rar" | "tflite" | "tensorflow-savedmodel";
+export type UnsupportedFormat = "hdf5" | "7z" | "rar" | "tflite" | "tensorflow-savedmodel";
 
 export type DetectedFormat = InspectedFormat | UnsupportedFormat;
 
-export const UNSUPPORTED_FORMATS: ReadonlySet<string> = new Set<UnsupportedFormat>(["gguf", "hdf5", "7z", "rar", "tflite", "tensorflow-savedmodel"]);
+export const UNSUPPORTED_FORMATS: ReadonlySet<string> = new Set<UnsupportedFormat>(["hdf5", "7z", "rar", "tflite", "tensorflow-savedmodel"]);
 
 export const COMPRESSED_FORMATS: ReadonlySet<string> = new Set<DetectedFormat>(["gzip", "bz2", "xz", "lzma", "zlib", "lz4"]);
 
@@ -162,6 +163,7 @@ export function detectMagic(head: Uint8Array): DetectedFormat | undefined {
   if (startsWith(head, [0x04, 0x22, 0x4d, 0x18])) return "lz4";
   if (startsWith(head, [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c])) return "7z";
   if (startsWith(head, ascii("Rar!\x1a\x07"))) return "rar";
+  // GGUF: gguf_init_from_file reads the magic "GGUF" at 0 (src/formats/models/gguf.ts).
   if (startsWith(head, ascii("GGUF"))) return "gguf";
   if (startsWith(head, [0x89, ...ascii("HDF\r\n\x1a\n")])) return "hdf5";
   // TFLite: a FlatBuffer whose file identifier "TFL3" follows the u32 root offset

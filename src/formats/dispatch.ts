@@ -21,6 +21,8 @@ import {
 } from "./detect";
 import { errorNode, findingOf, inspectAllMembers, policyGatedFinding } from "./members";
 import { kerasFolder, readLoaderConfigs, remoteCodeFindings, type LoaderConfig } from "./models/loaderConfigs";
+import { inspectGguf } from "./models/gguf";
+import { hfChatTemplateFindings } from "./models/hfChatTemplates";
 import { inspectMlflow, isMlflowLayout } from "./models/mlflow";
 import { inspectNpz, isNpzLayout } from "./models/npz";
 import { inspectNpy } from "./models/numpy";
@@ -60,7 +62,6 @@ export function sniff(source: ByteSource, ctx: FormatContext): { format: Sniffed
 }
 
 const UNSUPPORTED_NAMES: Readonly<Record<string, string>> = {
-  gguf: "GGUF",
   hdf5: "HDF5 (Keras .h5)",
   "7z": "7-Zip",
   rar: "RAR",
@@ -247,6 +248,8 @@ export async function inspectByContent(source: ByteSource, path: string, ctx: Fo
       return withPolyglotCheck(await inspectPickleFile(source, path, ctx), source, path, "pickle");
     case "onnx":
       return withPolyglotCheck(await inspectOnnx(source, path, ctx), source, path, "onnx");
+    case "gguf":
+      return withPolyglotCheck(await inspectGguf(source, path, ctx), source, path, "gguf");
     case "data":
       if (top) return notAModelNode(path, dataFormat ?? "text");
       return dataNode(path, dataFormat ?? "text", source.size);
@@ -367,6 +370,8 @@ export async function inspectArchive(archive: ArchiveContents, path: string, ctx
       return node;
     }
     node.findings.push(...remoteCodeFindings(configs, ctx));
+    // Chat templates a serving stack renders (tokenizer_config.json, chat_template.jinja / .json).
+    node.findings.push(...(await hfChatTemplateFindings(archive, configs, path)));
     const mlflowRoot = isMlflowLayout(archive.members);
     if (mlflowRoot !== undefined) return await inspectMlflow(archive, mlflowRoot, path, ctx);
     const torch = torchZipLayout(archive.members);

@@ -17,10 +17,16 @@ import { MAX_REPORT_FINDINGS } from "../limits";
 export type Severity = "innocuous" | "suspicious" | "dangerous" | "malformed";
 
 /**
- * `custom_operator` (suspicious; allowCustomOperators) and `path_traversal` (dangerous) are
- * finding-only codes of the ONNX inspector (src/formats/models/onnx.ts): never thrown.
+ * Finding codes that only ever appear in a report, never as a GatewayError an inspector throws:
+ * - `unsafe_template` (dangerous): a chat template (GGUF metadata, tokenizer_config.json,
+ *   chat_template.jinja / .json) using a construct outside the chat-template allowlist
+ *   (src/formats/models/chatTemplate.ts).
+ * - `custom_operator` (suspicious; allowCustomOperators) and `path_traversal` (dangerous): the
+ *   ONNX inspector's (src/formats/models/onnx.ts).
  */
-export type FindingCode = InspectionErrorCode | "data_member" | "info" | "custom_operator" | "path_traversal";
+export const REPORT_ONLY_FINDING_CODES = ["unsafe_template", "custom_operator", "path_traversal"] as const;
+
+export type FindingCode = InspectionErrorCode | (typeof REPORT_ONLY_FINDING_CODES)[number] | "data_member" | "info";
 
 export interface Finding {
   code: FindingCode;

@@ -54,6 +54,8 @@ const ACCEPTED: [string, SourceId, string][] = [
   ["mlflow/sklearn_model.zip", "sklearn", JSON.stringify({ allowGlobals: ["sklearn.*"] })],
   ["mlflow/sklearn_model.tar.gz", "sklearn", JSON.stringify({ allowGlobals: ["sklearn.*"] })],
   ["torch/torchscript.pt", "scripted", JSON.stringify({ allowTorchScript: true })],
+  ["other/model.gguf", "research", ""],
+  ["other/gguf_benign_v3.gguf", "research", ""],
 ];
 
 /** [fixture, source, manifest policy key, HTTP code] -> 422. */
@@ -69,7 +71,8 @@ const REJECTED: [string, SourceId, string, "unsafe_artifact" | "malformed_artifa
   ["mlflow/malicious_model_pkl.zip", "sklearn", JSON.stringify({ allowGlobals: ["sklearn.*"] }), "unsafe_artifact"],
   ["numpy/object_malicious.npz", "research", "", "unsafe_artifact"],
   ["other/random.bin", "research", "", "malformed_artifact"],
-  ["other/model.gguf", "research", "", "malformed_artifact"],
+  ["other/gguf_ssti_template.gguf", "research", "", "unsafe_artifact"],
+  ["other/gguf_misaligned.gguf", "research", "", "malformed_artifact"],
   ["safetensors/overlapping_spans.safetensors", "research", "", "malformed_artifact"],
   ["torch/bad_crc.pt", "research", "", "malformed_artifact"],
   ["other/empty.bin", "research", "", "malformed_artifact"],

@@ -4,7 +4,7 @@ import { basename, join, relative, sep } from "node:path";
 import { z } from "zod";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { ContentPolicySchema, DEFAULT_CONTENT_POLICY } from "../../src/inspect/policy";
-import { rejects, type Finding } from "../../src/inspect/report";
+import { REPORT_ONLY_FINDING_CODES, rejects, type Finding } from "../../src/inspect/report";
 import { INSPECTION_ERROR_CODES } from "../../src/errors";
 
 /**
@@ -15,8 +15,8 @@ import { INSPECTION_ERROR_CODES } from "../../src/errors";
 
 const FIXTURES = join(__dirname, "..", "fixtures");
 
-/** Inspection error codes, and the finding-only codes of the ONNX inspector (src/inspect/report.ts FindingCode). */
-const CODES = [...INSPECTION_ERROR_CODES, "custom_operator", "path_traversal"] as const;
+/** Inspection error codes, and the finding-only codes (src/inspect/report.ts REPORT_ONLY_FINDING_CODES). */
+const CODES = [...INSPECTION_ERROR_CODES, ...REPORT_ONLY_FINDING_CODES] as const;
 
 const FORMATS = [
   "pickle",

@@ -75,11 +75,13 @@ describe("inspectFile", () => {
     expect(rejectingCodes(await inspectBytes(new Uint8Array(0)))).toEqual(["unknown_format"]);
   });
 
-  it("rejects recognised but uninspected formats as unsupported_format, naming them", async () => {
+  it("inspects GGUF (no longer unsupported_format): a GGUF magic followed by zeros is version 0, malformed", async () => {
     const gguf = await inspectBytes(Buffer.concat([Buffer.from("GGUF"), Buffer.alloc(60)]));
-    expect(rejectingCodes(gguf)).toEqual(["unsupported_format"]);
+    expect(rejectingCodes(gguf)).toEqual(["malformed_container"]);
     expect(gguf.format).toBe("gguf");
-    expect(gguf.findings[0]?.message).toContain("GGUF");
+  });
+
+  it("rejects recognised but uninspected formats as unsupported_format, naming them", async () => {
     const keras = await inspectBytes(
       buildZip([
         { name: "config.json", data: "{}" },
