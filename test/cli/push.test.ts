@@ -1,7 +1,8 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { RequestHandler } from "express";
-import { gatewayUrl, pushCommand } from "../../src/cli/commands/push";
+import { pushCommand } from "../../src/cli/commands/push";
+import { gatewayUrl } from "../../src/cli/gatewayClient";
 import { scanCommand } from "../../src/cli/commands/scan";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { createApp } from "../../src/http/app";
