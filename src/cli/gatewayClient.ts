@@ -255,14 +255,16 @@ export async function getFollowingRedirects(url: URL, headers: Record<string, st
     const location = headerOf(answer, "location");
     if (!REDIRECT_STATUSES.has(answer.status) || location === undefined) return answer;
     discard(answer);
-    if (redirects >= MAX_CLIENT_REDIRECTS) throw new GatewayError("io_error", `cannot reach ${url.origin}: more than ${String(MAX_CLIENT_REDIRECTS)} redirects`);
+    if (redirects >= MAX_CLIENT_REDIRECTS)
+      throw new GatewayError("io_error", `cannot reach ${url.origin}: more than ${String(MAX_CLIENT_REDIRECTS)} redirects`);
     let next: URL;
     try {
       next = new URL(location, current);
     } catch {
       throw new GatewayError("io_error", `cannot reach ${url.origin}: a redirect to an invalid URL`);
     }
-    if (next.protocol !== "http:" && next.protocol !== "https:") throw new GatewayError("io_error", `cannot reach ${url.origin}: a redirect to a ${next.protocol} URL`);
+    if (next.protocol !== "http:" && next.protocol !== "https:")
+      throw new GatewayError("io_error", `cannot reach ${url.origin}: a redirect to a ${next.protocol} URL`);
     if (next.origin !== current.origin) sent = Object.fromEntries(Object.entries(sent).filter(([name]) => name.toLowerCase() !== "authorization"));
     current = next;
   }
