@@ -246,9 +246,10 @@ export const MAX_SERVER_ANSWER_BYTES = 64 * MiB;
 export const MAX_CLIENT_REDIRECTS = 20;
 
 /**
- * Milliseconds a `modelgate push` or `pull` connection may go without a byte received or sent
- * before it fails `io_error` (fetch's own header and body timeouts were 300 s): a server that
- * stalls, by accident or on purpose, must not hang the client forever.
+ * Milliseconds a `modelgate pull` request may go without a byte received before it fails
+ * `io_error` (fetch's own header and body timeouts, which pull used before, were 300 s): a server
+ * that stalls, by accident or on purpose, must not hang the client forever. push has none: the
+ * server inspects the upload before it answers, for as long as its inspection budget allows.
  */
 export const SERVER_IDLE_TIMEOUT_MS = 300_000;
 

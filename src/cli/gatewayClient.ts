@@ -216,8 +216,8 @@ function unreachable(url: URL, err: unknown): GatewayError {
 }
 
 /**
- * A connection on which nothing arrives (or can be sent) for SERVER_IDLE_TIMEOUT_MS fails, as
- * fetch's own 300 s header and body timeouts did: a stalled server must not hang the CLI forever.
+ * A GET on which nothing arrives for SERVER_IDLE_TIMEOUT_MS fails, as fetch's own 300 s header and
+ * body timeouts did for pull: a stalled server must not hang the CLI forever.
  */
 function failWhenIdle(req: http.ClientRequest): void {
   req.setTimeout(SERVER_IDLE_TIMEOUT_MS, () => {
@@ -321,7 +321,8 @@ export async function uploadFile(upload: FileUpload): Promise<GatewayAnswer> {
       method: upload.method,
       headers: { ...upload.headers, "Content-Length": String(head.length + size + tail.length) },
     });
-    failWhenIdle(req);
+    // No idle timeout here: after the last byte the server inspects the artifact before it
+    // answers, which may take minutes (the pickle time budget), as it always could.
     let settled = false;
     let closed = false;
     const closeFile = (): void => {
