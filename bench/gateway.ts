@@ -502,6 +502,13 @@ async function main(): Promise<void> {
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`bad --rounds ${String(rounds)}`);
   const tmp = os.tmpdir();
   console.log(`bench:gateway on ${os.cpus().length.toString()} CPU(s), node ${process.version}, files in ${tmp}, ${String(rounds)} round(s) per size`);
+  // On a shared machine the figures mean little without the load they were measured under.
+  const loadAverage = (): string =>
+    os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ");
+  console.log(`load average (1, 5, 15 min) at start: ${loadAverage()}`);
   const ceiling = sha256CeilingMBps();
   console.log(`sha256 of one stream on one core, in memory (the upload's ceiling): ${String(Math.round(ceiling))} MB/s`);
   const rows: Record<string, string | number>[] = [];
@@ -517,6 +524,7 @@ async function main(): Promise<void> {
   const byFigure: Record<string, Record<string, string | number>> = {};
   for (const row of rows) for (const [figure, value] of Object.entries(row)) (byFigure[figure] ??= {})[String(row.size)] = value;
   console.table(byFigure);
+  console.log(`load average (1, 5, 15 min) at end: ${loadAverage()}`);
 }
 
 main().catch((err: unknown) => {
