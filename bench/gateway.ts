@@ -461,6 +461,11 @@ async function runSize(sizeBytes: number, tmp: string, rounds: number): Promise<
     const med = (key: keyof RoundFigures): number => median(of(key));
     const cpu = (key: keyof RoundFigures): string => med(key).toFixed(2);
     const peakRss = Math.max(...of("vmHwmMB"));
+    /** "median (min-max)" of the per-round ratios a/b. */
+    const pairedRatios = (a: keyof RoundFigures, b: keyof RoundFigures): string => {
+      const ratios = figures.map((f) => f[a] / f[b]);
+      return `${median(ratios).toFixed(2)}x (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`;
+    };
     return {
       size: `${gib.toFixed(2)} GiB`,
       rounds,
@@ -480,10 +485,14 @@ async function runSize(sizeBytes: number, tmp: string, rounds: number): Promise<
       "push MB/s": spread(of("push")),
       "curl -T MB/s": spread(of("curlPut")),
       "push/curl -T": against(med("push") / med("curlPut"), 0.9),
+      // The two ran back to back in each round: the ratio within a round is less exposed to the
+      // machine's load swinging between rounds than the ratio of medians.
+      "push/curl -T per round": pairedRatios("push", "curlPut"),
       "client CPU s/GiB push / curl -T": `${cpu("pushCpuPerGiB")} / ${cpu("curlPutCpuPerGiB")}`,
       "pull MB/s": spread(of("pull")),
       "curl -o MB/s": spread(of("curlGet")),
       "pull/curl -o": against(med("pull") / med("curlGet"), 0.85),
+      "pull/curl -o per round": pairedRatios("pull", "curlGet"),
       "client CPU s/GiB pull / curl -o": `${cpu("pullCpuPerGiB")} / ${cpu("curlGetCpuPerGiB")}`,
     };
   } finally {
