@@ -257,6 +257,20 @@ export const MAX_SERVER_ERROR_BODY_BYTES = 1 * MiB;
 /** Bytes of the upload answer `modelgate push` reads (it carries the inspection report, capped server-side). */
 export const MAX_SERVER_ANSWER_BYTES = 64 * MiB;
 
+/**
+ * Redirects `modelgate pull` follows (as many as fetch did): a server answering with a redirect
+ * loop must not keep the client busy forever.
+ */
+export const MAX_CLIENT_REDIRECTS = 20;
+
+/**
+ * Milliseconds a `modelgate pull` request may go without a byte received before it fails
+ * `io_error` (fetch's own header and body timeouts, which pull used before, were 300 s): a server
+ * that stalls, by accident or on purpose, must not hang the client forever. push has none: the
+ * server inspects the upload before it answers, for as long as its inspection budget allows.
+ */
+export const SERVER_IDLE_TIMEOUT_MS = 300_000;
+
 // ---- loader configs read by name (Keras config.json, transformers *config.json) ------------
 
 /**

@@ -1,7 +1,7 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import type { RequestHandler } from "express";
-import { gatewayUrl } from "../../src/cli/commands/push";
+import { gatewayUrl } from "../../src/cli/gatewayClient";
 import { inspectFile } from "../../src/formats/inspectFile";
 import { createApp } from "../../src/http/app";
 import { GatewayError } from "../../src/errors";

@@ -1,19 +1,27 @@
 import { createHash, type Hash } from "node:crypto";
 import { constants as fsConstants, promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { Readable } from "node:stream";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { z } from "zod";
 import { GatewayError, isGatewayError, messageOf } from "../../errors";
 import { MAX_PULL_METADATA_BYTES } from "../../limits";
 import { formatDigest, hashFileInto, parseDigest, sameDigest, sha256File } from "../../digest";
-import { writeHashed } from "../../store/hashing";
-import { loadAllowlist, recheckTrust } from "../../trust";
 import { parseCommandArgs } from "../args";
 import type { Command } from "../command";
 import { COMMAND_HELP } from "./help";
-import { readBodyCapped } from "../gatewayClient";
-import { apiUrl, authHeaders, gatewayUrl, request, serverError } from "./push";
+import {
+  apiUrl,
+  authHeaders,
+  discard,
+  DownloadError,
+  gatewayUrl,
+  getFollowingRedirects,
+  headerOf,
+  isSuccess,
+  readBodyCapped,
+  receiveToFile,
+  serverError,
+  type GatewayAnswer,
+} from "../gatewayClient";
 
 const MetadataSchema = z.object({
   digest: z.string(),
@@ -69,9 +77,8 @@ async function fsyncFile(p: string): Promise<void> {
 }
 
 /** The metadata body as JSON, read to at most MAX_PULL_METADATA_BYTES (an endless body is refused). */
-async function readMetadataJson(res: Response): Promise<unknown> {
-  if (res.body === null) throw new GatewayError("integrity_error", "the server sent no metadata body");
-  const text = await readBodyCapped(res, MAX_PULL_METADATA_BYTES);
+async function readMetadataJson(answer: GatewayAnswer): Promise<unknown> {
+  const text = await readBodyCapped(answer, MAX_PULL_METADATA_BYTES);
   if (text === undefined) throw new GatewayError("integrity_error", `the server's metadata is larger than ${String(MAX_PULL_METADATA_BYTES)} bytes`);
   try {
     return JSON.parse(text) as unknown;
@@ -106,19 +113,20 @@ export const pullCommand: Command = {
 
     // The metadata comes first: its size bounds the download (an endless body must not fill the
     // disk before the sha256 check), and with --allowlist trust is decided locally from the stored
-    // envelopes, before any byte is downloaded.
-    const allowlist = values.allowlist === undefined ? undefined : loadAllowlist(path.resolve(io.cwd, values.allowlist));
-    const metaRes = await request(apiUrl(base, `/v1/artifacts/${formatDigest(hex)}/metadata`), { headers });
-    if (!metaRes.ok) throw await serverError(metaRes);
-    const meta = MetadataSchema.safeParse(await readMetadataJson(metaRes));
+    // envelopes, before any byte is downloaded. The trust layer is loaded only then.
+    const trust = values.allowlist === undefined ? undefined : await import("../../trust");
+    const allowlist = values.allowlist === undefined || trust === undefined ? undefined : trust.loadAllowlist(path.resolve(io.cwd, values.allowlist));
+    const metaAnswer = await getFollowingRedirects(apiUrl(base, `/v1/artifacts/${formatDigest(hex)}/metadata`), headers);
+    if (!isSuccess(metaAnswer)) throw await serverError(metaAnswer);
+    const meta = MetadataSchema.safeParse(await readMetadataJson(metaAnswer));
     if (!meta.success || meta.data.digest !== formatDigest(hex))
       throw new GatewayError(
         "integrity_error",
         "the server's metadata does not describe the requested digest (no expected size: refusing an unbounded download)",
       );
     const expected = meta.data.size;
-    if (allowlist !== undefined) {
-      const verification = recheckTrust({ envelopes: meta.data.signatures, digestHex: hex, name: meta.data.name, allowlist, now: new Date() });
+    if (allowlist !== undefined && trust !== undefined) {
+      const verification = trust.recheckTrust({ envelopes: meta.data.signatures, digestHex: hex, name: meta.data.name, allowlist, now: new Date() });
       io.stderr(`trusted locally: ${verification.name} signed by source ${verification.source.id}\n`);
     }
 
@@ -129,59 +137,59 @@ export const pullCommand: Command = {
       await fsp.rm(partial, { force: true });
       have = 0;
     }
-    const res = await request(blobUrl, { headers: { ...headers, ...(have > 0 ? { Range: `bytes=${String(have)}-` } : {}) } });
+    const answer = await getFollowingRedirects(blobUrl, { ...headers, ...(have > 0 ? { Range: `bytes=${String(have)}-` } : {}) });
     let append = false;
-    if (res.status === 206) {
-      const m = CONTENT_RANGE.exec(res.headers.get("content-range") ?? "");
+    if (answer.status === 206) {
+      const m = CONTENT_RANGE.exec(headerOf(answer, "content-range") ?? "");
       if (!m || Number(m[1]) !== have || Number(m[3]) !== expected || Number(m[2]) !== expected - 1) {
         // Neither append nor keep: a partial this server will not resume would fail every rerun.
-        await res.body?.cancel();
+        discard(answer);
         await fsp.rm(partial, { force: true });
         throw new GatewayError("integrity_error", "the server resumed at another offset than asked; the partial file was removed");
       }
       append = true;
       io.stderr(`resuming at byte ${String(have)}\n`);
-    } else if (res.status === 416 && have > 0) {
+    } else if (answer.status === 416 && have > 0) {
       // The partial file already holds every byte (or more): verify it as it is.
-      await res.body?.cancel();
+      discard(answer);
       append = true;
-    } else if (!res.ok) {
-      throw await serverError(res);
+    } else if (!isSuccess(answer)) {
+      throw await serverError(answer);
+    } else if (answer.status === 204) {
+      discard(answer);
+      throw new GatewayError("io_error", "the server sent no body");
     } else {
       have = 0;
     }
 
     let downloadedHex: string | undefined;
-    if (res.status !== 416) {
+    if (answer.status !== 416) {
       const remaining = expected - have;
-      const contentLength = res.headers.get("content-length");
-      if (contentLength !== null && Number(contentLength) !== remaining) {
-        await res.body?.cancel();
+      const contentLength = headerOf(answer, "content-length");
+      if (contentLength !== undefined && Number(contentLength) !== remaining) {
+        discard(answer);
         await fsp.rm(partial, { force: true });
         throw new GatewayError(
           "integrity_error",
           `the server announced ${contentLength} bytes, the artifact has ${String(remaining)} left; the partial file was removed`,
         );
       }
-      const body = res.body;
-      if (body === null) throw new GatewayError("io_error", "the server sent no body");
       // The bytes already in a resumed partial are hashed first; the rest while they arrive (one
-      // pass over every byte), written with background flushes (writeHashed).
+      // pass over every byte), written in large blocks with background flushes (receiveToFile).
       const hash = createHash("sha256");
-      const input = Readable.fromWeb(body as WebReadableStream<Uint8Array>);
       let handle: fsp.FileHandle;
       try {
         if (append) await hashPrefix(partial, have, hash);
         handle = await openPartial(partial, append);
       } catch (err) {
-        input.destroy();
+        discard(answer);
         throw err;
       }
       try {
-        downloadedHex = (await writeHashed(input, handle, { maxBytes: remaining, hash })).digestHex;
+        await receiveToFile(answer, handle, { maxBytes: remaining, hash });
       } catch (err) {
-        input.destroy();
-        if (isGatewayError(err) && err.code === "too_large") {
+        await handle.close().catch(() => undefined);
+        if (err instanceof DownloadError && err.reason === "too_large") {
           await fsp.rm(partial, { force: true });
           throw new GatewayError("integrity_error", `the server sent more than the ${String(remaining)} bytes expected; the partial file was removed`);
         }
@@ -190,6 +198,12 @@ export const pullCommand: Command = {
           `download interrupted after ${String(await sizeOf(partial))} bytes (${messageOf(err)}); run the same command again to resume`,
         );
       }
+      try {
+        await handle.close();
+      } catch (err) {
+        throw new GatewayError("io_error", `cannot write the partial file ${partial}: ${messageOf(err)}`);
+      }
+      downloadedHex = hash.digest("hex");
     }
 
     const digestHex = downloadedHex ?? (await sha256File(partial)).digestHex;
