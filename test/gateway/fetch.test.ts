@@ -6,20 +6,12 @@ import { ArtifactFetcher } from "../../src/gateway/fetch";
 import { publish } from "../../src/gateway/publish";
 import { contentPolicyDigest } from "../../src/inspect/policy";
 import { allowlistOf, artifactBytes, makeGatewayEnv, makePublisher, reportOf, sha256Hex, signFor, type GatewayEnv } from "./env";
+import { codeOfSettled } from "../support/errors";
 
 /** Fetch with re-check, without a transport: trust re-checked, bytes re-hashed, inspected again under a changed policy, refusals audited. */
 
 const pub = makePublisher();
 const MARKER = "collections.OrderedDict";
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (err) {
-    return err instanceof GatewayError ? err.code : `not-a-gateway-error: ${String(err)}`;
-  }
-}
 
 describe("ArtifactFetcher", () => {
   let env: GatewayEnv;
@@ -51,14 +43,14 @@ describe("ArtifactFetcher", () => {
 
   it("an unknown digest is not_found, not audited", async () => {
     const unknown = sha256Hex(Buffer.from("nothing"));
-    expect(await codeOf(fetcher.admit(unknown, env.call))).toBe("not_found");
-    expect(await codeOf(fetcher.describe(unknown))).toBe("not_found");
+    expect(await codeOfSettled(fetcher.admit(unknown, env.call))).toBe("not_found");
+    expect(await codeOfSettled(fetcher.describe(unknown))).toBe("not_found");
     expect(env.audit.events).toEqual([]);
   });
 
   it("a key revoked since: refused key_revoked, audited with the caller and the name; described as refused", async () => {
     env.allowlist = allowlistOf([{ id: "acme", keys: [{ pub, revoked: true }], allowGlobals: [MARKER] }]);
-    expect(await codeOf(fetcher.admit(hex, env.call))).toBe("key_revoked");
+    expect(await codeOfSettled(fetcher.admit(hex, env.call))).toBe("key_revoked");
     expect(env.audit.events).toEqual([
       { type: "fetch.refused", requestId: "req-1", tokenId: "tok-1", client: "192.0.2.7", digest: `sha256:${hex}`, name: "acme/model", codes: ["key_revoked"] },
     ]);
@@ -68,7 +60,7 @@ describe("ArtifactFetcher", () => {
   it("a refusal that cannot be audited is unavailable", async () => {
     env.allowlist = allowlistOf([{ id: "other", keys: [{ pub: makePublisher() }] }]);
     env.audit.failing = true;
-    expect(await codeOf(fetcher.admit(hex, env.call))).toBe("unavailable");
+    expect(await codeOfSettled(fetcher.admit(hex, env.call))).toBe("unavailable");
     expect(env.metrics.auditFailures).toBe(1);
   });
 
@@ -88,8 +80,8 @@ describe("ArtifactFetcher", () => {
   it("a changed policy that rejects the bytes: refused with the inspection's code, audited, the blob kept, not inspected twice", async () => {
     env.allowlist = allowlistOf([{ id: "acme", keys: [{ pub }] }]);
     env.verdict = () => Promise.resolve(reportOf("dangerous", "pickle"));
-    expect(await codeOf(fetcher.admit(hex, env.call))).toBe("unsafe_artifact");
-    expect(await codeOf(fetcher.admit(hex, env.call))).toBe("unsafe_artifact");
+    expect(await codeOfSettled(fetcher.admit(hex, env.call))).toBe("unsafe_artifact");
+    expect(await codeOfSettled(fetcher.admit(hex, env.call))).toBe("unsafe_artifact");
     expect(env.inspections).toHaveLength(1);
     expect(env.audit.events.map((e) => [e.type, e.codes])).toEqual([
       ["artifact.reinspected", ["unsafe_artifact"]],
@@ -104,7 +96,7 @@ describe("ArtifactFetcher", () => {
     const damaged = Buffer.from(bytes);
     damaged[0] = (damaged[0] ?? 0) ^ 0xff;
     await fsp.writeFile(env.store.blobPath(hex), damaged);
-    expect(await codeOf(fetcher.admit(hex, env.call))).toBe("integrity_error");
+    expect(await codeOfSettled(fetcher.admit(hex, env.call))).toBe("integrity_error");
     expect(env.inspections).toEqual([]);
     expect(await env.store.stat(hex)).toBeUndefined();
     expect(env.audit.events).toEqual([expect.objectContaining({ type: "fetch.refused", codes: ["integrity_error"] })]);
@@ -114,9 +106,9 @@ describe("ArtifactFetcher", () => {
     const { record } = await fetcher.admit(hex, env.call);
     expect(await fetcher.storedSize(hex, record, env.call)).toBe(bytes.length);
     await fsp.truncate(env.store.blobPath(hex), 10);
-    expect(await codeOf(fetcher.storedSize(hex, record, env.call))).toBe("integrity_error");
+    expect(await codeOfSettled(fetcher.storedSize(hex, record, env.call))).toBe("integrity_error");
     expect(await env.store.stat(hex)).toBeUndefined();
-    expect(await codeOf(fetcher.storedSize(hex, record, env.call))).toBe("not_found");
+    expect(await codeOfSettled(fetcher.storedSize(hex, record, env.call))).toBe("not_found");
   });
 
   it("a whole read is re-hashed; bytes changed in place fail integrity_error at the end, and damagedWhileServed quarantines and audits", async () => {

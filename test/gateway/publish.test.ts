@@ -6,6 +6,7 @@ import type { ArtifactRecord, CommitResult, StagedBlob, StagedUpload, StoredSign
 import * as keys from "../../src/trust/keys";
 import { preflightEnvelope, type ArtifactName } from "../../src/trust";
 import { allowlistOf, artifactBytes, makeGatewayEnv, makePublisher, reportOf, sha256Hex, signFor, type GatewayEnv } from "./env";
+import { codeOfSettled } from "../support/errors";
 
 /** The publish use case without a transport: plain inputs in, a result or a GatewayError out, every decision audited. */
 
@@ -13,14 +14,6 @@ const pub = makePublisher();
 const acme = [{ id: "acme", keys: [{ pub }] }];
 
 /** The code publish fails with (undefined when it resolves). */
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (err) {
-    return err instanceof GatewayError ? err.code : `not-a-gateway-error: ${String(err)}`;
-  }
-}
 
 function input(env: GatewayEnv, upload: StagedUpload, envelope: string, extra: Partial<PublishInput> = {}): PublishInput {
   return { ...env.call, upload, envelope, ...extra };
@@ -88,7 +81,7 @@ describe("publish", () => {
   it("a requested name other than the signed one: name_not_allowed, audited with the name asked for", async () => {
     const bytes = artifactBytes("named");
     const upload = await env.received(bytes);
-    const code = await codeOf(publish(env.deps, input(env, upload, signFor(pub, bytes, "acme/model"), { name: "acme/other" as ArtifactName })));
+    const code = await codeOfSettled(publish(env.deps, input(env, upload, signFor(pub, bytes, "acme/model"), { name: "acme/other" as ArtifactName })));
     expect(code).toBe("name_not_allowed");
     expect(env.audit.events).toEqual([expect.objectContaining({ type: "upload.rejected", codes: ["name_not_allowed"], name: "acme/other" })]);
   });
@@ -118,7 +111,7 @@ describe("publish", () => {
       const preflight = preflightEnvelope(envelope, env.allowlist, env.now);
       const verify = jest.spyOn(keys, "verifyEd25519");
       const upload = await env.received(bytes);
-      expect(await codeOf(publish(env.deps, input(env, upload, envelope, { preflight })))).toBe("digest_mismatch");
+      expect(await codeOfSettled(publish(env.deps, input(env, upload, envelope, { preflight })))).toBe("digest_mismatch");
       expect(verify).not.toHaveBeenCalled();
       expect(env.inspections).toEqual([]);
       expect(await env.tmpFiles()).toEqual([]);
@@ -133,7 +126,7 @@ describe("publish", () => {
       const envelope = signFor(pub, bytes, "acme/model");
       const preflight = preflightEnvelope(envelope, env.allowlist, env.now);
       env.allowlist = allowlistOf([{ id: "acme", keys: [{ pub, revoked: true }] }]);
-      expect(await codeOf(publish(env.deps, input(env, await env.received(bytes), envelope, { preflight })))).toBe("key_revoked");
+      expect(await codeOfSettled(publish(env.deps, input(env, await env.received(bytes), envelope, { preflight })))).toBe("key_revoked");
       expect(await env.tmpFiles()).toEqual([]);
     });
 
@@ -143,14 +136,14 @@ describe("publish", () => {
       const envelope = signFor(pub, bytes, "acme/model");
       const preflight = preflightEnvelope(envelope, env.allowlist, env.now);
       env.now = new Date("2026-06-01T12:00:05.000Z");
-      expect(await codeOf(publish(env.deps, input(env, await env.received(bytes), envelope, { preflight })))).toBe("key_expired");
+      expect(await codeOfSettled(publish(env.deps, input(env, await env.received(bytes), envelope, { preflight })))).toBe("key_expired");
     });
 
     it("a preflight of another envelope is not used for this one", async () => {
       const bytes = artifactBytes("swapped");
       const other = makePublisher();
       const preflight = preflightEnvelope(signFor(pub, bytes, "acme/model"), env.allowlist, env.now);
-      const code = await codeOf(publish(env.deps, input(env, await env.received(bytes), signFor(other, bytes, "acme/model"), { preflight })));
+      const code = await codeOfSettled(publish(env.deps, input(env, await env.received(bytes), signFor(other, bytes, "acme/model"), { preflight })));
       expect(code).toBe("untrusted_source");
     });
   });
@@ -193,7 +186,7 @@ describe("publish", () => {
       return Promise.resolve();
     };
     const bytes = artifactBytes("late");
-    expect(await codeOf(publish(env.deps, input(env, await env.received(bytes), signFor(pub, bytes, "acme/model"))))).toBe("key_revoked");
+    expect(await codeOfSettled(publish(env.deps, input(env, await env.received(bytes), signFor(pub, bytes, "acme/model"))))).toBe("key_revoked");
     expect(env.audit.events.map((e) => [e.type, e.codes])).toEqual([
       ["upload.accepted", undefined],
       ["upload.rejected", ["key_revoked"]],
@@ -204,7 +197,7 @@ describe("publish", () => {
   it("an audit log that cannot be written: unavailable, nothing stored", async () => {
     env.audit.failing = true;
     const bytes = artifactBytes("unaudited");
-    expect(await codeOf(publish(env.deps, input(env, await env.received(bytes), signFor(pub, bytes, "acme/model"))))).toBe("unavailable");
+    expect(await codeOfSettled(publish(env.deps, input(env, await env.received(bytes), signFor(pub, bytes, "acme/model"))))).toBe("unavailable");
     expect(env.metrics.auditFailures).toBe(2);
     expect(await env.store.stat(sha256Hex(bytes))).toBeUndefined();
     expect(await env.tmpFiles()).toEqual([]);
@@ -217,7 +210,7 @@ describe("publish", () => {
       return Promise.reject(options.signal?.reason instanceof Error ? options.signal.reason : new Error("stopped"));
     };
     const bytes = artifactBytes("cancelled");
-    const code = await codeOf(publish(env.deps, input(env, await env.received(bytes), signFor(pub, bytes, "acme/model"), { signal: cancel.signal })));
+    const code = await codeOfSettled(publish(env.deps, input(env, await env.received(bytes), signFor(pub, bytes, "acme/model"), { signal: cancel.signal })));
     expect(env.inspections[0]?.options.signal).toBe(cancel.signal);
     expect(code).toBe("unavailable");
     expect(env.audit.events).toEqual([expect.objectContaining({ type: "upload.rejected", codes: ["unavailable"] })]);
@@ -227,14 +220,14 @@ describe("publish", () => {
   it("an inspector that crashes (not cancelled): internal, audited, nothing left", async () => {
     env.verdict = () => Promise.reject(new Error("boom"));
     const bytes = artifactBytes("crash");
-    expect(await codeOf(publish(env.deps, input(env, await env.received(bytes), signFor(pub, bytes, "acme/model"))))).toBe("internal");
+    expect(await codeOfSettled(publish(env.deps, input(env, await env.received(bytes), signFor(pub, bytes, "acme/model"))))).toBe("internal");
     expect(env.audit.events).toEqual([expect.objectContaining({ type: "upload.rejected", codes: ["internal"] })]);
     expect(await env.tmpFiles()).toEqual([]);
   });
 
   it("an upload that was never received is refused internal (publish takes a received upload)", async () => {
     const upload = env.store.begin({ maxBytes: 10 });
-    expect(await codeOf(publish(env.deps, input(env, upload, "{}")))).toBe("internal");
+    expect(await codeOfSettled(publish(env.deps, input(env, upload, "{}")))).toBe("internal");
   });
 });
 
@@ -251,7 +244,7 @@ describe("publish on a full disk", () => {
     try {
       const bytes = artifactBytes("full");
       let result: PublishResult | undefined;
-      const code = await codeOf(
+      const code = await codeOfSettled(
         publish(env.deps, input(env, await env.received(bytes), signFor(pub, bytes, "acme/model"))).then((r) => {
           result = r;
         }),

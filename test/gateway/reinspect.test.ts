@@ -1,25 +1,16 @@
 import { promises as fsp } from "node:fs";
-import { GatewayError } from "../../src/errors";
 import { publish } from "../../src/gateway/publish";
 import { acceptedUnderCurrentPolicy, Reinspector } from "../../src/gateway/reinspect";
 import { contentPolicyDigest } from "../../src/inspect/policy";
 import { recheckTrustAll } from "../../src/trust";
 import { allowlistOf, artifactBytes, makeGatewayEnv, makePublisher, reportOf, sha256Hex, signFor, type GatewayEnv, type SourceSpec } from "./env";
+import { codeOfSettled } from "../support/errors";
 
 /** Inspection again under a changed content policy, driven directly (no fetch, no transport). */
 
 const research = makePublisher();
 const serving = makePublisher();
 const SAFE = "collections.OrderedDict";
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (err) {
-    return err instanceof GatewayError ? err.code : `not-a-gateway-error: ${String(err)}`;
-  }
-}
 
 describe("Reinspector", () => {
   let env: GatewayEnv;
@@ -86,7 +77,7 @@ describe("Reinspector", () => {
     const err = await reinspector.admit(hex, record, trusted, {}).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "unsafe_artifact", details: { source: "research", reinspected: true } });
     expect(env.inspections).toHaveLength(2);
-    expect(await codeOf(reinspector.admit(hex, record, trusted, {}))).toBe("unsafe_artifact");
+    expect(await codeOfSettled(reinspector.admit(hex, record, trusted, {}))).toBe("unsafe_artifact");
     expect(env.inspections).toHaveLength(2);
   });
 
@@ -97,7 +88,7 @@ describe("Reinspector", () => {
     damaged[7] = (damaged[7] ?? 0) ^ 1;
     await fsp.writeFile(env.store.blobPath(hex), damaged);
     const reinspector = new Reinspector({ store: env.store, inspect: env.deps.inspect, audit: env.audit, metrics: env.metrics });
-    expect(await codeOf(reinspector.admit(hex, record, trusted, {}))).toBe("integrity_error");
+    expect(await codeOfSettled(reinspector.admit(hex, record, trusted, {}))).toBe("integrity_error");
     expect(env.inspections).toEqual([]);
   });
 });

@@ -12,3 +12,13 @@ export function codeOf(fn: () => unknown): string | undefined {
   }
   return undefined;
 }
+
+/** codeOf for a promise: the code it rejects with, the marker of a non-GatewayError, or undefined when it resolves. */
+export async function codeOfSettled(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (err) {
+    return err instanceof GatewayError ? err.code : `not-a-gateway-error: ${String(err)}`;
+  }
+  return undefined;
+}
