@@ -20,6 +20,7 @@ import {
   type DetectedFormat,
 } from "./detect";
 import { errorNode, findingOf, inspectAllMembers, policyGatedFinding } from "./members";
+import { inspectKeras } from "./models/keras";
 import { kerasFolder, readLoaderConfigs, remoteCodeFindings, type LoaderConfig } from "./models/loaderConfigs";
 import { inspectGguf } from "./models/gguf";
 import { hfChatTemplateFindings } from "./models/hfChatTemplates";
@@ -317,24 +318,25 @@ function flagCodeMembers(archive: ArchiveContents, path: string, ctx: FormatCont
 }
 
 /**
- * Layouts recognised by what their loaders read, not inspected: a Keras v3 model in any folder
+ * Layouts recognised by what their loaders read: a Keras v3 model in any folder (inspected by
+ * models/keras.ts inspectKeras)
  * (loaderConfigs.ts kerasFolder: a config.json Keras would deserialize, or one next to
- * model.weights.h5 / .npz or metadata.json), and a TF SavedModel (tf.saved_model.load reads
+ * model.weights.h5 / .npz or metadata.json), and, not inspected, a TF SavedModel (tf.saved_model.load reads
  * `<dir>/saved_model.pb` or, without it, `saved_model.pbtxt`, in any folder).
  */
 function unsupportedLayout(
   kind: ArchiveContents["kind"],
   members: readonly ArchiveMember[],
   configs: readonly LoaderConfig[],
-): { format: string; what: string } | undefined {
+): { format: string; what: string; folder?: string } | undefined {
   const keras = kerasFolder(members, configs);
-  if (keras !== undefined) return { format: "keras", what: `Keras v3 model (${keras === "" ? "" : keras}config.json)` };
+  if (keras !== undefined) return { format: "keras", what: `Keras v3 model (${keras}config.json)`, folder: keras };
   // A zip holding config.json and nothing else is what keras.saving.load_model opens as a .keras
   // file: saving_lib deserializes config.json before it finds no weights, and no other loader
   // reads a zip of one config file, so it is Keras whatever the config holds (fail closed).
   const files = members.filter((m) => !m.isDirectory);
   if (kind === "zip" && files.length === 1 && files[0]?.path.toLowerCase() === "config.json")
-    return { format: "keras", what: "Keras v3 model (config.json alone)" };
+    return { format: "keras", what: "Keras v3 model (config.json alone)", folder: "" };
   for (const m of members) {
     if (m.isDirectory) continue;
     const base = (m.path.split("/").pop() ?? "").toLowerCase();
@@ -346,7 +348,7 @@ function unsupportedLayout(
 /**
  * FormatContext.inspectArchive: classify the layout of an opened zip or tar and inspect it.
  * Loader configs first (Keras config.json, transformers auto_map / custom_pipelines -> remote_code);
- * PyTorch tar checkpoint -> inspectTorchTar; Keras / SavedModel -> unsupported_format; MLflow
+ * PyTorch tar checkpoint -> inspectTorchTar; Keras v3 -> inspectKeras; SavedModel -> unsupported_format; MLflow
  * bundle -> inspectMlflow; PyTorch zip / TorchScript -> inspectTorchZip; all members .npy -> npz;
  * anything else: every member by content.
  */
@@ -359,6 +361,7 @@ export async function inspectArchive(archive: ArchiveContents, path: string, ctx
     // whatever else it holds: inspected as torch reads it, before any other layout.
     if (archive.kind === "tar" && isTorchTarLayout(archive.members)) return await inspectTorchTar(archive, path, ctx);
     const unsupported = unsupportedLayout(archive.kind, archive.members, configs);
+    if (unsupported?.format === "keras") return await inspectKeras(archive, configs, unsupported.folder ?? "", path, ctx);
     if (unsupported !== undefined) {
       node.format = unsupported.format;
       node.findings.push({
