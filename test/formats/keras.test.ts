@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { InspectionReport } from "../../src/inspect/report";
 import { useInspectBytes } from "../support/inspectBytes";
+import { buildTar } from "./builders/tar";
 import { buildZip } from "./zipBuilder";
 
 /**
@@ -106,5 +107,49 @@ describe("Keras v3 .keras", () => {
 
   it("an invalid allowClasses pattern is refused by the policy schema", async () => {
     await expect(inspectBytes(fixture("keras3_dense.keras"), "m.keras", { keras: { allowClasses: ["mypkg"] } })).rejects.toThrow();
+  });
+});
+
+describe("Keras v3 archives: every folder and member judged", () => {
+  it("a second Keras folder in the same tar has its config judged too", async () => {
+    const lambda = { module: "keras.layers", class_name: "Lambda", config: { function: { class_name: "__lambda__", config: { code: "AAAA" } } } };
+    const tar = buildTar([
+      { name: "a/config.json", data: JSON.stringify(sequential([dense])) },
+      { name: "a/metadata.json", data: "{}" },
+      { name: "b/config.json", data: JSON.stringify(sequential([lambda])) },
+      { name: "b/metadata.json", data: "{}" },
+    ]);
+    const r = await inspectBytes(tar, "m.tar");
+    expect([r.format, rejecting(r)]).toEqual(["keras", ["embedded_code"]]);
+  });
+
+  it("a Python member next to a Keras model is embedded_code", async () => {
+    const zip = buildZip([
+      { name: "config.json", data: JSON.stringify(sequential([dense])) },
+      { name: "metadata.json", data: "{}" },
+      { name: "custom_layers.py", data: "import os\n" },
+    ]);
+    const r = await inspectBytes(zip, "m.zip");
+    expect([r.format, rejecting(r)]).toEqual(["keras", ["embedded_code"]]);
+  });
+
+  it("a SavedModel next to a Keras folder is still unsupported_format", async () => {
+    const tar = buildTar([
+      { name: "k/config.json", data: JSON.stringify(sequential([dense])) },
+      { name: "k/metadata.json", data: "{}" },
+      { name: "tf/saved_model.pb", data: "x" },
+    ]);
+    const r = await inspectBytes(tar, "m.tar");
+    expect([r.format, rejecting(r)]).toEqual(["tensorflow-savedmodel", ["unsupported_format"]]);
+  });
+
+  it("a Keras config.json inside an MLflow bundle stays unsupported_format", async () => {
+    const tar = buildTar([
+      { name: "model/MLmodel", data: "flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n" },
+      { name: "model/config.json", data: JSON.stringify(sequential([dense])) },
+      { name: "model/metadata.json", data: "{}" },
+    ]);
+    const r = await inspectBytes(tar, "m.tar");
+    expect([r.format, rejecting(r)]).toEqual(["keras", ["unsupported_format"]]);
   });
 });

@@ -122,25 +122,19 @@ function sniffH5Weights(source: ByteSource, path: string): InspectionNode {
 }
 
 /**
- * Inspect an archive holding a Keras v3 model whose config.json sits in `folder`: every
- * serialized object of that config judged (kerasConfigFindings), model.weights.h5 sniffed, and
- * every other member inspected by content (model.weights.npz as an npz, as today).
+ * Inspect an archive holding a Keras v3 model: the `config.json` of every folder judged
+ * (kerasConfigFindings; any folder can be handed to load_model, so not only the first one found),
+ * every `model.weights.h5` sniffed, and every other member inspected by content
+ * (model.weights.npz as an npz, as today).
  */
-export async function inspectKeras(
-  archive: ArchiveContents,
-  configs: readonly LoaderConfig[],
-  folder: string,
-  path: string,
-  ctx: FormatContext,
-): Promise<InspectionNode> {
+export async function inspectKeras(archive: ArchiveContents, configs: readonly LoaderConfig[], path: string, ctx: FormatContext): Promise<InspectionNode> {
   const node = archive.node;
   node.format = "keras";
-  const config = configs.find((c) => c.folder === folder && c.baseName === "config.json");
   // A config.json that did not parse already has its finding (readLoaderConfigs): fail closed.
-  if (config?.value !== undefined) node.findings.push(...kerasConfigFindings(config.value, config.location, ctx));
+  for (const c of configs) if (c.baseName === "config.json" && c.value !== undefined) node.findings.push(...kerasConfigFindings(c.value, c.location, ctx));
   const skip = new Set<string>();
   for (const m of archive.members) {
-    if (m.isDirectory || m.path.toLowerCase() !== `${folder}model.weights.h5`.toLowerCase()) continue;
+    if (m.isDirectory || (m.path.split("/").pop() ?? "").toLowerCase() !== "model.weights.h5") continue;
     skip.add(m.path);
     const p = memberPath(path, m.path);
     node.children.push(await withMember(m, p, (source) => Promise.resolve(sniffH5Weights(source, p))));
