@@ -1,5 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { scanCommand } from "../../src/cli/commands/scan";
+import { ContentPolicySchema, contentPolicyDigest } from "../../src/inspect/policy";
 import type { InspectionReport } from "../../src/inspect/report";
 import { useInspectBytes } from "../support/inspectBytes";
 import { buildTar } from "./builders/tar";
@@ -151,5 +153,22 @@ describe("Keras v3 archives: every folder and member judged", () => {
     ]);
     const r = await inspectBytes(tar, "m.tar");
     expect([r.format, rejecting(r)]).toEqual(["keras", ["unsupported_format"]]);
+  });
+});
+
+describe("policy and CLI", () => {
+  const run = async (args: string[]): Promise<number> =>
+    scanCommand.run(args, { stdout: () => undefined, stderr: () => undefined, env: {}, cwd: join(__dirname, "..", "fixtures", "other") });
+
+  it("keras is optional: a policy without it (or with no classes) keeps its digest", () => {
+    const parsed = ContentPolicySchema.parse({});
+    expect(contentPolicyDigest(ContentPolicySchema.parse({ keras: { allowClasses: [] } }))).toBe(contentPolicyDigest(parsed));
+    expect(contentPolicyDigest(ContentPolicySchema.parse({ keras: { allowClasses: ["mypkg.*"] } }))).not.toBe(contentPolicyDigest(parsed));
+  });
+
+  it("modelgate scan rejects a custom Keras class by default and admits it with --allow-keras-class", async () => {
+    expect(await run(["keras3_custom_module.keras"])).toBe(1);
+    expect(await run(["--allow-keras-class", "mypkg.layers.MyLayer", "keras3_custom_module.keras"])).toBe(0);
+    await expect(run(["--allow-keras-class", "mypkg", "keras3_custom_module.keras"])).rejects.toMatchObject({ code: "usage" });
   });
 });
