@@ -172,3 +172,13 @@ describe("policy and CLI", () => {
     await expect(run(["--allow-keras-class", "mypkg", "keras3_custom_module.keras"])).rejects.toMatchObject({ code: "usage" });
   });
 });
+
+describe("bounds", () => {
+  it("a Lambda nested 100000 levels deep is found, with a short location in the message", async () => {
+    const lambda = JSON.stringify({ module: "keras.layers", class_name: "Lambda", config: {} });
+    const config = `{"module": "keras", "class_name": "Sequential", "config": {"layers": [${"[".repeat(100000)}${lambda}${"]".repeat(100000)}]}}`;
+    const r = await inspectBytes(kerasZip(config), "m.keras");
+    expect(rejecting(r)).toEqual(["embedded_code"]);
+    expect(r.findings.every((f) => f.message.length < 1000)).toBe(true);
+  });
+});

@@ -3,7 +3,7 @@ import type { Finding, InspectionNode } from "../../inspect/report";
 import type { ArchiveContents } from "../containers/archive";
 import { memberPath } from "../containers/memberPath";
 import type { FormatContext } from "../context";
-import { inspectAllMembers, policyGatedFinding, withMember } from "../members";
+import { appendMemberNode, inspectAllMembers, policyGatedFinding, withMember } from "../members";
 import type { LoaderConfig } from "./loaderConfigs";
 
 /**
@@ -55,7 +55,8 @@ export function kerasConfigFindings(value: unknown, location: string, ctx: Forma
     }
     if (!isPlainObject(top.v)) continue;
     const obj = top.v;
-    const where = top.at === "" ? "(root)" : top.at;
+    // Shortened in the report: a config nested a million levels deep must not make megabyte messages.
+    const where = top.at === "" ? "(root)" : top.at.length > 200 ? `…${top.at.slice(-200)}` : top.at;
     if (Object.hasOwn(obj, "safe_mode") && obj.safe_mode === false) {
       findings.push({
         code: "unsafe_option",
@@ -137,7 +138,8 @@ export async function inspectKeras(archive: ArchiveContents, configs: readonly L
     if (m.isDirectory || (m.path.split("/").pop() ?? "").toLowerCase() !== "model.weights.h5") continue;
     skip.add(m.path);
     const p = memberPath(path, m.path);
-    node.children.push(await withMember(m, p, (source) => Promise.resolve(sniffH5Weights(source, p))));
+    // Through appendMemberNode: the report bound on member nodes holds for these too (MAX_REPORT_MEMBER_NODES).
+    appendMemberNode(node, await withMember(m, p, (source) => Promise.resolve(sniffH5Weights(source, p))), ctx);
   }
   await inspectAllMembers(archive, path, ctx, skip);
   return node;
