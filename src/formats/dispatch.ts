@@ -20,6 +20,7 @@ import {
   type DetectedFormat,
 } from "./detect";
 import { errorNode, findingOf, inspectAllMembers, policyGatedFinding } from "./members";
+import { inspectKeras } from "./models/keras";
 import { kerasFolder, readLoaderConfigs, remoteCodeFindings, type LoaderConfig } from "./models/loaderConfigs";
 import { inspectGguf } from "./models/gguf";
 import { hfChatTemplateFindings } from "./models/hfChatTemplates";
@@ -317,9 +318,10 @@ function flagCodeMembers(archive: ArchiveContents, path: string, ctx: FormatCont
 }
 
 /**
- * Layouts recognised by what their loaders read, not inspected: a Keras v3 model in any folder
+ * Layouts recognised by what their loaders read: a Keras v3 model in any folder (inspected by
+ * models/keras.ts inspectKeras)
  * (loaderConfigs.ts kerasFolder: a config.json Keras would deserialize, or one next to
- * model.weights.h5 / .npz or metadata.json), and a TF SavedModel (tf.saved_model.load reads
+ * model.weights.h5 / .npz or metadata.json), and, not inspected, a TF SavedModel (tf.saved_model.load reads
  * `<dir>/saved_model.pb` or, without it, `saved_model.pbtxt`, in any folder).
  */
 function unsupportedLayout(
@@ -327,26 +329,27 @@ function unsupportedLayout(
   members: readonly ArchiveMember[],
   configs: readonly LoaderConfig[],
 ): { format: string; what: string } | undefined {
+  // SavedModel first: a Keras folder is inspected (models/keras.ts), so it must not hide an uninspected SavedModel next to it.
+  for (const m of members) {
+    if (m.isDirectory) continue;
+    const base = (m.path.split("/").pop() ?? "").toLowerCase();
+    if (base === "saved_model.pb" || base === "saved_model.pbtxt") return { format: "tensorflow-savedmodel", what: `TensorFlow SavedModel (${m.path})` };
+  }
   const keras = kerasFolder(members, configs);
-  if (keras !== undefined) return { format: "keras", what: `Keras v3 model (${keras === "" ? "" : keras}config.json)` };
+  if (keras !== undefined) return { format: "keras", what: `Keras v3 model (${keras}config.json)` };
   // A zip holding config.json and nothing else is what keras.saving.load_model opens as a .keras
   // file: saving_lib deserializes config.json before it finds no weights, and no other loader
   // reads a zip of one config file, so it is Keras whatever the config holds (fail closed).
   const files = members.filter((m) => !m.isDirectory);
   if (kind === "zip" && files.length === 1 && files[0]?.path.toLowerCase() === "config.json")
     return { format: "keras", what: "Keras v3 model (config.json alone)" };
-  for (const m of members) {
-    if (m.isDirectory) continue;
-    const base = (m.path.split("/").pop() ?? "").toLowerCase();
-    if (base === "saved_model.pb" || base === "saved_model.pbtxt") return { format: "tensorflow-savedmodel", what: `TensorFlow SavedModel (${m.path})` };
-  }
   return undefined;
 }
 
 /**
  * FormatContext.inspectArchive: classify the layout of an opened zip or tar and inspect it.
  * Loader configs first (Keras config.json, transformers auto_map / custom_pipelines -> remote_code);
- * PyTorch tar checkpoint -> inspectTorchTar; Keras / SavedModel -> unsupported_format; MLflow
+ * PyTorch tar checkpoint -> inspectTorchTar; Keras v3 -> inspectKeras; SavedModel -> unsupported_format; MLflow
  * bundle -> inspectMlflow; PyTorch zip / TorchScript -> inspectTorchZip; all members .npy -> npz;
  * anything else: every member by content.
  */
@@ -359,7 +362,7 @@ export async function inspectArchive(archive: ArchiveContents, path: string, ctx
     // whatever else it holds: inspected as torch reads it, before any other layout.
     if (archive.kind === "tar" && isTorchTarLayout(archive.members)) return await inspectTorchTar(archive, path, ctx);
     const unsupported = unsupportedLayout(archive.kind, archive.members, configs);
-    if (unsupported !== undefined) {
+    if (unsupported !== undefined && unsupported.format !== "keras") {
       node.format = unsupported.format;
       node.findings.push({
         code: "unsupported_format",
@@ -373,8 +376,25 @@ export async function inspectArchive(archive: ArchiveContents, path: string, ctx
     // Chat templates a serving stack renders (tokenizer_config.json, chat_template.jinja / .json).
     node.findings.push(...(await hfChatTemplateFindings(archive, configs, path)));
     const mlflowRoot = isMlflowLayout(archive.members);
-    if (mlflowRoot !== undefined) return await inspectMlflow(archive, mlflowRoot, path, ctx);
     const torch = torchZipLayout(archive.members);
+    if (unsupported?.format === "keras") {
+      // A Keras folder in an MLflow bundle or a PyTorch zip: each layout's own checks would skip
+      // the other's, so the mix stays unsupported_format, as before Keras was inspected.
+      if (mlflowRoot !== undefined || (torch !== undefined && archive.kind === "zip")) {
+        node.format = "keras";
+        node.findings.push({
+          code: "unsupported_format",
+          severity: "malformed",
+          message: `${unsupported.what} inside an MLflow bundle or PyTorch zip is not inspected by modelgate: rejected`,
+          location: path,
+        });
+        return node;
+      }
+      // Code members (.py, .so, .pth) next to the model are judged as in any generic archive.
+      flagCodeMembers(archive, path, ctx);
+      return await inspectKeras(archive, configs, path, ctx);
+    }
+    if (mlflowRoot !== undefined) return await inspectMlflow(archive, mlflowRoot, path, ctx);
     if (torch !== undefined && archive.kind === "zip") return await inspectTorchZip(archive, torch, path, ctx);
     if (isNpzLayout(archive)) return await inspectNpz(archive, path, ctx);
     node.format = archive.kind;

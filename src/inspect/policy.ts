@@ -49,6 +49,24 @@ export const ContentPolicySchema = z
     allowRemoteCode: z.boolean().default(false),
     /** ONNX nodes whose operator domain needs a custom operator library (native code) on the host: off unless named. Optional, so that a policy without it keeps its digest. */
     allowCustomOperators: z.boolean().optional(),
+    /** Keras v3 classes outside `keras.*` that config.json may name ("module.Class" or "module.*"): deserialize_keras_object imports their module. Optional, so that a policy without it keeps its digest. */
+    keras: z
+      .object({
+        allowClasses: z
+          .array(
+            z
+              .string()
+              .max(512)
+              .superRefine((pattern, c) => {
+                const problem = invalidGlobalPattern(pattern);
+                if (problem !== undefined) c.addIssue({ code: "custom", message: problem });
+              }),
+          )
+          .max(1024)
+          .default([]),
+      })
+      .strict()
+      .optional(),
   })
   .describe("per-source content policy");
 
@@ -85,6 +103,7 @@ export function contentPolicyDigest(policy: ContentPolicy): string {
     // Only written when set, so every digest stored before this flag existed stays valid.
     ...(policy.allowRemoteCode ? { allowRemoteCode: true } : {}),
     ...(policy.allowCustomOperators === true ? { allowCustomOperators: true } : {}),
+    ...((policy.keras?.allowClasses.length ?? 0) > 0 ? { keras: { allowClasses: [...new Set(policy.keras?.allowClasses)].sort() } } : {}),
   });
   const digest = formatDigest(createHash("sha256").update(canonical).digest("hex"));
   policyDigests.set(policy, digest);

@@ -23,8 +23,11 @@ export type Severity = "innocuous" | "suspicious" | "dangerous" | "malformed";
  *   (src/formats/models/chatTemplate.ts).
  * - `custom_operator` (suspicious; allowCustomOperators) and `path_traversal` (dangerous): the
  *   ONNX inspector's (src/formats/models/onnx.ts).
+ * - `unknown_class` (suspicious; keras.allowClasses), `dangerous_class` (dangerous) and
+ *   `unsafe_option` (dangerous: a config asking for safe_mode off): the Keras v3 inspector's
+ *   (src/formats/models/keras.ts).
  */
-export const REPORT_ONLY_FINDING_CODES = ["unsafe_template", "custom_operator", "path_traversal"] as const;
+export const REPORT_ONLY_FINDING_CODES = ["unsafe_template", "custom_operator", "path_traversal", "unknown_class", "dangerous_class", "unsafe_option"] as const;
 
 export type FindingCode = InspectionErrorCode | (typeof REPORT_ONLY_FINDING_CODES)[number] | "data_member" | "info";
 

@@ -63,16 +63,16 @@ describe("family 4: Keras v3 recognised by what keras.saving.load_model reads", 
     ["keras_v3_no_metadata.zip", "config.json + model.weights.npz, no metadata.json"],
     ["keras_v3_config_only.keras", "config.json alone"],
     ["keras_v3_dir.tar.gz", "a model directory in a tar.gz"],
-  ])("%s (%s) is unsupported_format, format keras", async (name) => {
+  ])("%s (%s) is inspected as keras (benign config: accepted)", async (name) => {
     const r = await inspectBytes(fixture(name), name);
-    expect([r.verdict, rejecting(r)]).toEqual(["reject", ["unsupported_format"]]);
+    expect([r.verdict, rejecting(r)]).toEqual(["accept", []]);
     expect(r.format).toBe("keras");
   });
 
-  it("a generic zip whose member is a Keras zip is rejected by the member's content", async () => {
+  it("a generic zip whose member is a Keras zip is inspected by the member's content", async () => {
     const r = await inspectBytes(fixture("keras_v3_nested.zip"), "bundle.zip", { allowOpaqueMembers: true });
-    expect(rejecting(r)).toEqual(["unsupported_format"]);
-    expect(r.findings.find((f) => f.code === "unsupported_format")?.location).toBe("models/model.keras");
+    expect(rejecting(r)).toEqual([]);
+    expect(r.findings.map((f) => f.location)).toContain("models/model.keras/config.json");
   });
 
   it("a config.json Keras would instantiate, hidden inside an HF-looking config at any folder and any case, is Keras", async () => {
@@ -85,7 +85,7 @@ describe("family 4: Keras v3 recognised by what keras.saving.load_model reads", 
         ]),
         "m.zip",
       );
-      expect([name, r.format, rejecting(r)]).toEqual([name, "keras", ["unsupported_format"]]);
+      expect([name, r.format, rejecting(r)]).toEqual([name, "keras", ["embedded_code"]]);
     }
   });
 
@@ -97,12 +97,15 @@ describe("family 4: Keras v3 recognised by what keras.saving.load_model reads", 
       ]),
       "k.tar",
     );
-    expect([r.format, rejecting(r)]).toEqual(["keras", ["unsupported_format"]]);
+    expect([r.format, rejecting(r)]).toEqual(["keras", []]);
   });
 
   it("a zip of config.json alone is Keras whatever it holds (saving_lib deserializes it before it misses the weights)", async () => {
-    const r = await inspectBytes(buildZip([{ name: "config.json", data: json({ model_type: "x" }) }]), "k.zip");
-    expect([r.format, rejecting(r)]).toEqual(["keras", ["unsupported_format"]]);
+    const r = await inspectBytes(
+      buildZip([{ name: "config.json", data: json({ model_type: "x", layer: { module: "evil", class_name: "X", config: {} } }) }]),
+      "k.zip",
+    );
+    expect([r.format, rejecting(r)]).toEqual(["keras", ["unknown_class"]]);
   });
 
   it("a config.json with no Keras object and no Keras sibling stays data (a flat HF folder)", async () => {
@@ -158,9 +161,9 @@ describe("family 4: other loaders' formats, alone and as members", () => {
   });
 
   it("a Keras config.json spelled with a trailing dot (Windows opens it as config.json) is still read", async () => {
-    const config = json({ class_name: "Sequential", config: { layers: [] }, module: "keras" });
+    const config = json({ class_name: "Sequential", config: { layers: [{ module: "evil.layers", class_name: "X", config: {} }] }, module: "keras" });
     const r = await inspectBytes(buildTar([{ name: "k/config.json.", data: config }]), "k.tar");
-    expect([r.format, rejecting(r)]).toEqual(["keras", ["unsupported_format"]]);
+    expect([r.format, rejecting(r)]).toEqual(["keras", ["unknown_class"]]);
   });
 
   it("a safetensors file that h5py also opens (HDF5 after a user block) is a polyglot", async () => {

@@ -106,7 +106,7 @@ an interrupted download resumes (HTTP Range) when run again. Env MODELGATE_TOKEN
   scan: {
     name: "scan",
     summary: "inspect model files without loading them (exit 1 if any is rejected)",
-    usage: `usage: modelgate scan <file>... [--json] [--jobs <n>] [--allow-global <pattern>]... [--preset <name>]... [--policy <allowlist.json> --source <id>] [--allow-remote-code] [--allow-custom-operators]
+    usage: `usage: modelgate scan <file>... [--json] [--jobs <n>] [--allow-global <pattern>]... [--preset <name>]... [--policy <allowlist.json> --source <id>] [--allow-remote-code] [--allow-custom-operators] [--allow-keras-class <pattern>]...
 
 Inspect model files without loading them and print a verdict per file.
 
@@ -123,6 +123,8 @@ Inspect model files without loading them and print a verdict per file.
                             (remote_code findings become innocuous; .py members stay embedded_code)
   --allow-custom-operators  admit ONNX nodes of operator domains onnxruntime does not implement
                             (custom_operator findings become innocuous; external data is still checked)
+  --allow-keras-class <pattern>  admit a Keras v3 class outside keras.*: "module.Class" or "module.*"
+                            (repeatable; unknown_class findings become innocuous)
 
 Exit status: 0 every file accepted, 1 any file rejected, 2 usage or I/O error.`,
   },

@@ -32,6 +32,7 @@ function policyFrom(
     preset?: string[] | undefined;
     "allow-remote-code"?: boolean | undefined;
     "allow-custom-operators"?: boolean | undefined;
+    "allow-keras-class"?: string[] | undefined;
   },
   io: CliIo,
 ): ContentPolicy {
@@ -63,6 +64,12 @@ function policyFrom(
   if (presets.length > 0) policy.presets = presets;
   if (values["allow-remote-code"] === true) policy.allowRemoteCode = true;
   if (values["allow-custom-operators"] === true) policy.allowCustomOperators = true;
+  const kerasClasses = values["allow-keras-class"] ?? [];
+  for (const p of kerasClasses) {
+    const why = invalidGlobalPattern(p);
+    if (why !== undefined) throw new GatewayError("usage", `--allow-keras-class ${why}`);
+  }
+  if (kerasClasses.length > 0) policy.keras = { allowClasses: [...(base.keras?.allowClasses ?? []), ...kerasClasses] };
   return policy;
 }
 
@@ -103,6 +110,7 @@ export function makeScanCommand(inspector: Inspector, pooled: ScanPoolFactory = 
         "allow-global": { type: "string", multiple: true },
         "allow-remote-code": { type: "boolean" },
         "allow-custom-operators": { type: "boolean" },
+        "allow-keras-class": { type: "string", multiple: true },
         preset: { type: "string", multiple: true },
         policy: { type: "string" },
         source: { type: "string" },
