@@ -1,5 +1,6 @@
 import type { ByteSource } from "../bytes/source";
 import { MAX_PROTOBUF_SNIFF_FIELDS } from "../limits";
+import { END_GROUP, I32, I64, LEN, ProtobufWindow, readVarint, START_GROUP, VARINT } from "./protobufWire";
 
 /**
  * ONNX and TensorFlow SavedModel files have no magic number: each is one serialized protobuf
@@ -14,13 +15,6 @@ import { MAX_PROTOBUF_SNIFF_FIELDS } from "../limits";
  * Detection only names content; it proves nothing. ONNX is inspected by models/onnx.ts; SavedModel is
  * `unsupported_format`.
  */
-
-const VARINT = 0;
-const I64 = 1;
-const LEN = 2;
-const START_GROUP = 3;
-const END_GROUP = 4;
-const I32 = 5;
 
 /** Nested groups protobuf's runtimes parse before giving up (their default recursion limit). */
 const PROTOBUF_MAX_GROUP_DEPTH = 100;
@@ -60,37 +54,6 @@ interface WireField {
 
 type Walk = { ok: true; fields: WireField[]; truncated: boolean } | { ok: false };
 
-/** Positional reads through one 64 KiB window: a walk over many small fields costs few reads. */
-class Window {
-  private readonly buf = new Uint8Array(64 * 1024);
-  private base = 0;
-  private length = 0;
-  constructor(private readonly source: ByteSource) {}
-  /** The byte at `pos`, or undefined past the end of the source. */
-  byteAt(pos: number): number | undefined {
-    if (pos < this.base || pos >= this.base + this.length) {
-      this.base = pos;
-      this.length = this.source.readAt(this.buf, pos);
-      if (this.length === 0) return undefined;
-    }
-    return this.buf[pos - this.base];
-  }
-}
-
-/** A varint at `pos`, before `end` (at most 10 bytes, as protobuf allows). */
-function readVarint(window: Window, pos: number, end: number): { value: number; next: number } | undefined {
-  let value = 0;
-  let scale = 1;
-  for (let i = 0; i < 10 && pos + i < end; i++) {
-    const b = window.byteAt(pos + i);
-    if (b === undefined) return undefined;
-    value += (b & 0x7f) * scale;
-    scale *= 128;
-    if ((b & 0x80) === 0) return { value, next: pos + i + 1 };
-  }
-  return undefined;
-}
-
 /**
  * The fields of the message in [start, end): every key valid, every payload inside the range,
  * the last one ending exactly at `end`. A group (wire type 3 ... the matching 4) is skipped
@@ -101,7 +64,7 @@ function readVarint(window: Window, pos: number, end: number): { value: number; 
  * as truncated.
  */
 function walkFields(source: ByteSource, start: number, end: number, maxFields: number): Walk {
-  const window = new Window(source);
+  const window = new ProtobufWindow(source);
   const fields: WireField[] = [];
   const groups: number[] = [];
   let keys = 0;

@@ -4,6 +4,7 @@ import type { Finding, InspectionNode } from "../../inspect/report";
 import { ONNX_MAX_EXTERNAL_TENSORS, ONNX_MAX_FIELDS, ONNX_MAX_MESSAGE_DEPTH, ONNX_MAX_NODES, ONNX_MAX_STRING_BYTES } from "../../limits";
 import type { ArchiveFiles, FormatContext } from "../context";
 import { findingOf } from "../members";
+import { END_GROUP, I32, I64, LEN, ProtobufWindow, readVarint, START_GROUP, VARINT } from "../protobufWire";
 
 /**
  * ONNX models (onnx/onnx.proto, `syntax = "proto2"`): one serialized `ModelProto`. Read here the
@@ -35,13 +36,6 @@ import { findingOf } from "../members";
  *   reads host files into the weights; onnxruntime's in-memory tag `*\/_ORT_MEM_ADDR_/*` makes
  *   `offset` a raw memory address (CWE-822 in ONNX frontends that honour it from a file).
  */
-
-const VARINT = 0;
-const I64 = 1;
-const LEN = 2;
-const START_GROUP = 3;
-const END_GROUP = 4;
-const I32 = 5;
 
 /** Operator domains onnxruntime implements itself: the ONNX standard, ONNX-ML, training preview, and its contrib ops. */
 export const ONNX_BUILTIN_DOMAINS: ReadonlySet<string> = new Set(["", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "com.microsoft"]);
@@ -92,50 +86,33 @@ function malformed(message: string, offset?: number): GatewayError {
   return new GatewayError("malformed_container", `onnx: ${message}`, offset === undefined ? {} : { offset });
 }
 
-/** Positional reads through one 64 KiB window (a walk over many small fields costs few reads). */
-class Window {
-  private readonly buf = new Uint8Array(64 * 1024);
-  private base = 0;
-  private length = 0;
-  constructor(private readonly source: ByteSource) {}
-  byteAt(pos: number): number {
-    if (pos < this.base || pos >= this.base + this.length) {
-      this.base = pos;
-      this.length = this.source.readAt(this.buf, pos);
-      if (this.length === 0) throw malformed("source ended early", pos);
-    }
-    return this.buf[pos - this.base] as number;
-  }
-  bytes(start: number, end: number): Uint8Array {
-    const out = new Uint8Array(end - start);
-    for (let p = start; p < end; p++) out[p - start] = this.byteAt(p);
-    return out;
-  }
-}
-
 const utf8 = new TextDecoder("utf-8");
 
 class Reader {
-  private readonly window: Window;
+  private readonly window: ProtobufWindow;
   constructor(
     source: ByteSource,
     private readonly collected: Collected,
   ) {
-    this.window = new Window(source);
+    this.window = new ProtobufWindow(source);
   }
 
-  /** A varint at `pos` before `end`, as a number (values above 2^53 lose precision: only used for lengths, which are checked). */
+  /** A varint at `pos` before `end` (protobufWire.ts readVarint); a cut or over-long one is malformed. */
   varint(pos: number, end: number): { value: number; next: number } {
-    let value = 0;
-    let scale = 1;
-    for (let i = 0; i < 10; i++) {
-      if (pos + i >= end) throw malformed("truncated varint", pos);
-      const b = this.window.byteAt(pos + i);
-      value += (b & 0x7f) * scale;
-      scale *= 128;
-      if ((b & 0x80) === 0) return { value, next: pos + i + 1 };
+    const v = readVarint(this.window, pos, end);
+    if (v === undefined) throw malformed("truncated or over-long varint (protobuf allows 10 bytes)", pos);
+    return v;
+  }
+
+  /** The bytes of [start, end); the source ending early is malformed. */
+  private bytes(start: number, end: number): Uint8Array {
+    const out = new Uint8Array(end - start);
+    for (let p = start; p < end; p++) {
+      const b = this.window.byteAt(p);
+      if (b === undefined) throw malformed("source ended early", p);
+      out[p - start] = b;
     }
-    throw malformed("varint longer than 10 bytes", pos);
+    return out;
   }
 
   /**
@@ -200,7 +177,7 @@ class Reader {
     if (payload.end - payload.start > ONNX_MAX_STRING_BYTES) {
       throw new GatewayError("limit_exceeded", `onnx: ${what} longer than ${ONNX_MAX_STRING_BYTES} bytes (ONNX_MAX_STRING_BYTES)`, { offset: payload.start });
     }
-    return utf8.decode(this.window.bytes(payload.start, payload.end));
+    return utf8.decode(this.bytes(payload.start, payload.end));
   }
 }
 
